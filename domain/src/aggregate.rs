@@ -1,0 +1,44 @@
+//! The shape every aggregate has: a pure decision and a pure fold.
+
+use std::fmt::Debug;
+
+use crate::event::EventPayload;
+
+/// An aggregate's state, with the two pure functions that define its behaviour.
+///
+/// `decide` must be deterministic and side-effect free so that a handler can
+/// re-run it after an optimistic-concurrency conflict, and so that tests can
+/// state behaviour as given-events / when-command / then-events.
+pub trait Aggregate: Default + Clone + Debug + PartialEq {
+    /// What a caller asks the aggregate to do.
+    type Command: Debug;
+    /// What happened; the only thing that is stored.
+    type Event: EventPayload + Clone + Debug + PartialEq;
+    /// Why a command was refused.
+    type Error: crate::DomainError + Clone + PartialEq;
+
+    /// The stream category; a stream is named `{CATEGORY}-{id}`.
+    const CATEGORY: &'static str;
+
+    /// Decides which events a command produces from the current state.
+    fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+
+    /// Folds one event into the state. Total: an event that cannot apply to the
+    /// state leaves it unchanged, because the log is the truth and a read of it
+    /// must never panic.
+    #[must_use]
+    fn evolve(self, event: &Self::Event) -> Self;
+
+    /// Folds a sequence of events from the default state.
+    fn from_events<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self
+    where
+        Self::Event: 'a,
+    {
+        events.into_iter().fold(Self::default(), Self::evolve)
+    }
+}
+
+/// The stream name of one aggregate instance.
+pub fn stream_name<A: Aggregate>(id: &impl std::fmt::Display) -> String {
+    format!("{}-{id}", A::CATEGORY)
+}

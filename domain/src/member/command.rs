@@ -1,0 +1,43 @@
+//! What can be asked of a member.
+
+use chrono::{DateTime, Utc};
+
+use crate::ids::MemberId;
+use crate::pii::Sealed;
+
+/// A command addressed to one member.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemberCommand {
+    /// Join the programme. Phone and nickname arrive validated and sealed under
+    /// the member's key; uniqueness of the phone number is claimed beforehand
+    /// on its own stream.
+    Join {
+        /// The new member's id.
+        member_id: MemberId,
+        /// Sealed phone number.
+        phone: Sealed,
+        /// Sealed nickname.
+        nickname: Sealed,
+        /// When the member joined.
+        at: DateTime<Utc>,
+    },
+    /// Earn points; `amount` must be positive.
+    EarnPoints {
+        /// Points to add, as given by the caller.
+        amount: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Use points; `amount` must be positive and at most the balance.
+    UsePoints {
+        /// Points to spend, as given by the caller.
+        amount: i64,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Leave the programme, forfeiting the remaining balance.
+    Withdraw {
+        /// When.
+        at: DateTime<Utc>,
+    },
+}

@@ -1,0 +1,164 @@
+//! A member's state and its decide/evolve pair.
+
+use crate::aggregate::Aggregate;
+use crate::ids::MemberId;
+use crate::pii::Sealed;
+use crate::values::Points;
+
+use super::command::MemberCommand;
+use super::error::MemberError;
+use super::event::{MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed};
+
+/// A member, as folded from the `member-{id}` stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Member {
+    /// Nobody has joined under this id.
+    #[default]
+    NotJoined,
+    /// A member who can earn and use points.
+    Active(ActiveMember),
+    /// A member who left. Terminal.
+    Withdrawn {
+        /// The member.
+        member_id: MemberId,
+    },
+}
+
+/// What an active member holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveMember {
+    /// The member.
+    pub member_id: MemberId,
+    /// Sealed phone number.
+    pub phone_no: Sealed,
+    /// Sealed nickname.
+    pub nickname: Sealed,
+    /// Current balance; never negative by construction.
+    pub balance: Points,
+}
+
+impl Member {
+    /// The current balance (zero unless active).
+    pub fn balance(&self) -> Points {
+        match self {
+            Self::Active(member) => member.balance,
+            Self::NotJoined | Self::Withdrawn { .. } => Points::ZERO,
+        }
+    }
+
+    fn active(&self) -> Result<&ActiveMember, MemberError> {
+        match self {
+            Self::Active(member) => Ok(member),
+            Self::NotJoined => Err(MemberError::NotFound),
+            Self::Withdrawn { .. } => Err(MemberError::Withdrawn),
+        }
+    }
+}
+
+impl Aggregate for Member {
+    type Command = MemberCommand;
+    type Event = MemberEvent;
+    type Error = MemberError;
+
+    const CATEGORY: &'static str = "member";
+
+    fn decide(&self, command: MemberCommand) -> Result<Vec<MemberEvent>, MemberError> {
+        match command {
+            MemberCommand::Join {
+                member_id,
+                phone,
+                nickname,
+                at,
+            } => match self {
+                Self::NotJoined => Ok(vec![
+                    MemberJoined {
+                        member_id,
+                        phone_no: phone,
+                        nickname,
+                        joined_at: at,
+                    }
+                    .into(),
+                ]),
+                Self::Active(_) | Self::Withdrawn { .. } => Err(MemberError::AlreadyJoined),
+            },
+            MemberCommand::EarnPoints { amount, at } => {
+                let member = self.active()?;
+                let amount = Points::positive(amount)?;
+                let balance = member
+                    .balance
+                    .checked_add(amount)
+                    .ok_or(MemberError::BalanceOverflow)?;
+                Ok(vec![
+                    PointsEarned {
+                        member_id: member.member_id.clone(),
+                        amount,
+                        balance,
+                        at,
+                    }
+                    .into(),
+                ])
+            }
+            MemberCommand::UsePoints { amount, at } => {
+                let member = self.active()?;
+                let amount = Points::positive(amount)?;
+                let balance = member
+                    .balance
+                    .checked_sub(amount)
+                    .ok_or(MemberError::InsufficientPoints {
+                        balance: member.balance,
+                        requested: amount,
+                    })?;
+                Ok(vec![
+                    PointsUsed {
+                        member_id: member.member_id.clone(),
+                        amount,
+                        balance,
+                        at,
+                    }
+                    .into(),
+                ])
+            }
+            MemberCommand::Withdraw { at } => {
+                let member = self.active()?;
+                let member_id = member.member_id.clone();
+                let mut events = Vec::with_capacity(2);
+                if member.balance > Points::ZERO {
+                    events.push(
+                        PointsForfeited {
+                            member_id: member_id.clone(),
+                            amount: member.balance,
+                            at,
+                        }
+                        .into(),
+                    );
+                }
+                events.push(MemberWithdrawn { member_id, at }.into());
+                Ok(events)
+            }
+        }
+    }
+
+    fn evolve(self, event: &MemberEvent) -> Self {
+        match (self, event) {
+            (Self::NotJoined, MemberEvent::MemberJoined(e)) => Self::Active(ActiveMember {
+                member_id: e.member_id.clone(),
+                phone_no: e.phone_no.clone(),
+                nickname: e.nickname.clone(),
+                balance: Points::ZERO,
+            }),
+            (Self::Active(mut m), MemberEvent::PointsEarned(PointsEarned { balance, .. }))
+            | (Self::Active(mut m), MemberEvent::PointsUsed(PointsUsed { balance, .. })) => {
+                m.balance = *balance;
+                Self::Active(m)
+            }
+            (Self::Active(mut m), MemberEvent::PointsForfeited(_)) => {
+                m.balance = Points::ZERO;
+                Self::Active(m)
+            }
+            (Self::Active(m), MemberEvent::MemberWithdrawn(_)) => Self::Withdrawn {
+                member_id: m.member_id,
+            },
+            (state, _) => state,
+        }
+    }
+}

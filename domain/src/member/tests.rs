@@ -1,0 +1,257 @@
+use chrono::{DateTime, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::*;
+use crate::aggregate::Aggregate;
+use crate::error::{DomainError, ErrorKind};
+use crate::ids::MemberId;
+use crate::pii::{NONCE_LEN, PersonKey, Sealed};
+use crate::testing::given;
+use crate::values::{Points, ValidationError};
+
+fn at() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
+}
+
+fn id() -> MemberId {
+    MemberId::parse("1").unwrap()
+}
+
+fn sealed(field: &str, value: &str) -> Sealed {
+    PersonKey::new("member-1", [7; 32]).seal(field, value, [0; NONCE_LEN])
+}
+
+fn join() -> MemberCommand {
+    MemberCommand::Join {
+        member_id: id(),
+        phone: sealed("phoneNo", "01085581234"),
+        nickname: sealed("nickname", "SEQ1"),
+        at: at(),
+    }
+}
+
+fn joined() -> MemberEvent {
+    MemberJoined {
+        member_id: id(),
+        phone_no: sealed("phoneNo", "01085581234"),
+        nickname: sealed("nickname", "SEQ1"),
+        joined_at: at(),
+    }
+    .into()
+}
+
+fn earned(amount: u64, balance: u64) -> MemberEvent {
+    PointsEarned {
+        member_id: id(),
+        amount: Points(amount),
+        balance: Points(balance),
+        at: at(),
+    }
+    .into()
+}
+
+fn used(amount: u64, balance: u64) -> MemberEvent {
+    PointsUsed {
+        member_id: id(),
+        amount: Points(amount),
+        balance: Points(balance),
+        at: at(),
+    }
+    .into()
+}
+
+fn withdrawn() -> MemberEvent {
+    MemberWithdrawn { member_id: id(), at: at() }.into()
+}
+
+#[test]
+fn a_new_member_joins() {
+    let state = given::<Member>([]).when(join()).then([joined()]);
+    assert_eq!(state.balance(), Points::ZERO);
+}
+
+#[test]
+fn joining_twice_is_refused() {
+    given::<Member>([joined()]).when(join()).then_err(MemberError::AlreadyJoined);
+}
+
+#[test]
+fn a_withdrawn_member_cannot_join_again_under_the_same_id() {
+    given::<Member>([joined(), withdrawn()])
+        .when(join())
+        .then_err(MemberError::AlreadyJoined);
+}
+
+#[test]
+fn earning_adds_to_the_balance() {
+    let state = given::<Member>([joined(), earned(100, 100)])
+        .when(MemberCommand::EarnPoints { amount: 50, at: at() })
+        .then([earned(50, 150)]);
+    assert_eq!(state.balance(), Points(150));
+}
+
+#[test]
+fn earning_zero_or_negative_points_is_invalid() {
+    for amount in [0, -1, i64::MIN] {
+        given::<Member>([joined()])
+            .when(MemberCommand::EarnPoints { amount, at: at() })
+            .then_err(ValidationError::AmountNotPositive { amount }.into());
+    }
+}
+
+#[test]
+fn earning_past_the_largest_balance_is_refused() {
+    given::<Member>([joined(), earned(u64::MAX, u64::MAX)])
+        .when(MemberCommand::EarnPoints { amount: 1, at: at() })
+        .then_err(MemberError::BalanceOverflow);
+}
+
+#[test]
+fn using_points_subtracts_from_the_balance() {
+    given::<Member>([joined(), earned(100, 100)])
+        .when(MemberCommand::UsePoints { amount: 100, at: at() })
+        .then([used(100, 0)]);
+}
+
+#[test]
+fn using_more_points_than_the_balance_is_refused() {
+    given::<Member>([joined(), earned(100, 100)])
+        .when(MemberCommand::UsePoints { amount: 101, at: at() })
+        .then_err(MemberError::InsufficientPoints {
+            balance: Points(100),
+            requested: Points(101),
+        });
+}
+
+#[test]
+fn using_zero_points_is_invalid() {
+    given::<Member>([joined()])
+        .when(MemberCommand::UsePoints { amount: 0, at: at() })
+        .then_err(ValidationError::AmountNotPositive { amount: 0 }.into());
+}
+
+#[test]
+fn withdrawal_forfeits_the_balance_first() {
+    let state = given::<Member>([joined(), earned(70, 70)])
+        .when(MemberCommand::Withdraw { at: at() })
+        .then([
+            PointsForfeited {
+                member_id: id(),
+                amount: Points(70),
+                at: at(),
+            }
+            .into(),
+            withdrawn(),
+        ]);
+    assert_eq!(state, Member::Withdrawn { member_id: id() });
+}
+
+#[test]
+fn withdrawal_with_no_points_forfeits_nothing() {
+    given::<Member>([joined()])
+        .when(MemberCommand::Withdraw { at: at() })
+        .then([withdrawn()]);
+}
+
+#[test]
+fn a_withdrawn_member_can_do_nothing_more() {
+    for command in [
+        MemberCommand::EarnPoints { amount: 1, at: at() },
+        MemberCommand::UsePoints { amount: 1, at: at() },
+        MemberCommand::Withdraw { at: at() },
+    ] {
+        given::<Member>([joined(), withdrawn()])
+            .when(command)
+            .then_err(MemberError::Withdrawn);
+    }
+}
+
+#[test]
+fn commands_for_an_unknown_member_are_not_found() {
+    for command in [
+        MemberCommand::EarnPoints { amount: 1, at: at() },
+        MemberCommand::UsePoints { amount: 1, at: at() },
+        MemberCommand::Withdraw { at: at() },
+    ] {
+        given::<Member>([]).when(command).then_err(MemberError::NotFound);
+    }
+}
+
+#[test]
+fn error_codes_are_stable_and_classed() {
+    let cases = [
+        (MemberError::NotFound, "member.not_found", ErrorKind::NotFound),
+        (MemberError::AlreadyJoined, "member.already_joined", ErrorKind::Conflict),
+        (MemberError::Withdrawn, "member.withdrawn", ErrorKind::Conflict),
+        (
+            MemberError::InsufficientPoints {
+                balance: Points(1),
+                requested: Points(2),
+            },
+            "member.insufficient_points",
+            ErrorKind::Rule,
+        ),
+        (MemberError::BalanceOverflow, "member.balance_overflow", ErrorKind::Rule),
+        (
+            ValidationError::AmountNotPositive { amount: 0 }.into(),
+            "validation.amount_not_positive",
+            ErrorKind::Invalid,
+        ),
+    ];
+    for (error, code, kind) in cases {
+        assert_eq!((error.code(), error.kind()), (code, kind), "{error:?}");
+    }
+}
+
+/// A command drawn at random, amounts including zero and negatives.
+fn any_command() -> impl Strategy<Value = MemberCommand> {
+    prop_oneof![
+        Just(join()),
+        (-5i64..1_000).prop_map(|amount| MemberCommand::EarnPoints { amount, at: at() }),
+        (-5i64..1_000).prop_map(|amount| MemberCommand::UsePoints { amount, at: at() }),
+        Just(MemberCommand::Withdraw { at: at() }),
+    ]
+}
+
+proptest! {
+    /// Random command sequences keep every invariant: the balance equals what
+    /// the events say, never goes negative, a withdrawal forfeits exactly the
+    /// balance, Withdrawn stays Withdrawn, and evolve agrees with decide.
+    #[test]
+    fn random_command_sequences_keep_the_invariants(commands in prop::collection::vec(any_command(), 0..40)) {
+        let mut state = Member::default();
+        let mut ledger: i128 = 0;
+        for command in commands {
+            let before = state.clone();
+            let Ok(events) = state.decide(command.clone()) else {
+                continue;
+            };
+            for event in &events {
+                match event {
+                    MemberEvent::PointsEarned(e) => {
+                        ledger += i128::from(e.amount.0);
+                        prop_assert_eq!(i128::from(e.balance.0), ledger);
+                    }
+                    MemberEvent::PointsUsed(e) => {
+                        ledger -= i128::from(e.amount.0);
+                        prop_assert_eq!(i128::from(e.balance.0), ledger);
+                    }
+                    MemberEvent::PointsForfeited(e) => {
+                        prop_assert_eq!(e.amount, before.balance());
+                        ledger -= i128::from(e.amount.0);
+                    }
+                    MemberEvent::MemberJoined(_) | MemberEvent::MemberWithdrawn(_) => {}
+                }
+                prop_assert!(ledger >= 0, "balance went negative");
+                state = state.evolve(event);
+            }
+            prop_assert_eq!(i128::from(state.balance().0), ledger);
+            if matches!(before, Member::Withdrawn { .. }) {
+                prop_assert_eq!(&state, &before, "withdrawn is terminal");
+            }
+            if matches!(command, MemberCommand::Withdraw { .. }) {
+                prop_assert!(matches!(state, Member::Withdrawn { .. }), "withdraw ends in Withdrawn");
+            }
+        }
+    }
+}
