@@ -6,7 +6,7 @@
 //! (`mileage_store::keys`); when it no longer holds a key, [`reveal`] answers
 //! [`Revealed::Erased`] and the event still decodes.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD_NO_PAD as B64;
@@ -207,10 +207,16 @@ pub enum PiiError {
 /// with a server-side secret), so the log does not reveal phone numbers to
 /// anyone who can enumerate the small space of numbers.
 pub fn phone_index(secret: &[u8], phone: &PhoneNumber) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     mac.update(phone.as_str().as_bytes());
     let digest = mac.finalize().into_bytes();
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    digest[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
 }
 
 #[cfg(test)]
@@ -240,9 +246,15 @@ mod tests {
     #[test]
     fn another_persons_key_cannot_open_it() {
         let sealed = key("member-1", 7).seal("phoneNo", "010", [1; NONCE_LEN]);
-        assert!(matches!(key("member-2", 7).open(&sealed), Err(PiiError::WrongKey { .. })));
+        assert!(matches!(
+            key("member-2", 7).open(&sealed),
+            Err(PiiError::WrongKey { .. })
+        ));
         let forged = PersonKey::new("member-1", [8; KEY_LEN]);
-        assert!(matches!(forged.open(&sealed), Err(PiiError::Tampered { .. })));
+        assert!(matches!(
+            forged.open(&sealed),
+            Err(PiiError::Tampered { .. })
+        ));
     }
 
     #[test]
@@ -255,7 +267,10 @@ mod tests {
     #[test]
     fn key_debug_hides_the_secret() {
         let shown = format!("{:?}", key("member-1", 0xAB));
-        assert!(!shown.contains("171") && !shown.to_lowercase().contains("ab,"), "{shown}");
+        assert!(
+            !shown.contains("171") && !shown.to_lowercase().contains("ab,"),
+            "{shown}"
+        );
     }
 
     #[test]

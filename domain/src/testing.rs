@@ -48,10 +48,15 @@ where
         let expected: Vec<A::Event> = expected.into_iter().collect();
         match self.outcome {
             Ok(events) => {
-                assert_eq!(events, expected, "decided events differ from the expected ones");
+                assert_eq!(
+                    events, expected,
+                    "decided events differ from the expected ones"
+                );
                 events.iter().fold(self.state, A::evolve)
             }
-            Err(error) => panic!("expected events {expected:?}, but the command was refused: {error:?}"),
+            Err(error) => {
+                panic!("expected events {expected:?}, but the command was refused: {error:?}")
+            }
         }
     }
 
@@ -59,7 +64,9 @@ where
     #[track_caller]
     pub fn then_err(self, expected: A::Error) {
         match self.outcome {
-            Ok(events) => panic!("expected refusal {expected:?}, but the command produced {events:?}"),
+            Ok(events) => {
+                panic!("expected refusal {expected:?}, but the command produced {events:?}")
+            }
             Err(error) => assert_eq!(error, expected, "refused with a different error"),
         }
     }

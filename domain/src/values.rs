@@ -144,7 +144,18 @@ impl fmt::Debug for Nickname {
 
 /// A non-negative number of points. Integer, never floating point.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
 )]
 #[serde(transparent)]
 pub struct Points(pub u64);
@@ -185,22 +196,46 @@ mod tests {
 
     #[test]
     fn phone_numbers_from_the_source_document_parse() {
-        assert_eq!(PhoneNumber::parse("01085581234").unwrap().as_str(), "01085581234");
+        assert_eq!(
+            PhoneNumber::parse("01085581234").unwrap().as_str(),
+            "01085581234"
+        );
         assert_eq!(PhoneNumber::parse("1234567").unwrap().as_str(), "1234567");
-        assert_eq!(PhoneNumber::parse(" 010-8558-1234 ").unwrap().as_str(), "01085581234");
-        assert_eq!(PhoneNumber::parse("+82 10 8558 1234").unwrap().as_str(), "+821085581234");
+        assert_eq!(
+            PhoneNumber::parse(" 010-8558-1234 ").unwrap().as_str(),
+            "01085581234"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+82 10 8558 1234").unwrap().as_str(),
+            "+821085581234"
+        );
     }
 
     #[test]
     fn malformed_phone_numbers_are_refused() {
-        for raw in ["", "123456", "1234567890123456", "010-abcd-1234", "++8210", "+", "12 34 5"] {
-            assert_eq!(PhoneNumber::parse(raw), Err(ValidationError::InvalidPhoneNumber), "{raw:?}");
+        for raw in [
+            "",
+            "123456",
+            "1234567890123456",
+            "010-abcd-1234",
+            "++8210",
+            "+",
+            "12 34 5",
+        ] {
+            assert_eq!(
+                PhoneNumber::parse(raw),
+                Err(ValidationError::InvalidPhoneNumber),
+                "{raw:?}"
+            );
         }
     }
 
     #[test]
     fn masked_phone_shows_only_last_four_digits() {
-        assert_eq!(PhoneNumber::parse("01085581234").unwrap().masked(), "*******1234");
+        assert_eq!(
+            PhoneNumber::parse("01085581234").unwrap().masked(),
+            "*******1234"
+        );
     }
 
     #[test]
@@ -216,7 +251,13 @@ mod tests {
     #[test]
     fn amounts_must_be_positive() {
         assert_eq!(Points::positive(5), Ok(Points(5)));
-        assert_eq!(Points::positive(0), Err(ValidationError::AmountNotPositive { amount: 0 }));
-        assert_eq!(Points::positive(-3), Err(ValidationError::AmountNotPositive { amount: -3 }));
+        assert_eq!(
+            Points::positive(0),
+            Err(ValidationError::AmountNotPositive { amount: 0 })
+        );
+        assert_eq!(
+            Points::positive(-3),
+            Err(ValidationError::AmountNotPositive { amount: -3 })
+        );
     }
 }

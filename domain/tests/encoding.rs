@@ -30,14 +30,19 @@ fn an_event_round_trips_through_json() {
 #[test]
 fn stored_json_never_holds_personal_data_in_clear() {
     let text = String::from_utf8(joined().to_json()).unwrap();
-    assert!(!text.contains("01085581234") && !text.contains("SEQ1"), "{text}");
+    assert!(
+        !text.contains("01085581234") && !text.contains("SEQ1"),
+        "{text}"
+    );
     assert!(text.contains("\"memberId\":\"9\""), "{text}");
 }
 
 #[test]
 fn with_the_key_deleted_the_event_decodes_and_shows_erased() {
     let event = joined();
-    let MemberEvent::MemberJoined(decoded) = MemberEvent::decode("MemberJoined", 1, &event.to_json()).unwrap() else {
+    let MemberEvent::MemberJoined(decoded) =
+        MemberEvent::decode("MemberJoined", 1, &event.to_json()).unwrap()
+    else {
         panic!("should decode as MemberJoined");
     };
     assert_eq!(reveal(&decoded.phone_no, None), Ok(Revealed::Erased));
@@ -71,8 +76,11 @@ fn an_unknown_version_is_a_named_error() {
 
 #[test]
 fn corrupt_data_is_a_named_error() {
-    let Err(DecodeError::Malformed { event_type, version, reason }) =
-        MemberEvent::decode("PointsEarned", 1, b"{\"memberId\":\"1\",\"amount\":-4")
+    let Err(DecodeError::Malformed {
+        event_type,
+        version,
+        reason,
+    }) = MemberEvent::decode("PointsEarned", 1, b"{\"memberId\":\"1\",\"amount\":-4")
     else {
         panic!("corrupt data should be Malformed");
     };

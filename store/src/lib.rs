@@ -1,1 +1,72 @@
-//! placeholder
+//! The event store port and its adapters.
+//!
+//! [`EventStore`] is the one contract both sides of Mileage use: the command
+//! side appends with an expected version and reads streams; the projector
+//! reads and subscribes to the global log from a checkpoint. Two adapters
+//! implement it: [`postgres::PgEventStore`] (the local default) and
+//! [`eventstoredb::EsdbEventStore`] (production). [`conformance`] is the one
+//! test suite both must pass.
+//!
+//! [`keys::KeyStore`] is the port of the per-person key table that makes
+//! erasing personal data from an immutable log possible.
+
+pub mod conformance;
+mod error;
+pub mod eventstoredb;
+pub mod keys;
+pub mod postgres;
+pub mod testing;
+mod types;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+pub use error::StoreError;
+pub use types::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent};
+
+/// An append-only log of events, grouped into streams, with one global order.
+///
+/// Implementations must guarantee: an append is all-or-nothing; a wrong
+/// expected version is [`StoreError::WrongExpectedVersion`], never an
+/// overwrite; appending the same event ids again stores nothing new; the
+/// global log is read in one order that never changes and never skips an
+/// event that commits later.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if its current version matches `expected`.
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError>;
+
+    /// Reads up to `max_count` events of `stream`, forwards, starting at
+    /// version `from_version` (inclusive). An unknown stream reads as empty.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `max_count` events of the global log strictly after
+    /// `after` (from the start when `None`), in global order.
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Follows the global log strictly after `after`: first what is stored,
+    /// then new events as they commit. The stream never ends by itself; an
+    /// error is yielded as an item and the subscription goes on from the last
+    /// event it yielded.
+    fn subscribe_all(
+        &self,
+        after: Option<Position>,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
+
+    /// The position of the last event of the global log, if any.
+    async fn head_position(&self) -> Result<Option<Position>, StoreError>;
+}

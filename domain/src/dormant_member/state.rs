@@ -123,7 +123,10 @@ impl Aggregate for DormantMember {
 
     const CATEGORY: &'static str = "dormantMember";
 
-    fn decide(&self, command: DormantMemberCommand) -> Result<Vec<DormantMemberEvent>, DormantMemberError> {
+    fn decide(
+        &self,
+        command: DormantMemberCommand,
+    ) -> Result<Vec<DormantMemberEvent>, DormantMemberError> {
         match command {
             DormantMemberCommand::Register {
                 id,

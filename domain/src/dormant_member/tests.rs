@@ -100,7 +100,9 @@ fn clear() -> DormantMemberCommand {
 
 #[test]
 fn an_operator_registers_a_pre_dormant_target() {
-    let state = given::<DormantMember>([]).when(register()).then([registered()]);
+    let state = given::<DormantMember>([])
+        .when(register())
+        .then([registered()]);
     assert_eq!(state.status(), Some(DormantStatus::PreDormant));
 }
 
@@ -212,13 +214,24 @@ fn error_codes_are_stable_and_classed() {
     };
     assert_eq!(transition.code(), "dormant_member.invalid_transition");
     assert_eq!(transition.kind(), ErrorKind::Conflict);
-    assert_eq!(transition.to_string(), "cannot change a CLEARED target to DORMANT");
+    assert_eq!(
+        transition.to_string(),
+        "cannot change a CLEARED target to DORMANT"
+    );
     assert_eq!(DormantMemberError::NotFound.kind(), ErrorKind::NotFound);
-    assert_eq!(DormantMemberError::AlreadyRegistered.code(), "dormant_member.already_registered");
+    assert_eq!(
+        DormantMemberError::AlreadyRegistered.code(),
+        "dormant_member.already_registered"
+    );
 }
 
 fn any_command() -> impl Strategy<Value = DormantMemberCommand> {
-    prop_oneof![Just(register()), Just(mark_dormant()), Just(destroy()), Just(clear())]
+    prop_oneof![
+        Just(register()),
+        Just(mark_dormant()),
+        Just(destroy()),
+        Just(clear())
+    ]
 }
 
 proptest! {
@@ -240,7 +253,7 @@ proptest! {
                 prop_assert!(before.is_none_or(|s| s != target || target == DormantStatus::PreDormant));
                 continue;
             };
-            state = events.iter().fold(state, |s, e| s.evolve(e));
+            state = events.iter().fold(state, Aggregate::evolve);
             let after = state.status();
             prop_assert_eq!(after, Some(target));
             match before {

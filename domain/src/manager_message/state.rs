@@ -52,7 +52,9 @@ impl ManagerMessage {
             Self::Recorded(outcome) => Err(ManagerMessageError::OutcomeAlreadyRecorded {
                 recorded: outcome.status,
             }),
-            Self::Pending if notice.content.trim().is_empty() => Err(ManagerMessageError::EmptyContent),
+            Self::Pending if notice.content.trim().is_empty() => {
+                Err(ManagerMessageError::EmptyContent)
+            }
             Self::Pending if notice.attempts == 0 => Err(ManagerMessageError::NoAttempt),
             Self::Pending => Ok(vec![event()]),
         }
@@ -66,19 +68,24 @@ impl Aggregate for ManagerMessage {
 
     const CATEGORY: &'static str = "managerMessage";
 
-    fn decide(&self, command: ManagerMessageCommand) -> Result<Vec<ManagerMessageEvent>, ManagerMessageError> {
+    fn decide(
+        &self,
+        command: ManagerMessageCommand,
+    ) -> Result<Vec<ManagerMessageEvent>, ManagerMessageError> {
         match command {
-            ManagerMessageCommand::RecordSent(notice) => self.record(MessageStatus::Sent, &notice, || {
-                MessageSent {
-                    target_id: notice.target_id.clone(),
-                    member_id: notice.member_id.clone(),
-                    phone_no: notice.phone_no.clone(),
-                    content: notice.content.clone(),
-                    attempts: notice.attempts,
-                    at: notice.at,
-                }
-                .into()
-            }),
+            ManagerMessageCommand::RecordSent(notice) => {
+                self.record(MessageStatus::Sent, &notice, || {
+                    MessageSent {
+                        target_id: notice.target_id.clone(),
+                        member_id: notice.member_id.clone(),
+                        phone_no: notice.phone_no.clone(),
+                        content: notice.content.clone(),
+                        attempts: notice.attempts,
+                        at: notice.at,
+                    }
+                    .into()
+                })
+            }
             ManagerMessageCommand::RecordFailed { notice, reason } => {
                 self.record(MessageStatus::Failed, &notice, || {
                     MessageFailed {
@@ -98,14 +105,18 @@ impl Aggregate for ManagerMessage {
 
     fn evolve(self, event: &ManagerMessageEvent) -> Self {
         match (self, event) {
-            (Self::Pending, ManagerMessageEvent::MessageSent(e)) => Self::Recorded(MessageOutcome {
-                status: MessageStatus::Sent,
-                attempts: e.attempts,
-            }),
-            (Self::Pending, ManagerMessageEvent::MessageFailed(e)) => Self::Recorded(MessageOutcome {
-                status: MessageStatus::Failed,
-                attempts: e.attempts,
-            }),
+            (Self::Pending, ManagerMessageEvent::MessageSent(e)) => {
+                Self::Recorded(MessageOutcome {
+                    status: MessageStatus::Sent,
+                    attempts: e.attempts,
+                })
+            }
+            (Self::Pending, ManagerMessageEvent::MessageFailed(e)) => {
+                Self::Recorded(MessageOutcome {
+                    status: MessageStatus::Failed,
+                    attempts: e.attempts,
+                })
+            }
             (state, _) => state,
         }
     }

@@ -14,7 +14,11 @@ fn notice(attempts: u32) -> Notice {
     Notice {
         target_id: DormantMemberId::parse("2").unwrap(),
         member_id: MemberId::parse("2").unwrap(),
-        phone_no: PersonKey::new("dormantMember-2", [1; 32]).seal("phoneNo", "01052995000", [0; NONCE_LEN]),
+        phone_no: PersonKey::new("dormantMember-2", [1; 32]).seal(
+            "phoneNo",
+            "01052995000",
+            [0; NONCE_LEN],
+        ),
         content: "DORMANT Message Send~!".into(),
         attempts,
         at: at(),
@@ -71,7 +75,9 @@ fn a_delivered_notice_is_recorded_as_sent() {
 
 #[test]
 fn an_undeliverable_notice_is_recorded_as_failed_with_the_reason() {
-    given::<ManagerMessage>([]).when(record_failed()).then([failed()]);
+    given::<ManagerMessage>([])
+        .when(record_failed())
+        .then([failed()]);
 }
 
 #[test]
@@ -79,7 +85,9 @@ fn the_same_outcome_twice_is_recorded_once() {
     given::<ManagerMessage>([sent()])
         .when(ManagerMessageCommand::RecordSent(notice(1)))
         .then([]);
-    given::<ManagerMessage>([failed()]).when(record_failed()).then([]);
+    given::<ManagerMessage>([failed()])
+        .when(record_failed())
+        .then([]);
 }
 
 #[test]
@@ -113,6 +121,12 @@ fn error_codes_are_stable_and_classed() {
     let e = ManagerMessageError::OutcomeAlreadyRecorded {
         recorded: MessageStatus::Sent,
     };
-    assert_eq!((e.code(), e.kind()), ("manager_message.outcome_already_recorded", ErrorKind::Conflict));
+    assert_eq!(
+        (e.code(), e.kind()),
+        (
+            "manager_message.outcome_already_recorded",
+            ErrorKind::Conflict
+        )
+    );
     assert_eq!(ManagerMessageError::EmptyContent.kind(), ErrorKind::Invalid);
 }

@@ -14,5 +14,7 @@ mod tests;
 
 pub use command::MemberCommand;
 pub use error::MemberError;
-pub use event::{MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed};
+pub use event::{
+    MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
+};
 pub use state::{ActiveMember, Member};

@@ -7,7 +7,9 @@ use crate::values::Points;
 
 use super::command::MemberCommand;
 use super::error::MemberError;
-use super::event::{MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed};
+use super::event::{
+    MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
+};
 
 /// A member, as folded from the `member-{id}` stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -101,13 +103,14 @@ impl Aggregate for Member {
             MemberCommand::UsePoints { amount, at } => {
                 let member = self.active()?;
                 let amount = Points::positive(amount)?;
-                let balance = member
-                    .balance
-                    .checked_sub(amount)
-                    .ok_or(MemberError::InsufficientPoints {
-                        balance: member.balance,
-                        requested: amount,
-                    })?;
+                let balance =
+                    member
+                        .balance
+                        .checked_sub(amount)
+                        .ok_or(MemberError::InsufficientPoints {
+                            balance: member.balance,
+                            requested: amount,
+                        })?;
                 Ok(vec![
                     PointsUsed {
                         member_id: member.member_id.clone(),
@@ -146,8 +149,11 @@ impl Aggregate for Member {
                 nickname: e.nickname.clone(),
                 balance: Points::ZERO,
             }),
-            (Self::Active(mut m), MemberEvent::PointsEarned(PointsEarned { balance, .. }))
-            | (Self::Active(mut m), MemberEvent::PointsUsed(PointsUsed { balance, .. })) => {
+            (
+                Self::Active(mut m),
+                MemberEvent::PointsEarned(PointsEarned { balance, .. })
+                | MemberEvent::PointsUsed(PointsUsed { balance, .. }),
+            ) => {
                 m.balance = *balance;
                 Self::Active(m)
             }

@@ -61,7 +61,11 @@ fn used(amount: u64, balance: u64) -> MemberEvent {
 }
 
 fn withdrawn() -> MemberEvent {
-    MemberWithdrawn { member_id: id(), at: at() }.into()
+    MemberWithdrawn {
+        member_id: id(),
+        at: at(),
+    }
+    .into()
 }
 
 #[test]
@@ -72,7 +76,9 @@ fn a_new_member_joins() {
 
 #[test]
 fn joining_twice_is_refused() {
-    given::<Member>([joined()]).when(join()).then_err(MemberError::AlreadyJoined);
+    given::<Member>([joined()])
+        .when(join())
+        .then_err(MemberError::AlreadyJoined);
 }
 
 #[test]
@@ -85,7 +91,10 @@ fn a_withdrawn_member_cannot_join_again_under_the_same_id() {
 #[test]
 fn earning_adds_to_the_balance() {
     let state = given::<Member>([joined(), earned(100, 100)])
-        .when(MemberCommand::EarnPoints { amount: 50, at: at() })
+        .when(MemberCommand::EarnPoints {
+            amount: 50,
+            at: at(),
+        })
         .then([earned(50, 150)]);
     assert_eq!(state.balance(), Points(150));
 }
@@ -102,21 +111,30 @@ fn earning_zero_or_negative_points_is_invalid() {
 #[test]
 fn earning_past_the_largest_balance_is_refused() {
     given::<Member>([joined(), earned(u64::MAX, u64::MAX)])
-        .when(MemberCommand::EarnPoints { amount: 1, at: at() })
+        .when(MemberCommand::EarnPoints {
+            amount: 1,
+            at: at(),
+        })
         .then_err(MemberError::BalanceOverflow);
 }
 
 #[test]
 fn using_points_subtracts_from_the_balance() {
     given::<Member>([joined(), earned(100, 100)])
-        .when(MemberCommand::UsePoints { amount: 100, at: at() })
+        .when(MemberCommand::UsePoints {
+            amount: 100,
+            at: at(),
+        })
         .then([used(100, 0)]);
 }
 
 #[test]
 fn using_more_points_than_the_balance_is_refused() {
     given::<Member>([joined(), earned(100, 100)])
-        .when(MemberCommand::UsePoints { amount: 101, at: at() })
+        .when(MemberCommand::UsePoints {
+            amount: 101,
+            at: at(),
+        })
         .then_err(MemberError::InsufficientPoints {
             balance: Points(100),
             requested: Points(101),
@@ -126,7 +144,10 @@ fn using_more_points_than_the_balance_is_refused() {
 #[test]
 fn using_zero_points_is_invalid() {
     given::<Member>([joined()])
-        .when(MemberCommand::UsePoints { amount: 0, at: at() })
+        .when(MemberCommand::UsePoints {
+            amount: 0,
+            at: at(),
+        })
         .then_err(ValidationError::AmountNotPositive { amount: 0 }.into());
 }
 
@@ -156,8 +177,14 @@ fn withdrawal_with_no_points_forfeits_nothing() {
 #[test]
 fn a_withdrawn_member_can_do_nothing_more() {
     for command in [
-        MemberCommand::EarnPoints { amount: 1, at: at() },
-        MemberCommand::UsePoints { amount: 1, at: at() },
+        MemberCommand::EarnPoints {
+            amount: 1,
+            at: at(),
+        },
+        MemberCommand::UsePoints {
+            amount: 1,
+            at: at(),
+        },
         MemberCommand::Withdraw { at: at() },
     ] {
         given::<Member>([joined(), withdrawn()])
@@ -169,20 +196,40 @@ fn a_withdrawn_member_can_do_nothing_more() {
 #[test]
 fn commands_for_an_unknown_member_are_not_found() {
     for command in [
-        MemberCommand::EarnPoints { amount: 1, at: at() },
-        MemberCommand::UsePoints { amount: 1, at: at() },
+        MemberCommand::EarnPoints {
+            amount: 1,
+            at: at(),
+        },
+        MemberCommand::UsePoints {
+            amount: 1,
+            at: at(),
+        },
         MemberCommand::Withdraw { at: at() },
     ] {
-        given::<Member>([]).when(command).then_err(MemberError::NotFound);
+        given::<Member>([])
+            .when(command)
+            .then_err(MemberError::NotFound);
     }
 }
 
 #[test]
 fn error_codes_are_stable_and_classed() {
     let cases = [
-        (MemberError::NotFound, "member.not_found", ErrorKind::NotFound),
-        (MemberError::AlreadyJoined, "member.already_joined", ErrorKind::Conflict),
-        (MemberError::Withdrawn, "member.withdrawn", ErrorKind::Conflict),
+        (
+            MemberError::NotFound,
+            "member.not_found",
+            ErrorKind::NotFound,
+        ),
+        (
+            MemberError::AlreadyJoined,
+            "member.already_joined",
+            ErrorKind::Conflict,
+        ),
+        (
+            MemberError::Withdrawn,
+            "member.withdrawn",
+            ErrorKind::Conflict,
+        ),
         (
             MemberError::InsufficientPoints {
                 balance: Points(1),
@@ -191,7 +238,11 @@ fn error_codes_are_stable_and_classed() {
             "member.insufficient_points",
             ErrorKind::Rule,
         ),
-        (MemberError::BalanceOverflow, "member.balance_overflow", ErrorKind::Rule),
+        (
+            MemberError::BalanceOverflow,
+            "member.balance_overflow",
+            ErrorKind::Rule,
+        ),
         (
             ValidationError::AmountNotPositive { amount: 0 }.into(),
             "validation.amount_not_positive",

@@ -10,4 +10,7 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use state::{PhoneClaimed, PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError, PhoneRegistryEvent, PhoneReleased};
+pub use state::{
+    PhoneClaimed, PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError, PhoneRegistryEvent,
+    PhoneReleased,
+};

@@ -103,7 +103,10 @@ impl Aggregate for PhoneRegistry {
 
     const CATEGORY: &'static str = "memberPhone";
 
-    fn decide(&self, command: PhoneRegistryCommand) -> Result<Vec<PhoneRegistryEvent>, PhoneRegistryError> {
+    fn decide(
+        &self,
+        command: PhoneRegistryCommand,
+    ) -> Result<Vec<PhoneRegistryEvent>, PhoneRegistryError> {
         match (self, command) {
             (Self::Free, PhoneRegistryCommand::Claim { member_id, at }) => {
                 Ok(vec![PhoneClaimed { member_id, at }.into()])

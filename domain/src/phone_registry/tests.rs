@@ -13,24 +13,40 @@ fn m(id: &str) -> MemberId {
 }
 
 fn claimed(id: &str) -> PhoneRegistryEvent {
-    PhoneClaimed { member_id: m(id), at: at() }.into()
+    PhoneClaimed {
+        member_id: m(id),
+        at: at(),
+    }
+    .into()
 }
 
 fn released(id: &str) -> PhoneRegistryEvent {
-    PhoneReleased { member_id: m(id), at: at() }.into()
+    PhoneReleased {
+        member_id: m(id),
+        at: at(),
+    }
+    .into()
 }
 
 fn claim(id: &str) -> PhoneRegistryCommand {
-    PhoneRegistryCommand::Claim { member_id: m(id), at: at() }
+    PhoneRegistryCommand::Claim {
+        member_id: m(id),
+        at: at(),
+    }
 }
 
 fn release(id: &str) -> PhoneRegistryCommand {
-    PhoneRegistryCommand::Release { member_id: m(id), at: at() }
+    PhoneRegistryCommand::Release {
+        member_id: m(id),
+        at: at(),
+    }
 }
 
 #[test]
 fn a_free_number_is_claimed() {
-    given::<PhoneRegistry>([]).when(claim("1")).then([claimed("1")]);
+    given::<PhoneRegistry>([])
+        .when(claim("1"))
+        .then([claimed("1")]);
 }
 
 #[test]
@@ -42,7 +58,9 @@ fn a_held_number_cannot_be_claimed_by_another_member() {
 
 #[test]
 fn a_retried_claim_by_the_holder_changes_nothing() {
-    given::<PhoneRegistry>([claimed("1")]).when(claim("1")).then([]);
+    given::<PhoneRegistry>([claimed("1")])
+        .when(claim("1"))
+        .then([]);
 }
 
 #[test]
@@ -57,6 +75,8 @@ fn only_the_holder_releases_a_number() {
     given::<PhoneRegistry>([claimed("1")])
         .when(release("2"))
         .then_err(PhoneRegistryError::NotHolder);
-    given::<PhoneRegistry>([claimed("1")]).when(release("1")).then([released("1")]);
+    given::<PhoneRegistry>([claimed("1")])
+        .when(release("1"))
+        .then([released("1")]);
     given::<PhoneRegistry>([]).when(release("1")).then([]);
 }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace against a throwaway PostgreSQL that this
+# script starts and stops. Extra arguments go to `cargo test`.
+#
+#   bash deploy/local/test.sh                 # everything
+#   bash deploy/local/test.sh -p mileage-store
+#
+# EventStoreDB conformance tests run when EVENTSTOREDB_URL is set, and are
+# listed as ignored, with the reason, otherwise.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+pg_dir=$(mktemp -d /tmp/mileage-test-pg.XXXXXX)
+cleanup() { "$here/pg.sh" stop "$pg_dir"; }
+trap cleanup EXIT INT TERM
+DATABASE_URL=$("$here/pg.sh" start "$pg_dir")
+export DATABASE_URL
+echo "test PostgreSQL: $DATABASE_URL" >&2
+
+cd "$root"
+if [[ $# -eq 0 ]]; then set -- --workspace; fi
+cargo test "$@"

@@ -1,0 +1,10 @@
+//! Marks the build when `EVENTSTOREDB_URL` is set, so the EventStoreDB
+//! conformance tests run then and are reported as ignored, by name, otherwise.
+
+fn main() {
+    println!("cargo::rustc-check-cfg=cfg(eventstoredb_url_set)");
+    println!("cargo::rerun-if-env-changed=EVENTSTOREDB_URL");
+    if std::env::var_os("EVENTSTOREDB_URL").is_some_and(|v| !v.is_empty()) {
+        println!("cargo::rustc-cfg=eventstoredb_url_set");
+    }
+}

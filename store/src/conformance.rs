@@ -1,0 +1,429 @@
+//! The contract every [`EventStore`] adapter must meet, written once.
+//!
+//! Each function is one behaviour and panics when the store breaks it. Test
+//! files run them through [`conformance_tests!`] against a concrete store.
+//! Streams get a fresh random prefix, and global-log checks start from the
+//! head seen before the test, so tests can share one server.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use mileage_domain::envelope::Causation;
+use uuid::Uuid;
+
+use crate::{EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError};
+
+/// A fresh stream name unique to one test run.
+pub fn fresh_stream(label: &str) -> String {
+    format!("{label}{}-1", Uuid::new_v4().simple())
+}
+
+/// A test event with a fresh id.
+pub fn event(event_type: &str, n: u64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        data: Bytes::from(format!("{{\"n\":{n}}}")),
+        causation: Causation::root(Uuid::new_v4()),
+    }
+}
+
+fn events(count: u64) -> Vec<NewEvent> {
+    (0..count).map(|n| event("TestHappened", n)).collect()
+}
+
+/// Appending to a new stream and reading it back, whole and from a version.
+pub async fn append_and_read_stream(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("read");
+    let written = events(3);
+    let outcome = store
+        .append(&stream, ExpectedVersion::NoStream, &written)
+        .await
+        .expect("append to a new stream");
+    assert_eq!(outcome.last_version, 2);
+    assert!(!outcome.already_appended);
+
+    let read = store
+        .read_stream(&stream, 0, 100)
+        .await
+        .expect("read stream");
+    assert_eq!(read.len(), 3);
+    for (i, (r, w)) in read.iter().zip(&written).enumerate() {
+        assert_eq!(r.stream, stream);
+        assert_eq!(r.stream_version, i as u64);
+        assert_eq!(r.event_id, w.event_id);
+        assert_eq!(r.event_type, w.event_type);
+        assert_eq!(r.schema_version, w.schema_version);
+        assert_eq!(r.metadata.correlation_id, w.causation.correlation_id);
+        assert_eq!(r.metadata.causation_id, w.causation.causation_id);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&r.data).unwrap()["n"],
+            i
+        );
+    }
+    assert_eq!(
+        read[2].position, outcome.position,
+        "append answers the last event's position"
+    );
+    assert!(read.windows(2).all(|w| w[0].position < w[1].position));
+
+    let from_one = store
+        .read_stream(&stream, 1, 100)
+        .await
+        .expect("read from version 1");
+    assert_eq!(
+        from_one
+            .iter()
+            .map(|e| e.stream_version)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let limited = store.read_stream(&stream, 0, 1).await.expect("read one");
+    assert_eq!(limited.len(), 1);
+    let unknown = store
+        .read_stream(&fresh_stream("none"), 0, 10)
+        .await
+        .expect("read unknown");
+    assert!(unknown.is_empty());
+}
+
+/// Every kind of wrong expectation is a typed conflict naming stream,
+/// expected and actual, and writes nothing.
+pub async fn conflict_on_wrong_expected_version(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("conflict");
+    store
+        .append(&stream, ExpectedVersion::NoStream, &events(3))
+        .await
+        .expect("seed the stream");
+
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Exact(5),
+    ] {
+        match store.append(&stream, expected, &events(1)).await {
+            Err(StoreError::WrongExpectedVersion {
+                stream: s,
+                expected: e,
+                actual,
+            }) => {
+                assert_eq!(
+                    (s.as_str(), e, actual),
+                    (stream.as_str(), expected, Some(2))
+                );
+            }
+            other => panic!("expected a conflict for {expected}, got {other:?}"),
+        }
+    }
+    let missing = fresh_stream("missing");
+    match store
+        .append(&missing, ExpectedVersion::Exact(0), &events(1))
+        .await
+    {
+        Err(StoreError::WrongExpectedVersion { actual: None, .. }) => {}
+        other => panic!("expected a conflict on a missing stream, got {other:?}"),
+    }
+    assert!(
+        store.read_stream(&missing, 0, 10).await.unwrap().is_empty(),
+        "nothing written"
+    );
+    assert_eq!(
+        store.read_stream(&stream, 0, 10).await.unwrap().len(),
+        3,
+        "nothing written"
+    );
+
+    let exact = store
+        .append(&stream, ExpectedVersion::Exact(2), &events(2))
+        .await
+        .expect("the right version appends");
+    assert_eq!(exact.last_version, 4);
+    let any = store
+        .append(&stream, ExpectedVersion::Any, &events(1))
+        .await
+        .expect("any appends");
+    assert_eq!(any.last_version, 5);
+}
+
+/// Retrying an append with the same event ids stores nothing new.
+pub async fn idempotent_retry(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("retry");
+    let batch = events(2);
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("first append");
+    let retry = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("a retry with the same ids succeeds");
+    assert_eq!(retry.last_version, first.last_version);
+    let stored = store.read_stream(&stream, 0, 10).await.unwrap();
+    assert_eq!(stored.len(), 2, "the retry stored nothing new");
+    assert_eq!(
+        stored.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        batch.iter().map(|e| e.event_id).collect::<Vec<_>>()
+    );
+}
+
+/// The global log reads in append order from any checkpoint.
+pub async fn global_read_from_checkpoint(store: Arc<dyn EventStore>) {
+    let start = store.head_position().await.expect("head");
+    let streams: Vec<String> = (0..3).map(|_| fresh_stream("global")).collect();
+    let mut written = Vec::new();
+    for round in 0..2 {
+        for stream in &streams {
+            let batch = events(2);
+            let expected = if round == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(1)
+            };
+            store
+                .append(stream, expected, &batch)
+                .await
+                .expect("append");
+            written.extend(batch.iter().map(|e| e.event_id));
+        }
+    }
+    let ours = |e: &RecordedEvent| streams.contains(&e.stream);
+    let all = read_until_seen(&*store, start, 7, &ours, written.len()).await;
+    assert_eq!(
+        all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        written,
+        "global order is append order"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].position < w[1].position),
+        "positions increase"
+    );
+
+    let checkpoint = all[4].position;
+    let rest = read_until_seen(&*store, Some(checkpoint), 100, &ours, written.len() - 5).await;
+    assert_eq!(
+        rest.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        written[5..],
+        "reading resumes strictly after the checkpoint"
+    );
+}
+
+/// A subscription yields what is stored, then what is appended later.
+pub async fn subscription_catches_up_then_follows(store: Arc<dyn EventStore>) {
+    let start = store.head_position().await.expect("head");
+    let stream = fresh_stream("sub");
+    let before = events(2);
+    store
+        .append(&stream, ExpectedVersion::NoStream, &before)
+        .await
+        .expect("append before subscribing");
+    let mut subscription = store.subscribe_all(start);
+    let after = events(2);
+    let appender = {
+        let store = Arc::clone(&store);
+        let stream = stream.clone();
+        let after = after.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            store
+                .append(&stream, ExpectedVersion::Exact(1), &after)
+                .await
+        })
+    };
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 4 {
+        let next = tokio::time::timeout_at(deadline, subscription.next())
+            .await
+            .expect("the subscription should deliver within 20 s")
+            .expect("a subscription never ends")
+            .expect("no subscription error");
+        if next.stream == stream {
+            seen.push(next.event_id);
+        }
+    }
+    appender.await.unwrap().expect("append after subscribing");
+    let expected: Vec<Uuid> = before.iter().chain(&after).map(|e| e.event_id).collect();
+    assert_eq!(seen, expected);
+}
+
+/// Many concurrent writers; a reader following the global log sees every
+/// committed event exactly once, in one consistent order, none skipped.
+pub async fn concurrent_writers_reader_sees_every_event_once(store: Arc<dyn EventStore>) {
+    const WRITERS: usize = 16;
+    const APPENDS_PER_WRITER: usize = 25;
+    let start = store.head_position().await.expect("head");
+    let prefix = format!("conc{}", Uuid::new_v4().simple());
+    let mut subscription = store.subscribe_all(start);
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let store = Arc::clone(&store);
+        let prefix = prefix.clone();
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..APPENDS_PER_WRITER {
+                // Four streams per writer, appended round-robin, 1-3 events each.
+                let stream = format!("{prefix}-{w}x{}", i % 4);
+                let batch = events(1 + (i % 3) as u64);
+                store
+                    .append(&stream, ExpectedVersion::Any, &batch)
+                    .await
+                    .expect("concurrent append");
+                ids.extend(batch.iter().map(|e| e.event_id));
+            }
+            ids
+        }));
+    }
+    let mut written = HashSet::new();
+    for writer in writers {
+        written.extend(writer.await.expect("writer task"));
+    }
+
+    let mut seen: Vec<RecordedEvent> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < written.len() {
+        let next = tokio::time::timeout_at(deadline, subscription.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of {} events arrived in 60 s",
+                    seen.len(),
+                    written.len()
+                )
+            })
+            .expect("a subscription never ends")
+            .expect("no subscription error");
+        if next.stream.starts_with(&prefix) {
+            seen.push(next);
+        }
+    }
+    let ids: Vec<Uuid> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "no event delivered twice"
+    );
+    assert_eq!(
+        ids.iter().copied().collect::<HashSet<_>>(),
+        written,
+        "every committed event delivered"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].position < w[1].position),
+        "positions strictly increase"
+    );
+    let mut last_version: HashMap<&str, u64> = HashMap::new();
+    for e in &seen {
+        if let Some(prev) = last_version.insert(&e.stream, e.stream_version) {
+            assert_eq!(
+                e.stream_version,
+                prev + 1,
+                "stream {} delivered in version order",
+                e.stream
+            );
+        }
+    }
+    let reread: Vec<Uuid> = read_everything_after(&*store, start, 97)
+        .await
+        .into_iter()
+        .filter(|e| e.stream.starts_with(&prefix))
+        .map(|e| e.event_id)
+        .collect();
+    assert_eq!(reread, ids, "a later read sees the same order");
+}
+
+/// Recorded time and causal metadata survive the store.
+pub async fn metadata_round_trip(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("meta");
+    let correlation = Uuid::new_v4();
+    let cause = Uuid::new_v4();
+    let mut e = event("TestHappened", 1);
+    e.schema_version = 3;
+    e.causation = Causation::caused_by(correlation, cause);
+    let before = chrono::Utc::now() - chrono::Duration::minutes(5);
+    store
+        .append(&stream, ExpectedVersion::NoStream, std::slice::from_ref(&e))
+        .await
+        .expect("append");
+    let stored = &store.read_stream(&stream, 0, 1).await.unwrap()[0];
+    assert_eq!(stored.metadata.correlation_id, correlation);
+    assert_eq!(stored.metadata.causation_id, cause);
+    assert_eq!(stored.schema_version, 3);
+    assert!(stored.metadata.recorded_at > before);
+    assert!(stored.metadata.recorded_at < chrono::Utc::now() + chrono::Duration::minutes(5));
+    let envelope = stored.to_envelope().expect("envelope");
+    assert_eq!(envelope.data["n"], 1);
+}
+
+/// Reads the global log after `start`, `batch` events at a time, until
+/// `count` events matching `ours` are visible (a store may show a commit a
+/// moment late, never out of order) or 20 s pass; returns the matching ones.
+async fn read_until_seen(
+    store: &dyn EventStore,
+    start: Option<Position>,
+    batch: usize,
+    ours: &dyn Fn(&RecordedEvent) -> bool,
+    count: usize,
+) -> Vec<RecordedEvent> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<RecordedEvent> = read_everything_after(store, start, batch)
+            .await
+            .into_iter()
+            .filter(|e| ours(e))
+            .collect();
+        if seen.len() >= count || tokio::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads the global log after `start` to its end, `batch` events at a time.
+async fn read_everything_after(
+    store: &dyn EventStore,
+    start: Option<Position>,
+    batch: usize,
+) -> Vec<RecordedEvent> {
+    let mut all = Vec::new();
+    let mut after = start;
+    loop {
+        let page = store.read_all(after, batch).await.expect("read_all");
+        let Some(last) = page.last() else { return all };
+        after = Some(last.position);
+        all.extend(page);
+    }
+}
+
+/// Declares one `#[tokio::test]` per conformance behaviour, each running it
+/// against the store `$make` evaluates to (an `Arc<dyn EventStore>`), with
+/// optional extra attributes (e.g. `#[ignore = "…"]`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr $(, #[$attr:meta])*) => {
+        $crate::conformance_tests!(@each $make, [$(#[$attr])*],
+            append_and_read_stream,
+            conflict_on_wrong_expected_version,
+            idempotent_retry,
+            global_read_from_checkpoint,
+            subscription_catches_up_then_follows,
+            concurrent_writers_reader_sees_every_event_once,
+            metadata_round_trip);
+    };
+    (@each $make:expr, $attrs:tt, $name:ident $(, $rest:ident)*) => {
+        $crate::conformance_tests!(@one $make, $attrs, $name);
+        $crate::conformance_tests!(@each $make, $attrs $(, $rest)*);
+    };
+    (@each $make:expr, $attrs:tt) => {};
+    (@one $make:expr, [$(#[$attr:meta])*], $name:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        $(#[$attr])*
+        async fn $name() {
+            $crate::conformance::$name($make).await;
+        }
+    };
+}

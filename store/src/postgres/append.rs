@@ -1,0 +1,217 @@
+//! Appending: one statement on the happy path; on a unique-index clash, find
+//! out whether it was a retry of the same append, a reused event id, or a
+//! concurrent writer.
+
+use bytes::Bytes;
+use deadpool_postgres::Pool;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use uuid::Uuid;
+
+use super::sql::{self, RawJson};
+use super::{pg_error, pool_error};
+use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError};
+
+/// `Any` appends race each other on the next version; retry them this often.
+const ANY_RETRIES: usize = 8;
+
+/// Appends `events` to `stream` under `expected`.
+#[tracing::instrument(skip_all, fields(stream, expected = %expected, count = events.len()))]
+pub(super) async fn append(
+    pool: &Pool,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendOutcome, StoreError> {
+    validate(stream, events)?;
+    let client = pool.get().await.map_err(pool_error)?;
+    let columns = Columns::of(events);
+    for _ in 0..ANY_RETRIES {
+        match insert(&client, stream, expected, &columns).await {
+            Ok(Some(outcome)) => return Ok(outcome),
+            Ok(None) => {}
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
+            Err(e) => return Err(pg_error(e)),
+        }
+        match resolve_clash(&client, stream, expected, &columns.ids).await? {
+            Clash::Retried(outcome) => return Ok(outcome),
+            Clash::Error(e) => return Err(e),
+            Clash::RaceLost => {}
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "stream {stream} is too contended: {ANY_RETRIES} appends in a row lost the race"
+    )))
+}
+
+/// The events as the column arrays the insert statement unnests.
+struct Columns<'a> {
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    versions: Vec<i32>,
+    data: Vec<RawJson>,
+    correlations: Vec<Uuid>,
+    causations: Vec<Uuid>,
+}
+
+impl<'a> Columns<'a> {
+    fn of(events: &'a [NewEvent]) -> Self {
+        Self {
+            ids: events.iter().map(|e| e.event_id).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            versions: events.iter().map(|e| i32::from(e.schema_version)).collect(),
+            data: events.iter().map(|e| RawJson(e.data.clone())).collect(),
+            correlations: events.iter().map(|e| e.causation.correlation_id).collect(),
+            causations: events.iter().map(|e| e.causation.causation_id).collect(),
+        }
+    }
+}
+
+/// Runs the insert for `expected`. `Ok(None)` when an exact expectation found
+/// no event at that version (nothing inserted).
+async fn insert(
+    client: &deadpool_postgres::Client,
+    stream: &str,
+    expected: ExpectedVersion,
+    c: &Columns<'_>,
+) -> Result<Option<AppendOutcome>, tokio_postgres::Error> {
+    let base: [&(dyn ToSql + Sync); 7] = [
+        &stream,
+        &c.ids,
+        &c.types,
+        &c.versions,
+        &c.data,
+        &c.correlations,
+        &c.causations,
+    ];
+    let rows = match expected {
+        ExpectedVersion::NoStream => {
+            let stmt = client.prepare_cached(&sql::append_no_stream()).await?;
+            client.query(&stmt, &base).await?
+        }
+        ExpectedVersion::Any => {
+            let stmt = client.prepare_cached(&sql::append_any()).await?;
+            client.query(&stmt, &base).await?
+        }
+        ExpectedVersion::Exact(version) => {
+            // Beyond i64 no stream can be: the exists check finds nothing.
+            let version = i64::try_from(version).unwrap_or(i64::MAX);
+            let stmt = client.prepare_cached(&sql::append_exact()).await?;
+            let mut params = base.to_vec();
+            params.push(&version);
+            client.query(&stmt, &params).await?
+        }
+    };
+    Ok(rows
+        .iter()
+        .max_by_key(|r| r.get::<_, i64>(2))
+        .map(|last| AppendOutcome {
+            last_version: to_u64(last.get(2)),
+            position: Position {
+                commit: to_u64(last.get(0)),
+                prepare: to_u64(last.get(1)),
+            },
+            already_appended: false,
+        }))
+}
+
+enum Clash {
+    /// The same events are already stored: a retried append.
+    Retried(AppendOutcome),
+    /// A real refusal.
+    Error(StoreError),
+    /// An `Any` append lost a race; try again.
+    RaceLost,
+}
+
+async fn resolve_clash(
+    client: &tokio_postgres::Client,
+    stream: &str,
+    expected: ExpectedVersion,
+    ids: &[Uuid],
+) -> Result<Clash, StoreError> {
+    let found = client
+        .query(sql::FIND_IDS, &[&ids])
+        .await
+        .map_err(pg_error)?;
+    if !found.is_empty() {
+        let mut stored: Vec<(Uuid, String, i64, i64, i64)> = found
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+            .collect();
+        stored.sort_by_key(|s| s.2);
+        let same_append = stored.len() == ids.len()
+            && stored.iter().all(|s| s.1 == stream)
+            && stored.iter().map(|s| s.0).eq(ids.iter().copied())
+            && stored.windows(2).all(|w| w[1].2 == w[0].2 + 1);
+        if same_append {
+            let last = stored.last().expect("found is not empty");
+            return Ok(Clash::Retried(AppendOutcome {
+                last_version: to_u64(last.2),
+                position: Position {
+                    commit: to_u64(last.3),
+                    prepare: to_u64(last.4),
+                },
+                already_appended: true,
+            }));
+        }
+        let first = &stored[0];
+        return Ok(Clash::Error(StoreError::DuplicateEventId {
+            event_id: first.0,
+            stored_in: first.1.clone(),
+            stored_version: to_u64(first.2),
+        }));
+    }
+    let actual: Option<i64> = client
+        .query_one(sql::LAST_VERSION, &[&stream])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    let actual = actual.map(to_u64);
+    if expected == ExpectedVersion::Any {
+        return Ok(Clash::RaceLost);
+    }
+    if ExpectedVersion::from_last(actual) == expected {
+        // The competing writer's transaction rolled back after we clashed with it.
+        return Ok(Clash::RaceLost);
+    }
+    Ok(Clash::Error(StoreError::WrongExpectedVersion {
+        stream: stream.to_owned(),
+        expected,
+        actual,
+    }))
+}
+
+fn validate(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::InvalidRequest(format!(
+            "append to {stream} has no events"
+        )));
+    }
+    if stream.is_empty() || stream.starts_with('$') || stream.len() > 200 {
+        return Err(StoreError::InvalidRequest(format!(
+            "invalid stream name {stream:?}: 1 to 200 characters, not starting with '$'"
+        )));
+    }
+    if let Some(e) = events
+        .iter()
+        .find(|e| e.schema_version == 0 || !looks_like_json(&e.data))
+    {
+        return Err(StoreError::InvalidRequest(format!(
+            "event {} ({}) needs JSON data and a schema version of at least 1",
+            e.event_id, e.event_type
+        )));
+    }
+    Ok(())
+}
+
+fn looks_like_json(data: &Bytes) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok()
+}
+
+/// Stored numbers are never negative (CHECK constraints and identity columns).
+#[allow(clippy::cast_sign_loss)]
+pub(super) fn to_u64(v: i64) -> u64 {
+    debug_assert!(v >= 0);
+    v as u64
+}

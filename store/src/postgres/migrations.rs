@@ -1,0 +1,51 @@
+//! The store's own schema, applied by the code at connect time. Idempotent and
+//! safe when several processes start at once (an advisory lock serialises them).
+
+use deadpool_postgres::Client;
+
+use super::pg_error;
+use crate::StoreError;
+
+/// Numbered migrations, applied in order, each once.
+const MIGRATIONS: &[(i32, &str, &str)] =
+    &[(1, "events", include_str!("migrations/0001_events.sql"))];
+
+/// Arbitrary constant identifying the migration lock.
+const MIGRATION_LOCK: i64 = 0x6d69_6c65_6167_6501;
+
+/// Applies every migration not applied yet.
+pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS store_migrations (
+             version integer PRIMARY KEY,
+             name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await
+    .map_err(pg_error)?;
+    for (version, name, sql) in MIGRATIONS {
+        let applied = tx
+            .query_opt(
+                "SELECT 1 FROM store_migrations WHERE version = $1",
+                &[version],
+            )
+            .await
+            .map_err(pg_error)?
+            .is_some();
+        if !applied {
+            tracing::info!(version, name, "applying event store migration");
+            tx.batch_execute(sql).await.map_err(pg_error)?;
+            tx.execute(
+                "INSERT INTO store_migrations (version, name) VALUES ($1, $2)",
+                &[version, name],
+            )
+            .await
+            .map_err(pg_error)?;
+        }
+    }
+    tx.commit().await.map_err(pg_error)
+}

@@ -1,0 +1,254 @@
+//! The PostgreSQL event store: the local default, and the one every test and
+//! benchmark runs against.
+//!
+//! One `events` table with a global identity column and the writing
+//! transaction's id. Appends are one `INSERT … SELECT FROM unnest(…)`
+//! statement (one round trip, atomic); optimistic concurrency comes from the
+//! `(stream_id, stream_version)` unique index. Readers of the global log see
+//! only transactions older than the oldest running one (see `sql::read_all`),
+//! ordered by `(tx_id, global_position)`, so they never pass an event that
+//! commits later. Subscribers are woken by LISTEN/NOTIFY and poll as a
+//! fallback.
+
+mod append;
+mod migrations;
+mod notify;
+mod read;
+mod sql;
+
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures::stream::BoxStream;
+use tokio::sync::{Notify, watch};
+use tokio_postgres::NoTls;
+
+use crate::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+};
+
+/// Tuning knobs; the defaults suit a service.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long connecting may take before start-up fails.
+    pub connect_timeout: Duration,
+    /// How often an idle subscriber looks for new events when no
+    /// notification arrives (e.g. the LISTEN connection is down).
+    pub poll_interval: Duration,
+    /// Events fetched per global-log query by a subscriber.
+    pub subscription_batch: usize,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(250),
+            subscription_batch: 1000,
+        }
+    }
+}
+
+/// The PostgreSQL adapter of [`EventStore`]. Cheap to clone.
+#[derive(Clone)]
+pub struct PgEventStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    options: PgOptions,
+    /// Bumped whenever new events may be visible; subscribers wait on it.
+    wake: Arc<watch::Sender<u64>>,
+    /// Asks the notifier task to send one NOTIFY to other processes.
+    notify_others: Arc<Notify>,
+    listener: OnceLock<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Lets the notifier task see that the store is gone and end.
+        self.notify_others.notify_one();
+    }
+}
+
+impl PgEventStore {
+    /// Connects with default options, checks the server answers, and applies
+    /// the store's migrations.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PgOptions::default()).await
+    }
+
+    /// Connects with the given options; see [`PgEventStore::connect`].
+    pub async fn connect_with(url: &str, options: PgOptions) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Config(format!("malformed PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("mileage");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(options.connect_timeout))
+            .wait_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot build the connection pool: {e}")))?;
+        let mut client = pool.get().await.map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {}: {e}",
+                describe(&config)
+            ))
+        })?;
+        migrations::migrate(&mut client).await?;
+        drop(client);
+
+        let notify_others = Arc::new(Notify::new());
+        let (wake, _) = watch::channel(0);
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                options,
+                wake: Arc::new(wake),
+                notify_others: Arc::clone(&notify_others),
+                listener: OnceLock::new(),
+            }),
+        };
+        notify::spawn_notifier(Arc::downgrade(&store.inner), notify_others);
+        Ok(store)
+    }
+
+    /// The connection pool, for adapters that share the database (key store).
+    pub fn pool(&self) -> &Pool {
+        &self.inner.pool
+    }
+
+    /// Tells local subscribers at once, and other processes through one
+    /// coalesced NOTIFY, that new events are visible.
+    fn announce(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.notify_others.notify_one();
+    }
+
+    /// Subscribes to wake-ups, starting the LISTEN task on first use.
+    fn wake_ups(&self) -> watch::Receiver<u64> {
+        self.inner.listener.get_or_init(|| {
+            notify::spawn_listener(
+                self.inner.config.clone(),
+                Arc::clone(&self.inner.wake),
+                Arc::downgrade(&self.inner),
+            );
+        });
+        self.inner.wake.subscribe()
+    }
+}
+
+/// Host and port of a config, for error messages (never the password).
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config.get_hosts().first().map_or_else(
+        || "localhost".to_owned(),
+        |h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        },
+    );
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+/// Maps a driver error: lost connections are `Unavailable`, malformed input
+/// `InvalidRequest`, the rest `Backend` with the server's message.
+/// Takes the error by value so it reads as `.map_err(pg_error)`.
+#[allow(clippy::needless_pass_by_value)]
+pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
+    use tokio_postgres::error::SqlState;
+    match e.as_db_error() {
+        Some(db)
+            if [
+                SqlState::INVALID_TEXT_REPRESENTATION,
+                SqlState::INVALID_PARAMETER_VALUE,
+            ]
+            .contains(db.code()) =>
+        {
+            StoreError::InvalidRequest(db.message().to_owned())
+        }
+        Some(db)
+            if *db.code() == SqlState::ADMIN_SHUTDOWN
+                || *db.code() == SqlState::CANNOT_CONNECT_NOW =>
+        {
+            StoreError::Unavailable(db.message().to_owned())
+        }
+        Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
+
+/// Maps a pool error: the database could not be reached in time.
+pub(crate) fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => pg_error(e),
+        other => StoreError::Unavailable(format!("no database connection: {other}")),
+    }
+}
+
+#[async_trait]
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let outcome = append::append(&self.inner.pool, stream, expected, events).await?;
+        if !outcome.already_appended {
+            self.announce();
+        }
+        Ok(outcome)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read::read_stream(&self.inner.pool, stream, from_version, max_count).await
+    }
+
+    async fn read_all(
+        &self,
+        after: Option<Position>,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        read::read_all(&self.inner.pool, after, max_count).await
+    }
+
+    fn subscribe_all(
+        &self,
+        after: Option<Position>,
+    ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
+        let wake = self.wake_ups();
+        read::subscribe_all(self.clone(), wake, after)
+    }
+
+    async fn head_position(&self) -> Result<Option<Position>, StoreError> {
+        read::head_position(&self.inner.pool).await
+    }
+}

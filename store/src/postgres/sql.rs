@@ -1,0 +1,114 @@
+//! The adapter's SQL in one place, with the JSON column codec.
+
+use std::error::Error;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+const INSERT_COLUMNS: &str = "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+     schema_version, data, correlation_id, causation_id)";
+const UNNEST: &str = "unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::uuid[], $7::uuid[]) \
+     WITH ORDINALITY AS e(id, ty, sv, data, corr, caus, ord)";
+const RETURNING: &str = "ORDER BY e.ord RETURNING tx_id, global_position, stream_version";
+
+/// Append to a stream that must not exist yet: versions 0..n.
+pub(super) fn append_no_stream() -> String {
+    format!(
+        "{INSERT_COLUMNS} SELECT $1, e.ord - 1, e.id, e.ty, e.sv, e.data, e.corr, e.caus FROM {UNNEST} {RETURNING}"
+    )
+}
+
+/// Append after version `$8`, which must exist; a concurrent writer at the
+/// same version trips the (stream, version) unique index.
+pub(super) fn append_exact() -> String {
+    format!(
+        "{INSERT_COLUMNS} SELECT $1, $8 + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus FROM {UNNEST} \
+         WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $8) {RETURNING}"
+    )
+}
+
+/// Append after whatever the last version is.
+pub(super) fn append_any() -> String {
+    format!(
+        "{INSERT_COLUMNS} SELECT $1, base.v + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus \
+         FROM (SELECT coalesce(max(stream_version), -1) AS v FROM events WHERE stream_id = $1) base, {UNNEST} \
+         {RETURNING}"
+    )
+}
+
+/// Columns of a recorded event, in the order `read::row_to_event` reads them.
+pub(super) const EVENT_COLUMNS: &str = "tx_id, global_position, event_id, stream_id, stream_version, \
+     event_type, schema_version, data, correlation_id, causation_id, recorded_at";
+
+/// Global log after ($1, $2), only rows of transactions older than every
+/// running one: the gap-free read.
+pub(super) fn read_all() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE (tx_id, global_position) > ($1, $2) \
+           AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+         ORDER BY tx_id, global_position LIMIT $3"
+    )
+}
+
+/// One stream from version $2.
+pub(super) fn read_stream() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2 \
+         ORDER BY stream_version LIMIT $3"
+    )
+}
+
+/// The last position a reader can see.
+pub(super) const HEAD: &str = "SELECT tx_id, global_position FROM events \
+     WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+     ORDER BY tx_id DESC, global_position DESC LIMIT 1";
+
+/// Where already-stored event ids are, to tell a retry from a clash.
+pub(super) const FIND_IDS: &str = "SELECT event_id, stream_id, stream_version, tx_id, global_position FROM events WHERE event_id = ANY($1)";
+
+/// A stream's last version.
+pub(super) const LAST_VERSION: &str = "SELECT max(stream_version) FROM events WHERE stream_id = $1";
+
+/// JSON text passed to or read from a `json`/`jsonb` column without parsing
+/// it into a tree on our side.
+#[derive(Debug, Clone)]
+pub(super) struct RawJson(pub Bytes);
+
+impl ToSql for RawJson {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        if *ty == Type::JSONB {
+            out.put_u8(1);
+        }
+        out.put_slice(&self.0);
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for RawJson {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn Error + Sync + Send>> {
+        let text = if *ty == Type::JSONB {
+            match raw.split_first() {
+                Some((1, rest)) => rest,
+                _ => return Err("unsupported jsonb version".into()),
+            }
+        } else {
+            raw
+        };
+        Ok(Self(Bytes::copy_from_slice(text)))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
+}

@@ -1,0 +1,222 @@
+//! The values that cross the store port.
+
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use mileage_domain::envelope::{Causation, Envelope, EventMetadata};
+use mileage_domain::event::{DecodeError, EventPayload};
+use uuid::Uuid;
+
+use crate::error::StoreError;
+
+/// A place in the global log: an opaque, totally ordered token.
+///
+/// Two numbers because EventStoreDB positions are (commit, prepare) pairs; the
+/// PostgreSQL adapter uses (transaction id, sequence number), which is the
+/// order in which its events become visible. Compare positions only from the
+/// same store. Written as `{commit}-{prepare}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// Major component.
+    pub commit: u64,
+    /// Minor component.
+    pub prepare: u64,
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.commit, self.prepare)
+    }
+}
+
+impl FromStr for Position {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let malformed = || {
+            StoreError::InvalidRequest(format!(
+                "malformed position {s:?}: expected <number>-<number>"
+            ))
+        };
+        let (commit, prepare) = s.split_once('-').ok_or_else(malformed)?;
+        Ok(Self {
+            commit: commit.parse().map_err(|_| malformed())?,
+            prepare: prepare.parse().map_err(|_| malformed())?,
+        })
+    }
+}
+
+/// What the appender believes the stream's version is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// Append whatever the version is.
+    Any,
+    /// The stream must have no events.
+    NoStream,
+    /// The stream's last event must have this 0-based version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// The expectation that matches a stream whose last version is `version`.
+    pub fn from_last(version: Option<u64>) -> Self {
+        version.map_or(Self::NoStream, Self::Exact)
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Unique id; appending it again is a no-op. Derive it deterministically
+    /// when a retry must not duplicate (process managers).
+    pub event_id: Uuid,
+    /// Type name, e.g. `MemberJoined`.
+    pub event_type: String,
+    /// Schema version of `data`.
+    pub schema_version: u16,
+    /// The event as JSON.
+    pub data: Bytes,
+    /// Correlation and causation ids.
+    pub causation: Causation,
+}
+
+impl NewEvent {
+    /// Wraps a domain event with its causal metadata.
+    pub fn from_domain(event_id: Uuid, event: &impl EventPayload, causation: Causation) -> Self {
+        Self {
+            event_id,
+            event_type: event.event_type().to_owned(),
+            schema_version: event.schema_version(),
+            data: Bytes::from(event.to_json()),
+            causation,
+        }
+    }
+}
+
+/// What an append did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// Stream version of the last event appended (or found, on a retry).
+    pub last_version: u64,
+    /// Global position of the last event: the token a reader can wait for.
+    pub position: Position,
+    /// True when every event was already stored by an earlier identical
+    /// append and nothing new was written. The PostgreSQL adapter always
+    /// tells; EventStoreDB reports such a retry as a plain success.
+    pub already_appended: bool,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    /// Unique id.
+    pub event_id: Uuid,
+    /// The stream it belongs to.
+    pub stream: String,
+    /// 0-based version within the stream.
+    pub stream_version: u64,
+    /// Place in the global log.
+    pub position: Position,
+    /// Type name.
+    pub event_type: String,
+    /// Schema version of `data`.
+    pub schema_version: u16,
+    /// The event as JSON.
+    pub data: Bytes,
+    /// Correlation, causation and recorded time.
+    pub metadata: EventMetadata,
+}
+
+impl RecordedEvent {
+    /// Decodes the data into a domain event enum. A failure names the position.
+    pub fn decode<E: EventPayload>(&self) -> Result<E, StoreError> {
+        E::decode(&self.event_type, self.schema_version, &self.data).map_err(|e| self.corrupt(&e))
+    }
+
+    /// The error describing this event as unreadable.
+    pub fn corrupt(&self, reason: &DecodeError) -> StoreError {
+        StoreError::Corrupt {
+            position: self.position,
+            event_type: self.event_type.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The event in its versioned JSON envelope.
+    pub fn to_envelope(&self) -> Result<Envelope, StoreError> {
+        let data = serde_json::from_slice(&self.data).map_err(|e| StoreError::Corrupt {
+            position: self.position,
+            event_type: self.event_type.clone(),
+            reason: format!("data is not JSON: {e}"),
+        })?;
+        Ok(Envelope {
+            event_id: self.event_id,
+            stream: self.stream.clone(),
+            stream_version: self.stream_version,
+            position: self.position.to_string(),
+            event_type: self.event_type.clone(),
+            version: self.schema_version,
+            data,
+            metadata: self.metadata,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_order_by_commit_then_prepare() {
+        let a = Position {
+            commit: 1,
+            prepare: 9,
+        };
+        let b = Position {
+            commit: 2,
+            prepare: 1,
+        };
+        assert!(a < b);
+    }
+
+    #[test]
+    fn positions_round_trip_as_text() {
+        let p = Position {
+            commit: 123,
+            prepare: 456,
+        };
+        assert_eq!(p.to_string(), "123-456");
+        assert_eq!("123-456".parse::<Position>().unwrap(), p);
+    }
+
+    #[test]
+    fn malformed_positions_are_named_errors() {
+        for raw in ["", "12", "a-1", "1-", "-1-2", "1-2-3"] {
+            let err = raw.parse::<Position>().unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidRequest(ref m) if m.contains("malformed position")),
+                "{raw}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn expected_version_from_last() {
+        assert_eq!(ExpectedVersion::from_last(None), ExpectedVersion::NoStream);
+        assert_eq!(
+            ExpectedVersion::from_last(Some(3)),
+            ExpectedVersion::Exact(3)
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! The person-key table: create once, read back, delete for good.
+
+use mileage_domain::pii::{NONCE_LEN, Revealed, reveal};
+use mileage_store::keys::{KeyStore, PgKeyStore};
+
+use crate::helpers::pg_store;
+
+#[tokio::test]
+async fn a_key_is_created_once_and_deleted_for_good() {
+    let store = pg_store().await;
+    let keys = PgKeyStore::new(store.pool().clone());
+
+    let key = keys.get_or_create("member-1").await.expect("create");
+    assert_eq!(
+        keys.get_or_create("member-1").await.expect("again"),
+        key,
+        "same key the second time"
+    );
+    assert_eq!(keys.get("member-1").await.expect("get"), Some(key.clone()));
+    let sealed = key.seal("phoneNo", "01085581234", [5; NONCE_LEN]);
+
+    assert!(keys.delete("member-1").await.expect("delete"));
+    assert!(
+        !keys.delete("member-1").await.expect("delete again"),
+        "idempotent"
+    );
+    let gone = keys.get("member-1").await.expect("get after delete");
+    assert_eq!(gone, None);
+    assert_eq!(reveal(&sealed, gone.as_ref()), Ok(Revealed::Erased));
+
+    let fresh = keys.get_or_create("member-1").await.expect("recreate");
+    assert_ne!(fresh, key, "a deleted key is never resurrected");
+    assert!(fresh.open(&sealed).is_err(), "old data stays unreadable");
+}
+
+#[tokio::test]
+async fn keys_are_per_person() {
+    let store = pg_store().await;
+    let keys = PgKeyStore::new(store.pool().clone());
+    let a = keys.get_or_create("member-1").await.unwrap();
+    let b = keys.get_or_create("dormantMember-1").await.unwrap();
+    assert_ne!(a.secret(), b.secret());
+    assert_eq!(keys.get("member-404").await.unwrap(), None);
+}

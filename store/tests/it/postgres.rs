@@ -1,0 +1,231 @@
+//! The conformance suite and PostgreSQL-specific behaviour.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use mileage_domain::member::MemberEvent;
+use mileage_store::conformance::{event, fresh_stream};
+use mileage_store::postgres::{PgEventStore, PgOptions};
+use mileage_store::{EventStore, ExpectedVersion, StoreError};
+use uuid::Uuid;
+
+use crate::helpers::{pg_dyn, pg_store, raw_client};
+
+mileage_store::conformance_tests!(pg_dyn().await);
+
+#[tokio::test]
+async fn a_retry_reports_already_appended_and_writes_nothing() {
+    let store = pg_store().await;
+    let stream = fresh_stream("retry");
+    let batch = vec![event("A", 1), event("B", 2)];
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .unwrap();
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Any,
+        ExpectedVersion::Exact(7),
+    ] {
+        let retry = store.append(&stream, expected, &batch).await.unwrap();
+        assert!(retry.already_appended, "{expected}");
+        assert_eq!(
+            (retry.last_version, retry.position),
+            (first.last_version, first.position)
+        );
+    }
+    assert_eq!(store.read_stream(&stream, 0, 10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_event_id_reused_elsewhere_is_a_named_error() {
+    let store = pg_store().await;
+    let stored = event("A", 1);
+    let first = fresh_stream("first");
+    store
+        .append(&first, ExpectedVersion::NoStream, std::slice::from_ref(&stored))
+        .await
+        .unwrap();
+    let other = fresh_stream("other");
+    match store
+        .append(
+            &other,
+            ExpectedVersion::NoStream,
+            &[event("B", 1), stored.clone()],
+        )
+        .await
+    {
+        Err(StoreError::DuplicateEventId {
+            event_id,
+            stored_in,
+            stored_version,
+        }) => {
+            assert_eq!(
+                (event_id, stored_in, stored_version),
+                (stored.event_id, first, 0)
+            );
+        }
+        result => panic!("expected DuplicateEventId, got {result:?}"),
+    }
+    assert!(
+        store.read_stream(&other, 0, 10).await.unwrap().is_empty(),
+        "all or nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_reader_never_passes_an_event_that_commits_later() {
+    let store = pg_store().await;
+    let head = store.head_position().await.unwrap();
+    // A transaction takes the lower global position and stays open...
+    let mut slow = raw_client(&store).await;
+    let tx = slow.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, correlation_id, causation_id)
+         VALUES ('slow-1', 0, $1, 'Slow', 1, '{}', $1, $1)",
+        &[&Uuid::new_v4()],
+    )
+    .await
+    .unwrap();
+    // ...while a later append commits with a higher one.
+    let fast = store
+        .append("fast-1", ExpectedVersion::NoStream, &[event("Fast", 1)])
+        .await
+        .unwrap();
+    let visible = store.read_all(head, 100).await.unwrap();
+    assert!(
+        visible.is_empty(),
+        "the committed later event must wait for the earlier one: {visible:?}"
+    );
+    assert_eq!(store.head_position().await.unwrap(), head);
+
+    tx.commit().await.unwrap();
+    // Other tests' transactions on this server may hold the horizon back a
+    // moment (xmin is cluster-wide): wait, bounded, for both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut visible = store.read_all(head, 100).await.unwrap();
+    while visible.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        visible = store.read_all(head, 100).await.unwrap();
+    }
+    let streams: Vec<&str> = visible.iter().map(|e| e.stream.as_str()).collect();
+    assert_eq!(streams, ["slow-1", "fast-1"], "both, in commit order");
+    assert_eq!(visible[1].position, fast.position);
+}
+
+#[tokio::test]
+async fn a_corrupt_event_is_yielded_with_its_position_never_skipped() {
+    let store = pg_store().await;
+    store
+        .append(
+            "member-1",
+            ExpectedVersion::NoStream,
+            &[event("MemberTeleported", 1)],
+        )
+        .await
+        .unwrap();
+    let mut subscription = store.subscribe_all(None);
+    let recorded = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("delivered")
+        .expect("not ended")
+        .expect("the store itself reads it");
+    match recorded.decode::<MemberEvent>() {
+        Err(StoreError::Corrupt {
+            position,
+            event_type,
+            reason,
+        }) => {
+            assert_eq!(position, recorded.position);
+            assert_eq!(event_type, "MemberTeleported");
+            assert!(reason.contains("unknown event type"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_reason() {
+    let store = pg_store().await;
+    let mut not_json = event("A", 1);
+    not_json.data = bytes::Bytes::from_static(b"{nope");
+    for (stream, events) in [
+        ("s-1", vec![]),
+        ("", vec![event("A", 1)]),
+        ("$all", vec![event("A", 1)]),
+        ("s-1", vec![not_json]),
+    ] {
+        match store.append(stream, ExpectedVersion::Any, &events).await {
+            Err(StoreError::InvalidRequest(reason)) => assert!(!reason.is_empty()),
+            other => panic!("expected InvalidRequest for {stream:?}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_url_is_a_configuration_error() {
+    for url in ["postgres://u@h:notaport/db", "mysql:::"] {
+        match PgEventStore::connect(url).await {
+            Err(StoreError::Config(message)) => assert!(message.contains("URL"), "{message}"),
+            Err(other) => panic!("expected Config for {url}, got {other}"),
+            Ok(_) => panic!("expected Config for {url}, got a store"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_and_says_where() {
+    let options = PgOptions {
+        connect_timeout: Duration::from_secs(2),
+        ..PgOptions::default()
+    };
+    let started = Instant::now();
+    match PgEventStore::connect_with("postgres://postgres@127.0.0.1:1/postgres", options).await {
+        Err(StoreError::Unavailable(message)) => {
+            assert!(message.contains("127.0.0.1:1"), "{message}");
+        }
+        Err(other) => panic!("expected Unavailable, got {other}"),
+        Ok(_) => panic!("nothing listens on port 1"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(10), "no hang");
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_concurrent_safe() {
+    let url = mileage_store::testing::fresh_database().await;
+    let (a, b) = tokio::join!(PgEventStore::connect(&url), PgEventStore::connect(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.append("m-1", ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    let again = PgEventStore::connect(&url).await.unwrap();
+    assert_eq!(again.read_stream("m-1", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(b.read_stream("m-1", 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn another_process_wakes_a_subscriber_through_notify() {
+    let url = mileage_store::testing::fresh_database().await;
+    let slow_poll = PgOptions {
+        poll_interval: Duration::from_secs(30),
+        ..PgOptions::default()
+    };
+    let reader = PgEventStore::connect_with(&url, slow_poll).await.unwrap();
+    let writer: Arc<dyn EventStore> = Arc::new(PgEventStore::connect(&url).await.unwrap());
+    let mut subscription = reader.subscribe_all(None);
+    // Let the listener connect before the write.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    writer
+        .append("w-1", ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let got = tokio::time::timeout(Duration::from_secs(10), subscription.next())
+        .await
+        .expect("woken well before the 30 s poll")
+        .expect("not ended")
+        .expect("no error");
+    assert_eq!(got.stream, "w-1");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
