@@ -33,7 +33,7 @@ pub(super) async fn append(
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
             Err(e) => return Err(pg_error(e)),
         }
-        match resolve_clash(&client, stream, expected, &columns.ids).await? {
+        match resolve_clash(&client, stream, expected, columns.ids()).await? {
             Clash::Retried(outcome) => return Ok(outcome),
             Clash::Error(e) => return Err(e),
             Clash::RaceLost => {}
@@ -44,25 +44,39 @@ pub(super) async fn append(
     )))
 }
 
-/// The events as the column arrays the insert statement unnests.
-struct Columns<'a> {
-    ids: Vec<Uuid>,
-    types: Vec<&'a str>,
-    versions: Vec<i32>,
-    data: Vec<RawJson>,
-    correlations: Vec<Uuid>,
-    causations: Vec<Uuid>,
+/// The events as the parameters of the insert: scalars for one event, the
+/// column arrays the statement unnests for several.
+enum Columns<'a> {
+    One(&'a NewEvent, [Uuid; 1], RawJson),
+    Many {
+        ids: Vec<Uuid>,
+        types: Vec<&'a str>,
+        versions: Vec<i32>,
+        data: Vec<RawJson>,
+        correlations: Vec<Uuid>,
+        causations: Vec<Uuid>,
+    },
 }
 
 impl<'a> Columns<'a> {
     fn of(events: &'a [NewEvent]) -> Self {
-        Self {
+        if let [one] = events {
+            return Self::One(one, [one.event_id], RawJson(one.data.clone()));
+        }
+        Self::Many {
             ids: events.iter().map(|e| e.event_id).collect(),
             types: events.iter().map(|e| e.event_type.as_str()).collect(),
             versions: events.iter().map(|e| i32::from(e.schema_version)).collect(),
             data: events.iter().map(|e| RawJson(e.data.clone())).collect(),
             correlations: events.iter().map(|e| e.causation.correlation_id).collect(),
             causations: events.iter().map(|e| e.causation.causation_id).collect(),
+        }
+    }
+
+    fn ids(&self) -> &[Uuid] {
+        match self {
+            Self::One(_, id, _) => id,
+            Self::Many { ids, .. } => ids,
         }
     }
 }
@@ -73,35 +87,61 @@ async fn insert(
     client: &deadpool_postgres::Client,
     stream: &str,
     expected: ExpectedVersion,
-    c: &Columns<'_>,
+    columns: &Columns<'_>,
 ) -> Result<Option<AppendOutcome>, tokio_postgres::Error> {
-    let base: [&(dyn ToSql + Sync); 7] = [
-        &stream,
-        &c.ids,
-        &c.types,
-        &c.versions,
-        &c.data,
-        &c.correlations,
-        &c.causations,
-    ];
-    let rows = match expected {
-        ExpectedVersion::NoStream => {
-            let stmt = client.prepare_cached(&sql::append_no_stream()).await?;
-            client.query(&stmt, &base).await?
+    // Beyond i64 no stream can be: the exists check then finds nothing.
+    let exact = match expected {
+        ExpectedVersion::Exact(version) => i64::try_from(version).unwrap_or(i64::MAX),
+        ExpectedVersion::Any | ExpectedVersion::NoStream => -1,
+    };
+    let schema_version;
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(8);
+    params.push(&stream);
+    let sql = match columns {
+        Columns::One(event, id, data) => {
+            schema_version = i32::from(event.schema_version);
+            params.extend([
+                &id[0] as &(dyn ToSql + Sync),
+                &event.event_type,
+                &schema_version,
+                data,
+                &event.causation.correlation_id,
+                &event.causation.causation_id,
+            ]);
+            match expected {
+                ExpectedVersion::NoStream => sql::APPEND_ONE_NO_STREAM,
+                ExpectedVersion::Exact(_) => sql::APPEND_ONE_EXACT,
+                ExpectedVersion::Any => sql::APPEND_ONE_ANY,
+            }
         }
-        ExpectedVersion::Any => {
-            let stmt = client.prepare_cached(&sql::append_any()).await?;
-            client.query(&stmt, &base).await?
-        }
-        ExpectedVersion::Exact(version) => {
-            // Beyond i64 no stream can be: the exists check finds nothing.
-            let version = i64::try_from(version).unwrap_or(i64::MAX);
-            let stmt = client.prepare_cached(&sql::append_exact()).await?;
-            let mut params = base.to_vec();
-            params.push(&version);
-            client.query(&stmt, &params).await?
+        Columns::Many {
+            ids,
+            types,
+            versions,
+            data,
+            correlations,
+            causations,
+        } => {
+            params.extend([
+                ids as &(dyn ToSql + Sync),
+                types,
+                versions,
+                data,
+                correlations,
+                causations,
+            ]);
+            match expected {
+                ExpectedVersion::NoStream => sql::APPEND_NO_STREAM,
+                ExpectedVersion::Exact(_) => sql::APPEND_EXACT,
+                ExpectedVersion::Any => sql::APPEND_ANY,
+            }
         }
     };
+    if let ExpectedVersion::Exact(_) = expected {
+        params.push(&exact);
+    }
+    let stmt = client.prepare_cached(sql).await?;
+    let rows = client.query(&stmt, &params).await?;
     Ok(rows
         .iter()
         .max_by_key(|r| r.get::<_, i64>(2))

@@ -196,8 +196,25 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
             StoreError::Unavailable(db.message().to_owned())
         }
         Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
-        None => StoreError::Unavailable(e.to_string()),
+        None if e.is_closed() || is_io(&e) => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Backend(full_message(&e)),
     }
+}
+
+fn is_io(e: &tokio_postgres::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// The error with its sources, which the driver's `Display` leaves out.
+fn full_message(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 /// Maps a pool error: the database could not be reached in time.

@@ -1,5 +1,5 @@
 //! Wake-ups across processes. Appends ask for a NOTIFY; one task per store
-//! sends them one at a time, so a burst of appends costs one NOTIFY (NOTIFY
+//! sends them one at a time and at most every `NOTIFY_INTERVAL`, so a burst of appends costs one NOTIFY (NOTIFY
 //! takes a cluster-wide lock at commit, which would serialise writers). A
 //! listener task holds a LISTEN connection and bumps the wake counter; when
 //! that connection is down, subscribers fall back to polling.
@@ -15,6 +15,11 @@ use super::Inner;
 
 /// The NOTIFY channel name.
 const CHANNEL: &str = "mileage_events";
+
+/// At most one NOTIFY per this interval: appends in between share it. Bounds
+/// the cost at low concurrency (one extra transaction per append otherwise)
+/// at the price of this much wake-up latency in other processes.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(5);
 
 /// Sends one NOTIFY per batch of announced appends until the store is dropped.
 pub(super) fn spawn_notifier(store: Weak<Inner>, signal: Arc<Notify>) {
@@ -35,6 +40,8 @@ pub(super) fn spawn_notifier(store: Weak<Inner>, signal: Arc<Notify>) {
             if let Err(e) = sent {
                 tracing::debug!(error = %e, "NOTIFY failed; subscribers will poll");
             }
+            drop(inner);
+            tokio::time::sleep(NOTIFY_INTERVAL).await;
         }
     });
 }

@@ -83,6 +83,40 @@ struct Follow {
     /// (an older transaction is still open): re-read eagerly until then.
     eager_until: Option<Instant>,
     eager_delay: Duration,
+    /// The next page, already being read while the consumer drains this one
+    /// (catch-up overlaps the server's work with ours).
+    prefetch: Option<Prefetch>,
+}
+
+/// A page read in flight; aborted if the subscription is dropped.
+struct Prefetch(tokio::task::JoinHandle<Result<Vec<RecordedEvent>, StoreError>>);
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Follow {
+    /// The next page after `self.after`: the prefetched one if any. A full
+    /// page starts the read of the one after it.
+    async fn next_page(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
+        let batch = self.store.inner.options.subscription_batch;
+        let page = match self.prefetch.take() {
+            Some(mut prefetch) => (&mut prefetch.0)
+                .await
+                .unwrap_or_else(|e| Err(StoreError::Backend(format!("prefetch task failed: {e}")))),
+            None => self.store.read_all(self.after, batch).await,
+        }?;
+        if page.len() == batch {
+            let store = self.store.clone();
+            let after = page.last().map(|e| e.position);
+            self.prefetch = Some(Prefetch(tokio::spawn(async move {
+                store.read_all(after, batch).await
+            })));
+        }
+        Ok(page)
+    }
 }
 
 /// How long after a wake-up a subscriber keeps re-reading before it falls
@@ -105,6 +139,7 @@ pub(super) fn subscribe_all(
         buffer: VecDeque::new(),
         eager_until: None,
         eager_delay: EAGER_FIRST_DELAY,
+        prefetch: None,
     };
     futures::stream::unfold(state, |mut s| async move {
         loop {
@@ -115,8 +150,9 @@ pub(super) fn subscribe_all(
             // Mark wake-ups seen *before* reading, so one that arrives during
             // the read is not lost.
             s.wake.borrow_and_update();
+            let page = s.next_page().await;
             let options = &s.store.inner.options;
-            match s.store.read_all(s.after, options.subscription_batch).await {
+            match page {
                 Ok(events) if !events.is_empty() => {
                     s.eager_until = None;
                     s.buffer.extend(events);

@@ -5,36 +5,80 @@ use std::error::Error;
 use bytes::{BufMut, Bytes, BytesMut};
 use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
-const INSERT_COLUMNS: &str = "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
-     schema_version, data, correlation_id, causation_id)";
-const UNNEST: &str = "unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::uuid[], $7::uuid[]) \
-     WITH ORDINALITY AS e(id, ty, sv, data, corr, caus, ord)";
-const RETURNING: &str = "ORDER BY e.ord RETURNING tx_id, global_position, stream_version";
-
-/// Append to a stream that must not exist yet: versions 0..n.
-pub(super) fn append_no_stream() -> String {
-    format!(
-        "{INSERT_COLUMNS} SELECT $1, e.ord - 1, e.id, e.ty, e.sv, e.data, e.corr, e.caus FROM {UNNEST} {RETURNING}"
-    )
+// Statement text is built at compile time (`concat!`): the statement cache is
+// keyed by it, and these run on every append.
+macro_rules! insert_into {
+    () => {
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
+         schema_version, data, correlation_id, causation_id) "
+    };
+}
+macro_rules! unnest_events {
+    () => {
+        " FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::uuid[], $7::uuid[]) \
+         WITH ORDINALITY AS e(id, ty, sv, data, corr, caus, ord) "
+    };
+}
+macro_rules! one_event {
+    () => {
+        "$2::uuid, $3::text, $4::int4, $5::json, $6::uuid, $7::uuid"
+    };
+}
+macro_rules! returning {
+    () => {
+        " RETURNING tx_id, global_position, stream_version"
+    };
 }
 
-/// Append after version `$8`, which must exist; a concurrent writer at the
-/// same version trips the (stream, version) unique index.
-pub(super) fn append_exact() -> String {
-    format!(
-        "{INSERT_COLUMNS} SELECT $1, $8 + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus FROM {UNNEST} \
-         WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $8) {RETURNING}"
-    )
-}
+/// Several events to a stream that must not exist yet: versions 0..n.
+pub(super) const APPEND_NO_STREAM: &str = concat!(
+    insert_into!(),
+    "SELECT $1, e.ord - 1, e.id, e.ty, e.sv, e.data, e.corr, e.caus",
+    unnest_events!(),
+    "ORDER BY e.ord",
+    returning!()
+);
 
-/// Append after whatever the last version is.
-pub(super) fn append_any() -> String {
-    format!(
-        "{INSERT_COLUMNS} SELECT $1, base.v + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus \
-         FROM (SELECT coalesce(max(stream_version), -1) AS v FROM events WHERE stream_id = $1) base, {UNNEST} \
-         {RETURNING}"
-    )
-}
+/// Several events after version `$8`, which must exist; a concurrent writer
+/// at the same version trips the (stream, version) unique index.
+pub(super) const APPEND_EXACT: &str = concat!(
+    insert_into!(),
+    "SELECT $1, $8 + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus",
+    unnest_events!(),
+    "WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $8) ORDER BY e.ord",
+    returning!()
+);
+
+/// Several events after whatever the last version is.
+pub(super) const APPEND_ANY: &str = concat!(
+    insert_into!(),
+    "SELECT $1, base.v + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus",
+    unnest_events!(),
+    ", (SELECT coalesce(max(stream_version), -1) AS v FROM events WHERE stream_id = $1) base ORDER BY e.ord",
+    returning!()
+);
+
+/// One event to a new stream (the common case: scalar parameters, no arrays).
+pub(super) const APPEND_ONE_NO_STREAM: &str =
+    concat!(insert_into!(), "SELECT $1, 0, ", one_event!(), returning!());
+
+/// One event after version `$8`, which must exist.
+pub(super) const APPEND_ONE_EXACT: &str = concat!(
+    insert_into!(),
+    "SELECT $1, $8::bigint + 1, ",
+    one_event!(),
+    " WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $8::bigint)",
+    returning!()
+);
+
+/// One event after whatever the last version is.
+pub(super) const APPEND_ONE_ANY: &str = concat!(
+    insert_into!(),
+    "SELECT $1, coalesce(max(stream_version), -1) + 1, ",
+    one_event!(),
+    " FROM events WHERE stream_id = $1",
+    returning!()
+);
 
 /// Columns of a recorded event, in the order `read::row_to_event` reads them.
 pub(super) const EVENT_COLUMNS: &str = "tx_id, global_position, event_id, stream_id, stream_version, \

@@ -44,7 +44,11 @@ async fn an_event_id_reused_elsewhere_is_a_named_error() {
     let stored = event("A", 1);
     let first = fresh_stream("first");
     store
-        .append(&first, ExpectedVersion::NoStream, std::slice::from_ref(&stored))
+        .append(
+            &first,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&stored),
+        )
         .await
         .unwrap();
     let other = fresh_stream("other");
