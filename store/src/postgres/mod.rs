@@ -202,7 +202,7 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
 }
 
 fn is_io(e: &tokio_postgres::Error) -> bool {
-    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+    std::error::Error::source(e).is_some_and(<dyn std::error::Error>::is::<std::io::Error>)
 }
 
 /// The error with its sources, which the driver's `Display` leaves out.
