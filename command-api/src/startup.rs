@@ -1,0 +1,66 @@
+//! Building and running the service: bind first (so tests can use port 0),
+//! serve until SIGTERM or Ctrl-C, then drain.
+
+use std::sync::Arc;
+
+use mileage_store::postgres::PgEventStore;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::routes::{AppState, router};
+
+/// A bound, ready-to-run service.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects the event store (applying its migrations) and binds the port.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let store = PgEventStore::connect(&settings.database_url).await?;
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
+        Ok(Self {
+            listener,
+            state: AppState {
+                store: Arc::new(store),
+            },
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Serves until a shutdown signal, then finishes in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

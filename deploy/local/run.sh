@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs the whole system locally: a throwaway PostgreSQL (the event store and
+# read models), the command API, the projector and the query API.
+# Ctrl-C stops everything and deletes the database.
+#
+#   bash deploy/local/run.sh
+#
+# Ports: COMMAND_API_ADDR (default 127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8084).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+
+echo "building (release)..." >&2
+cargo build --release --bins -q
+
+pg_dir=$(mktemp -d /tmp/mileage-run-pg.XXXXXX)
+pids=()
+cleanup() {
+  trap - EXIT INT TERM
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  "$here/pg.sh" stop "$pg_dir"
+  echo "stopped" >&2
+}
+trap cleanup EXIT INT TERM
+
+DATABASE_URL=$("$here/pg.sh" start "$pg_dir")
+export DATABASE_URL
+export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
+export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8084}
+export RUST_LOG=${RUST_LOG:-info}
+
+target/release/mileage-command-api & pids+=($!)
+# The command API applies the event store's migrations; wait until it is ready.
+for _ in $(seq 1 100); do
+  if curl -fsS "http://$COMMAND_API_ADDR/ready" >/dev/null 2>&1; then break; fi
+  sleep 0.1
+done
+target/release/mileage-projector & pids+=($!)
+target/release/mileage-query-api & pids+=($!)
+
+cat <<MSG
+
+Mileage is running:
+  event store (PostgreSQL)  $DATABASE_URL
+  command API               http://$COMMAND_API_ADDR   (/health, /ready)
+  query API                 http://$QUERY_API_ADDR     (/health)
+  projector                 following the global log (see its log lines)
+Ctrl-C stops everything.
+MSG
+wait -n "${pids[@]}" || true
