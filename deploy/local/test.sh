@@ -20,4 +20,13 @@ echo "test PostgreSQL: $DATABASE_URL" >&2
 
 cd "$root"
 if [[ $# -eq 0 ]]; then set -- --workspace; fi
-cargo test "$@"
+log="$pg_dir.log"
+set +e
+cargo test "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run (cargo prints one per test binary).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1); if ($i ~ /^ignored;?/) s += $(i-1) } }
+     END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+rm -f "$log"
+exit "$status"
