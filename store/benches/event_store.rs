@@ -60,9 +60,16 @@ fn percentile(sorted_us: &[u64], p: f64) -> f64 {
 /// Runs `writers` tasks appending `batch`-event appends to fresh streams for
 /// `seconds`; returns appends/s and latency percentiles.
 #[allow(clippy::cast_precision_loss)]
-async fn appends(url: &str, writers: usize, batch: usize, seconds: u64) -> Sample {
+async fn appends(
+    url: &str,
+    writers: usize,
+    batch: usize,
+    seconds: u64,
+    group_commit: bool,
+) -> Sample {
     let options = PgOptions {
-        pool_size: writers,
+        pool_size: writers + 2,
+        group_commit,
         ..PgOptions::default()
     };
     let store = Arc::new(
@@ -304,31 +311,43 @@ fn baseline_section(url: &str, plan: Plan) -> Option<f64> {
     at_32
 }
 
-/// Single and batched appends; returns the 32-writer single-event rate.
-async fn append_section(url: &str, plan: Plan) -> f64 {
-    let mut at_32 = 0.0;
-    for writers in [1, 8, 32] {
-        let mut samples = Vec::new();
-        for _ in 0..plan.runs {
-            samples.push(appends(url, writers, 1, plan.seconds).await);
-        }
-        let m = median(samples);
-        row(
-            &format!("append 1 event/call, {writers} writers (appends)"),
-            &m,
-        );
-        if writers == 32 {
-            at_32 = m.per_second;
+/// Single and batched appends; returns the 32-writer single-event rates
+/// without and with group commit.
+async fn append_section(url: &str, plan: Plan) -> (f64, f64) {
+    let mut at_32 = (0.0, 0.0);
+    for group_commit in [false, true] {
+        let mode = if group_commit {
+            "group commit"
+        } else {
+            "alone"
+        };
+        for writers in [1, 8, 32] {
+            let mut samples = Vec::new();
+            for _ in 0..plan.runs {
+                samples.push(appends(url, writers, 1, plan.seconds, group_commit).await);
+            }
+            let m = median(samples);
+            row(
+                &format!("append 1 event/call, {writers} writers, {mode}"),
+                &m,
+            );
+            if writers == 32 {
+                if group_commit {
+                    at_32.1 = m.per_second;
+                } else {
+                    at_32.0 = m.per_second;
+                }
+            }
         }
     }
     for writers in [8, 32] {
         let mut samples = Vec::new();
         for _ in 0..plan.runs {
-            samples.push(appends(url, writers, 10, plan.seconds).await);
+            samples.push(appends(url, writers, 10, plan.seconds, true).await);
         }
         let m = median(samples);
         row(
-            &format!("append 10 events/call, {writers} writers (appends)"),
+            &format!("append 10 events/call, {writers} writers, group"),
             &m,
         );
         println!("{:<44} {:>12.0}", "  = events/s", m.per_second * 10.0);
@@ -401,12 +420,14 @@ async fn main() {
         "measurement", "per second", "p50 ms", "p99 ms"
     );
     let baseline_32 = baseline_section(&url, plan);
-    let single_32 = append_section(&url, plan).await;
+    let (alone_32, group_32) = append_section(&url, plan).await;
     read_section(&url, store, plan).await;
     if let Some(base) = baseline_32 {
         println!(
-            "single-event appends at 32 writers = {:.0}% of pgbench at 32 clients (target >= 70%)",
-            single_32 / base * 100.0
+            "single-event appends at 32 writers vs pgbench at 32 clients (target >= 70%): \
+             alone {:.0}%, group commit {:.0}%",
+            alone_32 / base * 100.0,
+            group_32 / base * 100.0
         );
     }
 }

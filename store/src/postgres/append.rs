@@ -15,7 +15,8 @@ use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError};
 /// `Any` appends race each other on the next version; retry them this often.
 const ANY_RETRIES: usize = 8;
 
-/// Appends `events` to `stream` under `expected`.
+/// Appends `events` to `stream` under `expected`, alone. The caller has
+/// checked the request with [`validate`].
 #[tracing::instrument(skip_all, fields(stream, expected = %expected, count = events.len()))]
 pub(super) async fn append(
     pool: &Pool,
@@ -23,7 +24,6 @@ pub(super) async fn append(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendOutcome, StoreError> {
-    validate(stream, events)?;
     let client = pool.get().await.map_err(pool_error)?;
     let columns = Columns::of(events);
     for _ in 0..ANY_RETRIES {
@@ -222,7 +222,9 @@ async fn resolve_clash(
     }))
 }
 
-fn validate(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+/// Refuses appends no store should take: no events, a reserved or empty
+/// stream name, data that is not JSON.
+pub(super) fn validate(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
     if events.is_empty() {
         return Err(StoreError::InvalidRequest(format!(
             "append to {stream} has no events"

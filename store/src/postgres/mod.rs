@@ -11,12 +11,14 @@
 //! fallback.
 
 mod append;
+mod group;
 mod migrations;
 mod notify;
 mod read;
 mod sql;
 
 use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -42,6 +44,11 @@ pub struct PgOptions {
     pub poll_interval: Duration,
     /// Events fetched per global-log query by a subscriber.
     pub subscription_batch: usize,
+    /// Concurrent appends with a known expected version share one statement
+    /// and commit (see `group`). Off: every append is its own statement.
+    pub group_commit: bool,
+    /// Tasks writing groups; each holds one connection while it writes.
+    pub group_committers: usize,
 }
 
 impl Default for PgOptions {
@@ -51,6 +58,8 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
             poll_interval: Duration::from_millis(250),
             subscription_batch: 1000,
+            group_commit: true,
+            group_committers: 2,
         }
     }
 }
@@ -70,6 +79,27 @@ struct Inner {
     /// Asks the notifier task to send one NOTIFY to other processes.
     notify_others: Arc<Notify>,
     listener: OnceLock<()>,
+    group: Option<group::GroupCommit>,
+    /// Appends under way in this process; the group is only worth its queue
+    /// hop when another append is already in flight.
+    in_flight: AtomicUsize,
+}
+
+/// Counts one append in flight for as long as it lives (also when cancelled).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    /// Registers an append; returns the guard and whether others were under way.
+    fn enter(counter: &'a AtomicUsize) -> (Self, bool) {
+        let others = counter.fetch_add(1, Ordering::AcqRel);
+        (Self(counter), others > 0)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Inner {
@@ -119,6 +149,9 @@ impl PgEventStore {
         migrations::migrate(&mut client).await?;
         drop(client);
 
+        let group = options
+            .group_commit
+            .then(|| group::GroupCommit::start(&pool, options.group_committers));
         let notify_others = Arc::new(Notify::new());
         let (wake, _) = watch::channel(0);
         let store = Self {
@@ -129,6 +162,8 @@ impl PgEventStore {
                 wake: Arc::new(wake),
                 notify_others: Arc::clone(&notify_others),
                 listener: OnceLock::new(),
+                group,
+                in_flight: AtomicUsize::new(0),
             }),
         };
         notify::spawn_notifier(Arc::downgrade(&store.inner), notify_others);
@@ -233,7 +268,16 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
-        let outcome = append::append(&self.inner.pool, stream, expected, events).await?;
+        append::validate(stream, events)?;
+        let (_in_flight, contended) = InFlight::enter(&self.inner.in_flight);
+        let grouped = match &self.inner.group {
+            Some(group) if contended => group.append(stream, expected, events).await,
+            _ => None,
+        };
+        let outcome = match grouped {
+            Some(result) => result?,
+            None => append::append(&self.inner.pool, stream, expected, events).await?,
+        };
         if !outcome.already_appended {
             self.announce();
         }

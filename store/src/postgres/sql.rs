@@ -156,3 +156,19 @@ impl<'a> FromSql<'a> for RawJson {
         matches!(*ty, Type::JSON | Type::JSONB)
     }
 }
+
+/// Appends of several streams in one statement (group commit). Each row
+/// carries its stream, version and the version that must exist before it
+/// (`-1`: none, for a new stream). A row whose expected version is missing is
+/// skipped (and so is the rest of its append, which shares the check); a
+/// clash on either unique index fails the whole statement.
+pub(super) const APPEND_GROUP: &str = concat!(
+    insert_into!(),
+    "SELECT e.stream, e.version, e.id, e.ty, e.sv, e.data, e.corr, e.caus \
+     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::uuid[], $5::text[], $6::int4[], $7::json[], \
+                 $8::uuid[], $9::uuid[]) \
+     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, ord) \
+     WHERE e.expected < 0 OR EXISTS (SELECT 1 FROM events x WHERE x.stream_id = e.stream AND x.stream_version = e.expected) \
+     ORDER BY e.ord \
+     RETURNING tx_id, global_position, stream_version, event_id"
+);

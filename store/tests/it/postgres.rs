@@ -233,3 +233,117 @@ async fn another_process_wakes_a_subscriber_through_notify() {
     assert_eq!(got.stream, "w-1");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+// Many appends at once, as group commit batches them, get the same answers
+// as one by one.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creators_of_one_stream_have_one_winner() {
+    let store = Arc::new(pg_store().await);
+    let contested = fresh_stream("contested");
+    let racers: Vec<_> = (0..20)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let stream = contested.clone();
+            tokio::spawn(async move {
+                store
+                    .append(&stream, ExpectedVersion::NoStream, &[event("A", n)])
+                    .await
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(outcome) => {
+                winners += 1;
+                assert_eq!(outcome.last_version, 0);
+            }
+            Err(StoreError::WrongExpectedVersion {
+                actual: Some(0), ..
+            }) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one append creates the stream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_append_store_it_once() {
+    let store = Arc::new(pg_store().await);
+    let events = vec![event("R", 1), event("R", 2)];
+    let stream = fresh_stream("retried");
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let stream = stream.clone();
+            let events = events.clone();
+            tokio::spawn(async move {
+                store
+                    .append(&stream, ExpectedVersion::NoStream, &events)
+                    .await
+            })
+        })
+        .collect();
+    for attempt in attempts {
+        assert_eq!(
+            attempt
+                .await
+                .unwrap()
+                .expect("every attempt succeeds")
+                .last_version,
+            1
+        );
+    }
+    assert_eq!(
+        store.read_stream(&stream, 0, 10).await.unwrap().len(),
+        2,
+        "stored once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_optimistic_writers_each_get_their_own_version() {
+    let store = Arc::new(pg_store().await);
+    let chain = fresh_stream("chain");
+    store
+        .append(&chain, ExpectedVersion::NoStream, &[event("C", 0)])
+        .await
+        .unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let stream = chain.clone();
+            tokio::spawn(async move {
+                let mut expected = 0;
+                loop {
+                    match store
+                        .append(&stream, ExpectedVersion::Exact(expected), &[event("C", n)])
+                        .await
+                    {
+                        Ok(outcome) => return outcome.last_version,
+                        Err(StoreError::WrongExpectedVersion {
+                            actual: Some(actual),
+                            ..
+                        }) => expected = actual,
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for writer in writers {
+        versions.push(writer.await.unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<u64>>());
+    let stored: Vec<u64> = store
+        .read_stream(&chain, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(stored, (0..=8).collect::<Vec<u64>>());
+}
