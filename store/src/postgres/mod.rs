@@ -49,6 +49,10 @@ pub struct PgOptions {
     pub group_commit: bool,
     /// Tasks writing groups; each holds one connection while it writes.
     pub group_committers: usize,
+    /// Appends already in flight before a new one joins a group. Below it,
+    /// separate statements in parallel do better (PostgreSQL already flushes
+    /// concurrent commits together); above it, one statement per group wins.
+    pub group_min_in_flight: usize,
 }
 
 impl Default for PgOptions {
@@ -59,7 +63,8 @@ impl Default for PgOptions {
             poll_interval: Duration::from_millis(250),
             subscription_batch: 1000,
             group_commit: true,
-            group_committers: 2,
+            group_committers: 4,
+            group_min_in_flight: 8,
         }
     }
 }
@@ -81,7 +86,7 @@ struct Inner {
     listener: OnceLock<()>,
     group: Option<group::GroupCommit>,
     /// Appends under way in this process; the group is only worth its queue
-    /// hop when another append is already in flight.
+    /// hop when enough others are already in flight.
     in_flight: AtomicUsize,
 }
 
@@ -89,10 +94,10 @@ struct Inner {
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl<'a> InFlight<'a> {
-    /// Registers an append; returns the guard and whether others were under way.
-    fn enter(counter: &'a AtomicUsize) -> (Self, bool) {
+    /// Registers an append; returns the guard and how many others were under way.
+    fn enter(counter: &'a AtomicUsize) -> (Self, usize) {
         let others = counter.fetch_add(1, Ordering::AcqRel);
-        (Self(counter), others > 0)
+        (Self(counter), others)
     }
 }
 
@@ -269,9 +274,11 @@ impl EventStore for PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
         append::validate(stream, events)?;
-        let (_in_flight, contended) = InFlight::enter(&self.inner.in_flight);
+        let (_in_flight, others) = InFlight::enter(&self.inner.in_flight);
         let grouped = match &self.inner.group {
-            Some(group) if contended => group.append(stream, expected, events).await,
+            Some(group) if others >= self.inner.options.group_min_in_flight => {
+                group.append(stream, expected, events).await
+            }
             _ => None,
         };
         let outcome = match grouped {
