@@ -2,13 +2,27 @@
 
 use std::net::SocketAddr;
 
+/// Shortest phone-index secret accepted, in bytes.
+const MIN_SECRET_LEN: usize = 16;
+
 /// What the service needs to start.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Where to listen (`COMMAND_API_ADDR`, default `127.0.0.1:8081`).
     pub addr: SocketAddr,
     /// The PostgreSQL event store (`DATABASE_URL`).
     pub database_url: String,
+    /// Keys the phone-number uniqueness index (`PHONE_INDEX_SECRET`, at least
+    /// 16 bytes). Must stay the same for the life of the log.
+    pub phone_secret: String,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settings {
@@ -21,6 +35,16 @@ impl Settings {
         let database_url = std::env::var("DATABASE_URL").map_err(|_| {
             anyhow::anyhow!("DATABASE_URL is not set (postgres://user@host:port/db)")
         })?;
-        Ok(Self { addr, database_url })
+        let phone_secret = std::env::var("PHONE_INDEX_SECRET")
+            .ok()
+            .filter(|s| s.len() >= MIN_SECRET_LEN)
+            .ok_or_else(|| {
+                anyhow::anyhow!("PHONE_INDEX_SECRET must be set to at least {MIN_SECRET_LEN} bytes")
+            })?;
+        Ok(Self {
+            addr,
+            database_url,
+            phone_secret,
+        })
     }
 }

@@ -1,9 +1,17 @@
 //! The command side of Mileage: HTTP commands become events appended to the
-//! event store (load the stream, decide, append with the expected version).
-//!
-//! For now it serves its operational endpoints over the PostgreSQL store;
-//! the command routes build on [`startup::Application`].
+//! event store. Each use case (`members`, `dormant`) validates input, seals
+//! personal data, and runs load -> decide -> append through [`handle`]; the
+//! routes only parse, call and map errors ([`error::ApiError`]).
 
 pub mod config;
+pub mod correlation;
+pub mod dormant;
+pub mod error;
+pub mod extract;
+pub mod handle;
+pub mod ids;
+pub mod members;
+pub mod personal;
 pub mod routes;
 pub mod startup;
+pub mod state;

@@ -3,11 +3,15 @@
 
 use std::sync::Arc;
 
+use mileage_store::EventStore;
+use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
-use crate::routes::{AppState, router};
+use crate::ids::IdAllocator;
+use crate::routes::router;
+use crate::state::AppState;
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -18,14 +22,19 @@ pub struct Application {
 impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = PgEventStore::connect(&settings.database_url).await?;
+        let pg = PgEventStore::connect(&settings.database_url).await?;
+        let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
+        let store: Arc<dyn EventStore> = Arc::new(pg);
         let listener = TcpListener::bind(settings.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
         Ok(Self {
             listener,
             state: AppState {
-                store: Arc::new(store),
+                ids: Arc::new(IdAllocator::new(Arc::clone(&store))),
+                store,
+                keys,
+                phone_secret: settings.phone_secret.as_bytes().into(),
             },
         })
     }

@@ -30,6 +30,9 @@ export DATABASE_URL
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
 export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8084}
 export RUST_LOG=${RUST_LOG:-info}
+# Keys the phone-number uniqueness index; it must live as long as the log,
+# which here is as long as this run.
+export PHONE_INDEX_SECRET=${PHONE_INDEX_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 target/release/mileage-command-api & pids+=($!)
 # The command API applies the event store's migrations; wait until it is ready.
@@ -44,9 +47,13 @@ cat <<MSG
 
 Mileage is running:
   event store (PostgreSQL)  $DATABASE_URL
-  command API               http://$COMMAND_API_ADDR   (/health, /ready)
+  command API               http://$COMMAND_API_ADDR   (/members, /dormantMembers, /health, /ready)
   query API                 http://$QUERY_API_ADDR     (/health)
   projector                 following the global log (see its log lines)
+Try the source document's requests:
+  curl -s -XPOST http://$COMMAND_API_ADDR/dormantMembers -H 'content-type: application/json' \\
+       -d '{"phoneNo":"01085581234","nickname":"DOR1","memberStatus":"Pre-Dormant","memberId":"2"}'
+  curl -s -XPATCH http://$COMMAND_API_ADDR/dormantMembers/1 -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true

@@ -23,4 +23,8 @@ pub trait DomainError: std::error::Error {
     fn code(&self) -> &'static str;
     /// The class of the refusal.
     fn kind(&self) -> ErrorKind;
+    /// The input field at fault, for validation errors.
+    fn field(&self) -> Option<&'static str> {
+        None
+    }
 }

@@ -16,6 +16,7 @@ pub mod dormant_member;
 pub mod envelope;
 pub mod error;
 pub mod event;
+pub mod id_sequence;
 pub mod ids;
 pub mod manager_message;
 pub mod member;

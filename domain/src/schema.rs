@@ -5,6 +5,7 @@
 use crate::dormant_member::DormantMemberEvent;
 use crate::envelope::Envelope;
 use crate::event::{EventPayload, EventSchema};
+use crate::id_sequence::IdSequenceEvent;
 use crate::manager_message::ManagerMessageEvent;
 use crate::member::MemberEvent;
 use crate::phone_registry::PhoneRegistryEvent;
@@ -15,6 +16,7 @@ pub fn all_event_schemas() -> Vec<EventSchema> {
     all.extend(DormantMemberEvent::schemas());
     all.extend(ManagerMessageEvent::schemas());
     all.extend(PhoneRegistryEvent::schemas());
+    all.extend(IdSequenceEvent::schemas());
     all
 }
 

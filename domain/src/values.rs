@@ -36,7 +36,7 @@ pub enum ValidationError {
 
 impl ValidationError {
     /// The request field the error is about.
-    pub fn field(&self) -> &'static str {
+    fn field_name(&self) -> &'static str {
         match self {
             Self::InvalidPhoneNumber => "phoneNo",
             Self::InvalidNickname { .. } => "nickname",
@@ -58,6 +58,10 @@ impl DomainError for ValidationError {
 
     fn kind(&self) -> ErrorKind {
         ErrorKind::Invalid
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        Some(self.field_name())
     }
 }
 

@@ -6,7 +6,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
+use crate::state::AppState;
 
 /// `/health` (the process answers) and `/ready` (the event store answers).
 pub fn router() -> Router<AppState> {

@@ -1,18 +1,32 @@
-//! `spawn_app()`: the service on port 0 over a fresh database, in one line.
+//! `spawn_app()`: the service on port 0 over a fresh database, in one line,
+//! and the requests tests make.
 
 use mileage_command_api::config::Settings;
 use mileage_command_api::startup::Application;
+use mileage_store::postgres::PgEventStore;
+use mileage_store::{EventStore, RecordedEvent};
+use serde_json::Value;
 
 /// A running service and how to reach it.
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    pub database_url: String,
+}
+
+/// A response's status, headers and JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
 }
 
 pub async fn spawn_app() -> TestApp {
+    let database_url = mileage_store::testing::fresh_database().await;
     let settings = Settings {
         addr: "127.0.0.1:0".parse().expect("a valid address"),
-        database_url: mileage_store::testing::fresh_database().await,
+        database_url: database_url.clone(),
+        phone_secret: "test-phone-index-secret".into(),
     };
     let app = Application::build(&settings)
         .await
@@ -22,5 +36,106 @@ pub async fn spawn_app() -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
+        database_url,
+    }
+}
+
+impl TestApp {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request.send().await.expect("the service should answer");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("a body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.address))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send(
+            self.client
+                .patch(format!("{}{path}", self.address))
+                .json(&body),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(self.client.delete(format!("{}{path}", self.address)))
+            .await
+    }
+
+    /// Joins a member; returns its id.
+    pub async fn join(&self, phone: &str, nickname: &str) -> String {
+        let reply = self
+            .post(
+                "/members",
+                serde_json::json!({ "phoneNo": phone, "nickname": nickname }),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        reply.body["memberId"]
+            .as_str()
+            .expect("memberId")
+            .to_owned()
+    }
+
+    /// The events of the global log with this correlation id, once at least
+    /// `count` are visible (the log may show a commit a moment late), or
+    /// whatever is there after 10 s.
+    pub async fn events_correlated_with(
+        &self,
+        correlation: uuid::Uuid,
+        count: usize,
+    ) -> Vec<RecordedEvent> {
+        let store = self.store().await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let ours: Vec<RecordedEvent> = store
+                .read_all(None, 10_000)
+                .await
+                .expect("read the log")
+                .into_iter()
+                .filter(|e| e.metadata.correlation_id == correlation)
+                .collect();
+            if ours.len() >= count || std::time::Instant::now() > deadline {
+                return ours;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The event store under the service, to check what was written.
+    pub async fn store(&self) -> PgEventStore {
+        PgEventStore::connect(&self.database_url)
+            .await
+            .expect("the test database")
+    }
+}
+
+impl Reply {
+    /// Asserts a problem+json error with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert_eq!(self.body["code"], code, "{}", self.body);
+        assert_eq!(self.body["status"], status);
+        let content_type = self
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(content_type, Some("application/problem+json"));
     }
 }

@@ -1,4 +1,7 @@
 //! Integration tests: the real service on a random port over a fresh database.
 
+mod bad_input;
+mod dormant_members;
 mod health;
 mod helpers;
+mod members;

@@ -51,4 +51,12 @@ impl DomainError for MemberError {
             Self::InsufficientPoints { .. } | Self::BalanceOverflow => ErrorKind::Rule,
         }
     }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            Self::Invalid(e) => e.field(),
+            Self::InsufficientPoints { .. } | Self::BalanceOverflow => Some("amount"),
+            _ => None,
+        }
+    }
 }

@@ -1,0 +1,102 @@
+//! Dormant-target use cases: register, mark dormant, release.
+
+use chrono::Utc;
+use mileage_domain::aggregate::stream_name;
+use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand};
+use mileage_domain::envelope::Causation;
+use mileage_domain::ids::{DormantMemberId, MemberId};
+use mileage_domain::values::{Nickname, PhoneNumber};
+use mileage_domain::{Aggregate, ErrorKind};
+
+use crate::error::ApiError;
+use crate::handle::{Handled, handle, load};
+use crate::members;
+use crate::personal::seal;
+use crate::state::AppState;
+
+/// Registers `member_id` as a dormant target under a new sequential id.
+pub async fn register(
+    state: &AppState,
+    member_id: MemberId,
+    phone: &str,
+    nickname: &str,
+    causation: Causation,
+) -> Result<(DormantMemberId, Handled<DormantMember>), ApiError> {
+    let phone = PhoneNumber::parse(phone)?;
+    let nickname = Nickname::parse(nickname)?;
+    let id = DormantMemberId::parse(&state.ids.next("dormantMember").await?.to_string())?;
+    let stream = stream_name::<DormantMember>(&id);
+    let key = state.keys.get_or_create(&stream).await?;
+    let command = DormantMemberCommand::Register {
+        id: id.clone(),
+        member_id,
+        phone: seal(&key, "phoneNo", phone.as_str()),
+        nickname: seal(&key, "nickname", nickname.as_str()),
+        at: Utc::now(),
+    };
+    let handled = handle::<DormantMember>(&*state.store, &stream, command, causation).await?;
+    Ok((id, handled))
+}
+
+/// Marks a target dormant (its notice follows asynchronously).
+pub async fn mark_dormant(
+    state: &AppState,
+    id: &DormantMemberId,
+    causation: Causation,
+) -> Result<Handled<DormantMember>, ApiError> {
+    let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
+    handle::<DormantMember>(
+        &*state.store,
+        &stream_name::<DormantMember>(id),
+        command,
+        causation,
+    )
+    .await
+}
+
+/// Releases a dormant target: joins the person as a new member first, then
+/// marks the target cleared. Nothing is joined for a target that cannot be
+/// released; a failed join appends nothing to the target.
+pub async fn release(
+    state: &AppState,
+    id: &DormantMemberId,
+    causation: Causation,
+) -> Result<Handled<DormantMember>, ApiError> {
+    let stream = stream_name::<DormantMember>(id);
+    let (target, version) = load::<DormantMember>(&*state.store, &stream).await?;
+    let probe = DormantMemberCommand::Clear {
+        rejoined_member_id: MemberId::parse("0")?,
+        at: Utc::now(),
+    };
+    if target
+        .decide(probe)
+        .map_err(|e| ApiError::domain(&e))?
+        .is_empty()
+    {
+        return Ok(Handled {
+            state: target,
+            version,
+            position: None,
+        });
+    }
+    let DormantMember::Registered(registered) = &target else {
+        return Err(ApiError::Internal(anyhow::anyhow!(
+            "a releasable target must be registered"
+        )));
+    };
+    let erased = || ApiError::Domain {
+        kind: ErrorKind::Conflict,
+        code: "dormant_member.personal_data_erased",
+        detail: "the target's personal data was erased; it cannot re-join".into(),
+        field: None,
+    };
+    let key = state.keys.get(&stream).await?.ok_or_else(erased)?;
+    let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
+    let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
+    let (rejoined_member_id, _) = members::join(state, &phone, &nickname, causation).await?;
+    let command = DormantMemberCommand::Clear {
+        rejoined_member_id,
+        at: Utc::now(),
+    };
+    handle::<DormantMember>(&*state.store, &stream, command, causation).await
+}

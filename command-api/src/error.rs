@@ -1,0 +1,170 @@
+//! The one error type of the HTTP edge, rendered as RFC 9457 problem+json
+//! with a stable `code`. Every failure is mapped to a status here and only
+//! here; 5xx bodies say nothing internal (the cause is logged).
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mileage_domain::values::ValidationError;
+use mileage_domain::{DomainError, ErrorKind};
+use mileage_store::StoreError;
+use serde_json::json;
+
+/// A request that did not succeed, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Refused by a domain rule; status from its [`ErrorKind`].
+    #[error("{detail}")]
+    Domain {
+        /// The class of the refusal.
+        kind: ErrorKind,
+        /// Stable code, e.g. `member.insufficient_points`.
+        code: &'static str,
+        /// Human-readable reason.
+        detail: String,
+        /// The request field at fault, when one is.
+        field: Option<&'static str>,
+    },
+    /// The body is not JSON of the expected shape.
+    #[error("{0}")]
+    MalformedBody(String),
+    /// The body is not `application/json`.
+    #[error("expected a body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// The body is over the size limit.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// A header has a malformed value.
+    #[error("header {header} is malformed: {detail}")]
+    BadHeader {
+        /// Which header.
+        header: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The stream kept changing under us; the client may retry.
+    #[error("the resource was modified concurrently; retry the request")]
+    Conflict,
+    /// A dependency is down or slow; the client should retry later.
+    #[error("{detail}")]
+    Unavailable {
+        /// What is unavailable.
+        detail: String,
+        /// Seconds to wait before retrying.
+        retry_after: u64,
+    },
+    /// A bug or corrupt data; logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    /// A domain refusal, naming the field it concerns when there is one.
+    pub fn domain<E: DomainError>(error: &E) -> Self {
+        Self::Domain {
+            kind: error.kind(),
+            code: error.code(),
+            detail: error.to_string(),
+            field: error.field(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Domain { kind, .. } => match kind {
+                ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Conflict => StatusCode::CONFLICT,
+                ErrorKind::Rule => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            Self::MalformedBody(_) | Self::BadHeader { .. } => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::Domain { code, .. } => code,
+            Self::MalformedBody(_) => "request.malformed_body",
+            Self::UnsupportedMediaType => "request.unsupported_media_type",
+            Self::PayloadTooLarge => "request.payload_too_large",
+            Self::BadHeader { .. } => "request.bad_header",
+            Self::Conflict => "request.conflict",
+            Self::Unavailable { .. } => "service.unavailable",
+            Self::Internal(_) => "service.internal",
+        }
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(error: ValidationError) -> Self {
+        Self::domain(&error)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(%detail, "event store unavailable");
+                Self::Unavailable {
+                    detail: "the event store is unavailable; try again later".into(),
+                    retry_after: 1,
+                }
+            }
+            StoreError::WrongExpectedVersion { .. } => Self::Conflict,
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            _ => Self::MalformedBody(rejection.body_text()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = if let Self::Internal(cause) = &self {
+            tracing::error!(error = ?cause, "request failed");
+            "an internal error occurred".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+            "code": self.code(),
+        });
+        if let Self::Domain {
+            field: Some(field), ..
+        } = &self
+        {
+            body["field"] = json!(field);
+        }
+        let mut response = (status, Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if let Self::Unavailable { retry_after, .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        response
+    }
+}

@@ -1,0 +1,21 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+
+use mileage_store::EventStore;
+use mileage_store::keys::KeyStore;
+
+use crate::ids::IdAllocator;
+
+/// Shared application state: the ports and the id allocator.
+#[derive(Clone)]
+pub struct AppState {
+    /// The event store.
+    pub store: Arc<dyn EventStore>,
+    /// Per-person keys that seal personal data.
+    pub keys: Arc<dyn KeyStore>,
+    /// Sequential ids.
+    pub ids: Arc<IdAllocator>,
+    /// Secret of the phone-number index (see `mileage_domain::pii::phone_index`).
+    pub phone_secret: Arc<[u8]>,
+}

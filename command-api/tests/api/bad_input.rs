@@ -1,0 +1,126 @@
+//! Malformed requests get our problem+json, name the field, and append nothing.
+
+use mileage_store::EventStore;
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn malformed_fields_name_the_field_and_append_nothing() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            json!({ "phoneNo": "12-ab", "nickname": "N" }),
+            "validation.phone_number",
+            "phoneNo",
+        ),
+        (
+            json!({ "phoneNo": "01012341234", "nickname": "" }),
+            "validation.nickname",
+            "nickname",
+        ),
+        (
+            json!({ "phoneNo": "01012341234", "nickname": "x".repeat(51) }),
+            "validation.nickname",
+            "nickname",
+        ),
+    ];
+    for (body, code, field) in cases {
+        let reply = app.post("/members", body).await;
+        reply.assert_problem(400, code);
+        assert_eq!(reply.body["field"], field);
+    }
+    let id = app.join("01012341234", "N").await;
+    for amount in [json!(0), json!(-5)] {
+        let reply = app
+            .post(
+                &format!("/members/{id}/points/earn"),
+                json!({ "amount": amount }),
+            )
+            .await;
+        reply.assert_problem(400, "validation.amount_not_positive");
+        assert_eq!(reply.body["field"], "amount");
+    }
+    let store = app.store().await;
+    let joined = store
+        .read_stream(&format!("member-{id}"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        joined.len(),
+        1,
+        "only MemberJoined: the refused earns appended nothing"
+    );
+    assert_eq!(id, "1", "refused joins took no id and wrote no member");
+    assert!(
+        store
+            .read_stream("member-2", 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_400_with_our_shape() {
+    let app = spawn_app().await;
+    let url = format!("{}/members", app.address);
+    let not_json = app
+        .send(
+            app.client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body("{nope"),
+        )
+        .await;
+    not_json.assert_problem(400, "request.malformed_body");
+    let unknown_field = app
+        .post(
+            "/members",
+            json!({ "phoneNo": "01012341234", "nickname": "N", "admin": true }),
+        )
+        .await;
+    unknown_field.assert_problem(400, "request.malformed_body");
+    assert!(
+        unknown_field.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("admin")
+    );
+    let overflow = app
+        .post("/members/1/points/earn", json!({ "amount": 1e30 }))
+        .await;
+    overflow.assert_problem(400, "request.malformed_body");
+}
+
+#[tokio::test]
+async fn wrong_content_type_and_oversized_bodies_are_refused() {
+    let app = spawn_app().await;
+    let url = format!("{}/members", app.address);
+    app.send(
+        app.client
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body("phoneNo=1"),
+    )
+    .await
+    .assert_problem(415, "request.unsupported_media_type");
+    let huge = json!({ "phoneNo": "01012341234", "nickname": "x".repeat(20_000) });
+    app.post("/members", huge)
+        .await
+        .assert_problem(413, "request.payload_too_large");
+}
+
+#[tokio::test]
+async fn a_malformed_correlation_id_is_refused() {
+    let app = spawn_app().await;
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/members", app.address))
+                .header("X-Correlation-Id", "not-a-uuid")
+                .json(&json!({ "phoneNo": "01012341234", "nickname": "N" })),
+        )
+        .await;
+    reply.assert_problem(400, "request.bad_header");
+}

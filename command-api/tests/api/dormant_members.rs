@@ -1,0 +1,120 @@
+//! The source document's requests, as written there, and the lifecycle rules.
+
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_source_documents_scenario_register_dormant_release() {
+    let app = spawn_app().await;
+    // http POST :8082/dormantMembers phoneNo=01085581234 nickname=DOR1 memberStatus=Pre-Dormant memberId=2
+    let registered = app
+        .post(
+            "/dormantMembers",
+            json!({ "phoneNo": "01085581234", "nickname": "DOR1", "memberStatus": "Pre-Dormant", "memberId": "2" }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    assert_eq!(registered.body["id"], "1");
+    assert_eq!(registered.body["memberId"], "2");
+    assert_eq!(registered.body["memberStatus"], "PRE_DORMANT");
+
+    // http PATCH :8082/dormantMembers/1 memberStatus=DORMANT
+    let dormant = app
+        .patch("/dormantMembers/1", json!({ "memberStatus": "DORMANT" }))
+        .await;
+    assert_eq!(
+        (dormant.status, dormant.body["memberStatus"].clone()),
+        (200, json!("DORMANT"))
+    );
+
+    // http PATCH :8082/dormantMembers/1 memberStatus=CLEAR
+    let cleared = app
+        .patch("/dormantMembers/1", json!({ "memberStatus": "CLEAR" }))
+        .await;
+    assert_eq!(cleared.status, 200, "{}", cleared.body);
+    assert_eq!(cleared.body["memberStatus"], "CLEARED");
+    let rejoined = cleared.body["rejoinedMemberId"]
+        .as_str()
+        .expect("a new member id");
+
+    // The re-joined member exists and holds the number.
+    let earn = app
+        .post(
+            &format!("/members/{rejoined}/points/earn"),
+            json!({ "amount": 5 }),
+        )
+        .await;
+    assert_eq!(earn.status, 200, "{}", earn.body);
+    app.post(
+        "/members",
+        json!({ "phoneNo": "01085581234", "nickname": "X" }),
+    )
+    .await
+    .assert_problem(409, "member.phone_taken");
+
+    // Releasing again changes nothing.
+    let again = app
+        .patch("/dormantMembers/1", json!({ "memberStatus": "CLEAR" }))
+        .await;
+    assert_eq!(
+        (again.status, again.body["position"].clone()),
+        (200, json!(null))
+    );
+}
+
+#[tokio::test]
+async fn member_ids_may_be_numbers_and_explicit_routes_work() {
+    let app = spawn_app().await;
+    let registered = app
+        .post(
+            "/dormantMembers",
+            json!({ "phoneNo": "1234567", "nickname": "DOR-Saga", "memberId": 1 }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let dormant = app.post("/dormantMembers/1/dormant", json!({})).await;
+    assert_eq!(dormant.body["memberStatus"], "DORMANT", "{}", dormant.body);
+    let released = app.post("/dormantMembers/1/release", json!({})).await;
+    assert_eq!(
+        released.body["memberStatus"], "CLEARED",
+        "{}",
+        released.body
+    );
+}
+
+#[tokio::test]
+async fn a_pre_dormant_target_cannot_be_released_and_nobody_joins() {
+    let app = spawn_app().await;
+    app.post(
+        "/dormantMembers",
+        json!({ "phoneNo": "01052995000", "nickname": "DOR1", "memberId": "2" }),
+    )
+    .await;
+    app.patch("/dormantMembers/1", json!({ "memberStatus": "CLEAR" }))
+        .await
+        .assert_problem(409, "dormant_member.invalid_transition");
+    // The number is still free: the failed release joined nobody.
+    app.join("01052995000", "free").await;
+}
+
+#[tokio::test]
+async fn unknown_statuses_and_targets_are_refused() {
+    let app = spawn_app().await;
+    app.post(
+        "/dormantMembers",
+        json!({ "phoneNo": "01052995000", "nickname": "D", "memberId": "2" }),
+    )
+    .await;
+    let reply = app
+        .patch("/dormantMembers/1", json!({ "memberStatus": "ASLEEP" }))
+        .await;
+    reply.assert_problem(400, "validation.member_status");
+    assert_eq!(reply.body["field"], "memberStatus");
+    app.patch("/dormantMembers/99", json!({ "memberStatus": "DORMANT" }))
+        .await
+        .assert_problem(404, "dormant_member.not_found");
+    app.post("/dormantMembers", json!({ "phoneNo": "01052995000", "nickname": "D", "memberId": "2", "memberStatus": "DORMANT" }))
+        .await
+        .assert_problem(400, "validation.member_status");
+}

@@ -1,0 +1,172 @@
+use mileage_domain::member::MemberEvent;
+use mileage_store::EventStore;
+use mileage_store::keys::{KeyStore, PgKeyStore};
+use serde_json::json;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn a_member_joins_with_a_phone_number_and_gets_a_sequential_id() {
+    let app = spawn_app().await;
+    let reply = app
+        .post(
+            "/members",
+            json!({ "phoneNo": "01085580000", "nickname": "SEQ1", "memberStatus": "READY" }),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["memberId"], "1");
+    assert_eq!(reply.body["version"], 0);
+    let position = reply.body["position"].as_str().expect("a position");
+    assert_eq!(reply.headers["x-position"], position);
+    assert_eq!(app.join("01012345678", "SEQ2").await, "2");
+}
+
+#[tokio::test]
+async fn one_phone_number_one_active_member() {
+    let app = spawn_app().await;
+    app.join("010-8558-0000", "A").await;
+    app.post(
+        "/members",
+        json!({ "phoneNo": "01085580000", "nickname": "B" }),
+    )
+    .await
+    .assert_problem(409, "member.phone_taken");
+}
+
+#[tokio::test]
+async fn points_are_earned_used_and_never_overdrawn() {
+    let app = spawn_app().await;
+    let id = app.join("01011112222", "P").await;
+    let earned = app
+        .post(
+            &format!("/members/{id}/points/earn"),
+            json!({ "amount": 100 }),
+        )
+        .await;
+    assert_eq!(
+        (earned.status, earned.body["balance"].clone()),
+        (200, json!(100))
+    );
+    let used = app
+        .post(
+            &format!("/members/{id}/points/use"),
+            json!({ "amount": 30 }),
+        )
+        .await;
+    assert_eq!(
+        (used.status, used.body["balance"].clone()),
+        (200, json!(70))
+    );
+    let over = app
+        .post(
+            &format!("/members/{id}/points/use"),
+            json!({ "amount": 71 }),
+        )
+        .await;
+    over.assert_problem(422, "member.insufficient_points");
+    assert_eq!(over.body["field"], "amount");
+}
+
+#[tokio::test]
+async fn concurrent_uses_that_together_overdraw_never_both_succeed() {
+    let app = spawn_app().await;
+    let id = app.join("01033334444", "C").await;
+    app.post(
+        &format!("/members/{id}/points/earn"),
+        json!({ "amount": 100 }),
+    )
+    .await;
+    let path = format!("/members/{id}/points/use");
+    let (a, b) = tokio::join!(
+        app.post(&path, json!({ "amount": 60 })),
+        app.post(&path, json!({ "amount": 60 }))
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 422], "{} / {}", a.body, b.body);
+}
+
+#[tokio::test]
+async fn commands_for_unknown_members_are_not_found() {
+    let app = spawn_app().await;
+    app.post("/members/404/points/earn", json!({ "amount": 1 }))
+        .await
+        .assert_problem(404, "member.not_found");
+    app.delete("/members/404")
+        .await
+        .assert_problem(404, "member.not_found");
+}
+
+#[tokio::test]
+async fn withdrawal_forfeits_points_erases_the_person_and_frees_the_number() {
+    let app = spawn_app().await;
+    let id = app.join("01055556666", "W").await;
+    app.post(
+        &format!("/members/{id}/points/earn"),
+        json!({ "amount": 40 }),
+    )
+    .await;
+    let reply = app.delete(&format!("/members/{id}")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["memberStatus"], "WITHDRAWN");
+
+    let store = app.store().await;
+    let events = store
+        .read_stream(&format!("member-{id}"), 0, 10)
+        .await
+        .unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "MemberJoined",
+            "PointsEarned",
+            "PointsForfeited",
+            "MemberWithdrawn"
+        ]
+    );
+    let MemberEvent::PointsForfeited(forfeited) = events[2].decode::<MemberEvent>().unwrap() else {
+        panic!("third event should be PointsForfeited");
+    };
+    assert_eq!(forfeited.amount.0, 40);
+    let keys = PgKeyStore::new(store.pool().clone());
+    assert_eq!(
+        keys.get(&format!("member-{id}")).await.unwrap(),
+        None,
+        "personal data erased"
+    );
+
+    app.post(
+        &format!("/members/{id}/points/earn"),
+        json!({ "amount": 1 }),
+    )
+    .await
+    .assert_problem(409, "member.withdrawn");
+    app.join("01055556666", "W again").await;
+}
+
+#[tokio::test]
+async fn every_event_carries_the_requests_correlation_id() {
+    let app = spawn_app().await;
+    let correlation = uuid::Uuid::new_v4();
+    let reply = app
+        .send(
+            app.client
+                .post(format!("{}/members", app.address))
+                .header("X-Correlation-Id", correlation.to_string())
+                .json(&json!({ "phoneNo": "01077778888", "nickname": "K" })),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.headers["x-correlation-id"],
+        correlation.to_string().as_str()
+    );
+    let ours = app.events_correlated_with(correlation, 2).await;
+    assert_eq!(ours.len(), 2, "the phone claim and the join");
+    assert!(
+        ours.iter()
+            .all(|e| e.metadata.causation_id == ours[0].metadata.causation_id)
+    );
+}
