@@ -9,6 +9,7 @@ pub mod dormant;
 pub mod error;
 pub mod extract;
 pub mod handle;
+pub mod idempotency;
 pub mod ids;
 pub mod members;
 pub mod personal;

@@ -9,6 +9,7 @@ use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
 use crate::routes::router;
 use crate::state::AppState;
@@ -17,6 +18,7 @@ use crate::state::AppState;
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    idempotency: IdempotencyStore,
 }
 
 impl Application {
@@ -24,6 +26,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let pg = PgEventStore::connect(&settings.database_url).await?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
+        let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
         let store: Arc<dyn EventStore> = Arc::new(pg);
         let listener = TcpListener::bind(settings.addr)
             .await
@@ -36,6 +39,7 @@ impl Application {
                 keys,
                 phone_secret: settings.phone_secret.as_bytes().into(),
             },
+            idempotency,
         })
     }
 
@@ -46,7 +50,7 @@ impl Application {
 
     /// Serves until a shutdown signal, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
+        axum::serve(self.listener, router(self.state, self.idempotency))
             .with_graceful_shutdown(shutdown_signal())
             .await
     }

@@ -13,22 +13,28 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::AppJson;
+use crate::idempotency::IdempotencyStore;
 use crate::state::AppState;
 
 /// Largest request body accepted.
-const BODY_LIMIT: usize = 16 * 1024;
+pub const BODY_LIMIT: usize = 16 * 1024;
 
 /// The header carrying the global position a command wrote, for
 /// read-your-writes on the query side.
 pub const POSITION_HEADER: &str = "x-position";
 
-/// The whole router.
-pub fn router(state: AppState) -> Router {
+/// The whole router. Correlation is outermost, so even a replayed answer
+/// carries this request's correlation id.
+pub fn router(state: AppState, idempotency: IdempotencyStore) -> Router {
     Router::new()
         .merge(health::router())
         .merge(members::router())
         .merge(dormant_members::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            idempotency,
+            crate::idempotency::idempotent,
+        ))
         .layer(axum::middleware::from_fn(crate::correlation::correlate))
         .with_state(state)
 }

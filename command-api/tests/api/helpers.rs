@@ -22,7 +22,11 @@ pub struct Reply {
 }
 
 pub async fn spawn_app() -> TestApp {
-    let database_url = mileage_store::testing::fresh_database().await;
+    spawn_app_on(mileage_store::testing::fresh_database().await).await
+}
+
+/// Another instance over an existing database (a restart, or a replica).
+pub async fn spawn_app_on(database_url: String) -> TestApp {
     let settings = Settings {
         addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: database_url.clone(),

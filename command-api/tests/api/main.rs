@@ -4,4 +4,5 @@ mod bad_input;
 mod dormant_members;
 mod health;
 mod helpers;
+mod idempotency;
 mod members;

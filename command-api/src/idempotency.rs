@@ -1,0 +1,247 @@
+//! `Idempotency-Key` on POST, PATCH and DELETE: the same key with the same
+//! request answers the first response again and appends nothing; the same key
+//! with a different request is refused (422). Keys live in PostgreSQL, so they
+//! survive restarts and are shared by replicas. A key is claimed before the
+//! command runs, so two concurrent requests with one key cannot both run (the
+//! second gets 409 while the first is in flight). Answers of 5xx are not kept:
+//! the key may be retried.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use deadpool_postgres::Pool;
+use deadpool_postgres::tokio_postgres;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The request header.
+pub const HEADER: &str = "idempotency-key";
+/// Set on a replayed answer.
+pub const REPLAYED: &str = "idempotent-replayed";
+/// Longest key accepted.
+const MAX_KEY_LEN: usize = 255;
+/// Answer headers kept with the key and replayed.
+const KEPT_HEADERS: [&str; 3] = ["content-type", "x-position", "x-correlation-id"];
+
+/// The table of keys and answers.
+#[derive(Clone)]
+pub struct IdempotencyStore {
+    pool: Pool,
+}
+
+impl IdempotencyStore {
+    /// Creates the table when missing.
+    pub async fn new(pool: Pool) -> Result<Self, ApiError> {
+        let client = pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+        client
+            .batch_execute(
+                "SET client_min_messages = warning;
+                 CREATE TABLE IF NOT EXISTS idempotency_keys (
+                     key         text        PRIMARY KEY,
+                     fingerprint text        NOT NULL,
+                     status      smallint,
+                     headers     jsonb,
+                     body        bytea,
+                     created_at  timestamptz NOT NULL DEFAULT now());
+                 RESET client_min_messages;",
+            )
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Self { pool })
+    }
+}
+
+enum Claim {
+    /// New key: run the command.
+    Fresh,
+    /// Same request seen: answer this.
+    Replay(Response),
+    /// Same key, another request.
+    Mismatch,
+    /// Same request still running.
+    InFlight,
+}
+
+impl IdempotencyStore {
+    async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        // A key released (after a 5xx) between our insert and select is
+        // claimed again; twice in a row is not worth waiting for.
+        for _ in 0..3 {
+            let inserted = client
+                .execute(
+                    "INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                    &[&key, &fingerprint],
+                )
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            if inserted == 1 {
+                return Ok(Claim::Fresh);
+            }
+            let row = client
+                .query_opt(
+                    "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1",
+                    &[&key],
+                )
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            if let Some(row) = row {
+                return Ok(stored(&row, fingerprint));
+            }
+        }
+        Ok(Claim::InFlight)
+    }
+}
+
+/// What a stored key means for a request with `fingerprint`.
+fn stored(row: &tokio_postgres::Row, fingerprint: &str) -> Claim {
+    if row.get::<_, String>(0) != fingerprint {
+        return Claim::Mismatch;
+    }
+    let Some(status) = row.get::<_, Option<i16>>(1) else {
+        return Claim::InFlight;
+    };
+    let headers: serde_json::Value = row.get(2);
+    let body: Vec<u8> = row.get(3);
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut response = (status, body).into_response();
+    if let Some(headers) = headers.as_object() {
+        for (name, value) in headers {
+            let name = header::HeaderName::try_from(name.as_str());
+            let value = value.as_str().map(HeaderValue::from_str);
+            if let (Ok(name), Some(Ok(value))) = (name, value) {
+                response.headers_mut().insert(name, value);
+            }
+        }
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    Claim::Replay(response)
+}
+
+impl IdempotencyStore {
+    async fn record(
+        &self,
+        key: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        if status.is_server_error() {
+            client
+                .execute("DELETE FROM idempotency_keys WHERE key = $1", &[&key])
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            return Ok(());
+        }
+        let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.into()))
+            })
+            .collect();
+        client
+            .execute(
+                "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
+                &[
+                    &key,
+                    &i16::try_from(status.as_u16()).unwrap_or(200),
+                    &serde_json::Value::Object(kept),
+                    &body,
+                ],
+            )
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(())
+    }
+}
+
+/// What identifies "the same request": method, path and body.
+fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
+    let mut hash = Sha256::new();
+    hash.update(method.as_str());
+    hash.update([0]);
+    hash.update(path);
+    hash.update([0]);
+    hash.update(body);
+    hash.finalize()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// The middleware.
+pub async fn idempotent(
+    State(store): State<IdempotencyStore>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let unsafe_method = matches!(
+        *request.method(),
+        Method::POST | Method::PATCH | Method::DELETE
+    );
+    let Some(key) = request.headers().get(HEADER).filter(|_| unsafe_method) else {
+        return Ok(next.run(request).await);
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .ok_or(ApiError::BadHeader {
+            header: "Idempotency-Key",
+            detail: format!("expected 1 to {MAX_KEY_LEN} visible ASCII characters"),
+        })?
+        .to_owned();
+    let (parts, body) = request.into_parts();
+    let body = to_bytes(body, crate::routes::BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let print = fingerprint(&parts.method, parts.uri.path(), &body);
+    match store.claim(&key, &print).await? {
+        Claim::Replay(response) => Ok(response),
+        Claim::Mismatch => Err(ApiError::Domain {
+            kind: mileage_domain::ErrorKind::Rule,
+            code: "idempotency.key_reused",
+            detail: "this Idempotency-Key was used for a different request".into(),
+            field: None,
+        }),
+        Claim::InFlight => Err(ApiError::Domain {
+            kind: mileage_domain::ErrorKind::Conflict,
+            code: "idempotency.in_flight",
+            detail: "a request with this Idempotency-Key is still being processed; retry shortly"
+                .into(),
+            field: None,
+        }),
+        Claim::Fresh => {
+            let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+            let (parts, body) = response.into_parts();
+            let bytes = to_bytes(body, usize::MAX)
+                .await
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading our own answer: {e}")))?;
+            store
+                .record(&key, parts.status, &parts.headers, &bytes)
+                .await?;
+            Ok(Response::from_parts(parts, Body::from(bytes)))
+        }
+    }
+}

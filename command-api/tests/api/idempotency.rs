@@ -1,0 +1,147 @@
+use mileage_store::EventStore;
+use serde_json::json;
+
+use crate::helpers::{spawn_app, spawn_app_on};
+
+fn with_key(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    app.client
+        .post(format!("{}{path}", app.address))
+        .header("Idempotency-Key", key)
+        .json(body)
+}
+
+#[tokio::test]
+async fn the_same_key_and_body_answer_the_first_result_and_append_nothing() {
+    let app = spawn_app().await;
+    let body = json!({ "phoneNo": "01011110000", "nickname": "I" });
+    let first = app.send(with_key(&app, "/members", "join-1", &body)).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let again = app.send(with_key(&app, "/members", "join-1", &body)).await;
+    assert_eq!(again.status, 201, "{}", again.body);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["x-position"], first.headers["x-position"]);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let store = app.store().await;
+    assert_eq!(store.read_stream("member-1", 0, 10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .read_stream("member-2", 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no second member"
+    );
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_body_is_refused() {
+    let app = spawn_app().await;
+    app.send(with_key(
+        &app,
+        "/members",
+        "k",
+        &json!({ "phoneNo": "01011110001", "nickname": "A" }),
+    ))
+    .await;
+    app.send(with_key(
+        &app,
+        "/members",
+        "k",
+        &json!({ "phoneNo": "01011110002", "nickname": "B" }),
+    ))
+    .await
+    .assert_problem(422, "idempotency.key_reused");
+}
+
+#[tokio::test]
+async fn keys_survive_a_restart() {
+    let app = spawn_app().await;
+    let id = app.join("01011110003", "R").await;
+    let path = format!("/members/{id}/points/earn");
+    let body = json!({ "amount": 10 });
+    let first = app.send(with_key(&app, &path, "earn-1", &body)).await;
+    assert_eq!(first.body["balance"], 10);
+    let restarted = spawn_app_on(app.database_url.clone()).await;
+    let again = restarted
+        .send(with_key(&restarted, &path, "earn-1", &body))
+        .await;
+    assert_eq!(again.body, first.body, "replayed, not earned twice");
+    let stream = app
+        .store()
+        .await
+        .read_stream(&format!("member-{id}"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(stream.len(), 2, "joined and earned once");
+}
+
+#[tokio::test]
+async fn a_refusal_is_replayed_too() {
+    let app = spawn_app().await;
+    let id = app.join("01011110004", "F").await;
+    let path = format!("/members/{id}/points/use");
+    let body = json!({ "amount": 5 });
+    app.send(with_key(&app, &path, "use-1", &body))
+        .await
+        .assert_problem(422, "member.insufficient_points");
+    app.post(
+        &format!("/members/{id}/points/earn"),
+        json!({ "amount": 50 }),
+    )
+    .await;
+    app.send(with_key(&app, &path, "use-1", &body))
+        .await
+        .assert_problem(422, "member.insufficient_points");
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_refused() {
+    let app = spawn_app().await;
+    let long = "k".repeat(256);
+    app.send(with_key(
+        &app,
+        "/members",
+        &long,
+        &json!({ "phoneNo": "01011110005", "nickname": "L" }),
+    ))
+    .await
+    .assert_problem(400, "request.bad_header");
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_run_the_command_once() {
+    let app = spawn_app().await;
+    let body = json!({ "phoneNo": "01011110006", "nickname": "C" });
+    let replies = futures::future::join_all(
+        (0..10).map(|_| app.send(with_key(&app, "/members", "same", &body))),
+    )
+    .await;
+    for reply in &replies {
+        assert!(
+            reply.status == 201
+                || (reply.status == 409 && reply.body["code"] == "idempotency.in_flight"),
+            "{} {}",
+            reply.status,
+            reply.body
+        );
+    }
+    assert!(
+        replies
+            .iter()
+            .all(|r| r.status != 201 || r.body["memberId"] == "1")
+    );
+    let store = app.store().await;
+    assert!(
+        store
+            .read_stream("member-2", 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "one member only"
+    );
+}
