@@ -4,6 +4,17 @@ use std::net::SocketAddr;
 
 /// Shortest phone-index secret accepted, in bytes.
 const MIN_SECRET_LEN: usize = 16;
+/// Shortest HS256 secret accepted, in bytes (RFC 7518: at least the hash size).
+const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// How bearer tokens are checked.
+#[derive(Clone)]
+pub enum JwtKey {
+    /// HS256 with a shared secret (`JWT_HS256_SECRET`).
+    Hs256(String),
+    /// RS256 with a PEM public key (`JWT_RS256_PUBLIC_KEY`).
+    Rs256(String),
+}
 
 /// What the service needs to start.
 #[derive(Clone)]
@@ -15,6 +26,8 @@ pub struct Settings {
     /// Keys the phone-number uniqueness index (`PHONE_INDEX_SECRET`, at least
     /// 16 bytes). Must stay the same for the life of the log.
     pub phone_secret: String,
+    /// Bearer-token key.
+    pub jwt: JwtKey,
 }
 
 impl std::fmt::Debug for Settings {
@@ -41,10 +54,27 @@ impl Settings {
             .ok_or_else(|| {
                 anyhow::anyhow!("PHONE_INDEX_SECRET must be set to at least {MIN_SECRET_LEN} bytes")
             })?;
+        let jwt = match (
+            std::env::var("JWT_HS256_SECRET"),
+            std::env::var("JWT_RS256_PUBLIC_KEY"),
+        ) {
+            (Ok(secret), Err(_)) if secret.len() >= MIN_JWT_SECRET_LEN => JwtKey::Hs256(secret),
+            (Ok(_), Err(_)) => {
+                anyhow::bail!("JWT_HS256_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes")
+            }
+            (Err(_), Ok(pem)) => JwtKey::Rs256(pem),
+            (Ok(_), Ok(_)) => {
+                anyhow::bail!("set only one of JWT_HS256_SECRET and JWT_RS256_PUBLIC_KEY")
+            }
+            (Err(_), Err(_)) => {
+                anyhow::bail!("JWT_HS256_SECRET or JWT_RS256_PUBLIC_KEY must be set")
+            }
+        };
         Ok(Self {
             addr,
             database_url,
             phone_secret,
+            jwt,
         })
     }
 }

@@ -8,6 +8,7 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_domain::{Aggregate, ErrorKind};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handle::{Handled, handle, load};
 use crate::members;
@@ -56,14 +57,22 @@ pub async fn mark_dormant(
 
 /// Releases a dormant target: joins the person as a new member first, then
 /// marks the target cleared. Nothing is joined for a target that cannot be
-/// released; a failed join appends nothing to the target.
+/// released; a failed join appends nothing to the target. A manager may
+/// release any target; a member only the target registered for them.
 pub async fn release(
     state: &AppState,
     id: &DormantMemberId,
     causation: Causation,
+    caller: &Caller,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let stream = stream_name::<DormantMember>(id);
     let (target, version) = load::<DormantMember>(&*state.store, &stream).await?;
+    match &target {
+        DormantMember::Registered(registered) => {
+            caller.require_member_or_manager(&registered.member_id)?;
+        }
+        DormantMember::Unregistered => caller.require_manager()?,
+    }
     let probe = DormantMemberCommand::Clear {
         rejoined_member_id: MemberId::parse("0")?,
         at: Utc::now(),

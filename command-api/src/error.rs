@@ -43,6 +43,17 @@ pub enum ApiError {
         /// What is wrong.
         detail: String,
     },
+    /// No valid credentials.
+    #[error("{detail}")]
+    Unauthorized {
+        /// `auth.missing_token`, `auth.invalid_token`, `auth.token_expired`.
+        code: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// Valid credentials without the right to do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The stream kept changing under us; the client may retry.
     #[error("the resource was modified concurrently; retry the request")]
     Conflict,
@@ -81,6 +92,8 @@ impl ApiError {
             Self::MalformedBody(_) | Self::BadHeader { .. } => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,11 +102,12 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::Domain { code, .. } => code,
+            Self::Domain { code, .. } | Self::Unauthorized { code, .. } => code,
             Self::MalformedBody(_) => "request.malformed_body",
             Self::UnsupportedMediaType => "request.unsupported_media_type",
             Self::PayloadTooLarge => "request.payload_too_large",
             Self::BadHeader { .. } => "request.bad_header",
+            Self::Forbidden(_) => "auth.forbidden",
             Self::Conflict => "request.conflict",
             Self::Unavailable { .. } => "service.unavailable",
             Self::Internal(_) => "service.internal",
@@ -160,6 +174,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Self::Unauthorized { .. } = &self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Self::Unavailable { retry_after, .. } = &self {
             response
                 .headers_mut()

@@ -3,6 +3,7 @@
 //! personal data, and runs load -> decide -> append through [`handle`]; the
 //! routes only parse, call and map errors ([`error::ApiError`]).
 
+pub mod auth;
 pub mod config;
 pub mod correlation;
 pub mod dormant;

@@ -8,7 +8,8 @@ use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use crate::auth::Verifier;
+use crate::config::{JwtKey, Settings};
 use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
 use crate::routes::router;
@@ -24,6 +25,10 @@ pub struct Application {
 impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let verifier = Arc::new(match &settings.jwt {
+            JwtKey::Hs256(secret) => Verifier::hs256(secret.as_bytes()),
+            JwtKey::Rs256(pem) => Verifier::rs256(pem.as_bytes())?,
+        });
         let pg = PgEventStore::connect(&settings.database_url).await?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
         let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
@@ -37,6 +42,7 @@ impl Application {
                 ids: Arc::new(IdAllocator::new(Arc::clone(&store))),
                 store,
                 keys,
+                verifier,
                 phone_secret: settings.phone_secret.as_bytes().into(),
             },
             idempotency,

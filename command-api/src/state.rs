@@ -5,6 +5,7 @@ use std::sync::Arc;
 use mileage_store::EventStore;
 use mileage_store::keys::KeyStore;
 
+use crate::auth::Verifier;
 use crate::ids::IdAllocator;
 
 /// Shared application state: the ports and the id allocator.
@@ -16,6 +17,8 @@ pub struct AppState {
     pub keys: Arc<dyn KeyStore>,
     /// Sequential ids.
     pub ids: Arc<IdAllocator>,
+    /// Checks bearer tokens.
+    pub verifier: Arc<Verifier>,
     /// Secret of the phone-number index (see `mileage_domain::pii::phone_index`).
     pub phone_secret: Arc<[u8]>,
 }

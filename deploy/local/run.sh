@@ -32,6 +32,7 @@ export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8084}
 export RUST_LOG=${RUST_LOG:-info}
 # Keys the phone-number uniqueness index; it must live as long as the log,
 # which here is as long as this run.
+export JWT_HS256_SECRET=${JWT_HS256_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export PHONE_INDEX_SECRET=${PHONE_INDEX_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 
 target/release/mileage-command-api & pids+=($!)
@@ -40,6 +41,7 @@ for _ in $(seq 1 100); do
   if curl -fsS "http://$COMMAND_API_ADDR/ready" >/dev/null 2>&1; then break; fi
   sleep 0.1
 done
+MANAGER_TOKEN=$(target/release/mint-token manager ops)
 target/release/mileage-projector & pids+=($!)
 target/release/mileage-query-api & pids+=($!)
 
@@ -50,10 +52,12 @@ Mileage is running:
   command API               http://$COMMAND_API_ADDR   (/members, /dormantMembers, /health, /ready)
   query API                 http://$QUERY_API_ADDR     (/health)
   projector                 following the global log (see its log lines)
+Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id>):
+  export TOKEN=$MANAGER_TOKEN
 Try the source document's requests:
-  curl -s -XPOST http://$COMMAND_API_ADDR/dormantMembers -H 'content-type: application/json' \\
+  curl -s -XPOST http://$COMMAND_API_ADDR/dormantMembers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
        -d '{"phoneNo":"01085581234","nickname":"DOR1","memberStatus":"Pre-Dormant","memberId":"2"}'
-  curl -s -XPATCH http://$COMMAND_API_ADDR/dormantMembers/1 -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
+  curl -s -XPATCH http://$COMMAND_API_ADDR/dormantMembers/1 -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{accepted, invalid_field};
+use crate::auth::Caller;
 use crate::dormant;
 use crate::error::ApiError;
 use crate::extract::AppJson;
@@ -85,8 +86,10 @@ fn target_body(id: &DormantMemberId, handled: &Handled<DormantMember>) -> serde_
 async fn register(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     AppJson(request): AppJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
+    caller.require_manager()?;
     if let Some(status) = request
         .member_status
         .filter(|s| normalise(s) != "PREDORMANT")
@@ -117,13 +120,17 @@ async fn register(
 async fn change_status(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     Path(id): Path<String>,
     AppJson(request): AppJson<StatusRequest>,
 ) -> Result<Response, ApiError> {
     let id = DormantMemberId::parse(&id)?;
     let handled = match normalise(&request.member_status).as_str() {
-        "DORMANT" => dormant::mark_dormant(&state, &id, causation).await?,
-        "CLEAR" | "CLEARED" => dormant::release(&state, &id, causation).await?,
+        "DORMANT" => {
+            caller.require_manager()?;
+            dormant::mark_dormant(&state, &id, causation).await?
+        }
+        "CLEAR" | "CLEARED" => dormant::release(&state, &id, causation, &caller).await?,
         _ => {
             return Err(invalid_field(
                 "memberStatus",
@@ -146,8 +153,10 @@ async fn change_status(
 async fn mark_dormant(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    caller.require_manager()?;
     let id = DormantMemberId::parse(&id)?;
     let handled = dormant::mark_dormant(&state, &id, causation).await?;
     Ok(accepted(
@@ -161,10 +170,11 @@ async fn mark_dormant(
 async fn release(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = DormantMemberId::parse(&id)?;
-    let handled = dormant::release(&state, &id, causation).await?;
+    let handled = dormant::release(&state, &id, causation, &caller).await?;
     Ok(accepted(
         StatusCode::OK,
         target_body(&id, &handled),

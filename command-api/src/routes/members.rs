@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{accepted, invalid_field};
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::AppJson;
 use crate::members;
@@ -71,10 +72,12 @@ async fn join(
 async fn earn(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(&id)?;
+    caller.require_member_or_manager(&id)?;
     let command = MemberCommand::EarnPoints {
         amount: request.amount,
         at: Utc::now(),
@@ -92,10 +95,12 @@ async fn earn(
 async fn use_points(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(&id)?;
+    caller.require_member_or_manager(&id)?;
     let command = MemberCommand::UsePoints {
         amount: request.amount,
         at: Utc::now(),
@@ -113,9 +118,11 @@ async fn use_points(
 async fn withdraw(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(&id)?;
+    caller.require_member_or_manager(&id)?;
     let handled = members::withdraw(&state, &id, causation).await?;
     let body = json!({ "memberId": id, "memberStatus": "WITHDRAWN" });
     Ok(accepted(

@@ -1,7 +1,8 @@
 //! `spawn_app()`: the service on port 0 over a fresh database, in one line,
 //! and the requests tests make.
 
-use mileage_command_api::config::Settings;
+use mileage_command_api::auth::{Role, mint_hs256};
+use mileage_command_api::config::{JwtKey, Settings};
 use mileage_command_api::startup::Application;
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, RecordedEvent};
@@ -12,7 +13,12 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub database_url: String,
+    /// Sent by `post`, `patch` and `delete`: an operator.
+    pub manager_token: String,
 }
+
+/// The HS256 secret test services check tokens with.
+pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
 
 /// A response's status, headers and JSON body.
 pub struct Reply {
@@ -31,6 +37,7 @@ pub async fn spawn_app_on(database_url: String) -> TestApp {
         addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: database_url.clone(),
         phone_secret: "test-phone-index-secret".into(),
+        jwt: JwtKey::Hs256(JWT_SECRET.into()),
     };
     let app = Application::build(&settings)
         .await
@@ -41,6 +48,7 @@ pub async fn spawn_app_on(database_url: String) -> TestApp {
         address,
         client: reqwest::Client::new(),
         database_url,
+        manager_token: token("ops", Role::Manager),
     }
 }
 
@@ -59,26 +67,32 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(
-            self.client
-                .post(format!("{}{path}", self.address))
-                .json(&body),
-        )
-        .await
+        self.post_as(Some(&self.manager_token), path, body).await
+    }
+
+    /// POST with this bearer token, or none.
+    pub async fn post_as(&self, token: Option<&str>, path: &str, body: Value) -> Reply {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.address))
+            .json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(
-            self.client
-                .patch(format!("{}{path}", self.address))
-                .json(&body),
-        )
-        .await
+        let request = self
+            .client
+            .patch(format!("{}{path}", self.address))
+            .json(&body);
+        self.send(request.bearer_auth(&self.manager_token)).await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
-        self.send(self.client.delete(format!("{}{path}", self.address)))
-            .await
+        let request = self.client.delete(format!("{}{path}", self.address));
+        self.send(request.bearer_auth(&self.manager_token)).await
     }
 
     /// Joins a member; returns its id.
@@ -142,4 +156,9 @@ impl Reply {
             .and_then(|v| v.to_str().ok());
         assert_eq!(content_type, Some("application/problem+json"));
     }
+}
+
+/// A valid token for `sub` in `role`.
+pub fn token(sub: &str, role: Role) -> String {
+    mint_hs256(JWT_SECRET.as_bytes(), sub, role, 600).expect("a token")
 }

@@ -12,6 +12,7 @@ fn with_key(
     app.client
         .post(format!("{}{path}", app.address))
         .header("Idempotency-Key", key)
+        .bearer_auth(&app.manager_token)
         .json(body)
 }
 

@@ -1,5 +1,6 @@
 //! Integration tests: the real service on a random port over a fresh database.
 
+mod auth;
 mod bad_input;
 mod dormant_members;
 mod health;

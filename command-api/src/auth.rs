@@ -1,0 +1,179 @@
+//! Who is calling: bearer JWTs (HS256 with a shared secret, or RS256 with a
+//! public key), with a role. `manager` may do every operator action; a
+//! `member` token (subject = member id) may act for that member only. Joining
+//! needs no token.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use jsonwebtoken::errors::ErrorKind as JwtError;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use mileage_domain::ids::MemberId;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What a token lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// An operator: dormant-target management and every member action.
+    Manager,
+    /// A member, acting for themselves (`sub` = member id).
+    Member,
+}
+
+/// The claims we read from a token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// Member id for members; operator name for managers.
+    pub sub: String,
+    /// The role.
+    pub role: Role,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
+/// Checks tokens against the configured key.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    /// Tokens signed with HS256 and this shared secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self {
+            key: DecodingKey::from_secret(secret),
+            validation: validation(Algorithm::HS256),
+        }
+    }
+
+    /// Tokens signed with RS256, checked with this PEM public key.
+    pub fn rs256(public_key_pem: &[u8]) -> anyhow::Result<Self> {
+        let key = DecodingKey::from_rsa_pem(public_key_pem).map_err(|e| {
+            anyhow::anyhow!("JWT_RS256_PUBLIC_KEY is not an RSA public key in PEM form: {e}")
+        })?;
+        Ok(Self {
+            key,
+            validation: validation(Algorithm::RS256),
+        })
+    }
+
+    /// The claims of a valid token; 401 otherwise, saying why.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                JwtError::ExpiredSignature => {
+                    unauthorized("auth.token_expired", "the bearer token has expired")
+                }
+                _ => unauthorized("auth.invalid_token", "the bearer token is not valid here"),
+            })
+    }
+}
+
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    validation.leeway = 5;
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation
+}
+
+fn unauthorized(code: &'static str, detail: &str) -> ApiError {
+    ApiError::Unauthorized {
+        code,
+        detail: detail.to_owned(),
+    }
+}
+
+fn forbidden(detail: &str) -> ApiError {
+    ApiError::Forbidden(detail.to_owned())
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Claims);
+
+impl Caller {
+    /// Operators only.
+    pub fn require_manager(&self) -> Result<(), ApiError> {
+        match self.0.role {
+            Role::Manager => Ok(()),
+            Role::Member => Err(forbidden("this action needs the manager role")),
+        }
+    }
+
+    /// An operator, or the member themselves.
+    pub fn require_member_or_manager(&self, member_id: &MemberId) -> Result<(), ApiError> {
+        match self.0.role {
+            Role::Manager => Ok(()),
+            Role::Member if self.0.sub == member_id.as_str() => Ok(()),
+            Role::Member => Err(forbidden(
+                "a member token may act only for its own member id",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            unauthorized(
+                "auth.missing_token",
+                "an Authorization: Bearer token is required",
+            )
+        })?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                unauthorized(
+                    "auth.invalid_token",
+                    "expected Authorization: Bearer <token>",
+                )
+            })?;
+        state.verifier.verify(token.trim()).map(Caller)
+    }
+}
+
+/// Mints an HS256 token: for local development (`mint-token`) and tests.
+pub fn mint_hs256(
+    secret: &[u8],
+    sub: &str,
+    role: Role,
+    ttl_seconds: u64,
+) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: sub.to_owned(),
+        role,
+        exp: now + ttl_seconds,
+    };
+    Ok(encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
+
+/// An already expired HS256 token, for tests of expiry.
+pub fn mint_expired_hs256(secret: &[u8], sub: &str, role: Role) -> anyhow::Result<String> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let claims = Claims {
+        sub: sub.to_owned(),
+        role,
+        exp: now.saturating_sub(3600),
+    };
+    Ok(encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )?)
+}
