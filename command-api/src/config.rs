@@ -1,6 +1,9 @@
 //! Settings from the environment, checked before any port opens.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::membership::GuardSettings;
 
 /// Shortest phone-index secret accepted, in bytes.
 const MIN_SECRET_LEN: usize = 16;
@@ -28,6 +31,10 @@ pub struct Settings {
     pub phone_secret: String,
     /// Bearer-token key.
     pub jwt: JwtKey,
+    /// The release's join: where (`MEMBER_API_URL`, in-process when unset),
+    /// timeout (`JOIN_TIMEOUT_MS`, 610), breaker (`BREAKER_FAILURES`, 3;
+    /// `BREAKER_OPEN_SECS`, 5).
+    pub join: GuardSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -70,11 +77,36 @@ impl Settings {
                 anyhow::bail!("JWT_HS256_SECRET or JWT_RS256_PUBLIC_KEY must be set")
             }
         };
+        let member_api_url = match std::env::var("MEMBER_API_URL") {
+            Ok(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+            Ok(url) => anyhow::bail!("MEMBER_API_URL={url:?} must be an http:// or https:// URL"),
+            Err(_) => None,
+        };
+        let join = GuardSettings {
+            member_api_url,
+            timeout: Duration::from_millis(number("JOIN_TIMEOUT_MS", 610)?),
+            failures_to_open: u32::try_from(number("BREAKER_FAILURES", 3)?)
+                .map_err(|_| anyhow::anyhow!("BREAKER_FAILURES is too large"))?,
+            open_for: Duration::from_secs(number("BREAKER_OPEN_SECS", 5)?),
+        };
         Ok(Self {
             addr,
             database_url,
             phone_secret,
             jwt,
+            join,
         })
+    }
+}
+
+/// A positive number from the environment, or the default.
+fn number(name: &str, default: u64) -> anyhow::Result<u64> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(raw) => raw
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow::anyhow!("{name}={raw:?} must be a positive whole number")),
     }
 }

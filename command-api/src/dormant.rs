@@ -11,7 +11,6 @@ use mileage_domain::{Aggregate, ErrorKind};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::handle::{Handled, handle, load};
-use crate::members;
 use crate::personal::seal;
 use crate::state::AppState;
 
@@ -102,7 +101,7 @@ pub async fn release(
     let key = state.keys.get(&stream).await?.ok_or_else(erased)?;
     let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
     let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
-    let (rejoined_member_id, _) = members::join(state, &phone, &nickname, causation).await?;
+    let rejoined_member_id = state.join.join(state, &phone, &nickname, causation).await?;
     let command = DormantMemberCommand::Clear {
         rejoined_member_id,
         at: Utc::now(),

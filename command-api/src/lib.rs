@@ -13,6 +13,7 @@ pub mod handle;
 pub mod idempotency;
 pub mod ids;
 pub mod members;
+pub mod membership;
 pub mod personal;
 pub mod routes;
 pub mod startup;

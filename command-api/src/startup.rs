@@ -12,6 +12,7 @@ use crate::auth::Verifier;
 use crate::config::{JwtKey, Settings};
 use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
+use crate::membership::JoinGuard;
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -42,6 +43,7 @@ impl Application {
                 ids: Arc::new(IdAllocator::new(Arc::clone(&store))),
                 store,
                 keys,
+                join: Arc::new(JoinGuard::new(settings.join.clone())),
                 verifier,
                 phone_secret: settings.phone_secret.as_bytes().into(),
             },

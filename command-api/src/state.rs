@@ -7,6 +7,7 @@ use mileage_store::keys::KeyStore;
 
 use crate::auth::Verifier;
 use crate::ids::IdAllocator;
+use crate::membership::JoinGuard;
 
 /// Shared application state: the ports and the id allocator.
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct AppState {
     pub keys: Arc<dyn KeyStore>,
     /// Sequential ids.
     pub ids: Arc<IdAllocator>,
+    /// The release's guarded call to the member context's join.
+    pub join: Arc<JoinGuard>,
     /// Checks bearer tokens.
     pub verifier: Arc<Verifier>,
     /// Secret of the phone-number index (see `mileage_domain::pii::phone_index`).

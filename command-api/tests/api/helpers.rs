@@ -2,7 +2,10 @@
 //! and the requests tests make.
 
 use mileage_command_api::auth::{Role, mint_hs256};
+use std::time::Duration;
+
 use mileage_command_api::config::{JwtKey, Settings};
+use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, RecordedEvent};
@@ -33,12 +36,24 @@ pub async fn spawn_app() -> TestApp {
 
 /// Another instance over an existing database (a restart, or a replica).
 pub async fn spawn_app_on(database_url: String) -> TestApp {
-    let settings = Settings {
+    spawn_app_with(database_url, |_| {}).await
+}
+
+/// An instance with settings adjusted by `adjust`.
+pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings {
         addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: database_url.clone(),
         phone_secret: "test-phone-index-secret".into(),
         jwt: JwtKey::Hs256(JWT_SECRET.into()),
+        join: GuardSettings {
+            member_api_url: None,
+            timeout: Duration::from_secs(5),
+            failures_to_open: 3,
+            open_for: Duration::from_secs(5),
+        },
     };
+    adjust(&mut settings);
     let app = Application::build(&settings)
         .await
         .expect("the service should start");

@@ -2,6 +2,7 @@
 
 mod auth;
 mod bad_input;
+mod breaker;
 mod dormant_members;
 mod health;
 mod helpers;
