@@ -9,20 +9,11 @@
 # listed as ignored, with the reason, otherwise.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/../.." && pwd)
-
-pg_dir=$(mktemp -d /tmp/mileage-test-pg.XXXXXX)
-cleanup() { "$here/pg.sh" stop "$pg_dir"; }
-trap cleanup EXIT INT TERM
-DATABASE_URL=$("$here/pg.sh" start "$pg_dir")
-export DATABASE_URL
-echo "test PostgreSQL: $DATABASE_URL" >&2
-
-cd "$root"
+cd "$here/../.."
 if [[ $# -eq 0 ]]; then set -- --workspace; fi
-log="$pg_dir.log"
+log=$(mktemp /tmp/mileage-test.XXXXXX.log)
 set +e
-cargo test "$@" 2>&1 | tee "$log"
+bash "$here/with-pg.sh" cargo test "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary).

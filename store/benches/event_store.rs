@@ -57,9 +57,44 @@ fn percentile(sorted_us: &[u64], p: f64) -> f64 {
     sorted_us[i] as f64 / 1000.0
 }
 
-/// Runs `writers` tasks appending `batch`-event appends to fresh streams for
-/// `seconds`; returns appends/s and latency percentiles.
+/// Runs `tasks` concurrent loops of `op` for `seconds`; returns operations
+/// per second and latency percentiles.
 #[allow(clippy::cast_precision_loss)]
+async fn drive<F, Fut>(tasks: usize, seconds: u64, op: F) -> Sample
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    op().await;
+                    latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for handle in handles {
+        all.extend(handle.await.expect("benchmark task"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Sample {
+        per_second: all.len() as f64 / elapsed,
+        p50_ms: percentile(&all, 0.5),
+        p99_ms: percentile(&all, 0.99),
+    }
+}
+
+/// `writers` tasks appending `batch`-event appends to fresh streams.
 async fn appends(
     url: &str,
     writers: usize,
@@ -77,78 +112,37 @@ async fn appends(
             .await
             .expect("connect"),
     );
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..writers)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let events: Vec<NewEvent> = (0..batch).map(|_| new_event()).collect();
-                    let stream = format!("bench-{}", Uuid::new_v4().simple());
-                    let t = Instant::now();
-                    store
-                        .append(&stream, ExpectedVersion::NoStream, &events)
-                        .await
-                        .expect("append");
-                    latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("writer"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    Sample {
-        per_second: all.len() as f64 / elapsed,
-        p50_ms: percentile(&all, 0.5),
-        p99_ms: percentile(&all, 0.99),
-    }
+    drive(writers, seconds, move || {
+        let store = Arc::clone(&store);
+        async move {
+            let events: Vec<NewEvent> = (0..batch).map(|_| new_event()).collect();
+            let stream = format!("bench-{}", Uuid::new_v4().simple());
+            store
+                .append(&stream, ExpectedVersion::NoStream, &events)
+                .await
+                .expect("append");
+        }
+    })
+    .await
 }
 
-/// Reads one 100-event stream over and over from `readers` tasks.
-#[allow(clippy::cast_precision_loss)]
+/// `readers` tasks reading one 100-event stream over and over.
 async fn stream_reads(store: Arc<PgEventStore>, readers: usize, seconds: u64) -> Sample {
-    let stream = format!("read-{}", Uuid::new_v4().simple());
+    let stream = Arc::new(format!("read-{}", Uuid::new_v4().simple()));
     let events: Vec<NewEvent> = (0..100).map(|_| new_event()).collect();
     store
         .append(&stream, ExpectedVersion::NoStream, &events)
         .await
         .expect("seed");
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..readers)
-        .map(|_| {
-            let store = Arc::clone(&store);
-            let stream = stream.clone();
-            tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    let read = store.read_stream(&stream, 0, 1000).await.expect("read");
-                    assert_eq!(read.len(), 100);
-                    latencies.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
-                }
-                latencies
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await.expect("reader"));
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    Sample {
-        per_second: all.len() as f64 / elapsed,
-        p50_ms: percentile(&all, 0.5),
-        p99_ms: percentile(&all, 0.99),
-    }
+    drive(readers, seconds, move || {
+        let store = Arc::clone(&store);
+        let stream = Arc::clone(&stream);
+        async move {
+            let read = store.read_stream(&stream, 0, 1000).await.expect("read");
+            assert_eq!(read.len(), 100);
+        }
+    })
+    .await
 }
 
 /// Reads the whole global log in pages; events/s.

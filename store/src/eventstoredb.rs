@@ -163,11 +163,7 @@ impl EventStore for EsdbEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
-        if events.is_empty() {
-            return Err(StoreError::InvalidRequest(format!(
-                "append to {stream} has no events"
-            )));
-        }
+        crate::types::validate_append(stream, events)?;
         let data = events
             .iter()
             .map(event_data)

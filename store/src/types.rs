@@ -173,6 +173,35 @@ impl RecordedEvent {
     }
 }
 
+/// Refuses appends no store should take: no events, a reserved or empty
+/// stream name, data that is not JSON.
+pub(crate) fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::InvalidRequest(format!(
+            "append to {stream} has no events"
+        )));
+    }
+    if stream.is_empty() || stream.starts_with('$') || stream.len() > 200 {
+        return Err(StoreError::InvalidRequest(format!(
+            "invalid stream name {stream:?}: 1 to 200 characters, not starting with '$'"
+        )));
+    }
+    if let Some(e) = events
+        .iter()
+        .find(|e| e.schema_version == 0 || !looks_like_json(&e.data))
+    {
+        return Err(StoreError::InvalidRequest(format!(
+            "event {} ({}) needs JSON data and a schema version of at least 1",
+            e.event_id, e.event_type
+        )));
+    }
+    Ok(())
+}
+
+fn looks_like_json(data: &Bytes) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -76,20 +76,8 @@ async fn earn(
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
-    let id = MemberId::parse(&id)?;
-    caller.require_member_or_manager(&id)?;
-    let command = MemberCommand::EarnPoints {
-        amount: request.amount,
-        at: Utc::now(),
-    };
-    let handled = members::points(&state, &id, command, causation).await?;
-    let body = json!({ "memberId": id, "balance": handled.state.balance() });
-    Ok(accepted(
-        StatusCode::OK,
-        body,
-        handled.version,
-        handled.position,
-    ))
+    let command = |amount, at| MemberCommand::EarnPoints { amount, at };
+    points(&state, causation, &caller, &id, request.amount, command).await
 }
 
 async fn use_points(
@@ -99,13 +87,22 @@ async fn use_points(
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
-    let id = MemberId::parse(&id)?;
+    let command = |amount, at| MemberCommand::UsePoints { amount, at };
+    points(&state, causation, &caller, &id, request.amount, command).await
+}
+
+/// Earning and using differ only in the command.
+async fn points(
+    state: &AppState,
+    causation: Causation,
+    caller: &Caller,
+    id: &str,
+    amount: i64,
+    command: impl FnOnce(i64, chrono::DateTime<Utc>) -> MemberCommand,
+) -> Result<Response, ApiError> {
+    let id = MemberId::parse(id)?;
     caller.require_member_or_manager(&id)?;
-    let command = MemberCommand::UsePoints {
-        amount: request.amount,
-        at: Utc::now(),
-    };
-    let handled = members::points(&state, &id, command, causation).await?;
+    let handled = members::points(state, &id, command(amount, Utc::now()), causation).await?;
     let body = json!({ "memberId": id, "balance": handled.state.balance() });
     Ok(accepted(
         StatusCode::OK,

@@ -2,7 +2,6 @@
 //! out whether it was a retry of the same append, a reused event id, or a
 //! concurrent writer.
 
-use bytes::Bytes;
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -16,7 +15,7 @@ use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError};
 const ANY_RETRIES: usize = 8;
 
 /// Appends `events` to `stream` under `expected`, alone. The caller has
-/// checked the request with [`validate`].
+/// checked the request with [`crate::types::validate_append`].
 #[tracing::instrument(skip_all, fields(stream, expected = %expected, count = events.len()))]
 pub(super) async fn append(
     pool: &Pool,
@@ -220,35 +219,6 @@ async fn resolve_clash(
         expected,
         actual,
     }))
-}
-
-/// Refuses appends no store should take: no events, a reserved or empty
-/// stream name, data that is not JSON.
-pub(super) fn validate(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Err(StoreError::InvalidRequest(format!(
-            "append to {stream} has no events"
-        )));
-    }
-    if stream.is_empty() || stream.starts_with('$') || stream.len() > 200 {
-        return Err(StoreError::InvalidRequest(format!(
-            "invalid stream name {stream:?}: 1 to 200 characters, not starting with '$'"
-        )));
-    }
-    if let Some(e) = events
-        .iter()
-        .find(|e| e.schema_version == 0 || !looks_like_json(&e.data))
-    {
-        return Err(StoreError::InvalidRequest(format!(
-            "event {} ({}) needs JSON data and a schema version of at least 1",
-            e.event_id, e.event_type
-        )));
-    }
-    Ok(())
-}
-
-fn looks_like_json(data: &Bytes) -> bool {
-    serde_json::from_slice::<serde::de::IgnoredAny>(data).is_ok()
 }
 
 /// Stored numbers are never negative (CHECK constraints and identity columns).

@@ -273,7 +273,7 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
-        append::validate(stream, events)?;
+        crate::types::validate_append(stream, events)?;
         let (_in_flight, others) = InFlight::enter(&self.inner.in_flight);
         let grouped = match &self.inner.group {
             Some(group) if others >= self.inner.options.group_min_in_flight => {
