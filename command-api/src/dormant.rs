@@ -34,7 +34,8 @@ pub async fn register(
         nickname: seal(&key, "nickname", nickname.as_str()),
         at: Utc::now(),
     };
-    let handled = handle::<DormantMember>(&*state.store, &stream, command, causation).await?;
+    let handled =
+        handle::<DormantMember>(&*state.store, &state.cache, &stream, command, causation).await?;
     Ok((id, handled))
 }
 
@@ -47,6 +48,7 @@ pub async fn mark_dormant(
     let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
     handle::<DormantMember>(
         &*state.store,
+        &state.cache,
         &stream_name::<DormantMember>(id),
         command,
         causation,
@@ -65,7 +67,7 @@ pub async fn release(
     caller: &Caller,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let stream = stream_name::<DormantMember>(id);
-    let (target, version) = load::<DormantMember>(&*state.store, &stream).await?;
+    let (target, version) = load::<DormantMember>(&*state.store, &state.cache, &stream).await?;
     match &target {
         DormantMember::Registered(registered) => {
             caller.require_member_or_manager(&registered.member_id)?;
@@ -106,5 +108,5 @@ pub async fn release(
         rejoined_member_id,
         at: Utc::now(),
     };
-    handle::<DormantMember>(&*state.store, &stream, command, causation).await
+    handle::<DormantMember>(&*state.store, &state.cache, &stream, command, causation).await
 }

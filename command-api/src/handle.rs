@@ -11,6 +11,7 @@ use mileage_domain::envelope::Causation;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use uuid::Uuid;
 
+use crate::cache::StateCache;
 use crate::error::ApiError;
 
 /// Attempts before a contended command gives up with 409.
@@ -31,13 +32,17 @@ pub struct Handled<A> {
     pub position: Option<Position>,
 }
 
-/// Folds a stream into its aggregate state and last version.
-pub async fn load<A: Aggregate>(
+/// Folds a stream into its aggregate state and last version, starting from
+/// the cached state when there is one and reading only what came after it.
+pub async fn load<A>(
     store: &dyn EventStore,
+    cache: &StateCache,
     stream: &str,
-) -> Result<(A, Option<u64>), ApiError> {
-    let mut state = A::default();
-    let mut version = None;
+) -> Result<(A, Option<u64>), ApiError>
+where
+    A: Aggregate + Send + Sync + 'static,
+{
+    let (mut state, mut version) = cache.get::<A>(stream).unwrap_or_default();
     loop {
         let from = version.map_or(0, |v: u64| v + 1);
         let page = store.read_stream(stream, from, PAGE).await?;
@@ -47,25 +52,27 @@ pub async fn load<A: Aggregate>(
             version = Some(recorded.stream_version);
         }
         if page.len() < PAGE {
+            cache.put(stream, state.clone(), version);
             return Ok((state, version));
         }
     }
 }
 
 /// Handles `command` against `stream`, re-deciding on version conflicts.
-#[tracing::instrument(skip(store, command, causation), fields(correlation_id = %causation.correlation_id))]
+#[tracing::instrument(skip(store, cache, command, causation), fields(correlation_id = %causation.correlation_id))]
 pub async fn handle<A>(
     store: &dyn EventStore,
+    cache: &StateCache,
     stream: &str,
     command: A::Command,
     causation: Causation,
 ) -> Result<Handled<A>, ApiError>
 where
-    A: Aggregate,
+    A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
     for _ in 0..MAX_ATTEMPTS {
-        let (state, version) = load::<A>(store, stream).await?;
+        let (state, version) = load::<A>(store, cache, stream).await?;
         let events = state
             .decide(command.clone())
             .map_err(|e| ApiError::domain(&e))?;
@@ -86,6 +93,7 @@ where
         {
             Ok(outcome) => {
                 let state = events.iter().fold(state, A::evolve);
+                cache.put(stream, state.clone(), Some(outcome.last_version));
                 return Ok(Handled {
                     state,
                     version: Some(outcome.last_version),

@@ -3,6 +3,7 @@
 //! (`/dormantMembers/1`) on either store, without a database sequence.
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -13,6 +14,7 @@ use mileage_store::EventStore;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::cache::StateCache;
 use crate::error::ApiError;
 use crate::handle::handle;
 
@@ -23,6 +25,7 @@ const BLOCK: u64 = 50;
 /// The id allocator of one process.
 pub struct IdAllocator {
     store: Arc<dyn EventStore>,
+    cache: StateCache,
     /// Per kind: the next id to hand out and the last of the block.
     blocks: Mutex<HashMap<&'static str, (u64, u64)>>,
 }
@@ -32,6 +35,7 @@ impl IdAllocator {
     pub fn new(store: Arc<dyn EventStore>) -> Self {
         Self {
             store,
+            cache: StateCache::new(NonZeroUsize::new(8).expect("8 is not zero")),
             blocks: Mutex::new(HashMap::new()),
         }
     }
@@ -48,6 +52,7 @@ impl IdAllocator {
         }
         let reserved = handle::<IdSequence>(
             &*self.store,
+            &self.cache,
             &stream_name::<IdSequence>(&kind),
             IdSequenceCommand {
                 size: BLOCK,

@@ -4,6 +4,7 @@
 //! routes only parse, call and map errors ([`error::ApiError`]).
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod correlation;
 pub mod dormant;

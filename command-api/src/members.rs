@@ -39,6 +39,7 @@ pub async fn join(
     let at = Utc::now();
     handle::<PhoneRegistry>(
         &*state.store,
+        &state.cache,
         &claim_stream,
         PhoneRegistryCommand::Claim {
             member_id: member_id.clone(),
@@ -49,6 +50,7 @@ pub async fn join(
     .await?;
     let joined = handle::<Member>(
         &*state.store,
+        &state.cache,
         &stream_name::<Member>(&member_id),
         MemberCommand::Join {
             member_id: member_id.clone(),
@@ -66,8 +68,14 @@ pub async fn join(
                 member_id: member_id.clone(),
                 at: Utc::now(),
             };
-            if let Err(undo) =
-                handle::<PhoneRegistry>(&*state.store, &claim_stream, release, causation).await
+            if let Err(undo) = handle::<PhoneRegistry>(
+                &*state.store,
+                &state.cache,
+                &claim_stream,
+                release,
+                causation,
+            )
+            .await
             {
                 tracing::error!(error = %undo, %member_id, "could not release the phone claim of a failed join");
             }
@@ -85,6 +93,7 @@ pub async fn points(
 ) -> Result<Handled<Member>, ApiError> {
     handle::<Member>(
         &*state.store,
+        &state.cache,
         &stream_name::<Member>(member_id),
         command,
         causation,
@@ -100,7 +109,7 @@ pub async fn withdraw(
     causation: Causation,
 ) -> Result<Handled<Member>, ApiError> {
     let stream = stream_name::<Member>(member_id);
-    let (current, _) = load::<Member>(&*state.store, &stream).await?;
+    let (current, _) = load::<Member>(&*state.store, &state.cache, &stream).await?;
     let key_id = stream.clone();
     let phone = match (&current, state.keys.get(&key_id).await?) {
         (Member::Active(active), Some(key)) => key.open(&active.phone_no).ok(),
@@ -108,6 +117,7 @@ pub async fn withdraw(
     };
     let withdrawn = handle::<Member>(
         &*state.store,
+        &state.cache,
         &stream,
         MemberCommand::Withdraw { at: Utc::now() },
         causation,
@@ -120,6 +130,7 @@ pub async fn withdraw(
         };
         handle::<PhoneRegistry>(
             &*state.store,
+            &state.cache,
             &phone_stream(state, &phone),
             release,
             causation,

@@ -1,6 +1,7 @@
 //! Building and running the service: bind first (so tests can use port 0),
 //! serve until SIGTERM or Ctrl-C, then drain.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use mileage_store::EventStore;
@@ -9,12 +10,17 @@ use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
 
 use crate::auth::Verifier;
+use crate::cache::StateCache;
 use crate::config::{JwtKey, Settings};
 use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
 use crate::membership::JoinGuard;
 use crate::routes::router;
 use crate::state::AppState;
+
+/// Streams whose folded state is kept between commands (a few hundred bytes
+/// each).
+const STATE_CACHE_STREAMS: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -42,6 +48,7 @@ impl Application {
             state: AppState {
                 ids: Arc::new(IdAllocator::new(Arc::clone(&store))),
                 store,
+                cache: Arc::new(StateCache::new(STATE_CACHE_STREAMS)),
                 keys,
                 join: Arc::new(JoinGuard::new(settings.join.clone())),
                 verifier,

@@ -6,6 +6,7 @@ use mileage_store::EventStore;
 use mileage_store::keys::KeyStore;
 
 use crate::auth::Verifier;
+use crate::cache::StateCache;
 use crate::ids::IdAllocator;
 use crate::membership::JoinGuard;
 
@@ -14,6 +15,8 @@ use crate::membership::JoinGuard;
 pub struct AppState {
     /// The event store.
     pub store: Arc<dyn EventStore>,
+    /// Folded states of recently commanded streams.
+    pub cache: Arc<StateCache>,
     /// Per-person keys that seal personal data.
     pub keys: Arc<dyn KeyStore>,
     /// Sequential ids.

@@ -170,3 +170,23 @@ async fn every_event_carries_the_requests_correlation_id() {
             .all(|e| e.metadata.causation_id == ours[0].metadata.causation_id)
     );
 }
+
+#[tokio::test]
+async fn replicas_with_stale_caches_still_decide_on_the_latest_state() {
+    let one = spawn_app().await;
+    let two = crate::helpers::spawn_app_on(one.database_url.clone()).await;
+    let id = one.join("01099990000", "R").await;
+    let earn = format!("/members/{id}/points/earn");
+    let spend = format!("/members/{id}/points/use");
+    // Each replica caches the member, then the other one moves it on.
+    for round in 1..=5 {
+        let app = if round % 2 == 0 { &one } else { &two };
+        let reply = app.post(&earn, json!({ "amount": 10 })).await;
+        assert_eq!(reply.body["balance"], round * 10, "{}", reply.body);
+    }
+    let used = one.post(&spend, json!({ "amount": 50 })).await;
+    assert_eq!(used.body["balance"], 0, "{}", used.body);
+    two.post(&spend, json!({ "amount": 1 }))
+        .await
+        .assert_problem(422, "member.insufficient_points");
+}

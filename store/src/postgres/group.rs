@@ -203,7 +203,14 @@ async fn insert_group(
         )
         .await
         .map_err(|e| {
-            if e.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+            // Two groups inserting contested keys in opposite orders may
+            // deadlock; like a unique clash, each append then goes alone.
+            let clash = [
+                SqlState::UNIQUE_VIOLATION,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+            ];
+            if e.code().is_some_and(|code| clash.contains(code)) {
                 GroupError::Clash
             } else {
                 GroupError::Store(pg_error(e))

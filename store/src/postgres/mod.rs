@@ -213,7 +213,8 @@ fn describe(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}")
 }
 
-/// Maps a driver error: lost connections are `Unavailable`, malformed input
+/// Maps a driver error: lost connections, shutdowns and deadlock victims are
+/// `Unavailable` (worth retrying), malformed input
 /// `InvalidRequest`, the rest `Backend` with the server's message.
 /// Takes the error by value so it reads as `.map_err(pg_error)`.
 #[allow(clippy::needless_pass_by_value)]
@@ -230,8 +231,13 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
             StoreError::InvalidRequest(db.message().to_owned())
         }
         Some(db)
-            if *db.code() == SqlState::ADMIN_SHUTDOWN
-                || *db.code() == SqlState::CANNOT_CONNECT_NOW =>
+            if [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::T_R_DEADLOCK_DETECTED,
+                SqlState::T_R_SERIALIZATION_FAILURE,
+            ]
+            .contains(db.code()) =>
         {
             StoreError::Unavailable(db.message().to_owned())
         }

@@ -1,0 +1,261 @@
+//! Commands per second and latency over HTTP: `join`, and `earn points` on
+//! fresh members and on members with 1,000 prior events, at 8, 32 and 64
+//! concurrent clients. The service runs in this process on a random port; the
+//! load generator is a small reqwest client on the same machine. Prints
+//! numbers; asserts nothing.
+//!
+//! `bash deploy/local/with-pg.sh cargo bench -p mileage-command-api --bench commands`
+//! Settings: `BENCH_SECONDS` (default 5), `BENCH_RUNS` (median of, default 3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mileage_command_api::auth::{Role, mint_hs256};
+use mileage_command_api::config::{JwtKey, Settings};
+use mileage_command_api::membership::GuardSettings;
+use mileage_command_api::startup::Application;
+use mileage_domain::envelope::Causation;
+use mileage_domain::ids::MemberId;
+use mileage_domain::member::{MemberEvent, PointsEarned};
+use mileage_domain::values::Points;
+use mileage_store::postgres::PgEventStore;
+use mileage_store::{EventStore, ExpectedVersion, NewEvent};
+use serde_json::json;
+use uuid::Uuid;
+
+const SECRET: &str = "benchmark-jwt-secret-of-32-bytes-or-more";
+const MEMBERS: u64 = 64;
+const HISTORY: u64 = 1_000;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Sample {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+#[allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+fn sample(mut micros: Vec<u64>, elapsed: Duration) -> Sample {
+    micros.sort_unstable();
+    let at = |p: f64| {
+        micros
+            .get(((micros.len().saturating_sub(1)) as f64 * p) as usize)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
+    Sample {
+        per_second: micros.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
+}
+
+/// `clients` loops sending the request `make(client)` builds, for `seconds`.
+/// Each client has its own index, so a benchmark can give each its own
+/// member (no contention between clients).
+async fn load<F>(clients: u64, seconds: u64, make: F) -> Sample
+where
+    F: Fn(u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let make = Arc::clone(&make);
+            tokio::spawn(async move {
+                let mut micros = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let response = make(client).send().await.expect("the service answers");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    micros.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                }
+                micros
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client"));
+    }
+    sample(all, started.elapsed())
+}
+
+fn median(mut samples: Vec<Sample>) -> Sample {
+    samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+    samples.swap_remove(samples.len() / 2)
+}
+
+/// Gives member `id` a history of `HISTORY` earned points, appended directly.
+async fn history(store: &PgEventStore, id: &str) {
+    let member_id = MemberId::parse(id).expect("an id");
+    for chunk in 0..HISTORY / 100 {
+        let events: Vec<NewEvent> = (0..100)
+            .map(|i| {
+                let n = chunk * 100 + i + 1;
+                let event: MemberEvent = PointsEarned {
+                    member_id: member_id.clone(),
+                    amount: Points(1),
+                    balance: Points(n),
+                    at: Utc::now(),
+                }
+                .into();
+                NewEvent::from_domain(Uuid::now_v7(), &event, Causation::root(Uuid::now_v7()))
+            })
+            .collect();
+        store
+            .append(
+                &format!("member-{id}"),
+                ExpectedVersion::Exact(chunk * 100),
+                &events,
+            )
+            .await
+            .expect("history");
+    }
+}
+
+/// Starts the service over a fresh database; returns its base URL, a manager
+/// token, a client and the store under it.
+async fn start() -> (String, String, reqwest::Client, PgEventStore) {
+    let database_url = mileage_store::testing::fresh_database().await;
+    let settings = Settings {
+        addr: "127.0.0.1:0".parse().expect("an address"),
+        database_url: database_url.clone(),
+        phone_secret: "benchmark-phone-secret".into(),
+        jwt: JwtKey::Hs256(SECRET.into()),
+        join: GuardSettings {
+            member_api_url: None,
+            timeout: Duration::from_secs(5),
+            failures_to_open: 3,
+            open_for: Duration::from_secs(5),
+        },
+    };
+    let app = Application::build(&settings)
+        .await
+        .expect("the service starts");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let token = mint_hs256(SECRET.as_bytes(), "bench", Role::Manager, 3600).expect("a token");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .expect("a client");
+    let store = PgEventStore::connect(&database_url)
+        .await
+        .expect("the store");
+    (base, token, client, store)
+}
+
+/// Joins `MEMBERS` fresh members and `MEMBERS` with a long history.
+async fn members(
+    base: &str,
+    client: &reqwest::Client,
+    store: &PgEventStore,
+) -> (Vec<String>, Vec<String>) {
+    let mut fresh = Vec::new();
+    let mut long = Vec::new();
+    for n in 0..MEMBERS * 2 {
+        let reply: serde_json::Value = client
+            .post(format!("{base}/members"))
+            .json(&json!({ "phoneNo": format!("0107{n:07}"), "nickname": "bench" }))
+            .send()
+            .await
+            .expect("join")
+            .json()
+            .await
+            .expect("json");
+        let id = reply["memberId"].as_str().expect("memberId").to_owned();
+        if n < MEMBERS {
+            fresh.push(id);
+        } else {
+            history(store, &id).await;
+            long.push(id);
+        }
+    }
+    (fresh, long)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let seconds = env_number("BENCH_SECONDS", 5);
+    let runs = env_number("BENCH_RUNS", 3);
+    let (base, token, client, store) = start().await;
+    let (fresh, long) = members(&base, &client, &store).await;
+
+    println!(
+        "command API benchmark: {seconds} s per measurement, median of {runs} runs, load generator in-process"
+    );
+    println!(
+        "{:<46} {:>10} {:>9} {:>9}",
+        "measurement", "per second", "p50 ms", "p99 ms"
+    );
+    let phones = Arc::new(AtomicU64::new(0));
+    for clients in [8, 32, 64] {
+        for (label, members) in [
+            ("fresh members", &fresh),
+            ("members with 1,000 events", &long),
+        ] {
+            let mut samples = Vec::new();
+            for _ in 0..runs {
+                let (client, base, token, members) =
+                    (client.clone(), base.clone(), token.clone(), members.clone());
+                samples.push(
+                    load(clients, seconds, move |n| {
+                        let id = &members[usize::try_from(n % MEMBERS).unwrap_or(0)];
+                        client
+                            .post(format!("{base}/members/{id}/points/earn"))
+                            .bearer_auth(&token)
+                            .json(&json!({ "amount": 1 }))
+                    })
+                    .await,
+                );
+            }
+            let m = median(samples);
+            println!(
+                "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+                format!("earn points, {label}, {clients} clients"),
+                m.per_second,
+                m.p50_ms,
+                m.p99_ms
+            );
+        }
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            let (client, base, phones) = (client.clone(), base.clone(), Arc::clone(&phones));
+            samples.push(
+                load(clients, seconds, move |_| {
+                    let n = phones.fetch_add(1, Ordering::Relaxed);
+                    client
+                        .post(format!("{base}/members"))
+                        .json(&json!({ "phoneNo": format!("0108{n:07}"), "nickname": "bench" }))
+                })
+                .await,
+            );
+        }
+        let m = median(samples);
+        println!(
+            "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+            format!("join, {clients} clients"),
+            m.per_second,
+            m.p50_ms,
+            m.p99_ms
+        );
+    }
+}
