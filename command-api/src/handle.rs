@@ -87,10 +87,12 @@ where
             .iter()
             .map(|e| NewEvent::from_domain(Uuid::now_v7(), e, causation))
             .collect();
-        match store
+        let started = std::time::Instant::now();
+        let appended = store
             .append(stream, ExpectedVersion::from_last(version), &new)
-            .await
-        {
+            .await;
+        metrics::histogram!("event_store_append_seconds").record(started.elapsed().as_secs_f64());
+        match appended {
             Ok(outcome) => {
                 let state = events.iter().fold(state, A::evolve);
                 cache.put(stream, state.clone(), Some(outcome.last_version));
@@ -101,10 +103,12 @@ where
                 });
             }
             Err(StoreError::WrongExpectedVersion { .. }) => {
+                metrics::counter!("command_conflicts_total").increment(1);
                 tracing::debug!(stream, "version conflict; deciding again");
             }
             Err(e) => return Err(e.into()),
         }
     }
+    metrics::counter!("command_conflicts_exhausted_total").increment(1);
     Err(ApiError::Conflict)
 }

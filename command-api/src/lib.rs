@@ -19,3 +19,4 @@ pub mod personal;
 pub mod routes;
 pub mod startup;
 pub mod state;
+pub mod telemetry;

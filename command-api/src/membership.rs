@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::error::ApiError;
 use crate::members;
 use crate::state::AppState;
+use crate::telemetry::BreakerMetrics;
 
 /// How the guard behaves.
 #[derive(Debug, Clone)]
@@ -32,7 +33,7 @@ pub struct GuardSettings {
     pub open_for: Duration,
 }
 
-type Breaker = StateMachine<ConsecutiveFailures<Constant>, ()>;
+type Breaker = StateMachine<ConsecutiveFailures<Constant>, BreakerMetrics>;
 
 /// The guarded join.
 pub struct JoinGuard {
@@ -55,7 +56,10 @@ impl JoinGuard {
         let backoff: Constant = backoff::constant(settings.open_for);
         let policy = failure_policy::consecutive_failures(settings.failures_to_open, backoff);
         Self {
-            breaker: Config::new().failure_policy(policy).build(),
+            breaker: Config::new()
+                .failure_policy(policy)
+                .instrument(BreakerMetrics)
+                .build(),
             http: reqwest::Client::new(),
             settings,
         }

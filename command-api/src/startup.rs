@@ -32,6 +32,7 @@ pub struct Application {
 impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        crate::telemetry::prometheus();
         let verifier = Arc::new(match &settings.jwt {
             JwtKey::Hs256(secret) => Verifier::hs256(secret.as_bytes()),
             JwtKey::Rs256(pem) => Verifier::rs256(pem.as_bytes())?,

@@ -1,4 +1,4 @@
-//! Liveness and readiness, for the gateway and Kubernetes probes.
+//! Liveness, readiness and metrics, for the gateway, Kubernetes and Prometheus.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,11 +8,17 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-/// `/health` (the process answers) and `/ready` (the event store answers).
+/// `/health` (the process answers), `/ready` (the event store answers) and
+/// `/metrics` (Prometheus text format).
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+async fn metrics() -> String {
+    crate::telemetry::prometheus().render()
 }
 
 async fn health() -> Json<Value> {

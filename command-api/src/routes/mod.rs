@@ -36,6 +36,7 @@ pub fn router(state: AppState, idempotency: IdempotencyStore) -> Router {
             crate::idempotency::idempotent,
         ))
         .layer(axum::middleware::from_fn(crate::correlation::correlate))
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track))
         .with_state(state)
 }
 

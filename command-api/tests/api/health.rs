@@ -25,3 +25,39 @@ async fn ready_when_the_event_store_answers() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready");
 }
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_status() {
+    let app = spawn_app().await;
+    let id = app.join("01030000001", "M").await;
+    app.post(
+        &format!("/members/{id}/points/use"),
+        serde_json::json!({ "amount": 5 }),
+    )
+    .await;
+    let response = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let has = |needle: &str| {
+        text.lines()
+            .any(|l| l.contains("http_requests_total") && l.contains(needle))
+    };
+    assert!(
+        has(r#"route="/members""#) && has(r#"status="201""#),
+        "{text}"
+    );
+    assert!(
+        has(r#"route="/members/{id}/points/use""#) && has(r#"status="422""#),
+        "{text}"
+    );
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("event_store_append_seconds"), "{text}");
+}
