@@ -150,26 +150,23 @@ pub fn mint_hs256(
     role: Role,
     ttl_seconds: u64,
 ) -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let claims = Claims {
-        sub: sub.to_owned(),
-        role,
-        exp: now + ttl_seconds,
-    };
-    Ok(encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )?)
+    mint(secret, sub, role, now()?.saturating_add(ttl_seconds))
 }
 
 /// An already expired HS256 token, for tests of expiry.
 pub fn mint_expired_hs256(secret: &[u8], sub: &str, role: Role) -> anyhow::Result<String> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    mint(secret, sub, role, now()?.saturating_sub(3600))
+}
+
+fn now() -> anyhow::Result<u64> {
+    Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())
+}
+
+fn mint(secret: &[u8], sub: &str, role: Role, exp: u64) -> anyhow::Result<String> {
     let claims = Claims {
         sub: sub.to_owned(),
         role,
-        exp: now.saturating_sub(3600),
+        exp,
     };
     Ok(encode(
         &Header::new(Algorithm::HS256),

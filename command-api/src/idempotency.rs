@@ -32,10 +32,22 @@ pub struct IdempotencyStore {
     pool: Pool,
 }
 
+/// What the key table says about a request.
+enum Claim {
+    /// New key: run the command.
+    Fresh,
+    /// Same request seen: answer this.
+    Replay(Response),
+    /// Same key, another request.
+    Mismatch,
+    /// Same request still running.
+    InFlight,
+}
+
 impl IdempotencyStore {
     /// Creates the table when missing.
     pub async fn new(pool: Pool) -> Result<Self, ApiError> {
-        let client = pool.get().await.map_err(|e| ApiError::Internal(e.into()))?;
+        let client = pool.get().await.map_err(internal)?;
         client
             .batch_execute(
                 "SET client_min_messages = warning;
@@ -49,29 +61,12 @@ impl IdempotencyStore {
                  RESET client_min_messages;",
             )
             .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+            .map_err(internal)?;
         Ok(Self { pool })
     }
-}
 
-enum Claim {
-    /// New key: run the command.
-    Fresh,
-    /// Same request seen: answer this.
-    Replay(Response),
-    /// Same key, another request.
-    Mismatch,
-    /// Same request still running.
-    InFlight,
-}
-
-impl IdempotencyStore {
     async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+        let client = self.pool.get().await.map_err(internal)?;
         // A key released (after a 5xx) between our insert and select is
         // claimed again; twice in a row is not worth waiting for.
         for _ in 0..3 {
@@ -81,7 +76,7 @@ impl IdempotencyStore {
                     &[&key, &fingerprint],
                 )
                 .await
-                .map_err(|e| ApiError::Internal(e.into()))?;
+                .map_err(internal)?;
             if inserted == 1 {
                 return Ok(Claim::Fresh);
             }
@@ -91,12 +86,49 @@ impl IdempotencyStore {
                     &[&key],
                 )
                 .await
-                .map_err(|e| ApiError::Internal(e.into()))?;
+                .map_err(internal)?;
             if let Some(row) = row {
                 return Ok(stored(&row, fingerprint));
             }
         }
         Ok(Claim::InFlight)
+    }
+
+    async fn record(
+        &self,
+        key: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), ApiError> {
+        let client = self.pool.get().await.map_err(internal)?;
+        if status.is_server_error() {
+            client
+                .execute("DELETE FROM idempotency_keys WHERE key = $1", &[&key])
+                .await
+                .map_err(internal)?;
+            return Ok(());
+        }
+        let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.into()))
+            })
+            .collect();
+        client
+            .execute(
+                "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
+                &[
+                    &key,
+                    &i16::try_from(status.as_u16()).unwrap_or(200),
+                    &serde_json::Value::Object(kept),
+                    &body,
+                ],
+            )
+            .await
+            .map_err(internal)?;
+        Ok(())
     }
 }
 
@@ -130,47 +162,9 @@ fn stored(row: &tokio_postgres::Row, fingerprint: &str) -> Claim {
     Claim::Replay(response)
 }
 
-impl IdempotencyStore {
-    async fn record(
-        &self,
-        key: &str,
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<(), ApiError> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        if status.is_server_error() {
-            client
-                .execute("DELETE FROM idempotency_keys WHERE key = $1", &[&key])
-                .await
-                .map_err(|e| ApiError::Internal(e.into()))?;
-            return Ok(());
-        }
-        let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let value = headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), value.into()))
-            })
-            .collect();
-        client
-            .execute(
-                "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
-                &[
-                    &key,
-                    &i16::try_from(status.as_u16()).unwrap_or(200),
-                    &serde_json::Value::Object(kept),
-                    &body,
-                ],
-            )
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
-        Ok(())
-    }
+/// A failure of the key table: ours, not the client's.
+fn internal(error: impl Into<anyhow::Error>) -> ApiError {
+    ApiError::Internal(error.into())
 }
 
 /// What identifies "the same request": method, path and body.
