@@ -1,7 +1,12 @@
-//! Settings from the environment, checked before any port opens.
+//! Settings from an optional TOML file and the environment (which wins),
+//! checked before any port opens.
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
 
 use crate::membership::GuardSettings;
 
@@ -45,49 +50,100 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// The settings as written in the file or the environment, before checks.
+/// Keys are the environment names in lower case (`database_url`), so one
+/// `mileage.toml` can serve every service.
+#[derive(Deserialize, Default)]
+struct Raw {
+    command_api_addr: Option<String>,
+    database_url: Option<String>,
+    phone_index_secret: Option<String>,
+    jwt_hs256_secret: Option<String>,
+    jwt_rs256_public_key: Option<String>,
+    member_api_url: Option<String>,
+    join_timeout_ms: Option<i64>,
+    breaker_failures: Option<i64>,
+    breaker_open_secs: Option<i64>,
+}
+
+/// The environment variables read, each overriding the same key in the file.
+const KEYS: [&str; 9] = [
+    "COMMAND_API_ADDR",
+    "DATABASE_URL",
+    "PHONE_INDEX_SECRET",
+    "JWT_HS256_SECRET",
+    "JWT_RS256_PUBLIC_KEY",
+    "MEMBER_API_URL",
+    "JOIN_TIMEOUT_MS",
+    "BREAKER_FAILURES",
+    "BREAKER_OPEN_SECS",
+];
+
+/// The environment variable naming the optional TOML settings file.
+pub const CONFIG_FILE_VAR: &str = "MILEAGE_CONFIG";
+
 impl Settings {
-    /// Reads the settings; the error names the setting that is wrong.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let addr = std::env::var("COMMAND_API_ADDR").unwrap_or_else(|_| "127.0.0.1:8081".into());
+    /// Reads the settings: the TOML file named by `MILEAGE_CONFIG` (when
+    /// set), overridden by the environment. The error names the setting that
+    /// is wrong, never its value when it is a secret.
+    pub fn load() -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(path) = std::env::var_os(CONFIG_FILE_VAR) {
+            let path = std::path::PathBuf::from(path);
+            anyhow::ensure!(
+                path.is_file(),
+                "{CONFIG_FILE_VAR}={} is not a readable file",
+                path.display()
+            );
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let raw: Raw = figment
+            .merge(Env::raw().only(&KEYS))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("bad setting: {e}"))?;
+        Self::check(raw)
+    }
+
+    fn check(raw: Raw) -> anyhow::Result<Self> {
+        let addr = raw
+            .command_api_addr
+            .unwrap_or_else(|| "127.0.0.1:8081".into());
         let addr = addr.parse().map_err(|e| {
-            anyhow::anyhow!("COMMAND_API_ADDR={addr:?} is not a socket address: {e}")
+            anyhow::anyhow!("command_api_addr={addr:?} is not a socket address: {e}")
         })?;
-        let database_url = std::env::var("DATABASE_URL").map_err(|_| {
-            anyhow::anyhow!("DATABASE_URL is not set (postgres://user@host:port/db)")
+        let database_url = raw.database_url.ok_or_else(|| {
+            anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
         })?;
-        let phone_secret = std::env::var("PHONE_INDEX_SECRET")
-            .ok()
+        let phone_secret = raw
+            .phone_index_secret
             .filter(|s| s.len() >= MIN_SECRET_LEN)
             .ok_or_else(|| {
-                anyhow::anyhow!("PHONE_INDEX_SECRET must be set to at least {MIN_SECRET_LEN} bytes")
+                anyhow::anyhow!("phone_index_secret must be set to at least {MIN_SECRET_LEN} bytes")
             })?;
-        let jwt = match (
-            std::env::var("JWT_HS256_SECRET"),
-            std::env::var("JWT_RS256_PUBLIC_KEY"),
-        ) {
-            (Ok(secret), Err(_)) if secret.len() >= MIN_JWT_SECRET_LEN => JwtKey::Hs256(secret),
-            (Ok(_), Err(_)) => {
-                anyhow::bail!("JWT_HS256_SECRET must be at least {MIN_JWT_SECRET_LEN} bytes")
+        let jwt = match (raw.jwt_hs256_secret, raw.jwt_rs256_public_key) {
+            (Some(secret), None) if secret.len() >= MIN_JWT_SECRET_LEN => JwtKey::Hs256(secret),
+            (Some(_), None) => {
+                anyhow::bail!("jwt_hs256_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
             }
-            (Err(_), Ok(pem)) => JwtKey::Rs256(pem),
-            (Ok(_), Ok(_)) => {
-                anyhow::bail!("set only one of JWT_HS256_SECRET and JWT_RS256_PUBLIC_KEY")
+            (None, Some(pem)) => JwtKey::Rs256(pem),
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set only one of jwt_hs256_secret and jwt_rs256_public_key")
             }
-            (Err(_), Err(_)) => {
-                anyhow::bail!("JWT_HS256_SECRET or JWT_RS256_PUBLIC_KEY must be set")
+            (None, None) => {
+                anyhow::bail!("jwt_hs256_secret or jwt_rs256_public_key must be set")
             }
         };
-        let member_api_url = match std::env::var("MEMBER_API_URL") {
-            Ok(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
-            Ok(url) => anyhow::bail!("MEMBER_API_URL={url:?} must be an http:// or https:// URL"),
-            Err(_) => None,
+        let member_api_url = match raw.member_api_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+            Some(url) => anyhow::bail!("member_api_url={url:?} must be an http:// or https:// URL"),
+            None => None,
         };
         let join = GuardSettings {
             member_api_url,
-            timeout: Duration::from_millis(number("JOIN_TIMEOUT_MS", 610)?),
-            failures_to_open: u32::try_from(number("BREAKER_FAILURES", 3)?)
-                .map_err(|_| anyhow::anyhow!("BREAKER_FAILURES is too large"))?,
-            open_for: Duration::from_secs(number("BREAKER_OPEN_SECS", 5)?),
+            timeout: Duration::from_millis(positive("join_timeout_ms", raw.join_timeout_ms, 610)?),
+            failures_to_open: u32::try_from(positive("breaker_failures", raw.breaker_failures, 3)?)
+                .map_err(|_| anyhow::anyhow!("breaker_failures is too large"))?,
+            open_for: Duration::from_secs(positive("breaker_open_secs", raw.breaker_open_secs, 5)?),
         };
         Ok(Self {
             addr,
@@ -99,14 +155,83 @@ impl Settings {
     }
 }
 
-/// A positive number from the environment, or the default.
-fn number(name: &str, default: u64) -> anyhow::Result<u64> {
-    match std::env::var(name) {
-        Err(_) => Ok(default),
-        Ok(raw) => raw
-            .parse()
+/// A positive number, or the default when unset.
+fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
+    match value {
+        None => Ok(default),
+        Some(n) => u64::try_from(n)
             .ok()
             .filter(|n| *n > 0)
-            .ok_or_else(|| anyhow::anyhow!("{name}={raw:?} must be a positive whole number")),
+            .ok_or_else(|| anyhow::anyhow!("{name}={n} must be a positive whole number")),
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures return figment::Error"
+)]
+mod tests {
+    use figment::Jail;
+
+    use super::{JwtKey, Settings};
+
+    const FILE: &str = r#"
+        database_url = "postgres://file@localhost/mileage"
+        phone_index_secret = "0123456789abcdef"
+        jwt_hs256_secret = "0123456789abcdef0123456789abcdef"
+        join_timeout_ms = 250
+        command_api_addr = "127.0.0.1:9001"
+    "#;
+
+    #[test]
+    fn the_file_is_read_and_the_environment_overrides_it() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("mileage.toml", FILE)?;
+            jail.set_env("MILEAGE_CONFIG", "mileage.toml");
+            jail.set_env("COMMAND_API_ADDR", "127.0.0.1:9002");
+            let settings = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.addr.port(), 9002, "the environment wins");
+            assert_eq!(settings.database_url, "postgres://file@localhost/mileage");
+            assert_eq!(settings.join.timeout.as_millis(), 250);
+            assert_eq!(settings.join.failures_to_open, 3, "defaults fill the rest");
+            assert!(matches!(settings.jwt, JwtKey::Hs256(_)));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_setting_and_never_a_secret() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("mileage.toml", FILE)?;
+            jail.set_env("MILEAGE_CONFIG", "mileage.toml");
+            jail.set_env("JWT_HS256_SECRET", "short-secret-value");
+            let error = Settings::load().err().ok_or("a short secret is refused")?;
+            let text = error.to_string();
+            assert!(text.contains("jwt_hs256_secret"), "{text}");
+            assert!(!text.contains("short-secret-value"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_missing_file_and_a_bad_number_are_named() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.set_env("MILEAGE_CONFIG", "nowhere.toml");
+            let text = Settings::load().err().ok_or("missing file")?.to_string();
+            assert!(text.contains("nowhere.toml"), "{text}");
+            jail.create_file("mileage.toml", FILE)?;
+            jail.set_env("MILEAGE_CONFIG", "mileage.toml");
+            jail.set_env("BREAKER_FAILURES", "0");
+            let text = Settings::load().err().ok_or("zero failures")?.to_string();
+            assert!(text.contains("breaker_failures"), "{text}");
+            jail.set_env("BREAKER_FAILURES", "many");
+            let text = Settings::load().err().ok_or("not a number")?.to_string();
+            assert!(text.to_lowercase().contains("breaker_failures"), "{text}");
+            Ok(())
+        });
     }
 }

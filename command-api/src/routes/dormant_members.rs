@@ -9,10 +9,10 @@ use axum::routing::{patch, post};
 use mileage_domain::dormant_member::{DormantMember, DormantStatus};
 use mileage_domain::envelope::Causation;
 use mileage_domain::ids::{DormantMemberId, MemberId};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{accepted, invalid_field};
+use super::{Problem, accepted, invalid_field};
 use crate::auth::Caller;
 use crate::dormant;
 use crate::error::ApiError;
@@ -30,10 +30,12 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A member id as text (`"2"`, as httpie sends it) or as a JSON number.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-enum IdInput {
+pub enum IdInput {
+    /// `"2"`
     Text(String),
+    /// `2`
     Number(u64),
 }
 
@@ -46,20 +48,56 @@ impl IdInput {
     }
 }
 
-#[derive(Deserialize)]
+/// `POST /dormantMembers`: a member to mark as a dormant target.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RegisterRequest {
+pub struct RegisterRequest {
+    /// The quiet member.
+    #[schema(example = "2")]
     member_id: IdInput,
+    /// Where the dormant notice goes: 7 to 15 digits.
+    #[schema(example = "010-3333-4444")]
     phone_no: String,
+    /// 1 to 50 characters.
+    #[schema(example = "kim")]
     nickname: String,
     /// The source document sends `Pre-Dormant`; a new target is always that.
+    #[schema(example = "Pre-Dormant")]
     member_status: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `PATCH /dormantMembers/{id}`: the source document's status change.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StatusRequest {
+pub struct StatusRequest {
+    /// `DORMANT` marks the target dormant; `CLEAR` releases it (re-joins).
+    #[schema(example = "DORMANT")]
     member_status: String,
+}
+
+/// What the dormant-target routes answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetAnswer {
+    /// The dormant target.
+    #[schema(value_type = String, example = "1")]
+    id: DormantMemberId,
+    /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
+    member_status: Option<&'static str>,
+    /// The member the target was registered for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    member_id: Option<MemberId>,
+    /// The member created by a release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    rejoined_member_id: Option<MemberId>,
+    /// The target stream's version after the command.
+    version: Option<u64>,
+    /// The global position written (also the `X-Position` header); absent
+    /// when the target already was in the requested state.
+    #[schema(example = "1042-1042")]
+    position: Option<String>,
 }
 
 /// `Pre-Dormant`, `PRE_DORMANT`, `pre dormant` all name the same status.
@@ -71,19 +109,39 @@ fn normalise(status: &str) -> String {
         .to_ascii_uppercase()
 }
 
-fn target_body(id: &DormantMemberId, handled: &Handled<DormantMember>) -> serde_json::Value {
-    let mut body =
-        json!({ "id": id, "memberStatus": handled.state.status().map(DormantStatus::as_str) });
-    if let DormantMember::Registered(target) = &handled.state {
-        body["memberId"] = json!(target.member_id);
-        if let Some(rejoined) = &target.rejoined_member_id {
-            body["rejoinedMemberId"] = json!(rejoined);
-        }
-    }
-    body
+/// The answer to a command on `id`, and its position header.
+fn answer(status: StatusCode, id: DormantMemberId, handled: &Handled<DormantMember>) -> Response {
+    let target = match &handled.state {
+        DormantMember::Registered(target) => Some(target),
+        DormantMember::Unregistered => None,
+    };
+    let body = TargetAnswer {
+        id,
+        member_status: handled.state.status().map(DormantStatus::as_str),
+        member_id: target.map(|t| t.member_id.clone()),
+        rejoined_member_id: target.and_then(|t| t.rejoined_member_id.clone()),
+        version: handled.version,
+        position: handled.position.map(|p| p.to_string()),
+    };
+    accepted(status, body, handled.position)
 }
 
-async fn register(
+/// Registers a dormant target (managers).
+#[utoipa::path(
+    post, path = "/dormantMembers", tag = "dormantMembers",
+    request_body = RegisterRequest,
+    params(super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 201, description = "Registered", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::BodyRefusals,
+        super::AuthRefusals,
+        (status = 409, description = "Already registered", body = Problem, content_type = "application/problem+json"),
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn register(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -109,15 +167,26 @@ async fn register(
         causation,
     )
     .await?;
-    Ok(accepted(
-        StatusCode::CREATED,
-        target_body(&id, &handled),
-        handled.version,
-        handled.position,
-    ))
+    Ok(answer(StatusCode::CREATED, id, &handled))
 }
 
-async fn change_status(
+/// The source document's form: `DORMANT` marks dormant (managers), `CLEAR`
+/// releases (managers, or the member themself).
+#[utoipa::path(
+    patch, path = "/dormantMembers/{id}", tag = "dormantMembers",
+    request_body = StatusRequest,
+    params(("id" = String, Path, description = "Dormant target id"), super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Changed", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::BodyRefusals,
+        super::AuthRefusals,
+        super::StateRefusals,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn change_status(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -142,15 +211,23 @@ async fn change_status(
             ));
         }
     };
-    Ok(accepted(
-        StatusCode::OK,
-        target_body(&id, &handled),
-        handled.version,
-        handled.position,
-    ))
+    Ok(answer(StatusCode::OK, id, &handled))
 }
 
-async fn mark_dormant(
+/// Marks a target dormant, which sends the dormant notice (managers).
+#[utoipa::path(
+    post, path = "/dormantMembers/{id}/dormant", tag = "dormantMembers",
+    params(("id" = String, Path, description = "Dormant target id"), super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Marked dormant", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::AuthRefusals,
+        super::StateRefusals,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn mark_dormant(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -159,15 +236,24 @@ async fn mark_dormant(
     caller.require_manager()?;
     let id = DormantMemberId::parse(&id)?;
     let handled = dormant::mark_dormant(&state, &id, causation).await?;
-    Ok(accepted(
-        StatusCode::OK,
-        target_body(&id, &handled),
-        handled.version,
-        handled.position,
-    ))
+    Ok(answer(StatusCode::OK, id, &handled))
 }
 
-async fn release(
+/// Releases a target: re-joins the member, then marks it cleared (managers,
+/// or the member themself).
+#[utoipa::path(
+    post, path = "/dormantMembers/{id}/release", tag = "dormantMembers",
+    params(("id" = String, Path, description = "Dormant target id"), super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Released", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::AuthRefusals,
+        super::StateRefusals,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn release(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -175,10 +261,5 @@ async fn release(
 ) -> Result<Response, ApiError> {
     let id = DormantMemberId::parse(&id)?;
     let handled = dormant::release(&state, &id, causation, &caller).await?;
-    Ok(accepted(
-        StatusCode::OK,
-        target_body(&id, &handled),
-        handled.version,
-        handled.position,
-    ))
+    Ok(answer(StatusCode::OK, id, &handled))
 }

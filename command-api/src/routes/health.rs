@@ -21,11 +21,18 @@ async fn metrics() -> String {
     crate::telemetry::prometheus().render()
 }
 
-async fn health() -> Json<Value> {
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Alive")))]
+pub async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+/// Readiness: the event store answers.
+#[utoipa::path(get, path = "/ready", tag = "operations", responses(
+    (status = 200, description = "Ready"),
+    (status = 503, description = "The event store is unreachable"),
+))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.head_position().await {
         Ok(_) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
         Err(e) => {

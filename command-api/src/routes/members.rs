@@ -9,10 +9,10 @@ use chrono::Utc;
 use mileage_domain::envelope::Causation;
 use mileage_domain::ids::MemberId;
 use mileage_domain::member::MemberCommand;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use super::{accepted, invalid_field};
+use super::{Problem, accepted, invalid_field};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::AppJson;
@@ -28,22 +28,80 @@ pub fn router() -> Router<AppState> {
         .route("/members/{id}/points/use", post(use_points))
 }
 
-#[derive(Deserialize)]
+/// `POST /members`: a new member.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JoinRequest {
+pub struct JoinRequest {
+    /// 7 to 15 digits; `-`, spaces and a leading `+` are ignored.
+    #[schema(example = "010-1111-2222")]
     phone_no: String,
+    /// 1 to 50 characters.
+    #[schema(example = "hong")]
     nickname: String,
-    /// The source document sends `READY`; nothing else is meaningful.
+    /// The source document sends `READY`; nothing else is accepted.
+    #[schema(example = "READY")]
     member_status: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// `POST /members/{id}/points/earn|use`: how many points.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PointsRequest {
+pub struct PointsRequest {
+    /// A positive whole number of points.
+    #[schema(minimum = 1, example = 100)]
     amount: i64,
 }
 
-async fn join(
+/// What the member routes answer.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberAnswer {
+    /// The member.
+    #[schema(value_type = String, example = "1")]
+    member_id: MemberId,
+    /// `READY` after a join, `WITHDRAWN` after a withdrawal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member_status: Option<&'static str>,
+    /// The points balance after the command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    balance: Option<u64>,
+    /// The member stream's version after the command.
+    version: Option<u64>,
+    /// The global position written (also the `X-Position` header): hand it
+    /// to the query API to read your own writes.
+    #[schema(example = "1042-1042")]
+    position: Option<String>,
+}
+
+impl MemberAnswer {
+    fn new(
+        member_id: MemberId,
+        handled: &crate::handle::Handled<mileage_domain::member::Member>,
+    ) -> Self {
+        Self {
+            member_id,
+            member_status: None,
+            balance: None,
+            version: handled.version,
+            position: handled.position.map(|p| p.to_string()),
+        }
+    }
+}
+
+/// Joins a new member (public).
+#[utoipa::path(
+    post, path = "/members", tag = "members",
+    request_body = JoinRequest,
+    params(super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 201, description = "Joined", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::BodyRefusals,
+        (status = 409, description = "The phone number belongs to a member", body = Problem, content_type = "application/problem+json"),
+        super::Unavailable,
+    )
+)]
+pub async fn join(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     AppJson(request): AppJson<JoinRequest>,
@@ -60,16 +118,30 @@ async fn join(
     }
     let (id, joined) =
         members::join(&state, &request.phone_no, &request.nickname, causation).await?;
-    let body = json!({ "memberId": id, "memberStatus": "READY", "balance": 0 });
-    Ok(accepted(
-        StatusCode::CREATED,
-        body,
-        joined.version,
-        joined.position,
-    ))
+    let answer = MemberAnswer {
+        member_status: Some("READY"),
+        balance: Some(joined.state.balance().0),
+        ..MemberAnswer::new(id, &joined)
+    };
+    Ok(accepted(StatusCode::CREATED, answer, joined.position))
 }
 
-async fn earn(
+/// Adds points (the member or a manager).
+#[utoipa::path(
+    post, path = "/members/{id}/points/earn", tag = "members",
+    request_body = PointsRequest,
+    params(("id" = String, Path, description = "Member id"), super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Earned", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::BodyRefusals,
+        super::AuthRefusals,
+        super::StateRefusals,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn earn(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -80,7 +152,23 @@ async fn earn(
     points(&state, causation, &caller, &id, request.amount, command).await
 }
 
-async fn use_points(
+/// Spends points (the member or a manager).
+#[utoipa::path(
+    post, path = "/members/{id}/points/use", tag = "members",
+    request_body = PointsRequest,
+    params(("id" = String, Path, description = "Member id"), super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Used", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::BodyRefusals,
+        super::AuthRefusals,
+        super::StateRefusals,
+        (status = 422, description = "Not enough points", body = Problem, content_type = "application/problem+json"),
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn use_points(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -103,16 +191,27 @@ async fn points(
     let id = MemberId::parse(id)?;
     caller.require_member_or_manager(&id)?;
     let handled = members::points(state, &id, command(amount, Utc::now()), causation).await?;
-    let body = json!({ "memberId": id, "balance": handled.state.balance() });
-    Ok(accepted(
-        StatusCode::OK,
-        body,
-        handled.version,
-        handled.position,
-    ))
+    let answer = MemberAnswer {
+        balance: Some(handled.state.balance().0),
+        ..MemberAnswer::new(id, &handled)
+    };
+    Ok(accepted(StatusCode::OK, answer, handled.position))
 }
 
-async fn withdraw(
+/// Withdraws a member: remaining points are forfeited, personal data erased.
+#[utoipa::path(
+    delete, path = "/members/{id}", tag = "members",
+    params(("id" = String, Path, description = "Member id"), super::CorrelationId),
+    responses(
+        (status = 200, description = "Withdrawn", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::AuthRefusals,
+        super::StateRefusals,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn withdraw(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -121,11 +220,9 @@ async fn withdraw(
     let id = MemberId::parse(&id)?;
     caller.require_member_or_manager(&id)?;
     let handled = members::withdraw(&state, &id, causation).await?;
-    let body = json!({ "memberId": id, "memberStatus": "WITHDRAWN" });
-    Ok(accepted(
-        StatusCode::OK,
-        body,
-        handled.version,
-        handled.position,
-    ))
+    let answer = MemberAnswer {
+        member_status: Some("WITHDRAWN"),
+        ..MemberAnswer::new(id, &handled)
+    };
+    Ok(accepted(StatusCode::OK, answer, handled.position))
 }

@@ -3,13 +3,15 @@
 pub mod dormant_members;
 pub mod health;
 pub mod members;
+pub mod openapi;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use mileage_store::Position;
-use serde_json::Value;
+use serde::Serialize;
+use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::error::ApiError;
 use crate::extract::AppJson;
@@ -30,6 +32,7 @@ pub fn router(state: AppState, idempotency: IdempotencyStore) -> Router {
         .merge(health::router())
         .merge(members::router())
         .merge(dormant_members::router())
+        .merge(openapi::router())
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             idempotency,
@@ -40,16 +43,136 @@ pub fn router(state: AppState, idempotency: IdempotencyStore) -> Router {
         .with_state(state)
 }
 
-/// A command's answer: `body` plus the stream version and position written,
-/// in the body and (position) as a header.
-fn accepted(
-    status: StatusCode,
-    mut body: Value,
-    version: Option<u64>,
-    position: Option<Position>,
-) -> Response {
-    body["version"] = version.into();
-    body["position"] = position.map(|p| p.to_string()).into();
+/// RFC 9457 problem details, as every error is answered (documentation of
+/// [`ApiError`]'s rendering).
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the `code` says what happened.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for people.
+    detail: String,
+    /// What went wrong, for programs, e.g. `member.insufficient_points`.
+    #[schema(example = "validation.phone_number")]
+    code: String,
+    /// The request field at fault, when one is.
+    field: Option<String>,
+}
+
+/// 400: a malformed body, field, id or header (documentation only).
+#[derive(IntoResponses)]
+pub enum Invalid {
+    /// The problem names the `field` at fault.
+    #[response(
+        status = 400,
+        description = "Malformed body, field, id or header",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(#[to_schema] Problem),
+}
+
+/// 413 and 415: a body the service does not read (documentation only).
+#[derive(IntoResponses)]
+pub enum BodyRefusals {
+    /// Over 16 KiB.
+    #[response(
+        status = 413,
+        description = "Body over 16 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(#[to_schema] Problem),
+    /// Not `application/json`.
+    #[response(
+        status = 415,
+        description = "Body is not application/json",
+        content_type = "application/problem+json"
+    )]
+    NotJson(#[to_schema] Problem),
+}
+
+/// 401 and 403: the bearer token (documentation only).
+#[derive(IntoResponses)]
+pub enum AuthRefusals {
+    /// Missing, malformed, forged or expired.
+    #[response(
+        status = 401,
+        description = "No valid bearer token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(#[to_schema] Problem),
+    /// Valid, but without the right role or for another member.
+    #[response(
+        status = 403,
+        description = "Not allowed for this role or member",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(#[to_schema] Problem),
+}
+
+/// 404 and 409: the aggregate's state (documentation only).
+#[derive(IntoResponses)]
+pub enum StateRefusals {
+    /// Nothing under this id.
+    #[response(
+        status = 404,
+        description = "No such id",
+        content_type = "application/problem+json"
+    )]
+    NotFound(#[to_schema] Problem),
+    /// Not allowed from the current state, or changed concurrently too often.
+    #[response(
+        status = 409,
+        description = "Not allowed from the current state, or a persistent concurrent change",
+        content_type = "application/problem+json"
+    )]
+    Conflict(#[to_schema] Problem),
+}
+
+/// 503: a dependency is down (documentation only).
+#[derive(IntoResponses)]
+pub enum Unavailable {
+    /// Retry after the `Retry-After` seconds.
+    #[response(
+        status = 503,
+        description = "The event store or the member service is unavailable; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(#[to_schema] Problem),
+}
+
+/// The `Idempotency-Key` header every POST and PATCH accepts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "documents the header; the idempotency middleware reads it"
+)]
+pub struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters. A retry with the same key and body returns the
+    /// first answer and appends nothing; a different body is refused (422).
+    #[param(rename = "Idempotency-Key")]
+    key: Option<String>,
+}
+
+/// The `X-Correlation-Id` header, stored on every event a request appends.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "documents the header; the correlation middleware reads it"
+)]
+pub struct CorrelationId {
+    /// A UUID; generated when absent and echoed on the response.
+    #[param(rename = "X-Correlation-Id")]
+    id: Option<uuid::Uuid>,
+}
+
+/// A command's answer: `body` with the position written also as a header.
+fn accepted<T: Serialize>(status: StatusCode, body: T, position: Option<Position>) -> Response {
     let mut response = (status, AppJson(body)).into_response();
     if let Some(value) = position.and_then(|p| HeaderValue::from_str(&p.to_string()).ok()) {
         response.headers_mut().insert(POSITION_HEADER, value);

@@ -8,3 +8,5 @@ mod health;
 mod helpers;
 mod idempotency;
 mod members;
+mod openapi;
+mod process;
