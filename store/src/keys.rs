@@ -4,6 +4,8 @@
 //! ([`mileage_domain::pii`]). Deleting the key is how a withdrawal or a
 //! destruction erases that person from an immutable log.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use mileage_domain::pii::{KEY_LEN, PersonKey};
@@ -23,6 +25,9 @@ pub trait KeyStore: Send + Sync {
     async fn get(&self, key_id: &str) -> Result<Option<PersonKey>, StoreError>;
     /// Deletes the key; returns whether it existed. Idempotent.
     async fn delete(&self, key_id: &str) -> Result<bool, StoreError>;
+    /// The keys that exist among `key_ids`, in one round trip: readers that
+    /// reveal a batch of events at a time use this.
+    async fn get_many(&self, key_ids: &[String]) -> Result<HashMap<String, PersonKey>, StoreError>;
 }
 
 /// Person keys in the `person_keys` table of the event store's database.
@@ -94,5 +99,25 @@ impl KeyStore for PgKeyStore {
             .await
             .map_err(pg_error)?;
         Ok(deleted > 0)
+    }
+
+    async fn get_many(&self, key_ids: &[String]) -> Result<HashMap<String, PersonKey>, StoreError> {
+        if key_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let client = self.pool.get().await.map_err(pool_error)?;
+        let rows = client
+            .query(
+                "SELECT key_id, secret FROM person_keys WHERE key_id = ANY($1)",
+                &[&key_ids],
+            )
+            .await
+            .map_err(pg_error)?;
+        rows.iter()
+            .map(|row| {
+                let key_id: String = row.get(0);
+                to_key(&key_id, row.get(1)).map(|key| (key_id, key))
+            })
+            .collect()
     }
 }

@@ -42,3 +42,19 @@ async fn keys_are_per_person() {
     assert_ne!(a.secret(), b.secret());
     assert_eq!(keys.get("member-404").await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn many_keys_are_read_in_one_call_and_deleted_ones_are_absent() {
+    let store = pg_store().await;
+    let keys = PgKeyStore::new(store.pool().clone());
+    let a = keys.get_or_create("member-1").await.unwrap();
+    keys.get_or_create("member-2").await.unwrap();
+    keys.delete("member-2").await.unwrap();
+    let found = keys
+        .get_many(&["member-1".into(), "member-2".into(), "member-3".into()])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1, "{:?}", found.keys());
+    assert_eq!(found.get("member-1"), Some(&a));
+    assert!(keys.get_many(&[]).await.unwrap().is_empty());
+}

@@ -1,0 +1,184 @@
+//! The `projector.consumers` table: each consumer's checkpoint and status,
+//! one row per consumer, written in the same transaction as its batch.
+
+use chrono::{DateTime, Utc};
+use mileage_store::Position;
+use tokio_postgres::{Client, GenericClient};
+
+/// The channel a commit notifies with `{name} {position}`, for readers
+/// waiting for their own writes.
+pub const CHANNEL: &str = "mileage_projection";
+
+/// Creates the bookkeeping schema (idempotent, safe to race).
+pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "SELECT pg_advisory_lock(hashtext('mileage.projector.migrate'));
+             CREATE SCHEMA IF NOT EXISTS projector;
+             CREATE TABLE IF NOT EXISTS projector.consumers (
+                 name text PRIMARY KEY,
+                 commit_position bigint,
+                 prepare_position bigint,
+                 state text NOT NULL DEFAULT 'starting',
+                 events_handled bigint NOT NULL DEFAULT 0,
+                 last_event_at timestamptz,
+                 error_position text,
+                 error_event_type text,
+                 error_reason text,
+                 updated_at timestamptz NOT NULL DEFAULT now()
+             );
+             SELECT pg_advisory_unlock(hashtext('mileage.projector.migrate'));",
+        )
+        .await
+}
+
+/// A consumer's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The consumer.
+    pub name: String,
+    /// Last event handled; `None` before the first.
+    pub checkpoint: Option<Position>,
+    /// `running`, `stopped` (at a poison event) or `starting`.
+    pub state: String,
+    /// Events handled so far (including ones it ignores).
+    pub events_handled: i64,
+    /// When the last handled event was recorded.
+    pub last_event_at: Option<DateTime<Utc>>,
+    /// Where it stopped, what and why, when stopped.
+    pub error: Option<(String, String, String)>,
+}
+
+/// The checkpoint of `name`, creating its row at the start of the log.
+pub async fn checkpoint(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Position>, tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            &[&name],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "SELECT commit_position, prepare_position FROM projector.consumers WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(position(row.get(0), row.get(1)))
+}
+
+fn position(commit: Option<i64>, prepare: Option<i64>) -> Option<Position> {
+    Some(Position {
+        commit: u64::try_from(commit?).ok()?,
+        prepare: u64::try_from(prepare?).ok()?,
+    })
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Moves the checkpoint from `from` to `to` if nobody else moved it: `false`
+/// means another replica is (or was) active and this one must stand down.
+/// Notifies [`CHANNEL`] on commit.
+pub async fn advance(
+    client: &impl GenericClient,
+    name: &str,
+    from: Option<Position>,
+    to: Position,
+    handled: usize,
+    last_event_at: DateTime<Utc>,
+) -> Result<bool, tokio_postgres::Error> {
+    let updated = client
+        .execute(
+            "UPDATE projector.consumers
+                SET commit_position = $2, prepare_position = $3,
+                    events_handled = events_handled + $4, last_event_at = $5,
+                    state = 'running', error_position = NULL, error_event_type = NULL,
+                    error_reason = NULL, updated_at = now()
+              WHERE name = $1
+                AND commit_position IS NOT DISTINCT FROM $6
+                AND prepare_position IS NOT DISTINCT FROM $7",
+            &[
+                &name,
+                &to_i64(to.commit),
+                &to_i64(to.prepare),
+                &i64::try_from(handled).unwrap_or(i64::MAX),
+                &last_event_at,
+                &from.map(|p| to_i64(p.commit)),
+                &from.map(|p| to_i64(p.prepare)),
+            ],
+        )
+        .await?;
+    if updated == 1 {
+        client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &format!("{name} {to}")],
+            )
+            .await?;
+    }
+    Ok(updated == 1)
+}
+
+/// Marks `name` as running (it took the lock).
+pub async fn mark_running(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE projector.consumers SET state = 'running', updated_at = now() WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map(drop)
+}
+
+/// Records that `name` stopped at a poison event.
+pub async fn mark_stopped(
+    client: &impl GenericClient,
+    name: &str,
+    position: Position,
+    event_type: &str,
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE projector.consumers
+                SET state = 'stopped', error_position = $2, error_event_type = $3,
+                    error_reason = $4, updated_at = now()
+              WHERE name = $1",
+            &[&name, &position.to_string(), &event_type, &reason],
+        )
+        .await
+        .map(drop)
+}
+
+/// Every consumer's row, by name.
+pub async fn statuses(client: &impl GenericClient) -> Result<Vec<Status>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT name, commit_position, prepare_position, state, events_handled, last_event_at,
+                    error_position, error_event_type, error_reason
+               FROM projector.consumers ORDER BY name",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Status {
+            name: row.get(0),
+            checkpoint: position(row.get(1), row.get(2)),
+            state: row.get(3),
+            events_handled: row.get(4),
+            last_event_at: row.get(5),
+            error: match (row.get(6), row.get(7), row.get(8)) {
+                (Some(p), Some(t), Some(r)) => Some((p, t, r)),
+                _ => None,
+            },
+        })
+        .collect())
+}

@@ -1,0 +1,186 @@
+//! Settings from an optional TOML file (`MILEAGE_CONFIG`) and the
+//! environment (which wins), checked before anything starts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+/// What the projector needs to start.
+#[derive(Clone)]
+pub struct Settings {
+    /// Health, readiness and metrics (`PROJECTOR_ADDR`, default
+    /// `127.0.0.1:8085`).
+    pub addr: SocketAddr,
+    /// The PostgreSQL event store, also holding the person keys
+    /// (`DATABASE_URL`).
+    pub database_url: String,
+    /// Where the read models live (`READ_DATABASE_URL`, default the event
+    /// store's database).
+    pub read_database_url: String,
+    /// Events handled per transaction at most (`PROJECTOR_BATCH`, 1000).
+    pub batch_size: usize,
+    /// How dormant notices are delivered.
+    pub notifier: NotifierSettings,
+}
+
+/// The dormant notice's delivery.
+#[derive(Clone, Debug)]
+pub struct NotifierSettings {
+    /// The SMS gateway's webhook (`NOTIFIER_URL`); unset: the development
+    /// adapter, which logs the notice and reports it sent.
+    pub url: Option<String>,
+    /// Per attempt (`NOTIFIER_TIMEOUT_MS`, 2000).
+    pub timeout: Duration,
+    /// Attempts on timeouts and 5xx answers before the notice counts as
+    /// failed (`NOTIFIER_MAX_ATTEMPTS`, 5).
+    pub max_attempts: u32,
+    /// First retry delay, doubled each time (`NOTIFIER_BACKOFF_MS`, 200).
+    pub backoff: Duration,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("batch_size", &self.batch_size)
+            .field("notifier", &self.notifier)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Raw {
+    projector_addr: Option<String>,
+    database_url: Option<String>,
+    read_database_url: Option<String>,
+    projector_batch: Option<i64>,
+    notifier_url: Option<String>,
+    notifier_timeout_ms: Option<i64>,
+    notifier_max_attempts: Option<i64>,
+    notifier_backoff_ms: Option<i64>,
+}
+
+const KEYS: [&str; 8] = [
+    "PROJECTOR_ADDR",
+    "DATABASE_URL",
+    "READ_DATABASE_URL",
+    "PROJECTOR_BATCH",
+    "NOTIFIER_URL",
+    "NOTIFIER_TIMEOUT_MS",
+    "NOTIFIER_MAX_ATTEMPTS",
+    "NOTIFIER_BACKOFF_MS",
+];
+
+impl Settings {
+    /// Reads the settings; the error names the setting that is wrong.
+    pub fn load() -> anyhow::Result<Self> {
+        let mut figment = Figment::new();
+        if let Some(path) = std::env::var_os("MILEAGE_CONFIG") {
+            let path = std::path::PathBuf::from(path);
+            anyhow::ensure!(
+                path.is_file(),
+                "MILEAGE_CONFIG={} is not a readable file",
+                path.display()
+            );
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let raw: Raw = figment
+            .merge(Env::raw().only(&KEYS))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("bad setting: {e}"))?;
+        Self::check(raw)
+    }
+
+    fn check(raw: Raw) -> anyhow::Result<Self> {
+        let addr = raw
+            .projector_addr
+            .unwrap_or_else(|| "127.0.0.1:8085".into());
+        let addr = addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("projector_addr={addr:?} is not a socket address: {e}"))?;
+        let database_url = raw.database_url.ok_or_else(|| {
+            anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
+        })?;
+        let url = match raw.notifier_url {
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
+            Some(url) => anyhow::bail!("notifier_url={url:?} must be an http:// or https:// URL"),
+            None => None,
+        };
+        Ok(Self {
+            addr,
+            read_database_url: raw
+                .read_database_url
+                .unwrap_or_else(|| database_url.clone()),
+            database_url,
+            batch_size: usize::try_from(positive("projector_batch", raw.projector_batch, 1000)?)?,
+            notifier: NotifierSettings {
+                url,
+                timeout: Duration::from_millis(positive(
+                    "notifier_timeout_ms",
+                    raw.notifier_timeout_ms,
+                    2000,
+                )?),
+                max_attempts: u32::try_from(positive(
+                    "notifier_max_attempts",
+                    raw.notifier_max_attempts,
+                    5,
+                )?)?,
+                backoff: Duration::from_millis(positive(
+                    "notifier_backoff_ms",
+                    raw.notifier_backoff_ms,
+                    200,
+                )?),
+            },
+        })
+    }
+}
+
+/// A positive number, or the default when unset.
+fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
+    match value {
+        None => Ok(default),
+        Some(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow::anyhow!("{name}={n} must be a positive whole number")),
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment::Jail's closures return figment::Error"
+)]
+mod tests {
+    use figment::Jail;
+
+    use super::Settings;
+
+    #[test]
+    fn defaults_file_and_environment() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "mileage.toml",
+                "database_url = \"postgres://events\"\nnotifier_max_attempts = 2\n",
+            )?;
+            jail.set_env("MILEAGE_CONFIG", "mileage.toml");
+            jail.set_env("NOTIFIER_URL", "http://127.0.0.1:9/sms");
+            let settings = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.read_database_url, "postgres://events");
+            assert_eq!(settings.notifier.max_attempts, 2);
+            assert_eq!(
+                settings.notifier.url.as_deref(),
+                Some("http://127.0.0.1:9/sms")
+            );
+            assert_eq!(settings.batch_size, 1000);
+            jail.set_env("NOTIFIER_URL", "ftp://nowhere");
+            let text = Settings::load().err().ok_or("bad url")?.to_string();
+            assert!(text.contains("notifier_url"), "{text}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,18 @@
+//! The read side of Mileage. A [`runner::Runner`] drives each
+//! [`consumer::Consumer`] over the global log: the projections
+//! ([`projections`]) that build the PostgreSQL read models, and the process
+//! managers ([`process`]) that send dormant notices and destroy targets whose
+//! notice failed. Each consumer has its own checkpoint and advisory lock.
+
+pub mod bookkeeping;
+pub mod config;
+pub mod consumer;
+pub mod http;
+pub mod notifier;
+pub mod people;
+pub mod process;
+pub mod projections;
+pub mod runner;
+pub mod startup;
+#[cfg(feature = "testing")]
+pub mod testing;

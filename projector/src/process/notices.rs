@@ -1,0 +1,140 @@
+//! On `DormantMemberChanged`: send the dormant notice and record
+//! `MessageSent` or `MessageFailed` on the target's `managerMessage` stream.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+use mileage_domain::aggregate::stream_name;
+use mileage_domain::dormant_member::{DormantMember, DormantMemberChanged, DormantMemberEvent};
+use mileage_domain::manager_message::{ManagerMessage, ManagerMessageCommand, Notice};
+use mileage_domain::pii::{Revealed, reveal};
+use mileage_store::keys::KeyStore;
+use mileage_store::{EventStore, RecordedEvent};
+use tokio_postgres::Transaction;
+
+use super::{Step, decide_and_append, load};
+use crate::consumer::{Consumer, HandleError};
+use crate::notifier::{Delivery, Notifier, Outgoing};
+use crate::projections::decode_if;
+
+/// The notice's text. It holds no personal data: it is stored in clear.
+pub const CONTENT: &str = "[Mileage] Your membership has become dormant after a long time without use. \
+To keep your points, ask us to release it.";
+
+/// Notices sent at once within a batch.
+const CONCURRENCY: usize = 8;
+
+/// The notice process manager.
+pub struct Notices {
+    store: Arc<dyn EventStore>,
+    keys: Arc<dyn KeyStore>,
+    notifier: Arc<dyn Notifier>,
+}
+
+impl Notices {
+    /// Sends through `notifier`, records in `store`.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        keys: Arc<dyn KeyStore>,
+        notifier: Arc<dyn Notifier>,
+    ) -> Self {
+        Self {
+            store,
+            keys,
+            notifier,
+        }
+    }
+
+    async fn notify(
+        &self,
+        changed: DormantMemberChanged,
+        trigger: RecordedEvent,
+    ) -> Result<(), HandleError> {
+        let trigger = &trigger;
+        let stream = stream_name::<ManagerMessage>(&changed.id);
+        let (state, _) = load::<ManagerMessage>(&*self.store, &stream).await?;
+        if let ManagerMessage::Recorded(outcome) = state {
+            tracing::debug!(target_id = %changed.id, ?outcome, "notice already recorded; not sent again");
+            return Ok(());
+        }
+        let key = self.keys.get(&changed.phone_no.key_id).await?;
+        let delivery = match reveal(&changed.phone_no, key.as_ref()) {
+            Ok(Revealed::Clear(phone)) => {
+                let outgoing = Outgoing {
+                    message_id: trigger.event_id,
+                    to: phone,
+                    text: CONTENT.to_owned(),
+                };
+                self.notifier.send(&outgoing).await
+            }
+            Ok(Revealed::Erased) => Delivery::Rejected {
+                attempts: 0,
+                reason: "the person's data was erased before the notice was sent".into(),
+            },
+            Err(e) => return Err(HandleError::poison(trigger, e.to_string())),
+        };
+        let notice = |attempts: u32| Notice {
+            target_id: changed.id.clone(),
+            member_id: changed.member_id.clone(),
+            phone_no: changed.phone_no.clone(),
+            content: CONTENT.to_owned(),
+            attempts: attempts.max(1),
+            at: Utc::now(),
+        };
+        let command = match delivery {
+            Delivery::Delivered { attempts } => {
+                metrics::counter!("notices_total", "outcome" => "sent").increment(1);
+                ManagerMessageCommand::RecordSent(notice(attempts))
+            }
+            Delivery::Rejected { attempts, reason } => {
+                metrics::counter!("notices_total", "outcome" => "failed").increment(1);
+                tracing::warn!(target_id = %changed.id, %reason, "dormant notice failed");
+                ManagerMessageCommand::RecordFailed {
+                    notice: notice(attempts),
+                    reason,
+                }
+            }
+            Delivery::Unavailable { attempts, reason } => {
+                metrics::counter!("notices_total", "outcome" => "postponed").increment(1);
+                return Err(HandleError::Transient(format!(
+                    "notice for target {} not delivered after {attempts} attempts: {reason}",
+                    changed.id
+                )));
+            }
+        };
+        match decide_and_append::<ManagerMessage>(&*self.store, &stream, &command, trigger).await? {
+            Step::Appended | Step::AlreadyDone => Ok(()),
+            Step::Refused(reason) => Err(HandleError::poison(trigger, reason)),
+        }
+    }
+}
+
+#[async_trait]
+impl Consumer for Notices {
+    fn name(&self) -> &'static str {
+        "notices"
+    }
+
+    async fn handle(
+        &self,
+        _tx: &Transaction<'_>,
+        batch: &[RecordedEvent],
+    ) -> Result<(), HandleError> {
+        let mut changes = Vec::new();
+        for recorded in batch {
+            if let Some(DormantMemberEvent::DormantMemberChanged(changed)) =
+                decode_if::<DormantMember>(recorded)?
+            {
+                changes.push((changed, recorded.clone()));
+            }
+        }
+        futures::stream::iter(changes)
+            .map(|(changed, recorded)| self.notify(changed, recorded))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(drop)
+    }
+}

@@ -1,0 +1,467 @@
+//! `managerpage`: one row per dormant target, as operators see it: masked
+//! phone number, nickname, status, the notice's status, times.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
+use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
+use mileage_domain::pii::Sealed;
+use mileage_store::RecordedEvent;
+use tokio_postgres::Transaction;
+
+use super::{Model, decode_if};
+use crate::consumer::HandleError;
+use crate::people::{People, mask_phone};
+
+/// A dormant target's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The target.
+    pub id: String,
+    /// The member it was registered for.
+    pub member_id: String,
+    /// `010****5678`; `None` once erased.
+    pub phone_masked: Option<String>,
+    /// `None` once erased.
+    pub nickname: Option<String>,
+    /// The person's data was destroyed.
+    pub erased: bool,
+    /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
+    pub status: String,
+    /// `PENDING` once dormant, then `SENT` or `FAILED`.
+    pub message_status: Option<String>,
+    /// When it was registered.
+    pub registered_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The registration's place in the log: the list's stable order.
+    pub registered_position: (i64, i64),
+    /// The last event applied to it.
+    pub last_position: String,
+}
+
+/// The managerpage model.
+pub struct Managerpage;
+
+fn event_time(recorded: &RecordedEvent) -> DateTime<Utc> {
+    recorded.metadata.recorded_at
+}
+
+/// What the managerpage applies.
+pub enum Event {
+    /// From a `dormantMember` stream.
+    Target(DormantMemberEvent),
+    /// From a `managerMessage` stream.
+    Message(ManagerMessageEvent),
+}
+
+#[async_trait]
+impl Model for Managerpage {
+    const NAME: &'static str = "managerpage";
+    type Row = Target;
+    type Event = Event;
+
+    fn ddl(schema: &str) -> String {
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.targets (
+                 id text PRIMARY KEY,
+                 member_id text NOT NULL,
+                 phone_masked text,
+                 nickname text,
+                 erased boolean NOT NULL,
+                 status text NOT NULL,
+                 message_status text,
+                 registered_at timestamptz NOT NULL,
+                 updated_at timestamptz NOT NULL,
+                 registered_commit bigint NOT NULL,
+                 registered_prepare bigint NOT NULL,
+                 last_position text NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS targets_order
+                 ON {schema}.targets (registered_commit, registered_prepare);
+             CREATE INDEX IF NOT EXISTS targets_status_order
+                 ON {schema}.targets (status, registered_commit, registered_prepare);"
+        )
+    }
+
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {
+        if let Some(target) = decode_if::<DormantMember>(event)? {
+            let id = match &target {
+                DormantMemberEvent::DormantMemberRegistered(e) => &e.id,
+                DormantMemberEvent::DormantMemberChanged(e) => &e.id,
+                DormantMemberEvent::DormantMemberDestroyed(e) => &e.id,
+                DormantMemberEvent::DormantMemberCleared(e) => &e.id,
+            };
+            return Ok(Some((id.to_string(), Event::Target(target))));
+        }
+        if let Some(message) = decode_if::<ManagerMessage>(event)? {
+            let id = match &message {
+                ManagerMessageEvent::MessageSent(e) => &e.target_id,
+                ManagerMessageEvent::MessageFailed(e) => &e.target_id,
+            };
+            return Ok(Some((id.to_string(), Event::Message(message))));
+        }
+        Ok(None)
+    }
+
+    fn sealed(event: &Event) -> Vec<&Sealed> {
+        match event {
+            Event::Target(DormantMemberEvent::DormantMemberRegistered(e)) => {
+                vec![&e.phone_no, &e.nickname]
+            }
+            _ => vec![],
+        }
+    }
+
+    fn apply(
+        row: Option<Target>,
+        event: Event,
+        recorded: &RecordedEvent,
+        people: &People,
+    ) -> Result<Option<Target>, String> {
+        let at = event_time(recorded);
+        let position = recorded.position;
+        let mut target = match (row, &event) {
+            (None, Event::Target(DormantMemberEvent::DormantMemberRegistered(e))) => {
+                let phone = people.reveal(&e.phone_no)?;
+                let nickname = people.reveal(&e.nickname)?;
+                Target {
+                    id: e.id.to_string(),
+                    member_id: e.member_id.to_string(),
+                    erased: phone.is_none() || nickname.is_none(),
+                    phone_masked: phone.as_deref().map(mask_phone),
+                    nickname,
+                    status: "PRE_DORMANT".into(),
+                    message_status: None,
+                    registered_at: at,
+                    updated_at: at,
+                    registered_position: (to_i64(position.commit), to_i64(position.prepare)),
+                    last_position: String::new(),
+                }
+            }
+            (Some(target), Event::Target(DormantMemberEvent::DormantMemberRegistered(_))) => {
+                return Err(format!("target {} is registered twice", target.id));
+            }
+            (None, _) => return Err("the target was never registered".into()),
+            (Some(mut target), Event::Target(change)) => {
+                match change {
+                    DormantMemberEvent::DormantMemberChanged(_) => {
+                        target.status = "DORMANT".into();
+                        target.message_status = Some("PENDING".into());
+                    }
+                    DormantMemberEvent::DormantMemberDestroyed(_) => {
+                        target.status = "DESTRUCTION".into();
+                        target.phone_masked = None;
+                        target.nickname = None;
+                        target.erased = true;
+                    }
+                    DormantMemberEvent::DormantMemberCleared(_) => {
+                        target.status = "CLEARED".into();
+                    }
+                    DormantMemberEvent::DormantMemberRegistered(_) => unreachable!("matched above"),
+                }
+                target
+            }
+            (Some(mut target), Event::Message(message)) => {
+                target.message_status = Some(
+                    match message {
+                        ManagerMessageEvent::MessageSent(_) => "SENT",
+                        ManagerMessageEvent::MessageFailed(_) => "FAILED",
+                    }
+                    .into(),
+                );
+                target
+            }
+        };
+        target.updated_at = at;
+        target.last_position = position.to_string();
+        Ok(Some(target))
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT id, member_id, phone_masked, nickname, erased, status, message_status,
+                            registered_at, updated_at, registered_commit, registered_prepare,
+                            last_position
+                       FROM {schema}.targets WHERE id = ANY($1)"
+                ),
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let target = Target {
+                    id: row.get(0),
+                    member_id: row.get(1),
+                    phone_masked: row.get(2),
+                    nickname: row.get(3),
+                    erased: row.get(4),
+                    status: row.get(5),
+                    message_status: row.get(6),
+                    registered_at: row.get(7),
+                    updated_at: row.get(8),
+                    registered_position: (row.get(9), row.get(10)),
+                    last_position: row.get(11),
+                };
+                (target.id.clone(), target)
+            })
+            .collect())
+    }
+
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Target>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut columns = Columns::default();
+        for row in rows {
+            columns.push(row);
+        }
+        let c = &columns;
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.targets
+                     (id, member_id, phone_masked, nickname, erased, status, message_status,
+                      registered_at, updated_at, registered_commit, registered_prepare, last_position)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                                      $10::int8[], $11::int8[], $12::text[])
+                 ON CONFLICT (id) DO UPDATE SET
+                     member_id = EXCLUDED.member_id, phone_masked = EXCLUDED.phone_masked,
+                     nickname = EXCLUDED.nickname, erased = EXCLUDED.erased,
+                     status = EXCLUDED.status, message_status = EXCLUDED.message_status,
+                     registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
+                     registered_commit = EXCLUDED.registered_commit,
+                     registered_prepare = EXCLUDED.registered_prepare,
+                     last_position = EXCLUDED.last_position"
+            ),
+            &[
+                &c.id,
+                &c.member_id,
+                &c.phone_masked,
+                &c.nickname,
+                &c.erased,
+                &c.status,
+                &c.message_status,
+                &c.registered_at,
+                &c.updated_at,
+                &c.registered_commit,
+                &c.registered_prepare,
+                &c.last_position,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// Rows turned into one array per column, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    id: Vec<String>,
+    member_id: Vec<String>,
+    phone_masked: Vec<Option<String>>,
+    nickname: Vec<Option<String>>,
+    erased: Vec<bool>,
+    status: Vec<String>,
+    message_status: Vec<Option<String>>,
+    registered_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    registered_commit: Vec<i64>,
+    registered_prepare: Vec<i64>,
+    last_position: Vec<String>,
+}
+
+impl Columns {
+    fn push(&mut self, row: Target) {
+        self.id.push(row.id);
+        self.member_id.push(row.member_id);
+        self.phone_masked.push(row.phone_masked);
+        self.nickname.push(row.nickname);
+        self.erased.push(row.erased);
+        self.status.push(row.status);
+        self.message_status.push(row.message_status);
+        self.registered_at.push(row.registered_at);
+        self.updated_at.push(row.updated_at);
+        self.registered_commit.push(row.registered_position.0);
+        self.registered_prepare.push(row.registered_position.1);
+        self.last_position.push(row.last_position);
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use mileage_domain::dormant_member::{
+        DormantMemberChanged, DormantMemberDestroyed, DormantMemberEvent, DormantMemberRegistered,
+    };
+    use mileage_domain::ids::{DormantMemberId, MemberId};
+    use mileage_domain::manager_message::{ManagerMessageEvent, MessageFailed};
+    use mileage_domain::pii::PersonKey;
+
+    use super::{Event, Managerpage, Target};
+    use crate::people::People;
+    use crate::projections::{Model, recorded};
+
+    fn key() -> PersonKey {
+        PersonKey::new("dormantMember-7", [3; 32])
+    }
+
+    fn registered() -> DormantMemberEvent {
+        DormantMemberRegistered {
+            id: DormantMemberId::parse("7").unwrap(),
+            member_id: MemberId::parse("2").unwrap(),
+            phone_no: key().seal("phoneNo", "01012345678", [1; 24]),
+            nickname: key().seal("nickname", "kim", [2; 24]),
+            at: Utc::now(),
+        }
+        .into()
+    }
+
+    /// Folds `events` (given as (stream, event) pairs) the way a batch does.
+    fn fold(
+        people: &People,
+        events: Vec<(&str, Event, mileage_store::RecordedEvent)>,
+    ) -> Result<Option<Target>, String> {
+        let mut row = None;
+        for (_, event, recorded) in events {
+            row = Managerpage::apply(row, event, &recorded, people)?;
+        }
+        Ok(row)
+    }
+
+    #[test]
+    fn a_registered_target_shows_masked_and_then_dormant_and_failed_and_destroyed() {
+        let people = People::new([("dormantMember-7".to_owned(), key())].into());
+        let e1 = registered();
+        let r1 = recorded("dormantMember-7", 1, &e1);
+        let row = fold(&people, vec![("", Event::Target(e1), r1)])
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.status, "PRE_DORMANT");
+        assert_eq!(row.phone_masked.as_deref(), Some("010****5678"));
+        assert_eq!(row.nickname.as_deref(), Some("kim"));
+        assert!(!row.erased);
+        assert_eq!(row.registered_position, (1, 1));
+
+        let DormantMemberEvent::DormantMemberRegistered(r) = registered() else {
+            unreachable!()
+        };
+        let changed: DormantMemberEvent = DormantMemberChanged {
+            id: r.id.clone(),
+            member_id: r.member_id.clone(),
+            phone_no: r.phone_no.clone(),
+            nickname: r.nickname.clone(),
+            at: Utc::now(),
+        }
+        .into();
+        let row = Managerpage::apply(
+            Some(row),
+            Event::Target(changed.clone()),
+            &recorded("dormantMember-7", 2, &changed),
+            &people,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.message_status.as_deref()),
+            ("DORMANT", Some("PENDING"))
+        );
+
+        let failed: ManagerMessageEvent = MessageFailed {
+            target_id: r.id.clone(),
+            member_id: r.member_id.clone(),
+            phone_no: r.phone_no.clone(),
+            content: "notice".into(),
+            attempts: 1,
+            reason: "rejected".into(),
+            at: Utc::now(),
+        }
+        .into();
+        let row = Managerpage::apply(
+            Some(row),
+            Event::Message(failed.clone()),
+            &recorded("managerMessage-7", 3, &failed),
+            &people,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(row.message_status.as_deref(), Some("FAILED"));
+
+        let destroyed: DormantMemberEvent = DormantMemberDestroyed {
+            id: r.id,
+            member_id: r.member_id,
+            reason: "notice failed".into(),
+            at: Utc::now(),
+        }
+        .into();
+        let row = Managerpage::apply(
+            Some(row),
+            Event::Target(destroyed.clone()),
+            &recorded("dormantMember-7", 4, &destroyed),
+            &people,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(row.status, "DESTRUCTION");
+        assert!(row.erased && row.phone_masked.is_none() && row.nickname.is_none());
+        assert_eq!(row.last_position, "4-4");
+        assert_eq!(
+            row.registered_position,
+            (1, 1),
+            "the list order never moves"
+        );
+    }
+
+    #[test]
+    fn without_the_key_the_target_shows_as_erased() {
+        let e1 = registered();
+        let r1 = recorded("dormantMember-7", 1, &e1);
+        let row = fold(&People::default(), vec![("", Event::Target(e1), r1)])
+            .unwrap()
+            .unwrap();
+        assert!(row.erased);
+        assert_eq!(row.phone_masked, None);
+    }
+
+    #[test]
+    fn events_out_of_order_stop_the_projection() {
+        let people = People::new([("dormantMember-7".to_owned(), key())].into());
+        let e1 = registered();
+        let r1 = recorded("dormantMember-7", 1, &e1);
+        let row = fold(&people, vec![("", Event::Target(e1.clone()), r1.clone())]).unwrap();
+        let twice = Managerpage::apply(row, Event::Target(e1.clone()), &r1, &people);
+        assert!(twice.unwrap_err().contains("registered twice"));
+        let DormantMemberEvent::DormantMemberRegistered(r) = e1 else {
+            unreachable!()
+        };
+        let orphan: DormantMemberEvent = DormantMemberDestroyed {
+            id: r.id,
+            member_id: r.member_id,
+            reason: "x".into(),
+            at: Utc::now(),
+        }
+        .into();
+        let error = Managerpage::apply(
+            None,
+            Event::Target(orphan.clone()),
+            &recorded("dormantMember-7", 9, &orphan),
+            &people,
+        );
+        assert!(error.unwrap_err().contains("never registered"));
+    }
+}

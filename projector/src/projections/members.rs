@@ -1,0 +1,302 @@
+//! `members`: each member's status and points balance, with their masked
+//! phone number and nickname until they withdraw.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mileage_domain::member::{Member, MemberEvent};
+use mileage_domain::pii::Sealed;
+use mileage_store::RecordedEvent;
+use tokio_postgres::Transaction;
+
+use super::{Model, decode_if};
+use crate::consumer::HandleError;
+use crate::people::{People, mask_phone};
+
+/// A member's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// The member.
+    pub id: String,
+    /// `ACTIVE` or `WITHDRAWN`.
+    pub status: String,
+    /// Points.
+    pub balance: i64,
+    /// `010****5678`; `None` once erased.
+    pub phone_masked: Option<String>,
+    /// `None` once erased.
+    pub nickname: Option<String>,
+    /// The member withdrew (or their key is gone).
+    pub erased: bool,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The last event applied.
+    pub last_position: String,
+}
+
+/// The members model.
+pub struct Members;
+
+#[async_trait]
+impl Model for Members {
+    const NAME: &'static str = "members";
+    type Row = MemberRow;
+    type Event = MemberEvent;
+
+    fn ddl(schema: &str) -> String {
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.members (
+                 id text PRIMARY KEY,
+                 status text NOT NULL,
+                 balance bigint NOT NULL,
+                 phone_masked text,
+                 nickname text,
+                 erased boolean NOT NULL,
+                 joined_at timestamptz NOT NULL,
+                 updated_at timestamptz NOT NULL,
+                 last_position text NOT NULL
+             );"
+        )
+    }
+
+    fn route(event: &RecordedEvent) -> Result<Option<(String, MemberEvent)>, HandleError> {
+        Ok(decode_if::<Member>(event)?.map(|member| {
+            let id = match &member {
+                MemberEvent::MemberJoined(e) => &e.member_id,
+                MemberEvent::PointsEarned(e) => &e.member_id,
+                MemberEvent::PointsUsed(e) => &e.member_id,
+                MemberEvent::PointsForfeited(e) => &e.member_id,
+                MemberEvent::MemberWithdrawn(e) => &e.member_id,
+            };
+            (id.to_string(), member)
+        }))
+    }
+
+    fn sealed(event: &MemberEvent) -> Vec<&Sealed> {
+        match event {
+            MemberEvent::MemberJoined(e) => vec![&e.phone_no, &e.nickname],
+            _ => vec![],
+        }
+    }
+
+    fn apply(
+        row: Option<MemberRow>,
+        event: MemberEvent,
+        recorded: &RecordedEvent,
+        people: &People,
+    ) -> Result<Option<MemberRow>, String> {
+        let at = recorded.metadata.recorded_at;
+        let mut member = match (row, event) {
+            (None, MemberEvent::MemberJoined(e)) => {
+                let phone = people.reveal(&e.phone_no)?;
+                let nickname = people.reveal(&e.nickname)?;
+                MemberRow {
+                    id: e.member_id.to_string(),
+                    status: "ACTIVE".into(),
+                    balance: 0,
+                    erased: phone.is_none() || nickname.is_none(),
+                    phone_masked: phone.as_deref().map(mask_phone),
+                    nickname,
+                    joined_at: at,
+                    updated_at: at,
+                    last_position: String::new(),
+                }
+            }
+            (Some(member), MemberEvent::MemberJoined(_)) => {
+                return Err(format!("member {} joined twice", member.id));
+            }
+            (None, _) => return Err("the member never joined".into()),
+            (Some(mut member), MemberEvent::PointsEarned(e)) => {
+                member.balance = balance(e.balance.0)?;
+                member
+            }
+            (Some(mut member), MemberEvent::PointsUsed(e)) => {
+                member.balance = balance(e.balance.0)?;
+                member
+            }
+            (Some(mut member), MemberEvent::PointsForfeited(_)) => {
+                member.balance = 0;
+                member
+            }
+            (Some(mut member), MemberEvent::MemberWithdrawn(_)) => {
+                member.status = "WITHDRAWN".into();
+                member.phone_masked = None;
+                member.nickname = None;
+                member.erased = true;
+                member
+            }
+        };
+        member.updated_at = at;
+        member.last_position = recorded.position.to_string();
+        Ok(Some(member))
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, MemberRow>, tokio_postgres::Error> {
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT id, status, balance, phone_masked, nickname, erased, joined_at,
+                            updated_at, last_position
+                       FROM {schema}.members WHERE id = ANY($1)"
+                ),
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let member = MemberRow {
+                    id: row.get(0),
+                    status: row.get(1),
+                    balance: row.get(2),
+                    phone_masked: row.get(3),
+                    nickname: row.get(4),
+                    erased: row.get(5),
+                    joined_at: row.get(6),
+                    updated_at: row.get(7),
+                    last_position: row.get(8),
+                };
+                (member.id.clone(), member)
+            })
+            .collect())
+    }
+
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<MemberRow>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let n = rows.len();
+        let (mut id, mut status, mut balance) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut phone, mut nickname, mut erased) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut joined, mut updated, mut last) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for row in rows {
+            id.push(row.id);
+            status.push(row.status);
+            balance.push(row.balance);
+            phone.push(row.phone_masked);
+            nickname.push(row.nickname);
+            erased.push(row.erased);
+            joined.push(row.joined_at);
+            updated.push(row.updated_at);
+            last.push(row.last_position);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.members
+                     (id, status, balance, phone_masked, nickname, erased, joined_at, updated_at,
+                      last_position)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                                      $6::bool[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+                 ON CONFLICT (id) DO UPDATE SET
+                     status = EXCLUDED.status, balance = EXCLUDED.balance,
+                     phone_masked = EXCLUDED.phone_masked, nickname = EXCLUDED.nickname,
+                     erased = EXCLUDED.erased, joined_at = EXCLUDED.joined_at,
+                     updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
+            ),
+            &[
+                &id, &status, &balance, &phone, &nickname, &erased, &joined, &updated, &last,
+            ],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+fn balance(points: u64) -> Result<i64, String> {
+    i64::try_from(points).map_err(|_| format!("balance {points} does not fit the read model"))
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use mileage_domain::ids::MemberId;
+    use mileage_domain::member::{
+        MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
+    };
+    use mileage_domain::pii::PersonKey;
+    use mileage_domain::values::Points;
+
+    use super::Members;
+    use crate::people::People;
+    use crate::projections::{Model, recorded};
+
+    #[test]
+    fn balance_follows_the_events_and_withdrawal_erases() {
+        let key = PersonKey::new("member-5", [9; 32]);
+        let people = People::new([("member-5".to_owned(), key.clone())].into());
+        let id = MemberId::parse("5").unwrap();
+        let events: Vec<MemberEvent> = vec![
+            MemberJoined {
+                member_id: id.clone(),
+                phone_no: key.seal("phoneNo", "01099998888", [1; 24]),
+                nickname: key.seal("nickname", "lee", [2; 24]),
+                joined_at: Utc::now(),
+            }
+            .into(),
+            PointsEarned {
+                member_id: id.clone(),
+                amount: Points(100),
+                balance: Points(100),
+                at: Utc::now(),
+            }
+            .into(),
+            PointsUsed {
+                member_id: id.clone(),
+                amount: Points(30),
+                balance: Points(70),
+                at: Utc::now(),
+            }
+            .into(),
+        ];
+        let mut row = None;
+        for (n, event) in events.into_iter().enumerate() {
+            let r = recorded("member-5", n as u64 + 1, &event);
+            row = Members::apply(row, event, &r, &people).unwrap();
+        }
+        let active = row.clone().unwrap();
+        assert_eq!((active.status.as_str(), active.balance), ("ACTIVE", 70));
+        assert_eq!(active.phone_masked.as_deref(), Some("010****8888"));
+        for (n, event) in [
+            MemberEvent::from(PointsForfeited {
+                member_id: id.clone(),
+                amount: Points(70),
+                at: Utc::now(),
+            }),
+            MemberWithdrawn {
+                member_id: id.clone(),
+                at: Utc::now(),
+            }
+            .into(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let r = recorded("member-5", n as u64 + 10, &event);
+            row = Members::apply(row, event, &r, &people).unwrap();
+        }
+        let gone = row.unwrap();
+        assert_eq!((gone.status.as_str(), gone.balance), ("WITHDRAWN", 0));
+        assert!(gone.erased && gone.nickname.is_none() && gone.phone_masked.is_none());
+    }
+}

@@ -1,0 +1,192 @@
+//! Projections: read models of rows keyed by one id. A batch is folded in
+//! memory (rows loaded once, every event applied, rows written once with
+//! `UNNEST`), so catching up costs a few statements per batch rather than
+//! one per event. Each projection lives in its own PostgreSQL schema, so a
+//! rebuild can fill a fresh schema and swap it in.
+
+pub mod managerpage;
+pub mod members;
+pub mod messages;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mileage_domain::Aggregate;
+use mileage_domain::pii::Sealed;
+use mileage_store::RecordedEvent;
+use mileage_store::keys::KeyStore;
+use tokio_postgres::{Client, Transaction};
+
+use crate::consumer::{Consumer, HandleError};
+use crate::people::People;
+
+/// One read model's rules and storage.
+#[async_trait]
+pub trait Model: Send + Sync + 'static {
+    /// The name of the projection, and its schema's by default.
+    const NAME: &'static str;
+    /// A row of the read model.
+    type Row: Send + Sync;
+    /// The events it applies, decoded.
+    type Event: Send + Sync;
+
+    /// Creates the tables in `schema` (idempotent).
+    fn ddl(schema: &str) -> String;
+
+    /// The event decoded and the id of the row it touches; `None` when the
+    /// model ignores it.
+    fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, HandleError>;
+
+    /// Personal data in the event that `apply` will reveal.
+    fn sealed(event: &Self::Event) -> Vec<&Sealed>;
+
+    /// The row after the event (`None`: still no row); an error stops the
+    /// projection at it.
+    fn apply(
+        row: Option<Self::Row>,
+        event: Self::Event,
+        recorded: &RecordedEvent,
+        people: &People,
+    ) -> Result<Option<Self::Row>, String>;
+
+    /// The existing rows among `ids`.
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error>;
+
+    /// Inserts or replaces `rows`.
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), tokio_postgres::Error>;
+}
+
+/// Decodes `event` as one of `A`'s when it is on an `A` stream.
+pub fn decode_if<A: Aggregate>(event: &RecordedEvent) -> Result<Option<A::Event>, HandleError> {
+    let on_stream = event
+        .stream
+        .strip_prefix(A::CATEGORY)
+        .is_some_and(|rest| rest.starts_with('-'));
+    if !on_stream {
+        return Ok(None);
+    }
+    event
+        .decode::<A::Event>()
+        .map(Some)
+        .map_err(HandleError::from)
+}
+
+/// A stored event made from a domain event, for the models' unit tests.
+#[cfg(test)]
+pub(crate) fn recorded(
+    stream: &str,
+    position: u64,
+    event: &impl mileage_domain::event::EventPayload,
+) -> RecordedEvent {
+    use chrono::TimeZone;
+    RecordedEvent {
+        event_id: uuid::Uuid::from_u128(u128::from(position)),
+        stream: stream.to_owned(),
+        stream_version: 0,
+        position: mileage_store::Position {
+            commit: position,
+            prepare: position,
+        },
+        event_type: event.event_type().to_owned(),
+        schema_version: event.schema_version(),
+        data: event.to_json().into(),
+        metadata: mileage_domain::envelope::EventMetadata {
+            correlation_id: uuid::Uuid::nil(),
+            causation_id: uuid::Uuid::nil(),
+            recorded_at: chrono::Utc
+                .timestamp_opt(1_700_000_000 + i64::try_from(position).unwrap_or(0), 0)
+                .unwrap(),
+        },
+    }
+}
+
+/// A [`Model`] run as a [`Consumer`] into one schema.
+pub struct Projection<M> {
+    name: String,
+    schema: String,
+    keys: Arc<dyn KeyStore>,
+    model: std::marker::PhantomData<M>,
+}
+
+impl<M: Model> Projection<M> {
+    /// The live projection: named and stored as `M::NAME`.
+    pub fn live(keys: Arc<dyn KeyStore>) -> Self {
+        Self::into_schema(M::NAME, M::NAME, keys)
+    }
+
+    /// The projection under another consumer name into another schema (a
+    /// rebuild); `schema` must be a plain identifier.
+    pub fn into_schema(name: &str, schema: &str, keys: Arc<dyn KeyStore>) -> Self {
+        assert!(
+            !schema.is_empty()
+                && schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "schema {schema:?} must be a lower-case identifier"
+        );
+        Self {
+            name: name.to_owned(),
+            schema: schema.to_owned(),
+            keys,
+            model: std::marker::PhantomData,
+        }
+    }
+}
+
+#[async_trait]
+impl<M: Model> Consumer for Projection<M> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn prepare(&self, client: &Client) -> Result<(), HandleError> {
+        client.batch_execute(&M::ddl(&self.schema)).await?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        tx: &Transaction<'_>,
+        batch: &[RecordedEvent],
+    ) -> Result<(), HandleError> {
+        let mut routed = Vec::new();
+        for recorded in batch {
+            if let Some((id, event)) = M::route(recorded)? {
+                routed.push((recorded, id, event));
+            }
+        }
+        if routed.is_empty() {
+            return Ok(());
+        }
+        let mut key_ids: Vec<String> = routed
+            .iter()
+            .flat_map(|(_, _, event)| M::sealed(event))
+            .map(|sealed| sealed.key_id.clone())
+            .collect();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        let people = People::new(self.keys.get_many(&key_ids).await?);
+        let mut ids: Vec<String> = routed.iter().map(|(_, id, _)| id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut rows = M::load(tx, &self.schema, &ids).await?;
+        for (recorded, id, event) in routed {
+            let row = M::apply(rows.remove(&id), event, recorded, &people)
+                .map_err(|reason| HandleError::poison(recorded, reason))?;
+            if let Some(row) = row {
+                rows.insert(id, row);
+            }
+        }
+        M::save(tx, &self.schema, rows.into_values().collect()).await?;
+        Ok(())
+    }
+}

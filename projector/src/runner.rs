@@ -1,0 +1,329 @@
+//! Drives one [`Consumer`]: waits for its advisory lock (one active replica,
+//! the others standing by), follows the log from its checkpoint in batches,
+//! commits each batch with the checkpoint, and reconnects with backoff when
+//! the event store or the read database goes away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::StreamExt;
+use mileage_store::{EventStore, Position, RecordedEvent};
+use tokio::sync::watch;
+use tokio_postgres::{Client, NoTls};
+
+use crate::bookkeeping;
+use crate::consumer::{Consumer, HandleError};
+
+/// How often a standby replica asks for the lock again.
+const LOCK_RETRY: Duration = Duration::from_millis(500);
+/// How often the lag against the log's head is measured.
+const LAG_EVERY: Duration = Duration::from_secs(1);
+
+/// Why [`Runner::run`] returned.
+#[derive(Debug)]
+pub enum Exit {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// A poison event stopped the consumer (already logged and recorded).
+    Stopped(HandleError),
+}
+
+/// How a session (one connection holding the lock) ended without an error.
+enum SessionEnd {
+    Shutdown,
+    Stopped(HandleError),
+    /// Another replica moved the checkpoint: stand by again.
+    LostLease,
+}
+
+/// What every consumer of a process shares.
+#[derive(Clone)]
+pub struct Runner {
+    store: Arc<dyn EventStore>,
+    read_config: tokio_postgres::Config,
+    batch_size: usize,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Runner {
+    /// A runner reading from `store`, writing to the database `read_url`.
+    pub fn new(
+        store: Arc<dyn EventStore>,
+        read_url: &str,
+        batch_size: usize,
+        shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<Self> {
+        let read_config = read_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("malformed read database URL: {e}"))?;
+        Ok(Self {
+            store,
+            read_config,
+            batch_size,
+            shutdown,
+        })
+    }
+
+    /// Runs `consumer` until shutdown or a poison event, surviving outages.
+    pub async fn run(&self, consumer: Arc<dyn Consumer>) -> Exit {
+        let name = consumer.name().to_owned();
+        let mut delays = backoff();
+        loop {
+            if *self.shutdown.borrow() {
+                return Exit::Shutdown;
+            }
+            let started = Instant::now();
+            let outcome = self.session(&*consumer).await;
+            metrics::gauge!("projector_active", "consumer" => name.clone()).set(0.0);
+            match outcome {
+                Ok(SessionEnd::Shutdown) => return Exit::Shutdown,
+                Ok(SessionEnd::Stopped(error)) => return Exit::Stopped(error),
+                Ok(SessionEnd::LostLease) => {
+                    tracing::warn!(consumer = %name, "another replica moved the checkpoint; standing by");
+                }
+                Err(reason) => {
+                    if started.elapsed() > Duration::from_secs(30) {
+                        delays = backoff();
+                    }
+                    let delay = delays.next().unwrap_or(Duration::from_secs(5));
+                    metrics::counter!("projector_restarts_total", "consumer" => name.clone())
+                        .increment(1);
+                    tracing::warn!(consumer = %name, %reason, ?delay, "consumer interrupted; reconnecting");
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return Exit::Shutdown,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(&self, consumer: &dyn Consumer) -> Result<SessionEnd, String> {
+        let name = consumer.name();
+        let mut config = self.read_config.clone();
+        config.application_name(format!("mileage-projector:{name}"));
+        let (mut client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| format!("read database: {e}"))?;
+        let connection = AbortOnDrop(tokio::spawn(connection));
+        let mut shutdown = self.shutdown.clone();
+        while !try_lock(&client, name).await.map_err(db)? {
+            metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(0.0);
+            tokio::select! {
+                () = tokio::time::sleep(LOCK_RETRY) => {}
+                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+            }
+            if connection.0.is_finished() {
+                return Err("read database connection closed".into());
+            }
+        }
+        tracing::info!(consumer = name, "active");
+        metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(1.0);
+        metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(0.0);
+        consumer.prepare(&client).await.map_err(|e| e.to_string())?;
+        let mut checkpoint = bookkeeping::checkpoint(&client, name).await.map_err(db)?;
+        bookkeeping::mark_running(&client, name).await.map_err(db)?;
+        let mut events = self
+            .store
+            .subscribe_all(checkpoint)
+            .ready_chunks(self.batch_size);
+        let mut lag_measured = Instant::now()
+            .checked_sub(LAG_EVERY)
+            .unwrap_or_else(Instant::now);
+        loop {
+            let chunk = tokio::select! {
+                next = events.next() => next,
+                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
+            };
+            let Some(chunk) = chunk else {
+                return Err("the subscription ended".into());
+            };
+            let mut batch = Vec::with_capacity(chunk.len());
+            let mut failure = None;
+            for item in chunk {
+                match item {
+                    Ok(event) => batch.push(event),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                match self
+                    .commit(&mut client, consumer, checkpoint, &batch)
+                    .await?
+                {
+                    Committed::Yes(position) => checkpoint = Some(position),
+                    Committed::LostLease => return Ok(SessionEnd::LostLease),
+                    Committed::Stopped(error) => return Ok(SessionEnd::Stopped(error)),
+                }
+                if lag_measured.elapsed() >= LAG_EVERY {
+                    lag_measured = Instant::now();
+                    self.measure_lag(name, batch.last()).await;
+                }
+            }
+            if let Some(e) = failure {
+                return Err(format!("event store: {e}"));
+            }
+        }
+    }
+
+    /// Handles `batch` and moves the checkpoint in one transaction. At a
+    /// poison event, commits the events before it, then records the stop.
+    async fn commit(
+        &self,
+        client: &mut Client,
+        consumer: &dyn Consumer,
+        from: Option<Position>,
+        batch: &[RecordedEvent],
+    ) -> Result<Committed, String> {
+        let name = consumer.name();
+        let started = Instant::now();
+        match handle_in_tx(client, consumer, from, batch).await? {
+            Ok(committed) => {
+                metrics::histogram!("projector_batch_seconds", "consumer" => name.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                if let Committed::Yes(position) = committed {
+                    metrics::counter!("projector_events_total", "consumer" => name.to_owned())
+                        .increment(batch.len() as u64);
+                    metrics::gauge!("projector_checkpoint", "consumer" => name.to_owned())
+                        .set(as_gauge(position.prepare));
+                }
+                Ok(committed)
+            }
+            Err(HandleError::Transient(reason)) => Err(reason),
+            Err(HandleError::Poison {
+                position,
+                event_type,
+                reason,
+            }) => {
+                let good = batch.iter().take_while(|e| e.position < position).count();
+                if good > 0 {
+                    match handle_in_tx(client, consumer, from, &batch[..good]).await? {
+                        Ok(Committed::Yes(_)) => {}
+                        Ok(other) => return Ok(other),
+                        Err(HandleError::Transient(reason)) => return Err(reason),
+                        Err(poison) => {
+                            return Err(format!(
+                                "the events before a poison event failed: {poison}"
+                            ));
+                        }
+                    }
+                }
+                tracing::error!(consumer = name, %position, %event_type, %reason, "cannot apply event; consumer stopped");
+                metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(1.0);
+                bookkeeping::mark_stopped(&*client, name, position, &event_type, &reason)
+                    .await
+                    .map_err(db)?;
+                Ok(Committed::Stopped(HandleError::Poison {
+                    position,
+                    event_type,
+                    reason,
+                }))
+            }
+        }
+    }
+
+    async fn measure_lag(&self, name: &str, last: Option<&RecordedEvent>) {
+        let (Ok(Some(head)), Some(last)) = (self.store.head_position().await, last) else {
+            return;
+        };
+        let behind = head.prepare.saturating_sub(last.position.prepare);
+        let seconds = if behind == 0 {
+            0.0
+        } else {
+            (chrono::Utc::now() - last.metadata.recorded_at)
+                .to_std()
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        metrics::gauge!("projector_lag_events", "consumer" => name.to_owned())
+            .set(as_gauge(behind));
+        metrics::gauge!("projector_lag_seconds", "consumer" => name.to_owned()).set(seconds);
+    }
+}
+
+/// The outcome of one batch.
+enum Committed {
+    Yes(Position),
+    LostLease,
+    Stopped(HandleError),
+}
+
+/// One transaction: the consumer's work, then the checkpoint. The outer error
+/// is the connection's; the inner one the consumer's.
+async fn handle_in_tx(
+    client: &mut Client,
+    consumer: &dyn Consumer,
+    from: Option<Position>,
+    batch: &[RecordedEvent],
+) -> Result<Result<Committed, HandleError>, String> {
+    let Some(last) = batch.last() else {
+        return Err("an empty batch".into());
+    };
+    let tx = client.transaction().await.map_err(db)?;
+    if let Err(e) = consumer.handle(&tx, batch).await {
+        return Ok(Err(e));
+    }
+    let moved = bookkeeping::advance(
+        &tx,
+        consumer.name(),
+        from,
+        last.position,
+        batch.len(),
+        last.metadata.recorded_at,
+    )
+    .await
+    .map_err(db)?;
+    if !moved {
+        return Ok(Ok(Committed::LostLease));
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(Ok(Committed::Yes(last.position)))
+}
+
+async fn try_lock(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('mileage.consumer.' || $1))",
+            &[&name],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+#[expect(clippy::needless_pass_by_value, reason = "used as map_err(db)")]
+fn db(error: tokio_postgres::Error) -> String {
+    format!("read database: {error}")
+}
+
+/// A count as a gauge value (f64; counts here stay far below 2^52).
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "positions and counts stay below 2^52"
+)]
+fn as_gauge(n: u64) -> f64 {
+    n as f64
+}
+
+/// Exponential backoff with jitter, 100 ms to 5 s, without end.
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Ends the connection task when the session ends.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

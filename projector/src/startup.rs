@@ -1,0 +1,138 @@
+//! Starting every consumer and the HTTP endpoints, and stopping them.
+
+use std::sync::Arc;
+
+use mileage_store::EventStore;
+use mileage_store::keys::{KeyStore, PgKeyStore};
+use mileage_store::postgres::PgEventStore;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Settings;
+use crate::consumer::Consumer;
+use crate::notifier::{self, Notifier};
+use crate::process::destruction::Destruction;
+use crate::process::notices::Notices;
+use crate::projections::Projection;
+use crate::projections::managerpage::Managerpage;
+use crate::projections::members::Members;
+use crate::projections::messages::Messages;
+use crate::runner::{Exit, Runner};
+
+/// A running projector.
+pub struct Running {
+    port: u16,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<(String, Exit)>,
+}
+
+impl Running {
+    /// The port of `/health`, `/ready`, `/metrics`, `/status`.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits until every consumer has stopped (after [`Self::stop`], or each
+    /// at a poison event).
+    pub async fn wait(mut self) {
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok((name, Exit::Stopped(error))) => {
+                    tracing::error!(consumer = %name, %error, "consumer stopped");
+                }
+                Ok((name, Exit::Shutdown)) => tracing::info!(consumer = %name, "consumer stopped"),
+                Err(e) => tracing::error!(error = %e, "consumer task failed"),
+            }
+        }
+    }
+
+    /// Asks every consumer to stop after its current batch, and waits.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.wait().await;
+    }
+
+    /// Asks to stop without waiting (for signal handlers).
+    pub fn stopper(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+/// Connects, prepares the bookkeeping tables, and starts every consumer with
+/// the notifier the settings name.
+pub async fn start(settings: &Settings) -> anyhow::Result<Running> {
+    let notifier: Arc<dyn Notifier> = notifier::from_settings(&settings.notifier)?.into();
+    start_with(settings, notifier).await
+}
+
+/// [`start`] with a given notifier.
+pub async fn start_with(
+    settings: &Settings,
+    notifier: Arc<dyn Notifier>,
+) -> anyhow::Result<Running> {
+    mileage_command_api::telemetry::prometheus();
+    let pg = PgEventStore::connect(&settings.database_url).await?;
+    let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(pg.pool().clone()));
+    let store: Arc<dyn EventStore> = Arc::new(pg);
+    let read_config: tokio_postgres::Config = settings
+        .read_database_url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("malformed read_database_url: {e}"))?;
+    let (client, connection) = read_config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach the read database: {e}"))?;
+    let connection = tokio::spawn(connection);
+    crate::bookkeeping::migrate(&client).await?;
+    drop(client);
+    connection.abort();
+
+    let (shutdown, stop_rx) = watch::channel(false);
+    let runner = Runner::new(
+        Arc::clone(&store),
+        &settings.read_database_url,
+        settings.batch_size,
+        stop_rx.clone(),
+    )?;
+    let consumers: Vec<Arc<dyn Consumer>> = vec![
+        Arc::new(Projection::<Managerpage>::live(Arc::clone(&keys))),
+        Arc::new(Projection::<Members>::live(Arc::clone(&keys))),
+        Arc::new(Projection::<Messages>::live(Arc::clone(&keys))),
+        Arc::new(Notices::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            notifier,
+        )),
+        Arc::new(Destruction::new(Arc::clone(&store), Arc::clone(&keys))),
+    ];
+    let mut tasks = JoinSet::new();
+    for consumer in consumers {
+        let runner = runner.clone();
+        tasks.spawn(async move {
+            let name = consumer.name().to_owned();
+            (name, runner.run(consumer).await)
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(settings.addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
+    let port = listener.local_addr()?.port();
+    let app = crate::http::router(crate::http::Probe { store, read_config });
+    let mut http_stop = stop_rx;
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %e, "projector HTTP endpoint failed");
+        }
+    });
+    Ok(Running {
+        port,
+        shutdown,
+        tasks,
+    })
+}

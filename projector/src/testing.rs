@@ -1,0 +1,262 @@
+//! Test support for the read side's integration and end-to-end tests: a
+//! real loopback HTTP endpoint standing in for the SMS gateway, the command
+//! API in-process, a projector, and bounded polling.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+use mileage_command_api::auth::{Role, mint_hs256};
+use mileage_command_api::config::{JwtKey, Settings as CommandSettings};
+use mileage_command_api::membership::GuardSettings;
+use mileage_command_api::startup::Application;
+use serde_json::Value;
+
+use crate::config::{NotifierSettings, Settings};
+use crate::startup::Running;
+
+/// The HS256 secret of test services.
+pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
+
+/// A request the gateway received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: String,
+    /// `to` of the body.
+    pub to: String,
+    /// `text` of the body.
+    pub text: String,
+}
+
+#[derive(Default)]
+struct GatewayState {
+    rejected: HashSet<String>,
+    failures_left: u32,
+    received: Vec<Received>,
+}
+
+/// An SMS gateway stand-in on a loopback port: answers 422 for rejected
+/// numbers, 503 while told to fail, 202 otherwise, deduplicating by
+/// idempotency key like a real gateway.
+#[derive(Clone)]
+pub struct Gateway {
+    state: Arc<Mutex<GatewayState>>,
+    /// `http://127.0.0.1:{port}/sms`.
+    pub url: String,
+}
+
+impl Gateway {
+    /// Starts it; `rejected` numbers (digits only) get 422.
+    pub async fn start(rejected: &[&str]) -> Self {
+        let state = Arc::new(Mutex::new(GatewayState {
+            rejected: rejected.iter().map(|s| (*s).to_owned()).collect(),
+            ..GatewayState::default()
+        }));
+        let app = Router::new()
+            .route("/sms", post(receive))
+            .with_state(Arc::clone(&state));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/sms", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { state, url }
+    }
+
+    /// The next `n` requests answer 503.
+    pub fn fail_next(&self, n: u32) {
+        self.state.lock().unwrap().failures_left = n;
+    }
+
+    /// Every accepted or rejected request, in order (503s excluded).
+    pub fn received(&self) -> Vec<Received> {
+        self.state.lock().unwrap().received.clone()
+    }
+}
+
+async fn receive(
+    State(state): State<Arc<Mutex<GatewayState>>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> StatusCode {
+    let mut state = state.lock().unwrap();
+    if state.failures_left > 0 {
+        state.failures_left -= 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let received = Received {
+        idempotency_key: headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned(),
+        to: body["to"].as_str().unwrap_or_default().to_owned(),
+        text: body["text"].as_str().unwrap_or_default().to_owned(),
+    };
+    let rejected = state.rejected.contains(&received.to);
+    state.received.push(received);
+    if rejected {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+/// The command API in-process on a random port.
+pub struct CommandApi {
+    /// `http://127.0.0.1:{port}`.
+    pub address: String,
+    /// A manager's bearer token.
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl CommandApi {
+    /// Starts it over `database_url`.
+    pub async fn spawn(database_url: &str) -> Self {
+        let settings = CommandSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: database_url.to_owned(),
+            phone_secret: "test-phone-index-secret".into(),
+            jwt: JwtKey::Hs256(JWT_SECRET.into()),
+            join: GuardSettings {
+                member_api_url: None,
+                timeout: Duration::from_secs(5),
+                failures_to_open: 3,
+                open_for: Duration::from_secs(5),
+            },
+        };
+        let app = Application::build(&settings)
+            .await
+            .expect("the command API starts");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            address,
+            token: token("ops", Role::Manager),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// `method path` with `body` as a manager; the status and JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the command API answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Joins a member; its id.
+    pub async fn join(&self, phone: &str, nickname: &str) -> String {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/members",
+                Some(serde_json::json!({ "phoneNo": phone, "nickname": nickname })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["memberId"].as_str().unwrap().to_owned()
+    }
+
+    /// Registers a dormant target for a new member with `phone`; the
+    /// target's id and the answer's position.
+    pub async fn register_target(&self, phone: &str, nickname: &str) -> (String, String) {
+        let member = self.join(phone, nickname).await;
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                "/dormantMembers",
+                Some(serde_json::json!({ "memberId": member, "phoneNo": phone, "nickname": nickname })),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (
+            body["id"].as_str().unwrap().to_owned(),
+            body["position"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// Marks a target dormant (the source document's PATCH); the position.
+    pub async fn mark_dormant(&self, id: &str) -> String {
+        let (status, body) = self
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/dormantMembers/{id}"),
+                Some(serde_json::json!({ "memberStatus": "DORMANT" })),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["position"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A valid token for `sub` in `role`.
+pub fn token(sub: &str, role: Role) -> String {
+    mint_hs256(JWT_SECRET.as_bytes(), sub, role, 600).expect("a token")
+}
+
+/// Projector settings over one database, sending to `gateway` (or the
+/// development adapter), with quick retries.
+pub fn projector_settings(database_url: &str, gateway: Option<&Gateway>) -> Settings {
+    Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        read_database_url: database_url.to_owned(),
+        batch_size: 500,
+        notifier: NotifierSettings {
+            url: gateway.map(|g| g.url.clone()),
+            timeout: Duration::from_secs(2),
+            max_attempts: 3,
+            backoff: Duration::from_millis(20),
+        },
+    }
+}
+
+/// Starts a projector in-process.
+pub async fn start_projector(database_url: &str, gateway: Option<&Gateway>) -> Running {
+    crate::startup::start(&projector_settings(database_url, gateway))
+        .await
+        .expect("the projector starts")
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or panics naming
+/// `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A client of the read database.
+pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
+        .await
+        .expect("the read database");
+    tokio::spawn(connection);
+    client
+}

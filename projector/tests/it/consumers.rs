@@ -1,0 +1,208 @@
+//! Checkpoints, advisory locks, poison events and outages.
+
+use std::time::{Duration, Instant};
+
+use mileage_domain::dormant_member::DormantMemberChanged;
+use mileage_domain::envelope::Causation;
+use mileage_domain::ids::{DormantMemberId, MemberId};
+use mileage_domain::pii::PersonKey;
+use mileage_projector::testing::{CommandApi, eventually, read_client, start_projector};
+use mileage_store::postgres::PgEventStore;
+use mileage_store::testing::fresh_database;
+use mileage_store::{EventStore, ExpectedVersion, NewEvent};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn balance(client: &tokio_postgres::Client, id: &str) -> Option<i64> {
+    client
+        .query_opt("SELECT balance FROM members.members WHERE id = $1", &[&id])
+        .await
+        .ok()
+        .flatten()
+        .map(|row| row.get(0))
+}
+
+/// Application names of the sessions holding consumer locks.
+async fn lock_holders(client: &tokio_postgres::Client) -> Vec<(String, i32)> {
+    client
+        .query(
+            "SELECT a.application_name, a.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted AND a.datname = current_database()
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test]
+async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let read = read_client(&database).await;
+    let first = start_projector(&database, None).await;
+    let member = commands.join("01011112222", "first").await;
+    eventually("the member is projected", WAIT, || async {
+        balance(&read, &member).await
+    })
+    .await;
+    let second = start_projector(&database, None).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let holders = lock_holders(&read).await;
+    let names: Vec<&str> = holders.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mileage-projector:destruction",
+            "mileage-projector:managerpage",
+            "mileage-projector:members",
+            "mileage-projector:messages",
+            "mileage-projector:notices",
+        ],
+        "one lock per consumer, none twice"
+    );
+
+    first.stop().await;
+    let stopped = Instant::now();
+    let other = commands.join("01011113333", "second").await;
+    eventually("the standby projects new events", WAIT, || async {
+        balance(&read, &other).await
+    })
+    .await;
+    let failover = stopped.elapsed();
+    assert!(
+        failover < Duration::from_secs(10),
+        "failover took {failover:?}"
+    );
+    let before: Vec<i32> = holders.iter().map(|(_, pid)| *pid).collect();
+    eventually("the standby holds every lock", WAIT, || async {
+        let after: Vec<i32> = lock_holders(&read)
+            .await
+            .iter()
+            .map(|(_, pid)| *pid)
+            .collect();
+        (after.len() == 5 && after.iter().all(|pid| !before.contains(pid))).then_some(())
+    })
+    .await;
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn it_reconnects_after_its_database_sessions_are_killed() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let read = read_client(&database).await;
+    let projector = start_projector(&database, None).await;
+    let member = commands.join("01022223333", "before").await;
+    eventually("the member is projected", WAIT, || async {
+        balance(&read, &member).await
+    })
+    .await;
+    let killed = read
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name LIKE 'mileage-projector:%' AND datname = current_database()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 5);
+    let later = commands.join("01022224444", "after").await;
+    eventually("projection resumes after reconnecting", WAIT, || async {
+        balance(&read, &later).await
+    })
+    .await;
+    projector.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let read = read_client(&database).await;
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let key = PersonKey::new("dormantMember-orphan", [1; 32]);
+    let orphan = DormantMemberChanged {
+        id: DormantMemberId::parse("orphan").unwrap(),
+        member_id: MemberId::parse("1").unwrap(),
+        phone_no: key.seal("phoneNo", "01000000000", [0; 24]),
+        nickname: key.seal("nickname", "x", [0; 24]),
+        at: chrono::Utc::now(),
+    };
+    let written = store
+        .append(
+            "dormantMember-orphan",
+            ExpectedVersion::Any,
+            &[NewEvent::from_domain(
+                uuid::Uuid::new_v4(),
+                &mileage_domain::dormant_member::DormantMemberEvent::from(orphan),
+                Causation::root(uuid::Uuid::new_v4()),
+            )],
+        )
+        .await
+        .unwrap();
+
+    let projector = start_projector(&database, None).await;
+    let port = projector.port();
+    let status = eventually("managerpage stops", WAIT, || async {
+        let row = read
+            .query_opt(
+                "SELECT state, error_position, error_event_type, error_reason FROM projector.consumers WHERE name = 'managerpage'",
+                &[],
+            )
+            .await
+            .ok()??;
+        let state: String = row.get(0);
+        (state == "stopped").then(|| {
+            (
+                row.get::<_, String>(1),
+                row.get::<_, String>(2),
+                row.get::<_, String>(3),
+            )
+        })
+    })
+    .await;
+    assert_eq!(status.0, written.position.to_string());
+    assert_eq!(status.1, "DormantMemberChanged");
+    assert!(status.2.contains("never registered"), "{}", status.2);
+
+    let member = commands.join("01033334444", "unaffected").await;
+    eventually("other projections go on", WAIT, || async {
+        balance(&read, &member).await
+    })
+    .await;
+
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://127.0.0.1:{port}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"projector_stopped{consumer="managerpage"} 1"#),
+        "{metrics}"
+    );
+    let statuses: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{port}/status"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let managerpage = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "managerpage")
+        .unwrap();
+    assert_eq!(managerpage["state"], "stopped");
+    assert_eq!(managerpage["error"]["eventType"], "DormantMemberChanged");
+    projector.stop().await;
+}

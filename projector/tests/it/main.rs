@@ -1,0 +1,5 @@
+//! The projector against a real PostgreSQL: read models, the notice and
+//! destruction process managers, checkpoints, locks, poison events, outages.
+
+mod consumers;
+mod sagas;

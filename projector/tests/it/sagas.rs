@@ -1,0 +1,160 @@
+//! Dormant notices and the destruction saga, through a real HTTP gateway
+//! stand-in.
+
+use std::time::Duration;
+
+use mileage_projector::testing::{CommandApi, Gateway, eventually, read_client, start_projector};
+use mileage_store::EventStore;
+use mileage_store::keys::{KeyStore, PgKeyStore};
+use mileage_store::postgres::PgEventStore;
+use mileage_store::testing::fresh_database;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// The managerpage row of `id`: (status, message status, erased).
+async fn target(
+    client: &tokio_postgres::Client,
+    id: &str,
+) -> Option<(String, Option<String>, bool)> {
+    client
+        .query_opt(
+            "SELECT status, message_status, erased FROM managerpage.targets WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+}
+
+#[tokio::test]
+async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() {
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&["01000000002"]).await;
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, Some(&gateway)).await;
+    let read = read_client(&database).await;
+
+    let (kept, _) = commands.register_target("010-0000-0001", "kept").await;
+    let (rejected, _) = commands.register_target("010-0000-0002", "rejected").await;
+    eventually("both targets listed", WAIT, || async {
+        let a = target(&read, &kept).await?;
+        let b = target(&read, &rejected).await?;
+        (a.0 == "PRE_DORMANT" && b.0 == "PRE_DORMANT").then_some(())
+    })
+    .await;
+    commands.mark_dormant(&kept).await;
+    commands.mark_dormant(&rejected).await;
+
+    eventually("the notice is sent", WAIT, || async {
+        let row = target(&read, &kept).await?;
+        (row == ("DORMANT".into(), Some("SENT".into()), false)).then_some(())
+    })
+    .await;
+    eventually("the rejected target is destroyed", WAIT, || async {
+        let row = target(&read, &rejected).await?;
+        (row == ("DESTRUCTION".into(), Some("FAILED".into()), true)).then_some(())
+    })
+    .await;
+
+    let received = gateway.received();
+    assert_eq!(received.len(), 2, "{received:?}");
+    let to: Vec<&str> = received.iter().map(|r| r.to.as_str()).collect();
+    assert!(
+        to.contains(&"01000000001") && to.contains(&"01000000002"),
+        "{to:?}"
+    );
+    assert!(received.iter().all(|r| !r.idempotency_key.is_empty()));
+
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let keys = PgKeyStore::new(store.pool().clone());
+    assert!(
+        keys.get(&format!("dormantMember-{rejected}"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the destroyed target's key is deleted"
+    );
+    assert!(
+        keys.get(&format!("dormantMember-{kept}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let message = read
+        .query_one(
+            "SELECT status, attempts, last_error, phone_masked FROM messages.messages WHERE target_id = $1",
+            &[&rejected],
+        )
+        .await
+        .unwrap();
+    assert_eq!(message.get::<_, String>(0), "FAILED");
+    assert_eq!(message.get::<_, i32>(1), 1);
+    assert!(message.get::<_, Option<String>>(2).unwrap().contains("422"));
+    assert_eq!(
+        message.get::<_, Option<String>>(3),
+        None,
+        "erased with the target"
+    );
+
+    // Re-delivery: move the notice manager's checkpoint back to the start.
+    projector.stop().await;
+    read.execute(
+        "UPDATE projector.consumers SET commit_position = NULL, prepare_position = NULL WHERE name IN ('notices', 'destruction')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let head = store_head(&store).await;
+    let again = start_projector(&database, Some(&gateway)).await;
+    eventually("the replay reaches the head", WAIT, || async {
+        let row = read
+            .query_one("SELECT commit_position, prepare_position FROM projector.consumers WHERE name = 'notices'", &[])
+            .await
+            .ok()?;
+        let position: (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
+        (position == head).then_some(())
+    })
+    .await;
+    again.stop().await;
+    assert_eq!(gateway.received().len(), 2, "no notice is sent twice");
+    let messages = store
+        .read_stream(&format!("managerMessage-{kept}"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(messages.len(), 1, "and none is recorded twice");
+    let destroyed = store
+        .read_stream(&format!("dormantMember-{rejected}"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(destroyed.len(), 3, "registered, changed, destroyed once");
+}
+
+async fn store_head(store: &PgEventStore) -> (Option<i64>, Option<i64>) {
+    let head = store.head_position().await.unwrap().unwrap();
+    (
+        Some(i64::try_from(head.commit).unwrap()),
+        Some(i64::try_from(head.prepare).unwrap()),
+    )
+}
+
+#[tokio::test]
+async fn a_gateway_outage_postpones_the_notice_instead_of_destroying_data() {
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&[]).await;
+    gateway.fail_next(5);
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, Some(&gateway)).await;
+    let read = read_client(&database).await;
+
+    let (id, _) = commands.register_target("010-0000-0003", "patient").await;
+    commands.mark_dormant(&id).await;
+    eventually("the notice is sent after the outage", WAIT, || async {
+        let row = target(&read, &id).await?;
+        (row == ("DORMANT".into(), Some("SENT".into()), false)).then_some(())
+    })
+    .await;
+    projector.stop().await;
+    assert_eq!(gateway.received().len(), 1);
+}
