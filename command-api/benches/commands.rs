@@ -141,6 +141,7 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
             failures_to_open: 3,
             open_for: Duration::from_secs(5),
         },
+        cors_allowed_origins: Vec::new(),
     };
     let app = Application::build(&settings)
         .await

@@ -5,7 +5,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind as JwtError;
@@ -44,6 +46,14 @@ pub struct Verifier {
 }
 
 impl Verifier {
+    /// The verifier for the configured key.
+    pub fn from_key(key: &crate::config::JwtKey) -> anyhow::Result<Self> {
+        match key {
+            crate::config::JwtKey::Hs256(secret) => Ok(Self::hs256(secret.as_bytes())),
+            crate::config::JwtKey::Rs256(pem) => Self::rs256(pem.as_bytes()),
+        }
+    }
+
     /// Tokens signed with HS256 and this shared secret.
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
@@ -119,10 +129,21 @@ impl Caller {
     }
 }
 
-impl FromRequestParts<AppState> for Caller {
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.verifier)
+    }
+}
+
+/// Any service whose state holds a [`Verifier`] can ask for a `Caller`.
+impl<S> FromRequestParts<S> for Caller
+where
+    S: Send + Sync,
+    Arc<Verifier>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             unauthorized(
                 "auth.missing_token",
@@ -139,7 +160,9 @@ impl FromRequestParts<AppState> for Caller {
                     "expected Authorization: Bearer <token>",
                 )
             })?;
-        state.verifier.verify(token.trim()).map(Caller)
+        Arc::<Verifier>::from_ref(state)
+            .verify(token.trim())
+            .map(Caller)
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::membership::GuardSettings;
 
@@ -40,6 +41,10 @@ pub struct Settings {
     /// timeout (`JOIN_TIMEOUT_MS`, 610), breaker (`BREAKER_FAILURES`, 3;
     /// `BREAKER_OPEN_SECS`, 5).
     pub join: GuardSettings,
+    /// Origins whose pages may call this API from a browser
+    /// (`CORS_ALLOWED_ORIGINS`, comma-separated; `*` for any; none by default,
+    /// as behind the gateway the admin page is same-origin).
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -64,10 +69,12 @@ struct Raw {
     join_timeout_ms: Option<i64>,
     breaker_failures: Option<i64>,
     breaker_open_secs: Option<i64>,
+    cors_allowed_origins: Option<String>,
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
+    "CORS_ALLOWED_ORIGINS",
     "COMMAND_API_ADDR",
     "DATABASE_URL",
     "PHONE_INDEX_SECRET",
@@ -87,20 +94,7 @@ impl Settings {
     /// set), overridden by the environment. The error names the setting that
     /// is wrong, never its value when it is a secret.
     pub fn load() -> anyhow::Result<Self> {
-        let mut figment = Figment::new();
-        if let Some(path) = std::env::var_os(CONFIG_FILE_VAR) {
-            let path = std::path::PathBuf::from(path);
-            anyhow::ensure!(
-                path.is_file(),
-                "{CONFIG_FILE_VAR}={} is not a readable file",
-                path.display()
-            );
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        let raw: Raw = figment
-            .merge(Env::raw().only(&KEYS))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("bad setting: {e}"))?;
+        let raw: Raw = layered(&KEYS)?;
         Self::check(raw)
     }
 
@@ -120,19 +114,7 @@ impl Settings {
             .ok_or_else(|| {
                 anyhow::anyhow!("phone_index_secret must be set to at least {MIN_SECRET_LEN} bytes")
             })?;
-        let jwt = match (raw.jwt_hs256_secret, raw.jwt_rs256_public_key) {
-            (Some(secret), None) if secret.len() >= MIN_JWT_SECRET_LEN => JwtKey::Hs256(secret),
-            (Some(_), None) => {
-                anyhow::bail!("jwt_hs256_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
-            }
-            (None, Some(pem)) => JwtKey::Rs256(pem),
-            (Some(_), Some(_)) => {
-                anyhow::bail!("set only one of jwt_hs256_secret and jwt_rs256_public_key")
-            }
-            (None, None) => {
-                anyhow::bail!("jwt_hs256_secret or jwt_rs256_public_key must be set")
-            }
-        };
+        let jwt = jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?;
         let member_api_url = match raw.member_api_url {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
             Some(url) => anyhow::bail!("member_api_url={url:?} must be an http:// or https:// URL"),
@@ -145,18 +127,72 @@ impl Settings {
                 .map_err(|_| anyhow::anyhow!("breaker_failures is too large"))?,
             open_for: Duration::from_secs(positive("breaker_open_secs", raw.breaker_open_secs, 5)?),
         };
+        let cors_allowed_origins: Vec<String> = raw
+            .cors_allowed_origins
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &cors_allowed_origins {
+            anyhow::ensure!(
+                origin == "*" || origin.starts_with("http://") || origin.starts_with("https://"),
+                "cors_allowed_origins: {origin:?} is not * or an http(s) origin"
+            );
+        }
         Ok(Self {
             addr,
             database_url,
             phone_secret,
             jwt,
             join,
+            cors_allowed_origins,
         })
     }
 }
 
-/// A positive number, or the default when unset.
-fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
+/// Settings of type `T` from the TOML file named by `MILEAGE_CONFIG` (when
+/// set), overridden by the environment variables `keys` (upper-case names
+/// of `T`'s lower-case fields). Every service reads its settings this way.
+pub fn layered<T: DeserializeOwned>(keys: &[&str]) -> anyhow::Result<T> {
+    let mut figment = Figment::new();
+    if let Some(path) = std::env::var_os(CONFIG_FILE_VAR) {
+        let path = std::path::PathBuf::from(path);
+        anyhow::ensure!(
+            path.is_file(),
+            "{CONFIG_FILE_VAR}={} is not a readable file",
+            path.display()
+        );
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment
+        .merge(Env::raw().only(keys))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("bad setting: {e}"))
+}
+
+/// The bearer-token key from `jwt_hs256_secret` (at least 32 bytes) or
+/// `jwt_rs256_public_key`, exactly one of them; shared by every service
+/// that checks tokens.
+pub fn jwt_key(
+    hs256_secret: Option<String>,
+    rs256_public_key: Option<String>,
+) -> anyhow::Result<JwtKey> {
+    match (hs256_secret, rs256_public_key) {
+        (Some(secret), None) if secret.len() >= MIN_JWT_SECRET_LEN => Ok(JwtKey::Hs256(secret)),
+        (Some(_), None) => {
+            anyhow::bail!("jwt_hs256_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
+        }
+        (None, Some(pem)) => Ok(JwtKey::Rs256(pem)),
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set only one of jwt_hs256_secret and jwt_rs256_public_key")
+        }
+        (None, None) => anyhow::bail!("jwt_hs256_secret or jwt_rs256_public_key must be set"),
+    }
+}
+
+/// A positive number, or the default when unset (`name` for the error).
+pub fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
     match value {
         None => Ok(default),
         Some(n) => u64::try_from(n)

@@ -3,7 +3,7 @@
 //! here; 5xx bodies say nothing internal (the cause is logged).
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mileage_domain::values::ValidationError;
@@ -29,6 +29,9 @@ pub enum ApiError {
     /// The body is not JSON of the expected shape.
     #[error("{0}")]
     MalformedBody(String),
+    /// The query string is malformed.
+    #[error("{0}")]
+    MalformedQuery(String),
     /// The body is not `application/json`.
     #[error("expected a body with Content-Type: application/json")]
     UnsupportedMediaType,
@@ -71,6 +74,26 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// 404 with this code: nothing under the id asked for.
+    pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Domain {
+            kind: ErrorKind::NotFound,
+            code,
+            detail: detail.into(),
+            field: None,
+        }
+    }
+
+    /// 400 naming the query parameter or field at fault.
+    pub fn invalid(field: &'static str, code: &'static str, detail: impl Into<String>) -> Self {
+        Self::Domain {
+            kind: ErrorKind::Invalid,
+            code,
+            detail: detail.into(),
+            field: Some(field),
+        }
+    }
+
     /// A domain refusal, naming the field it concerns when there is one.
     pub fn domain<E: DomainError>(error: &E) -> Self {
         Self::Domain {
@@ -89,7 +112,9 @@ impl ApiError {
                 ErrorKind::Conflict => StatusCode::CONFLICT,
                 ErrorKind::Rule => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            Self::MalformedBody(_) | Self::BadHeader { .. } => StatusCode::BAD_REQUEST,
+            Self::MalformedBody(_) | Self::MalformedQuery(_) | Self::BadHeader { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -104,6 +129,7 @@ impl ApiError {
         match self {
             Self::Domain { code, .. } | Self::Unauthorized { code, .. } => code,
             Self::MalformedBody(_) => "request.malformed_body",
+            Self::MalformedQuery(_) => "request.malformed_query",
             Self::UnsupportedMediaType => "request.unsupported_media_type",
             Self::PayloadTooLarge => "request.payload_too_large",
             Self::BadHeader { .. } => "request.bad_header",
@@ -144,6 +170,12 @@ impl From<JsonRejection> for ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
             _ => Self::MalformedBody(rejection.body_text()),
         }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::MalformedQuery(rejection.body_text())
     }
 }
 

@@ -1,6 +1,7 @@
-//! Our JSON extractor: malformed bodies answer in our problem+json shape.
+//! Our JSON and query extractors: malformed bodies and query strings answer
+//! in our problem+json shape.
 
-use axum::extract::FromRequest;
+use axum::extract::{FromRequest, FromRequestParts};
 
 use crate::error::ApiError;
 
@@ -14,3 +15,8 @@ impl<T: serde::Serialize> axum::response::IntoResponse for AppJson<T> {
         axum::Json(self.0).into_response()
     }
 }
+
+/// `axum::extract::Query`, with rejections mapped to [`ApiError`].
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct AppQuery<T>(pub T);

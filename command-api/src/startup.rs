@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Verifier;
 use crate::cache::StateCache;
-use crate::config::{JwtKey, Settings};
+use crate::config::Settings;
 use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
 use crate::membership::JoinGuard;
@@ -27,16 +27,14 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     idempotency: IdempotencyStore,
+    cors_origins: Vec<String>,
 }
 
 impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         crate::telemetry::prometheus();
-        let verifier = Arc::new(match &settings.jwt {
-            JwtKey::Hs256(secret) => Verifier::hs256(secret.as_bytes()),
-            JwtKey::Rs256(pem) => Verifier::rs256(pem.as_bytes())?,
-        });
+        let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
         let pg = PgEventStore::connect(&settings.database_url).await?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
         let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
@@ -56,6 +54,7 @@ impl Application {
                 phone_secret: settings.phone_secret.as_bytes().into(),
             },
             idempotency,
+            cors_origins: settings.cors_allowed_origins.clone(),
         })
     }
 
@@ -66,9 +65,12 @@ impl Application {
 
     /// Serves until a shutdown signal, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state, self.idempotency))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+        axum::serve(
+            self.listener,
+            router(self.state, self.idempotency, &self.cors_origins),
+        )
+        .with_graceful_shutdown(shutdown_signal())
+        .await
     }
 }
 

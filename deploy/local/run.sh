@@ -5,7 +5,9 @@
 #
 #   bash deploy/local/run.sh
 #
-# Ports: COMMAND_API_ADDR (default 127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8084).
+# Ports: COMMAND_API_ADDR (default 127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8084),
+# PROJECTOR_ADDR (127.0.0.1:8085). Dormant notices are logged by the
+# projector unless NOTIFIER_URL names an SMS gateway's webhook.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -29,6 +31,10 @@ DATABASE_URL=$("$here/pg.sh" start "$pg_dir")
 export DATABASE_URL
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
 export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8084}
+export PROJECTOR_ADDR=${PROJECTOR_ADDR:-127.0.0.1:8085}
+# The admin page (served by the query API) sends commands to the command API.
+export COMMAND_API_URL=${COMMAND_API_URL:-http://$COMMAND_API_ADDR}
+export CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-http://$QUERY_API_ADDR}
 export RUST_LOG=${RUST_LOG:-info}
 # Keys the phone-number uniqueness index; it must live as long as the log,
 # which here is as long as this run.
@@ -50,14 +56,16 @@ cat <<MSG
 Mileage is running:
   event store (PostgreSQL)  $DATABASE_URL
   command API               http://$COMMAND_API_ADDR   (/members, /dormantMembers, /health, /ready)
-  query API                 http://$QUERY_API_ADDR     (/health)
-  projector                 following the global log (see its log lines)
+  query API                 http://$QUERY_API_ADDR     (/managerpages, /members/{id}, /managerMessages/{id})
+  admin page                http://$QUERY_API_ADDR/admin   (paste the manager token below)
+  projector                 http://$PROJECTOR_ADDR     (/status, /metrics)
 Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id>):
   export TOKEN=$MANAGER_TOKEN
 Try the source document's requests:
   curl -s -XPOST http://$COMMAND_API_ADDR/dormantMembers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
        -d '{"phoneNo":"01085581234","nickname":"DOR1","memberStatus":"Pre-Dormant","memberId":"2"}'
   curl -s -XPATCH http://$COMMAND_API_ADDR/dormantMembers/1 -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
+  curl -s http://$QUERY_API_ADDR/managerpages -H "authorization: Bearer \$TOKEN"
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true

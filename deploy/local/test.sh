@@ -5,12 +5,15 @@
 #   bash deploy/local/test.sh                 # everything
 #   bash deploy/local/test.sh -p mileage-store
 #
+# Installs headless Chromium for the admin page's browser test when missing.
 # EventStoreDB conformance tests run when EVENTSTOREDB_URL is set, and are
 # listed as ignored, with the reason, otherwise.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
 if [[ $# -eq 0 ]]; then set -- --workspace; fi
+# The admin page's browser test drives Debian's headless Chromium.
+bash "$here/chromium.sh"
 log=$(mktemp /tmp/mileage-test.XXXXXX.log)
 set +e
 bash "$here/with-pg.sh" cargo test "$@" 2>&1 | tee "$log"

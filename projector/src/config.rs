@@ -4,8 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use mileage_command_api::config::{layered, positive};
 use serde::Deserialize;
 
 /// What the projector needs to start.
@@ -77,20 +76,7 @@ const KEYS: [&str; 8] = [
 impl Settings {
     /// Reads the settings; the error names the setting that is wrong.
     pub fn load() -> anyhow::Result<Self> {
-        let mut figment = Figment::new();
-        if let Some(path) = std::env::var_os("MILEAGE_CONFIG") {
-            let path = std::path::PathBuf::from(path);
-            anyhow::ensure!(
-                path.is_file(),
-                "MILEAGE_CONFIG={} is not a readable file",
-                path.display()
-            );
-            figment = figment.merge(Toml::file_exact(path));
-        }
-        let raw: Raw = figment
-            .merge(Env::raw().only(&KEYS))
-            .extract()
-            .map_err(|e| anyhow::anyhow!("bad setting: {e}"))?;
+        let raw: Raw = layered(&KEYS)?;
         Self::check(raw)
     }
 
@@ -135,17 +121,6 @@ impl Settings {
                 )?),
             },
         })
-    }
-}
-
-/// A positive number, or the default when unset.
-fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
-    match value {
-        None => Ok(default),
-        Some(n) => u64::try_from(n)
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| anyhow::anyhow!("{name}={n} must be a positive whole number")),
     }
 }
 

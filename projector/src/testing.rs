@@ -129,6 +129,7 @@ impl CommandApi {
                 failures_to_open: 3,
                 open_for: Duration::from_secs(5),
             },
+            cors_allowed_origins: vec!["*".into()],
         };
         let app = Application::build(&settings)
             .await

@@ -7,10 +7,11 @@ pub mod openapi;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mileage_store::Position;
 use serde::Serialize;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 use crate::error::ApiError;
@@ -27,8 +28,8 @@ pub const POSITION_HEADER: &str = "x-position";
 
 /// The whole router. Correlation is outermost, so even a replayed answer
 /// carries this request's correlation id.
-pub fn router(state: AppState, idempotency: IdempotencyStore) -> Router {
-    Router::new()
+pub fn router(state: AppState, idempotency: IdempotencyStore, cors_origins: &[String]) -> Router {
+    let router = Router::new()
         .merge(health::router())
         .merge(members::router())
         .merge(dormant_members::router())
@@ -40,7 +41,39 @@ pub fn router(state: AppState, idempotency: IdempotencyStore) -> Router {
         ))
         .layer(axum::middleware::from_fn(crate::correlation::correlate))
         .route_layer(axum::middleware::from_fn(crate::telemetry::track))
-        .with_state(state)
+        .with_state(state);
+    match cors(cors_origins) {
+        Some(layer) => router.layer(layer),
+        None => router,
+    }
+}
+
+/// Lets pages from `origins` (e.g. the admin page on the query API) send
+/// commands; bearer tokens, not cookies, carry the authority.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static(crate::correlation::HEADER),
+            ])
+            .expose_headers([
+                HeaderName::from_static(POSITION_HEADER),
+                HeaderName::from_static(crate::correlation::HEADER),
+            ]),
+    )
 }
 
 /// RFC 9457 problem details, as every error is answered (documentation of

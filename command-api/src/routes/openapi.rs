@@ -37,8 +37,9 @@ use crate::state::AppState;
 )]
 struct ApiDoc;
 
-/// Declares the `bearer` scheme the secured operations name.
-struct BearerAuth;
+/// Declares the `bearer` scheme the secured operations name (the query API
+/// uses it too).
+pub struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -52,6 +52,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Setti
             failures_to_open: 3,
             open_for: Duration::from_secs(5),
         },
+        cors_allowed_origins: Vec::new(),
     };
     adjust(&mut settings);
     let app = Application::build(&settings)

@@ -65,6 +65,19 @@ pub trait Model: Send + Sync + 'static {
     ) -> Result<(), tokio_postgres::Error>;
 }
 
+/// Runs a model's DDL under the migration lock, so replicas and the query
+/// API can create the same tables at once without tripping over each other.
+pub async fn create_tables(client: &Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             SELECT pg_advisory_xact_lock(hashtext('mileage.projector.migrate'));
+             {ddl}
+             COMMIT;"
+        ))
+        .await
+}
+
 /// Decodes `event` as one of `A`'s when it is on an `A` stream.
 pub fn decode_if<A: Aggregate>(event: &RecordedEvent) -> Result<Option<A::Event>, HandleError> {
     let on_stream = event
@@ -149,7 +162,7 @@ impl<M: Model> Consumer for Projection<M> {
     }
 
     async fn prepare(&self, client: &Client) -> Result<(), HandleError> {
-        client.batch_execute(&M::ddl(&self.schema)).await?;
+        create_tables(client, &M::ddl(&self.schema)).await?;
         Ok(())
     }
 

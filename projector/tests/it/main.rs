@@ -2,4 +2,5 @@
 //! destruction process managers, checkpoints, locks, poison events, outages.
 
 mod consumers;
+mod crash;
 mod sagas;

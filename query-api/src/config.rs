@@ -1,0 +1,97 @@
+//! Settings from an optional TOML file (`MILEAGE_CONFIG`) and the
+//! environment (which wins), checked before any port opens.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mileage_command_api::config::{JwtKey, jwt_key, layered, positive};
+use serde::Deserialize;
+
+/// What the query API needs to start.
+#[derive(Clone)]
+pub struct Settings {
+    /// Where to listen (`QUERY_API_ADDR`, default `127.0.0.1:8084`).
+    pub addr: SocketAddr,
+    /// The event store, for the lag against the log's head (`DATABASE_URL`).
+    pub database_url: String,
+    /// The read models (`READ_DATABASE_URL`, default `DATABASE_URL`).
+    pub read_database_url: String,
+    /// Bearer-token key (`JWT_HS256_SECRET` or `JWT_RS256_PUBLIC_KEY`).
+    pub jwt: JwtKey,
+    /// Longest wait for a requested position (`QUERY_WAIT_MS`, 2000).
+    pub wait_limit: Duration,
+    /// Where the admin page sends commands (`COMMAND_API_URL`, default
+    /// `http://127.0.0.1:8081`; empty for the same origin, behind a gateway).
+    pub command_api_url: String,
+    /// Read-database connections (`QUERY_POOL_SIZE`, 16).
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("addr", &self.addr)
+            .field("wait_limit", &self.wait_limit)
+            .field("command_api_url", &self.command_api_url)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct Raw {
+    query_api_addr: Option<String>,
+    database_url: Option<String>,
+    read_database_url: Option<String>,
+    jwt_hs256_secret: Option<String>,
+    jwt_rs256_public_key: Option<String>,
+    query_wait_ms: Option<i64>,
+    command_api_url: Option<String>,
+    query_pool_size: Option<i64>,
+}
+
+const KEYS: [&str; 8] = [
+    "QUERY_API_ADDR",
+    "DATABASE_URL",
+    "READ_DATABASE_URL",
+    "JWT_HS256_SECRET",
+    "JWT_RS256_PUBLIC_KEY",
+    "QUERY_WAIT_MS",
+    "COMMAND_API_URL",
+    "QUERY_POOL_SIZE",
+];
+
+impl Settings {
+    /// Reads the settings; the error names the setting that is wrong.
+    pub fn load() -> anyhow::Result<Self> {
+        let raw: Raw = layered(&KEYS)?;
+        let addr = raw
+            .query_api_addr
+            .unwrap_or_else(|| "127.0.0.1:8084".into());
+        let addr = addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("query_api_addr={addr:?} is not a socket address: {e}"))?;
+        let database_url = raw.database_url.ok_or_else(|| {
+            anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
+        })?;
+        let command_api_url = raw
+            .command_api_url
+            .unwrap_or_else(|| "http://127.0.0.1:8081".into());
+        anyhow::ensure!(
+            command_api_url.is_empty()
+                || command_api_url.starts_with("http://")
+                || command_api_url.starts_with("https://"),
+            "command_api_url={command_api_url:?} must be empty or an http(s) URL"
+        );
+        Ok(Self {
+            addr,
+            read_database_url: raw
+                .read_database_url
+                .unwrap_or_else(|| database_url.clone()),
+            database_url,
+            jwt: jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?,
+            wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
+            command_api_url: command_api_url.trim_end_matches('/').to_owned(),
+            pool_size: usize::try_from(positive("query_pool_size", raw.query_pool_size, 16)?)?,
+        })
+    }
+}

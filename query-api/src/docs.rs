@@ -1,0 +1,17 @@
+//! Error answers as the OpenAPI description documents them: the command
+//! API's problem+json shapes, plus 404.
+
+pub use mileage_command_api::routes::{AuthRefusals, Invalid, Problem, Unavailable};
+use utoipa::IntoResponses;
+
+/// 404: nothing under this id (documentation only).
+#[derive(IntoResponses)]
+pub enum NotFound {
+    /// Not in the read model (yet: see `X-Stale`).
+    #[response(
+        status = 404,
+        description = "Not in the read model (or not yet, when X-Stale is true)",
+        content_type = "application/problem+json"
+    )]
+    NotFound(#[to_schema] Problem),
+}

@@ -1,0 +1,95 @@
+//! `/members/{id}`: a member's status and points balance.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use mileage_command_api::auth::Caller;
+use mileage_command_api::error::ApiError;
+use mileage_domain::ids::MemberId;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{db_error, fresh, fresh_error, wait};
+use crate::freshness::Wanted;
+use crate::state::QueryState;
+
+/// The routes.
+pub fn router() -> Router<QueryState> {
+    Router::new().route("/members/{id}", get(member))
+}
+
+/// A member as the read model holds it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    /// The member.
+    #[schema(example = "2")]
+    member_id: String,
+    /// `ACTIVE` or `WITHDRAWN`.
+    member_status: String,
+    /// Points.
+    balance: i64,
+    /// Masked; `null` once erased.
+    phone_no: Option<String>,
+    /// `null` once erased.
+    nickname: Option<String>,
+    /// The member withdrew.
+    erased: bool,
+    /// When they joined.
+    joined_at: DateTime<Utc>,
+    /// When the row last changed.
+    updated_at: DateTime<Utc>,
+}
+
+/// A member's balance and status (managers, or the member themself).
+#[utoipa::path(
+    get, path = "/members/{id}", tag = "members",
+    params(("id" = String, Path, description = "Member id"), ("position" = Option<String>, Query, description = "Wait (bounded) for this position")),
+    responses(
+        (status = 200, description = "The member", body = MemberView),
+        crate::docs::Invalid,
+        crate::docs::AuthRefusals,
+        crate::docs::NotFound,
+        crate::docs::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn member(
+    State(state): State<QueryState>,
+    caller: Caller,
+    wanted: Wanted,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = MemberId::parse(&id)?;
+    caller.require_member_or_manager(&id)?;
+    let seen = wait(&state, "members", wanted).await;
+    let client = state.pool.get().await.map_err(db_error)?;
+    let statement = client
+        .prepare_cached(
+            "SELECT id, status, balance, phone_masked, nickname, erased, joined_at, updated_at
+               FROM members.members WHERE id = $1",
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(row) = client
+        .query_opt(&statement, &[&id.as_str()])
+        .await
+        .map_err(db_error)?
+    else {
+        let missing = ApiError::not_found("member.not_found", format!("no member {id}"));
+        return Ok(fresh_error(missing, seen));
+    };
+    let body = MemberView {
+        member_id: row.get(0),
+        member_status: row.get(1),
+        balance: row.get(2),
+        phone_no: row.get(3),
+        nickname: row.get(4),
+        erased: row.get(5),
+        joined_at: row.get(6),
+        updated_at: row.get(7),
+    };
+    Ok(fresh(body, seen))
+}

@@ -1,0 +1,97 @@
+//! `/managerMessages/{id}`: the dormant notice of a target.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use mileage_command_api::auth::Caller;
+use mileage_command_api::error::ApiError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{db_error, fresh, fresh_error, wait};
+use crate::freshness::Wanted;
+use crate::state::QueryState;
+
+/// The routes.
+pub fn router() -> Router<QueryState> {
+    Router::new().route("/managerMessages/{id}", get(message))
+}
+
+/// A target's notice.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagerMessage {
+    /// The dormant target.
+    #[schema(example = "1")]
+    id: String,
+    /// The member.
+    member_id: String,
+    /// Where it went, masked; `null` once erased.
+    phone_no: Option<String>,
+    /// What was sent.
+    message_contents: String,
+    /// `SENT` or `FAILED`.
+    #[schema(example = "SENT")]
+    message_status: String,
+    /// Delivery attempts.
+    attempts: i32,
+    /// Why it failed, when it did.
+    last_error: Option<String>,
+    /// When the outcome was recorded.
+    updated_at: DateTime<Utc>,
+}
+
+/// A target's dormant notice (managers).
+#[utoipa::path(
+    get, path = "/managerMessages/{id}", tag = "managerpages",
+    params(("id" = String, Path, description = "Dormant target id"), ("position" = Option<String>, Query, description = "Wait (bounded) for this position")),
+    responses(
+        (status = 200, description = "The notice", body = ManagerMessage),
+        crate::docs::AuthRefusals,
+        crate::docs::NotFound,
+        crate::docs::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn message(
+    State(state): State<QueryState>,
+    caller: Caller,
+    wanted: Wanted,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require_manager()?;
+    let seen = wait(&state, "messages", wanted).await;
+    let client = state.pool.get().await.map_err(db_error)?;
+    let statement = client
+        .prepare_cached(
+            "SELECT target_id, member_id, phone_masked, content, status, attempts, last_error,
+                    updated_at
+               FROM messages.messages WHERE target_id = $1",
+        )
+        .await
+        .map_err(db_error)?;
+    let Some(row) = client
+        .query_opt(&statement, &[&id])
+        .await
+        .map_err(db_error)?
+    else {
+        let missing = ApiError::not_found(
+            "manager_message.not_found",
+            format!("no notice for dormant target {id:?} (yet)"),
+        );
+        return Ok(fresh_error(missing, seen));
+    };
+    let body = ManagerMessage {
+        id: row.get(0),
+        member_id: row.get(1),
+        phone_no: row.get(2),
+        message_contents: row.get(3),
+        message_status: row.get(4),
+        attempts: row.get(5),
+        last_error: row.get(6),
+        updated_at: row.get(7),
+    };
+    Ok(fresh(body, seen))
+}

@@ -1,0 +1,112 @@
+//! The query API's routes, one module per resource.
+
+pub mod admin;
+pub mod health;
+pub mod managerpages;
+pub mod members;
+pub mod messages;
+pub mod openapi;
+
+use axum::Router;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mileage_command_api::error::ApiError;
+use mileage_command_api::extract::AppJson;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::freshness::{Wanted, mark};
+use crate::progress::Seen;
+use crate::state::QueryState;
+
+/// The whole router.
+pub fn router(state: QueryState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(managerpages::router())
+        .merge(members::router())
+        .merge(messages::router())
+        .merge(admin::router())
+        .merge(openapi::router())
+        .layer(axum::middleware::from_fn(
+            mileage_command_api::correlation::correlate,
+        ))
+        .route_layer(axum::middleware::from_fn(
+            mileage_command_api::telemetry::track,
+        ))
+        .with_state(state)
+}
+
+/// Waits for the wanted position on `projection`, bounded.
+async fn wait(state: &QueryState, projection: &str, wanted: Wanted) -> Seen {
+    state
+        .progress
+        .wait(projection, wanted.0, state.wait_limit)
+        .await
+}
+
+/// `body` as JSON with the freshness headers.
+fn fresh<T: Serialize>(body: T, seen: Seen) -> Response {
+    let mut response = AppJson(body).into_response();
+    mark(&mut response, seen);
+    response
+}
+
+/// `error` (a 404 after a wait, say) with the freshness headers: a client
+/// that sees `X-Stale: true` knows to ask again.
+fn fresh_error(error: ApiError, seen: Seen) -> Response {
+    let mut response = error.into_response();
+    mark(&mut response, seen);
+    response
+}
+
+/// A weak validator for a list answer: the projection's checkpoint and the
+/// query. Equal checkpoints mean equal read models, so a match answers 304
+/// without touching the database.
+fn etag(seen: Seen, query: Option<&str>) -> String {
+    let digest = Sha256::digest(query.unwrap_or_default().as_bytes());
+    let checkpoint = seen
+        .checkpoint
+        .map_or_else(|| "0-0".to_owned(), |p| p.to_string());
+    format!(
+        "W/\"{checkpoint}.{:02x}{:02x}{:02x}{:02x}\"",
+        digest[0], digest[1], digest[2], digest[3]
+    )
+}
+
+/// 304 when the request's `If-None-Match` holds `tag`.
+fn not_modified(headers: &HeaderMap, tag: &str, seen: Seen) -> Option<Response> {
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
+    matches.then(|| {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(value) = HeaderValue::from_str(tag) {
+            response.headers_mut().insert(header::ETAG, value);
+        }
+        mark(&mut response, seen);
+        response
+    })
+}
+
+/// `response` with its validator; caches must revalidate each time.
+fn tagged(mut response: Response, tag: &str) -> Response {
+    if let Ok(value) = HeaderValue::from_str(tag) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// A read-database failure: 503 when it is unreachable, 500 otherwise.
+fn db_error(error: impl std::fmt::Display) -> ApiError {
+    let text = error.to_string();
+    tracing::warn!(error = %text, "read database failed");
+    ApiError::Unavailable {
+        detail: "the read models are unavailable; try again later".into(),
+        retry_after: 1,
+    }
+}

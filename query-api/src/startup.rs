@@ -1,0 +1,90 @@
+//! Building and running the query API: bind first (so tests can use port 0),
+//! serve until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use mileage_command_api::auth::Verifier;
+use mileage_projector::projections::managerpage::Managerpage;
+use mileage_projector::projections::members::Members;
+use mileage_projector::projections::messages::Messages;
+use mileage_projector::projections::{Model, create_tables};
+use mileage_store::EventStore;
+use mileage_store::postgres::PgEventStore;
+use tokio::net::TcpListener;
+
+use crate::config::Settings;
+use crate::progress::Progress;
+use crate::routes::router;
+use crate::state::QueryState;
+
+/// A bound, ready-to-run query API.
+pub struct Application {
+    listener: TcpListener,
+    state: QueryState,
+}
+
+impl Application {
+    /// Connects the read database (creating the read-model tables if the
+    /// projector has not yet), follows the checkpoints, binds the port.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        mileage_command_api::telemetry::prometheus();
+        let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
+        let read_config: tokio_postgres::Config = settings
+            .read_database_url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("malformed read_database_url: {e}"))?;
+        let manager = Manager::from_config(
+            read_config.clone(),
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .build()?;
+        {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach the read database: {e}"))?;
+            mileage_projector::bookkeeping::migrate(&client).await?;
+            for ddl in [
+                Managerpage::ddl(Managerpage::NAME),
+                Members::ddl(Members::NAME),
+                Messages::ddl(Messages::NAME),
+            ] {
+                create_tables(&client, &ddl).await?;
+            }
+        }
+        let store: Arc<dyn EventStore> =
+            Arc::new(PgEventStore::connect(&settings.database_url).await?);
+        let listener = TcpListener::bind(settings.addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
+        Ok(Self {
+            listener,
+            state: QueryState {
+                pool,
+                verifier,
+                progress: Progress::follow(read_config),
+                wait_limit: settings.wait_limit,
+                store,
+                command_api_url: settings.command_api_url.as_str().into(),
+            },
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Serves until a shutdown signal, then finishes in-flight requests.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(mileage_command_api::startup::shutdown_signal())
+            .await
+    }
+}

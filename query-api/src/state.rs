@@ -1,0 +1,34 @@
+//! What every handler can reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use deadpool_postgres::Pool;
+use mileage_command_api::auth::Verifier;
+use mileage_store::EventStore;
+
+use crate::progress::Progress;
+
+/// Shared state of the query API.
+#[derive(Clone)]
+pub struct QueryState {
+    /// Read-model connections.
+    pub pool: Pool,
+    /// Checks bearer tokens.
+    pub verifier: Arc<Verifier>,
+    /// Each projection's checkpoint.
+    pub progress: Progress,
+    /// Longest read-your-writes wait.
+    pub wait_limit: Duration,
+    /// The event store, for the lag against the log's head.
+    pub store: Arc<dyn EventStore>,
+    /// Where the admin page sends commands.
+    pub command_api_url: Arc<str>,
+}
+
+impl FromRef<QueryState> for Arc<Verifier> {
+    fn from_ref(state: &QueryState) -> Self {
+        Arc::clone(&state.verifier)
+    }
+}

@@ -1,0 +1,195 @@
+//! The source document's scenarios end to end: command API, projector and
+//! query API, with a real HTTP endpoint standing in for the SMS gateway.
+
+use mileage_store::EventStore;
+use mileage_store::postgres::PgEventStore;
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{REJECTED_PHONE, Stack};
+
+#[tokio::test]
+async fn register_notify_destroy_release_and_list_them_all() {
+    let stack = Stack::start().await;
+    let notified = register_and_notify(&stack).await;
+    let doomed = reject_and_destroy(&stack).await;
+    let back = release(&stack).await;
+
+    // The managerpage lists them all with the right statuses.
+    let all = stack
+        .query
+        .until("/managerpages?order=asc", |page| {
+            page["items"]
+                .as_array()
+                .is_some_and(|items| items.len() == 3)
+        })
+        .await;
+    let statuses: Vec<(&str, &str)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap(),
+                i["memberStatus"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (notified.as_str(), "DORMANT"),
+            (doomed.as_str(), "DESTRUCTION"),
+            (back.as_str(), "CLEARED"),
+        ]
+    );
+    let counts = stack.query.get("/managerpages/counts").await;
+    assert_eq!(
+        counts.body["byStatus"],
+        json!({ "CLEARED": 1, "DESTRUCTION": 1, "DORMANT": 1, "PRE_DORMANT": 0 })
+    );
+    assert_eq!(
+        stack.gateway.received().len(),
+        3,
+        "one notice per dormant target"
+    );
+}
+
+/// Registers a target (the source document's request, as written), marks it
+/// dormant and sees the notice sent.
+async fn register_and_notify(stack: &Stack) -> String {
+    let (commands, query) = (&stack.commands, &stack.query);
+    let quiet = commands.join("01012341234", "quiet").await;
+    let (status, registered) = commands
+        .send(
+            Method::POST,
+            "/dormantMembers",
+            Some(json!({ "memberId": quiet, "phoneNo": "01012341234", "nickname": "quiet", "memberStatus": "Pre-Dormant" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let notified = registered["id"].as_str().unwrap().to_owned();
+
+    // Mark dormant and see the message sent.
+    let position = commands.mark_dormant(&notified).await;
+    let row = query
+        .until(
+            &format!("/managerpages/{notified}?position={position}"),
+            |row| row["messageStatus"] == "SENT",
+        )
+        .await;
+    assert_eq!(row["memberStatus"], "DORMANT");
+    let message = query.get(&format!("/managerMessages/{notified}")).await;
+    assert_eq!(message.status, 200, "{}", message.body);
+    assert_eq!(message.body["messageStatus"], "SENT");
+    assert_eq!(message.body["phoneNo"], "010****1234");
+    notified
+}
+
+/// A number the gateway rejects leads to DESTRUCTION.
+async fn reject_and_destroy(stack: &Stack) -> String {
+    let (commands, query) = (&stack.commands, &stack.query);
+    let (doomed, _) = commands.register_target(REJECTED_PHONE, "doomed").await;
+    commands.mark_dormant(&doomed).await;
+    let row = query
+        .until(&format!("/managerpages/{doomed}"), |row| {
+            row["memberStatus"] == "DESTRUCTION"
+        })
+        .await;
+    assert_eq!(row["messageStatus"], "FAILED");
+    assert_eq!(row["erased"], true);
+    assert!(row["phoneNo"].is_null() && row["nickname"].is_null());
+    doomed
+}
+
+/// Release re-joins a new member and marks the target CLEARED. The quiet
+/// member's own account was closed meanwhile, so their number is free.
+async fn release(stack: &Stack) -> String {
+    let (commands, query) = (&stack.commands, &stack.query);
+    let (back, _) = commands.register_target("01056785678", "back").await;
+    commands.mark_dormant(&back).await;
+    let old_member = query
+        .until(&format!("/managerpages/{back}"), |_| true)
+        .await["memberId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = commands
+        .send(Method::DELETE, &format!("/members/{old_member}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, released) = commands
+        .send(
+            Method::PATCH,
+            &format!("/dormantMembers/{back}"),
+            Some(json!({ "memberStatus": "CLEAR" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{released}");
+    let rejoined = released["rejoinedMemberId"].as_str().unwrap().to_owned();
+    let position = released["position"].as_str().unwrap().to_owned();
+    let row = query
+        .until(&format!("/managerpages/{back}?position={position}"), |_| {
+            true
+        })
+        .await;
+    assert_eq!(row["memberStatus"], "CLEARED");
+    let member = query
+        .until(&format!("/members/{rejoined}?position={position}"), |_| {
+            true
+        })
+        .await;
+    assert_eq!(member["memberStatus"], "ACTIVE");
+    assert_eq!(member["phoneNo"], "010****5678");
+    back
+}
+
+#[tokio::test]
+async fn one_operator_action_can_be_followed_through_every_event_it_caused() {
+    let stack = Stack::start().await;
+    let (id, _) = stack
+        .commands
+        .register_target(REJECTED_PHONE, "traced")
+        .await;
+    let correlation = uuid::Uuid::new_v4();
+    let response = reqwest::Client::new()
+        .patch(format!("{}/dormantMembers/{id}", stack.commands.address))
+        .bearer_auth(&stack.commands.token)
+        .header("x-correlation-id", correlation.to_string())
+        .json(&json!({ "memberStatus": "DORMANT" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    stack
+        .query
+        .until(&format!("/managerpages/{id}"), |row| {
+            row["memberStatus"] == "DESTRUCTION"
+        })
+        .await;
+    let store = PgEventStore::connect(&stack.database).await.unwrap();
+    let chain: Vec<_> = store
+        .read_all(None, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.metadata.correlation_id == correlation)
+        .collect();
+    let types: Vec<&str> = chain.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            "DormantMemberChanged",
+            "MessageFailed",
+            "DormantMemberDestroyed"
+        ]
+    );
+    assert_eq!(
+        chain[1].metadata.causation_id, chain[0].event_id,
+        "the notice was caused by the change"
+    );
+    assert_eq!(
+        chain[2].metadata.causation_id, chain[1].event_id,
+        "the destruction by the failed notice"
+    );
+}

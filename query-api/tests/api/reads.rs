@@ -1,0 +1,287 @@
+//! Every read route: filters, pages, validators, roles, bad input, and
+//! read-your-writes.
+
+use std::time::{Duration, Instant};
+
+use mileage_command_api::auth::Role;
+use mileage_projector::testing::token;
+
+use crate::helpers::{Stack, WAIT};
+
+#[tokio::test]
+async fn the_list_filters_pages_and_counts() {
+    let stack = Stack::start().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let (id, _) = stack
+            .commands
+            .register_target(&format!("0102000000{n}"), &format!("t{n}"))
+            .await;
+        ids.push(id);
+    }
+    let position = stack.commands.mark_dormant(&ids[1]).await;
+
+    let all = stack
+        .query
+        .get(&format!("/managerpages?limit=2&position={position}"))
+        .await;
+    assert_eq!(all.status, 200, "{}", all.body);
+    assert_eq!(all.header("x-stale"), None, "the wait reached the position");
+    let first: Vec<&str> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(first, [ids[4].as_str(), ids[3].as_str()], "newest first");
+    let cursor = all.body["nextCursor"].as_str().unwrap();
+    let second = stack
+        .query
+        .get(&format!("/managerpages?limit=2&cursor={cursor}"))
+        .await;
+    let second_ids: Vec<&str> = second.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(second_ids, [ids[2].as_str(), ids[1].as_str()]);
+    let last = stack
+        .query
+        .get(&format!(
+            "/managerpages?limit=2&cursor={}",
+            second.body["nextCursor"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(last.body["items"].as_array().unwrap().len(), 1);
+    assert!(last.body["nextCursor"].is_null());
+
+    let ascending = stack.query.get("/managerpages?order=asc&limit=1").await;
+    assert_eq!(ascending.body["items"][0]["id"], ids[0].as_str());
+
+    let dormant = stack.query.get("/managerpages?status=Dormant").await;
+    let items = dormant.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["id"], ids[1].as_str());
+    assert_eq!(items[0]["memberStatus"], "DORMANT");
+    assert_eq!(items[0]["phoneNo"], "010****0001");
+    assert_eq!(items[0]["nickname"], "t1");
+
+    let counts = stack.query.get("/managerpages/counts").await;
+    assert_eq!(counts.body["byStatus"]["PRE_DORMANT"], 4, "{}", counts.body);
+    assert_eq!(counts.body["byStatus"]["DORMANT"], 1);
+    assert_eq!(counts.body["byStatus"]["CLEARED"], 0);
+    assert_eq!(counts.body["total"], 5);
+}
+
+#[tokio::test]
+async fn an_unchanged_list_answers_304_to_its_etag() {
+    let stack = Stack::start().await;
+    let (_, position) = stack.commands.register_target("01021110000", "etag").await;
+    let first = stack
+        .query
+        .get(&format!("/managerpages?position={position}"))
+        .await;
+    let tag = first.header("etag").unwrap().to_owned();
+    assert!(tag.starts_with("W/\""), "{tag}");
+    let token = stack.query.manager_token.clone();
+    let again = stack
+        .query
+        .get_as(
+            Some(&token),
+            &format!("/managerpages?position={position}"),
+            &[("if-none-match", &tag)],
+        )
+        .await;
+    assert_eq!(again.status, 304);
+    assert_eq!(again.header("etag"), Some(tag.as_str()));
+
+    let (_, newer) = stack.commands.register_target("01021110001", "etag2").await;
+    let changed = stack
+        .query
+        .get_as(
+            Some(&token),
+            &format!("/managerpages?position={newer}"),
+            &[("if-none-match", &tag)],
+        )
+        .await;
+    assert_eq!(changed.status, 200, "a new write changes the validator");
+    assert_ne!(changed.header("etag"), Some(tag.as_str()));
+}
+
+#[tokio::test]
+async fn a_position_not_reached_in_time_is_answered_as_stale() {
+    let stack = Stack::start_with(Duration::from_millis(300), false).await;
+    let (id, position) = stack.commands.register_target("01022220000", "stale").await;
+    let started = Instant::now();
+    let reply = stack
+        .query
+        .get(&format!("/managerpages/{id}?position={position}"))
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(300), "it waited");
+    assert!(started.elapsed() < Duration::from_secs(5), "but bounded");
+    assert_eq!(reply.header("x-stale"), Some("true"));
+    reply.assert_problem(404, "dormant_member.not_found");
+
+    let list = stack
+        .query
+        .get_as(
+            Some(&stack.query.manager_token),
+            "/managerpages",
+            &[("x-position", &position)],
+        )
+        .await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.header("x-stale"), Some("true"), "the header works too");
+
+    let projector = mileage_projector::testing::start_projector(&stack.database, None).await;
+    let fresh = stack
+        .query
+        .get(&format!("/managerpages/{id}?position={position}"))
+        .await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    assert_eq!(fresh.header("x-stale"), None);
+    assert!(fresh.header("x-projection-position").is_some());
+    projector.stop().await;
+}
+
+#[tokio::test]
+async fn roles_are_the_command_apis() {
+    let stack = Stack::start().await;
+    let member = stack.commands.join("01023330000", "own").await;
+    let other = stack.commands.join("01023330001", "other").await;
+    let (target, position) = stack
+        .commands
+        .register_target("01023330002", "target")
+        .await;
+    let query = &stack.query;
+
+    query
+        .get_as(None, "/managerpages", &[])
+        .await
+        .assert_problem(401, "auth.missing_token");
+    query
+        .get_as(Some("not-a-token"), "/managerpages", &[])
+        .await
+        .assert_problem(401, "auth.invalid_token");
+    let as_member = token(&member, Role::Member);
+    query
+        .get_as(Some(&as_member), "/managerpages", &[])
+        .await
+        .assert_problem(403, "auth.forbidden");
+    query
+        .get_as(Some(&as_member), &format!("/managerMessages/{target}"), &[])
+        .await
+        .assert_problem(403, "auth.forbidden");
+
+    let own = query
+        .until(&format!("/members/{member}?position={position}"), |_| true)
+        .await;
+    assert_eq!(own["balance"], 0);
+    let mine = query
+        .get_as(Some(&as_member), &format!("/members/{member}"), &[])
+        .await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.body["memberStatus"], "ACTIVE");
+    assert_eq!(mine.body["phoneNo"], "010****0000");
+    query
+        .get_as(Some(&as_member), &format!("/members/{other}"), &[])
+        .await
+        .assert_problem(403, "auth.forbidden");
+
+    let registered_for = query
+        .until(&format!("/managerpages/{target}"), |_| true)
+        .await["memberId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let target_member = token(&registered_for, Role::Member);
+    let status = query
+        .get_as(
+            Some(&target_member),
+            &format!("/dormantMembers/{target}"),
+            &[],
+        )
+        .await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.body["memberStatus"], "PRE_DORMANT");
+    query
+        .get_as(Some(&as_member), &format!("/dormantMembers/{target}"), &[])
+        .await
+        .assert_problem(403, "auth.forbidden");
+}
+
+#[tokio::test]
+async fn bad_input_is_a_problem_naming_the_parameter() {
+    let stack = Stack::start().await;
+    let query = &stack.query;
+    for (path, code, field) in [
+        ("/managerpages?status=SLEEPY", "validation.status", "status"),
+        ("/managerpages?limit=0", "validation.limit", "limit"),
+        ("/managerpages?limit=201", "validation.limit", "limit"),
+        ("/managerpages?order=sideways", "validation.order", "order"),
+        ("/managerpages?cursor=%%%", "validation.cursor", "cursor"),
+        (
+            "/managerpages?cursor=bm90LWEtY3Vyc29y",
+            "validation.cursor",
+            "cursor",
+        ),
+        (
+            "/managerpages?position=yesterday",
+            "validation.position",
+            "position",
+        ),
+        ("/members/not%20an%20id", "validation.id", "memberId"),
+    ] {
+        let reply = query.get(path).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.body);
+        assert_eq!(reply.body["code"], code, "{path}: {}", reply.body);
+        assert_eq!(reply.body["field"], field, "{path}: {}", reply.body);
+    }
+    query
+        .get("/managerpages?colour=red")
+        .await
+        .assert_problem(400, "request.malformed_query");
+    query
+        .get("/managerpages/404")
+        .await
+        .assert_problem(404, "dormant_member.not_found");
+    query
+        .get("/members/404")
+        .await
+        .assert_problem(404, "member.not_found");
+    query
+        .get("/managerMessages/404")
+        .await
+        .assert_problem(404, "manager_message.not_found");
+}
+
+#[tokio::test]
+async fn metrics_show_each_projections_lag() {
+    let stack = Stack::start().await;
+    let (id, position) = stack.commands.register_target("01024440000", "lag").await;
+    stack
+        .query
+        .until(&format!("/managerpages/{id}?position={position}"), |_| true)
+        .await;
+    let text = stack
+        .query
+        .client
+        .get(format!("{}/metrics", stack.query.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"projection_lag_events{projection="managerpage"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"projection_lag_seconds{projection="members"}"#),
+        "{text}"
+    );
+    assert!(text.contains("http_requests_total"), "{text}");
+    let _ = WAIT;
+}
