@@ -16,11 +16,12 @@ const BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`): one JSON object
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, without the
+/// database driver's notices): one JSON object
 /// per line when `LOG_FORMAT=json` (for log shippers), text otherwise.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -69,6 +69,20 @@ pub async fn checkpoint(
     Ok(position(row.get(0), row.get(1)))
 }
 
+/// The checkpoint of `name`, `None` when it has none (yet).
+pub async fn position_of(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Position>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT commit_position, prepare_position FROM projector.consumers WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.and_then(|row| position(row.get(0), row.get(1))))
+}
+
 fn position(commit: Option<i64>, prepare: Option<i64>) -> Option<Position> {
     Some(Position {
         commit: u64::try_from(commit?).ok()?,

@@ -261,3 +261,76 @@ pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
     tokio::spawn(connection);
     client
 }
+
+/// Requests per second and latency of a load run.
+#[derive(Debug, Clone, Copy)]
+pub struct Sample {
+    /// Completed requests per second.
+    pub per_second: f64,
+    /// Median latency, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency, ms.
+    pub p99_ms: f64,
+}
+
+impl Sample {
+    /// The run with the median throughput of `samples`.
+    pub fn median(mut samples: Vec<Self>) -> Self {
+        samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
+        samples.swap_remove(samples.len() / 2)
+    }
+
+    /// Throughput and percentiles of latencies `micros` over `elapsed`.
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
+    pub fn of(mut micros: Vec<u64>, elapsed: Duration) -> Self {
+        micros.sort_unstable();
+        let at = |p: f64| {
+            micros
+                .get(((micros.len().saturating_sub(1)) as f64 * p) as usize)
+                .map_or(0.0, |&us| us as f64 / 1000.0)
+        };
+        Self {
+            per_second: micros.len() as f64 / elapsed.as_secs_f64(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+        }
+    }
+}
+
+/// `clients` loops sending the request `make(client, n)` builds (`n` counts
+/// that client's requests) for `duration`; every answer must be a success.
+pub async fn load<F>(clients: u64, duration: Duration, make: F) -> Sample
+where
+    F: Fn(u64, u64) -> reqwest::RequestBuilder + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let make = Arc::clone(&make);
+            tokio::spawn(async move {
+                let mut micros = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let response = make(client, n).send().await.expect("the service answers");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    let _ = response.bytes().await;
+                    micros.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    n += 1;
+                }
+                micros
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a load client"));
+    }
+    Sample::of(all, started.elapsed())
+}

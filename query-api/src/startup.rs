@@ -34,8 +34,12 @@ impl Application {
             .read_database_url
             .parse()
             .map_err(|e| anyhow::anyhow!("malformed read_database_url: {e}"))?;
+        // The read queries are few and parameterised the same way each time:
+        // plan them once per connection instead of once per request.
+        let mut pool_config = read_config.clone();
+        pool_config.options("-c plan_cache_mode=force_generic_plan");
         let manager = Manager::from_config(
-            read_config.clone(),
+            pool_config,
             tokio_postgres::NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,

@@ -141,17 +141,10 @@ async fn handled(client: &tokio_postgres::Client, name: &str) -> i64 {
 }
 
 async fn checkpoint(client: &tokio_postgres::Client, name: &str) -> Option<Position> {
-    let row = client
-        .query_opt(
-            "SELECT commit_position, prepare_position FROM projector.consumers WHERE name = $1",
-            &[&name],
-        )
+    mileage_projector::bookkeeping::position_of(client, name)
         .await
-        .ok()??;
-    Some(Position {
-        commit: u64::try_from(row.get::<_, Option<i64>>(0)?).ok()?,
-        prepare: u64::try_from(row.get::<_, Option<i64>>(1)?).ok()?,
-    })
+        .ok()
+        .flatten()
 }
 
 /// Waits until every named consumer's checkpoint is the log's head and the

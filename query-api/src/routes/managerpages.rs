@@ -2,6 +2,7 @@
 //! status, one target; and `/dormantMembers/{id}` for the member concerned.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -33,6 +34,34 @@ const MAX_LIMIT: i64 = 200;
 const COLUMNS: &str = "id, member_id, phone_masked, nickname, erased, status, message_status, \
                        registered_at, updated_at, registered_commit, registered_prepare, last_position";
 
+/// The list's four statements: (descending, ascending) x (all, one status).
+static LIST_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
+    let list = |ascending: bool, filtered: bool| {
+        let (op, direction) = if ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        let filter = if filtered { "status = $4 AND" } else { "" };
+        format!(
+            "SELECT {COLUMNS} FROM managerpage.targets
+              WHERE {filter} (registered_commit, registered_prepare) {op} ($1, $2)
+              ORDER BY registered_commit {direction}, registered_prepare {direction}
+              LIMIT $3"
+        )
+    };
+    [
+        list(false, false),
+        list(false, true),
+        list(true, false),
+        list(true, true),
+    ]
+});
+
+/// One target by id.
+static BY_ID_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM managerpage.targets WHERE id = $1"));
+
 /// The routes.
 pub fn router() -> Router<QueryState> {
     Router::new()
@@ -45,37 +74,38 @@ pub fn router() -> Router<QueryState> {
 /// A dormant target as operators see it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Managerpage {
+pub struct Managerpage<'a> {
     /// The target.
     #[schema(example = "1")]
-    id: String,
+    id: &'a str,
     /// The member it was registered for.
     #[schema(example = "2")]
-    member_id: String,
+    member_id: &'a str,
     /// Masked; `null` once erased.
     #[schema(example = "010****5678")]
-    phone_no: Option<String>,
+    phone_no: Option<&'a str>,
     /// `null` once erased.
-    nickname: Option<String>,
+    nickname: Option<&'a str>,
     /// The person's data was destroyed (or the member withdrew).
     erased: bool,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
     #[schema(example = "DORMANT")]
-    member_status: String,
+    member_status: &'a str,
     /// The dormant notice: `PENDING`, `SENT` or `FAILED`; `null` before.
     #[schema(example = "SENT")]
-    message_status: Option<String>,
+    message_status: Option<&'a str>,
     /// When it was registered.
     registered_at: DateTime<Utc>,
     /// When it last changed.
     updated_at: DateTime<Utc>,
     /// The last event applied to it.
     #[schema(example = "1042-1042")]
-    last_position: String,
+    last_position: &'a str,
 }
 
-impl Managerpage {
-    fn from_row(row: &Row) -> Self {
+impl<'a> Managerpage<'a> {
+    /// A view of `row` (read without copying its text).
+    fn from_row(row: &'a Row) -> Self {
         Self {
             id: row.get(0),
             member_id: row.get(1),
@@ -94,9 +124,9 @@ impl Managerpage {
 /// One page of targets.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ManagerpagePage {
+pub struct ManagerpagePage<'a> {
     /// The targets, newest registration first (or oldest, with `order=asc`).
-    items: Vec<Managerpage>,
+    items: Vec<Managerpage<'a>>,
     /// Pass as `cursor` for the next page; `null` on the last.
     next_cursor: Option<String>,
 }
@@ -134,15 +164,15 @@ pub struct Counts {
 /// A dormant target as its member sees it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DormantMember {
+pub struct DormantMember<'a> {
     /// The target.
-    id: String,
+    id: &'a str,
     /// The member.
-    member_id: String,
+    member_id: &'a str,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
-    member_status: String,
+    member_status: &'a str,
     /// The dormant notice's status.
-    message_status: Option<String>,
+    message_status: Option<&'a str>,
     /// When it last changed.
     updated_at: DateTime<Utc>,
 }
@@ -239,25 +269,15 @@ pub async fn list(
     if let Some(unchanged) = not_modified(&headers, &tag, seen) {
         return Ok(unchanged);
     }
-    let (op, direction, start) = if ascending {
-        (">", "ASC", (i64::MIN, i64::MIN))
+    let start = if ascending {
+        (i64::MIN, i64::MIN)
     } else {
-        ("<", "DESC", (i64::MAX, i64::MAX))
+        (i64::MAX, i64::MAX)
     };
-    let filter = if status.is_some() {
-        "status = $4 AND"
-    } else {
-        ""
-    };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM managerpage.targets
-          WHERE {filter} (registered_commit, registered_prepare) {op} ($1, $2)
-          ORDER BY registered_commit {direction}, registered_prepare {direction}
-          LIMIT $3"
-    );
+    let sql = &LIST_SQL[usize::from(ascending) * 2 + usize::from(status.is_some())];
     let (commit, prepare) = after.unwrap_or(start);
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client.prepare_cached(&sql).await.map_err(db_error)?;
+    let statement = client.prepare_cached(sql).await.map_err(db_error)?;
     let fetch = limit + 1;
     let rows = match status {
         Some(status) => {
@@ -324,19 +344,10 @@ pub async fn counts(
     Ok(tagged(fresh(Counts { by_status, total }, seen), &tag))
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<Option<Managerpage>, ApiError> {
+async fn find(state: &QueryState, id: &str) -> Result<Option<Row>, ApiError> {
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM managerpage.targets WHERE id = $1"
-        ))
-        .await
-        .map_err(db_error)?;
-    let row = client
-        .query_opt(&statement, &[&id])
-        .await
-        .map_err(db_error)?;
-    Ok(row.as_ref().map(Managerpage::from_row))
+    let statement = client.prepare_cached(&BY_ID_SQL).await.map_err(db_error)?;
+    client.query_opt(&statement, &[&id]).await.map_err(db_error)
 }
 
 fn no_target(id: &str) -> ApiError {
@@ -367,7 +378,7 @@ pub async fn by_id(
     caller.require_manager()?;
     let seen = wait(&state, PROJECTION, wanted).await;
     Ok(match find(&state, &id).await? {
-        Some(target) => fresh(target, seen),
+        Some(row) => fresh(Managerpage::from_row(&row), seen),
         None => fresh_error(no_target(&id), seen),
     })
 }
@@ -391,7 +402,8 @@ pub async fn dormant_member(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let seen = wait(&state, PROJECTION, wanted).await;
-    let target = find(&state, &id).await?;
+    let row = find(&state, &id).await?;
+    let target = row.as_ref().map(Managerpage::from_row);
     let allowed = |member: &str| {
         MemberId::parse(member)
             .map_err(ApiError::from)
@@ -401,7 +413,7 @@ pub async fn dormant_member(
         caller.require_manager()?;
         return Ok(fresh_error(no_target(&id), seen));
     };
-    allowed(&target.member_id)?;
+    allowed(target.member_id)?;
     let body = DormantMember {
         id: target.id,
         member_id: target.member_id,

@@ -11,7 +11,6 @@ use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use mileage_command_api::error::ApiError;
-use mileage_command_api::extract::AppJson;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -45,9 +44,21 @@ async fn wait(state: &QueryState, projection: &str, wanted: Wanted) -> Seen {
         .await
 }
 
-/// `body` as JSON with the freshness headers.
+/// `body` as JSON with the freshness headers (serialised into one buffer
+/// sized for a page, so a list is not copied as it grows).
 fn fresh<T: Serialize>(body: T, seen: Seen) -> Response {
-    let mut response = AppJson(body).into_response();
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    let mut response = match serde_json::to_writer(&mut buffer, &body) {
+        Ok(()) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            buffer,
+        )
+            .into_response(),
+        Err(e) => ApiError::Internal(e.into()).into_response(),
+    };
     mark(&mut response, seen);
     response
 }

@@ -1,0 +1,269 @@
+//! The read side under load, on this machine, load generator in-process:
+//!
+//! - `GET /managerpages` (a page of 50) and `GET /managerpages/{id}` at 32
+//!   clients over 10,000 targets;
+//! - end-to-end lag: a probe earns points and reads its member back through
+//!   the query API with the command's position, while 32 other clients run
+//!   the command benchmark's `earn points` load; lag is the time from the
+//!   command's answer to the read that shows it.
+//!
+//! Prints numbers; asserts nothing.
+//! `bash deploy/local/with-pg.sh cargo bench -p mileage-query-api --bench reads`
+//! Settings: `BENCH_SECONDS` (5), `BENCH_RUNS` (3), `BENCH_CLIENTS` (32),
+//! `BENCH_ONLY` (`reads` or `lag`; both by default).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mileage_command_api::config::JwtKey;
+use mileage_projector::testing::{
+    CommandApi, JWT_SECRET, Sample, eventually, load, start_projector,
+};
+use mileage_query_api::config::Settings;
+use mileage_query_api::startup::Application;
+use serde_json::json;
+
+const TARGETS: i64 = 10_000;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn query_api(database: &str, command_api: &str) -> String {
+    let settings = Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: database.to_owned(),
+        read_database_url: database.to_owned(),
+        jwt: JwtKey::Hs256(JWT_SECRET.into()),
+        wait_limit: Duration::from_secs(5),
+        command_api_url: command_api.to_owned(),
+        pool_size: 16,
+    };
+    let app = Application::build(&settings).await.expect("the query API");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
+}
+
+/// 10,000 managerpage rows, written straight into the read model.
+async fn fill_managerpage(database: &str) {
+    let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
+        .await
+        .expect("the database");
+    tokio::spawn(connection);
+    client
+        .execute(
+            "INSERT INTO managerpage.targets
+                 (id, member_id, phone_masked, nickname, erased, status, message_status,
+                  registered_at, updated_at, registered_commit, registered_prepare, last_position)
+             SELECT g::text, g::text, '010****' || lpad((g % 10000)::text, 4, '0'), 'target ' || g, false,
+                    (ARRAY['PRE_DORMANT', 'DORMANT', 'DESTRUCTION', 'CLEARED'])[g % 4 + 1],
+                    CASE WHEN g % 4 = 0 THEN NULL ELSE 'SENT' END,
+                    now(), now(), g, g, g || '-' || g
+               FROM generate_series(1, $1::bigint) g",
+            &[&TARGETS],
+        )
+        .await
+        .expect("fill");
+    client
+        .batch_execute("VACUUM ANALYZE managerpage.targets")
+        .await
+        .expect("vacuum");
+}
+
+/// `clients` keep-alive connections, each sending GET `path(client, n)`
+/// with the bearer token back to back for `duration`: a lean load generator
+/// (one hyper connection per client, requests built once per call), so the
+/// machine's two cores go to the service rather than to the client.
+async fn get_load(
+    clients: u64,
+    duration: Duration,
+    address: &str,
+    token: &str,
+    path: impl Fn(u64, u64) -> String + Send + Sync + 'static,
+) -> Sample {
+    use http_body_util::{BodyExt, Empty};
+    let authority = address.trim_start_matches("http://").to_owned();
+    let authorization: Arc<str> = format!("Bearer {token}").into();
+    let path = Arc::new(path);
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (authority, authorization, path) = (
+                authority.clone(),
+                Arc::clone(&authorization),
+                Arc::clone(&path),
+            );
+            tokio::spawn(async move {
+                let stream = tokio::net::TcpStream::connect(&authority)
+                    .await
+                    .expect("connect");
+                stream.set_nodelay(true).expect("nodelay");
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .expect("handshake");
+                tokio::spawn(connection);
+                let mut micros = Vec::new();
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let request = hyper::Request::get(path(client, n))
+                        .header("host", &authority)
+                        .header("authorization", &*authorization)
+                        .body(Empty::<bytes::Bytes>::new())
+                        .expect("a request");
+                    let t = Instant::now();
+                    let response = sender.send_request(request).await.expect("an answer");
+                    assert!(response.status().is_success(), "{}", response.status());
+                    response.into_body().collect().await.expect("a body");
+                    micros.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+                    n += 1;
+                }
+                micros
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("a load client"));
+    }
+    Sample::of(all, started.elapsed())
+}
+
+fn print(name: &str, sample: &Sample) {
+    println!(
+        "{name:<44} {:>8.0}/s   p50 {:>6.2} ms   p99 {:>6.2} ms",
+        sample.per_second, sample.p50_ms, sample.p99_ms
+    );
+}
+
+async fn reads(seconds: Duration, runs: u64, clients: u64) {
+    let database = mileage_store::testing::fresh_database().await;
+    let address = query_api(&database, "").await;
+    fill_managerpage(&database).await;
+    let token = Arc::<str>::from(mileage_projector::testing::token(
+        "ops",
+        mileage_command_api::auth::Role::Manager,
+    ));
+    for (name, by_id) in [
+        ("GET /managerpages (page of 50)", false),
+        ("GET /managerpages/{id}", true),
+    ] {
+        let mut samples = Vec::new();
+        for _ in 0..runs {
+            samples.push(
+                get_load(clients, seconds, &address, &token, move |c, n| {
+                    if by_id {
+                        format!("/managerpages/{}", (c * 7919 + n * 104_729) % 10_000 + 1)
+                    } else {
+                        "/managerpages?limit=50".to_owned()
+                    }
+                })
+                .await,
+            );
+        }
+        print(
+            &format!("{name}, {clients} clients"),
+            &Sample::median(samples),
+        );
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+async fn lag(seconds: Duration, runs: u64, clients: u64) {
+    let database = mileage_store::testing::fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, None).await;
+    let query = query_api(&database, &commands.address).await;
+    let mut members = Vec::new();
+    for n in 0..=clients {
+        members.push(
+            commands
+                .join(&format!("0108{n:07}"), &format!("load {n}"))
+                .await,
+        );
+    }
+    let probe = members.pop().expect("a probe member");
+    let members = Arc::new(members);
+    let http = reqwest::Client::new();
+    let token: Arc<str> = commands.token.clone().into();
+    for run in 0..runs {
+        let (address, http2, token2, members2) = (
+            commands.address.clone(),
+            http.clone(),
+            Arc::clone(&token),
+            Arc::clone(&members),
+        );
+        let background = tokio::spawn(load(clients, seconds, move |c, _| {
+            let member = &members2[usize::try_from(c).unwrap_or(0)];
+            http2
+                .post(format!("{address}/members/{member}/points/earn"))
+                .bearer_auth(&*token2)
+                .json(&json!({ "amount": 1 }))
+        }));
+        let deadline = Instant::now() + seconds;
+        let mut lags = Vec::new();
+        while Instant::now() < deadline {
+            let answer: serde_json::Value = http
+                .post(format!("{}/members/{probe}/points/earn", commands.address))
+                .bearer_auth(&*token)
+                .json(&json!({ "amount": 1 }))
+                .send()
+                .await
+                .expect("the command API")
+                .json()
+                .await
+                .expect("JSON");
+            let written = Instant::now();
+            let position = answer["position"].as_str().expect("a position").to_owned();
+            let balance = answer["balance"].clone();
+            eventually(
+                "the probe's write is visible",
+                Duration::from_secs(10),
+                || async {
+                    let response = http
+                        .get(format!("{query}/members/{probe}?position={position}"))
+                        .bearer_auth(&*token)
+                        .send()
+                        .await
+                        .ok()?;
+                    let stale = response.headers().contains_key("x-stale");
+                    let body: serde_json::Value = response.json().await.ok()?;
+                    (!stale && body["balance"] == balance).then_some(())
+                },
+            )
+            .await;
+            lags.push(u64::try_from(written.elapsed().as_micros()).unwrap_or(u64::MAX));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let commands_sample = background.await.expect("the load");
+        let lag = Sample::of(lags, seconds);
+        println!(
+            "run {run}: earn points at {clients} clients {:>6.0}/s (p99 {:.1} ms); append -> visible lag p50 {:.1} ms, p99 {:.1} ms ({} probes)",
+            commands_sample.per_second,
+            commands_sample.p99_ms,
+            lag.p50_ms,
+            lag.p99_ms,
+            (lag.per_second * seconds.as_secs_f64()).round()
+        );
+    }
+    projector.stop().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = Duration::from_secs(env_number("BENCH_SECONDS", 5));
+    let runs = env_number("BENCH_RUNS", 3);
+    let clients = env_number("BENCH_CLIENTS", 32);
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "reads" {
+        reads(seconds, runs, clients).await;
+    }
+    if only.is_empty() || only == "lag" {
+        lag(seconds, runs, clients).await;
+    }
+}
