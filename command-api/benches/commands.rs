@@ -110,6 +110,7 @@ async fn history(store: &PgEventStore, id: &str) {
                     amount: Points(1),
                     balance: Points(n),
                     at: Utc::now(),
+                    expires_at: (Utc::now()) + mileage_domain::member::POINTS_VALID_FOR,
                 }
                 .into();
                 NewEvent::from_domain(Uuid::now_v7(), &event, Causation::root(Uuid::now_v7()))

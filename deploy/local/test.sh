@@ -16,7 +16,7 @@ if [[ $# -eq 0 ]]; then set -- --workspace; fi
 bash "$here/chromium.sh"
 log=$(mktemp /tmp/mileage-test.XXXXXX.log)
 set +e
-bash "$here/with-pg.sh" cargo test "$@" 2>&1 | tee "$log"
+bash "$here/with-pg.sh" cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run (cargo prints one per test binary).

@@ -14,7 +14,8 @@ pub trait EventPayload: Sized {
     fn to_json(&self) -> Vec<u8>;
     /// Decodes stored data. Errors name the type and version, never panic.
     fn decode(event_type: &str, schema_version: u16, data: &[u8]) -> Result<Self, DecodeError>;
-    /// The JSON Schema of every event type of this enum, at its current version.
+    /// The JSON Schema of every event type of this enum, at every version it
+    /// can decode (the current one and the older ones it upcasts).
     fn schemas() -> Vec<EventSchema>;
 }
 
@@ -59,13 +60,18 @@ pub enum DecodeError {
 }
 
 /// Declares an aggregate's event enum: one variant per event struct, each
-/// with its current schema version. Generates the [`EventPayload`]
-/// implementation and `From` conversions.
+/// with its current schema version and, for types that evolved, the structs
+/// of their older versions: `PointsEarned = 2 { 1 => PointsEarnedV1 }`.
+/// An older version's struct decodes the stored data and converts into the
+/// current type (`From`), which is the upcaster; chains go through each
+/// version's `From`. Generates the [`EventPayload`] implementation (decoding
+/// every version, schemas of every version) and `From` conversions.
 macro_rules! domain_events {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident = $version:literal ),+ $(,)?
+            $( $(#[$vmeta:meta])* $variant:ident = $version:literal
+               $( { $( $old:literal => $legacy:ty ),+ $(,)? } )? ),+ $(,)?
         }
     ) => {
         $(#[$meta])*
@@ -111,19 +117,25 @@ macro_rules! domain_events {
                 match event_type {
                     $(
                         stringify!($variant) => {
+                            let malformed = |e: serde_json::Error| DecodeError::Malformed {
+                                event_type: event_type.to_owned(),
+                                version: schema_version,
+                                reason: e.to_string(),
+                            };
+                            $($(
+                                if schema_version == $old {
+                                    return serde_json::from_slice::<$legacy>(data)
+                                        .map(|legacy| Self::$variant(legacy.into()))
+                                        .map_err(malformed);
+                                }
+                            )+)?
                             if schema_version != $version {
                                 return Err(DecodeError::UnsupportedVersion {
                                     event_type: event_type.to_owned(),
                                     version: schema_version,
                                 });
                             }
-                            serde_json::from_slice(data).map(Self::$variant).map_err(|e| {
-                                DecodeError::Malformed {
-                                    event_type: event_type.to_owned(),
-                                    version: schema_version,
-                                    reason: e.to_string(),
-                                }
-                            })
+                            serde_json::from_slice(data).map(Self::$variant).map_err(malformed)
                         }
                     )+
                     _ => Err(DecodeError::UnknownEventType { event_type: event_type.to_owned() }),
@@ -131,7 +143,7 @@ macro_rules! domain_events {
             }
 
             fn schemas() -> Vec<$crate::event::EventSchema> {
-                vec![
+                let current = [
                     $(
                         $crate::event::EventSchema {
                             event_type: stringify!($variant),
@@ -139,7 +151,17 @@ macro_rules! domain_events {
                             schema: schemars::schema_for!($variant).to_value(),
                         },
                     )+
-                ]
+                ];
+                let older: Vec<$crate::event::EventSchema> = vec![
+                    $($($(
+                        $crate::event::EventSchema {
+                            event_type: stringify!($variant),
+                            version: $old,
+                            schema: schemars::schema_for!($legacy).to_value(),
+                        },
+                    )+)?)+
+                ];
+                current.into_iter().chain(older).collect()
             }
         }
     };

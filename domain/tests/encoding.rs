@@ -95,9 +95,37 @@ fn amounts_are_integers_in_json() {
         amount: Points(5),
         balance: Points(15),
         at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        expires_at: Utc.with_ymd_and_hms(2027, 1, 2, 3, 4, 5).unwrap(),
     }
     .into();
     let value: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
     assert_eq!(value["amount"], 5);
     assert_eq!(value["balance"], 15);
+}
+
+#[test]
+fn a_version_1_points_earned_is_upcast_with_the_policys_expiry() {
+    let v1 = br#"{"memberId":"7","amount":10,"balance":30,"at":"2025-03-01T09:00:00Z"}"#;
+    let event = MemberEvent::decode("PointsEarned", 1, v1).expect("v1 still decodes");
+    let MemberEvent::PointsEarned(earned) = event else {
+        panic!("a PointsEarned")
+    };
+    assert_eq!(earned.balance, Points(30));
+    assert_eq!(
+        earned.expires_at,
+        Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap(),
+        "one year after it was earned"
+    );
+    assert_eq!(
+        MemberEvent::PointsEarned(earned).schema_version(),
+        2,
+        "written back, it is the current version"
+    );
+    let unknown = MemberEvent::decode("PointsEarned", 3, v1).unwrap_err();
+    assert!(
+        unknown.to_string().contains("no schema version 3"),
+        "{unknown}"
+    );
+    let missing = MemberEvent::decode("PointsEarned", 2, v1).unwrap_err();
+    assert!(missing.to_string().contains("expiresAt"), "{missing}");
 }

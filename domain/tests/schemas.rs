@@ -68,8 +68,8 @@ fn committed_schemas_match_the_code() {
 }
 
 #[test]
-fn every_event_type_name_is_unique() {
+fn every_event_type_and_version_is_unique() {
     let schemas = mileage_domain::schema::all_event_schemas();
-    let names: BTreeSet<_> = schemas.iter().map(|s| s.event_type).collect();
+    let names: BTreeSet<_> = schemas.iter().map(|s| (s.event_type, s.version)).collect();
     assert_eq!(names.len(), schemas.len());
 }

@@ -12,6 +12,7 @@ pub mod notifier;
 pub mod people;
 pub mod process;
 pub mod projections;
+pub mod replay;
 pub mod runner;
 pub mod startup;
 #[cfg(feature = "testing")]

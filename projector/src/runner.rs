@@ -27,6 +27,11 @@ pub enum Exit {
     Shutdown,
     /// A poison event stopped the consumer (already logged and recorded).
     Stopped(HandleError),
+    /// The consumer reached the position it was asked to stop at.
+    Reached,
+    /// A failing runner gave up instead of reconnecting (see
+    /// [`Runner::fail_fast`]); the reason.
+    Failed(String),
 }
 
 /// How a session (one connection holding the lock) ended without an error.
@@ -35,6 +40,8 @@ enum SessionEnd {
     Stopped(HandleError),
     /// Another replica moved the checkpoint: stand by again.
     LostLease,
+    /// The `until` position was reached.
+    Reached,
 }
 
 /// What every consumer of a process shares.
@@ -44,6 +51,8 @@ pub struct Runner {
     read_config: tokio_postgres::Config,
     batch_size: usize,
     shutdown: watch::Receiver<bool>,
+    until: Option<Position>,
+    fail_fast: bool,
 }
 
 impl Runner {
@@ -62,7 +71,25 @@ impl Runner {
             read_config,
             batch_size,
             shutdown,
+            until: None,
+            fail_fast: false,
         })
+    }
+
+    /// A runner that reports an outage ([`Exit::Failed`]) instead of
+    /// reconnecting: for tools an operator runs and watches.
+    #[must_use]
+    pub fn fail_fast(mut self) -> Self {
+        self.fail_fast = true;
+        self
+    }
+
+    /// A runner that stops once its consumer has handled everything up to
+    /// and including `position` (a rebuild up to a head, a verification).
+    #[must_use]
+    pub fn until(mut self, position: Position) -> Self {
+        self.until = Some(position);
+        self
     }
 
     /// Runs `consumer` until shutdown or a poison event, surviving outages.
@@ -79,9 +106,11 @@ impl Runner {
             match outcome {
                 Ok(SessionEnd::Shutdown) => return Exit::Shutdown,
                 Ok(SessionEnd::Stopped(error)) => return Exit::Stopped(error),
+                Ok(SessionEnd::Reached) => return Exit::Reached,
                 Ok(SessionEnd::LostLease) => {
                     tracing::warn!(consumer = %name, "another replica moved the checkpoint; standing by");
                 }
+                Err(reason) if self.fail_fast => return Exit::Failed(reason),
                 Err(reason) => {
                     if started.elapsed() > Duration::from_secs(30) {
                         delays = backoff();
@@ -126,6 +155,11 @@ impl Runner {
         consumer.prepare(&client).await.map_err(|e| e.to_string())?;
         let mut checkpoint = bookkeeping::checkpoint(&client, name).await.map_err(db)?;
         bookkeeping::mark_running(&client, name).await.map_err(db)?;
+        if let (Some(until), Some(at)) = (self.until, checkpoint)
+            && at >= until
+        {
+            return Ok(SessionEnd::Reached);
+        }
         let mut events = self
             .store
             .subscribe_all(checkpoint)
@@ -143,9 +177,20 @@ impl Runner {
             };
             let mut batch = Vec::with_capacity(chunk.len());
             let mut failure = None;
+            let mut reached = false;
             for item in chunk {
                 match item {
-                    Ok(event) => batch.push(event),
+                    Ok(event) if self.until.is_some_and(|until| event.position > until) => {
+                        reached = true;
+                        break;
+                    }
+                    Ok(event) => {
+                        reached = self.until == Some(event.position);
+                        batch.push(event);
+                        if reached {
+                            break;
+                        }
+                    }
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -165,6 +210,9 @@ impl Runner {
                     lag_measured = Instant::now();
                     self.measure_lag(name, batch.last()).await;
                 }
+            }
+            if reached {
+                return Ok(SessionEnd::Reached);
             }
             if let Some(e) = failure {
                 return Err(format!("event store: {e}"));

@@ -40,7 +40,12 @@ impl Running {
                 Ok((name, Exit::Stopped(error))) => {
                     tracing::error!(consumer = %name, %error, "consumer stopped");
                 }
-                Ok((name, Exit::Shutdown)) => tracing::info!(consumer = %name, "consumer stopped"),
+                Ok((name, Exit::Failed(reason))) => {
+                    tracing::error!(consumer = %name, %reason, "consumer failed");
+                }
+                Ok((name, Exit::Shutdown | Exit::Reached)) => {
+                    tracing::info!(consumer = %name, "consumer stopped");
+                }
                 Err(e) => tracing::error!(error = %e, "consumer task failed"),
             }
         }

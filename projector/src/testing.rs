@@ -18,7 +18,7 @@ use mileage_command_api::startup::Application;
 use serde_json::Value;
 
 use crate::config::{NotifierSettings, Settings};
-use crate::startup::Running;
+pub use crate::startup::Running;
 
 /// The HS256 secret of test services.
 pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";

@@ -190,3 +190,53 @@ async fn replicas_with_stale_caches_still_decide_on_the_latest_state() {
         .await
         .assert_problem(422, "member.insufficient_points");
 }
+
+#[tokio::test]
+async fn a_member_with_version_1_events_is_commanded_through_the_upcaster() {
+    let app = spawn_app().await;
+    let id = app.join("01030009999", "veteran").await;
+    let store = app.store().await;
+    let v1: Vec<mileage_store::NewEvent> = (1..=3u64)
+        .map(|n| mileage_store::NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "PointsEarned".into(),
+            schema_version: 1,
+            data: serde_json::to_vec(&json!({
+                "memberId": id, "amount": 10, "balance": 10 * n, "at": "2025-01-01T00:00:00Z"
+            }))
+            .unwrap()
+            .into(),
+            causation: mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
+        })
+        .collect();
+    store
+        .append(
+            &format!("member-{id}"),
+            mileage_store::ExpectedVersion::Exact(0),
+            &v1,
+        )
+        .await
+        .unwrap();
+    let reply = app
+        .post(
+            &format!("/members/{id}/points/use"),
+            json!({ "amount": 25 }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["balance"], 5, "30 earned under v1, 25 used");
+    let stream = store
+        .read_stream(&format!("member-{id}"), 0, 10)
+        .await
+        .unwrap();
+    let versions: Vec<u16> = stream.iter().map(|e| e.schema_version).collect();
+    assert_eq!(
+        versions,
+        [1, 1, 1, 1, 1],
+        "stored events are never rewritten"
+    );
+    let MemberEvent::PointsEarned(earned) = stream[1].decode::<MemberEvent>().unwrap() else {
+        panic!("PointsEarned")
+    };
+    assert_eq!(earned.expires_at.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+}

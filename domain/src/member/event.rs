@@ -35,6 +35,45 @@ pub struct PointsEarned {
     pub balance: Points,
     /// When.
     pub at: DateTime<Utc>,
+    /// When these points lapse if unused (version 2: points carry their
+    /// expiry, fixed when they are earned, so a later change of the policy
+    /// never shortens points already held).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// How long earned points stay valid; version-1 events were written under
+/// this same policy, so their upcaster applies it.
+pub const POINTS_VALID_FOR: chrono::TimeDelta = chrono::TimeDelta::days(365);
+
+/// `PointsEarned` as version 1 stored it: without `expiresAt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(
+    title = "PointsEarned",
+    description = "Points were added to the balance."
+)]
+pub struct PointsEarnedV1 {
+    /// The member.
+    pub member_id: MemberId,
+    /// Points added (positive).
+    pub amount: Points,
+    /// Balance after the event.
+    pub balance: Points,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// The upcaster v1 -> v2: the expiry the policy gave points earned at `at`.
+impl From<PointsEarnedV1> for PointsEarned {
+    fn from(v1: PointsEarnedV1) -> Self {
+        Self {
+            member_id: v1.member_id,
+            amount: v1.amount,
+            balance: v1.balance,
+            at: v1.at,
+            expires_at: v1.at + POINTS_VALID_FOR,
+        }
+    }
 }
 
 /// Points were spent.
@@ -79,7 +118,7 @@ domain_events! {
         /// See [`MemberJoined`].
         MemberJoined = 1,
         /// See [`PointsEarned`].
-        PointsEarned = 1,
+        PointsEarned = 2 { 1 => PointsEarnedV1 },
         /// See [`PointsUsed`].
         PointsUsed = 1,
         /// See [`PointsForfeited`].

@@ -15,6 +15,7 @@ mod tests;
 pub use command::MemberCommand;
 pub use error::MemberError;
 pub use event::{
-    MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
+    MemberEvent, MemberJoined, MemberWithdrawn, POINTS_VALID_FOR, PointsEarned, PointsEarnedV1,
+    PointsForfeited, PointsUsed,
 };
 pub use state::{ActiveMember, Member};

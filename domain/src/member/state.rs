@@ -96,6 +96,7 @@ impl Aggregate for Member {
                         amount,
                         balance,
                         at,
+                        expires_at: at + super::POINTS_VALID_FOR,
                     }
                     .into(),
                 ])

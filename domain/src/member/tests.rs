@@ -46,6 +46,7 @@ fn earned(amount: u64, balance: u64) -> MemberEvent {
         amount: Points(amount),
         balance: Points(balance),
         at: at(),
+        expires_at: (at()) + crate::member::POINTS_VALID_FOR,
     }
     .into()
 }

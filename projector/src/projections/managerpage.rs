@@ -60,6 +60,7 @@ pub enum Event {
 #[async_trait]
 impl Model for Managerpage {
     const NAME: &'static str = "managerpage";
+    const TABLES: &'static [(&'static str, &'static str)] = &[("targets", "id")];
     type Row = Target;
     type Event = Event;
 

@@ -43,6 +43,7 @@ pub struct Members;
 #[async_trait]
 impl Model for Members {
     const NAME: &'static str = "members";
+    const TABLES: &'static [(&'static str, &'static str)] = &[("members", "id")];
     type Row = MemberRow;
     type Event = MemberEvent;
 
@@ -259,6 +260,7 @@ mod tests {
                 amount: Points(100),
                 balance: Points(100),
                 at: Utc::now(),
+                expires_at: (Utc::now()) + mileage_domain::member::POINTS_VALID_FOR,
             }
             .into(),
             PointsUsed {

@@ -53,6 +53,7 @@ pub enum Event {
 #[async_trait]
 impl Model for Messages {
     const NAME: &'static str = "messages";
+    const TABLES: &'static [(&'static str, &'static str)] = &[("messages", "target_id")];
     type Row = MessageRow;
     type Event = Event;
 

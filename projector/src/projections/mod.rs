@@ -26,6 +26,8 @@ use crate::people::People;
 pub trait Model: Send + Sync + 'static {
     /// The name of the projection, and its schema's by default.
     const NAME: &'static str;
+    /// Its tables in the schema, each with its key column.
+    const TABLES: &'static [(&'static str, &'static str)];
     /// A row of the read model.
     type Row: Send + Sync;
     /// The events it applies, decoded.
@@ -119,6 +121,53 @@ pub(crate) fn recorded(
                 .timestamp_opt(1_700_000_000 + i64::try_from(position).unwrap_or(0), 0)
                 .unwrap(),
         },
+    }
+}
+
+/// The projections there are, by name.
+pub const NAMES: [&str; 3] = [
+    managerpage::Managerpage::NAME,
+    members::Members::NAME,
+    messages::Messages::NAME,
+];
+
+/// Builds a projection as a consumer named by the first argument, into the
+/// schema named by the second.
+pub type Build = fn(&str, &str, Arc<dyn KeyStore>) -> Arc<dyn Consumer>;
+
+/// What tooling needs of a projection known by name.
+pub struct Known {
+    /// Its name.
+    pub name: &'static str,
+    /// Its tables and their key columns.
+    pub tables: &'static [(&'static str, &'static str)],
+    /// The projection as a consumer named `consumer`, into `schema`.
+    pub build: Build,
+    /// Its DDL for `schema`.
+    pub ddl: fn(&str) -> String,
+}
+
+fn known<M: Model>() -> Known {
+    Known {
+        name: M::NAME,
+        tables: M::TABLES,
+        build: |consumer, schema, keys| {
+            Arc::new(Projection::<M>::into_schema(consumer, schema, keys))
+        },
+        ddl: M::ddl,
+    }
+}
+
+/// The projection called `name`, or an error listing the ones there are.
+pub fn by_name(name: &str) -> Result<Known, String> {
+    match name {
+        "managerpage" => Ok(known::<managerpage::Managerpage>()),
+        "members" => Ok(known::<members::Members>()),
+        "messages" => Ok(known::<messages::Messages>()),
+        other => Err(format!(
+            "unknown projection {other:?}; the projections are {}",
+            NAMES.join(", ")
+        )),
     }
 }
 

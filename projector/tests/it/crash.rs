@@ -85,6 +85,7 @@ async fn seed(store: &PgEventStore, keys: &PgKeyStore) {
                     amount: Points(10),
                     balance: Points(10 * k),
                     at: Utc::now(),
+                    expires_at: (Utc::now()) + mileage_domain::member::POINTS_VALID_FOR,
                 }
                 .into(),
             );

@@ -3,4 +3,5 @@
 
 mod consumers;
 mod crash;
+mod replay;
 mod sagas;

@@ -1,0 +1,210 @@
+//! `export` / `import`: the log as JSON lines, one envelope per event (id,
+//! stream, version, type, schema version, data, correlation, causation,
+//! recorded time). Import checks the whole archive first (JSON, known event
+//! types and versions), then appends stream by stream with the archived
+//! versions and event ids, so a rerun appends nothing new.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use mileage_domain::Aggregate;
+use mileage_domain::dormant_member::DormantMember;
+use mileage_domain::envelope::{Causation, Envelope};
+use mileage_domain::event::{DecodeError, EventPayload};
+use mileage_domain::id_sequence::IdSequence;
+use mileage_domain::manager_message::ManagerMessage;
+use mileage_domain::member::Member;
+use mileage_domain::phone_registry::PhoneRegistry;
+use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
+use serde::Serialize;
+
+use super::Context;
+
+/// Events read per page while exporting.
+const PAGE: usize = 1000;
+
+/// What an export or import did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Archived {
+    /// Events written to the archive, or appended to the store.
+    pub events: u64,
+    /// On import: events the store already held (a rerun).
+    pub already_there: u64,
+}
+
+/// Writes the whole log to `out`, in global order.
+pub async fn export(ctx: &Context, out: &mut impl Write) -> anyhow::Result<Archived> {
+    let bar = ctx.bar("export", ctx.log_size().await);
+    let mut after: Option<Position> = None;
+    let mut events = 0;
+    loop {
+        let page = ctx.store.read_all(after, PAGE).await?;
+        for event in &page {
+            serde_json::to_writer(&mut *out, &event.to_envelope()?)?;
+            out.write_all(b"\n")?;
+            after = Some(event.position);
+            events += 1;
+        }
+        bar.set_position(events);
+        if page.len() < PAGE {
+            break;
+        }
+    }
+    out.flush()?;
+    bar.finish_and_clear();
+    Ok(Archived {
+        events,
+        already_there: 0,
+    })
+}
+
+/// Checks that `envelope` decodes as one of our event types at a version we
+/// read (directly or through an upcaster).
+fn check_type(envelope: &Envelope) -> Result<(), DecodeError> {
+    fn decode<A: Aggregate>(e: &Envelope, data: &[u8]) -> Option<Result<(), DecodeError>> {
+        let category = e.stream.split_once('-').map_or("", |(c, _)| c);
+        (category == A::CATEGORY)
+            .then(|| A::Event::decode(&e.event_type, e.version, data).map(drop))
+    }
+    let data = serde_json::to_vec(&envelope.data).unwrap_or_default();
+    decode::<Member>(envelope, &data)
+        .or_else(|| decode::<DormantMember>(envelope, &data))
+        .or_else(|| decode::<ManagerMessage>(envelope, &data))
+        .or_else(|| decode::<PhoneRegistry>(envelope, &data))
+        .or_else(|| decode::<IdSequence>(envelope, &data))
+        .unwrap_or_else(|| {
+            Err(DecodeError::UnknownEventType {
+                event_type: format!("{} (on stream {})", envelope.event_type, envelope.stream),
+            })
+        })
+}
+
+/// Reads and checks every line of `path`.
+fn read_archive(path: &Path) -> anyhow::Result<Vec<Envelope>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open the archive {}: {e}", path.display()))?;
+    let mut envelopes = Vec::new();
+    for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let number = index + 1;
+        let line =
+            line.map_err(|e| anyhow::anyhow!("{}:{number}: unreadable: {e}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let envelope: Envelope = serde_json::from_str(&line).map_err(|e| {
+            anyhow::anyhow!("{}:{number}: not a valid event line: {e}", path.display())
+        })?;
+        check_type(&envelope).map_err(|e| {
+            anyhow::anyhow!("{}:{number}: {e} (no upcaster reads it)", path.display())
+        })?;
+        envelopes.push(envelope);
+    }
+    anyhow::ensure!(
+        !envelopes.is_empty(),
+        "the archive {} holds no events",
+        path.display()
+    );
+    Ok(envelopes)
+}
+
+/// Appends the archive at `path` to `target`, keeping ids, versions and
+/// causal metadata (and, on the PostgreSQL store, the recorded times).
+pub async fn import(
+    ctx: &Context,
+    path: &Path,
+    target: &dyn EventStore,
+    keep_times_in_postgres: bool,
+) -> anyhow::Result<Archived> {
+    let envelopes = read_archive(path)?;
+    let bar = ctx.bar("import", Some(envelopes.len() as u64));
+    let mut report = Archived {
+        events: 0,
+        already_there: 0,
+    };
+    let mut start = 0;
+    while start < envelopes.len() {
+        let first = &envelopes[start];
+        let mut end = start + 1;
+        while end < envelopes.len()
+            && envelopes[end].stream == first.stream
+            && envelopes[end].stream_version == envelopes[end - 1].stream_version + 1
+            && end - start < 500
+        {
+            end += 1;
+        }
+        let run = &envelopes[start..end];
+        let expected = match first.stream_version {
+            0 => ExpectedVersion::NoStream,
+            v => ExpectedVersion::Exact(v - 1),
+        };
+        let events: Vec<NewEvent> = run
+            .iter()
+            .map(|e| NewEvent {
+                event_id: e.event_id,
+                event_type: e.event_type.clone(),
+                schema_version: e.version,
+                data: serde_json::to_vec(&e.data).unwrap_or_default().into(),
+                causation: Causation {
+                    correlation_id: e.metadata.correlation_id,
+                    causation_id: e.metadata.causation_id,
+                },
+            })
+            .collect();
+        match target.append(&first.stream, expected, &events).await {
+            Ok(outcome) if outcome.already_appended => report.already_there += run.len() as u64,
+            Ok(_) => report.events += run.len() as u64,
+            Err(StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. }) => {
+                let stored = target
+                    .read_stream(&first.stream, first.stream_version, run.len())
+                    .await?;
+                let same = stored.len() == run.len()
+                    && stored
+                        .iter()
+                        .zip(run)
+                        .all(|(s, e)| s.event_id == e.event_id);
+                anyhow::ensure!(
+                    same,
+                    "{}: event {} ({} #{}) clashes with what the target store holds there",
+                    path.display(),
+                    first.event_id,
+                    first.stream,
+                    first.stream_version
+                );
+                report.already_there += run.len() as u64;
+            }
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "appending {} #{}: {e}",
+                    first.stream,
+                    first.stream_version
+                ));
+            }
+        }
+        if keep_times_in_postgres {
+            keep_recorded_times(ctx, run).await?;
+        }
+        bar.set_position(end as u64);
+        start = end;
+    }
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// The PostgreSQL store stamps appends with the time of the append; an
+/// imported event keeps the time it was first recorded.
+async fn keep_recorded_times(ctx: &Context, run: &[Envelope]) -> anyhow::Result<()> {
+    let ids: Vec<uuid::Uuid> = run.iter().map(|e| e.event_id).collect();
+    let times: Vec<chrono::DateTime<chrono::Utc>> =
+        run.iter().map(|e| e.metadata.recorded_at).collect();
+    let client = ctx.store.pool().get().await?;
+    client
+        .execute(
+            "UPDATE events SET recorded_at = t.at
+               FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
+              WHERE events.event_id = t.id AND events.recorded_at <> t.at",
+            &[&ids, &times],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! `rebuild <projection>`: a fresh copy from position zero in a shadow
+//! schema while the live one keeps serving, caught up to the head, then
+//! swapped in atomically. Interruptible and resumable (the shadow keeps its
+//! checkpoint); one rebuild per projection at a time (an advisory lock).
+
+use std::future::Future;
+use std::time::Instant;
+
+use mileage_store::{EventStore, Position};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{Context, identifier};
+use crate::bookkeeping::{self, position_of};
+use crate::projections::{Known, by_name};
+use crate::runner::{Exit, Runner};
+
+/// What a finished rebuild did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rebuilt {
+    /// The projection.
+    pub projection: String,
+    /// It continued an interrupted rebuild.
+    pub resumed: bool,
+    /// Events the shadow handled in all.
+    pub events: i64,
+    /// Seconds this run took.
+    pub seconds: f64,
+    /// The position the swapped-in copy had reached.
+    pub position: Option<String>,
+}
+
+/// How `rebuild` ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Swapped in.
+    Done(Rebuilt),
+    /// Stopped by the operator; run again to resume from `position`.
+    Interrupted {
+        /// Where the shadow stopped.
+        position: Option<Position>,
+    },
+}
+
+/// The shadow's schema and consumer name.
+pub fn shadow_of(projection: &str) -> String {
+    format!("{projection}__rebuild")
+}
+
+/// Rebuilds `projection`; `interrupt` resolving stops it resumably.
+pub async fn rebuild(
+    ctx: &Context,
+    projection: &str,
+    batch: usize,
+    interrupt: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
+    let known = by_name(projection).map_err(anyhow::Error::msg)?;
+    let shadow = shadow_of(identifier(known.name)?);
+    let mut client = ctx.read_client().await?;
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('mileage.rebuild.' || $1))",
+            &[&known.name],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(locked, "a rebuild of {} is already running", known.name);
+    let resumed = position_of(&client, &shadow).await?.is_some();
+    let started = Instant::now();
+    let total = ctx.log_size().await;
+    let bar = ctx.bar(&format!("rebuild {}", known.name), total);
+    tokio::pin!(interrupt);
+    loop {
+        let Some(head) = ctx.store.head_position().await? else {
+            break;
+        };
+        let (stop, stopped) = watch::channel(false);
+        let runner = Runner::new(ctx.store.clone(), &ctx.read_url, batch, stopped)?
+            .until(head)
+            .fail_fast();
+        let consumer = (known.build)(&shadow, &shadow, ctx.keys.clone());
+        let run = tokio::spawn(async move { runner.run(consumer).await });
+        tokio::pin!(run);
+        let exit = loop {
+            tokio::select! {
+                exit = &mut run => break exit?,
+                () = &mut interrupt => {
+                    let _ = stop.send(true);
+                    let _ = (&mut run).await;
+                    bar.abandon();
+                    return Ok(Outcome::Interrupted { position: position_of(&client, &shadow).await? });
+                }
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    bar.set_position(handled(&client, &shadow).await);
+                }
+            }
+        };
+        match exit {
+            Exit::Reached => {}
+            Exit::Shutdown => anyhow::bail!("the rebuild was stopped"),
+            Exit::Stopped(error) => anyhow::bail!(
+                "the rebuild of {} stopped: {error}; the live read model is untouched",
+                known.name
+            ),
+            Exit::Failed(reason) => anyhow::bail!(
+                "the rebuild of {} was cut off ({reason}); the live read model is untouched; \
+                 run it again to resume from {}",
+                known.name,
+                position_of(&client, &shadow)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map_or_else(|| "the start".to_owned(), |p| p.to_string())
+            ),
+        }
+        if swap(&mut client, &known, &shadow).await? {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let position = position_of(&client, known.name).await?;
+    let events = handled_i64(&client, known.name).await;
+    Ok(Outcome::Done(Rebuilt {
+        projection: known.name.to_owned(),
+        resumed,
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+        position: position.map(|p| p.to_string()),
+    }))
+}
+
+async fn handled_i64(client: &tokio_postgres::Client, name: &str) -> i64 {
+    client
+        .query_opt(
+            "SELECT events_handled FROM projector.consumers WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map_or(0, |row| row.get(0))
+}
+
+async fn handled(client: &tokio_postgres::Client, name: &str) -> u64 {
+    u64::try_from(handled_i64(client, name).await).unwrap_or(0)
+}
+
+/// In one transaction: lock the live tables (waiting out a live batch),
+/// and if the shadow is at least as far as the live copy, put it in the live
+/// schema's place with its checkpoint. `false` when the live copy got ahead
+/// (catch up and try again).
+async fn swap(
+    client: &mut tokio_postgres::Client,
+    known: &Known,
+    shadow: &str,
+) -> anyhow::Result<bool> {
+    let live = known.name;
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
+    tx.batch_execute(&(known.ddl)(live)).await?;
+    let tables: Vec<String> = known
+        .tables
+        .iter()
+        .map(|(table, _)| format!("{live}.{table}"))
+        .collect();
+    tx.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        tables.join(", ")
+    ))
+    .await
+    .map_err(|e| anyhow::anyhow!("could not lock the live {live} tables (a long batch?): {e}"))?;
+    tx.execute(
+        "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        &[&live],
+    )
+    .await?;
+    tx.query(
+        "SELECT name FROM projector.consumers WHERE name IN ($1, $2) FOR UPDATE",
+        &[&live, &shadow],
+    )
+    .await?;
+    let live_at = position_of(&tx, live).await?;
+    let shadow_at = position_of(&tx, shadow).await?;
+    if live_at > shadow_at {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    let old = format!("{live}__replaced");
+    tx.batch_execute(&format!(
+        "DROP SCHEMA IF EXISTS {old} CASCADE;
+         ALTER SCHEMA {live} RENAME TO {old};
+         ALTER SCHEMA {shadow} RENAME TO {live};
+         DROP SCHEMA {old} CASCADE;"
+    ))
+    .await?;
+    tx.execute(
+        "UPDATE projector.consumers AS live
+            SET commit_position = shadow.commit_position,
+                prepare_position = shadow.prepare_position,
+                events_handled = shadow.events_handled,
+                last_event_at = shadow.last_event_at,
+                state = 'running', error_position = NULL, error_event_type = NULL,
+                error_reason = NULL, updated_at = now()
+           FROM projector.consumers AS shadow
+          WHERE live.name = $1 AND shadow.name = $2",
+        &[&live, &shadow],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM projector.consumers WHERE name = $1",
+        &[&shadow],
+    )
+    .await?;
+    if let Some(at) = shadow_at {
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&bookkeeping::CHANNEL, &format!("{live} {at}")],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}

@@ -1,0 +1,209 @@
+//! `verify <projection>`: rebuilds into a scratch schema up to the live
+//! copy's checkpoint and compares the two, row by row. Rows the live copy
+//! changed after that checkpoint are left out (they moved on, rightly).
+
+use mileage_store::Position;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::{Context, identifier};
+use crate::bookkeeping::position_of;
+use crate::projections::{Known, by_name};
+use crate::runner::{Exit, Runner};
+
+/// One row that differs.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Difference {
+    /// The table.
+    pub table: String,
+    /// The row's key.
+    pub key: String,
+    /// The live row (JSON), `None` when missing.
+    pub live: Option<String>,
+    /// The rebuilt row (JSON), `None` when the live copy has a row the log
+    /// does not explain.
+    pub rebuilt: Option<String>,
+}
+
+/// A table's comparison.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableReport {
+    /// The table.
+    pub table: String,
+    /// Rows in the live copy.
+    pub live_rows: i64,
+    /// Rows in the rebuilt copy.
+    pub rebuilt_rows: i64,
+    /// Live rows changed after the compared position (not compared).
+    pub changed_since: i64,
+    /// Rows that differ.
+    pub differences: i64,
+}
+
+/// What `verify` found.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    /// The projection.
+    pub projection: String,
+    /// The position both copies were compared at.
+    pub position: Option<String>,
+    /// Per table.
+    pub tables: Vec<TableReport>,
+    /// The first differences (up to `--show`).
+    pub first_differences: Vec<Difference>,
+}
+
+impl Verified {
+    /// Whether the live copy equals the rebuild.
+    pub fn equal(&self) -> bool {
+        self.tables.iter().all(|t| t.differences == 0)
+    }
+}
+
+/// Verifies `projection`, listing up to `show` differences.
+pub async fn verify(
+    ctx: &Context,
+    projection: &str,
+    batch: usize,
+    show: i64,
+) -> anyhow::Result<Verified> {
+    let known = by_name(projection).map_err(anyhow::Error::msg)?;
+    let live = identifier(known.name)?;
+    let scratch = format!("{live}__verify");
+    let client = ctx.read_client().await?;
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('mileage.verify.' || $1))",
+            &[&live],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(locked, "a verification of {live} is already running");
+    client.batch_execute(&(known.ddl)(live)).await?;
+    reset(&client, &scratch).await?;
+    let target = position_of(&client, live).await?;
+    rebuild_scratch(ctx, &known, &client, &scratch, target, batch).await?;
+    let (commit, prepare) = target.map_or((i64::MAX, i64::MAX), |p: Position| {
+        (
+            i64::try_from(p.commit).unwrap_or(i64::MAX),
+            i64::try_from(p.prepare).unwrap_or(i64::MAX),
+        )
+    });
+    let mut tables = Vec::new();
+    let mut first_differences = Vec::new();
+    for (table, key) in known.tables {
+        let count = |schema: &str| format!("SELECT count(*) FROM {schema}.{table}");
+        let live_rows: i64 = client.query_one(&count(live), &[]).await?.get(0);
+        let rebuilt_rows: i64 = client.query_one(&count(&scratch), &[]).await?.get(0);
+        let after =
+            "(split_part(l.lp, '-', 1)::bigint, split_part(l.lp, '-', 2)::bigint) > ($1, $2)";
+        let changed_since: i64 = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM (SELECT last_position AS lp FROM {live}.{table}) l WHERE {after}"
+                ),
+                &[&commit, &prepare],
+            )
+            .await?
+            .get(0);
+        let rows = client
+            .query(
+                &format!(
+                    "WITH l AS (SELECT {key}::text AS k, row_to_json(t)::text AS j, t.last_position AS lp
+                                  FROM {live}.{table} t),
+                          s AS (SELECT {key}::text AS k, row_to_json(t)::text AS j FROM {scratch}.{table} t)
+                     SELECT coalesce(l.k, s.k), l.j, s.j, count(*) OVER ()
+                       FROM l FULL JOIN s ON l.k = s.k
+                      WHERE l.j IS DISTINCT FROM s.j AND (l.lp IS NULL OR NOT {after})
+                      ORDER BY 1 LIMIT $3"
+                ),
+                &[&commit, &prepare, &show.max(1)],
+            )
+            .await?;
+        let differences = rows.first().map_or(0, |r| r.get::<_, i64>(3));
+        for row in rows.iter().take(usize::try_from(show).unwrap_or(0)) {
+            first_differences.push(Difference {
+                table: (*table).to_owned(),
+                key: row.get(0),
+                live: row.get(1),
+                rebuilt: row.get(2),
+            });
+        }
+        tables.push(TableReport {
+            table: (*table).to_owned(),
+            live_rows,
+            rebuilt_rows,
+            changed_since,
+            differences,
+        });
+    }
+    reset(&client, &scratch).await?;
+    Ok(Verified {
+        projection: live.to_owned(),
+        position: target.map(|p| p.to_string()),
+        tables,
+        first_differences,
+    })
+}
+
+/// Replays the log into `scratch` up to `target`, the position the live copy
+/// had reached, or creates empty tables when it has seen nothing.
+async fn rebuild_scratch(
+    ctx: &Context,
+    known: &Known,
+    client: &tokio_postgres::Client,
+    scratch: &str,
+    target: Option<Position>,
+    batch: usize,
+) -> anyhow::Result<()> {
+    if let Some(target) = target {
+        let (_stop, stopped) = watch::channel(false);
+        let runner = Runner::new(ctx.store.clone(), &ctx.read_url, batch, stopped)?
+            .until(target)
+            .fail_fast();
+        let consumer = (known.build)(scratch, scratch, ctx.keys.clone());
+        let bar = ctx.bar(&format!("verify {}", known.name), ctx.log_size().await);
+        let run = tokio::spawn(async move { runner.run(consumer).await });
+        tokio::pin!(run);
+        let exit = loop {
+            tokio::select! {
+                exit = &mut run => break exit?,
+                () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    let row = client
+                        .query_opt("SELECT events_handled FROM projector.consumers WHERE name = $1", &[&scratch])
+                        .await?;
+                    bar.set_position(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)));
+                }
+            }
+        };
+        bar.finish_and_clear();
+        match exit {
+            Exit::Stopped(error) => {
+                reset(client, scratch).await?;
+                anyhow::bail!("the log does not rebuild {}: {error}", known.name);
+            }
+            Exit::Failed(reason) => anyhow::bail!("the verification was cut off: {reason}"),
+            Exit::Reached | Exit::Shutdown => {}
+        }
+    } else {
+        crate::projections::create_tables(client, &(known.ddl)(scratch)).await?;
+    }
+    Ok(())
+}
+
+/// Drops the scratch copy and its checkpoint.
+async fn reset(client: &tokio_postgres::Client, scratch: &str) -> anyhow::Result<()> {
+    client
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {scratch} CASCADE"))
+        .await?;
+    client
+        .execute(
+            "DELETE FROM projector.consumers WHERE name = $1",
+            &[&scratch],
+        )
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,542 @@
+//! The `replay` binary against a real PostgreSQL: every subcommand, its
+//! `--json` output, its exit codes and its refusals.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mileage_projector::testing::{
+    CommandApi, Gateway, Running, eventually, read_client, start_projector,
+};
+use mileage_store::testing::fresh_database;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `replay args...` against `database`: exit code, stdout, stderr.
+async fn replay(database: &str, args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_replay"));
+    command.env_clear().env("DATABASE_URL", database).args(args);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("replay runs"))
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn json(stdout: &str) -> Value {
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"))
+}
+
+async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    client
+        .query(&format!("SELECT row_to_json(t)::text FROM ({sql}) t"), &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+/// Pads the log with `n` events of a category no projection reads, so a
+/// rebuild with tiny batches takes a while.
+async fn pad_log(database: &str, n: i64) {
+    read_client(database)
+        .await
+        .execute(
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, correlation_id, causation_id)
+             SELECT 'padding-' || g, 0, gen_random_uuid(), 'Padding', 1, '{}'::json, gen_random_uuid(), gen_random_uuid()
+               FROM generate_series(1, $1::bigint) g",
+            &[&n],
+        )
+        .await
+        .unwrap();
+}
+
+/// Targets registered through the command API and the projector caught up.
+async fn system_with_targets(
+    n: usize,
+) -> (
+    String,
+    CommandApi,
+    mileage_projector::startup::Running,
+    Vec<String>,
+) {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, None).await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            commands
+                .register_target(&format!("0104{i:07}"), &format!("t{i}"))
+                .await
+                .0,
+        );
+    }
+    let read = read_client(&database).await;
+    eventually("the targets are projected", WAIT, || async {
+        let count: i64 = read
+            .query_one("SELECT count(*) FROM managerpage.targets", &[])
+            .await
+            .ok()?
+            .get(0);
+        (usize::try_from(count).ok()? == n).then_some(())
+    })
+    .await;
+    (database, commands, projector, ids)
+}
+
+#[tokio::test]
+async fn rebuild_swaps_in_an_equal_copy_while_commands_keep_arriving_and_the_live_one_carries_on() {
+    let (database, commands, projector, _) = system_with_targets(20).await;
+    let read = read_client(&database).await;
+    let writer = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for i in 0..40 {
+            ids.push(
+                commands
+                    .register_target(&format!("0105{i:07}"), &format!("w{i}"))
+                    .await
+                    .0,
+            );
+        }
+        (commands, ids)
+    });
+    let (code, stdout, stderr) = replay(
+        &database,
+        &["rebuild", "managerpage", "--json", "--batch", "7"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let done = json(&stdout);
+    assert_eq!(done["projection"], "managerpage");
+    assert_eq!(done["resumed"], false);
+    let (commands, _) = writer.await.unwrap();
+    let (late, _) = commands.register_target("01059999999", "late").await;
+    eventually(
+        "every target, including those written during the rebuild",
+        WAIT,
+        || async {
+            let count: i64 = read
+                .query_one("SELECT count(*) FROM managerpage.targets", &[])
+                .await
+                .ok()?
+                .get(0);
+            let late_seen = read
+                .query_opt("SELECT 1 FROM managerpage.targets WHERE id = $1", &[&late])
+                .await
+                .ok()?
+                .is_some();
+            (count == 61 && late_seen).then_some(())
+        },
+    )
+    .await;
+    let (code, stdout, stderr) = replay(&database, &["verify", "managerpage", "--json"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(json(&stdout)["tables"][0]["differences"], 0);
+    projector.stop().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_rebuild_resumes_and_two_at_once_are_refused() {
+    let (database, _commands, projector, _) = system_with_targets(60).await;
+    projector.stop().await;
+    pad_log(&database, 5000).await;
+    let read = read_client(&database).await;
+
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+        .env_clear()
+        .env("DATABASE_URL", &database)
+        .args(["rebuild", "managerpage", "--batch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the shadow copy is part-way", WAIT, || async {
+        let row = read
+            .query_opt(
+                "SELECT events_handled FROM projector.consumers WHERE name = 'managerpage__rebuild'",
+                &[],
+            )
+            .await
+            .ok()??;
+        (row.get::<_, i64>(0) > 3).then_some(())
+    })
+    .await;
+    let (code, _, stderr) = replay(&database, &["rebuild", "managerpage"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("already running"), "{stderr}");
+
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        status.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("run `replay rebuild managerpage` again")
+    );
+
+    let (code, stdout, _) = replay(&database, &["status", "--json"]).await;
+    assert_eq!(code, 0);
+    let managerpage = json(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "managerpage")
+        .cloned()
+        .unwrap();
+    assert_eq!(managerpage["state"], "rebuilding");
+
+    let (code, stdout, stderr) = replay(&database, &["rebuild", "managerpage", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["resumed"], true);
+    let (code, stdout, _) = replay(&database, &["verify", "managerpage"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.ends_with("equal\n"), "{stdout}");
+}
+
+#[tokio::test]
+async fn verify_catches_a_corrupted_row_and_a_missing_one() {
+    let (database, _commands, projector, ids) = system_with_targets(5).await;
+    projector.stop().await;
+    let read = read_client(&database).await;
+    read.execute(
+        "UPDATE managerpage.targets SET nickname = 'tampered' WHERE id = $1",
+        &[&ids[1]],
+    )
+    .await
+    .unwrap();
+    read.execute("DELETE FROM managerpage.targets WHERE id = $1", &[&ids[3]])
+        .await
+        .unwrap();
+    let (code, stdout, _) = replay(&database, &["verify", "managerpage", "--json"]).await;
+    assert_eq!(code, 1, "{stdout}");
+    let report = json(&stdout);
+    assert_eq!(report["tables"][0]["differences"], 2);
+    let keys: Vec<&str> = report["firstDifferences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [ids[1].as_str(), ids[3].as_str()]);
+    assert!(
+        report["firstDifferences"][0]["live"]
+            .as_str()
+            .unwrap()
+            .contains("tampered")
+    );
+    assert!(
+        report["firstDifferences"][1]["live"].is_null(),
+        "the missing row"
+    );
+    let (code, stdout, _) = replay(&database, &["verify", "managerpage"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("tampered")
+            && stdout.contains("(missing)")
+            && stdout.ends_with("DIFFERENT\n"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn export_then_import_into_an_empty_store_gives_the_same_log_and_a_rerun_adds_nothing() {
+    let (database, _commands, projector, _) = system_with_targets(5).await;
+    projector.stop().await;
+    let dir = std::env::temp_dir().join(format!("mileage-archive-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive: PathBuf = dir.join("log.jsonl");
+    let (code, stdout, stderr) = replay(
+        &database,
+        &["export", "--out", archive.to_str().unwrap(), "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let exported = json(&stdout)["events"].as_u64().unwrap();
+    assert!(exported >= 15, "{exported}");
+
+    let empty = fresh_database().await;
+    let (code, stdout, stderr) =
+        replay(&empty, &["import", archive.to_str().unwrap(), "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["events"].as_u64(), Some(exported));
+    let (code, stdout, _) = replay(&empty, &["import", archive.to_str().unwrap(), "--json"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(json(&stdout)["events"], 0, "a rerun appends nothing");
+    assert_eq!(json(&stdout)["alreadyThere"].as_u64(), Some(exported));
+
+    let again = dir.join("again.jsonl");
+    let (code, _, _) = replay(&empty, &["export", "--out", again.to_str().unwrap()]).await;
+    assert_eq!(code, 0);
+    let strip = |text: String| -> Vec<Value> {
+        text.lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("position");
+                v
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(std::fs::read_to_string(&archive).unwrap()),
+        strip(std::fs::read_to_string(&again).unwrap()),
+        "ids, order, types, versions, data and metadata (times included) survive"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn bad_archives_and_names_are_refused_with_where_and_what() {
+    let database = fresh_database().await;
+    let dir = std::env::temp_dir().join(format!("mileage-bad-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = r#"{"eventId":"0191d1a0-0000-7000-8000-000000000001","stream":"member-1","streamVersion":0,"position":"1-1","type":"MemberWithdrawn","version":1,"data":{"memberId":"1","at":"2026-01-01T00:00:00Z"},"metadata":{"correlationId":"0191d1a0-0000-7000-8000-000000000002","causationId":"0191d1a0-0000-7000-8000-000000000002","recordedAt":"2026-01-01T00:00:00Z"}}"#;
+    let cases = [
+        (
+            "truncated.jsonl",
+            format!("{good}\n{}", &good[..60]),
+            "truncated.jsonl:2",
+        ),
+        (
+            "version.jsonl",
+            good.replace("\"version\":1", "\"version\":9"),
+            "no schema version 9",
+        ),
+        (
+            "type.jsonl",
+            good.replace("MemberWithdrawn", "MemberVanished"),
+            "MemberVanished",
+        ),
+        ("empty.jsonl", String::new(), "holds no events"),
+    ];
+    for (name, text, expected) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, _, stderr) = replay(&database, &["import", path.to_str().unwrap()]).await;
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+    }
+    let (code, _, stderr) = replay(&database, &["import", "/nowhere/log.jsonl"]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cannot open the archive /nowhere/log.jsonl"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = replay(&database, &["export"]).await;
+    assert_eq!(
+        (code, stdout.as_str()),
+        (0, ""),
+        "nothing was imported from the bad archives"
+    );
+    for command in ["rebuild", "verify"] {
+        let (code, _, stderr) = replay(&database, &[command, "managerpages"]).await;
+        assert_eq!(code, 2);
+        assert!(
+            stderr.contains("unknown projection \"managerpages\""),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = replay("postgres://nobody@127.0.0.1:1/none", &["status"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("event store"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A target marked dormant under a known correlation id whose notice fails,
+/// so the destruction saga runs to its end.
+async fn destroyed_target() -> (String, Running, String, uuid::Uuid) {
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&["01000001111"]).await;
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, Some(&gateway)).await;
+    let (id, _) = commands.register_target("01000001111", "doomed").await;
+    let correlation = uuid::Uuid::new_v4();
+    reqwest::Client::new()
+        .patch(format!("{}/dormantMembers/{id}", commands.address))
+        .bearer_auth(&commands.token)
+        .header("x-correlation-id", correlation.to_string())
+        .json(&serde_json::json!({ "memberStatus": "DORMANT" }))
+        .send()
+        .await
+        .unwrap();
+    let read = read_client(&database).await;
+    eventually("the target is destroyed", WAIT, || async {
+        let row = read
+            .query_opt(
+                "SELECT status FROM managerpage.targets WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .ok()??;
+        (row.get::<_, String>(0) == "DESTRUCTION").then_some(())
+    })
+    .await;
+
+    (database, projector, id, correlation)
+}
+
+#[tokio::test]
+async fn trace_inspect_and_status_follow_the_destruction_saga() {
+    let (database, projector, id, correlation) = destroyed_target().await;
+    let (code, stdout, stderr) = replay(&database, &["trace", &correlation.to_string()]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("request "), "{stdout}");
+    assert!(
+        lines[1].starts_with("   └─ DormantMemberChanged"),
+        "{stdout}"
+    );
+    assert!(lines[2].starts_with("      └─ MessageFailed"), "{stdout}");
+    assert!(
+        lines[3].starts_with("         └─ DormantMemberDestroyed"),
+        "{stdout}"
+    );
+    let (_, stdout, _) = replay(&database, &["trace", &correlation.to_string(), "--json"]).await;
+    let tree = json(&stdout);
+    assert_eq!(
+        tree[0]["events"][0]["caused"][0]["caused"][0]["eventType"],
+        "DormantMemberDestroyed"
+    );
+
+    let stream = format!("dormantMember-{id}");
+    let (_, plain, _) = replay(&database, &["inspect", "--stream", &stream]).await;
+    assert_eq!(plain.lines().count(), 3);
+    assert!(!plain.contains("01000001111"), "sealed unless asked");
+    let (_, revealed, _) = replay(
+        &database,
+        &[
+            "inspect",
+            "--stream",
+            &stream,
+            "--reveal",
+            "--type",
+            "DormantMemberRegistered",
+        ],
+    )
+    .await;
+    assert_eq!(revealed.lines().count(), 1);
+    assert!(
+        revealed.contains("(erased)"),
+        "the key is gone after destruction: {revealed}"
+    );
+    let member_stream = "member-1";
+    let (_, member, _) = replay(
+        &database,
+        &["inspect", "--stream", member_stream, "--reveal"],
+    )
+    .await;
+    assert!(
+        member.contains("01000001111"),
+        "a live person's data shows when asked: {member}"
+    );
+    let (_, by_correlation, _) = replay(
+        &database,
+        &[
+            "inspect",
+            "--correlation",
+            &correlation.to_string(),
+            "--limit",
+            "2",
+        ],
+    )
+    .await;
+    assert_eq!(by_correlation.lines().count(), 2);
+
+    let (code, stdout, _) = replay(&database, &["status", "--json"]).await;
+    assert_eq!(code, 0);
+    let names: Vec<String> = json(&stdout)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["name"].as_str().unwrap(),
+                c["state"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "destruction:running",
+            "managerpage:running",
+            "members:running",
+            "messages:running",
+            "notices:running"
+        ]
+    );
+    let (_, text, _) = replay(&database, &["status"]).await;
+    assert!(text.starts_with("consumer"), "{text}");
+    projector.stop().await;
+}
+
+#[tokio::test]
+async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_alone() {
+    let (database, _commands, projector, _) = system_with_targets(60).await;
+    projector.stop().await;
+    pad_log(&database, 5000).await;
+    let read = read_client(&database).await;
+    let before = rows(&read, "SELECT * FROM managerpage.targets ORDER BY id").await;
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+        .env_clear()
+        .env("DATABASE_URL", &database)
+        .args(["rebuild", "managerpage", "--batch", "1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the shadow copy is part-way", WAIT, || async {
+        let row = read
+            .query_opt(
+                "SELECT events_handled FROM projector.consumers WHERE name = 'managerpage__rebuild'",
+                &[],
+            )
+            .await
+            .ok()??;
+        (row.get::<_, i64>(0) > 3).then_some(())
+    })
+    .await;
+    let killed = read
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+              WHERE application_name = 'mileage-projector:managerpage__rebuild'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 1, "the rebuild's session");
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cut off") && stderr.contains("resume"),
+        "{stderr}"
+    );
+    assert_eq!(
+        rows(&read, "SELECT * FROM managerpage.targets ORDER BY id").await,
+        before,
+        "the live read model is untouched"
+    );
+    let (code, stdout, stderr) = replay(&database, &["rebuild", "managerpage", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(json(&stdout)["resumed"], true);
+    assert_eq!(
+        rows(&read, "SELECT * FROM managerpage.targets ORDER BY id").await,
+        before
+    );
+}
