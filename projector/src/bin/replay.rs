@@ -79,6 +79,9 @@ enum Command {
         /// Show personal data in clear where its key still exists.
         #[arg(long)]
         reveal: bool,
+        /// Show old schema versions upcast to the current one.
+        #[arg(long)]
+        upcast: bool,
     },
     /// Show the causal chain of one correlation id as a tree.
     Trace {
@@ -142,6 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             correlation,
             limit,
             reveal,
+            upcast,
         } => {
             let filter = inspect::Filter {
                 stream,
@@ -151,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 correlation,
                 limit,
                 reveal,
+                upcast,
             };
             let mut stdout = std::io::stdout().lock();
             inspect::inspect(&ctx, &filter, &mut stdout).await?;

@@ -7,14 +7,7 @@
 use std::io::{BufRead, Write};
 use std::path::Path;
 
-use mileage_domain::Aggregate;
-use mileage_domain::dormant_member::DormantMember;
 use mileage_domain::envelope::{Causation, Envelope};
-use mileage_domain::event::{DecodeError, EventPayload};
-use mileage_domain::id_sequence::IdSequence;
-use mileage_domain::manager_message::ManagerMessage;
-use mileage_domain::member::Member;
-use mileage_domain::phone_registry::PhoneRegistry;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use serde::Serialize;
 
@@ -59,27 +52,6 @@ pub async fn export(ctx: &Context, out: &mut impl Write) -> anyhow::Result<Archi
     })
 }
 
-/// Checks that `envelope` decodes as one of our event types at a version we
-/// read (directly or through an upcaster).
-fn check_type(envelope: &Envelope) -> Result<(), DecodeError> {
-    fn decode<A: Aggregate>(e: &Envelope, data: &[u8]) -> Option<Result<(), DecodeError>> {
-        let category = e.stream.split_once('-').map_or("", |(c, _)| c);
-        (category == A::CATEGORY)
-            .then(|| A::Event::decode(&e.event_type, e.version, data).map(drop))
-    }
-    let data = serde_json::to_vec(&envelope.data).unwrap_or_default();
-    decode::<Member>(envelope, &data)
-        .or_else(|| decode::<DormantMember>(envelope, &data))
-        .or_else(|| decode::<ManagerMessage>(envelope, &data))
-        .or_else(|| decode::<PhoneRegistry>(envelope, &data))
-        .or_else(|| decode::<IdSequence>(envelope, &data))
-        .unwrap_or_else(|| {
-            Err(DecodeError::UnknownEventType {
-                event_type: format!("{} (on stream {})", envelope.event_type, envelope.stream),
-            })
-        })
-}
-
 /// Reads and checks every line of `path`.
 fn read_archive(path: &Path) -> anyhow::Result<Vec<Envelope>> {
     let file = std::fs::File::open(path)
@@ -95,7 +67,7 @@ fn read_archive(path: &Path) -> anyhow::Result<Vec<Envelope>> {
         let envelope: Envelope = serde_json::from_str(&line).map_err(|e| {
             anyhow::anyhow!("{}:{number}: not a valid event line: {e}", path.display())
         })?;
-        check_type(&envelope).map_err(|e| {
+        super::upcast::current(&envelope).map_err(|e| {
             anyhow::anyhow!("{}:{number}: {e} (no upcaster reads it)", path.display())
         })?;
         envelopes.push(envelope);

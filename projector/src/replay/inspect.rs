@@ -35,6 +35,9 @@ pub struct Filter {
     pub limit: Option<usize>,
     /// Show personal data whose key still exists.
     pub reveal: bool,
+    /// Show each event in its current schema version (through the
+    /// upcasters) instead of as stored.
+    pub upcast: bool,
 }
 
 impl Filter {
@@ -93,7 +96,13 @@ pub async fn inspect(
 ) -> anyhow::Result<usize> {
     let mut envelopes = Vec::new();
     let count = scan(ctx, filter, |event| {
-        envelopes.push(event.to_envelope()?);
+        let mut envelope = event.to_envelope()?;
+        if filter.upcast {
+            super::upcast::upcast(&mut envelope).map_err(|e| {
+                anyhow::anyhow!("{} at {}: {e}", envelope.stream, envelope.position)
+            })?;
+        }
+        envelopes.push(envelope);
         Ok(())
     })
     .await?;

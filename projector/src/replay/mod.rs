@@ -6,6 +6,7 @@ pub mod archive;
 pub mod inspect;
 pub mod rebuild;
 pub mod status;
+pub mod upcast;
 pub mod verify;
 
 use std::sync::Arc;

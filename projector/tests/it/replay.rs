@@ -540,3 +540,65 @@ async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_a
         before
     );
 }
+
+#[tokio::test]
+async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_upcaster() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let id = commands.join("01030008888", "veteran").await;
+    let store = mileage_store::postgres::PgEventStore::connect(&database)
+        .await
+        .unwrap();
+    let v1: Vec<mileage_store::NewEvent> = (1..=3u64)
+        .map(|n| mileage_store::NewEvent {
+            event_id: uuid::Uuid::new_v4(),
+            event_type: "PointsEarned".into(),
+            schema_version: 1,
+            data: serde_json::to_vec(&serde_json::json!({
+                "memberId": id, "amount": 10, "balance": 10 * n, "at": "2025-01-01T00:00:00Z"
+            }))
+            .unwrap()
+            .into(),
+            causation: mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
+        })
+        .collect();
+    mileage_store::EventStore::append(
+        &store,
+        &format!("member-{id}"),
+        mileage_store::ExpectedVersion::Exact(0),
+        &v1,
+    )
+    .await
+    .unwrap();
+
+    let projector = start_projector(&database, None).await;
+    let read = read_client(&database).await;
+    eventually("the v1 points are projected", WAIT, || async {
+        let row = read
+            .query_opt("SELECT balance FROM members.members WHERE id = $1", &[&id])
+            .await
+            .ok()??;
+        (row.get::<_, i64>(0) == 30).then_some(())
+    })
+    .await;
+    projector.stop().await;
+    let (code, stdout, stderr) = replay(&database, &["verify", "members"]).await;
+    assert_eq!(code, 0, "a rebuild reads v1 alike: {stdout}{stderr}");
+
+    let stream = format!("member-{id}");
+    let args = ["inspect", "--stream", &stream, "--type", "PointsEarned"];
+    let (_, stored, _) = replay(&database, &args).await;
+    let stored: Vec<Value> = stored.lines().map(json).collect();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[0]["version"], 1, "shown as stored by default");
+    assert!(stored[0]["data"].get("expiresAt").is_none());
+    let (code, upcast, stderr) = replay(&database, &[&args[..], &["--upcast"]].concat()).await;
+    assert_eq!(code, 0, "{stderr}");
+    let upcast: Vec<Value> = upcast.lines().map(json).collect();
+    assert_eq!(upcast[2]["version"], 2);
+    assert_eq!(upcast[2]["data"]["balance"], 30);
+    assert_eq!(
+        upcast[2]["data"]["expiresAt"], "2026-01-01T00:00:00Z",
+        "v1 points lapse a year after they were earned"
+    );
+}
