@@ -151,24 +151,36 @@ pub async fn mark_running(
         .map(drop)
 }
 
-/// Records that `name` stopped at a poison event.
+/// Records that the consumer stopped at a poison event, if its checkpoint is
+/// still `at` (the position it handled up to); `false` when another replica
+/// or a rebuild's swap moved it, so the stop is not this session's to record.
 pub async fn mark_stopped(
     client: &impl GenericClient,
     name: &str,
+    at: Option<Position>,
     position: Position,
     event_type: &str,
     reason: &str,
-) -> Result<(), tokio_postgres::Error> {
-    client
+) -> Result<bool, tokio_postgres::Error> {
+    let updated = client
         .execute(
             "UPDATE projector.consumers
                 SET state = 'stopped', error_position = $2, error_event_type = $3,
                     error_reason = $4, updated_at = now()
-              WHERE name = $1",
-            &[&name, &position.to_string(), &event_type, &reason],
+              WHERE name = $1
+                AND commit_position IS NOT DISTINCT FROM $5
+                AND prepare_position IS NOT DISTINCT FROM $6",
+            &[
+                &name,
+                &position.to_string(),
+                &event_type,
+                &reason,
+                &at.map(|p| to_i64(p.commit)),
+                &at.map(|p| to_i64(p.prepare)),
+            ],
         )
-        .await
-        .map(drop)
+        .await?;
+    Ok(updated == 1)
 }
 
 /// Every consumer's row, by name.

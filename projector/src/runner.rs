@@ -138,6 +138,13 @@ impl Runner {
             .await
             .map_err(|e| format!("read database: {e}"))?;
         let connection = AbortOnDrop(tokio::spawn(connection));
+        // A batch commits with its checkpoint, and the log is the record: a
+        // crash that loses the last commits loses both together, and they
+        // are handled again. So commits need not wait for the WAL flush.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(db)?;
         let mut shutdown = self.shutdown.clone();
         while !try_lock(&client, name).await.map_err(db)? {
             metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(0.0);
@@ -250,9 +257,10 @@ impl Runner {
                 reason,
             }) => {
                 let good = batch.iter().take_while(|e| e.position < position).count();
+                let mut at = from;
                 if good > 0 {
                     match handle_in_tx(client, consumer, from, &batch[..good]).await? {
-                        Ok(Committed::Yes(_)) => {}
+                        Ok(Committed::Yes(handled)) => at = Some(handled),
                         Ok(other) => return Ok(other),
                         Err(HandleError::Transient(reason)) => return Err(reason),
                         Err(poison) => {
@@ -262,11 +270,18 @@ impl Runner {
                         }
                     }
                 }
-                tracing::error!(consumer = name, %position, %event_type, %reason, "cannot apply event; consumer stopped");
+                // Reported before it is recorded, so whoever sees the status
+                // row also sees the metric; taken back if it is not ours.
                 metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(1.0);
-                bookkeeping::mark_stopped(&*client, name, position, &event_type, &reason)
-                    .await
-                    .map_err(db)?;
+                let recorded =
+                    bookkeeping::mark_stopped(&*client, name, at, position, &event_type, &reason)
+                        .await
+                        .map_err(db)?;
+                if !recorded {
+                    metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(0.0);
+                    return Ok(Committed::LostLease);
+                }
+                tracing::error!(consumer = name, %position, %event_type, %reason, "cannot apply event; consumer stopped");
                 Ok(Committed::Stopped(HandleError::Poison {
                     position,
                     event_type,

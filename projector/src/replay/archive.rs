@@ -26,11 +26,20 @@ pub struct Archived {
     pub already_there: u64,
 }
 
-/// Writes the whole log to `out`, in global order.
+/// How long `export` waits for events committed before it started that are
+/// still behind an older open transaction (the log's visibility horizon).
+const HORIZON_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes the whole log as it was when the export started to `out`, in
+/// global order. Events committed before the start but not yet readable (an
+/// older transaction anywhere on the server is still open) are waited for,
+/// up to [`HORIZON_WAIT`], so the archive is never silently short.
 pub async fn export(ctx: &Context, out: &mut impl Write) -> anyhow::Result<Archived> {
-    let bar = ctx.bar("export", ctx.log_size().await);
+    let committed = ctx.log_size().await;
+    let bar = ctx.bar("export", committed);
     let mut after: Option<Position> = None;
     let mut events = 0;
+    let mut waiting_since: Option<std::time::Instant> = None;
     loop {
         let page = ctx.store.read_all(after, PAGE).await?;
         for event in &page {
@@ -40,9 +49,22 @@ pub async fn export(ctx: &Context, out: &mut impl Write) -> anyhow::Result<Archi
             events += 1;
         }
         bar.set_position(events);
-        if page.len() < PAGE {
-            break;
+        if page.len() == PAGE {
+            waiting_since = None;
+            continue;
         }
+        let Some(expected) = committed.filter(|&expected| events < expected) else {
+            break;
+        };
+        let since = *waiting_since.get_or_insert_with(std::time::Instant::now);
+        anyhow::ensure!(
+            since.elapsed() < HORIZON_WAIT,
+            "exported {events} of the {expected} events committed when the export started: \
+             the rest are behind a transaction open on the server for over {} s; \
+             the archive is incomplete",
+            HORIZON_WAIT.as_secs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     out.flush()?;
     bar.finish_and_clear();

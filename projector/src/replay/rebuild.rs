@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::time::Instant;
 
+use anyhow::Context as _;
 use mileage_store::{EventStore, Position};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -56,7 +57,6 @@ pub async fn rebuild(
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     let known = by_name(projection).map_err(anyhow::Error::msg)?;
-    let shadow = shadow_of(identifier(known.name)?);
     let mut client = ctx.read_client().await?;
     let locked: bool = client
         .query_one(
@@ -66,7 +66,26 @@ pub async fn rebuild(
         .await?
         .get(0);
     anyhow::ensure!(locked, "a rebuild of {} is already running", known.name);
-    let resumed = position_of(&client, &shadow).await?.is_some();
+    let outcome = rebuild_locked(ctx, &known, &mut client, batch, interrupt).await;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('mileage.rebuild.' || $1))",
+            &[&known.name],
+        )
+        .await?;
+    outcome
+}
+
+/// The rebuild itself, under the projection's rebuild lock.
+async fn rebuild_locked(
+    ctx: &Context,
+    known: &Known,
+    client: &mut tokio_postgres::Client,
+    batch: usize,
+    interrupt: impl Future<Output = ()>,
+) -> anyhow::Result<Outcome> {
+    let shadow = shadow_of(identifier(known.name)?);
+    let resumed = position_of(&*client, &shadow).await?.is_some();
     let started = Instant::now();
     let total = ctx.log_size().await;
     let bar = ctx.bar(&format!("rebuild {}", known.name), total);
@@ -89,10 +108,10 @@ pub async fn rebuild(
                     let _ = stop.send(true);
                     let _ = (&mut run).await;
                     bar.abandon();
-                    return Ok(Outcome::Interrupted { position: position_of(&client, &shadow).await? });
+                    return Ok(Outcome::Interrupted { position: position_of(&*client, &shadow).await? });
                 }
                 () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                    bar.set_position(handled(&client, &shadow).await);
+                    bar.set_position(handled(&*client, &shadow).await);
                 }
             }
         };
@@ -107,20 +126,20 @@ pub async fn rebuild(
                 "the rebuild of {} was cut off ({reason}); the live read model is untouched; \
                  run it again to resume from {}",
                 known.name,
-                position_of(&client, &shadow)
+                position_of(&*client, &shadow)
                     .await
                     .ok()
                     .flatten()
                     .map_or_else(|| "the start".to_owned(), |p| p.to_string())
             ),
         }
-        if swap(&mut client, &known, &shadow).await? {
+        if swap(client, known, &shadow).await? {
             break;
         }
     }
     bar.finish_and_clear();
-    let position = position_of(&client, known.name).await?;
-    let events = handled_i64(&client, known.name).await;
+    let position = position_of(&*client, known.name).await?;
+    let events = handled_i64(&*client, known.name).await;
     Ok(Outcome::Done(Rebuilt {
         projection: known.name.to_owned(),
         resumed,
@@ -156,9 +175,12 @@ async fn swap(
     shadow: &str,
 ) -> anyhow::Result<bool> {
     let live = known.name;
+    // The live tables must exist before the lock, and creating them (their
+    // indexes) inside the swap would take a share lock first and deadlock
+    // with a live batch waiting to write.
+    crate::projections::create_tables(client, &(known.ddl)(live)).await?;
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
-    tx.batch_execute(&(known.ddl)(live)).await?;
     let tables: Vec<String> = known
         .tables
         .iter()
@@ -169,7 +191,7 @@ async fn swap(
         tables.join(", ")
     ))
     .await
-    .map_err(|e| anyhow::anyhow!("could not lock the live {live} tables (a long batch?): {e}"))?;
+    .with_context(|| format!("could not lock the live {live} tables (a long batch?)"))?;
     tx.execute(
         "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
         &[&live],

@@ -72,7 +72,6 @@ pub async fn verify(
 ) -> anyhow::Result<Verified> {
     let known = by_name(projection).map_err(anyhow::Error::msg)?;
     let live = identifier(known.name)?;
-    let scratch = format!("{live}__verify");
     let client = ctx.read_client().await?;
     let locked: bool = client
         .query_one(
@@ -82,10 +81,30 @@ pub async fn verify(
         .await?
         .get(0);
     anyhow::ensure!(locked, "a verification of {live} is already running");
+    let verified = verify_locked(ctx, &known, &client, batch, show).await;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('mileage.verify.' || $1))",
+            &[&live],
+        )
+        .await?;
+    verified
+}
+
+/// The verification itself, under the projection's verification lock.
+async fn verify_locked(
+    ctx: &Context,
+    known: &Known,
+    client: &tokio_postgres::Client,
+    batch: usize,
+    show: i64,
+) -> anyhow::Result<Verified> {
+    let live = known.name;
+    let scratch = format!("{live}__verify");
     client.batch_execute(&(known.ddl)(live)).await?;
-    reset(&client, &scratch).await?;
-    let target = position_of(&client, live).await?;
-    rebuild_scratch(ctx, &known, &client, &scratch, target, batch).await?;
+    reset(client, &scratch).await?;
+    let target = position_of(client, live).await?;
+    rebuild_scratch(ctx, known, client, &scratch, target, batch).await?;
     let (commit, prepare) = target.map_or((i64::MAX, i64::MAX), |p: Position| {
         (
             i64::try_from(p.commit).unwrap_or(i64::MAX),
@@ -140,7 +159,7 @@ pub async fn verify(
             differences,
         });
     }
-    reset(&client, &scratch).await?;
+    reset(client, &scratch).await?;
     Ok(Verified {
         projection: live.to_owned(),
         position: target.map(|p| p.to_string()),

@@ -145,8 +145,22 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
         .await
         .unwrap();
 
-    let projector = start_projector(&database, None).await;
-    let port = projector.port();
+    // Its own process: metrics are process-wide, and other tests' projectors
+    // in this process report on consumers of the same names.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _projector = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_mileage-projector"))
+            .env_clear()
+            .env("DATABASE_URL", &database)
+            .env("PROJECTOR_ADDR", format!("127.0.0.1:{port}"))
+            .env("RUST_LOG", "off")
+            .spawn()
+            .unwrap(),
+    );
     let status = eventually("managerpage stops", WAIT, || async {
         let row = read
             .query_opt(
@@ -204,5 +218,53 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
         .unwrap();
     assert_eq!(managerpage["state"], "stopped");
     assert_eq!(managerpage["error"]["eventType"], "DormantMemberChanged");
-    projector.stop().await;
+}
+
+/// A child process killed when the test ends, pass or fail.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_stop_seen_from_a_checkpoint_someone_else_moved_is_not_recorded() {
+    use mileage_projector::bookkeeping;
+    use mileage_store::Position;
+    let database = fresh_database().await;
+    let client = read_client(&database).await;
+    bookkeeping::migrate(&client).await.unwrap();
+    let at = |n| Position {
+        commit: n,
+        prepare: n,
+    };
+    assert_eq!(
+        bookkeeping::checkpoint(&client, "model").await.unwrap(),
+        None
+    );
+    let now = chrono::Utc::now();
+    assert!(
+        bookkeeping::advance(&client, "model", None, at(10), 10, now)
+            .await
+            .unwrap()
+    );
+    let stale = bookkeeping::mark_stopped(&client, "model", Some(at(5)), at(6), "T", "why")
+        .await
+        .unwrap();
+    assert!(!stale, "a swap or another replica moved it to 10");
+    let statuses = bookkeeping::statuses(&client).await.unwrap();
+    assert_eq!(statuses[0].state, "running");
+    let current = bookkeeping::mark_stopped(&client, "model", Some(at(10)), at(11), "T", "why")
+        .await
+        .unwrap();
+    assert!(current);
+    let statuses = bookkeeping::statuses(&client).await.unwrap();
+    assert_eq!(statuses[0].state, "stopped");
+    assert_eq!(
+        statuses[0].error,
+        Some(("11-11".to_owned(), "T".to_owned(), "why".to_owned()))
+    );
 }
