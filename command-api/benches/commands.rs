@@ -134,6 +134,7 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
     let settings = Settings {
         addr: "127.0.0.1:0".parse().expect("an address"),
         database_url: database_url.clone(),
+        eventstoredb_url: None,
         phone_secret: "benchmark-phone-secret".into(),
         jwt: JwtKey::Hs256(SECRET.into()),
         join: GuardSettings {

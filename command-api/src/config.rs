@@ -30,8 +30,12 @@ pub enum JwtKey {
 pub struct Settings {
     /// Where to listen (`COMMAND_API_ADDR`, default `127.0.0.1:8081`).
     pub addr: SocketAddr,
-    /// The PostgreSQL event store (`DATABASE_URL`).
+    /// PostgreSQL (`DATABASE_URL`): the event store unless
+    /// `eventstoredb_url` is set, and always the person and idempotency keys.
     pub database_url: String,
+    /// EventStoreDB as the event store (`EVENTSTOREDB_URL`, an `esdb://` or
+    /// `esdb+discover://` connection string); unset: PostgreSQL.
+    pub eventstoredb_url: Option<String>,
     /// Keys the phone-number uniqueness index (`PHONE_INDEX_SECRET`, at least
     /// 16 bytes). Must stay the same for the life of the log.
     pub phone_secret: String,
@@ -62,6 +66,7 @@ impl std::fmt::Debug for Settings {
 struct Raw {
     command_api_addr: Option<String>,
     database_url: Option<String>,
+    eventstoredb_url: Option<String>,
     phone_index_secret: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
@@ -73,10 +78,11 @@ struct Raw {
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "CORS_ALLOWED_ORIGINS",
     "COMMAND_API_ADDR",
     "DATABASE_URL",
+    "EVENTSTOREDB_URL",
     "PHONE_INDEX_SECRET",
     "JWT_HS256_SECRET",
     "JWT_RS256_PUBLIC_KEY",
@@ -108,6 +114,7 @@ impl Settings {
         let database_url = raw.database_url.ok_or_else(|| {
             anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
         })?;
+        let eventstoredb_url = eventstoredb_url(raw.eventstoredb_url)?;
         let phone_secret = raw
             .phone_index_secret
             .filter(|s| s.len() >= MIN_SECRET_LEN)
@@ -143,12 +150,45 @@ impl Settings {
         Ok(Self {
             addr,
             database_url,
+            eventstoredb_url,
             phone_secret,
             jwt,
             join,
             cors_allowed_origins,
         })
     }
+}
+
+/// Checks an `eventstoredb_url` setting: an EventStoreDB connection string
+/// the client accepts, or unset. The error never shows the value (it may
+/// carry credentials).
+pub fn eventstoredb_url(url: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        url.starts_with("esdb://") || url.starts_with("esdb+discover://"),
+        "eventstoredb_url must be an esdb:// or esdb+discover:// connection string"
+    );
+    mileage_store::eventstoredb::EsdbEventStore::parse(&url).map_err(|_| {
+        anyhow::anyhow!("eventstoredb_url is not a valid EventStoreDB connection string")
+    })?;
+    Ok(Some(url))
+}
+
+/// The event store the settings name: EventStoreDB when `eventstoredb_url`
+/// is set, otherwise the PostgreSQL store `pg`.
+pub fn event_store(
+    eventstoredb_url: Option<&str>,
+    pg: mileage_store::postgres::PgEventStore,
+) -> anyhow::Result<std::sync::Arc<dyn mileage_store::EventStore>> {
+    Ok(match eventstoredb_url {
+        Some(url) => std::sync::Arc::new(
+            mileage_store::eventstoredb::EsdbEventStore::connect(url)
+                .map_err(|e| anyhow::anyhow!("cannot reach EventStoreDB: {e}"))?,
+        ),
+        None => std::sync::Arc::new(pg),
+    })
 }
 
 /// Settings of type `T` from the TOML file named by `MILEAGE_CONFIG` (when
@@ -269,5 +309,28 @@ mod tests {
             assert!(text.to_lowercase().contains("breaker_failures"), "{text}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn an_eventstoredb_url_is_checked_without_showing_it() {
+        assert_eq!(super::eventstoredb_url(None).unwrap(), None);
+        assert_eq!(super::eventstoredb_url(Some(" ".into())).unwrap(), None);
+        let good = "esdb://admin:changeit@127.0.0.1:2113?tls=false";
+        assert_eq!(
+            super::eventstoredb_url(Some(good.into()))
+                .unwrap()
+                .as_deref(),
+            Some(good)
+        );
+        for bad in [
+            "postgres://admin:secret@host/db",
+            "esdb://admin:secret@host:2113?tls=maybe",
+        ] {
+            let error = super::eventstoredb_url(Some(bad.into()))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("eventstoredb_url"), "{error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
     }
 }

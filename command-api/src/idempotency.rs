@@ -45,12 +45,16 @@ enum Claim {
 }
 
 impl IdempotencyStore {
-    /// Creates the table when missing.
+    /// Creates the table when missing, under a transaction-scoped advisory
+    /// lock: replicas starting together on a new database would otherwise
+    /// race on the table's catalog rows.
     pub async fn new(pool: Pool) -> Result<Self, ApiError> {
         let client = pool.get().await.map_err(internal)?;
         client
             .batch_execute(
                 "SET client_min_messages = warning;
+                 BEGIN;
+                 SELECT pg_advisory_xact_lock(hashtext('mileage.command_api.migrate'));
                  CREATE TABLE IF NOT EXISTS idempotency_keys (
                      key         text        PRIMARY KEY,
                      fingerprint text        NOT NULL,
@@ -58,6 +62,7 @@ impl IdempotencyStore {
                      headers     jsonb,
                      body        bytea,
                      created_at  timestamptz NOT NULL DEFAULT now());
+                 COMMIT;
                  RESET client_min_messages;",
             )
             .await

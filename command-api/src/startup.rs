@@ -4,7 +4,6 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use mileage_store::EventStore;
 use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
@@ -38,7 +37,7 @@ impl Application {
         let pg = PgEventStore::connect(&settings.database_url).await?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
         let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
-        let store: Arc<dyn EventStore> = Arc::new(pg);
+        let store = crate::config::event_store(settings.eventstoredb_url.as_deref(), pg)?;
         let listener = TcpListener::bind(settings.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;

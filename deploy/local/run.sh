@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs the whole system locally: a throwaway PostgreSQL (the event store and
-# read models), the command API, the projector and the query API.
+# read models), the command API, the projector, the query API, and an nginx
+# gateway in front of them on one port, routed as the source document does.
 # Ctrl-C stops everything and deletes the database.
 #
 #   bash deploy/local/run.sh
 #
-# Ports: COMMAND_API_ADDR (default 127.0.0.1:8081), QUERY_API_ADDR (127.0.0.1:8084),
-# PROJECTOR_ADDR (127.0.0.1:8085). Dormant notices are logged by the
+# Ports: GATEWAY_PORT (default 8080), COMMAND_API_ADDR (127.0.0.1:8081),
+# QUERY_API_ADDR (127.0.0.1:8084), PROJECTOR_ADDR (127.0.0.1:8085). Dormant notices are logged by the
 # projector unless NOTIFIER_URL names an SMS gateway's webhook.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +16,7 @@ cd "$root"
 
 echo "building (release)..." >&2
 cargo build --release --bins -q
+bash "$here/gateway.sh" install
 
 pg_dir=$(mktemp -d /tmp/mileage-run-pg.XXXXXX)
 pids=()
@@ -32,8 +34,11 @@ export DATABASE_URL
 export COMMAND_API_ADDR=${COMMAND_API_ADDR:-127.0.0.1:8081}
 export QUERY_API_ADDR=${QUERY_API_ADDR:-127.0.0.1:8084}
 export PROJECTOR_ADDR=${PROJECTOR_ADDR:-127.0.0.1:8085}
-# The admin page (served by the query API) sends commands to the command API.
-export COMMAND_API_URL=${COMMAND_API_URL:-http://$COMMAND_API_ADDR}
+GATEWAY_PORT=${GATEWAY_PORT:-8080}
+gateway=http://127.0.0.1:$GATEWAY_PORT
+# The admin page sends commands to the command API: through the gateway when
+# opened there (same origin), directly when opened on the query API's port.
+export COMMAND_API_URL=${COMMAND_API_URL:-$gateway}
 export CORS_ALLOWED_ORIGINS=${CORS_ALLOWED_ORIGINS:-http://$QUERY_API_ADDR}
 export RUST_LOG=${RUST_LOG:-info}
 # Keys the phone-number uniqueness index; it must live as long as the log,
@@ -50,22 +55,24 @@ done
 MANAGER_TOKEN=$(target/release/mint-token manager ops)
 target/release/mileage-projector & pids+=($!)
 target/release/mileage-query-api & pids+=($!)
+bash "$here/gateway.sh" render "$pg_dir/gateway" "$GATEWAY_PORT" "$COMMAND_API_ADDR" "$QUERY_API_ADDR"
+bash "$here/gateway.sh" start "$pg_dir/gateway" & pids+=($!)
 
 cat <<MSG
 
-Mileage is running:
-  event store (PostgreSQL)  $DATABASE_URL
-  command API               http://$COMMAND_API_ADDR   (/members, /dormantMembers, /health, /ready)
-  query API                 http://$QUERY_API_ADDR     (/managerpages, /members/{id}, /managerMessages/{id})
-  admin page                http://$QUERY_API_ADDR/admin   (paste the manager token below)
-  projector                 http://$PROJECTOR_ADDR     (/status, /metrics)
+Mileage is running behind the gateway at $gateway:
+  commands   $gateway/members, $gateway/dormantMembers            (command API, http://$COMMAND_API_ADDR)
+  reads      $gateway/managerpages, $gateway/managerMessages/{id} (query API, http://$QUERY_API_ADDR)
+  admin page $gateway/admin   (paste the manager token below)
+  projector  http://$PROJECTOR_ADDR   (/status, /metrics)
+  event store and read models (PostgreSQL)  $DATABASE_URL
 Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id>):
   export TOKEN=$MANAGER_TOKEN
 Try the source document's requests:
-  curl -s -XPOST http://$COMMAND_API_ADDR/dormantMembers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
+  curl -s -XPOST $gateway/dormantMembers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
        -d '{"phoneNo":"01085581234","nickname":"DOR1","memberStatus":"Pre-Dormant","memberId":"2"}'
-  curl -s -XPATCH http://$COMMAND_API_ADDR/dormantMembers/1 -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
-  curl -s http://$QUERY_API_ADDR/managerpages -H "authorization: Bearer \$TOKEN"
+  curl -s -XPATCH $gateway/dormantMembers/1 -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
+  curl -s $gateway/managerpages -H "authorization: Bearer \$TOKEN"
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true

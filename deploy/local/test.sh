@@ -11,9 +11,16 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
-if [[ $# -eq 0 ]]; then set -- --workspace; fi
-# The admin page's browser test drives Debian's headless Chromium.
+if [[ $# -eq 0 ]]; then
+  set -- --workspace
+  # The deployment files (Kubernetes, gateway, compose, Dockerfile), checked
+  # offline with the tools that install here.
+  bash "$here/../ci/validate.sh"
+fi
+# The admin page's browser test drives Debian's headless Chromium; the
+# zero-downtime test runs Debian's nginx as the gateway.
 bash "$here/chromium.sh"
+bash "$here/gateway.sh" install
 log=$(mktemp /tmp/mileage-test.XXXXXX.log)
 set +e
 bash "$here/with-pg.sh" cargo test --no-fail-fast "$@" 2>&1 | tee "$log"

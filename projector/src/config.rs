@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_command_api::config::{layered, positive};
+use mileage_command_api::config::{eventstoredb_url, layered, positive};
 use serde::Deserialize;
 
 /// What the projector needs to start.
@@ -16,6 +16,9 @@ pub struct Settings {
     /// The PostgreSQL event store, also holding the person keys
     /// (`DATABASE_URL`).
     pub database_url: String,
+    /// EventStoreDB as the event store (`EVENTSTOREDB_URL`); unset:
+    /// PostgreSQL at `database_url`, which keeps the person keys either way.
+    pub eventstoredb_url: Option<String>,
     /// Where the read models live (`READ_DATABASE_URL`, default the event
     /// store's database).
     pub read_database_url: String,
@@ -54,6 +57,7 @@ impl std::fmt::Debug for Settings {
 struct Raw {
     projector_addr: Option<String>,
     database_url: Option<String>,
+    eventstoredb_url: Option<String>,
     read_database_url: Option<String>,
     projector_batch: Option<i64>,
     notifier_url: Option<String>,
@@ -62,9 +66,10 @@ struct Raw {
     notifier_backoff_ms: Option<i64>,
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "PROJECTOR_ADDR",
     "DATABASE_URL",
+    "EVENTSTOREDB_URL",
     "READ_DATABASE_URL",
     "PROJECTOR_BATCH",
     "NOTIFIER_URL",
@@ -101,6 +106,7 @@ impl Settings {
                 .read_database_url
                 .unwrap_or_else(|| database_url.clone()),
             database_url,
+            eventstoredb_url: eventstoredb_url(raw.eventstoredb_url)?,
             batch_size: usize::try_from(positive("projector_batch", raw.projector_batch, 1000)?)?,
             notifier: NotifierSettings {
                 url,

@@ -78,7 +78,8 @@ pub async fn start_with(
     mileage_command_api::telemetry::prometheus();
     let pg = PgEventStore::connect(&settings.database_url).await?;
     let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(pg.pool().clone()));
-    let store: Arc<dyn EventStore> = Arc::new(pg);
+    let store: Arc<dyn EventStore> =
+        mileage_command_api::config::event_store(settings.eventstoredb_url.as_deref(), pg)?;
     let read_config: tokio_postgres::Config = settings
         .read_database_url
         .parse()

@@ -121,6 +121,7 @@ impl CommandApi {
         let settings = CommandSettings {
             addr: "127.0.0.1:0".parse().unwrap(),
             database_url: database_url.to_owned(),
+            eventstoredb_url: None,
             phone_secret: "test-phone-index-secret".into(),
             jwt: JwtKey::Hs256(JWT_SECRET.into()),
             join: GuardSettings {
@@ -218,6 +219,7 @@ pub fn projector_settings(database_url: &str, gateway: Option<&Gateway>) -> Sett
     Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
+        eventstoredb_url: None,
         read_database_url: database_url.to_owned(),
         batch_size: 500,
         notifier: NotifierSettings {

@@ -31,12 +31,17 @@ impl EsdbEventStore {
     /// Connects to `url` (`esdb://host:2113?tls=false`, or `esdb+discover://…`
     /// for a cluster). The client connects lazily; a malformed URL fails here.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let settings: ClientSettings = url
-            .parse()
-            .map_err(|e| StoreError::Config(format!("malformed EventStoreDB URL: {e}")))?;
+        let settings = Self::parse(url)?;
         let client = Client::new(settings)
             .map_err(|e| StoreError::Config(format!("EventStoreDB client: {e}")))?;
         Ok(Self { client })
+    }
+
+    /// Checks a connection string without connecting (settings checks run
+    /// before any runtime exists).
+    pub fn parse(url: &str) -> Result<ClientSettings, StoreError> {
+        url.parse()
+            .map_err(|e| StoreError::Config(format!("malformed EventStoreDB URL: {e}")))
     }
 }
 

@@ -44,6 +44,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Setti
     let mut settings = Settings {
         addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: database_url.clone(),
+        eventstoredb_url: None,
         phone_secret: "test-phone-index-secret".into(),
         jwt: JwtKey::Hs256(JWT_SECRET.into()),
         join: GuardSettings {

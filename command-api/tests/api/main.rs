@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod breaker;
 mod dormant_members;
+mod gateway;
 mod health;
 mod helpers;
 mod idempotency;

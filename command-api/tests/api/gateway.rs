@@ -1,0 +1,259 @@
+//! Zero-downtime restarts behind the gateway: two command-API processes
+//! behind Debian's nginx with `deploy/gateway/gateway.conf.template`; a
+//! bounded request loop runs through the gateway while one instance, then
+//! the other, is stopped with SIGTERM (draining what it is serving) and
+//! started again; every request succeeds and every success is in the log.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mileage_command_api::auth::Role;
+use mileage_store::EventStore;
+use serde_json::json;
+
+use crate::helpers::{JWT_SECRET, token};
+
+/// A child process killed when the test ends, pass or fail.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    /// SIGTERM first: an nginx master killed outright leaves its workers behind.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn gateway_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh")
+}
+
+fn command_api(database: &str, port: u16) -> KillOnDrop {
+    KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_mileage-command-api"))
+            .env_clear()
+            .env("DATABASE_URL", database)
+            .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
+            .env("JWT_HS256_SECRET", JWT_SECRET)
+            .env("PHONE_INDEX_SECRET", "gateway-test-phone-index-secret")
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("the command API starts"),
+    )
+}
+
+async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGTERM, a clean exit, then the same instance again, ready.
+async fn restart(instance: &mut KillOnDrop, database: &str, port: u16, http: &reqwest::Client) {
+    let pid = instance.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = instance.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "SIGTERM drains and exits cleanly: {exit}");
+    *instance = command_api(database, port);
+    wait_ready(http, &format!("http://127.0.0.1:{port}/ready")).await;
+}
+
+/// What one client of the loop did.
+struct Tally {
+    member: String,
+    earned: u64,
+    joins: u64,
+    failures: Vec<String>,
+}
+
+/// One client of the loop: joins as its own member, then alternately joins
+/// a new member and earns a point for its own, until `stop`.
+async fn client_loop(
+    http: reqwest::Client,
+    gateway: String,
+    stop: Arc<AtomicBool>,
+    client: u32,
+) -> Tally {
+    let joined = http
+        .post(format!("{gateway}/members"))
+        .json(&json!({ "phoneNo": format!("0107777000{client}"), "nickname": "steady" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), 201);
+    let member: serde_json::Value = joined.json().await.unwrap();
+    let member = member["memberId"].as_str().unwrap().to_owned();
+    let member_token = token(&member, Role::Member);
+    let (mut earned, mut joins, mut failures) = (0u64, 0u64, Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut n = 0u32;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        n += 1;
+        let response = if n.is_multiple_of(2) {
+            http.post(format!("{gateway}/members"))
+                .json(&json!({ "phoneNo": format!("0108{client}{n:06}"), "nickname": "j" }))
+                .send()
+                .await
+        } else {
+            http.post(format!("{gateway}/members/{member}/points/earn"))
+                .bearer_auth(&member_token)
+                .json(&json!({ "amount": 1 }))
+                .send()
+                .await
+        };
+        match response {
+            Ok(r) if r.status().is_success() => {
+                if n.is_multiple_of(2) {
+                    joins += 1;
+                } else {
+                    earned += 1;
+                }
+            }
+            Ok(r) => failures.push(format!(
+                "{}: {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            )),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Tally {
+        member,
+        earned,
+        joins,
+        failures,
+    }
+}
+
+/// nginx from the gateway template in front of the command-API `ports`:
+/// the process, its URL and its directory.
+async fn start_gateway(http: &reqwest::Client, ports: &[u16]) -> (KillOnDrop, String, PathBuf) {
+    let gateway_port = free_port();
+    let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let dir = std::env::temp_dir().join(format!("mileage-gateway-{}", uuid::Uuid::new_v4()));
+    let rendered = Command::new("bash")
+        .arg(gateway_script())
+        .arg("render")
+        .arg(&dir)
+        .arg(gateway_port.to_string())
+        .arg(upstreams.join(" "))
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .status()
+        .unwrap();
+    assert!(rendered.success());
+    let process = KillOnDrop(
+        Command::new("bash")
+            .arg(gateway_script())
+            .arg("start")
+            .arg(&dir)
+            .stderr(std::fs::File::create(dir.join("error.log")).unwrap())
+            .spawn()
+            .expect("nginx starts"),
+    );
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    wait_ready(http, &format!("{gateway}/health")).await;
+    (process, gateway, dir)
+}
+
+#[tokio::test]
+async fn restarting_each_command_api_in_turn_behind_the_gateway_loses_no_request() {
+    let database = mileage_store::testing::fresh_database().await;
+    let http = reqwest::Client::new();
+    let (a_port, b_port) = (free_port(), free_port());
+    let mut first = command_api(&database, a_port);
+    let mut second = command_api(&database, b_port);
+    wait_ready(&http, &format!("http://127.0.0.1:{a_port}/ready")).await;
+    wait_ready(&http, &format!("http://127.0.0.1:{b_port}/ready")).await;
+
+    let (_gateway, gateway, dir) = start_gateway(&http, &[a_port, b_port]).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..4u32 {
+        let (http, gateway, stop) = (http.clone(), gateway.clone(), Arc::clone(&stop));
+        clients.push(tokio::spawn(client_loop(http, gateway, stop, client)));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    restart(&mut first, &database, a_port, &http).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    restart(&mut second, &database, b_port, &http).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut earned, mut joins, mut failures, mut members) = (0, 0, Vec::new(), Vec::new());
+    for client in clients {
+        let tally = client.await.unwrap();
+        earned += tally.earned;
+        joins += tally.joins;
+        failures.extend(tally.failures);
+        members.push(tally.member);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {:?}",
+        failures.len(),
+        earned + joins + failures.len() as u64,
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        earned > 20 && joins > 20,
+        "the loop ran throughout: {earned} earns, {joins} joins"
+    );
+
+    let store = mileage_store::postgres::PgEventStore::connect(&database)
+        .await
+        .unwrap();
+    let mut points = 0;
+    for member in members {
+        let stream = store
+            .read_stream(&format!("member-{member}"), 0, 100_000)
+            .await
+            .unwrap();
+        points += stream
+            .iter()
+            .filter(|e| e.event_type == "PointsEarned")
+            .count() as u64;
+    }
+    assert_eq!(points, earned, "every success is in the log, once");
+    let _ = std::fs::remove_dir_all(dir);
+}
