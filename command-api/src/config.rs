@@ -111,9 +111,7 @@ impl Settings {
         let addr = addr.parse().map_err(|e| {
             anyhow::anyhow!("command_api_addr={addr:?} is not a socket address: {e}")
         })?;
-        let database_url = raw.database_url.ok_or_else(|| {
-            anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
-        })?;
+        let database_url = postgres_url("database_url", raw.database_url)?;
         let eventstoredb_url = eventstoredb_url(raw.eventstoredb_url)?;
         let phone_secret = raw
             .phone_index_secret
@@ -157,6 +155,18 @@ impl Settings {
             cors_allowed_origins,
         })
     }
+}
+
+/// Checks a PostgreSQL URL setting called `name`: set, and a connection
+/// string tokio-postgres accepts. The error never shows the value (it may
+/// carry a password).
+pub fn postgres_url(name: &str, url: Option<String>) -> anyhow::Result<String> {
+    let url = url
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{name} is not set (postgres://user@host:port/db)"))?;
+    url.parse::<deadpool_postgres::tokio_postgres::Config>()
+        .map_err(|e| anyhow::anyhow!("{name} is not a PostgreSQL connection string: {e}"))?;
+    Ok(url)
 }
 
 /// Checks an `eventstoredb_url` setting: an EventStoreDB connection string
@@ -223,7 +233,12 @@ pub fn jwt_key(
         (Some(_), None) => {
             anyhow::bail!("jwt_hs256_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
         }
-        (None, Some(pem)) => Ok(JwtKey::Rs256(pem)),
+        (None, Some(pem)) => {
+            jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                anyhow::anyhow!("jwt_rs256_public_key is not an RSA public key in PEM form: {e}")
+            })?;
+            Ok(JwtKey::Rs256(pem))
+        }
         (Some(_), Some(_)) => {
             anyhow::bail!("set only one of jwt_hs256_secret and jwt_rs256_public_key")
         }

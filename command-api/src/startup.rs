@@ -34,7 +34,9 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         crate::telemetry::prometheus();
         let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
-        let pg = PgEventStore::connect(&settings.database_url).await?;
+        let pg = PgEventStore::connect(&settings.database_url)
+            .await
+            .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
         let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
         let store = crate::config::event_store(settings.eventstoredb_url.as_deref(), pg)?;

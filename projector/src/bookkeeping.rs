@@ -9,27 +9,26 @@ use tokio_postgres::{Client, GenericClient};
 /// waiting for their own writes.
 pub const CHANNEL: &str = "mileage_projection";
 
-/// Creates the bookkeeping schema (idempotent, safe to race).
+/// Creates the bookkeeping schema (idempotent, safe to race: the projector
+/// replicas and the query API all call it at start-up).
 pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(
-            "SELECT pg_advisory_lock(hashtext('mileage.projector.migrate'));
-             CREATE SCHEMA IF NOT EXISTS projector;
-             CREATE TABLE IF NOT EXISTS projector.consumers (
-                 name text PRIMARY KEY,
-                 commit_position bigint,
-                 prepare_position bigint,
-                 state text NOT NULL DEFAULT 'starting',
-                 events_handled bigint NOT NULL DEFAULT 0,
-                 last_event_at timestamptz,
-                 error_position text,
-                 error_event_type text,
-                 error_reason text,
-                 updated_at timestamptz NOT NULL DEFAULT now()
-             );
-             SELECT pg_advisory_unlock(hashtext('mileage.projector.migrate'));",
-        )
-        .await
+    crate::projections::create_tables(
+        client,
+        "CREATE SCHEMA IF NOT EXISTS projector;
+         CREATE TABLE IF NOT EXISTS projector.consumers (
+             name text PRIMARY KEY,
+             commit_position bigint,
+             prepare_position bigint,
+             state text NOT NULL DEFAULT 'starting',
+             events_handled bigint NOT NULL DEFAULT 0,
+             last_event_at timestamptz,
+             error_position text,
+             error_event_type text,
+             error_reason text,
+             updated_at timestamptz NOT NULL DEFAULT now()
+         );",
+    )
+    .await
 }
 
 /// A consumer's row.

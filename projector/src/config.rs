@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_command_api::config::{eventstoredb_url, layered, positive};
+use mileage_command_api::config::{eventstoredb_url, layered, positive, postgres_url};
 use serde::Deserialize;
 
 /// What the projector needs to start.
@@ -92,9 +92,11 @@ impl Settings {
         let addr = addr
             .parse()
             .map_err(|e| anyhow::anyhow!("projector_addr={addr:?} is not a socket address: {e}"))?;
-        let database_url = raw.database_url.ok_or_else(|| {
-            anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
-        })?;
+        let database_url = postgres_url("database_url", raw.database_url)?;
+        let read_database_url = match raw.read_database_url {
+            Some(url) => postgres_url("read_database_url", Some(url))?,
+            None => database_url.clone(),
+        };
         let url = match raw.notifier_url {
             Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
             Some(url) => anyhow::bail!("notifier_url={url:?} must be an http:// or https:// URL"),
@@ -102,9 +104,7 @@ impl Settings {
         };
         Ok(Self {
             addr,
-            read_database_url: raw
-                .read_database_url
-                .unwrap_or_else(|| database_url.clone()),
+            read_database_url,
             database_url,
             eventstoredb_url: eventstoredb_url(raw.eventstoredb_url)?,
             batch_size: usize::try_from(positive("projector_batch", raw.projector_batch, 1000)?)?,

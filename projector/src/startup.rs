@@ -76,7 +76,9 @@ pub async fn start_with(
     notifier: Arc<dyn Notifier>,
 ) -> anyhow::Result<Running> {
     mileage_command_api::telemetry::prometheus();
-    let pg = PgEventStore::connect(&settings.database_url).await?;
+    let pg = PgEventStore::connect(&settings.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
     let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(pg.pool().clone()));
     let store: Arc<dyn EventStore> =
         mileage_command_api::config::event_store(settings.eventstoredb_url.as_deref(), pg)?;
@@ -87,7 +89,7 @@ pub async fn start_with(
     let (client, connection) = read_config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the read database: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("read_database_url: cannot reach the read database: {e}"))?;
     let connection = tokio::spawn(connection);
     crate::bookkeeping::migrate(&client).await?;
     drop(client);

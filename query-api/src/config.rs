@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_command_api::config::{JwtKey, jwt_key, layered, positive};
+use mileage_command_api::config::{
+    JwtKey, eventstoredb_url, jwt_key, layered, positive, postgres_url,
+};
 use serde::Deserialize;
 
 /// What the query API needs to start.
@@ -12,8 +14,12 @@ use serde::Deserialize;
 pub struct Settings {
     /// Where to listen (`QUERY_API_ADDR`, default `127.0.0.1:8084`).
     pub addr: SocketAddr,
-    /// The event store, for the lag against the log's head (`DATABASE_URL`).
+    /// The PostgreSQL event store, for the lag against the log's head
+    /// (`DATABASE_URL`), unless `eventstoredb_url` is set.
     pub database_url: String,
+    /// EventStoreDB as the event store (`EVENTSTOREDB_URL`): the head the lag
+    /// is measured against comes from it.
+    pub eventstoredb_url: Option<String>,
     /// The read models (`READ_DATABASE_URL`, default `DATABASE_URL`).
     pub read_database_url: String,
     /// Bearer-token key (`JWT_HS256_SECRET` or `JWT_RS256_PUBLIC_KEY`).
@@ -41,6 +47,7 @@ impl std::fmt::Debug for Settings {
 struct Raw {
     query_api_addr: Option<String>,
     database_url: Option<String>,
+    eventstoredb_url: Option<String>,
     read_database_url: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
@@ -49,9 +56,10 @@ struct Raw {
     query_pool_size: Option<i64>,
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 9] = [
     "QUERY_API_ADDR",
     "DATABASE_URL",
+    "EVENTSTOREDB_URL",
     "READ_DATABASE_URL",
     "JWT_HS256_SECRET",
     "JWT_RS256_PUBLIC_KEY",
@@ -70,9 +78,11 @@ impl Settings {
         let addr = addr
             .parse()
             .map_err(|e| anyhow::anyhow!("query_api_addr={addr:?} is not a socket address: {e}"))?;
-        let database_url = raw.database_url.ok_or_else(|| {
-            anyhow::anyhow!("database_url is not set (postgres://user@host:port/db)")
-        })?;
+        let database_url = postgres_url("database_url", raw.database_url)?;
+        let read_database_url = match raw.read_database_url {
+            Some(url) => postgres_url("read_database_url", Some(url))?,
+            None => database_url.clone(),
+        };
         let command_api_url = raw
             .command_api_url
             .unwrap_or_else(|| "http://127.0.0.1:8081".into());
@@ -84,10 +94,9 @@ impl Settings {
         );
         Ok(Self {
             addr,
-            read_database_url: raw
-                .read_database_url
-                .unwrap_or_else(|| database_url.clone()),
+            read_database_url,
             database_url,
+            eventstoredb_url: eventstoredb_url(raw.eventstoredb_url)?,
             jwt: jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?,
             wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
             command_api_url: command_api_url.trim_end_matches('/').to_owned(),

@@ -5,10 +5,6 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mileage_command_api::auth::Verifier;
-use mileage_projector::projections::managerpage::Managerpage;
-use mileage_projector::projections::members::Members;
-use mileage_projector::projections::messages::Messages;
-use mileage_projector::projections::{Model, create_tables};
 use mileage_store::EventStore;
 use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
@@ -49,21 +45,17 @@ impl Application {
             .max_size(settings.pool_size)
             .build()?;
         {
-            let client = pool
-                .get()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot reach the read database: {e}"))?;
-            mileage_projector::bookkeeping::migrate(&client).await?;
-            for ddl in [
-                Managerpage::ddl(Managerpage::NAME),
-                Members::ddl(Members::NAME),
-                Messages::ddl(Messages::NAME),
-            ] {
-                create_tables(&client, &ddl).await?;
-            }
+            let client = pool.get().await.map_err(|e| {
+                anyhow::anyhow!("read_database_url: cannot reach the read database: {e}")
+            })?;
+            mileage_projector::projections::create_read_side(&client).await?;
         }
-        let store: Arc<dyn EventStore> =
-            Arc::new(PgEventStore::connect(&settings.database_url).await?);
+        let store: Arc<dyn EventStore> = mileage_command_api::config::event_store(
+            settings.eventstoredb_url.as_deref(),
+            PgEventStore::connect(&settings.database_url)
+                .await
+                .map_err(|e| anyhow::anyhow!("database_url: {e}"))?,
+        )?;
         let listener = TcpListener::bind(settings.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;

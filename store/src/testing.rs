@@ -52,6 +52,114 @@ pub fn with_database(url: &str, name: &str) -> String {
     }
 }
 
+/// Starts the service `binary` with only `env` (and `PATH`) set, expects it
+/// to refuse: exit non-zero within 30 s, before serving anything, its last
+/// words one line that names `setting` (only start-up logs before it).
+/// Returns that line for further checks. A service handed bad settings must
+/// say which one and stop.
+pub fn assert_refuses_to_start(binary: &str, env: &[(&str, &str)], setting: &str) -> String {
+    use std::io::Read;
+    let mut child = std::process::Command::new(binary)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the service") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{binary} kept running with {env:?}; it should refuse to start");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    assert!(
+        !status.success(),
+        "{binary} with {env:?} exited 0: {stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let last = lines.last().copied().unwrap_or_default();
+    assert!(
+        last.starts_with("Error: ") && last.contains(setting),
+        "{binary} with {env:?} should end with one error line naming {setting}, printed:\n{stderr}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| !l.contains("INFO")).count(),
+        1,
+        "{binary} with {env:?} should print only its error (and start-up logs), printed:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("listening") && !stderr.contains("listening"),
+        "{binary} opened its port before refusing: {stdout}{stderr}"
+    );
+    last.to_owned()
+}
+
+/// A service process started by a test, stopped when the test ends, pass or
+/// fail, so a failing test leaves nothing running. Stopping sends SIGTERM
+/// first (an nginx master killed outright leaves its workers behind), then
+/// kills what is still there after two seconds.
+pub struct Service(pub std::process::Child);
+
+impl Service {
+    /// Sends SIGTERM, as an orchestrator stopping a pod does, and waits up to
+    /// `within` for the exit. Panics when the process does not exit in time.
+    pub async fn terminate(&mut self, within: std::time::Duration) -> std::process::ExitStatus {
+        self.signal_term();
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(exit) = self.0.try_wait().expect("wait for the service") {
+                return exit;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit {within:?} after SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    fn signal_term(&self) {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        debug_assert!(sent.is_ok(), "cannot run kill: {sent:?}");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        self.signal_term();
+        for _ in 0..100 {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

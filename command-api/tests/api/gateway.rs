@@ -5,37 +5,17 @@
 //! started again; every request succeeds and every success is in the log.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mileage_command_api::auth::Role;
 use mileage_store::EventStore;
+use mileage_store::testing::Service;
 use serde_json::json;
 
 use crate::helpers::{JWT_SECRET, token};
-
-/// A child process killed when the test ends, pass or fail.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    /// SIGTERM first: an nginx master killed outright leaves its workers behind.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .stderr(Stdio::null())
-            .status();
-        for _ in 0..100 {
-            if matches!(self.0.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -48,8 +28,8 @@ fn gateway_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh")
 }
 
-fn command_api(database: &str, port: u16) -> KillOnDrop {
-    KillOnDrop(
+fn command_api(database: &str, port: u16) -> Service {
+    Service(
         Command::new(env!("CARGO_BIN_EXE_mileage-command-api"))
             .env_clear()
             .env("DATABASE_URL", database)
@@ -76,23 +56,8 @@ async fn wait_ready(http: &reqwest::Client, url: &str) {
 }
 
 /// SIGTERM, a clean exit, then the same instance again, ready.
-async fn restart(instance: &mut KillOnDrop, database: &str, port: u16, http: &reqwest::Client) {
-    let pid = instance.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(exit) = instance.0.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "no exit 30 s after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+async fn restart(instance: &mut Service, database: &str, port: u16, http: &reqwest::Client) {
+    let exit = instance.terminate(Duration::from_secs(30)).await;
     assert!(exit.success(), "SIGTERM drains and exits cleanly: {exit}");
     *instance = command_api(database, port);
     wait_ready(http, &format!("http://127.0.0.1:{port}/ready")).await;
@@ -167,7 +132,7 @@ async fn client_loop(
 
 /// nginx from the gateway template in front of the command-API `ports`:
 /// the process, its URL and its directory.
-async fn start_gateway(http: &reqwest::Client, ports: &[u16]) -> (KillOnDrop, String, PathBuf) {
+async fn start_gateway(http: &reqwest::Client, ports: &[u16]) -> (Service, String, PathBuf) {
     let gateway_port = free_port();
     let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let dir = std::env::temp_dir().join(format!("mileage-gateway-{}", uuid::Uuid::new_v4()));
@@ -181,7 +146,7 @@ async fn start_gateway(http: &reqwest::Client, ports: &[u16]) -> (KillOnDrop, St
         .status()
         .unwrap();
     assert!(rendered.success());
-    let process = KillOnDrop(
+    let process = Service(
         Command::new("bash")
             .arg(gateway_script())
             .arg("start")

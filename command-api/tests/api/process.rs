@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use mileage_store::testing::Service;
 use serde_json::Value;
 
 use crate::helpers::JWT_SECRET;
@@ -27,17 +28,19 @@ async fn the_binary_reads_its_file_logs_json_with_the_correlation_id_and_stops_o
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mileage-command-api"))
-        .env_clear()
-        .env("MILEAGE_CONFIG", &file)
-        .env("COMMAND_API_ADDR", "127.0.0.1:0")
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Service(
+        Command::new(env!("CARGO_BIN_EXE_mileage-command-api"))
+            .env_clear()
+            .env("MILEAGE_CONFIG", &file)
+            .env("COMMAND_API_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (lines_tx, lines) = mpsc::channel::<Value>();
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.0.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let value = serde_json::from_str(&line)
@@ -82,14 +85,68 @@ async fn the_binary_reads_its_file_logs_json_with_the_correlation_id_and_stops_o
     assert_eq!(finished["span"]["path"], "/members");
     assert_eq!(finished["fields"]["status"], 201);
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = child.terminate(Duration::from_secs(20)).await;
     assert!(exit.success(), "SIGTERM is a clean stop: {exit}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
+    let database_url = mileage_store::testing::fresh_database().await;
+    let good = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("PHONE_INDEX_SECRET", "file-phone-index-secret"),
+        ("JWT_HS256_SECRET", JWT_SECRET),
+        ("COMMAND_API_ADDR", "127.0.0.1:0"),
+    ];
+    let with = |name: &'static str, value: &'static str| -> Vec<(&str, &str)> {
+        let mut env: Vec<(&str, &str)> = good.iter().copied().filter(|(k, _)| *k != name).collect();
+        if !value.is_empty() {
+            env.push((name, value));
+        }
+        env
+    };
+    let binary = env!("CARGO_BIN_EXE_mileage-command-api");
+    let cases = [
+        (with("DATABASE_URL", ""), "database_url"),
+        (with("DATABASE_URL", "host=db port=many"), "database_url"),
+        (
+            with("DATABASE_URL", "postgres://mileage@127.0.0.1:1/mileage"),
+            "database_url",
+        ),
+        (with("PHONE_INDEX_SECRET", "short"), "phone_index_secret"),
+        (with("JWT_HS256_SECRET", ""), "jwt_hs256_secret"),
+        (
+            with("JWT_HS256_SECRET", "too-short-to-sign"),
+            "jwt_hs256_secret",
+        ),
+        (
+            [
+                with("JWT_HS256_SECRET", ""),
+                vec![(
+                    "JWT_RS256_PUBLIC_KEY",
+                    "-----BEGIN PUBLIC KEY-----\nnot a key\n",
+                )],
+            ]
+            .concat(),
+            "jwt_rs256_public_key",
+        ),
+        (with("MEMBER_API_URL", "ftp://members"), "member_api_url"),
+        (
+            with("EVENTSTOREDB_URL", "esdb://admin:s3cret@db:2113?tls=maybe"),
+            "eventstoredb_url",
+        ),
+        (with("COMMAND_API_ADDR", "everywhere"), "command_api_addr"),
+        (with("BREAKER_FAILURES", "0"), "breaker_failures"),
+        (
+            with("MILEAGE_CONFIG", "/nonexistent/mileage.toml"),
+            "MILEAGE_CONFIG",
+        ),
+    ];
+    for (env, setting) in cases {
+        let line = mileage_store::testing::assert_refuses_to_start(binary, &env, setting);
+        for secret in ["too-short-to-sign", "s3cret", JWT_SECRET] {
+            assert!(!line.contains(secret), "a secret in the error: {line}");
+        }
+    }
 }

@@ -69,15 +69,35 @@ pub trait Model: Send + Sync + 'static {
 
 /// Runs a model's DDL under the migration lock, so replicas and the query
 /// API can create the same tables at once without tripping over each other.
+/// The lock is the transaction's: it is released only at the commit, so the
+/// next holder sees what this one created (a session lock released before
+/// the commit let a second `CREATE SCHEMA IF NOT EXISTS` fail). The
+/// "already exists, skipping" notices of every later start are not logged.
 pub async fn create_tables(client: &Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
     client
         .batch_execute(&format!(
             "BEGIN;
+             SET LOCAL client_min_messages = warning;
              SELECT pg_advisory_xact_lock(hashtext('mileage.projector.migrate'));
              {ddl}
              COMMIT;"
         ))
         .await
+}
+
+/// Creates everything the read side needs (bookkeeping and the three read
+/// models), so a reader that starts before any projector finds empty
+/// tables rather than missing ones. Safe to run from every service at once.
+pub async fn create_read_side(client: &Client) -> Result<(), tokio_postgres::Error> {
+    crate::bookkeeping::migrate(client).await?;
+    for ddl in [
+        managerpage::Managerpage::ddl(managerpage::Managerpage::NAME),
+        members::Members::ddl(members::Members::NAME),
+        messages::Messages::ddl(messages::Messages::NAME),
+    ] {
+        create_tables(client, &ddl).await?;
+    }
+    Ok(())
 }
 
 /// Decodes `event` as one of `A`'s when it is on an `A` stream.

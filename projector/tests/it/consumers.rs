@@ -8,7 +8,7 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::pii::PersonKey;
 use mileage_projector::testing::{CommandApi, eventually, read_client, start_projector};
 use mileage_store::postgres::PgEventStore;
-use mileage_store::testing::fresh_database;
+use mileage_store::testing::{Service, fresh_database};
 use mileage_store::{EventStore, ExpectedVersion, NewEvent};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -152,7 +152,7 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
         .local_addr()
         .unwrap()
         .port();
-    let _projector = KillOnDrop(
+    let _projector = Service(
         std::process::Command::new(env!("CARGO_BIN_EXE_mileage-projector"))
             .env_clear()
             .env("DATABASE_URL", &database)
@@ -220,16 +220,6 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
     assert_eq!(managerpage["error"]["eventType"], "DormantMemberChanged");
 }
 
-/// A child process killed when the test ends, pass or fail.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_stop_seen_from_a_checkpoint_someone_else_moved_is_not_recorded() {
     use mileage_projector::bookkeeping;
@@ -267,4 +257,104 @@ async fn a_stop_seen_from_a_checkpoint_someone_else_moved_is_not_recorded() {
         statuses[0].error,
         Some(("11-11".to_owned(), "T".to_owned(), "why".to_owned()))
     );
+}
+
+#[tokio::test]
+async fn sigterm_mid_catch_up_commits_the_batch_in_hand_and_a_restart_goes_on_from_there() {
+    let database = fresh_database().await;
+    PgEventStore::connect(&database).await.unwrap();
+    let read = read_client(&database).await;
+    read.execute(
+        "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, correlation_id, causation_id)
+         SELECT 'padding-' || g, 0, gen_random_uuid(), 'Padding', 1, '{}'::json, gen_random_uuid(), gen_random_uuid()
+           FROM generate_series(1, 200000) g",
+        &[],
+    )
+    .await
+    .unwrap();
+    let spawn = || {
+        Service(
+            std::process::Command::new(env!("CARGO_BIN_EXE_mileage-projector"))
+                .env_clear()
+                .env("DATABASE_URL", &database)
+                .env("PROJECTOR_ADDR", "127.0.0.1:0")
+                .env("PROJECTOR_BATCH", "500")
+                .env("RUST_LOG", "off")
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let handled = |name: &'static str| {
+        let read = &read;
+        async move {
+            read.query_opt(
+                "SELECT events_handled, commit_position, prepare_position FROM projector.consumers WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .ok()
+            .flatten()
+            .map(|r| (r.get::<_, i64>(0), r.get::<_, Option<i64>>(1), r.get::<_, Option<i64>>(2)))
+        }
+    };
+    let mut projector = spawn();
+    eventually("the catch-up is under way", WAIT, || async {
+        handled("managerpage").await.filter(|h| h.0 > 0).map(drop)
+    })
+    .await;
+    let exit = projector.terminate(WAIT).await;
+    assert!(exit.success(), "SIGTERM is a clean stop: {exit}");
+    let (count, commit, prepare) = handled("managerpage").await.unwrap();
+    assert!(
+        count < 200_000,
+        "it stopped part-way ({count}), not after the whole log"
+    );
+    let up_to: i64 = read
+        .query_one(
+            "SELECT count(*) FROM events WHERE (tx_id, global_position) <= ($1, $2)",
+            &[&commit.unwrap(), &prepare.unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        count, up_to,
+        "the checkpoint and the work it counts were committed together"
+    );
+
+    projector = spawn();
+    eventually(
+        "a restart goes on to the end, handling each event once",
+        WAIT,
+        || async {
+            handled("managerpage")
+                .await
+                .filter(|h| h.0 == 200_000)
+                .map(drop)
+        },
+    )
+    .await;
+    drop(projector);
+}
+
+#[tokio::test]
+async fn services_starting_together_create_the_read_side_tables_without_tripping() {
+    for _ in 0..5 {
+        let database_url = fresh_database().await;
+        let mut starting = Vec::new();
+        for _ in 0..6 {
+            let database_url = database_url.clone();
+            starting.push(tokio::spawn(async move {
+                let client = read_client(&database_url).await;
+                mileage_projector::projections::create_read_side(&client).await?;
+                Ok::<_, tokio_postgres::Error>(())
+            }));
+        }
+        for started in starting {
+            started
+                .await
+                .unwrap()
+                .expect("every service's start-up migration succeeds");
+        }
+    }
 }

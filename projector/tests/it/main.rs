@@ -5,3 +5,4 @@ mod consumers;
 mod crash;
 mod replay;
 mod sagas;
+mod settings;

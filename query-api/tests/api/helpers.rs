@@ -91,6 +91,7 @@ impl QueryApi {
         let settings = Settings {
             addr: "127.0.0.1:0".parse().unwrap(),
             database_url: database.to_owned(),
+            eventstoredb_url: None,
             read_database_url: database.to_owned(),
             jwt: JwtKey::Hs256(JWT_SECRET.into()),
             wait_limit,

@@ -5,4 +5,5 @@ mod browser;
 mod e2e;
 mod helpers;
 mod openapi;
+mod process;
 mod reads;

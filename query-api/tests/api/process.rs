@@ -1,0 +1,136 @@
+//! The `mileage-query-api` binary as deployed: bad settings refused at
+//! start-up with one line naming the setting, before the port opens; on
+//! SIGTERM in-flight reads finish before it exits.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mileage_command_api::auth::Role;
+use mileage_projector::testing::{JWT_SECRET, token};
+use mileage_store::testing::{Service, assert_refuses_to_start, fresh_database};
+
+#[tokio::test]
+async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
+    let database_url = fresh_database().await;
+    let binary = env!("CARGO_BIN_EXE_mileage-query-api");
+    let database = ("DATABASE_URL", database_url.as_str());
+    let addr = ("QUERY_API_ADDR", "127.0.0.1:0");
+    let hs256 = ("JWT_HS256_SECRET", JWT_SECRET);
+    let cases = [
+        (vec![hs256, addr], "database_url"),
+        (vec![database, addr], "jwt_hs256_secret"),
+        (
+            vec![database, addr, hs256, ("JWT_RS256_PUBLIC_KEY", "not a key")],
+            "jwt_hs256_secret",
+        ),
+        (
+            vec![
+                database,
+                addr,
+                ("JWT_RS256_PUBLIC_KEY", "-----BEGIN PUBLIC KEY-----\n"),
+            ],
+            "jwt_rs256_public_key",
+        ),
+        (
+            vec![
+                database,
+                addr,
+                hs256,
+                ("READ_DATABASE_URL", "host=db port=many"),
+            ],
+            "read_database_url",
+        ),
+        (
+            vec![
+                database,
+                addr,
+                hs256,
+                ("READ_DATABASE_URL", "postgres://mileage@127.0.0.1:1/read"),
+            ],
+            "read_database_url",
+        ),
+        (
+            vec![
+                database,
+                addr,
+                hs256,
+                ("EVENTSTOREDB_URL", "esdb://admin:s3cret@db:2113?tls=maybe"),
+            ],
+            "eventstoredb_url",
+        ),
+        (
+            vec![database, addr, hs256, ("COMMAND_API_URL", "ftp://commands")],
+            "command_api_url",
+        ),
+        (
+            vec![database, addr, hs256, ("QUERY_WAIT_MS", "-1")],
+            "query_wait_ms",
+        ),
+    ];
+    for (env, setting) in cases {
+        let line = assert_refuses_to_start(binary, &env, setting);
+        assert!(!line.contains("s3cret"), "a secret in the error: {line}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
+    let database_url = fresh_database().await;
+    let mut child = Service(
+        Command::new(env!("CARGO_BIN_EXE_mileage-query-api"))
+            .env_clear()
+            .env("DATABASE_URL", &database_url)
+            .env("JWT_HS256_SECRET", JWT_SECRET)
+            .env("QUERY_API_ADDR", "127.0.0.1:0")
+            .env("QUERY_WAIT_MS", "1500")
+            .env("LOG_FORMAT", "json")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let port = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stderr).lines().map_while(Result::ok);
+        let port = lines.find_map(|line| {
+            let value: serde_json::Value = serde_json::from_str(&line).ok()?;
+            (value["fields"]["message"] == "query-api listening")
+                .then(|| value["fields"]["port"].as_u64())
+                .flatten()
+        });
+        std::thread::spawn(move || lines.for_each(drop));
+        port.expect("the port is logged")
+    })
+    .await
+    .unwrap();
+
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let in_flight = tokio::spawn(
+        http.get(format!("{base}/managerpages?position=999999-999999"))
+            .bearer_auth(token("ops", Role::Manager))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let terminated = tokio::spawn(async move { child.terminate(Duration::from_secs(20)).await });
+
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the read in flight is answered");
+    assert_eq!(response.status(), 200, "drained, not cut off");
+    assert_eq!(
+        response.headers()["x-stale"],
+        "true",
+        "it waited its full bound for the position"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1400));
+
+    let exit = terminated.await.unwrap();
+    assert!(exit.success(), "SIGTERM is a clean stop: {exit}");
+    assert!(
+        http.get(format!("{base}/health")).send().await.is_err(),
+        "the port is closed after the drain"
+    );
+}
