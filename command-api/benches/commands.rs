@@ -144,6 +144,7 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
             open_for: Duration::from_secs(5),
         },
         cors_allowed_origins: Vec::new(),
+        idempotency_retention: Duration::from_secs(24 * 3600),
     };
     let app = Application::build(&settings)
         .await

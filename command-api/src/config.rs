@@ -49,6 +49,9 @@ pub struct Settings {
     /// (`CORS_ALLOWED_ORIGINS`, comma-separated; `*` for any; none by default,
     /// as behind the gateway the admin page is same-origin).
     pub cors_allowed_origins: Vec<String>,
+    /// How long an idempotency key is remembered (`IDEMPOTENCY_KEY_HOURS`,
+    /// 24): a retry within it answers the first result.
+    pub idempotency_retention: Duration,
 }
 
 impl std::fmt::Debug for Settings {
@@ -75,11 +78,13 @@ struct Raw {
     breaker_failures: Option<i64>,
     breaker_open_secs: Option<i64>,
     cors_allowed_origins: Option<String>,
+    idempotency_key_hours: Option<i64>,
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 12] = [
     "CORS_ALLOWED_ORIGINS",
+    "IDEMPOTENCY_KEY_HOURS",
     "COMMAND_API_ADDR",
     "DATABASE_URL",
     "EVENTSTOREDB_URL",
@@ -91,6 +96,9 @@ const KEYS: [&str; 11] = [
     "BREAKER_FAILURES",
     "BREAKER_OPEN_SECS",
 ];
+
+/// The longest idempotency-key retention accepted (ten years).
+const MAX_RETENTION_SECS: u64 = 10 * 366 * 24 * 3600;
 
 /// The environment variable naming the optional TOML settings file.
 pub const CONFIG_FILE_VAR: &str = "MILEAGE_CONFIG";
@@ -145,6 +153,12 @@ impl Settings {
                 "cors_allowed_origins: {origin:?} is not * or an http(s) origin"
             );
         }
+        let idempotency_retention = Duration::from_secs(
+            positive("idempotency_key_hours", raw.idempotency_key_hours, 24)?
+                .checked_mul(3600)
+                .filter(|secs| *secs <= MAX_RETENTION_SECS)
+                .ok_or_else(|| anyhow::anyhow!("idempotency_key_hours must be at most 10 years"))?,
+        );
         Ok(Self {
             addr,
             database_url,
@@ -153,6 +167,7 @@ impl Settings {
             jwt,
             join,
             cors_allowed_origins,
+            idempotency_retention,
         })
     }
 }

@@ -4,7 +4,10 @@
 //! survive restarts and are shared by replicas. A key is claimed before the
 //! command runs, so two concurrent requests with one key cannot both run (the
 //! second gets 409 while the first is in flight). Answers of 5xx are not kept:
-//! the key may be retried.
+//! the key may be retried. Keys are kept for a retention period (a day by
+//! default) and then deleted, so the table does not grow with the log; the
+//! gateway gives every command without a key one of its own, so it can
+//! retry a command on another instance without running it twice.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
@@ -62,12 +65,44 @@ impl IdempotencyStore {
                      headers     jsonb,
                      body        bytea,
                      created_at  timestamptz NOT NULL DEFAULT now());
+                 CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
+                     ON idempotency_keys (created_at);
                  COMMIT;
                  RESET client_min_messages;",
             )
             .await
             .map_err(internal)?;
         Ok(Self { pool })
+    }
+
+    /// Deletes the keys older than `retention` and says how many went. A
+    /// retry after that runs the command again, so the retention must be
+    /// longer than any client retries for.
+    pub async fn purge(&self, retention: std::time::Duration) -> Result<u64, ApiError> {
+        let client = self.pool.get().await.map_err(internal)?;
+        client
+            .execute(
+                "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+                &[&retention.as_secs_f64()],
+            )
+            .await
+            .map_err(internal)
+    }
+
+    /// Purges every `every` until the task is dropped; the first purge is at
+    /// once. Every replica runs one: deleting the same old rows twice is
+    /// harmless.
+    pub async fn purge_forever(self, retention: std::time::Duration, every: std::time::Duration) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match self.purge(retention).await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
+                Err(error) => tracing::warn!(%error, "cannot delete expired idempotency keys"),
+            }
+        }
     }
 
     async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {

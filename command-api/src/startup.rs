@@ -3,6 +3,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
@@ -20,12 +21,15 @@ use crate::state::AppState;
 /// Streams whose folded state is kept between commands (a few hundred bytes
 /// each).
 const STATE_CACHE_STREAMS: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
+/// How often expired idempotency keys are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(600);
 
 /// A bound, ready-to-run service.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     idempotency: IdempotencyStore,
+    idempotency_retention: Duration,
     cors_origins: Vec<String>,
 }
 
@@ -55,6 +59,7 @@ impl Application {
                 phone_secret: settings.phone_secret.as_bytes().into(),
             },
             idempotency,
+            idempotency_retention: settings.idempotency_retention,
             cors_origins: settings.cors_allowed_origins.clone(),
         })
     }
@@ -65,13 +70,21 @@ impl Application {
     }
 
     /// Serves until a shutdown signal, then finishes in-flight requests.
+    /// Expired idempotency keys are deleted meanwhile.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(
+        let purge = tokio::spawn(
+            self.idempotency
+                .clone()
+                .purge_forever(self.idempotency_retention, PURGE_EVERY),
+        );
+        let served = axum::serve(
             self.listener,
             router(self.state, self.idempotency, &self.cors_origins),
         )
         .with_graceful_shutdown(shutdown_signal())
-        .await
+        .await;
+        purge.abort();
+        served
     }
 }
 

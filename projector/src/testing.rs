@@ -131,6 +131,7 @@ impl CommandApi {
                 open_for: Duration::from_secs(5),
             },
             cors_allowed_origins: vec!["*".into()],
+            idempotency_retention: Duration::from_secs(24 * 3600),
         };
         let app = Application::build(&settings)
             .await

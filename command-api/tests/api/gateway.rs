@@ -3,6 +3,8 @@
 //! bounded request loop runs through the gateway while one instance, then
 //! the other, is stopped with SIGTERM (draining what it is serving) and
 //! started again; every request succeeds and every success is in the log.
+//! And the reason it holds: a command whose answer is lost is passed to the
+//! next instance with the gateway's idempotency key, and runs once.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -220,5 +222,147 @@ async fn restarting_each_command_api_in_turn_behind_the_gateway_loses_no_request
             .count() as u64;
     }
     assert_eq!(points, earned, "every success is in the log, once");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// What the lossy instance saw of one request: its path and the key it came
+/// with.
+type Seen = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A command-API instance whose answers are lost: it passes each request on
+/// to `real` (so the command runs) and then closes the connection without
+/// answering, as an instance that dies after committing would. Returns its
+/// port and what it saw.
+async fn lossy_instance(real: String) -> (u16, Seen) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Seen::default();
+    let record = Arc::clone(&seen);
+    tokio::spawn(async move {
+        let http = reqwest::Client::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            let mut reader = tokio::io::BufReader::new(socket);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                continue;
+            }
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (
+                parts.next().unwrap_or("").to_owned(),
+                parts.next().unwrap_or("").to_owned(),
+            );
+            let mut headers = reqwest::header::HeaderMap::new();
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).await.unwrap();
+                let Some((name, value)) = line.trim_end().split_once(':') else {
+                    break;
+                };
+                headers.insert(
+                    reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).unwrap(),
+                    value.trim().parse().unwrap(),
+                );
+            }
+            let length: usize = headers
+                .get("content-length")
+                .map_or(0, |v| v.to_str().unwrap().parse().unwrap());
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).await.unwrap();
+            let key = headers
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_owned());
+            record.lock().unwrap().push((path.clone(), key));
+            for hop in ["connection", "content-length", "host"] {
+                headers.remove(hop);
+            }
+            let ran = http
+                .request(method.parse().unwrap(), format!("{real}{path}"))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .expect("the real instance answers");
+            assert!(
+                ran.status().is_success(),
+                "the command ran: {}",
+                ran.status()
+            );
+            drop(reader);
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_once() {
+    let database = mileage_store::testing::fresh_database().await;
+    let http = reqwest::Client::new();
+    let real_port = free_port();
+    let _real = command_api(&database, real_port);
+    let real = format!("http://127.0.0.1:{real_port}");
+    wait_ready(&http, &format!("{real}/ready")).await;
+    let (lossy_port, seen) = lossy_instance(real.clone()).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &[lossy_port, real_port]).await;
+
+    let joined = http
+        .post(format!("{real}/members"))
+        .json(&json!({ "phoneNo": "01066660000", "nickname": "lossy" }))
+        .send()
+        .await
+        .unwrap();
+    let member = joined.json::<serde_json::Value>().await.unwrap()["memberId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let member_token = token(&member, Role::Member);
+    let mut replayed = 0;
+    let mut balance = 0;
+    for n in 1..=8 {
+        let mut request = http
+            .post(format!("{gateway}/members/{member}/points/earn"))
+            .bearer_auth(&member_token)
+            .json(&json!({ "amount": 10 }));
+        if n == 8 {
+            request = request.header("Idempotency-Key", "the-client-s-own");
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200, "earn {n} through the gateway");
+        replayed += usize::from(response.headers().contains_key("idempotent-replayed"));
+        balance = response.json::<serde_json::Value>().await.unwrap()["balance"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(
+            balance,
+            10 * n,
+            "earn {n} ran once, whichever instance ran it"
+        );
+    }
+
+    let seen = seen.lock().unwrap().clone();
+    assert!(!seen.is_empty(), "the lossy instance got its turns");
+    assert_eq!(replayed, seen.len(), "each lost answer was answered again");
+    for (path, key) in &seen {
+        let key = key
+            .as_deref()
+            .unwrap_or_else(|| panic!("{path} came without a key"));
+        assert!(
+            key == "the-client-s-own"
+                || (key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit())),
+            "the gateway keeps a client's key and makes one otherwise: {key}"
+        );
+    }
+    let stream = mileage_store::postgres::PgEventStore::connect(&database)
+        .await
+        .unwrap()
+        .read_stream(&format!("member-{member}"), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.len(),
+        9,
+        "joined, then earned eight times, each once"
+    );
+    assert_eq!(balance, 80);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -54,6 +54,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Setti
             open_for: Duration::from_secs(5),
         },
         cors_allowed_origins: Vec::new(),
+        idempotency_retention: Duration::from_secs(24 * 3600),
     };
     adjust(&mut settings);
     let app = Application::build(&settings)

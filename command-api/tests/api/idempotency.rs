@@ -146,3 +146,65 @@ async fn concurrent_requests_with_one_key_run_the_command_once() {
         "one member only"
     );
 }
+
+#[tokio::test]
+async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay() {
+    let app = spawn_app().await;
+    let id = app.join("01011110009", "E").await;
+    let path = format!("/members/{id}/points/earn");
+    let old = json!({ "amount": 10 });
+    let young = json!({ "amount": 20 });
+    assert_eq!(
+        app.send(with_key(&app, &path, "old", &old)).await.status,
+        200
+    );
+    assert_eq!(
+        app.send(with_key(&app, &path, "young", &young))
+            .await
+            .status,
+        200
+    );
+    let store = app.store().await;
+    let client = store.pool().get().await.unwrap();
+    client
+        .execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'",
+            &[],
+        )
+        .await
+        .unwrap();
+
+    let restarted = spawn_app_on(app.database_url.clone()).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let left: Vec<String> = client
+            .query("SELECT key FROM idempotency_keys ORDER BY key", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        if left == ["young"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key past its 24 h was not deleted at start-up: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    let again = restarted
+        .send(with_key(&restarted, &path, "young", &young))
+        .await;
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let expired = restarted
+        .send(with_key(&restarted, &path, "old", &old))
+        .await;
+    assert_eq!(expired.status, 200);
+    assert!(
+        expired.headers.get("idempotent-replayed").is_none(),
+        "an expired key runs the command again"
+    );
+    assert_eq!(expired.body["balance"], 40);
+}

@@ -138,6 +138,11 @@ async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
         ),
         (with("COMMAND_API_ADDR", "everywhere"), "command_api_addr"),
         (with("BREAKER_FAILURES", "0"), "breaker_failures"),
+        (with("IDEMPOTENCY_KEY_HOURS", "-1"), "idempotency_key_hours"),
+        (
+            with("IDEMPOTENCY_KEY_HOURS", "99999999"),
+            "idempotency_key_hours",
+        ),
         (
             with("MILEAGE_CONFIG", "/nonexistent/mileage.toml"),
             "MILEAGE_CONFIG",
