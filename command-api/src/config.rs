@@ -207,13 +207,18 @@ pub fn event_store(
     eventstoredb_url: Option<&str>,
     pg: mileage_store::postgres::PgEventStore,
 ) -> anyhow::Result<std::sync::Arc<dyn mileage_store::EventStore>> {
-    Ok(match eventstoredb_url {
-        Some(url) => std::sync::Arc::new(
-            mileage_store::eventstoredb::EsdbEventStore::connect(url)
-                .map_err(|e| anyhow::anyhow!("cannot reach EventStoreDB: {e}"))?,
-        ),
-        None => std::sync::Arc::new(pg),
-    })
+    match eventstoredb_url {
+        Some(url) => eventstoredb(url),
+        None => Ok(std::sync::Arc::new(pg)),
+    }
+}
+
+/// The EventStoreDB event store at `url` (the client connects lazily).
+pub fn eventstoredb(url: &str) -> anyhow::Result<std::sync::Arc<dyn mileage_store::EventStore>> {
+    Ok(std::sync::Arc::new(
+        mileage_store::eventstoredb::EsdbEventStore::connect(url)
+            .map_err(|e| anyhow::anyhow!("cannot reach EventStoreDB: {e}"))?,
+    ))
 }
 
 /// Settings of type `T` from the TOML file named by `MILEAGE_CONFIG` (when

@@ -48,30 +48,25 @@ enum Claim {
 }
 
 impl IdempotencyStore {
-    /// Creates the table when missing, under a transaction-scoped advisory
-    /// lock: replicas starting together on a new database would otherwise
-    /// race on the table's catalog rows.
+    /// Creates the table when missing; replicas starting together on a new
+    /// database take turns.
     pub async fn new(pool: Pool) -> Result<Self, ApiError> {
         let client = pool.get().await.map_err(internal)?;
-        client
-            .batch_execute(
-                "SET client_min_messages = warning;
-                 BEGIN;
-                 SELECT pg_advisory_xact_lock(hashtext('mileage.command_api.migrate'));
-                 CREATE TABLE IF NOT EXISTS idempotency_keys (
-                     key         text        PRIMARY KEY,
-                     fingerprint text        NOT NULL,
-                     status      smallint,
-                     headers     jsonb,
-                     body        bytea,
-                     created_at  timestamptz NOT NULL DEFAULT now());
-                 CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
-                     ON idempotency_keys (created_at);
-                 COMMIT;
-                 RESET client_min_messages;",
-            )
-            .await
-            .map_err(internal)?;
+        mileage_store::postgres::create_under_lock(
+            &client,
+            "mileage.command_api.migrate",
+            "CREATE TABLE IF NOT EXISTS idempotency_keys (
+                 key         text        PRIMARY KEY,
+                 fingerprint text        NOT NULL,
+                 status      smallint,
+                 headers     jsonb,
+                 body        bytea,
+                 created_at  timestamptz NOT NULL DEFAULT now());
+             CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
+                 ON idempotency_keys (created_at);",
+        )
+        .await
+        .map_err(internal)?;
         Ok(Self { pool })
     }
 

@@ -50,12 +50,16 @@ impl Application {
             })?;
             mileage_projector::projections::create_read_side(&client).await?;
         }
-        let store: Arc<dyn EventStore> = mileage_command_api::config::event_store(
-            settings.eventstoredb_url.as_deref(),
-            PgEventStore::connect(&settings.database_url)
-                .await
-                .map_err(|e| anyhow::anyhow!("database_url: {e}"))?,
-        )?;
+        // Only the log's head is read here, so the PostgreSQL store (and its
+        // migrations) is opened only when it is the event store.
+        let store: Arc<dyn EventStore> = match settings.eventstoredb_url.as_deref() {
+            Some(url) => mileage_command_api::config::eventstoredb(url)?,
+            None => Arc::new(
+                PgEventStore::connect(&settings.database_url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("database_url: {e}"))?,
+            ),
+        };
         let listener = TcpListener::bind(settings.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;

@@ -67,22 +67,11 @@ pub trait Model: Send + Sync + 'static {
     ) -> Result<(), tokio_postgres::Error>;
 }
 
-/// Runs a model's DDL under the migration lock, so replicas and the query
-/// API can create the same tables at once without tripping over each other.
-/// The lock is the transaction's: it is released only at the commit, so the
-/// next holder sees what this one created (a session lock released before
-/// the commit let a second `CREATE SCHEMA IF NOT EXISTS` fail). The
-/// "already exists, skipping" notices of every later start are not logged.
+/// Runs read-side DDL under the read side's migration lock, so replicas and
+/// the query API can create the same tables at once without tripping over
+/// each other.
 pub async fn create_tables(client: &Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
-    client
-        .batch_execute(&format!(
-            "BEGIN;
-             SET LOCAL client_min_messages = warning;
-             SELECT pg_advisory_xact_lock(hashtext('mileage.projector.migrate'));
-             {ddl}
-             COMMIT;"
-        ))
-        .await
+    mileage_store::postgres::create_under_lock(client, "mileage.projector.migrate", ddl).await
 }
 
 /// Creates everything the read side needs (bookkeeping and the three read

@@ -13,6 +13,29 @@ const MIGRATIONS: &[(i32, &str, &str)] =
 /// Arbitrary constant identifying the migration lock.
 const MIGRATION_LOCK: i64 = 0x6d69_6c65_6167_6501;
 
+/// Runs `ddl` in one transaction holding the advisory lock named `lock` (a
+/// constant of the caller's), so processes starting together on a new
+/// database create the same tables one after another instead of racing on
+/// the catalog. The lock is the transaction's, released only at the commit,
+/// so the next holder sees what this one created (a session lock released
+/// before the commit let a second `CREATE SCHEMA IF NOT EXISTS` fail). The
+/// "already exists, skipping" notices of every later start are not logged.
+pub async fn create_under_lock(
+    client: &tokio_postgres::Client,
+    lock: &'static str,
+    ddl: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(&format!(
+            "BEGIN;
+             SET LOCAL client_min_messages = warning;
+             SELECT pg_advisory_xact_lock(hashtext('{lock}'));
+             {ddl}
+             COMMIT;"
+        ))
+        .await
+}
+
 /// Applies every migration not applied yet.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(pg_error)?;

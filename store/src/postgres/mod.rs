@@ -17,6 +17,8 @@ mod notify;
 mod read;
 mod sql;
 
+pub use migrations::create_under_lock;
+
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
