@@ -12,14 +12,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use mileage_command_api::auth::{Role, mint_hs256};
-use mileage_command_api::config::{JwtKey, Settings};
+use mileage_command_api::config::Settings;
 use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
 use mileage_domain::envelope::Causation;
 use mileage_domain::ids::MemberId;
 use mileage_domain::member::{MemberEvent, PointsEarned};
 use mileage_domain::values::Points;
+use mileage_service::auth::{Role, mint_hs256};
+use mileage_service::settings::JwtKey;
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent};
 use serde_json::json;
@@ -136,7 +137,7 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
         database_url: database_url.clone(),
         eventstoredb_url: None,
         phone_secret: "benchmark-phone-secret".into(),
-        jwt: JwtKey::Hs256(SECRET.into()),
+        jwt: JwtKey::hs256(SECRET),
         join: GuardSettings {
             member_api_url: None,
             timeout: Duration::from_secs(5),

@@ -8,11 +8,11 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_domain::{Aggregate, ErrorKind};
 
-use crate::auth::Caller;
-use crate::error::ApiError;
 use crate::handle::{Handled, handle, load};
 use crate::personal::seal;
 use crate::state::AppState;
+use mileage_service::ApiError;
+use mileage_service::auth::Caller;
 
 /// Registers `member_id` as a dormant target under a new sequential id.
 pub async fn register(

@@ -12,7 +12,7 @@ use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError}
 use uuid::Uuid;
 
 use crate::cache::StateCache;
-use crate::error::ApiError;
+use mileage_service::ApiError;
 
 /// Attempts before a contended command gives up with 409.
 const MAX_ATTEMPTS: usize = 5;

@@ -18,7 +18,7 @@ use deadpool_postgres::Pool;
 use deadpool_postgres::tokio_postgres;
 use sha2::{Digest, Sha256};
 
-use crate::error::ApiError;
+use mileage_service::ApiError;
 
 /// The request header.
 pub const HEADER: &str = "idempotency-key";

@@ -15,8 +15,8 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::cache::StateCache;
-use crate::error::ApiError;
 use crate::handle::handle;
+use mileage_service::ApiError;
 
 /// Ids reserved per append: more means fewer appends and larger gaps after a
 /// restart.

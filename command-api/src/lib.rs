@@ -1,15 +1,11 @@
 //! The command side of Mileage: HTTP commands become events appended to the
 //! event store. Each use case (`members`, `dormant`) validates input, seals
 //! personal data, and runs load -> decide -> append through [`handle`]; the
-//! routes only parse, call and map errors ([`error::ApiError`]).
+//! routes only parse, call and map errors ([`mileage_service::ApiError`]).
 
-pub mod auth;
 pub mod cache;
 pub mod config;
-pub mod correlation;
 pub mod dormant;
-pub mod error;
-pub mod extract;
 pub mod handle;
 pub mod idempotency;
 pub mod ids;
@@ -19,4 +15,3 @@ pub mod personal;
 pub mod routes;
 pub mod startup;
 pub mod state;
-pub mod telemetry;

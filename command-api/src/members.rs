@@ -10,10 +10,10 @@ use mileage_domain::phone_registry::{PhoneRegistry, PhoneRegistryCommand};
 use mileage_domain::pii::phone_index;
 use mileage_domain::values::{Nickname, PhoneNumber};
 
-use crate::error::ApiError;
 use crate::handle::{Handled, handle, load};
 use crate::personal::seal;
 use crate::state::AppState;
+use mileage_service::ApiError;
 
 /// The stream of a phone number's uniqueness claim.
 fn phone_stream(state: &AppState, phone: &PhoneNumber) -> String {

@@ -15,10 +15,9 @@ use mileage_domain::envelope::Causation;
 use mileage_domain::ids::MemberId;
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
 use crate::members;
 use crate::state::AppState;
-use crate::telemetry::BreakerMetrics;
+use mileage_service::ApiError;
 
 /// How the guard behaves.
 #[derive(Debug, Clone)]
@@ -138,7 +137,7 @@ impl JoinGuard {
             .http
             .post(format!("{}/members", url.trim_end_matches('/')))
             .header(
-                crate::correlation::HEADER,
+                mileage_service::correlation::HEADER,
                 causation.correlation_id.to_string(),
             )
             .json(&json!({ "phoneNo": phone, "nickname": nickname }))
@@ -169,5 +168,28 @@ impl JoinGuard {
             .ok_or_else(|| {
                 JoinFailure::Dependency(format!("member API answered without a member id: {body}"))
             })
+    }
+}
+
+/// The release breaker's transitions, as a gauge (0 closed, 1 half-open,
+/// 2 open) and a count of calls it rejected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BreakerMetrics;
+
+impl failsafe::Instrument for BreakerMetrics {
+    fn on_call_rejected(&self) {
+        metrics::counter!("release_breaker_rejected_total").increment(1);
+    }
+
+    fn on_open(&self) {
+        metrics::gauge!("release_breaker_state").set(2.0);
+    }
+
+    fn on_half_open(&self) {
+        metrics::gauge!("release_breaker_state").set(1.0);
+    }
+
+    fn on_closed(&self) {
+        metrics::gauge!("release_breaker_state").set(0.0);
     }
 }

@@ -5,11 +5,13 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mileage_service::auth::Verifier;
+use mileage_service::settings::event_store;
 use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
+use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::auth::Verifier;
 use crate::cache::StateCache;
 use crate::config::Settings;
 use crate::idempotency::IdempotencyStore;
@@ -36,17 +38,15 @@ pub struct Application {
 impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        crate::telemetry::prometheus();
+        mileage_service::telemetry::prometheus();
         let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
         let pg = PgEventStore::connect(&settings.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
         let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
-        let store = crate::config::event_store(settings.eventstoredb_url.as_deref(), pg)?;
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
+        let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;
+        let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
             state: AppState {
@@ -56,7 +56,7 @@ impl Application {
                 keys,
                 join: Arc::new(JoinGuard::new(settings.join.clone())),
                 verifier,
-                phone_secret: settings.phone_secret.as_bytes().into(),
+                phone_secret: settings.phone_secret.expose_secret().as_bytes().into(),
             },
             idempotency,
             idempotency_retention: settings.idempotency_retention,
@@ -77,35 +77,13 @@ impl Application {
                 .clone()
                 .purge_forever(self.idempotency_retention, PURGE_EVERY),
         );
-        let served = axum::serve(
+        let served = mileage_service::serve(
             self.listener,
             router(self.state, self.idempotency, &self.cors_origins),
+            mileage_service::shutdown::signal(),
         )
-        .with_graceful_shutdown(shutdown_signal())
         .await;
         purge.abort();
         served
-    }
-}
-
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
+use axum::extract::FromRef;
 use mileage_store::EventStore;
 use mileage_store::keys::KeyStore;
 
-use crate::auth::Verifier;
 use crate::cache::StateCache;
 use crate::ids::IdAllocator;
 use crate::membership::JoinGuard;
+use mileage_service::auth::Verifier;
 
 /// Shared application state: the ports and the id allocator.
 #[derive(Clone)]
@@ -27,4 +28,10 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     /// Secret of the phone-number index (see `mileage_domain::pii::phone_index`).
     pub phone_secret: Arc<[u8]>,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.verifier)
+    }
 }

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_command_api::config::{eventstoredb_url, layered, positive, postgres_url};
+use mileage_service::settings::{
+    eventstoredb_url, http_url, layered, positive, postgres_url, socket_addr,
+};
 use serde::Deserialize;
 
 /// What the projector needs to start.
@@ -86,22 +88,13 @@ impl Settings {
     }
 
     fn check(raw: Raw) -> anyhow::Result<Self> {
-        let addr = raw
-            .projector_addr
-            .unwrap_or_else(|| "127.0.0.1:8085".into());
-        let addr = addr
-            .parse()
-            .map_err(|e| anyhow::anyhow!("projector_addr={addr:?} is not a socket address: {e}"))?;
+        let addr = socket_addr("projector_addr", raw.projector_addr, "127.0.0.1:8085")?;
         let database_url = postgres_url("database_url", raw.database_url)?;
         let read_database_url = match raw.read_database_url {
             Some(url) => postgres_url("read_database_url", Some(url))?,
             None => database_url.clone(),
         };
-        let url = match raw.notifier_url {
-            Some(url) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
-            Some(url) => anyhow::bail!("notifier_url={url:?} must be an http:// or https:// URL"),
-            None => None,
-        };
+        let url = http_url("notifier_url", raw.notifier_url)?;
         Ok(Self {
             addr,
             read_database_url,

@@ -1,7 +1,9 @@
-//! `/health`, `/ready`, `/metrics` and `/status` of a projector process.
+//! `/health`, `/ready`, `/metrics` (the shared ops routes) and `/status`
+//! of a projector process.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -23,28 +25,19 @@ pub struct Probe {
 /// The routes.
 pub fn router(probe: Probe) -> Router {
     Router::new()
-        .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
-        .route("/ready", get(ready))
+        .merge(mileage_service::ops::router(Arc::new(probe.clone()), None))
         .route("/status", get(status))
-        .route(
-            "/metrics",
-            get(|| async { mileage_command_api::telemetry::prometheus().render() }),
-        )
         .with_state(probe)
 }
 
-async fn ready(State(probe): State<Probe>) -> (StatusCode, Json<Value>) {
-    let store = probe.store.head_position().await.is_ok();
-    let read = connect(&probe.read_config).await.is_ok();
-    let status = if store && read {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({ "eventStore": store, "readDatabase": read })),
-    )
+#[async_trait]
+impl mileage_service::ops::Probe for Probe {
+    async fn dependencies(&self) -> Vec<(&'static str, bool)> {
+        vec![
+            ("eventStore", self.store.head_position().await.is_ok()),
+            ("readDatabase", connect(&self.read_config).await.is_ok()),
+        ]
+    }
 }
 
 /// Every consumer's checkpoint and state, from the status table.

@@ -4,13 +4,13 @@ use mileage_projector::config::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mileage_command_api::telemetry::init_logging();
+    mileage_service::telemetry::init_logging();
     let settings = Settings::load()?;
     let running = mileage_projector::startup::start(&settings).await?;
     tracing::info!(port = running.port(), "projector running");
     let stopper = running.stopper();
     tokio::spawn(async move {
-        mileage_command_api::startup::shutdown_signal().await;
+        mileage_service::shutdown::signal().await;
         tracing::info!("stopping after the current batches");
         let _ = stopper.send(true);
     });

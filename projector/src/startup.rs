@@ -75,13 +75,13 @@ pub async fn start_with(
     settings: &Settings,
     notifier: Arc<dyn Notifier>,
 ) -> anyhow::Result<Running> {
-    mileage_command_api::telemetry::prometheus();
+    mileage_service::telemetry::prometheus();
     let pg = PgEventStore::connect(&settings.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
     let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(pg.pool().clone()));
     let store: Arc<dyn EventStore> =
-        mileage_command_api::config::event_store(settings.eventstoredb_url.as_deref(), pg)?;
+        mileage_service::settings::event_store(settings.eventstoredb_url.as_deref(), pg)?;
     let read_config: tokio_postgres::Config = settings
         .read_database_url
         .parse()
@@ -121,9 +121,7 @@ pub async fn start_with(
             (name, runner.run(consumer).await)
         });
     }
-    let listener = tokio::net::TcpListener::bind(settings.addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
+    let listener = mileage_service::bind(settings.addr).await?;
     let port = listener.local_addr()?.port();
     let app = crate::http::router(crate::http::Probe { store, read_config });
     let mut http_stop = stop_rx;
@@ -131,10 +129,7 @@ pub async fn start_with(
         let stopped = async move {
             let _ = http_stop.wait_for(|stop| *stop).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
+        if let Err(e) = mileage_service::serve(listener, app, stopped).await {
             tracing::error!(error = %e, "projector HTTP endpoint failed");
         }
     });

@@ -11,10 +11,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use mileage_command_api::auth::{Role, mint_hs256};
-use mileage_command_api::config::{JwtKey, Settings as CommandSettings};
+use mileage_command_api::config::Settings as CommandSettings;
 use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
+use mileage_service::auth::{Role, mint_hs256};
+use mileage_service::settings::JwtKey;
 use serde_json::Value;
 
 use crate::config::{NotifierSettings, Settings};
@@ -123,7 +124,7 @@ impl CommandApi {
             database_url: database_url.to_owned(),
             eventstoredb_url: None,
             phone_secret: "test-phone-index-secret".into(),
-            jwt: JwtKey::Hs256(JWT_SECRET.into()),
+            jwt: JwtKey::hs256(JWT_SECRET),
             join: GuardSettings {
                 member_api_url: None,
                 timeout: Duration::from_secs(5),

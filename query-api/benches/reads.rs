@@ -15,12 +15,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mileage_command_api::config::JwtKey;
 use mileage_projector::testing::{
     CommandApi, JWT_SECRET, Sample, eventually, load, start_projector,
 };
 use mileage_query_api::config::Settings;
 use mileage_query_api::startup::Application;
+use mileage_service::settings::JwtKey;
 use serde_json::json;
 
 const TARGETS: i64 = 10_000;
@@ -38,7 +38,7 @@ async fn query_api(database: &str, command_api: &str) -> String {
         database_url: database.to_owned(),
         eventstoredb_url: None,
         read_database_url: database.to_owned(),
-        jwt: JwtKey::Hs256(JWT_SECRET.into()),
+        jwt: JwtKey::hs256(JWT_SECRET),
         wait_limit: Duration::from_secs(5),
         command_api_url: command_api.to_owned(),
         pool_size: 16,
@@ -148,7 +148,7 @@ async fn reads(seconds: Duration, runs: u64, clients: u64) {
     fill_managerpage(&database).await;
     let token = Arc::<str>::from(mileage_projector::testing::token(
         "ops",
-        mileage_command_api::auth::Role::Manager,
+        mileage_service::auth::Role::Manager,
     ));
     for (name, by_id) in [
         ("GET /managerpages (page of 50)", false),

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_command_api::config::{
-    JwtKey, eventstoredb_url, jwt_key, layered, positive, postgres_url,
+use mileage_service::settings::{
+    JwtKey, eventstoredb_url, jwt_key, layered, positive, postgres_url, socket_addr,
 };
 use serde::Deserialize;
 
-/// What the query API needs to start.
-#[derive(Clone)]
+/// What the query API needs to start. Secrets never print.
+#[derive(Clone, Debug)]
 pub struct Settings {
     /// Where to listen (`QUERY_API_ADDR`, default `127.0.0.1:8084`).
     pub addr: SocketAddr,
@@ -31,16 +31,6 @@ pub struct Settings {
     pub command_api_url: String,
     /// Read-database connections (`QUERY_POOL_SIZE`, 16).
     pub pool_size: usize,
-}
-
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("addr", &self.addr)
-            .field("wait_limit", &self.wait_limit)
-            .field("command_api_url", &self.command_api_url)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Deserialize, Default)]
@@ -72,12 +62,7 @@ impl Settings {
     /// Reads the settings; the error names the setting that is wrong.
     pub fn load() -> anyhow::Result<Self> {
         let raw: Raw = layered(&KEYS)?;
-        let addr = raw
-            .query_api_addr
-            .unwrap_or_else(|| "127.0.0.1:8084".into());
-        let addr = addr
-            .parse()
-            .map_err(|e| anyhow::anyhow!("query_api_addr={addr:?} is not a socket address: {e}"))?;
+        let addr = socket_addr("query_api_addr", raw.query_api_addr, "127.0.0.1:8084")?;
         let database_url = postgres_url("database_url", raw.database_url)?;
         let read_database_url = match raw.read_database_url {
             Some(url) => postgres_url("read_database_url", Some(url))?,

@@ -1,7 +1,7 @@
-//! Error answers as the OpenAPI description documents them: the command
-//! API's problem+json shapes, plus 404.
+//! Error answers as the OpenAPI description documents them: the shared
+//! problem+json shapes, plus 404.
 
-pub use mileage_command_api::routes::{AuthRefusals, Invalid, Problem, Unavailable};
+pub use mileage_service::docs::{AuthRefusals, Invalid, Problem, Unavailable};
 use utoipa::IntoResponses;
 
 /// 404: nothing under this id (documentation only).

@@ -7,7 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderValue;
 use axum::http::request::Parts;
 use axum::response::Response;
-use mileage_command_api::error::ApiError;
+use mileage_service::ApiError;
 use mileage_store::Position;
 
 use crate::progress::Seen;

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use mileage_command_api::auth::Verifier;
+use mileage_service::auth::Verifier;
 use mileage_store::EventStore;
+use mileage_store::eventstoredb::EsdbEventStore;
 use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
 
@@ -24,7 +25,7 @@ impl Application {
     /// Connects the read database (creating the read-model tables if the
     /// projector has not yet), follows the checkpoints, binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        mileage_command_api::telemetry::prometheus();
+        mileage_service::telemetry::prometheus();
         let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
         let read_config: tokio_postgres::Config = settings
             .read_database_url
@@ -53,16 +54,14 @@ impl Application {
         // Only the log's head is read here, so the PostgreSQL store (and its
         // migrations) is opened only when it is the event store.
         let store: Arc<dyn EventStore> = match settings.eventstoredb_url.as_deref() {
-            Some(url) => mileage_command_api::config::eventstoredb(url)?,
+            Some(url) => event_store_at(url)?,
             None => Arc::new(
                 PgEventStore::connect(&settings.database_url)
                     .await
                     .map_err(|e| anyhow::anyhow!("database_url: {e}"))?,
             ),
         };
-        let listener = TcpListener::bind(settings.addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.addr))?;
+        let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
             state: QueryState {
@@ -83,8 +82,17 @@ impl Application {
 
     /// Serves until a shutdown signal, then finishes in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(mileage_command_api::startup::shutdown_signal())
-            .await
+        mileage_service::serve(
+            self.listener,
+            router(self.state),
+            mileage_service::shutdown::signal(),
+        )
+        .await
     }
+}
+
+fn event_store_at(url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
+    Ok(Arc::new(EsdbEventStore::connect(url).map_err(|e| {
+        anyhow::anyhow!("cannot reach EventStoreDB: {e}")
+    })?))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
-use mileage_command_api::auth::Verifier;
+use mileage_service::auth::Verifier;
 use mileage_store::EventStore;
 
 use crate::progress::Progress;

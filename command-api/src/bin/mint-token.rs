@@ -3,7 +3,7 @@
 //!     JWT_HS256_SECRET=... mint-token manager ops
 //!     JWT_HS256_SECRET=... mint-token member 42 [ttl-seconds]
 
-use mileage_command_api::auth::{Role, mint_hs256};
+use mileage_service::auth::{Role, mint_hs256};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

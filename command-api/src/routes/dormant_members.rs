@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Problem, accepted, invalid_field};
-use crate::auth::Caller;
 use crate::dormant;
-use crate::error::ApiError;
-use crate::extract::AppJson;
 use crate::handle::Handled;
 use crate::state::AppState;
+use mileage_service::ApiError;
+use mileage_service::auth::Caller;
+use mileage_service::extract::AppJson;
 
 /// The dormant-target routes.
 pub fn router() -> Router<AppState> {

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Problem, accepted, invalid_field};
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::extract::AppJson;
 use crate::members;
 use crate::state::AppState;
+use mileage_service::ApiError;
+use mileage_service::auth::Caller;
+use mileage_service::extract::AppJson;
 
 /// The member routes.
 pub fn router() -> Router<AppState> {

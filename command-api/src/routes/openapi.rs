@@ -2,13 +2,11 @@
 //! served at `/openapi.json`; `schemas/openapi/command-api.json` is its
 //! committed copy, kept equal by a test.
 
-use axum::routing::get;
-use axum::{Json, Router};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use mileage_service::docs::BearerAuth;
+use mileage_service::ops;
+use utoipa::OpenApi;
 
-use super::{dormant_members, health, members};
-use crate::state::AppState;
+use super::{dormant_members, members};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,8 +23,8 @@ use crate::state::AppState;
         dormant_members::change_status,
         dormant_members::mark_dormant,
         dormant_members::release,
-        health::health,
-        health::ready,
+        ops::health,
+        ops::ready,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -37,25 +35,6 @@ use crate::state::AppState;
 )]
 struct ApiDoc;
 
-/// Declares the `bearer` scheme the secured operations name (the query API
-/// uses it too).
-pub struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 /// The description, as served and as committed (pretty JSON, with a final
 /// newline). Title, version and licence come from the crate.
 pub fn spec() -> String {
@@ -64,15 +43,4 @@ pub fn spec() -> String {
         .expect("an OpenAPI document serialises");
     text.push('\n');
     text
-}
-
-/// `GET /openapi.json`.
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/openapi.json",
-        get(|| async {
-            let value: serde_json::Value = serde_json::from_str(&spec()).expect("spec() is JSON");
-            Json(value)
-        }),
-    )
 }

@@ -1,6 +1,6 @@
 //! The auth matrix: who may do what, and how refusals look.
 
-use mileage_command_api::auth::{Role, mint_expired_hs256, mint_hs256};
+use mileage_service::auth::{Role, mint_expired_hs256, mint_hs256};
 use serde_json::json;
 
 use crate::helpers::{JWT_SECRET, spawn_app, token};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use mileage_command_api::auth::Role;
+use mileage_service::auth::Role;
 use mileage_store::EventStore;
 use mileage_store::testing::Service;
 use serde_json::json;

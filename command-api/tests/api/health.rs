@@ -24,6 +24,7 @@ async fn ready_when_the_event_store_answers() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["eventStore"], true);
 }
 
 #[tokio::test]

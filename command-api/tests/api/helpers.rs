@@ -1,12 +1,13 @@
 //! `spawn_app()`: the service on port 0 over a fresh database, in one line,
 //! and the requests tests make.
 
-use mileage_command_api::auth::{Role, mint_hs256};
+use mileage_service::auth::{Role, mint_hs256};
 use std::time::Duration;
 
-use mileage_command_api::config::{JwtKey, Settings};
+use mileage_command_api::config::Settings;
 use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
+use mileage_service::settings::JwtKey;
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, RecordedEvent};
 use serde_json::Value;
@@ -46,7 +47,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Setti
         database_url: database_url.clone(),
         eventstoredb_url: None,
         phone_secret: "test-phone-index-secret".into(),
-        jwt: JwtKey::Hs256(JWT_SECRET.into()),
+        jwt: JwtKey::hs256(JWT_SECRET),
         join: GuardSettings {
             member_api_url: None,
             timeout: Duration::from_secs(5),

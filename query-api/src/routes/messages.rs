@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use mileage_command_api::auth::Caller;
-use mileage_command_api::error::ApiError;
+use mileage_service::ApiError;
+use mileage_service::auth::Caller;
 use serde::Serialize;
 use utoipa::ToSchema;
 

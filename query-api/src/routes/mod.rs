@@ -7,10 +7,12 @@ pub mod members;
 pub mod messages;
 pub mod openapi;
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use mileage_command_api::error::ApiError;
+use mileage_service::ApiError;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -21,18 +23,18 @@ use crate::state::QueryState;
 /// The whole router.
 pub fn router(state: QueryState) -> Router {
     Router::new()
-        .merge(health::router())
+        .merge(mileage_service::ops::router(
+            Arc::new(health::ReadSide(state.clone())),
+            Some(&openapi::spec()),
+        ))
         .merge(managerpages::router())
         .merge(members::router())
         .merge(messages::router())
         .merge(admin::router())
-        .merge(openapi::router())
         .layer(axum::middleware::from_fn(
-            mileage_command_api::correlation::correlate,
+            mileage_service::correlation::correlate,
         ))
-        .route_layer(axum::middleware::from_fn(
-            mileage_command_api::telemetry::track,
-        ))
+        .route_layer(axum::middleware::from_fn(mileage_service::telemetry::track))
         .with_state(state)
 }
 

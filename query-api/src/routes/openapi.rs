@@ -2,13 +2,11 @@
 //! served at `/openapi.json`; `schemas/openapi/query-api.json` is its
 //! committed copy, kept equal by a test.
 
-use axum::routing::get;
-use axum::{Json, Router};
-use mileage_command_api::routes::openapi::BearerAuth;
+use mileage_service::docs::BearerAuth;
+use mileage_service::ops;
 use utoipa::OpenApi;
 
-use super::{health, managerpages, members, messages};
-use crate::state::QueryState;
+use super::{managerpages, members, messages};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,8 +21,8 @@ use crate::state::QueryState;
         managerpages::dormant_member,
         messages::message,
         members::member,
-        health::health,
-        health::ready,
+        ops::health,
+        ops::ready,
     ),
     modifiers(&BearerAuth),
     tags(
@@ -42,15 +40,4 @@ pub fn spec() -> String {
         .expect("an OpenAPI document serialises");
     text.push('\n');
     text
-}
-
-/// `GET /openapi.json`.
-pub fn router() -> Router<QueryState> {
-    Router::new().route(
-        "/openapi.json",
-        get(|| async {
-            let value: serde_json::Value = serde_json::from_str(&spec()).expect("spec() is JSON");
-            Json(value)
-        }),
-    )
 }

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use mileage_command_api::auth::Role;
-use mileage_command_api::config::JwtKey;
 use mileage_projector::startup::Running;
 use mileage_projector::testing::{
     CommandApi, Gateway, JWT_SECRET, eventually, start_projector, token,
 };
 use mileage_query_api::config::Settings;
 use mileage_query_api::startup::Application;
+use mileage_service::auth::Role;
+use mileage_service::settings::JwtKey;
 use serde_json::Value;
 
 /// How long tests wait for the read side.
@@ -93,7 +93,7 @@ impl QueryApi {
             database_url: database.to_owned(),
             eventstoredb_url: None,
             read_database_url: database.to_owned(),
-            jwt: JwtKey::Hs256(JWT_SECRET.into()),
+            jwt: JwtKey::hs256(JWT_SECRET),
             wait_limit,
             command_api_url: command_api.to_owned(),
             pool_size: 8,

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mileage_command_api::auth::Role;
 use mileage_projector::testing::{JWT_SECRET, token};
+use mileage_service::auth::Role;
 use mileage_store::testing::{Service, assert_refuses_to_start, fresh_database};
 
 #[tokio::test]

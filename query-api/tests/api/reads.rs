@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use mileage_command_api::auth::Role;
 use mileage_projector::testing::token;
+use mileage_service::auth::Role;
 
 use crate::helpers::{Stack, WAIT};
 

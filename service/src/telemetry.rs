@@ -1,7 +1,7 @@
-//! Prometheus metrics: requests by route and status, request latency, append
-//! latency, version conflicts and re-decisions, and the release breaker's
-//! state. One recorder per process (installed on first use), rendered at
-//! `/metrics`.
+//! Logging and metrics set-up shared by every service. Logs go to stderr
+//! (text, or JSON lines for shippers); metrics go to one Prometheus recorder
+//! per process (installed on first use, rendered at `/metrics`), with every
+//! request counted by matched route, method and status.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -67,29 +67,6 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
-}
-
-/// The release breaker's transitions, as a gauge (0 closed, 1 half-open,
-/// 2 open) and a count of calls it rejected.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BreakerMetrics;
-
-impl failsafe::Instrument for BreakerMetrics {
-    fn on_call_rejected(&self) {
-        metrics::counter!("release_breaker_rejected_total").increment(1);
-    }
-
-    fn on_open(&self) {
-        metrics::gauge!("release_breaker_state").set(2.0);
-    }
-
-    fn on_half_open(&self) {
-        metrics::gauge!("release_breaker_state").set(1.0);
-    }
-
-    fn on_closed(&self) {
-        metrics::gauge!("release_breaker_state").set(0.0);
-    }
 }
 
 #[cfg(test)]

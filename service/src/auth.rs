@@ -13,10 +13,11 @@ use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind as JwtError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use mileage_domain::ids::MemberId;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::settings::JwtKey;
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,10 +48,10 @@ pub struct Verifier {
 
 impl Verifier {
     /// The verifier for the configured key.
-    pub fn from_key(key: &crate::config::JwtKey) -> anyhow::Result<Self> {
+    pub fn from_key(key: &JwtKey) -> anyhow::Result<Self> {
         match key {
-            crate::config::JwtKey::Hs256(secret) => Ok(Self::hs256(secret.as_bytes())),
-            crate::config::JwtKey::Rs256(pem) => Self::rs256(pem.as_bytes()),
+            JwtKey::Hs256(secret) => Ok(Self::hs256(secret.expose_secret().as_bytes())),
+            JwtKey::Rs256(pem) => Self::rs256(pem.as_bytes()),
         }
     }
 
@@ -126,12 +127,6 @@ impl Caller {
                 "a member token may act only for its own member id",
             )),
         }
-    }
-}
-
-impl FromRef<AppState> for Arc<Verifier> {
-    fn from_ref(state: &AppState) -> Self {
-        Arc::clone(&state.verifier)
     }
 }
 

@@ -1,0 +1,140 @@
+//! Documentation-only types shared by the services' OpenAPI descriptions:
+//! the problem+json body, the refusals every route can answer, the common
+//! headers, and the bearer scheme.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, IntoResponses, Modify, ToSchema};
+
+/// RFC 9457 problem details, as every error is answered (documentation of
+/// [`ApiError`]'s rendering).
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: the `code` says what happened.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The HTTP status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, for people.
+    detail: String,
+    /// What went wrong, for programs, e.g. `member.insufficient_points`.
+    #[schema(example = "validation.phone_number")]
+    code: String,
+    /// The request field at fault, when one is.
+    field: Option<String>,
+}
+
+/// 400: a malformed body, field, id or header (documentation only).
+#[derive(IntoResponses)]
+pub enum Invalid {
+    /// The problem names the `field` at fault.
+    #[response(
+        status = 400,
+        description = "Malformed body, field, id or header",
+        content_type = "application/problem+json"
+    )]
+    BadRequest(#[to_schema] Problem),
+}
+
+/// 413 and 415: a body the service does not read (documentation only).
+#[derive(IntoResponses)]
+pub enum BodyRefusals {
+    /// Over 16 KiB.
+    #[response(
+        status = 413,
+        description = "Body over 16 KiB",
+        content_type = "application/problem+json"
+    )]
+    TooLarge(#[to_schema] Problem),
+    /// Not `application/json`.
+    #[response(
+        status = 415,
+        description = "Body is not application/json",
+        content_type = "application/problem+json"
+    )]
+    NotJson(#[to_schema] Problem),
+}
+
+/// 401 and 403: the bearer token (documentation only).
+#[derive(IntoResponses)]
+pub enum AuthRefusals {
+    /// Missing, malformed, forged or expired.
+    #[response(
+        status = 401,
+        description = "No valid bearer token",
+        content_type = "application/problem+json"
+    )]
+    Unauthorized(#[to_schema] Problem),
+    /// Valid, but without the right role or for another member.
+    #[response(
+        status = 403,
+        description = "Not allowed for this role or member",
+        content_type = "application/problem+json"
+    )]
+    Forbidden(#[to_schema] Problem),
+}
+
+/// 404 and 409: the aggregate's state (documentation only).
+#[derive(IntoResponses)]
+pub enum StateRefusals {
+    /// Nothing under this id.
+    #[response(
+        status = 404,
+        description = "No such id",
+        content_type = "application/problem+json"
+    )]
+    NotFound(#[to_schema] Problem),
+    /// Not allowed from the current state, or changed concurrently too often.
+    #[response(
+        status = 409,
+        description = "Not allowed from the current state, or a persistent concurrent change",
+        content_type = "application/problem+json"
+    )]
+    Conflict(#[to_schema] Problem),
+}
+
+/// 503: a dependency is down (documentation only).
+#[derive(IntoResponses)]
+pub enum Unavailable {
+    /// Retry after the `Retry-After` seconds.
+    #[response(
+        status = 503,
+        description = "The event store or the member service is unavailable; see Retry-After",
+        content_type = "application/problem+json"
+    )]
+    Unavailable(#[to_schema] Problem),
+}
+
+/// The `X-Correlation-Id` header, stored on every event a request appends.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "documents the header; the correlation middleware reads it"
+)]
+pub struct CorrelationId {
+    /// A UUID; generated when absent and echoed on the response.
+    #[param(rename = "X-Correlation-Id")]
+    id: Option<uuid::Uuid>,
+}
+
+/// Declares the `bearer` scheme the secured operations name (the query API
+/// uses it too).
+pub struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

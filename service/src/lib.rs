@@ -1,0 +1,41 @@
+//! What every Mileage service shares, so the command API, the projector and
+//! the query API start, log, measure, authenticate, fail and stop the same
+//! way: layered [`settings`], [`telemetry`] (logs and the Prometheus
+//! recorder), bearer-token [`auth`], the problem+json [`error`] with its
+//! [`extract`]ors, [`correlation`] ids, the [`ops`] router (`/health`,
+//! `/ready`, `/metrics`, `/openapi.json`), [`shutdown`] and [`serve`].
+//!
+//! No service depends on another service crate: what two of them need lives
+//! here (HTTP plumbing), in `mileage-store` (the log) or in
+//! `mileage-read-model` (the read side's tables).
+
+pub mod auth;
+pub mod correlation;
+pub mod docs;
+pub mod error;
+pub mod extract;
+pub mod ops;
+pub mod settings;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use error::ApiError;
+
+/// Binds `addr`, naming it in the error (so a taken port says which).
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+}
+
+/// Serves `app` on `listener` until `stop` resolves, then lets in-flight
+/// requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}

@@ -1,0 +1,199 @@
+//! Settings every service reads the same way: an optional TOML file named by
+//! `MILEAGE_CONFIG`, overridden by environment variables of the same names in
+//! upper case, checked before any port opens. Each service declares its own
+//! typed settings and builds them from these checked pieces; an error names
+//! the setting at fault and never shows a secret's value.
+
+use std::sync::Arc;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use mileage_store::EventStore;
+use mileage_store::eventstoredb::EsdbEventStore;
+use mileage_store::postgres::PgEventStore;
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+
+/// Shortest HS256 secret accepted, in bytes (RFC 7518: at least the hash size).
+const MIN_JWT_SECRET_LEN: usize = 32;
+
+/// The environment variable naming the optional TOML settings file.
+pub const CONFIG_FILE_VAR: &str = "MILEAGE_CONFIG";
+
+/// How bearer tokens are checked. The secret never prints (`Debug` redacts).
+#[derive(Clone, Debug)]
+pub enum JwtKey {
+    /// HS256 with a shared secret (`JWT_HS256_SECRET`).
+    Hs256(SecretString),
+    /// RS256 with a PEM public key (`JWT_RS256_PUBLIC_KEY`).
+    Rs256(String),
+}
+
+impl JwtKey {
+    /// An HS256 key from a secret held in clear (tests, `mint-token`).
+    pub fn hs256(secret: &str) -> Self {
+        Self::Hs256(SecretString::from(secret))
+    }
+
+    /// The HS256 secret's bytes, for minting tokens; `None` for RS256.
+    pub fn hs256_secret(&self) -> Option<&[u8]> {
+        match self {
+            Self::Hs256(secret) => Some(secret.expose_secret().as_bytes()),
+            Self::Rs256(_) => None,
+        }
+    }
+}
+
+/// Settings of type `T` from the TOML file named by `MILEAGE_CONFIG` (when
+/// set), overridden by the environment variables `keys` (upper-case names
+/// of `T`'s lower-case fields).
+pub fn layered<T: DeserializeOwned>(keys: &[&str]) -> anyhow::Result<T> {
+    let mut figment = Figment::new();
+    if let Some(path) = std::env::var_os(CONFIG_FILE_VAR) {
+        let path = std::path::PathBuf::from(path);
+        anyhow::ensure!(
+            path.is_file(),
+            "{CONFIG_FILE_VAR}={} is not a readable file",
+            path.display()
+        );
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment
+        .merge(Env::raw().only(keys))
+        .extract()
+        .map_err(|e| anyhow::anyhow!("bad setting: {e}"))
+}
+
+/// A socket address setting called `name`, or `default` when unset.
+pub fn socket_addr(
+    name: &str,
+    value: Option<String>,
+    default: &str,
+) -> anyhow::Result<std::net::SocketAddr> {
+    let addr = value.unwrap_or_else(|| default.to_owned());
+    addr.parse()
+        .map_err(|e| anyhow::anyhow!("{name}={addr:?} is not a socket address: {e}"))
+}
+
+/// An optional `http://` or `https://` URL setting called `name`.
+pub fn http_url(name: &str, value: Option<String>) -> anyhow::Result<Option<String>> {
+    match value {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => Ok(Some(url)),
+        Some(url) => anyhow::bail!("{name}={url:?} must be an http:// or https:// URL"),
+        None => Ok(None),
+    }
+}
+
+/// Checks a PostgreSQL URL setting called `name`: set, and a connection
+/// string tokio-postgres accepts. The error never shows the value (it may
+/// carry a password).
+pub fn postgres_url(name: &str, url: Option<String>) -> anyhow::Result<String> {
+    let url = url
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| anyhow::anyhow!("{name} is not set (postgres://user@host:port/db)"))?;
+    url.parse::<tokio_postgres::Config>()
+        .map_err(|e| anyhow::anyhow!("{name} is not a PostgreSQL connection string: {e}"))?;
+    Ok(url)
+}
+
+/// Checks an `eventstoredb_url` setting: an EventStoreDB connection string
+/// the client accepts, or unset. The error never shows the value (it may
+/// carry credentials).
+pub fn eventstoredb_url(url: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(None);
+    };
+    anyhow::ensure!(
+        url.starts_with("esdb://") || url.starts_with("esdb+discover://"),
+        "eventstoredb_url must be an esdb:// or esdb+discover:// connection string"
+    );
+    EsdbEventStore::parse(&url).map_err(|_| {
+        anyhow::anyhow!("eventstoredb_url is not a valid EventStoreDB connection string")
+    })?;
+    Ok(Some(url))
+}
+
+/// The event store the settings name: EventStoreDB when `eventstoredb_url`
+/// is set, otherwise the PostgreSQL store `pg`.
+pub fn event_store(
+    eventstoredb_url: Option<&str>,
+    pg: PgEventStore,
+) -> anyhow::Result<Arc<dyn EventStore>> {
+    match eventstoredb_url {
+        Some(url) => {
+            Ok(Arc::new(EsdbEventStore::connect(url).map_err(|e| {
+                anyhow::anyhow!("cannot reach EventStoreDB: {e}")
+            })?))
+        }
+        None => Ok(Arc::new(pg)),
+    }
+}
+
+/// The bearer-token key from `jwt_hs256_secret` (at least 32 bytes) or
+/// `jwt_rs256_public_key`, exactly one of them.
+pub fn jwt_key(
+    hs256_secret: Option<String>,
+    rs256_public_key: Option<String>,
+) -> anyhow::Result<JwtKey> {
+    match (hs256_secret, rs256_public_key) {
+        (Some(secret), None) if secret.len() >= MIN_JWT_SECRET_LEN => {
+            Ok(JwtKey::Hs256(SecretString::from(secret)))
+        }
+        (Some(_), None) => {
+            anyhow::bail!("jwt_hs256_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
+        }
+        (None, Some(pem)) => {
+            jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                anyhow::anyhow!("jwt_rs256_public_key is not an RSA public key in PEM form: {e}")
+            })?;
+            Ok(JwtKey::Rs256(pem))
+        }
+        (Some(_), Some(_)) => {
+            anyhow::bail!("set only one of jwt_hs256_secret and jwt_rs256_public_key")
+        }
+        (None, None) => anyhow::bail!("jwt_hs256_secret or jwt_rs256_public_key must be set"),
+    }
+}
+
+/// A positive number, or the default when unset (`name` for the error).
+pub fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
+    match value {
+        None => Ok(default),
+        Some(n) => u64::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow::anyhow!("{name}={n} must be a positive whole number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{JwtKey, eventstoredb_url, jwt_key};
+
+    #[test]
+    fn an_eventstoredb_url_is_checked_without_showing_it() {
+        assert_eq!(eventstoredb_url(None).unwrap(), None);
+        assert_eq!(eventstoredb_url(Some(" ".into())).unwrap(), None);
+        let good = "esdb://admin:changeit@127.0.0.1:2113?tls=false";
+        assert_eq!(
+            eventstoredb_url(Some(good.into())).unwrap().as_deref(),
+            Some(good)
+        );
+        for bad in [
+            "postgres://admin:secret@host/db",
+            "esdb://admin:secret@host:2113?tls=maybe",
+        ] {
+            let error = eventstoredb_url(Some(bad.into())).unwrap_err().to_string();
+            assert!(error.contains("eventstoredb_url"), "{error}");
+            assert!(!error.contains("secret"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_jwt_secret_never_prints() {
+        let key = jwt_key(Some("a-secret-of-thirty-two-bytes-or-more".into()), None).unwrap();
+        let shown = format!("{key:?}");
+        assert!(!shown.contains("a-secret"), "{shown}");
+        assert!(matches!(key, JwtKey::Hs256(_)));
+    }
+}
