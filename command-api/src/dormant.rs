@@ -34,8 +34,7 @@ pub async fn register(
         nickname: seal(&key, "nickname", nickname.as_str()),
         at: Utc::now(),
     };
-    let handled =
-        handle::<DormantMember>(&*state.store, &state.cache, &stream, command, causation).await?;
+    let handled = handle::<DormantMember>(&state.executor, &stream, command, causation).await?;
     Ok((id, handled))
 }
 
@@ -47,8 +46,7 @@ pub async fn mark_dormant(
 ) -> Result<Handled<DormantMember>, ApiError> {
     let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
     handle::<DormantMember>(
-        &*state.store,
-        &state.cache,
+        &state.executor,
         &stream_name::<DormantMember>(id),
         command,
         causation,
@@ -67,7 +65,7 @@ pub async fn release(
     caller: &Caller,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let stream = stream_name::<DormantMember>(id);
-    let (target, version) = load::<DormantMember>(&*state.store, &state.cache, &stream).await?;
+    let (target, version) = load::<DormantMember>(&state.executor, &stream).await?;
     match &target {
         DormantMember::Registered(registered) => {
             caller.require_member_or_manager(&registered.member_id)?;
@@ -108,5 +106,5 @@ pub async fn release(
         rejoined_member_id,
         at: Utc::now(),
     };
-    handle::<DormantMember>(&*state.store, &state.cache, &stream, command, causation).await
+    handle::<DormantMember>(&state.executor, &stream, command, causation).await
 }

@@ -1,68 +1,28 @@
-//! Load -> decide -> append: the only place the three meet.
-//!
-//! The stream is folded into state, the pure `decide` runs, and the events are
-//! appended with the version that was read. When another writer got there
-//! first, the command is decided again on the new state, a bounded number of
-//! times, so two commands that together break a rule (two withdrawals that
-//! overdraw) can never both succeed.
+//! The command API's side of the one executor
+//! ([`mileage_store::executor`]): every use case runs its commands through
+//! it, with fresh event ids, and its refusals and failures become
+//! [`ApiError`]s here and only here.
 
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
-use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
-use uuid::Uuid;
-
-use crate::cache::StateCache;
 use mileage_service::ApiError;
-
-/// Attempts before a contended command gives up with 409.
-const MAX_ATTEMPTS: usize = 5;
-
-/// Events read per page while loading a stream.
-const PAGE: usize = 1000;
+use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor};
 
 /// What a handled command did.
-#[derive(Debug, Clone)]
-pub struct Handled<A> {
-    /// The state after the command.
-    pub state: A,
-    /// The stream's last version after the command, `None` if still empty.
-    pub version: Option<u64>,
-    /// Global position of the last event written; `None` when the command was
-    /// a no-op (already in the requested state).
-    pub position: Option<Position>,
-}
+pub type Handled<A> = Executed<A>;
 
-/// Folds a stream into its aggregate state and last version, starting from
-/// the cached state when there is one and reading only what came after it.
-pub async fn load<A>(
-    store: &dyn EventStore,
-    cache: &StateCache,
-    stream: &str,
-) -> Result<(A, Option<u64>), ApiError>
+/// Folds a stream into its aggregate state and last version.
+pub async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), ApiError>
 where
     A: Aggregate + Send + Sync + 'static,
 {
-    let (mut state, mut version) = cache.get::<A>(stream).unwrap_or_default();
-    loop {
-        let from = version.map_or(0, |v: u64| v + 1);
-        let page = store.read_stream(stream, from, PAGE).await?;
-        for recorded in &page {
-            let event: A::Event = recorded.decode()?;
-            state = state.evolve(&event);
-            version = Some(recorded.stream_version);
-        }
-        if page.len() < PAGE {
-            cache.put(stream, state.clone(), version);
-            return Ok((state, version));
-        }
-    }
+    Ok(executor.load::<A>(stream).await?)
 }
 
-/// Handles `command` against `stream`, re-deciding on version conflicts.
-#[tracing::instrument(skip(store, cache, command, causation), fields(correlation_id = %causation.correlation_id))]
+/// Handles `command` against `stream`, re-deciding on version conflicts; a
+/// stream that keeps changing answers 409.
 pub async fn handle<A>(
-    store: &dyn EventStore,
-    cache: &StateCache,
+    executor: &Executor,
     stream: &str,
     command: A::Command,
     causation: Causation,
@@ -71,44 +31,12 @@ where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
-    for _ in 0..MAX_ATTEMPTS {
-        let (state, version) = load::<A>(store, cache, stream).await?;
-        let events = state
-            .decide(command.clone())
-            .map_err(|e| ApiError::domain(&e))?;
-        if events.is_empty() {
-            return Ok(Handled {
-                state,
-                version,
-                position: None,
-            });
-        }
-        let new: Vec<NewEvent> = events
-            .iter()
-            .map(|e| NewEvent::from_domain(Uuid::now_v7(), e, causation))
-            .collect();
-        let started = std::time::Instant::now();
-        let appended = store
-            .append(stream, ExpectedVersion::from_last(version), &new)
-            .await;
-        metrics::histogram!("event_store_append_seconds").record(started.elapsed().as_secs_f64());
-        match appended {
-            Ok(outcome) => {
-                let state = events.iter().fold(state, A::evolve);
-                cache.put(stream, state.clone(), Some(outcome.last_version));
-                return Ok(Handled {
-                    state,
-                    version: Some(outcome.last_version),
-                    position: Some(outcome.position),
-                });
-            }
-            Err(StoreError::WrongExpectedVersion { .. }) => {
-                metrics::counter!("command_conflicts_total").increment(1);
-                tracing::debug!(stream, "version conflict; deciding again");
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    metrics::counter!("command_conflicts_exhausted_total").increment(1);
-    Err(ApiError::Conflict)
+    executor
+        .execute::<A>(stream, command, EventIds::Fresh, causation)
+        .await
+        .map_err(|e| match e {
+            ExecuteError::Rejected(refusal) => ApiError::domain(&refusal),
+            ExecuteError::Contended { .. } => ApiError::Conflict,
+            ExecuteError::Store(e) => e.into(),
+        })
 }

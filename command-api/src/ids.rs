@@ -3,18 +3,16 @@
 //! (`/dormantMembers/1`) on either store, without a database sequence.
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::envelope::Causation;
 use mileage_domain::id_sequence::{IdSequence, IdSequenceCommand};
-use mileage_store::EventStore;
+use mileage_store::executor::Executor;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::cache::StateCache;
 use crate::handle::handle;
 use mileage_service::ApiError;
 
@@ -24,18 +22,16 @@ const BLOCK: u64 = 50;
 
 /// The id allocator of one process.
 pub struct IdAllocator {
-    store: Arc<dyn EventStore>,
-    cache: StateCache,
+    executor: Arc<Executor>,
     /// Per kind: the next id to hand out and the last of the block.
     blocks: Mutex<HashMap<&'static str, (u64, u64)>>,
 }
 
 impl IdAllocator {
-    /// An allocator reserving blocks on `store`.
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
+    /// An allocator reserving blocks through `executor`.
+    pub fn new(executor: Arc<Executor>) -> Self {
         Self {
-            store,
-            cache: StateCache::new(NonZeroUsize::new(8).expect("8 is not zero")),
+            executor,
             blocks: Mutex::new(HashMap::new()),
         }
     }
@@ -51,8 +47,7 @@ impl IdAllocator {
             return Ok(id);
         }
         let reserved = handle::<IdSequence>(
-            &*self.store,
-            &self.cache,
+            &self.executor,
             &stream_name::<IdSequence>(&kind),
             IdSequenceCommand {
                 size: BLOCK,

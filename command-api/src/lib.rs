@@ -3,7 +3,6 @@
 //! personal data, and runs load -> decide -> append through [`handle`]; the
 //! routes only parse, call and map errors ([`mileage_service::ApiError`]).
 
-pub mod cache;
 pub mod config;
 pub mod dormant;
 pub mod handle;

@@ -38,8 +38,7 @@ pub async fn join(
     let claim_stream = phone_stream(state, &phone);
     let at = Utc::now();
     handle::<PhoneRegistry>(
-        &*state.store,
-        &state.cache,
+        &state.executor,
         &claim_stream,
         PhoneRegistryCommand::Claim {
             member_id: member_id.clone(),
@@ -49,8 +48,7 @@ pub async fn join(
     )
     .await?;
     let joined = handle::<Member>(
-        &*state.store,
-        &state.cache,
+        &state.executor,
         &stream_name::<Member>(&member_id),
         MemberCommand::Join {
             member_id: member_id.clone(),
@@ -68,14 +66,8 @@ pub async fn join(
                 member_id: member_id.clone(),
                 at: Utc::now(),
             };
-            if let Err(undo) = handle::<PhoneRegistry>(
-                &*state.store,
-                &state.cache,
-                &claim_stream,
-                release,
-                causation,
-            )
-            .await
+            if let Err(undo) =
+                handle::<PhoneRegistry>(&state.executor, &claim_stream, release, causation).await
             {
                 tracing::error!(error = %undo, %member_id, "could not release the phone claim of a failed join");
             }
@@ -92,8 +84,7 @@ pub async fn points(
     causation: Causation,
 ) -> Result<Handled<Member>, ApiError> {
     handle::<Member>(
-        &*state.store,
-        &state.cache,
+        &state.executor,
         &stream_name::<Member>(member_id),
         command,
         causation,
@@ -109,15 +100,14 @@ pub async fn withdraw(
     causation: Causation,
 ) -> Result<Handled<Member>, ApiError> {
     let stream = stream_name::<Member>(member_id);
-    let (current, _) = load::<Member>(&*state.store, &state.cache, &stream).await?;
+    let (current, _) = load::<Member>(&state.executor, &stream).await?;
     let key_id = stream.clone();
     let phone = match (&current, state.keys.get(&key_id).await?) {
         (Member::Active(active), Some(key)) => key.open(&active.phone_no).ok(),
         _ => None,
     };
     let withdrawn = handle::<Member>(
-        &*state.store,
-        &state.cache,
+        &state.executor,
         &stream,
         MemberCommand::Withdraw { at: Utc::now() },
         causation,
@@ -129,8 +119,7 @@ pub async fn withdraw(
             at: Utc::now(),
         };
         handle::<PhoneRegistry>(
-            &*state.store,
-            &state.cache,
+            &state.executor,
             &phone_stream(state, &phone),
             release,
             causation,

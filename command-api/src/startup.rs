@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use mileage_service::auth::Verifier;
 use mileage_service::settings::event_store;
+use mileage_store::executor::Executor;
 use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::cache::StateCache;
 use crate::config::Settings;
 use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
@@ -46,13 +46,13 @@ impl Application {
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
         let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
         let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;
+        let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));
         let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
             state: AppState {
-                ids: Arc::new(IdAllocator::new(Arc::clone(&store))),
-                store,
-                cache: Arc::new(StateCache::new(STATE_CACHE_STREAMS)),
+                ids: Arc::new(IdAllocator::new(Arc::clone(&executor))),
+                executor,
                 keys,
                 join: Arc::new(JoinGuard::new(settings.join.clone())),
                 verifier,

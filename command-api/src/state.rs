@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use mileage_store::EventStore;
+use mileage_store::executor::Executor;
 use mileage_store::keys::KeyStore;
 
-use crate::cache::StateCache;
 use crate::ids::IdAllocator;
 use crate::membership::JoinGuard;
 use mileage_service::auth::Verifier;
@@ -14,10 +13,8 @@ use mileage_service::auth::Verifier;
 /// Shared application state: the ports and the id allocator.
 #[derive(Clone)]
 pub struct AppState {
-    /// The event store.
-    pub store: Arc<dyn EventStore>,
-    /// Folded states of recently commanded streams.
-    pub cache: Arc<StateCache>,
+    /// Runs commands against the event store (load, decide, append).
+    pub executor: Arc<Executor>,
     /// Per-person keys that seal personal data.
     pub keys: Arc<dyn KeyStore>,
     /// Sequential ids.

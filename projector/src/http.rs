@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use mileage_store::EventStore;
 use serde_json::{Value, json};
 
-use crate::bookkeeping;
+use mileage_read_model::bookkeeping;
 
 /// What the endpoints read.
 #[derive(Clone)]

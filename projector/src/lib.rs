@@ -4,9 +4,9 @@
 //! managers ([`process`]) that send dormant notices and destroy targets whose
 //! notice failed. Each consumer has its own checkpoint and advisory lock.
 
-pub mod bookkeeping;
 pub mod config;
 pub mod consumer;
+pub mod head;
 pub mod http;
 pub mod notifier;
 pub mod people;

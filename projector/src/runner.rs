@@ -12,8 +12,8 @@ use mileage_store::{EventStore, Position, RecordedEvent};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
-use crate::bookkeeping;
 use crate::consumer::{Consumer, HandleError};
+use mileage_read_model::bookkeeping::{self, Lag};
 
 /// How often a standby replica asks for the lock again.
 const LOCK_RETRY: Duration = Duration::from_millis(500);
@@ -295,17 +295,15 @@ impl Runner {
         let (Ok(Some(head)), Some(last)) = (self.store.head_position().await, last) else {
             return;
         };
-        let behind = head.prepare.saturating_sub(last.position.prepare);
-        let seconds = if behind == 0 {
-            0.0
-        } else {
-            (chrono::Utc::now() - last.metadata.recorded_at)
-                .to_std()
-                .map_or(0.0, |d| d.as_secs_f64())
-        };
+        let lag = Lag::of(
+            Some(head),
+            Some(last.position),
+            Some(last.metadata.recorded_at),
+            chrono::Utc::now(),
+        );
         metrics::gauge!("projector_lag_events", "consumer" => name.to_owned())
-            .set(as_gauge(behind));
-        metrics::gauge!("projector_lag_seconds", "consumer" => name.to_owned()).set(seconds);
+            .set(as_gauge(lag.events));
+        metrics::gauge!("projector_lag_seconds", "consumer" => name.to_owned()).set(lag.seconds);
     }
 }
 

@@ -91,7 +91,7 @@ pub async fn start_with(
         .await
         .map_err(|e| anyhow::anyhow!("read_database_url: cannot reach the read database: {e}"))?;
     let connection = tokio::spawn(connection);
-    crate::bookkeeping::migrate(&client).await?;
+    mileage_read_model::bookkeeping::migrate(&client).await?;
     drop(client);
     connection.abort();
 
@@ -121,6 +121,11 @@ pub async fn start_with(
             (name, runner.run(consumer).await)
         });
     }
+    tokio::spawn(crate::head::publish(
+        Arc::clone(&store),
+        read_config.clone(),
+        stop_rx.clone(),
+    ));
     let listener = mileage_service::bind(settings.addr).await?;
     let port = listener.local_addr()?.port();
     let app = crate::http::router(crate::http::Probe { store, read_config });

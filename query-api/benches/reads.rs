@@ -35,8 +35,6 @@ fn env_number(name: &str, default: u64) -> u64 {
 async fn query_api(database: &str, command_api: &str) -> String {
     let settings = Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
-        database_url: database.to_owned(),
-        eventstoredb_url: None,
         read_database_url: database.to_owned(),
         jwt: JwtKey::hs256(JWT_SECRET),
         wait_limit: Duration::from_secs(5),

@@ -4,9 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_service::settings::{
-    JwtKey, eventstoredb_url, jwt_key, layered, positive, postgres_url, socket_addr,
-};
+use mileage_service::settings::{JwtKey, jwt_key, layered, positive, postgres_url, socket_addr};
 use serde::Deserialize;
 
 /// What the query API needs to start. Secrets never print.
@@ -14,13 +12,8 @@ use serde::Deserialize;
 pub struct Settings {
     /// Where to listen (`QUERY_API_ADDR`, default `127.0.0.1:8084`).
     pub addr: SocketAddr,
-    /// The PostgreSQL event store, for the lag against the log's head
-    /// (`DATABASE_URL`), unless `eventstoredb_url` is set.
-    pub database_url: String,
-    /// EventStoreDB as the event store (`EVENTSTOREDB_URL`): the head the lag
-    /// is measured against comes from it.
-    pub eventstoredb_url: Option<String>,
-    /// The read models (`READ_DATABASE_URL`, default `DATABASE_URL`).
+    /// The read models (`READ_DATABASE_URL`, default `DATABASE_URL`). The
+    /// query API reads nothing else: not the event store, whichever it is.
     pub read_database_url: String,
     /// Bearer-token key (`JWT_HS256_SECRET` or `JWT_RS256_PUBLIC_KEY`).
     pub jwt: JwtKey,
@@ -37,7 +30,6 @@ pub struct Settings {
 struct Raw {
     query_api_addr: Option<String>,
     database_url: Option<String>,
-    eventstoredb_url: Option<String>,
     read_database_url: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
@@ -46,10 +38,9 @@ struct Raw {
     query_pool_size: Option<i64>,
 }
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 8] = [
     "QUERY_API_ADDR",
     "DATABASE_URL",
-    "EVENTSTOREDB_URL",
     "READ_DATABASE_URL",
     "JWT_HS256_SECRET",
     "JWT_RS256_PUBLIC_KEY",
@@ -63,10 +54,9 @@ impl Settings {
     pub fn load() -> anyhow::Result<Self> {
         let raw: Raw = layered(&KEYS)?;
         let addr = socket_addr("query_api_addr", raw.query_api_addr, "127.0.0.1:8084")?;
-        let database_url = postgres_url("database_url", raw.database_url)?;
         let read_database_url = match raw.read_database_url {
             Some(url) => postgres_url("read_database_url", Some(url))?,
-            None => database_url.clone(),
+            None => postgres_url("database_url", raw.database_url)?,
         };
         let command_api_url = raw
             .command_api_url
@@ -80,8 +70,6 @@ impl Settings {
         Ok(Self {
             addr,
             read_database_url,
-            database_url,
-            eventstoredb_url: eventstoredb_url(raw.eventstoredb_url)?,
             jwt: jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?,
             wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
             command_api_url: command_api_url.trim_end_matches('/').to_owned(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::StreamExt;
-use mileage_projector::bookkeeping::{self, CHANNEL};
+use mileage_read_model::bookkeeping::{self, CHANNEL};
 use mileage_store::Position;
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{AsyncMessage, NoTls};

@@ -5,9 +5,6 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mileage_service::auth::Verifier;
-use mileage_store::EventStore;
-use mileage_store::eventstoredb::EsdbEventStore;
-use mileage_store::postgres::PgEventStore;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -49,18 +46,8 @@ impl Application {
             let client = pool.get().await.map_err(|e| {
                 anyhow::anyhow!("read_database_url: cannot reach the read database: {e}")
             })?;
-            mileage_projector::projections::create_read_side(&client).await?;
+            mileage_read_model::create_read_side(&client).await?;
         }
-        // Only the log's head is read here, so the PostgreSQL store (and its
-        // migrations) is opened only when it is the event store.
-        let store: Arc<dyn EventStore> = match settings.eventstoredb_url.as_deref() {
-            Some(url) => event_store_at(url)?,
-            None => Arc::new(
-                PgEventStore::connect(&settings.database_url)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("database_url: {e}"))?,
-            ),
-        };
         let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
@@ -69,7 +56,6 @@ impl Application {
                 verifier,
                 progress: Progress::follow(read_config),
                 wait_limit: settings.wait_limit,
-                store,
                 command_api_url: settings.command_api_url.as_str().into(),
             },
         })
@@ -89,10 +75,4 @@ impl Application {
         )
         .await
     }
-}
-
-fn event_store_at(url: &str) -> anyhow::Result<Arc<dyn EventStore>> {
-    Ok(Arc::new(EsdbEventStore::connect(url).map_err(|e| {
-        anyhow::anyhow!("cannot reach EventStoreDB: {e}")
-    })?))
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 use mileage_service::auth::Verifier;
-use mileage_store::EventStore;
 
 use crate::progress::Progress;
 
@@ -21,8 +20,6 @@ pub struct QueryState {
     pub progress: Progress,
     /// Longest read-your-writes wait.
     pub wait_limit: Duration,
-    /// The event store, for the lag against the log's head.
-    pub store: Arc<dyn EventStore>,
     /// Where the admin page sends commands.
     pub command_api_url: Arc<str>,
 }

@@ -13,6 +13,7 @@
 pub mod conformance;
 mod error;
 pub mod eventstoredb;
+pub mod executor;
 pub mod keys;
 pub mod postgres;
 pub mod testing;

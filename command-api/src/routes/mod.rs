@@ -36,7 +36,7 @@ pub const POSITION_HEADER: &str = "x-position";
 /// The whole router. Correlation is outermost, so even a replayed answer
 /// carries this request's correlation id.
 pub fn router(state: AppState, idempotency: IdempotencyStore, cors_origins: &[String]) -> Router {
-    let probe = Arc::new(StoreProbe(Arc::clone(&state.store)));
+    let probe = Arc::new(StoreProbe(Arc::clone(state.executor.store())));
     let router = Router::new()
         .merge(mileage_service::ops::router(probe, Some(&openapi::spec())))
         .merge(members::router())

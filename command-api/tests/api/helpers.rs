@@ -13,7 +13,7 @@ use mileage_store::{EventStore, RecordedEvent};
 use serde_json::Value;
 
 /// A running service and how to reach it.
-pub struct TestApp {
+pub(crate) struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub database_url: String,
@@ -22,26 +22,29 @@ pub struct TestApp {
 }
 
 /// The HS256 secret test services check tokens with.
-pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
+pub(crate) const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
 
 /// A response's status, headers and JSON body.
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
-pub async fn spawn_app() -> TestApp {
+pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_on(mileage_store::testing::fresh_database().await).await
 }
 
 /// Another instance over an existing database (a restart, or a replica).
-pub async fn spawn_app_on(database_url: String) -> TestApp {
+pub(crate) async fn spawn_app_on(database_url: String) -> TestApp {
     spawn_app_with(database_url, |_| {}).await
 }
 
 /// An instance with settings adjusted by `adjust`.
-pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+pub(crate) async fn spawn_app_with(
+    database_url: String,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let mut settings = Settings {
         addr: "127.0.0.1:0".parse().expect("a valid address"),
         database_url: database_url.clone(),
@@ -72,7 +75,7 @@ pub async fn spawn_app_with(database_url: String, adjust: impl FnOnce(&mut Setti
 }
 
 impl TestApp {
-    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
         let response = request.send().await.expect("the service should answer");
         let status = response.status().as_u16();
         let headers = response.headers().clone();
@@ -85,12 +88,12 @@ impl TestApp {
         }
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> Reply {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Reply {
         self.post_as(Some(&self.manager_token), path, body).await
     }
 
     /// POST with this bearer token, or none.
-    pub async fn post_as(&self, token: Option<&str>, path: &str, body: Value) -> Reply {
+    pub(crate) async fn post_as(&self, token: Option<&str>, path: &str, body: Value) -> Reply {
         let mut request = self
             .client
             .post(format!("{}{path}", self.address))
@@ -101,7 +104,7 @@ impl TestApp {
         self.send(request).await
     }
 
-    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+    pub(crate) async fn patch(&self, path: &str, body: Value) -> Reply {
         let request = self
             .client
             .patch(format!("{}{path}", self.address))
@@ -109,13 +112,13 @@ impl TestApp {
         self.send(request.bearer_auth(&self.manager_token)).await
     }
 
-    pub async fn delete(&self, path: &str) -> Reply {
+    pub(crate) async fn delete(&self, path: &str) -> Reply {
         let request = self.client.delete(format!("{}{path}", self.address));
         self.send(request.bearer_auth(&self.manager_token)).await
     }
 
     /// Joins a member; returns its id.
-    pub async fn join(&self, phone: &str, nickname: &str) -> String {
+    pub(crate) async fn join(&self, phone: &str, nickname: &str) -> String {
         let reply = self
             .post(
                 "/members",
@@ -132,7 +135,7 @@ impl TestApp {
     /// The events of the global log with this correlation id, once at least
     /// `count` are visible (the log may show a commit a moment late), or
     /// whatever is there after 10 s.
-    pub async fn events_correlated_with(
+    pub(crate) async fn events_correlated_with(
         &self,
         correlation: uuid::Uuid,
         count: usize,
@@ -155,7 +158,7 @@ impl TestApp {
     }
 
     /// The event store under the service, to check what was written.
-    pub async fn store(&self) -> PgEventStore {
+    pub(crate) async fn store(&self) -> PgEventStore {
         PgEventStore::connect(&self.database_url)
             .await
             .expect("the test database")
@@ -165,7 +168,7 @@ impl TestApp {
 impl Reply {
     /// Asserts a problem+json error with this status and code.
     #[track_caller]
-    pub fn assert_problem(&self, status: u16, code: &str) {
+    pub(crate) fn assert_problem(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "{}", self.body);
         assert_eq!(self.body["code"], code, "{}", self.body);
         assert_eq!(self.body["status"], status);
@@ -178,6 +181,6 @@ impl Reply {
 }
 
 /// A valid token for `sub` in `role`.
-pub fn token(sub: &str, role: Role) -> String {
+pub(crate) fn token(sub: &str, role: Role) -> String {
     mint_hs256(JWT_SECRET.as_bytes(), sub, role, 600).expect("a token")
 }

@@ -8,6 +8,7 @@ use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand};
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
+use mileage_store::executor::Executor;
 use mileage_store::keys::KeyStore;
 use mileage_store::{EventStore, RecordedEvent};
 use tokio_postgres::Transaction;
@@ -18,14 +19,17 @@ use crate::projections::decode_if;
 
 /// The destruction process manager.
 pub struct Destruction {
-    store: Arc<dyn EventStore>,
+    executor: Executor,
     keys: Arc<dyn KeyStore>,
 }
 
 impl Destruction {
     /// Commands through `store`, erases through `keys`.
     pub fn new(store: Arc<dyn EventStore>, keys: Arc<dyn KeyStore>) -> Self {
-        Self { store, keys }
+        Self {
+            executor: super::executor(store),
+            keys,
+        }
     }
 }
 
@@ -51,7 +55,7 @@ impl Consumer for Destruction {
                 reason: format!("dormant notice failed: {}", failed.reason),
                 at: Utc::now(),
             };
-            match decide_and_append::<DormantMember>(&*self.store, &stream, &command, recorded)
+            match decide_and_append::<DormantMember>(&self.executor, &stream, &command, recorded)
                 .await?
             {
                 Step::Appended | Step::AlreadyDone => {

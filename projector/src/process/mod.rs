@@ -8,35 +8,17 @@ pub mod notices;
 
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
-use mileage_store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
-use uuid::Uuid;
+use mileage_store::executor::{EventIds, ExecuteError, Executor};
+use mileage_store::{RecordedEvent, StoreError};
 
 use crate::consumer::HandleError;
 
-/// Events read per page when loading a stream.
-const PAGE: usize = 500;
+/// Streams whose folded state each process manager keeps between events.
+const CACHED_STREAMS: std::num::NonZeroUsize = std::num::NonZeroUsize::new(1024).expect("not zero");
 
-/// Namespace of the event ids process managers derive.
-const NAMESPACE: Uuid = Uuid::from_u128(0x6d69_6c65_6167_652d_7072_6f63_6573_7321);
-
-/// The stream folded into its state and last version.
-pub async fn load<A: Aggregate>(
-    store: &dyn EventStore,
-    stream: &str,
-) -> Result<(A, Option<u64>), HandleError> {
-    let mut state = A::default();
-    let mut version = None;
-    loop {
-        let from = version.map_or(0, |v: u64| v + 1);
-        let page = store.read_stream(stream, from, PAGE).await?;
-        for recorded in &page {
-            state = state.evolve(&recorded.decode::<A::Event>()?);
-            version = Some(recorded.stream_version);
-        }
-        if page.len() < PAGE {
-            return Ok((state, version));
-        }
-    }
+/// The executor a process manager commands through.
+fn executor(store: std::sync::Arc<dyn mileage_store::EventStore>) -> Executor {
+    Executor::new(store, CACHED_STREAMS)
 }
 
 /// What [`decide_and_append`] did.
@@ -50,50 +32,43 @@ pub enum Step {
     Refused(String),
 }
 
-/// Load -> decide -> append for a step caused by `trigger`, re-deciding on a
-/// version conflict a few times. Event ids derive from the trigger, so a
-/// second delivery of it cannot append twice.
+/// The stream folded into its state and last version.
+pub async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), HandleError>
+where
+    A: Aggregate + Send + Sync + 'static,
+{
+    Ok(executor.load::<A>(stream).await?)
+}
+
+/// Load -> decide -> append for a step caused by `trigger`, through the
+/// one executor. Event ids derive from the trigger, so a second delivery of
+/// it cannot append twice.
 pub async fn decide_and_append<A>(
-    store: &dyn EventStore,
+    executor: &Executor,
     stream: &str,
     command: &A::Command,
     trigger: &RecordedEvent,
 ) -> Result<Step, HandleError>
 where
-    A: Aggregate,
+    A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
-    for _ in 0..5 {
-        let (state, version) = load::<A>(store, stream).await?;
-        let events = match state.decide(command.clone()) {
-            Ok(events) => events,
-            Err(refusal) => return Ok(Step::Refused(refusal.to_string())),
-        };
-        if events.is_empty() {
-            return Ok(Step::AlreadyDone);
-        }
-        let causation = Causation::caused_by(trigger.metadata.correlation_id, trigger.event_id);
-        let new: Vec<NewEvent> = events
-            .iter()
-            .enumerate()
-            .map(|(i, event)| {
-                let id = Uuid::new_v5(
-                    &NAMESPACE,
-                    format!("{}/{stream}/{i}", trigger.event_id).as_bytes(),
-                );
-                NewEvent::from_domain(id, event, causation)
-            })
-            .collect();
-        match store
-            .append(stream, ExpectedVersion::from_last(version), &new)
-            .await
-        {
-            Ok(_) | Err(StoreError::DuplicateEventId { .. }) => return Ok(Step::Appended),
-            Err(StoreError::WrongExpectedVersion { .. }) => {}
-            Err(other) => return Err(other.into()),
-        }
+    let causation = Causation::caused_by(trigger.metadata.correlation_id, trigger.event_id);
+    match executor
+        .execute::<A>(
+            stream,
+            command.clone(),
+            EventIds::DerivedFrom(trigger.event_id),
+            causation,
+        )
+        .await
+    {
+        Ok(executed) if executed.position.is_none() => Ok(Step::AlreadyDone),
+        Ok(_) | Err(ExecuteError::Store(StoreError::DuplicateEventId { .. })) => Ok(Step::Appended),
+        Err(ExecuteError::Rejected(refusal)) => Ok(Step::Refused(refusal.to_string())),
+        Err(ExecuteError::Contended { .. }) => Err(HandleError::Transient(format!(
+            "{stream} kept changing; will try again"
+        ))),
+        Err(ExecuteError::Store(other)) => Err(other.into()),
     }
-    Err(HandleError::Transient(format!(
-        "{stream} kept changing; will try again"
-    )))
 }

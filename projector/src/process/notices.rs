@@ -10,6 +10,7 @@ use mileage_domain::aggregate::stream_name;
 use mileage_domain::dormant_member::{DormantMember, DormantMemberChanged, DormantMemberEvent};
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageCommand, Notice};
 use mileage_domain::pii::{Revealed, reveal};
+use mileage_store::executor::Executor;
 use mileage_store::keys::KeyStore;
 use mileage_store::{EventStore, RecordedEvent};
 use tokio_postgres::Transaction;
@@ -28,7 +29,7 @@ const CONCURRENCY: usize = 8;
 
 /// The notice process manager.
 pub struct Notices {
-    store: Arc<dyn EventStore>,
+    executor: Executor,
     keys: Arc<dyn KeyStore>,
     notifier: Arc<dyn Notifier>,
 }
@@ -41,7 +42,7 @@ impl Notices {
         notifier: Arc<dyn Notifier>,
     ) -> Self {
         Self {
-            store,
+            executor: super::executor(store),
             keys,
             notifier,
         }
@@ -54,7 +55,7 @@ impl Notices {
     ) -> Result<(), HandleError> {
         let trigger = &trigger;
         let stream = stream_name::<ManagerMessage>(&changed.id);
-        let (state, _) = load::<ManagerMessage>(&*self.store, &stream).await?;
+        let (state, _) = load::<ManagerMessage>(&self.executor, &stream).await?;
         if let ManagerMessage::Recorded(outcome) = state {
             tracing::debug!(target_id = %changed.id, ?outcome, "notice already recorded; not sent again");
             return Ok(());
@@ -104,7 +105,9 @@ impl Notices {
                 )));
             }
         };
-        match decide_and_append::<ManagerMessage>(&*self.store, &stream, &command, trigger).await? {
+        match decide_and_append::<ManagerMessage>(&self.executor, &stream, &command, trigger)
+            .await?
+        {
             Step::Appended | Step::AlreadyDone => Ok(()),
             Step::Refused(reason) => Err(HandleError::poison(trigger, reason)),
         }

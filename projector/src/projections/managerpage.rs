@@ -8,39 +8,13 @@ use chrono::{DateTime, Utc};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
 use mileage_domain::pii::Sealed;
+use mileage_read_model::managerpage::{self as table, Target};
 use mileage_store::RecordedEvent;
 use tokio_postgres::Transaction;
 
 use super::{Model, decode_if};
 use crate::consumer::HandleError;
 use crate::people::{People, mask_phone};
-
-/// A dormant target's row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The target.
-    pub id: String,
-    /// The member it was registered for.
-    pub member_id: String,
-    /// `010****5678`; `None` once erased.
-    pub phone_masked: Option<String>,
-    /// `None` once erased.
-    pub nickname: Option<String>,
-    /// The person's data was destroyed.
-    pub erased: bool,
-    /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
-    pub status: String,
-    /// `PENDING` once dormant, then `SENT` or `FAILED`.
-    pub message_status: Option<String>,
-    /// When it was registered.
-    pub registered_at: DateTime<Utc>,
-    /// When it last changed.
-    pub updated_at: DateTime<Utc>,
-    /// The registration's place in the log: the list's stable order.
-    pub registered_position: (i64, i64),
-    /// The last event applied to it.
-    pub last_position: String,
-}
 
 /// The managerpage model.
 pub struct Managerpage;
@@ -59,33 +33,29 @@ pub enum Event {
 
 #[async_trait]
 impl Model for Managerpage {
-    const NAME: &'static str = "managerpage";
-    const TABLES: &'static [(&'static str, &'static str)] = &[("targets", "id")];
+    const NAME: &'static str = table::NAME;
+    const TABLES: &'static [(&'static str, &'static str)] = table::TABLES;
     type Row = Target;
     type Event = Event;
 
     fn ddl(schema: &str) -> String {
-        format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.targets (
-                 id text PRIMARY KEY,
-                 member_id text NOT NULL,
-                 phone_masked text,
-                 nickname text,
-                 erased boolean NOT NULL,
-                 status text NOT NULL,
-                 message_status text,
-                 registered_at timestamptz NOT NULL,
-                 updated_at timestamptz NOT NULL,
-                 registered_commit bigint NOT NULL,
-                 registered_prepare bigint NOT NULL,
-                 last_position text NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS targets_order
-                 ON {schema}.targets (registered_commit, registered_prepare);
-             CREATE INDEX IF NOT EXISTS targets_status_order
-                 ON {schema}.targets (status, registered_commit, registered_prepare);"
-        )
+        table::ddl(schema)
+    }
+
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
+        table::load(tx, schema, ids).await
+    }
+
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Target>,
+    ) -> Result<(), tokio_postgres::Error> {
+        table::save(tx, schema, rows).await
     }
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {
@@ -180,123 +150,6 @@ impl Model for Managerpage {
         target.updated_at = at;
         target.last_position = position.to_string();
         Ok(Some(target))
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        schema: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
-        let rows = tx
-            .query(
-                &format!(
-                    "SELECT id, member_id, phone_masked, nickname, erased, status, message_status,
-                            registered_at, updated_at, registered_commit, registered_prepare,
-                            last_position
-                       FROM {schema}.targets WHERE id = ANY($1)"
-                ),
-                &[&ids],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let target = Target {
-                    id: row.get(0),
-                    member_id: row.get(1),
-                    phone_masked: row.get(2),
-                    nickname: row.get(3),
-                    erased: row.get(4),
-                    status: row.get(5),
-                    message_status: row.get(6),
-                    registered_at: row.get(7),
-                    updated_at: row.get(8),
-                    registered_position: (row.get(9), row.get(10)),
-                    last_position: row.get(11),
-                };
-                (target.id.clone(), target)
-            })
-            .collect())
-    }
-
-    async fn save(
-        tx: &Transaction<'_>,
-        schema: &str,
-        rows: Vec<Target>,
-    ) -> Result<(), tokio_postgres::Error> {
-        let mut columns = Columns::default();
-        for row in rows {
-            columns.push(row);
-        }
-        let c = &columns;
-        tx.execute(
-            &format!(
-                "INSERT INTO {schema}.targets
-                     (id, member_id, phone_masked, nickname, erased, status, message_status,
-                      registered_at, updated_at, registered_commit, registered_prepare, last_position)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
-                                      $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                                      $10::int8[], $11::int8[], $12::text[])
-                 ON CONFLICT (id) DO UPDATE SET
-                     member_id = EXCLUDED.member_id, phone_masked = EXCLUDED.phone_masked,
-                     nickname = EXCLUDED.nickname, erased = EXCLUDED.erased,
-                     status = EXCLUDED.status, message_status = EXCLUDED.message_status,
-                     registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
-                     registered_commit = EXCLUDED.registered_commit,
-                     registered_prepare = EXCLUDED.registered_prepare,
-                     last_position = EXCLUDED.last_position"
-            ),
-            &[
-                &c.id,
-                &c.member_id,
-                &c.phone_masked,
-                &c.nickname,
-                &c.erased,
-                &c.status,
-                &c.message_status,
-                &c.registered_at,
-                &c.updated_at,
-                &c.registered_commit,
-                &c.registered_prepare,
-                &c.last_position,
-            ],
-        )
-        .await
-        .map(drop)
-    }
-}
-
-/// Rows turned into one array per column, for `UNNEST`.
-#[derive(Default)]
-struct Columns {
-    id: Vec<String>,
-    member_id: Vec<String>,
-    phone_masked: Vec<Option<String>>,
-    nickname: Vec<Option<String>>,
-    erased: Vec<bool>,
-    status: Vec<String>,
-    message_status: Vec<Option<String>>,
-    registered_at: Vec<DateTime<Utc>>,
-    updated_at: Vec<DateTime<Utc>>,
-    registered_commit: Vec<i64>,
-    registered_prepare: Vec<i64>,
-    last_position: Vec<String>,
-}
-
-impl Columns {
-    fn push(&mut self, row: Target) {
-        self.id.push(row.id);
-        self.member_id.push(row.member_id);
-        self.phone_masked.push(row.phone_masked);
-        self.nickname.push(row.nickname);
-        self.erased.push(row.erased);
-        self.status.push(row.status);
-        self.message_status.push(row.message_status);
-        self.registered_at.push(row.registered_at);
-        self.updated_at.push(row.updated_at);
-        self.registered_commit.push(row.registered_position.0);
-        self.registered_prepare.push(row.registered_position.1);
-        self.last_position.push(row.last_position);
     }
 }
 

@@ -21,7 +21,8 @@ use tokio_postgres::{Client, Transaction};
 use crate::consumer::{Consumer, HandleError};
 use crate::people::People;
 
-/// One read model's rules and storage.
+/// One read model's rules (routing and folding events into rows, here) and
+/// storage (its tables, in `mileage-read-model`).
 #[async_trait]
 pub trait Model: Send + Sync + 'static {
     /// The name of the projection, and its schema's by default.
@@ -65,28 +66,6 @@ pub trait Model: Send + Sync + 'static {
         schema: &str,
         rows: Vec<Self::Row>,
     ) -> Result<(), tokio_postgres::Error>;
-}
-
-/// Runs read-side DDL under the read side's migration lock, so replicas and
-/// the query API can create the same tables at once without tripping over
-/// each other.
-pub async fn create_tables(client: &Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
-    mileage_store::postgres::create_under_lock(client, "mileage.projector.migrate", ddl).await
-}
-
-/// Creates everything the read side needs (bookkeeping and the three read
-/// models), so a reader that starts before any projector finds empty
-/// tables rather than missing ones. Safe to run from every service at once.
-pub async fn create_read_side(client: &Client) -> Result<(), tokio_postgres::Error> {
-    crate::bookkeeping::migrate(client).await?;
-    for ddl in [
-        managerpage::Managerpage::ddl(managerpage::Managerpage::NAME),
-        members::Members::ddl(members::Members::NAME),
-        messages::Messages::ddl(messages::Messages::NAME),
-    ] {
-        create_tables(client, &ddl).await?;
-    }
-    Ok(())
 }
 
 /// Decodes `event` as one of `A`'s when it is on an `A` stream.
@@ -134,11 +113,7 @@ pub(crate) fn recorded(
 }
 
 /// The projections there are, by name.
-pub const NAMES: [&str; 3] = [
-    managerpage::Managerpage::NAME,
-    members::Members::NAME,
-    messages::Messages::NAME,
-];
+pub use mileage_read_model::NAMES;
 
 /// Builds a projection as a consumer named by the first argument, into the
 /// schema named by the second.
@@ -198,10 +173,7 @@ impl<M: Model> Projection<M> {
     /// rebuild); `schema` must be a plain identifier.
     pub fn into_schema(name: &str, schema: &str, keys: Arc<dyn KeyStore>) -> Self {
         assert!(
-            !schema.is_empty()
-                && schema
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            mileage_read_model::is_plain_identifier(schema),
             "schema {schema:?} must be a lower-case identifier"
         );
         Self {
@@ -220,7 +192,7 @@ impl<M: Model> Consumer for Projection<M> {
     }
 
     async fn prepare(&self, client: &Client) -> Result<(), HandleError> {
-        create_tables(client, &M::ddl(&self.schema)).await?;
+        mileage_read_model::create_tables(client, &M::ddl(&self.schema)).await?;
         Ok(())
     }
 

@@ -54,7 +54,7 @@ impl Context {
             .await
             .map_err(|e| anyhow::anyhow!("cannot reach the read database: {e}"))?;
         tokio::spawn(connection);
-        crate::bookkeeping::migrate(&client).await?;
+        mileage_read_model::bookkeeping::migrate(&client).await?;
         Ok(client)
     }
 

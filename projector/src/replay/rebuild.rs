@@ -12,9 +12,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Context, identifier};
-use crate::bookkeeping::{self, position_of};
 use crate::projections::{Known, by_name};
 use crate::runner::{Exit, Runner};
+use mileage_read_model::bookkeeping::{self, position_of};
 
 /// What a finished rebuild did.
 #[derive(Debug, Serialize)]
@@ -178,7 +178,7 @@ async fn swap(
     // The live tables must exist before the lock, and creating them (their
     // indexes) inside the swap would take a share lock first and deadlock
     // with a live batch waiting to write.
-    crate::projections::create_tables(client, &(known.ddl)(live)).await?;
+    mileage_read_model::create_tables(client, &(known.ddl)(live)).await?;
     let tx = client.transaction().await?;
     tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
     let tables: Vec<String> = known

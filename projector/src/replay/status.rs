@@ -4,7 +4,7 @@ use mileage_store::EventStore;
 use serde::Serialize;
 
 use super::Context;
-use crate::bookkeeping::statuses;
+use mileage_read_model::bookkeeping::{Lag, statuses};
 
 /// One consumer's state.
 #[derive(Debug, Serialize)]
@@ -40,15 +40,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
         if s.name.ends_with("__rebuild") || s.name.ends_with("__verify") {
             continue;
         }
-        let lag_events = match (head, s.checkpoint) {
-            (Some(head), Some(at)) => head.prepare.saturating_sub(at.prepare),
-            (Some(head), None) => head.prepare,
-            (None, _) => 0,
-        };
-        let lag_seconds = match (lag_events, s.last_event_at) {
-            (0, _) | (_, None) => 0.0,
-            (_, Some(at)) => (now - at).to_std().map_or(0.0, |d| d.as_secs_f64()),
-        };
+        let lag = Lag::of(head, s.checkpoint, s.last_event_at, now);
         let rebuild = all
             .iter()
             .find(|r| r.name == format!("{}__rebuild", s.name));
@@ -60,8 +52,8 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
                 s.state.clone()
             },
             checkpoint: s.checkpoint.map(|p| p.to_string()),
-            lag_events,
-            lag_seconds,
+            lag_events: lag.events,
+            lag_seconds: lag.seconds,
             events_handled: s.events_handled,
             error: s.error.as_ref().map(|(position, event_type, reason)| {
                 format!("{event_type} at {position}: {reason}")

@@ -7,9 +7,9 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Context, identifier};
-use crate::bookkeeping::position_of;
 use crate::projections::{Known, by_name};
 use crate::runner::{Exit, Runner};
+use mileage_read_model::bookkeeping::position_of;
 
 /// One row that differs.
 #[derive(Debug, Serialize)]
@@ -208,7 +208,7 @@ async fn rebuild_scratch(
             Exit::Reached | Exit::Shutdown => {}
         }
     } else {
-        crate::projections::create_tables(client, &(known.ddl)(scratch)).await?;
+        mileage_read_model::create_tables(client, &(known.ddl)(scratch)).await?;
     }
     Ok(())
 }

@@ -222,7 +222,7 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
 
 #[tokio::test]
 async fn a_stop_seen_from_a_checkpoint_someone_else_moved_is_not_recorded() {
-    use mileage_projector::bookkeeping;
+    use mileage_read_model::bookkeeping;
     use mileage_store::Position;
     let database = fresh_database().await;
     let client = read_client(&database).await;
@@ -346,7 +346,7 @@ async fn services_starting_together_create_the_read_side_tables_without_tripping
             let database_url = database_url.clone();
             starting.push(tokio::spawn(async move {
                 let client = read_client(&database_url).await;
-                mileage_projector::projections::create_read_side(&client).await?;
+                mileage_read_model::create_read_side(&client).await?;
                 Ok::<_, tokio_postgres::Error>(())
             }));
         }
@@ -357,4 +357,20 @@ async fn services_starting_together_create_the_read_side_tables_without_tripping
                 .expect("every service's start-up migration succeeds");
         }
     }
+}
+
+#[tokio::test]
+async fn the_projector_records_the_logs_head_for_readers_of_the_read_side() {
+    let database = fresh_database().await;
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let commands = CommandApi::spawn(&database).await;
+    let read = read_client(&database).await;
+    let _projector = start_projector(&database, None).await;
+    commands.join("01011113333", "head").await;
+    eventually("the recorded head is the log's head", WAIT, || async {
+        let head = store.head_position().await.ok().flatten()?;
+        let (recorded, _) = mileage_read_model::bookkeeping::head(&read).await.ok()??;
+        (recorded == head).then_some(())
+    })
+    .await;
 }

@@ -142,7 +142,7 @@ async fn handled(client: &tokio_postgres::Client, name: &str) -> i64 {
 }
 
 async fn checkpoint(client: &tokio_postgres::Client, name: &str) -> Option<Position> {
-    mileage_projector::bookkeeping::position_of(client, name)
+    mileage_read_model::bookkeeping::position_of(client, name)
         .await
         .ok()
         .flatten()

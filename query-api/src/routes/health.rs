@@ -1,9 +1,10 @@
 //! What `/ready` and `/metrics` check here: the read database answers, and
-//! each projection's lag (events between its checkpoint and the log's head,
-//! seconds since the last event it applied) measured on every scrape.
+//! each projection's lag (between its checkpoint and the log's head as the
+//! projector last recorded it; seconds since the last event it applied)
+//! measured on every scrape, from the read database alone.
 
 use async_trait::async_trait;
-use mileage_projector::bookkeeping;
+use mileage_read_model::bookkeeping::{self, Lag};
 use mileage_service::ops::Probe;
 
 use crate::state::QueryState;
@@ -23,24 +24,27 @@ impl Probe for ReadSide {
 
     async fn before_scrape(&self) {
         let state = &self.0;
-        if let (Ok(client), Ok(Some(head))) =
-            (state.pool.get().await, state.store.head_position().await)
+        let Ok(client) = state.pool.get().await else {
+            return;
+        };
+        if let Ok(recorded) = bookkeeping::head(&**client).await
             && let Ok(statuses) = bookkeeping::statuses(&**client).await
         {
+            // A checkpoint is as good a sign of how far the log reaches as a
+            // recorded head (which the projector refreshes every second).
+            let head = statuses
+                .iter()
+                .filter_map(|s| s.checkpoint)
+                .chain(recorded.map(|(head, _)| head))
+                .max();
             let now = chrono::Utc::now();
             for status in statuses {
-                let behind = status
-                    .checkpoint
-                    .map_or(head.prepare, |p| head.prepare.saturating_sub(p.prepare));
-                let seconds = match (behind, status.last_event_at) {
-                    (0, _) | (_, None) => 0.0,
-                    (_, Some(at)) => (now - at).to_std().map_or(0.0, |d| d.as_secs_f64()),
-                };
+                let lag = Lag::of(head, status.checkpoint, status.last_event_at, now);
                 let name = status.name;
                 metrics::gauge!("projection_lag_events", "projection" => name.clone())
-                    .set(f64::from(u32::try_from(behind).unwrap_or(u32::MAX)));
+                    .set(f64::from(u32::try_from(lag.events).unwrap_or(u32::MAX)));
                 metrics::gauge!("projection_lag_seconds", "projection" => name.clone())
-                    .set(seconds);
+                    .set(lag.seconds);
                 metrics::gauge!("projection_stopped", "projection" => name)
                     .set(if status.state == "stopped" { 1.0 } else { 0.0 });
             }

@@ -2,7 +2,6 @@
 //! status, one target; and `/dormantMembers/{id}` for the member concerned.
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
 
 use axum::Router;
 use axum::extract::{Path, RawQuery, State};
@@ -13,11 +12,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use mileage_domain::ids::MemberId;
+use mileage_read_model::managerpage::{self, Order, STATUSES, TargetView, Targets};
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use mileage_service::extract::AppQuery;
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Row;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{db_error, etag, fresh, fresh_error, not_modified, tagged, wait};
@@ -25,42 +24,9 @@ use crate::freshness::Wanted;
 use crate::state::QueryState;
 
 /// The projection these routes read.
-const PROJECTION: &str = "managerpage";
-/// Statuses a target can have, in lifecycle order.
-pub const STATUSES: [&str; 4] = ["PRE_DORMANT", "DORMANT", "DESTRUCTION", "CLEARED"];
+const PROJECTION: &str = managerpage::NAME;
 /// Largest page.
 const MAX_LIMIT: i64 = 200;
-
-const COLUMNS: &str = "id, member_id, phone_masked, nickname, erased, status, message_status, \
-                       registered_at, updated_at, registered_commit, registered_prepare, last_position";
-
-/// The list's four statements: (descending, ascending) x (all, one status).
-static LIST_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
-    let list = |ascending: bool, filtered: bool| {
-        let (op, direction) = if ascending {
-            (">", "ASC")
-        } else {
-            ("<", "DESC")
-        };
-        let filter = if filtered { "status = $4 AND" } else { "" };
-        format!(
-            "SELECT {COLUMNS} FROM managerpage.targets
-              WHERE {filter} (registered_commit, registered_prepare) {op} ($1, $2)
-              ORDER BY registered_commit {direction}, registered_prepare {direction}
-              LIMIT $3"
-        )
-    };
-    [
-        list(false, false),
-        list(false, true),
-        list(true, false),
-        list(true, true),
-    ]
-});
-
-/// One target by id.
-static BY_ID_SQL: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {COLUMNS} FROM managerpage.targets WHERE id = $1"));
 
 /// The routes.
 pub fn router() -> Router<QueryState> {
@@ -103,20 +69,19 @@ pub struct Managerpage<'a> {
     last_position: &'a str,
 }
 
-impl<'a> Managerpage<'a> {
-    /// A view of `row` (read without copying its text).
-    fn from_row(row: &'a Row) -> Self {
+impl<'a> From<TargetView<'a>> for Managerpage<'a> {
+    fn from(target: TargetView<'a>) -> Self {
         Self {
-            id: row.get(0),
-            member_id: row.get(1),
-            phone_no: row.get(2),
-            nickname: row.get(3),
-            erased: row.get(4),
-            member_status: row.get(5),
-            message_status: row.get(6),
-            registered_at: row.get(7),
-            updated_at: row.get(8),
-            last_position: row.get(11),
+            id: target.id,
+            member_id: target.member_id,
+            phone_no: target.phone_masked,
+            nickname: target.nickname,
+            erased: target.erased,
+            member_status: target.status,
+            message_status: target.message_status,
+            registered_at: target.registered_at,
+            updated_at: target.updated_at,
+            last_position: target.last_position,
         }
     }
 }
@@ -213,7 +178,7 @@ fn decode_cursor(raw: &str) -> Result<(i64, i64), ApiError> {
     ))
 }
 
-fn encode_cursor(commit: i64, prepare: i64) -> String {
+fn encode_cursor((commit, prepare): (i64, i64)) -> String {
     URL_SAFE_NO_PAD.encode(format!("{commit}:{prepare}"))
 }
 
@@ -252,9 +217,9 @@ pub async fn list(
             format!("limit must be 1 to {MAX_LIMIT}, not {limit}"),
         ));
     }
-    let ascending = match query.order.as_deref() {
-        None | Some("desc") => false,
-        Some("asc") => true,
+    let order = match query.order.as_deref() {
+        None | Some("desc") => Order::NewestFirst,
+        Some("asc") => Order::OldestFirst,
         Some(other) => {
             return Err(ApiError::invalid(
                 "order",
@@ -269,35 +234,20 @@ pub async fn list(
     if let Some(unchanged) = not_modified(&headers, &tag, seen) {
         return Ok(unchanged);
     }
-    let start = if ascending {
-        (i64::MIN, i64::MIN)
-    } else {
-        (i64::MAX, i64::MAX)
-    };
-    let sql = &LIST_SQL[usize::from(ascending) * 2 + usize::from(status.is_some())];
-    let (commit, prepare) = after.unwrap_or(start);
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client.prepare_cached(sql).await.map_err(db_error)?;
-    let fetch = limit + 1;
-    let rows = match status {
-        Some(status) => {
-            client
-                .query(&statement, &[&commit, &prepare, &fetch, &status])
-                .await
-        }
-        None => client.query(&statement, &[&commit, &prepare, &fetch]).await,
-    }
-    .map_err(db_error)?;
-    let more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-    let page = &rows[..rows.len().min(usize::try_from(limit).unwrap_or(usize::MAX))];
-    let next_cursor = more
-        .then(|| page.last())
+    let rows = managerpage::page(&client, status, order, after, limit + 1)
+        .await
+        .map_err(db_error)?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut items: Vec<Managerpage<'_>> = rows.views().map(Managerpage::from).collect();
+    let next_cursor = (items.len() > limit)
+        .then(|| {
+            items.truncate(limit);
+            rows.views().nth(limit - 1)
+        })
         .flatten()
-        .map(|row| encode_cursor(row.get(9), row.get(10)));
-    let body = ManagerpagePage {
-        items: page.iter().map(Managerpage::from_row).collect(),
-        next_cursor,
-    };
+        .map(|last| encode_cursor(last.registered_position));
+    let body = ManagerpagePage { items, next_cursor };
     Ok(tagged(fresh(body, seen), &tag))
 }
 
@@ -330,24 +280,16 @@ pub async fn counts(
         return Ok(unchanged);
     }
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client
-        .prepare_cached("SELECT status, count(*) FROM managerpage.targets GROUP BY status")
-        .await
-        .map_err(db_error)?;
-    let rows = client.query(&statement, &[]).await.map_err(db_error)?;
     let mut by_status: BTreeMap<String, i64> =
         STATUSES.iter().map(|s| ((*s).to_owned(), 0)).collect();
-    for row in &rows {
-        by_status.insert(row.get(0), row.get(1));
-    }
+    by_status.extend(managerpage::counts(&client).await.map_err(db_error)?);
     let total = by_status.values().sum();
     Ok(tagged(fresh(Counts { by_status, total }, seen), &tag))
 }
 
-async fn find(state: &QueryState, id: &str) -> Result<Option<Row>, ApiError> {
+async fn find(state: &QueryState, id: &str) -> Result<Targets, ApiError> {
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client.prepare_cached(&BY_ID_SQL).await.map_err(db_error)?;
-    client.query_opt(&statement, &[&id]).await.map_err(db_error)
+    managerpage::by_id(&client, id).await.map_err(db_error)
 }
 
 fn no_target(id: &str) -> ApiError {
@@ -377,8 +319,9 @@ pub async fn by_id(
 ) -> Result<Response, ApiError> {
     caller.require_manager()?;
     let seen = wait(&state, PROJECTION, wanted).await;
-    Ok(match find(&state, &id).await? {
-        Some(row) => fresh(Managerpage::from_row(&row), seen),
+    let found = find(&state, &id).await?;
+    Ok(match found.first() {
+        Some(target) => fresh(Managerpage::from(target), seen),
         None => fresh_error(no_target(&id), seen),
     })
 }
@@ -402,8 +345,8 @@ pub async fn dormant_member(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let seen = wait(&state, PROJECTION, wanted).await;
-    let row = find(&state, &id).await?;
-    let target = row.as_ref().map(Managerpage::from_row);
+    let found = find(&state, &id).await?;
+    let target = found.first();
     let allowed = |member: &str| {
         MemberId::parse(member)
             .map_err(ApiError::from)
@@ -417,7 +360,7 @@ pub async fn dormant_member(
     let body = DormantMember {
         id: target.id,
         member_id: target.member_id,
-        member_status: target.member_status,
+        member_status: target.status,
         message_status: target.message_status,
         updated_at: target.updated_at,
     };

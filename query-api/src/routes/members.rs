@@ -6,6 +6,7 @@ use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use mileage_domain::ids::MemberId;
+use mileage_read_model::members;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use serde::Serialize;
@@ -64,17 +65,9 @@ pub async fn member(
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(&id)?;
     caller.require_member_or_manager(&id)?;
-    let seen = wait(&state, "members", wanted).await;
+    let seen = wait(&state, members::NAME, wanted).await;
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client
-        .prepare_cached(
-            "SELECT id, status, balance, phone_masked, nickname, erased, joined_at, updated_at
-               FROM members.members WHERE id = $1",
-        )
-        .await
-        .map_err(db_error)?;
-    let Some(row) = client
-        .query_opt(&statement, &[&id.as_str()])
+    let Some(row) = members::by_id(&client, id.as_str())
         .await
         .map_err(db_error)?
     else {
@@ -82,14 +75,14 @@ pub async fn member(
         return Ok(fresh_error(missing, seen));
     };
     let body = MemberView {
-        member_id: row.get(0),
-        member_status: row.get(1),
-        balance: row.get(2),
-        phone_no: row.get(3),
-        nickname: row.get(4),
-        erased: row.get(5),
-        joined_at: row.get(6),
-        updated_at: row.get(7),
+        member_id: row.id,
+        member_status: row.status,
+        balance: row.balance,
+        phone_no: row.phone_masked,
+        nickname: row.nickname,
+        erased: row.erased,
+        joined_at: row.joined_at,
+        updated_at: row.updated_at,
     };
     Ok(fresh(body, seen))
 }

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
+use mileage_read_model::messages;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use serde::Serialize;
@@ -62,21 +63,9 @@ pub async fn message(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require_manager()?;
-    let seen = wait(&state, "messages", wanted).await;
+    let seen = wait(&state, messages::NAME, wanted).await;
     let client = state.pool.get().await.map_err(db_error)?;
-    let statement = client
-        .prepare_cached(
-            "SELECT target_id, member_id, phone_masked, content, status, attempts, last_error,
-                    updated_at
-               FROM messages.messages WHERE target_id = $1",
-        )
-        .await
-        .map_err(db_error)?;
-    let Some(row) = client
-        .query_opt(&statement, &[&id])
-        .await
-        .map_err(db_error)?
-    else {
+    let Some(row) = messages::by_target(&client, &id).await.map_err(db_error)? else {
         let missing = ApiError::not_found(
             "manager_message.not_found",
             format!("no notice for dormant target {id:?} (yet)"),
@@ -84,14 +73,14 @@ pub async fn message(
         return Ok(fresh_error(missing, seen));
     };
     let body = ManagerMessage {
-        id: row.get(0),
-        member_id: row.get(1),
-        phone_no: row.get(2),
-        message_contents: row.get(3),
-        message_status: row.get(4),
-        attempts: row.get(5),
-        last_error: row.get(6),
-        updated_at: row.get(7),
+        id: row.target_id,
+        member_id: row.member_id,
+        phone_no: row.phone_masked,
+        message_contents: row.content,
+        message_status: row.status,
+        attempts: row.attempts,
+        last_error: row.last_error,
+        updated_at: row.updated_at,
     };
     Ok(fresh(body, seen))
 }

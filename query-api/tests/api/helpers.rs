@@ -14,13 +14,13 @@ use mileage_service::settings::JwtKey;
 use serde_json::Value;
 
 /// How long tests wait for the read side.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 
 /// A number the gateway stand-in rejects.
-pub const REJECTED_PHONE: &str = "01099990000";
+pub(crate) const REJECTED_PHONE: &str = "01099990000";
 
 /// The whole system.
-pub struct Stack {
+pub(crate) struct Stack {
     pub database: String,
     pub commands: CommandApi,
     pub query: QueryApi,
@@ -30,26 +30,26 @@ pub struct Stack {
 }
 
 /// The query API and a client for it.
-pub struct QueryApi {
+pub(crate) struct QueryApi {
     pub address: String,
     pub client: reqwest::Client,
     pub manager_token: String,
 }
 
 /// An answer: status, headers, JSON body.
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: reqwest::header::HeaderMap,
     pub body: Value,
 }
 
 impl Reply {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     #[track_caller]
-    pub fn assert_problem(&self, status: u16, code: &str) {
+    pub(crate) fn assert_problem(&self, status: u16, code: &str) {
         assert_eq!(self.status, status, "{}", self.body);
         assert_eq!(self.body["code"], code, "{}", self.body);
         assert_eq!(
@@ -61,12 +61,12 @@ impl Reply {
 
 impl Stack {
     /// Everything running.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(Duration::from_secs(2), true).await
     }
 
     /// With this read-your-writes limit, with or without a projector.
-    pub async fn start_with(wait_limit: Duration, projector: bool) -> Self {
+    pub(crate) async fn start_with(wait_limit: Duration, projector: bool) -> Self {
         let database = mileage_store::testing::fresh_database().await;
         let gateway = Gateway::start(&[REJECTED_PHONE]).await;
         let commands = CommandApi::spawn(&database).await;
@@ -87,11 +87,9 @@ impl Stack {
 }
 
 impl QueryApi {
-    pub async fn spawn(database: &str, wait_limit: Duration, command_api: &str) -> Self {
+    pub(crate) async fn spawn(database: &str, wait_limit: Duration, command_api: &str) -> Self {
         let settings = Settings {
             addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: database.to_owned(),
-            eventstoredb_url: None,
             read_database_url: database.to_owned(),
             jwt: JwtKey::hs256(JWT_SECRET),
             wait_limit,
@@ -111,12 +109,17 @@ impl QueryApi {
     }
 
     /// GET as a manager.
-    pub async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         self.get_as(Some(&self.manager_token), path, &[]).await
     }
 
     /// GET with this token (or none) and extra headers.
-    pub async fn get_as(&self, token: Option<&str>, path: &str, headers: &[(&str, &str)]) -> Reply {
+    pub(crate) async fn get_as(
+        &self,
+        token: Option<&str>,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let mut request = self.client.get(format!("{}{path}", self.address));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -136,7 +139,7 @@ impl QueryApi {
     }
 
     /// Polls `path` until `check` holds for its 200 answer.
-    pub async fn until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&self, path: &str, check: impl Fn(&Value) -> bool) -> Value {
         eventually(path, WAIT, || async {
             let reply = self.get(path).await;
             (reply.status == 200 && check(&reply.body)).then_some(reply.body)

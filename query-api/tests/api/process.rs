@@ -51,15 +51,6 @@ async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
             "read_database_url",
         ),
         (
-            vec![
-                database,
-                addr,
-                hs256,
-                ("EVENTSTOREDB_URL", "esdb://admin:s3cret@db:2113?tls=maybe"),
-            ],
-            "eventstoredb_url",
-        ),
-        (
             vec![database, addr, hs256, ("COMMAND_API_URL", "ftp://commands")],
             "command_api_url",
         ),

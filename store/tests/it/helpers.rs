@@ -7,7 +7,7 @@ use mileage_store::postgres::PgEventStore;
 use mileage_store::testing::fresh_database;
 
 /// A PostgreSQL event store on a fresh database of the test server.
-pub async fn pg_store() -> PgEventStore {
+pub(crate) async fn pg_store() -> PgEventStore {
     let url = fresh_database().await;
     PgEventStore::connect(&url)
         .await
@@ -15,12 +15,12 @@ pub async fn pg_store() -> PgEventStore {
 }
 
 /// The same, behind the port.
-pub async fn pg_dyn() -> Arc<dyn EventStore> {
+pub(crate) async fn pg_dyn() -> Arc<dyn EventStore> {
     Arc::new(pg_store().await)
 }
 
 /// A raw connection to a store's database, for tests that must reach under
 /// the adapter (open transactions, corrupt rows).
-pub async fn raw_client(store: &PgEventStore) -> deadpool_postgres::Object {
+pub(crate) async fn raw_client(store: &PgEventStore) -> deadpool_postgres::Object {
     store.pool().get().await.expect("a pooled connection")
 }

@@ -1,5 +1,7 @@
-//! The `projector.consumers` table: each consumer's checkpoint and status,
-//! one row per consumer, written in the same transaction as its batch.
+//! The `projector` schema's bookkeeping: each consumer's checkpoint and
+//! status (one row per consumer, written in the same transaction as its
+//! batch), the log's head as the projector last saw it, and how far behind
+//! a consumer is ([`Lag`]), computed here and nowhere else.
 
 use chrono::{DateTime, Utc};
 use mileage_store::Position;
@@ -12,7 +14,7 @@ pub const CHANNEL: &str = "mileage_projection";
 /// Creates the bookkeeping schema (idempotent, safe to race: the projector
 /// replicas and the query API all call it at start-up).
 pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
-    crate::projections::create_tables(
+    crate::create_tables(
         client,
         "CREATE SCHEMA IF NOT EXISTS projector;
          CREATE TABLE IF NOT EXISTS projector.consumers (
@@ -26,6 +28,12 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
              error_event_type text,
              error_reason text,
              updated_at timestamptz NOT NULL DEFAULT now()
+         );
+         CREATE TABLE IF NOT EXISTS projector.log_head (
+             singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+             commit_position bigint NOT NULL,
+             prepare_position bigint NOT NULL,
+             seen_at timestamptz NOT NULL DEFAULT now()
          );",
     )
     .await
@@ -206,4 +214,112 @@ pub async fn statuses(client: &impl GenericClient) -> Result<Vec<Status>, tokio_
             },
         })
         .collect())
+}
+
+/// Records `head` as the log's head (the projector does, every second), so
+/// readers of the read side can tell the lag without an event store.
+pub async fn record_head(
+    client: &impl GenericClient,
+    head: Position,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO projector.log_head (singleton, commit_position, prepare_position, seen_at)
+             VALUES (true, $1, $2, now())
+             ON CONFLICT (singleton) DO UPDATE SET
+                 commit_position = EXCLUDED.commit_position,
+                 prepare_position = EXCLUDED.prepare_position,
+                 seen_at = EXCLUDED.seen_at",
+            &[&to_i64(head.commit), &to_i64(head.prepare)],
+        )
+        .await
+        .map(drop)
+}
+
+/// The log's head as last recorded, and when; `None` before the first.
+pub async fn head(
+    client: &impl GenericClient,
+) -> Result<Option<(Position, DateTime<Utc>)>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT commit_position, prepare_position, seen_at FROM projector.log_head",
+            &[],
+        )
+        .await?;
+    Ok(row.and_then(|row| Some((position(row.get(0), row.get(1))?, row.get(2)))))
+}
+
+/// How far a consumer is behind the log's head.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lag {
+    /// Between the checkpoint and the head, in the store's position units.
+    pub events: u64,
+    /// Since the last event it handled was recorded; 0 when caught up.
+    pub seconds: f64,
+}
+
+impl Lag {
+    /// The lag of a consumer at `checkpoint`, whose last handled event was
+    /// recorded at `last_event_at`, against `head` at `now`. An empty log
+    /// (no head) has no lag.
+    pub fn of(
+        head: Option<Position>,
+        checkpoint: Option<Position>,
+        last_event_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let events = match (head, checkpoint) {
+            (Some(head), Some(at)) => head.prepare.saturating_sub(at.prepare),
+            (Some(head), None) => head.prepare,
+            (None, _) => 0,
+        };
+        let seconds = match (events, last_event_at) {
+            (0, _) | (_, None) => 0.0,
+            (_, Some(at)) => (now - at).to_std().map_or(0.0, |d| d.as_secs_f64()),
+        };
+        Self { events, seconds }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+    use mileage_store::Position;
+
+    use super::Lag;
+
+    fn at(n: u64) -> Position {
+        Position {
+            commit: n,
+            prepare: n,
+        }
+    }
+
+    #[test]
+    fn lag_is_zero_when_caught_up_or_the_log_is_empty() {
+        let now = Utc::now();
+        let earlier = Some(now - Duration::seconds(30));
+        assert_eq!(
+            Lag::of(Some(at(9)), Some(at(9)), earlier, now),
+            Lag {
+                events: 0,
+                seconds: 0.0
+            }
+        );
+        assert_eq!(Lag::of(None, None, None, now).events, 0);
+    }
+
+    #[test]
+    fn lag_counts_from_the_checkpoint_and_the_last_event_time() {
+        let now = Utc::now();
+        let lag = Lag::of(
+            Some(at(10)),
+            Some(at(4)),
+            Some(now - Duration::seconds(30)),
+            now,
+        );
+        assert_eq!(lag.events, 6);
+        assert!((lag.seconds - 30.0).abs() < 1e-6, "{lag:?}");
+        assert_eq!(Lag::of(Some(at(10)), None, None, now).events, 10);
+    }
 }

@@ -1,0 +1,76 @@
+//! The read side's tables, in one place: for each read model its schema, its
+//! row type, the projector's batch load and upsert, and the query API's
+//! typed queries ([`managerpage`], [`members`], [`messages`]); and the
+//! [`bookkeeping`] every consumer shares (checkpoints, status, the log's
+//! head, lag). The projector writes through this crate and the query API
+//! reads through it, so no SQL or column position lives in either.
+//!
+//! Each read model lives in its own PostgreSQL schema, named after it, so a
+//! rebuild can fill a fresh schema (`{name}__rebuild`) and swap it in.
+
+pub mod bookkeeping;
+pub mod managerpage;
+pub mod members;
+pub mod messages;
+
+use tokio_postgres::Client;
+
+/// The read models there are, by name.
+pub const NAMES: [&str; 3] = [managerpage::NAME, members::NAME, messages::NAME];
+
+/// What tooling needs to know of a read model's storage.
+#[derive(Debug, Clone, Copy)]
+pub struct Storage {
+    /// Its name, and its live schema's.
+    pub name: &'static str,
+    /// Its tables and their key columns.
+    pub tables: &'static [(&'static str, &'static str)],
+    /// Its DDL for a schema.
+    pub ddl: fn(&str) -> String,
+}
+
+/// The storage of every read model, in [`NAMES`] order.
+pub const STORAGE: [Storage; 3] = [
+    Storage {
+        name: managerpage::NAME,
+        tables: managerpage::TABLES,
+        ddl: managerpage::ddl,
+    },
+    Storage {
+        name: members::NAME,
+        tables: members::TABLES,
+        ddl: members::ddl,
+    },
+    Storage {
+        name: messages::NAME,
+        tables: messages::TABLES,
+        ddl: messages::ddl,
+    },
+];
+
+/// Runs read-side DDL under the read side's migration lock, so projector
+/// replicas and the query API can create the same tables at once without
+/// tripping over each other.
+pub async fn create_tables(client: &Client, ddl: &str) -> Result<(), tokio_postgres::Error> {
+    mileage_store::postgres::create_under_lock(client, "mileage.projector.migrate", ddl).await
+}
+
+/// Creates everything the read side needs (bookkeeping and every read
+/// model's live tables), so a reader that starts before any projector finds
+/// empty tables rather than missing ones. Safe to run from every service at
+/// once.
+pub async fn create_read_side(client: &Client) -> Result<(), tokio_postgres::Error> {
+    bookkeeping::migrate(client).await?;
+    for storage in STORAGE {
+        create_tables(client, &(storage.ddl)(storage.name)).await?;
+    }
+    Ok(())
+}
+
+/// Whether `schema` is a plain lower-case identifier, safe to put in SQL.
+pub fn is_plain_identifier(schema: &str) -> bool {
+    !schema.is_empty()
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}

@@ -1,0 +1,327 @@
+//! `managerpage`: one row per dormant target, as operators see it (masked
+//! phone number, nickname, status, the notice's status, times). The
+//! projector writes it with [`load`] and [`save`] a batch at a time; the
+//! query API reads it with [`page`], [`counts`] and [`by_id`], borrowing the
+//! rows' text instead of copying it.
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Client;
+use tokio_postgres::{Row, Transaction};
+
+/// The projection's name, and its live schema's.
+pub const NAME: &str = "managerpage";
+/// Its tables and their key columns.
+pub const TABLES: &[(&str, &str)] = &[("targets", "id")];
+/// Statuses a target can have, in lifecycle order.
+pub const STATUSES: [&str; 4] = ["PRE_DORMANT", "DORMANT", "DESTRUCTION", "CLEARED"];
+
+/// A dormant target's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The target.
+    pub id: String,
+    /// The member it was registered for.
+    pub member_id: String,
+    /// `010****5678`; `None` once erased.
+    pub phone_masked: Option<String>,
+    /// `None` once erased.
+    pub nickname: Option<String>,
+    /// The person's data was destroyed.
+    pub erased: bool,
+    /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
+    pub status: String,
+    /// `PENDING` once dormant, then `SENT` or `FAILED`.
+    pub message_status: Option<String>,
+    /// When it was registered.
+    pub registered_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The registration's place in the log: the list's stable order.
+    pub registered_position: (i64, i64),
+    /// The last event applied to it.
+    pub last_position: String,
+}
+
+/// Creates the tables in `schema` (idempotent).
+pub fn ddl(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.targets (
+             id text PRIMARY KEY,
+             member_id text NOT NULL,
+             phone_masked text,
+             nickname text,
+             erased boolean NOT NULL,
+             status text NOT NULL,
+             message_status text,
+             registered_at timestamptz NOT NULL,
+             updated_at timestamptz NOT NULL,
+             registered_commit bigint NOT NULL,
+             registered_prepare bigint NOT NULL,
+             last_position text NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS targets_order
+             ON {schema}.targets (registered_commit, registered_prepare);
+         CREATE INDEX IF NOT EXISTS targets_status_order
+             ON {schema}.targets (status, registered_commit, registered_prepare);"
+    )
+}
+
+/// The existing rows among `ids`.
+pub async fn load(
+    tx: &Transaction<'_>,
+    schema: &str,
+    ids: &[String],
+) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT id, member_id, phone_masked, nickname, erased, status, message_status,
+                        registered_at, updated_at, registered_commit, registered_prepare,
+                        last_position
+                   FROM {schema}.targets WHERE id = ANY($1)"
+            ),
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let target = Target {
+                id: row.get(0),
+                member_id: row.get(1),
+                phone_masked: row.get(2),
+                nickname: row.get(3),
+                erased: row.get(4),
+                status: row.get(5),
+                message_status: row.get(6),
+                registered_at: row.get(7),
+                updated_at: row.get(8),
+                registered_position: (row.get(9), row.get(10)),
+                last_position: row.get(11),
+            };
+            (target.id.clone(), target)
+        })
+        .collect())
+}
+
+/// Inserts or replaces `rows`.
+pub async fn save(
+    tx: &Transaction<'_>,
+    schema: &str,
+    rows: Vec<Target>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut columns = Columns::default();
+    for row in rows {
+        columns.push(row);
+    }
+    let c = &columns;
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.targets
+                 (id, member_id, phone_masked, nickname, erased, status, message_status,
+                  registered_at, updated_at, registered_commit, registered_prepare, last_position)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
+                                  $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
+                                  $10::int8[], $11::int8[], $12::text[])
+             ON CONFLICT (id) DO UPDATE SET
+                 member_id = EXCLUDED.member_id, phone_masked = EXCLUDED.phone_masked,
+                 nickname = EXCLUDED.nickname, erased = EXCLUDED.erased,
+                 status = EXCLUDED.status, message_status = EXCLUDED.message_status,
+                 registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
+                 registered_commit = EXCLUDED.registered_commit,
+                 registered_prepare = EXCLUDED.registered_prepare,
+                 last_position = EXCLUDED.last_position"
+        ),
+        &[
+            &c.id,
+            &c.member_id,
+            &c.phone_masked,
+            &c.nickname,
+            &c.erased,
+            &c.status,
+            &c.message_status,
+            &c.registered_at,
+            &c.updated_at,
+            &c.registered_commit,
+            &c.registered_prepare,
+            &c.last_position,
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// Rows turned into one array per column, for `UNNEST`.
+#[derive(Default)]
+struct Columns {
+    id: Vec<String>,
+    member_id: Vec<String>,
+    phone_masked: Vec<Option<String>>,
+    nickname: Vec<Option<String>>,
+    erased: Vec<bool>,
+    status: Vec<String>,
+    message_status: Vec<Option<String>>,
+    registered_at: Vec<DateTime<Utc>>,
+    updated_at: Vec<DateTime<Utc>>,
+    registered_commit: Vec<i64>,
+    registered_prepare: Vec<i64>,
+    last_position: Vec<String>,
+}
+
+impl Columns {
+    fn push(&mut self, row: Target) {
+        self.id.push(row.id);
+        self.member_id.push(row.member_id);
+        self.phone_masked.push(row.phone_masked);
+        self.nickname.push(row.nickname);
+        self.erased.push(row.erased);
+        self.status.push(row.status);
+        self.message_status.push(row.message_status);
+        self.registered_at.push(row.registered_at);
+        self.updated_at.push(row.updated_at);
+        self.registered_commit.push(row.registered_position.0);
+        self.registered_prepare.push(row.registered_position.1);
+        self.last_position.push(row.last_position);
+    }
+}
+
+const COLUMNS: &str = "id, member_id, phone_masked, nickname, erased, status, message_status, \
+                       registered_at, updated_at, registered_commit, registered_prepare, last_position";
+
+/// The list's four statements: (descending, ascending) x (all, one status).
+static LIST_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
+    let list = |ascending: bool, filtered: bool| {
+        let (op, direction) = if ascending {
+            (">", "ASC")
+        } else {
+            ("<", "DESC")
+        };
+        let filter = if filtered { "status = $4 AND" } else { "" };
+        format!(
+            "SELECT {COLUMNS} FROM managerpage.targets
+              WHERE {filter} (registered_commit, registered_prepare) {op} ($1, $2)
+              ORDER BY registered_commit {direction}, registered_prepare {direction}
+              LIMIT $3"
+        )
+    };
+    [
+        list(false, false),
+        list(false, true),
+        list(true, false),
+        list(true, true),
+    ]
+});
+
+/// One target by id.
+static BY_ID_SQL: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {COLUMNS} FROM managerpage.targets WHERE id = $1"));
+
+/// A target as read, borrowing the database row's text.
+#[derive(Debug, Clone, Copy)]
+pub struct TargetView<'a> {
+    pub id: &'a str,
+    pub member_id: &'a str,
+    pub phone_masked: Option<&'a str>,
+    pub nickname: Option<&'a str>,
+    pub erased: bool,
+    pub status: &'a str,
+    pub message_status: Option<&'a str>,
+    pub registered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Where the registration stands in the log: the list's order and cursor.
+    pub registered_position: (i64, i64),
+    pub last_position: &'a str,
+}
+
+/// Targets read for the query API; [`Targets::views`] reads them in place.
+pub struct Targets(Vec<Row>);
+
+impl Targets {
+    /// The rows in the order read.
+    pub fn views(&self) -> impl Iterator<Item = TargetView<'_>> {
+        self.0.iter().map(view)
+    }
+
+    /// The first row, if any.
+    pub fn first(&self) -> Option<TargetView<'_>> {
+        self.0.first().map(view)
+    }
+}
+
+fn view(row: &Row) -> TargetView<'_> {
+    TargetView {
+        id: row.get(0),
+        member_id: row.get(1),
+        phone_masked: row.get(2),
+        nickname: row.get(3),
+        erased: row.get(4),
+        status: row.get(5),
+        message_status: row.get(6),
+        registered_at: row.get(7),
+        updated_at: row.get(8),
+        registered_position: (row.get(9), row.get(10)),
+        last_position: row.get(11),
+    }
+}
+
+/// Which way a page runs through the registrations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// Newest registration first (the default).
+    NewestFirst,
+    /// Oldest registration first.
+    OldestFirst,
+}
+
+/// Up to `limit` targets after the registration `after` (a previous page's
+/// last), in `order`, only those with `status` when given.
+pub async fn page(
+    client: &Client,
+    status: Option<&str>,
+    order: Order,
+    after: Option<(i64, i64)>,
+    limit: i64,
+) -> Result<Targets, tokio_postgres::Error> {
+    let ascending = order == Order::OldestFirst;
+    let start = if ascending {
+        (i64::MIN, i64::MIN)
+    } else {
+        (i64::MAX, i64::MAX)
+    };
+    let sql = &LIST_SQL[usize::from(ascending) * 2 + usize::from(status.is_some())];
+    let (commit, prepare) = after.unwrap_or(start);
+    let statement = client.prepare_cached(sql).await?;
+    let rows = match status {
+        Some(status) => {
+            client
+                .query(&statement, &[&commit, &prepare, &limit, &status])
+                .await?
+        }
+        None => {
+            client
+                .query(&statement, &[&commit, &prepare, &limit])
+                .await?
+        }
+    };
+    Ok(Targets(rows))
+}
+
+/// The number of targets per status (statuses with none left out).
+pub async fn counts(client: &Client) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("SELECT status, count(*) FROM managerpage.targets GROUP BY status")
+        .await?;
+    let rows = client.query(&statement, &[]).await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// The target `id`, as [`Targets`] of at most one row.
+pub async fn by_id(client: &Client, id: &str) -> Result<Targets, tokio_postgres::Error> {
+    let statement = client.prepare_cached(&BY_ID_SQL).await?;
+    let row = client.query_opt(&statement, &[&id]).await?;
+    Ok(Targets(row.into_iter().collect()))
+}

@@ -1,0 +1,167 @@
+//! `members`: each member's status and points balance, with their masked
+//! phone number and nickname until they withdraw. The projector writes it
+//! with [`load`] and [`save`]; the query API reads it with [`by_id`].
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Client;
+use tokio_postgres::Transaction;
+
+/// The projection's name, and its live schema's.
+pub const NAME: &str = "members";
+/// Its tables and their key columns.
+pub const TABLES: &[(&str, &str)] = &[("members", "id")];
+
+/// A member's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    /// The member.
+    pub id: String,
+    /// `ACTIVE` or `WITHDRAWN`.
+    pub status: String,
+    /// Points.
+    pub balance: i64,
+    /// `010****5678`; `None` once erased.
+    pub phone_masked: Option<String>,
+    /// `None` once erased.
+    pub nickname: Option<String>,
+    /// The member withdrew (or their key is gone).
+    pub erased: bool,
+    /// When they joined.
+    pub joined_at: DateTime<Utc>,
+    /// When the row last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The last event applied.
+    pub last_position: String,
+}
+
+/// Creates the tables in `schema` (idempotent).
+pub fn ddl(schema: &str) -> String {
+    format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.members (
+             id text PRIMARY KEY,
+             status text NOT NULL,
+             balance bigint NOT NULL,
+             phone_masked text,
+             nickname text,
+             erased boolean NOT NULL,
+             joined_at timestamptz NOT NULL,
+             updated_at timestamptz NOT NULL,
+             last_position text NOT NULL
+         );"
+    )
+}
+
+/// The existing rows among `ids`.
+pub async fn load(
+    tx: &Transaction<'_>,
+    schema: &str,
+    ids: &[String],
+) -> Result<HashMap<String, MemberRow>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT id, status, balance, phone_masked, nickname, erased, joined_at,
+                        updated_at, last_position
+                   FROM {schema}.members WHERE id = ANY($1)"
+            ),
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let member = MemberRow {
+                id: row.get(0),
+                status: row.get(1),
+                balance: row.get(2),
+                phone_masked: row.get(3),
+                nickname: row.get(4),
+                erased: row.get(5),
+                joined_at: row.get(6),
+                updated_at: row.get(7),
+                last_position: row.get(8),
+            };
+            (member.id.clone(), member)
+        })
+        .collect())
+}
+
+/// Inserts or replaces `rows`.
+pub async fn save(
+    tx: &Transaction<'_>,
+    schema: &str,
+    rows: Vec<MemberRow>,
+) -> Result<(), tokio_postgres::Error> {
+    let n = rows.len();
+    let (mut id, mut status, mut balance) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut phone, mut nickname, mut erased) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut joined, mut updated, mut last) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for row in rows {
+        id.push(row.id);
+        status.push(row.status);
+        balance.push(row.balance);
+        phone.push(row.phone_masked);
+        nickname.push(row.nickname);
+        erased.push(row.erased);
+        joined.push(row.joined_at);
+        updated.push(row.updated_at);
+        last.push(row.last_position);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.members
+                 (id, status, balance, phone_masked, nickname, erased, joined_at, updated_at,
+                  last_position)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                                  $6::bool[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+             ON CONFLICT (id) DO UPDATE SET
+                 status = EXCLUDED.status, balance = EXCLUDED.balance,
+                 phone_masked = EXCLUDED.phone_masked, nickname = EXCLUDED.nickname,
+                 erased = EXCLUDED.erased, joined_at = EXCLUDED.joined_at,
+                 updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
+        ),
+        &[
+            &id, &status, &balance, &phone, &nickname, &erased, &joined, &updated, &last,
+        ],
+    )
+    .await
+    .map(drop)
+}
+
+/// The member `id` in the live read model.
+pub async fn by_id(client: &Client, id: &str) -> Result<Option<MemberRow>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, status, balance, phone_masked, nickname, erased, joined_at, updated_at,
+                    last_position
+               FROM members.members WHERE id = $1",
+        )
+        .await?;
+    let row = client.query_opt(&statement, &[&id]).await?;
+    Ok(row.map(|row| MemberRow {
+        id: row.get(0),
+        status: row.get(1),
+        balance: row.get(2),
+        phone_masked: row.get(3),
+        nickname: row.get(4),
+        erased: row.get(5),
+        joined_at: row.get(6),
+        updated_at: row.get(7),
+        last_position: row.get(8),
+    }))
+}
