@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use mileage_command_api::config::GuardSettings;
 use mileage_command_api::config::Settings;
-use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
 use mileage_domain::envelope::Causation;
 use mileage_domain::ids::MemberId;

@@ -10,7 +10,7 @@ use mileage_service::settings::{
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::membership::GuardSettings;
+pub use crate::release_guard::GuardSettings;
 
 /// Shortest phone-index secret accepted, in bytes.
 const MIN_SECRET_LEN: usize = 16;

@@ -15,7 +15,7 @@ use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 
 /// Registers `member_id` as a dormant target under a new sequential id.
-pub async fn register(
+pub(crate) async fn register(
     state: &AppState,
     member_id: MemberId,
     phone: &str,
@@ -24,9 +24,9 @@ pub async fn register(
 ) -> Result<(DormantMemberId, Handled<DormantMember>), ApiError> {
     let phone = PhoneNumber::parse(phone)?;
     let nickname = Nickname::parse(nickname)?;
-    let id = DormantMemberId::parse(&state.ids.next("dormantMember").await?.to_string())?;
+    let id = DormantMemberId::parse(&state.ctx.ids.next("dormantMember").await?.to_string())?;
     let stream = stream_name::<DormantMember>(&id);
-    let key = state.keys.get_or_create(&stream).await?;
+    let key = state.ctx.keys.get_or_create(&stream).await?;
     let command = DormantMemberCommand::Register {
         id: id.clone(),
         member_id,
@@ -34,19 +34,19 @@ pub async fn register(
         nickname: seal(&key, "nickname", nickname.as_str()),
         at: Utc::now(),
     };
-    let handled = handle::<DormantMember>(&state.executor, &stream, command, causation).await?;
+    let handled = handle::<DormantMember>(&state.ctx.executor, &stream, command, causation).await?;
     Ok((id, handled))
 }
 
 /// Marks a target dormant (its notice follows asynchronously).
-pub async fn mark_dormant(
+pub(crate) async fn mark_dormant(
     state: &AppState,
     id: &DormantMemberId,
     causation: Causation,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
     handle::<DormantMember>(
-        &state.executor,
+        &state.ctx.executor,
         &stream_name::<DormantMember>(id),
         command,
         causation,
@@ -58,14 +58,14 @@ pub async fn mark_dormant(
 /// marks the target cleared. Nothing is joined for a target that cannot be
 /// released; a failed join appends nothing to the target. A manager may
 /// release any target; a member only the target registered for them.
-pub async fn release(
+pub(crate) async fn release(
     state: &AppState,
     id: &DormantMemberId,
     causation: Causation,
     caller: &Caller,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let stream = stream_name::<DormantMember>(id);
-    let (target, version) = load::<DormantMember>(&state.executor, &stream).await?;
+    let (target, version) = load::<DormantMember>(&state.ctx.executor, &stream).await?;
     match &target {
         DormantMember::Registered(registered) => {
             caller.require_member_or_manager(&registered.member_id)?;
@@ -98,13 +98,13 @@ pub async fn release(
         detail: "the target's personal data was erased; it cannot re-join".into(),
         field: None,
     };
-    let key = state.keys.get(&stream).await?.ok_or_else(erased)?;
+    let key = state.ctx.keys.get(&stream).await?.ok_or_else(erased)?;
     let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
     let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
-    let rejoined_member_id = state.join.join(state, &phone, &nickname, causation).await?;
+    let rejoined_member_id = state.join.join(&phone, &nickname, causation).await?;
     let command = DormantMemberCommand::Clear {
         rejoined_member_id,
         at: Utc::now(),
     };
-    handle::<DormantMember>(&state.executor, &stream, command, causation).await
+    handle::<DormantMember>(&state.ctx.executor, &stream, command, causation).await
 }

@@ -9,10 +9,10 @@ use mileage_service::ApiError;
 use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor};
 
 /// What a handled command did.
-pub type Handled<A> = Executed<A>;
+pub(crate) type Handled<A> = Executed<A>;
 
 /// Folds a stream into its aggregate state and last version.
-pub async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), ApiError>
+pub(crate) async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), ApiError>
 where
     A: Aggregate + Send + Sync + 'static,
 {
@@ -21,7 +21,7 @@ where
 
 /// Handles `command` against `stream`, re-deciding on version conflicts; a
 /// stream that keeps changing answers 409.
-pub async fn handle<A>(
+pub(crate) async fn handle<A>(
     executor: &Executor,
     stream: &str,
     command: A::Command,

@@ -21,9 +21,9 @@ use sha2::{Digest, Sha256};
 use mileage_service::ApiError;
 
 /// The request header.
-pub const HEADER: &str = "idempotency-key";
+pub(crate) const HEADER: &str = "idempotency-key";
 /// Set on a replayed answer.
-pub const REPLAYED: &str = "idempotent-replayed";
+pub(crate) const REPLAYED: &str = "idempotent-replayed";
 /// Longest key accepted.
 const MAX_KEY_LEN: usize = 255;
 /// Answer headers kept with the key and replayed.
@@ -31,7 +31,7 @@ const KEPT_HEADERS: [&str; 3] = ["content-type", "x-position", "x-correlation-id
 
 /// The table of keys and answers.
 #[derive(Clone)]
-pub struct IdempotencyStore {
+pub(crate) struct IdempotencyStore {
     pool: Pool,
 }
 
@@ -50,7 +50,7 @@ enum Claim {
 impl IdempotencyStore {
     /// Creates the table when missing; replicas starting together on a new
     /// database take turns.
-    pub async fn new(pool: Pool) -> Result<Self, ApiError> {
+    pub(crate) async fn new(pool: Pool) -> Result<Self, ApiError> {
         let client = pool.get().await.map_err(internal)?;
         mileage_store::postgres::create_under_lock(
             &client,
@@ -73,7 +73,7 @@ impl IdempotencyStore {
     /// Deletes the keys older than `retention` and says how many went. A
     /// retry after that runs the command again, so the retention must be
     /// longer than any client retries for.
-    pub async fn purge(&self, retention: std::time::Duration) -> Result<u64, ApiError> {
+    pub(crate) async fn purge(&self, retention: std::time::Duration) -> Result<u64, ApiError> {
         let client = self.pool.get().await.map_err(internal)?;
         client
             .execute(
@@ -87,7 +87,11 @@ impl IdempotencyStore {
     /// Purges every `every` until the task is dropped; the first purge is at
     /// once. Every replica runs one: deleting the same old rows twice is
     /// harmless.
-    pub async fn purge_forever(self, retention: std::time::Duration, every: std::time::Duration) {
+    pub(crate) async fn purge_forever(
+        self,
+        retention: std::time::Duration,
+        every: std::time::Duration,
+    ) {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -220,7 +224,7 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
 }
 
 /// The middleware.
-pub async fn idempotent(
+pub(crate) async fn idempotent(
     State(store): State<IdempotencyStore>,
     request: Request,
     next: Next,
@@ -242,7 +246,7 @@ pub async fn idempotent(
         })?
         .to_owned();
     let (parts, body) = request.into_parts();
-    let body = to_bytes(body, crate::routes::BODY_LIMIT)
+    let body = to_bytes(body, crate::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let print = fingerprint(&parts.method, parts.uri.path(), &body);

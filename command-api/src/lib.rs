@@ -1,16 +1,27 @@
 //! The command side of Mileage: HTTP commands become events appended to the
-//! event store. Each use case (`members`, `dormant`) validates input, seals
-//! personal data, and runs load -> decide -> append through [`handle`]; the
-//! routes only parse, call and map errors ([`mileage_service::ApiError`]).
+//! event store. The use cases ([`members`], [`dormant`]) validate input,
+//! seal personal data, and run load -> decide -> append through the one
+//! executor ([`handle`]); the release's join sits behind a timeout and a
+//! circuit breaker ([`release_guard`]); the routes only parse, authorise,
+//! call and map errors ([`mileage_service::ApiError`]).
+//!
+//! Public: what the binary, the tests and the benchmarks start the service
+//! with ([`config`], [`startup`]) and its OpenAPI description ([`openapi`]).
 
 pub mod config;
-pub mod dormant;
-pub mod handle;
-pub mod idempotency;
-pub mod ids;
-pub mod members;
-pub mod membership;
-pub mod personal;
-pub mod routes;
+mod context;
+mod dormant;
+mod handle;
+mod idempotency;
+mod ids;
+mod members;
+mod personal;
+mod release_guard;
+mod routes;
 pub mod startup;
-pub mod state;
+mod state;
+
+pub use routes::openapi;
+
+/// Largest request body accepted, in bytes.
+const BODY_LIMIT: usize = 16 * 1024;

@@ -14,9 +14,11 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
+use crate::context::Context;
 use crate::idempotency::IdempotencyStore;
 use crate::ids::IdAllocator;
-use crate::membership::JoinGuard;
+use crate::members::Members;
+use crate::release_guard::JoinGuard;
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -48,15 +50,22 @@ impl Application {
         let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;
         let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));
         let listener = mileage_service::bind(settings.addr).await?;
+        let ctx = Context {
+            ids: Arc::new(IdAllocator::new(Arc::clone(&executor))),
+            executor,
+            keys,
+        };
+        let members = Arc::new(Members::new(
+            ctx.clone(),
+            settings.phone_secret.expose_secret().as_bytes().into(),
+        ));
         Ok(Self {
             listener,
             state: AppState {
-                ids: Arc::new(IdAllocator::new(Arc::clone(&executor))),
-                executor,
-                keys,
-                join: Arc::new(JoinGuard::new(settings.join.clone())),
+                join: Arc::new(JoinGuard::new(settings.join.clone(), Arc::clone(&members))),
+                ctx,
+                members,
                 verifier,
-                phone_secret: settings.phone_secret.expose_secret().as_bytes().into(),
             },
             idempotency,
             idempotency_retention: settings.idempotency_retention,

@@ -1,30 +1,26 @@
-//! What every handler can reach.
+//! What every handler can reach: the use cases' shared context, the member
+//! context, the guarded join of the release, and the token verifier.
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use mileage_store::executor::Executor;
-use mileage_store::keys::KeyStore;
-
-use crate::ids::IdAllocator;
-use crate::membership::JoinGuard;
 use mileage_service::auth::Verifier;
 
-/// Shared application state: the ports and the id allocator.
+use crate::context::Context;
+use crate::members::Members;
+use crate::release_guard::JoinGuard;
+
+/// Shared application state.
 #[derive(Clone)]
 pub struct AppState {
-    /// Runs commands against the event store (load, decide, append).
-    pub executor: Arc<Executor>,
-    /// Per-person keys that seal personal data.
-    pub keys: Arc<dyn KeyStore>,
-    /// Sequential ids.
-    pub ids: Arc<IdAllocator>,
+    /// What the dormant-target use cases command through.
+    pub ctx: Context,
+    /// The member context's use cases.
+    pub members: Arc<Members>,
     /// The release's guarded call to the member context's join.
     pub join: Arc<JoinGuard>,
     /// Checks bearer tokens.
     pub verifier: Arc<Verifier>,
-    /// Secret of the phone-number index (see `mileage_domain::pii::phone_index`).
-    pub phone_secret: Arc<[u8]>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

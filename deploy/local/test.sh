@@ -16,6 +16,8 @@ if [[ $# -eq 0 ]]; then
   # The deployment files (Kubernetes, gateway, compose, Dockerfile), checked
   # offline with the tools that install here.
   bash "$here/../ci/validate.sh"
+  # Docs where they say something (modules and public items).
+  bash "$here/../ci/docs.sh"
 fi
 # The admin page's browser test drives Debian's headless Chromium; the
 # zero-downtime test runs Debian's nginx as the gateway.

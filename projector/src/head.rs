@@ -14,7 +14,7 @@ const EVERY: Duration = Duration::from_secs(1);
 
 /// Records the head every second until `stop` turns true; reconnects to the
 /// read database when it goes away.
-pub async fn publish(
+pub(crate) async fn publish(
     store: Arc<dyn EventStore>,
     read_config: tokio_postgres::Config,
     mut stop: watch::Receiver<bool>,

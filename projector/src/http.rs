@@ -15,7 +15,7 @@ use mileage_read_model::bookkeeping;
 
 /// What the endpoints read.
 #[derive(Clone)]
-pub struct Probe {
+pub(crate) struct Probe {
     /// The event store.
     pub store: Arc<dyn EventStore>,
     /// The read database.
@@ -23,7 +23,7 @@ pub struct Probe {
 }
 
 /// The routes.
-pub fn router(probe: Probe) -> Router {
+pub(crate) fn router(probe: Probe) -> Router {
     Router::new()
         .merge(mileage_service::ops::router(Arc::new(probe.clone()), None))
         .route("/status", get(status))

@@ -6,14 +6,12 @@
 
 pub mod config;
 pub mod consumer;
-pub mod head;
-pub mod http;
-pub mod notifier;
-pub mod people;
-pub mod process;
+mod head;
+mod http;
+mod notifier;
+mod people;
+mod process;
 pub mod projections;
 pub mod replay;
 pub mod runner;
 pub mod startup;
-#[cfg(feature = "testing")]
-pub mod testing;

@@ -56,7 +56,7 @@ pub trait Notifier: Send + Sync {
 }
 
 /// The adapter the settings ask for.
-pub fn from_settings(settings: &NotifierSettings) -> anyhow::Result<Box<dyn Notifier>> {
+pub(crate) fn from_settings(settings: &NotifierSettings) -> anyhow::Result<Box<dyn Notifier>> {
     Ok(match &settings.url {
         Some(url) => Box::new(Webhook::new(url, settings)?),
         None => Box::new(LogNotifier),
@@ -64,7 +64,7 @@ pub fn from_settings(settings: &NotifierSettings) -> anyhow::Result<Box<dyn Noti
 }
 
 /// Development: logs the notice (masked) and reports it delivered.
-pub struct LogNotifier;
+pub(crate) struct LogNotifier;
 
 #[async_trait]
 impl Notifier for LogNotifier {
@@ -77,7 +77,7 @@ impl Notifier for LogNotifier {
 /// `POST {url}` with `{messageId, to, text}` and `Idempotency-Key:
 /// {messageId}`. 2xx delivered; other 4xx rejected; 408, 429, 5xx, timeouts
 /// and connection failures retried with exponential backoff.
-pub struct Webhook {
+pub(crate) struct Webhook {
     client: reqwest::Client,
     url: String,
     max_attempts: u32,
@@ -86,7 +86,7 @@ pub struct Webhook {
 
 impl Webhook {
     /// A webhook client with a per-attempt timeout.
-    pub fn new(url: &str, settings: &NotifierSettings) -> anyhow::Result<Self> {
+    pub(crate) fn new(url: &str, settings: &NotifierSettings) -> anyhow::Result<Self> {
         Ok(Self {
             client: reqwest::Client::builder()
                 .timeout(settings.timeout)

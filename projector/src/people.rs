@@ -30,7 +30,7 @@ impl People {
 
 /// A phone number with all but its first three and last four digits hidden:
 /// `01012345678` -> `010****5678`. Short numbers keep only the last two.
-pub fn mask_phone(phone: &str) -> String {
+pub(crate) fn mask_phone(phone: &str) -> String {
     let digits: Vec<char> = phone.chars().filter(char::is_ascii_digit).collect();
     let (head, tail) = if digits.len() >= 10 { (3, 4) } else { (0, 2) };
     let hidden = digits.len().saturating_sub(head + tail);

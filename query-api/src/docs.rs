@@ -1,12 +1,13 @@
 //! Error answers as the OpenAPI description documents them: the shared
 //! problem+json shapes, plus 404.
 
-pub use mileage_service::docs::{AuthRefusals, Invalid, Problem, Unavailable};
+pub(crate) use mileage_service::docs::{AuthRefusals, Invalid, Problem, Unavailable};
 use utoipa::IntoResponses;
 
 /// 404: nothing under this id (documentation only).
 #[derive(IntoResponses)]
-pub enum NotFound {
+#[expect(dead_code, reason = "documentation only: utoipa reads its shape")]
+pub(crate) enum NotFound {
     /// Not in the read model (yet: see `X-Stale`).
     #[response(
         status = 404,

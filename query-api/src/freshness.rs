@@ -14,7 +14,7 @@ use crate::progress::Seen;
 
 /// The position a request wants to see, if any.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Wanted(pub Option<Position>);
+pub(crate) struct Wanted(pub Option<Position>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Wanted {
     type Rejection = ApiError;
@@ -57,7 +57,7 @@ fn bad_position(detail: &str) -> ApiError {
 }
 
 /// Adds the freshness headers to `response`.
-pub fn mark(response: &mut Response, seen: Seen) {
+pub(crate) fn mark(response: &mut Response, seen: Seen) {
     let headers = response.headers_mut();
     if let Some(value) = seen
         .checkpoint

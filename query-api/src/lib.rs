@@ -1,12 +1,18 @@
 //! The query side of Mileage: HTTP reads over the PostgreSQL read models the
-//! projector builds (never the event log), with read-your-writes waits
-//! ([`freshness`], [`progress`]), validators (`ETag`) on lists, the command API's JWT roles
-//! and error shape, and the operators' admin page.
+//! projector builds (through `mileage-read-model`; never the event log),
+//! with read-your-writes waits ([`freshness`], [`progress`]), validators
+//! (`ETag`) on lists, the shared JWT roles and error shape, and the
+//! operators' admin page.
+//!
+//! Public: what the binary, the tests and the benchmarks start the service
+//! with ([`config`], [`startup`]) and its OpenAPI description ([`openapi`]).
 
 pub mod config;
-pub mod docs;
-pub mod freshness;
-pub mod progress;
-pub mod routes;
+mod docs;
+mod freshness;
+mod progress;
+mod routes;
 pub mod startup;
-pub mod state;
+mod state;
+
+pub use routes::openapi;

@@ -21,7 +21,7 @@ use mileage_service::auth::Caller;
 use mileage_service::extract::AppJson;
 
 /// The dormant-target routes.
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/dormantMembers", post(register))
         .route("/dormantMembers/{id}", patch(change_status))
@@ -32,7 +32,7 @@ pub fn router() -> Router<AppState> {
 /// A member id as text (`"2"`, as httpie sends it) or as a JSON number.
 #[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
-pub enum IdInput {
+pub(super) enum IdInput {
     /// `"2"`
     Text(String),
     /// `2`
@@ -51,7 +51,7 @@ impl IdInput {
 /// `POST /dormantMembers`: a member to mark as a dormant target.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegisterRequest {
+pub(super) struct RegisterRequest {
     /// The quiet member.
     #[schema(example = "2")]
     member_id: IdInput,
@@ -69,7 +69,7 @@ pub struct RegisterRequest {
 /// `PATCH /dormantMembers/{id}`: the source document's status change.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StatusRequest {
+pub(super) struct StatusRequest {
     /// `DORMANT` marks the target dormant; `CLEAR` releases it (re-joins).
     #[schema(example = "DORMANT")]
     member_status: String,
@@ -78,7 +78,7 @@ pub struct StatusRequest {
 /// What the dormant-target routes answer.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TargetAnswer {
+pub(super) struct TargetAnswer {
     /// The dormant target.
     #[schema(value_type = String, example = "1")]
     id: DormantMemberId,
@@ -141,7 +141,7 @@ fn answer(status: StatusCode, id: DormantMemberId, handled: &Handled<DormantMemb
     ),
     security(("bearer" = []))
 )]
-pub async fn register(
+pub(super) async fn register(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -186,7 +186,7 @@ pub async fn register(
     ),
     security(("bearer" = []))
 )]
-pub async fn change_status(
+pub(super) async fn change_status(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -227,7 +227,7 @@ pub async fn change_status(
     ),
     security(("bearer" = []))
 )]
-pub async fn mark_dormant(
+pub(super) async fn mark_dormant(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -253,7 +253,7 @@ pub async fn mark_dormant(
     ),
     security(("bearer" = []))
 )]
-pub async fn release(
+pub(super) async fn release(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,

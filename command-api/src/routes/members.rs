@@ -13,14 +13,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Problem, accepted, invalid_field};
-use crate::members;
 use crate::state::AppState;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use mileage_service::extract::AppJson;
 
 /// The member routes.
-pub fn router() -> Router<AppState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new()
         .route("/members", post(join))
         .route("/members/{id}", delete(withdraw))
@@ -31,7 +30,7 @@ pub fn router() -> Router<AppState> {
 /// `POST /members`: a new member.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct JoinRequest {
+pub(super) struct JoinRequest {
     /// 7 to 15 digits; `-`, spaces and a leading `+` are ignored.
     #[schema(example = "010-1111-2222")]
     phone_no: String,
@@ -46,7 +45,7 @@ pub struct JoinRequest {
 /// `POST /members/{id}/points/earn|use`: how many points.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PointsRequest {
+pub(super) struct PointsRequest {
     /// A positive whole number of points.
     #[schema(minimum = 1, example = 100)]
     amount: i64,
@@ -55,7 +54,7 @@ pub struct PointsRequest {
 /// What the member routes answer.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MemberAnswer {
+pub(super) struct MemberAnswer {
     /// The member.
     #[schema(value_type = String, example = "1")]
     member_id: MemberId,
@@ -101,7 +100,7 @@ impl MemberAnswer {
         super::Unavailable,
     )
 )]
-pub async fn join(
+pub(super) async fn join(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     AppJson(request): AppJson<JoinRequest>,
@@ -116,8 +115,10 @@ pub async fn join(
             format!("a joining member's status can only be READY, not {status:?}"),
         ));
     }
-    let (id, joined) =
-        members::join(&state, &request.phone_no, &request.nickname, causation).await?;
+    let (id, joined) = state
+        .members
+        .join(&request.phone_no, &request.nickname, causation)
+        .await?;
     let answer = MemberAnswer {
         member_status: Some("READY"),
         balance: Some(joined.state.balance().0),
@@ -141,7 +142,7 @@ pub async fn join(
     ),
     security(("bearer" = []))
 )]
-pub async fn earn(
+pub(super) async fn earn(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -168,7 +169,7 @@ pub async fn earn(
     ),
     security(("bearer" = []))
 )]
-pub async fn use_points(
+pub(super) async fn use_points(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -190,7 +191,10 @@ async fn points(
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(id)?;
     caller.require_member_or_manager(&id)?;
-    let handled = members::points(state, &id, command(amount, Utc::now()), causation).await?;
+    let handled = state
+        .members
+        .points(&id, command(amount, Utc::now()), causation)
+        .await?;
     let answer = MemberAnswer {
         balance: Some(handled.state.balance().0),
         ..MemberAnswer::new(id, &handled)
@@ -211,7 +215,7 @@ async fn points(
     ),
     security(("bearer" = []))
 )]
-pub async fn withdraw(
+pub(super) async fn withdraw(
     State(state): State<AppState>,
     Extension(causation): Extension<Causation>,
     caller: Caller,
@@ -219,7 +223,7 @@ pub async fn withdraw(
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(&id)?;
     caller.require_member_or_manager(&id)?;
-    let handled = members::withdraw(&state, &id, causation).await?;
+    let handled = state.members.withdraw(&id, causation).await?;
     let answer = MemberAnswer {
         member_status: Some("WITHDRAWN"),
         ..MemberAnswer::new(id, &handled)

@@ -1,7 +1,7 @@
 //! The service's routes, one module per resource.
 
-pub mod dormant_members;
-pub mod members;
+mod dormant_members;
+mod members;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -26,22 +26,23 @@ pub(crate) use mileage_service::docs::{
     AuthRefusals, BodyRefusals, CorrelationId, Invalid, Problem, StateRefusals, Unavailable,
 };
 
-/// Largest request body accepted.
-pub const BODY_LIMIT: usize = 16 * 1024;
-
 /// The header carrying the global position a command wrote, for
 /// read-your-writes on the query side.
-pub const POSITION_HEADER: &str = "x-position";
+pub(crate) const POSITION_HEADER: &str = "x-position";
 
 /// The whole router. Correlation is outermost, so even a replayed answer
 /// carries this request's correlation id.
-pub fn router(state: AppState, idempotency: IdempotencyStore, cors_origins: &[String]) -> Router {
-    let probe = Arc::new(StoreProbe(Arc::clone(state.executor.store())));
+pub(crate) fn router(
+    state: AppState,
+    idempotency: IdempotencyStore,
+    cors_origins: &[String],
+) -> Router {
+    let probe = Arc::new(StoreProbe(Arc::clone(state.ctx.executor.store())));
     let router = Router::new()
         .merge(mileage_service::ops::router(probe, Some(&openapi::spec())))
         .merge(members::router())
         .merge(dormant_members::router())
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(crate::BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             idempotency,
             crate::idempotency::idempotent,
@@ -102,7 +103,7 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
     dead_code,
     reason = "documents the header; the idempotency middleware reads it"
 )]
-pub struct IdempotencyKey {
+pub(crate) struct IdempotencyKey {
     /// 1 to 255 visible ASCII characters. A retry with the same key and body returns the
     /// first answer and appends nothing; a different body is refused (422).
     #[param(rename = "Idempotency-Key")]

@@ -4,8 +4,8 @@
 use mileage_service::auth::{Role, mint_hs256};
 use std::time::Duration;
 
+use mileage_command_api::config::GuardSettings;
 use mileage_command_api::config::Settings;
-use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
 use mileage_service::settings::JwtKey;
 use mileage_store::postgres::PgEventStore;

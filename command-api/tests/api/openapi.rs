@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use mileage_command_api::routes::openapi::spec;
+use mileage_command_api::openapi::spec;
 
 use crate::helpers::spawn_app;
 

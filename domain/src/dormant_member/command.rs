@@ -18,26 +18,20 @@ pub enum DormantMemberCommand {
         phone: Sealed,
         /// Nickname, validated and sealed under the target's key.
         nickname: Sealed,
-        /// When.
         at: DateTime<Utc>,
     },
     /// An operator marks the target dormant; a notice follows.
-    MarkDormant {
-        /// When.
-        at: DateTime<Utc>,
-    },
+    MarkDormant { at: DateTime<Utc> },
     /// The notice failed: destroy the target's personal data.
     Destroy {
         /// Why the notice failed.
         reason: String,
-        /// When.
         at: DateTime<Utc>,
     },
     /// The person asked to come back and has been re-joined as a new member.
     Clear {
         /// The member id they were re-joined under.
         rejoined_member_id: MemberId,
-        /// When.
         at: DateTime<Utc>,
     },
 }

@@ -12,7 +12,6 @@ use crate::pii::Sealed;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DormantMemberRegistered {
-    /// The target.
     pub id: DormantMemberId,
     /// The member who went quiet.
     pub member_id: MemberId,
@@ -20,7 +19,6 @@ pub struct DormantMemberRegistered {
     pub phone_no: Sealed,
     /// Nickname, sealed under the target's key.
     pub nickname: Sealed,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -29,7 +27,6 @@ pub struct DormantMemberRegistered {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DormantMemberChanged {
-    /// The target.
     pub id: DormantMemberId,
     /// The member who went quiet.
     pub member_id: MemberId,
@@ -37,7 +34,6 @@ pub struct DormantMemberChanged {
     pub phone_no: Sealed,
     /// Nickname, sealed under the target's key.
     pub nickname: Sealed,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -45,13 +41,11 @@ pub struct DormantMemberChanged {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DormantMemberDestroyed {
-    /// The target.
     pub id: DormantMemberId,
     /// The member who went quiet.
     pub member_id: MemberId,
     /// Why the notice failed.
     pub reason: String,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -59,13 +53,11 @@ pub struct DormantMemberDestroyed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DormantMemberCleared {
-    /// The target.
     pub id: DormantMemberId,
     /// The member who went quiet.
     pub member_id: MemberId,
     /// The new member they were re-joined as.
     pub rejoined_member_id: MemberId,
-    /// When.
     pub at: DateTime<Utc>,
 }
 

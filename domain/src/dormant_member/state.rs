@@ -74,7 +74,6 @@ pub enum DormantMember {
 /// What a registered target holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DormantTarget {
-    /// The target.
     pub id: DormantMemberId,
     /// The member who went quiet.
     pub member_id: MemberId,

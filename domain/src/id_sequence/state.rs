@@ -26,7 +26,6 @@ impl Default for IdSequence {
 pub struct IdSequenceCommand {
     /// How many ids.
     pub size: u64,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -38,7 +37,6 @@ pub struct IdBlockReserved {
     pub first: u64,
     /// Last id of the block.
     pub last: u64,
-    /// When.
     pub at: DateTime<Utc>,
 }
 

@@ -29,7 +29,6 @@ pub enum ManagerMessageCommand {
     RecordSent(Notice),
     /// The gateway could not deliver the notice.
     RecordFailed {
-        /// The notice.
         notice: Notice,
         /// What the gateway said.
         reason: String,

@@ -22,7 +22,6 @@ pub struct MessageSent {
     pub content: String,
     /// Delivery attempts made.
     pub attempts: u32,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -42,7 +41,6 @@ pub struct MessageFailed {
     pub attempts: u32,
     /// What the gateway said last.
     pub reason: String,
-    /// When.
     pub at: DateTime<Utc>,
 }
 

@@ -25,19 +25,14 @@ pub enum MemberCommand {
     EarnPoints {
         /// Points to add, as given by the caller.
         amount: i64,
-        /// When.
         at: DateTime<Utc>,
     },
     /// Use points; `amount` must be positive and at most the balance.
     UsePoints {
         /// Points to spend, as given by the caller.
         amount: i64,
-        /// When.
         at: DateTime<Utc>,
     },
     /// Leave the programme, forfeiting the remaining balance.
-    Withdraw {
-        /// When.
-        at: DateTime<Utc>,
-    },
+    Withdraw { at: DateTime<Utc> },
 }

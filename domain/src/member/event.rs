@@ -13,13 +13,11 @@ use crate::values::Points;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberJoined {
-    /// The member.
     pub member_id: MemberId,
     /// Phone number, sealed under the member's key.
     pub phone_no: Sealed,
     /// Nickname, sealed under the member's key.
     pub nickname: Sealed,
-    /// When.
     pub joined_at: DateTime<Utc>,
 }
 
@@ -27,13 +25,11 @@ pub struct MemberJoined {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PointsEarned {
-    /// The member.
     pub member_id: MemberId,
     /// Points added (positive).
     pub amount: Points,
     /// Balance after the event.
     pub balance: Points,
-    /// When.
     pub at: DateTime<Utc>,
     /// When these points lapse if unused (version 2: points carry their
     /// expiry, fixed when they are earned, so a later change of the policy
@@ -53,13 +49,11 @@ pub const POINTS_VALID_FOR: chrono::TimeDelta = chrono::TimeDelta::days(365);
     description = "Points were added to the balance."
 )]
 pub struct PointsEarnedV1 {
-    /// The member.
     pub member_id: MemberId,
     /// Points added (positive).
     pub amount: Points,
     /// Balance after the event.
     pub balance: Points,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -80,13 +74,11 @@ impl From<PointsEarnedV1> for PointsEarned {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PointsUsed {
-    /// The member.
     pub member_id: MemberId,
     /// Points spent (positive).
     pub amount: Points,
     /// Balance after the event.
     pub balance: Points,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -94,11 +86,9 @@ pub struct PointsUsed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PointsForfeited {
-    /// The member.
     pub member_id: MemberId,
     /// Points forfeited: exactly the balance before it.
     pub amount: Points,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -106,9 +96,7 @@ pub struct PointsForfeited {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberWithdrawn {
-    /// The member.
     pub member_id: MemberId,
-    /// When.
     pub at: DateTime<Utc>,
 }
 

@@ -20,16 +20,12 @@ pub enum Member {
     /// A member who can earn and use points.
     Active(ActiveMember),
     /// A member who left. Terminal.
-    Withdrawn {
-        /// The member.
-        member_id: MemberId,
-    },
+    Withdrawn { member_id: MemberId },
 }
 
 /// What an active member holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveMember {
-    /// The member.
     pub member_id: MemberId,
     /// Sealed phone number.
     pub phone_no: Sealed,

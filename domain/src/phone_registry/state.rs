@@ -17,10 +17,7 @@ pub enum PhoneRegistry {
     #[default]
     Free,
     /// An active member holds the number.
-    Held {
-        /// The holder.
-        member_id: MemberId,
-    },
+    Held { member_id: MemberId },
 }
 
 /// A command on a phone number.
@@ -30,14 +27,12 @@ pub enum PhoneRegistryCommand {
     Claim {
         /// The joining member.
         member_id: MemberId,
-        /// When.
         at: DateTime<Utc>,
     },
     /// A withdrawn member gives the number back.
     Release {
         /// The member giving it back.
         member_id: MemberId,
-        /// When.
         at: DateTime<Utc>,
     },
 }
@@ -46,9 +41,7 @@ pub enum PhoneRegistryCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneClaimed {
-    /// The holder.
     pub member_id: MemberId,
-    /// When.
     pub at: DateTime<Utc>,
 }
 
@@ -58,7 +51,6 @@ pub struct PhoneClaimed {
 pub struct PhoneReleased {
     /// The former holder.
     pub member_id: MemberId,
-    /// When.
     pub at: DateTime<Utc>,
 }
 

@@ -18,14 +18,14 @@ use crate::consumer::{Consumer, HandleError};
 use crate::projections::decode_if;
 
 /// The destruction process manager.
-pub struct Destruction {
+pub(crate) struct Destruction {
     executor: Executor,
     keys: Arc<dyn KeyStore>,
 }
 
 impl Destruction {
     /// Commands through `store`, erases through `keys`.
-    pub fn new(store: Arc<dyn EventStore>, keys: Arc<dyn KeyStore>) -> Self {
+    pub(crate) fn new(store: Arc<dyn EventStore>, keys: Arc<dyn KeyStore>) -> Self {
         Self {
             executor: super::executor(store),
             keys,

@@ -3,8 +3,8 @@
 //! target stream's state first and appends with the version it read and
 //! with event ids derived from the triggering event.
 
-pub mod destruction;
-pub mod notices;
+pub(crate) mod destruction;
+pub(crate) mod notices;
 
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
@@ -23,7 +23,7 @@ fn executor(store: std::sync::Arc<dyn mileage_store::EventStore>) -> Executor {
 
 /// What [`decide_and_append`] did.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Events were appended (or had been, by an earlier delivery).
     Appended,
     /// The state already was the outcome: nothing to append.
@@ -33,7 +33,10 @@ pub enum Step {
 }
 
 /// The stream folded into its state and last version.
-pub async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), HandleError>
+pub(crate) async fn load<A>(
+    executor: &Executor,
+    stream: &str,
+) -> Result<(A, Option<u64>), HandleError>
 where
     A: Aggregate + Send + Sync + 'static,
 {
@@ -43,7 +46,7 @@ where
 /// Load -> decide -> append for a step caused by `trigger`, through the
 /// one executor. Event ids derive from the trigger, so a second delivery of
 /// it cannot append twice.
-pub async fn decide_and_append<A>(
+pub(crate) async fn decide_and_append<A>(
     executor: &Executor,
     stream: &str,
     command: &A::Command,

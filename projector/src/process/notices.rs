@@ -21,14 +21,14 @@ use crate::notifier::{Delivery, Notifier, Outgoing};
 use crate::projections::decode_if;
 
 /// The notice's text. It holds no personal data: it is stored in clear.
-pub const CONTENT: &str = "[Mileage] Your membership has become dormant after a long time without use. \
+pub(crate) const CONTENT: &str = "[Mileage] Your membership has become dormant after a long time without use. \
 To keep your points, ask us to release it.";
 
 /// Notices sent at once within a batch.
 const CONCURRENCY: usize = 8;
 
 /// The notice process manager.
-pub struct Notices {
+pub(crate) struct Notices {
     executor: Executor,
     keys: Arc<dyn KeyStore>,
     notifier: Arc<dyn Notifier>,
@@ -36,7 +36,7 @@ pub struct Notices {
 
 impl Notices {
     /// Sends through `notifier`, records in `store`.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn EventStore>,
         keys: Arc<dyn KeyStore>,
         notifier: Arc<dyn Notifier>,

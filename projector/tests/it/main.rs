@@ -1,8 +1,4 @@
-//! The projector against a real PostgreSQL: read models, the notice and
-//! destruction process managers, checkpoints, locks, poison events, outages.
+//! The `mileage-projector` binary's settings, checked before it starts.
+//! Tests that run it with other services are in `e2e/`.
 
-mod consumers;
-mod crash;
-mod replay;
-mod sagas;
 mod settings;

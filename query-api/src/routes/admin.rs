@@ -14,7 +14,7 @@ const PAGE: &str = include_str!("../../static/admin.html");
 const SCRIPT: &str = include_str!("../../static/app.js");
 
 /// The routes.
-pub fn router() -> Router<QueryState> {
+pub(super) fn router() -> Router<QueryState> {
     Router::new()
         .route("/admin", get(page))
         .route("/admin/app.js", get(script))

@@ -10,7 +10,7 @@ use mileage_service::ops::Probe;
 use crate::state::QueryState;
 
 /// The query API's dependencies.
-pub struct ReadSide(pub QueryState);
+pub(super) struct ReadSide(pub QueryState);
 
 #[async_trait]
 impl Probe for ReadSide {

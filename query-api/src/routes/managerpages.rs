@@ -29,7 +29,7 @@ const PROJECTION: &str = managerpage::NAME;
 const MAX_LIMIT: i64 = 200;
 
 /// The routes.
-pub fn router() -> Router<QueryState> {
+pub(super) fn router() -> Router<QueryState> {
     Router::new()
         .route("/managerpages", get(list))
         .route("/managerpages/counts", get(counts))
@@ -40,7 +40,7 @@ pub fn router() -> Router<QueryState> {
 /// A dormant target as operators see it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Managerpage<'a> {
+pub(super) struct Managerpage<'a> {
     /// The target.
     #[schema(example = "1")]
     id: &'a str,
@@ -89,7 +89,7 @@ impl<'a> From<TargetView<'a>> for Managerpage<'a> {
 /// One page of targets.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ManagerpagePage<'a> {
+pub(super) struct ManagerpagePage<'a> {
     /// The targets, newest registration first (or oldest, with `order=asc`).
     items: Vec<Managerpage<'a>>,
     /// Pass as `cursor` for the next page; `null` on the last.
@@ -100,7 +100,7 @@ pub struct ManagerpagePage<'a> {
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct ListQuery {
+pub(super) struct ListQuery {
     /// Only targets with this status (`PRE_DORMANT`, `DORMANT`,
     /// `DESTRUCTION`, `CLEARED`; `Pre-Dormant` and the like are accepted).
     status: Option<String>,
@@ -118,7 +118,7 @@ pub struct ListQuery {
 /// The counts per status.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct Counts {
+pub(super) struct Counts {
     /// Targets per status (every status listed, zero included).
     #[schema(example = json!({"PRE_DORMANT": 3, "DORMANT": 2, "DESTRUCTION": 1, "CLEARED": 0}))]
     by_status: BTreeMap<String, i64>,
@@ -129,7 +129,7 @@ pub struct Counts {
 /// A dormant target as its member sees it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct DormantMember<'a> {
+pub(super) struct DormantMember<'a> {
     /// The target.
     id: &'a str,
     /// The member.
@@ -199,7 +199,7 @@ fn encode_cursor((commit, prepare): (i64, i64)) -> String {
     ),
     security(("bearer" = []))
 )]
-pub async fn list(
+pub(super) async fn list(
     State(state): State<QueryState>,
     caller: Caller,
     wanted: Wanted,
@@ -263,7 +263,7 @@ pub async fn list(
     ),
     security(("bearer" = []))
 )]
-pub async fn counts(
+pub(super) async fn counts(
     State(state): State<QueryState>,
     caller: Caller,
     wanted: Wanted,
@@ -311,7 +311,7 @@ fn no_target(id: &str) -> ApiError {
     ),
     security(("bearer" = []))
 )]
-pub async fn by_id(
+pub(super) async fn by_id(
     State(state): State<QueryState>,
     caller: Caller,
     wanted: Wanted,
@@ -338,7 +338,7 @@ pub async fn by_id(
     ),
     security(("bearer" = []))
 )]
-pub async fn dormant_member(
+pub(super) async fn dormant_member(
     State(state): State<QueryState>,
     caller: Caller,
     wanted: Wanted,

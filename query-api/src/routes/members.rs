@@ -17,14 +17,14 @@ use crate::freshness::Wanted;
 use crate::state::QueryState;
 
 /// The routes.
-pub fn router() -> Router<QueryState> {
+pub(super) fn router() -> Router<QueryState> {
     Router::new().route("/members/{id}", get(member))
 }
 
 /// A member as the read model holds it.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MemberView {
+pub(super) struct MemberView {
     /// The member.
     #[schema(example = "2")]
     member_id: String,
@@ -57,7 +57,7 @@ pub struct MemberView {
     ),
     security(("bearer" = []))
 )]
-pub async fn member(
+pub(super) async fn member(
     State(state): State<QueryState>,
     caller: Caller,
     wanted: Wanted,

@@ -16,14 +16,14 @@ use crate::freshness::Wanted;
 use crate::state::QueryState;
 
 /// The routes.
-pub fn router() -> Router<QueryState> {
+pub(super) fn router() -> Router<QueryState> {
     Router::new().route("/managerMessages/{id}", get(message))
 }
 
 /// A target's notice.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ManagerMessage {
+pub(super) struct ManagerMessage {
     /// The dormant target.
     #[schema(example = "1")]
     id: String,
@@ -56,7 +56,7 @@ pub struct ManagerMessage {
     ),
     security(("bearer" = []))
 )]
-pub async fn message(
+pub(super) async fn message(
     State(state): State<QueryState>,
     caller: Caller,
     wanted: Wanted,

@@ -1,10 +1,10 @@
 //! The query API's routes, one module per resource.
 
-pub mod admin;
-pub mod health;
-pub mod managerpages;
-pub mod members;
-pub mod messages;
+mod admin;
+mod health;
+mod managerpages;
+mod members;
+mod messages;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::progress::Seen;
 use crate::state::QueryState;
 
 /// The whole router.
-pub fn router(state: QueryState) -> Router {
+pub(crate) fn router(state: QueryState) -> Router {
     Router::new()
         .merge(mileage_service::ops::router(
             Arc::new(health::ReadSide(state.clone())),

@@ -1,9 +1,6 @@
-//! The query API over real read models: the command API, the projector and
-//! the query API on random ports against a throwaway PostgreSQL.
+//! The query API alone against a throwaway PostgreSQL: its OpenAPI
+//! description and the binary as deployed. Tests that run it with the
+//! command API and the projector are in `e2e/`.
 
-mod browser;
-mod e2e;
-mod helpers;
 mod openapi;
 mod process;
-mod reads;

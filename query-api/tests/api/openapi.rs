@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
-use mileage_query_api::routes::openapi::spec;
-
-use crate::helpers::Stack;
+use mileage_query_api::config::Settings;
+use mileage_query_api::openapi::spec;
+use mileage_query_api::startup::Application;
+use mileage_service::settings::JwtKey;
+use mileage_store::testing::fresh_database;
 
 #[test]
 fn committed_openapi_matches_the_code() {
@@ -43,7 +45,23 @@ async fn every_read_route_is_described_and_served() {
             "{path} is not described"
         );
     }
-    let stack = Stack::start_with(std::time::Duration::from_millis(100), false).await;
-    let served = stack.query.get("/openapi.json").await;
-    assert_eq!(served.body, doc);
+    let app = Application::build(&Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        read_database_url: fresh_database().await,
+        jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!"),
+        wait_limit: std::time::Duration::from_millis(100),
+        command_api_url: String::new(),
+        pool_size: 2,
+    })
+    .await
+    .expect("the query API starts on an empty read database");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let served: serde_json::Value = reqwest::get(format!("{address}/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(served, doc);
 }

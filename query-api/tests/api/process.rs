@@ -6,9 +6,15 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mileage_projector::testing::{JWT_SECRET, token};
-use mileage_service::auth::Role;
+use mileage_service::auth::{Role, mint_hs256};
 use mileage_store::testing::{Service, assert_refuses_to_start, fresh_database};
+
+/// The HS256 secret the tests start the binary with.
+const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
+
+fn token(sub: &str, role: Role) -> String {
+    mint_hs256(JWT_SECRET.as_bytes(), sub, role, 3600).expect("a token is minted")
+}
 
 #[tokio::test]
 async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
@@ -74,7 +80,7 @@ async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
             .env("DATABASE_URL", &database_url)
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("QUERY_API_ADDR", "127.0.0.1:0")
-            .env("QUERY_WAIT_MS", "1500")
+            .env("QUERY_WAIT_MS", "8000")
             .env("LOG_FORMAT", "json")
             .stderr(Stdio::piped())
             .spawn()
@@ -103,7 +109,9 @@ async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
             .bearer_auth(token("ops", Role::Manager))
             .send(),
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Seconds of margin on both sides: the read is surely in flight after
+    // two, and still waiting (for eight) when SIGTERM arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let terminated = tokio::spawn(async move { child.terminate(Duration::from_secs(20)).await });
 
     let response = in_flight
@@ -116,7 +124,7 @@ async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
         "true",
         "it waited its full bound for the position"
     );
-    assert!(started.elapsed() >= Duration::from_millis(1400));
+    assert!(started.elapsed() >= Duration::from_secs(7));
 
     let exit = terminated.await.unwrap();
     assert!(exit.success(), "SIGTERM is a clean stop: {exit}");

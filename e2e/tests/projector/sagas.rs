@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use mileage_projector::testing::{CommandApi, Gateway, eventually, read_client, start_projector};
+use mileage_e2e::{CommandApi, Gateway, eventually, read_client, start_projector};
 use mileage_store::EventStore;
 use mileage_store::keys::{KeyStore, PgKeyStore};
 use mileage_store::postgres::PgEventStore;
 use mileage_store::testing::fresh_database;
 
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(60);
 
 /// The managerpage row of `id`: (status, message status, erased).
 async fn target(

@@ -4,9 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mileage_projector::testing::{
-    CommandApi, Gateway, Running, eventually, read_client, start_projector,
-};
+use mileage_e2e::{CommandApi, Gateway, Running, eventually, read_client, start_projector};
 use mileage_store::testing::fresh_database;
 use serde_json::Value;
 
@@ -14,7 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `replay args...` against `database`: exit code, stdout, stderr.
 async fn replay(database: &str, args: &[&str]) -> (i32, String, String) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_replay"));
+    let mut command = std::process::Command::new(mileage_e2e::binary("replay"));
     command.env_clear().env("DATABASE_URL", database).args(args);
     let output = tokio::task::spawn_blocking(move || command.output().expect("replay runs"))
         .await
@@ -147,7 +145,7 @@ async fn an_interrupted_rebuild_resumes_and_two_at_once_are_refused() {
     pad_log(&database, 5000).await;
     let read = read_client(&database).await;
 
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+    let child = std::process::Command::new(mileage_e2e::binary("replay"))
         .env_clear()
         .env("DATABASE_URL", &database)
         .args(["rebuild", "managerpage", "--batch", "1"])
@@ -490,7 +488,7 @@ async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_a
     pad_log(&database, 5000).await;
     let read = read_client(&database).await;
     let before = rows(&read, "SELECT * FROM managerpage.targets ORDER BY id").await;
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_replay"))
+    let child = std::process::Command::new(mileage_e2e::binary("replay"))
         .env_clear()
         .env("DATABASE_URL", &database)
         .args(["rebuild", "managerpage", "--batch", "1"])

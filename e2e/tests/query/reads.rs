@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mileage_projector::testing::token;
+use mileage_e2e::token;
 use mileage_service::auth::Role;
 
 use crate::helpers::{Stack, WAIT};
@@ -134,7 +134,7 @@ async fn a_position_not_reached_in_time_is_answered_as_stale() {
     assert_eq!(list.status, 200);
     assert_eq!(list.header("x-stale"), Some("true"), "the header works too");
 
-    let projector = mileage_projector::testing::start_projector(&stack.database, None).await;
+    let projector = mileage_e2e::start_projector(&stack.database, None).await;
     let fresh = stack
         .query
         .get(&format!("/managerpages/{id}?position={position}"))

@@ -6,7 +6,7 @@
 use std::process::{Child, Command, Stdio};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use mileage_projector::testing::eventually;
+use mileage_e2e::eventually;
 use serde_json::json;
 
 use crate::helpers::{Stack, WAIT};

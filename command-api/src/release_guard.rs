@@ -1,12 +1,16 @@
 //! The release's synchronous call to the member context's join, behind a
-//! timeout and a circuit breaker (`failsafe`). In-process when the member
-//! context runs here; over HTTP (`POST {MEMBER_API_URL}/members`) when it is
-//! deployed apart. Only dependency failures (timeout, 5xx, unreachable) count
-//! against the breaker; a refusal such as a taken phone number does not. An
-//! open breaker answers 503 with `Retry-After` at once, without calling.
+//! timeout and a circuit breaker (`failsafe`). The join itself is a small
+//! port ([`Join`]): in-process ([`Members`]) when the member context runs
+//! here, over HTTP (`POST {MEMBER_API_URL}/members`, [`HttpJoin`]) when it
+//! is deployed apart. Only dependency failures (timeout, 5xx, unreachable)
+//! count against the breaker; a refusal such as a taken phone number does
+//! not. An open breaker answers 503 with `Retry-After` at once, without
+//! calling.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use failsafe::backoff::{self, Constant};
 use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::futures::CircuitBreaker;
@@ -15,9 +19,9 @@ use mileage_domain::envelope::Causation;
 use mileage_domain::ids::MemberId;
 use serde_json::{Value, json};
 
-use crate::members;
-use crate::state::AppState;
 use mileage_service::ApiError;
+
+use crate::members::Members;
 
 /// How the guard behaves.
 #[derive(Debug, Clone)]
@@ -34,15 +38,27 @@ pub struct GuardSettings {
 
 type Breaker = StateMachine<ConsecutiveFailures<Constant>, BreakerMetrics>;
 
+/// The member context's join, as the release needs it.
+#[async_trait]
+pub(crate) trait Join: Send + Sync {
+    /// Joins the person as a new member.
+    async fn join(
+        &self,
+        phone: &str,
+        nickname: &str,
+        causation: Causation,
+    ) -> Result<MemberId, JoinFailure>;
+}
+
 /// The guarded join.
 pub struct JoinGuard {
     breaker: Breaker,
     settings: GuardSettings,
-    http: reqwest::Client,
+    join: Arc<dyn Join>,
 }
 
-/// Why a guarded join failed.
-enum JoinFailure {
+/// Why a join failed.
+pub(crate) enum JoinFailure {
     /// The dependency failed: counts against the breaker.
     Dependency(String),
     /// The member context refused (e.g. the number is taken): passed on.
@@ -50,8 +66,16 @@ enum JoinFailure {
 }
 
 impl JoinGuard {
-    /// A guard with a closed breaker.
-    pub fn new(settings: GuardSettings) -> Self {
+    /// A guard with a closed breaker around the join the settings name:
+    /// over HTTP when `member_api_url` is set, otherwise `members`.
+    pub fn new(settings: GuardSettings, members: Arc<Members>) -> Self {
+        let join: Arc<dyn Join> = match &settings.member_api_url {
+            Some(url) => Arc::new(HttpJoin {
+                url: url.trim_end_matches('/').to_owned(),
+                http: reqwest::Client::new(),
+            }),
+            None => members,
+        };
         let backoff: Constant = backoff::constant(settings.open_for);
         let policy = failure_policy::consecutive_failures(settings.failures_to_open, backoff);
         Self {
@@ -59,8 +83,8 @@ impl JoinGuard {
                 .failure_policy(policy)
                 .instrument(BreakerMetrics)
                 .build(),
-            http: reqwest::Client::new(),
             settings,
+            join,
         }
     }
 
@@ -71,37 +95,14 @@ impl JoinGuard {
     /// Joins the person as a new member, or fails fast.
     pub async fn join(
         &self,
-        state: &AppState,
         phone: &str,
         nickname: &str,
         causation: Causation,
     ) -> Result<MemberId, ApiError> {
         let timeout = self.settings.timeout;
         let call = async {
-            let joined = match &self.settings.member_api_url {
-                Some(url) => {
-                    tokio::time::timeout(
-                        timeout,
-                        self.join_over_http(url, phone, nickname, causation),
-                    )
-                    .await
-                }
-                None => {
-                    tokio::time::timeout(timeout, async {
-                        members::join(state, phone, nickname, causation)
-                            .await
-                            .map(|(id, _)| id)
-                            .map_err(|e| match e {
-                                ApiError::Unavailable { detail, .. } => {
-                                    JoinFailure::Dependency(detail)
-                                }
-                                ApiError::Internal(e) => JoinFailure::Dependency(e.to_string()),
-                                other => JoinFailure::Refused(other),
-                            })
-                    })
-                    .await
-                }
-            };
+            let joined =
+                tokio::time::timeout(timeout, self.join.join(phone, nickname, causation)).await;
             joined.unwrap_or_else(|_| {
                 Err(JoinFailure::Dependency(format!(
                     "join took longer than {timeout:?}"
@@ -125,17 +126,25 @@ impl JoinGuard {
             Err(failsafe::Error::Inner(JoinFailure::Refused(e))) => Err(e),
         }
     }
+}
 
-    async fn join_over_http(
+/// The member context's join over HTTP, when it is deployed apart.
+struct HttpJoin {
+    url: String,
+    http: reqwest::Client,
+}
+
+#[async_trait]
+impl Join for HttpJoin {
+    async fn join(
         &self,
-        url: &str,
         phone: &str,
         nickname: &str,
         causation: Causation,
     ) -> Result<MemberId, JoinFailure> {
         let response = self
             .http
-            .post(format!("{}/members", url.trim_end_matches('/')))
+            .post(format!("{}/members", self.url))
             .header(
                 mileage_service::correlation::HEADER,
                 causation.correlation_id.to_string(),
@@ -174,7 +183,7 @@ impl JoinGuard {
 /// The release breaker's transitions, as a gauge (0 closed, 1 half-open,
 /// 2 open) and a count of calls it rejected.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct BreakerMetrics;
+pub(crate) struct BreakerMetrics;
 
 impl failsafe::Instrument for BreakerMetrics {
     fn on_call_rejected(&self) {
@@ -191,5 +200,25 @@ impl failsafe::Instrument for BreakerMetrics {
 
     fn on_closed(&self) {
         metrics::gauge!("release_breaker_state").set(0.0);
+    }
+}
+
+/// The member context in this process.
+#[async_trait]
+impl Join for Members {
+    async fn join(
+        &self,
+        phone: &str,
+        nickname: &str,
+        causation: Causation,
+    ) -> Result<MemberId, JoinFailure> {
+        Members::join(self, phone, nickname, causation)
+            .await
+            .map(|(id, _)| id)
+            .map_err(|e| match e {
+                ApiError::Unavailable { detail, .. } => JoinFailure::Dependency(detail),
+                ApiError::Internal(e) => JoinFailure::Dependency(e.to_string()),
+                other => JoinFailure::Refused(other),
+            })
     }
 }

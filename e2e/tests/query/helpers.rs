@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
+use mileage_e2e::{CommandApi, Gateway, JWT_SECRET, eventually, start_projector, token};
 use mileage_projector::startup::Running;
-use mileage_projector::testing::{
-    CommandApi, Gateway, JWT_SECRET, eventually, start_projector, token,
-};
 use mileage_query_api::config::Settings;
 use mileage_query_api::startup::Application;
 use mileage_service::auth::Role;
@@ -14,7 +12,7 @@ use mileage_service::settings::JwtKey;
 use serde_json::Value;
 
 /// How long tests wait for the read side.
-pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// A number the gateway stand-in rejects.
 pub(crate) const REJECTED_PHONE: &str = "01099990000";

@@ -14,13 +14,13 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{MemberEvent, MemberJoined, PointsEarned};
 use mileage_domain::pii::NONCE_LEN;
 use mileage_domain::values::Points;
+use mileage_e2e::{Gateway, eventually, read_client};
 use mileage_projector::consumer::Consumer;
 use mileage_projector::projections::Projection;
 use mileage_projector::projections::managerpage::Managerpage;
 use mileage_projector::projections::members::Members;
 use mileage_projector::projections::messages::Messages;
 use mileage_projector::runner::Runner;
-use mileage_projector::testing::{Gateway, eventually, read_client};
 use mileage_store::keys::{KeyStore, PgKeyStore};
 use mileage_store::postgres::PgEventStore;
 use mileage_store::testing::fresh_database;
@@ -116,7 +116,7 @@ async fn append<E: mileage_domain::event::EventPayload>(
 }
 
 fn projector(database: &str, gateway: &Gateway) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_mileage-projector"))
+    Command::new(mileage_e2e::binary("mileage-projector"))
         .env_clear()
         .env("DATABASE_URL", database)
         .env("PROJECTOR_ADDR", "127.0.0.1:0")

@@ -1,6 +1,8 @@
-//! Test support for the read side's integration and end-to-end tests: a
-//! real loopback HTTP endpoint standing in for the SMS gateway, the command
-//! API in-process, a projector, and bounded polling.
+//! End-to-end test support (a dev-only crate: nothing ships it): the
+//! services started together in-process against a throwaway PostgreSQL (the
+//! command API, a projector), a real loopback HTTP endpoint standing in for
+//! the SMS gateway, tokens, and bounded polling. The tests that use it are
+//! this crate's `tests/`; the read benchmark is its `benches/`.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -11,15 +13,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
+use mileage_command_api::config::GuardSettings;
 use mileage_command_api::config::Settings as CommandSettings;
-use mileage_command_api::membership::GuardSettings;
 use mileage_command_api::startup::Application;
 use mileage_service::auth::{Role, mint_hs256};
 use mileage_service::settings::JwtKey;
 use serde_json::Value;
 
-use crate::config::{NotifierSettings, Settings};
-pub use crate::startup::Running;
+use mileage_projector::config::{NotifierSettings, Settings};
+pub use mileage_projector::startup::Running;
 
 /// The HS256 secret of test services.
 pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
@@ -235,7 +237,7 @@ pub fn projector_settings(database_url: &str, gateway: Option<&Gateway>) -> Sett
 
 /// Starts a projector in-process.
 pub async fn start_projector(database_url: &str, gateway: Option<&Gateway>) -> Running {
-    crate::startup::start(&projector_settings(database_url, gateway))
+    mileage_projector::startup::start(&projector_settings(database_url, gateway))
         .await
         .expect("the projector starts")
 }
@@ -337,4 +339,25 @@ where
         all.extend(task.await.expect("a load client"));
     }
     Sample::of(all, started.elapsed())
+}
+
+/// The path of another package's binary (`mileage-projector`, `replay`),
+/// built beside this test's executable. `cargo test --workspace` builds
+/// every service binary before it runs a test (each service package has
+/// integration tests of its own); a run of this package alone needs them
+/// built first, as the panic says.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test executables live in target/<profile>/deps");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is not built: run the whole suite (`bash deploy/local/test.sh`) or \
+         `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
 }

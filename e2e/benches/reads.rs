@@ -15,9 +15,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mileage_projector::testing::{
-    CommandApi, JWT_SECRET, Sample, eventually, load, start_projector,
-};
+use mileage_e2e::{CommandApi, JWT_SECRET, Sample, eventually, load, start_projector};
 use mileage_query_api::config::Settings;
 use mileage_query_api::startup::Application;
 use mileage_service::settings::JwtKey;
@@ -144,7 +142,7 @@ async fn reads(seconds: Duration, runs: u64, clients: u64) {
     let database = mileage_store::testing::fresh_database().await;
     let address = query_api(&database, "").await;
     fill_managerpage(&database).await;
-    let token = Arc::<str>::from(mileage_projector::testing::token(
+    let token = Arc::<str>::from(mileage_e2e::token(
         "ops",
         mileage_service::auth::Role::Manager,
     ));

@@ -1,0 +1,20 @@
+//! What every use case commands through: the one executor, the person-key
+//! store and the id allocator.
+
+use std::sync::Arc;
+
+use mileage_store::executor::Executor;
+use mileage_store::keys::KeyStore;
+
+use crate::ids::IdAllocator;
+
+/// What every use case commands through.
+#[derive(Clone)]
+pub struct Context {
+    /// Runs commands against the event store (load, decide, append).
+    pub executor: Arc<Executor>,
+    /// Per-person keys that seal personal data.
+    pub keys: Arc<dyn KeyStore>,
+    /// Sequential ids.
+    pub ids: Arc<IdAllocator>,
+}
