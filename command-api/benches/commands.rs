@@ -146,6 +146,7 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
         },
         cors_allowed_origins: Vec::new(),
         idempotency_retention: Duration::from_secs(24 * 3600),
+        idempotency_lease: Duration::from_secs(10),
     };
     let app = Application::build(&settings)
         .await

@@ -42,6 +42,10 @@ pub struct Settings {
     /// How long an idempotency key is remembered (`IDEMPOTENCY_KEY_HOURS`,
     /// 24): a retry within it answers the first result.
     pub idempotency_retention: Duration,
+    /// How long a key whose request has not answered yet stays "in flight"
+    /// (`IDEMPOTENCY_LEASE_SECS`, 10): after it, a retry with the key takes
+    /// it over and finishes the command (which appends nothing twice).
+    pub idempotency_lease: Duration,
 }
 
 /// The settings as written in the file or the environment, before checks.
@@ -61,10 +65,12 @@ struct Raw {
     breaker_open_secs: Option<i64>,
     cors_allowed_origins: Option<String>,
     idempotency_key_hours: Option<i64>,
+    idempotency_lease_secs: Option<i64>,
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 12] = [
+const KEYS: [&str; 13] = [
+    "IDEMPOTENCY_LEASE_SECS",
     "CORS_ALLOWED_ORIGINS",
     "IDEMPOTENCY_KEY_HOURS",
     "COMMAND_API_ADDR",
@@ -130,6 +136,11 @@ impl Settings {
                 .filter(|secs| *secs <= MAX_RETENTION_SECS)
                 .ok_or_else(|| anyhow::anyhow!("idempotency_key_hours must be at most 10 years"))?,
         );
+        let idempotency_lease = Duration::from_secs(positive(
+            "idempotency_lease_secs",
+            raw.idempotency_lease_secs,
+            10,
+        )?);
         Ok(Self {
             addr,
             database_url,
@@ -139,6 +150,7 @@ impl Settings {
             join,
             cors_allowed_origins,
             idempotency_retention,
+            idempotency_lease,
         })
     }
 }

@@ -10,11 +10,11 @@ use crate::ids::IdAllocator;
 
 /// What every use case commands through.
 #[derive(Clone)]
-pub struct Context {
+pub(crate) struct Context {
     /// Runs commands against the event store (load, decide, append).
-    pub executor: Arc<Executor>,
+    pub(crate) executor: Arc<Executor>,
     /// Per-person keys that seal personal data.
-    pub keys: Arc<dyn KeyStore>,
+    pub(crate) keys: Arc<dyn KeyStore>,
     /// Sequential ids.
-    pub ids: Arc<IdAllocator>,
+    pub(crate) ids: Arc<IdAllocator>,
 }

@@ -1,15 +1,16 @@
 //! Dormant-target use cases: register, mark dormant, release.
 
+use crate::handle::Origin;
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
-use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand};
-use mileage_domain::envelope::Causation;
+use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand, DormantStatus};
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_domain::{Aggregate, ErrorKind};
 
 use crate::handle::{Handled, handle, load};
 use crate::personal::seal;
+use crate::release_guard::Release;
 use crate::state::AppState;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
@@ -20,7 +21,7 @@ pub(crate) async fn register(
     member_id: MemberId,
     phone: &str,
     nickname: &str,
-    causation: Causation,
+    origin: Origin,
 ) -> Result<(DormantMemberId, Handled<DormantMember>), ApiError> {
     let phone = PhoneNumber::parse(phone)?;
     let nickname = Nickname::parse(nickname)?;
@@ -34,7 +35,7 @@ pub(crate) async fn register(
         nickname: seal(&key, "nickname", nickname.as_str()),
         at: Utc::now(),
     };
-    let handled = handle::<DormantMember>(&state.ctx.executor, &stream, command, causation).await?;
+    let handled = handle::<DormantMember>(&state.ctx.executor, &stream, command, origin).await?;
     Ok((id, handled))
 }
 
@@ -42,14 +43,14 @@ pub(crate) async fn register(
 pub(crate) async fn mark_dormant(
     state: &AppState,
     id: &DormantMemberId,
-    causation: Causation,
+    origin: Origin,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
     handle::<DormantMember>(
         &state.ctx.executor,
         &stream_name::<DormantMember>(id),
         command,
-        causation,
+        origin,
     )
     .await
 }
@@ -61,7 +62,7 @@ pub(crate) async fn mark_dormant(
 pub(crate) async fn release(
     state: &AppState,
     id: &DormantMemberId,
-    causation: Causation,
+    origin: Origin,
     caller: &Caller,
 ) -> Result<Handled<DormantMember>, ApiError> {
     let stream = stream_name::<DormantMember>(id);
@@ -85,6 +86,7 @@ pub(crate) async fn release(
             state: target,
             version,
             position: None,
+            replayed: false,
         });
     }
     let DormantMember::Registered(registered) = &target else {
@@ -101,10 +103,36 @@ pub(crate) async fn release(
     let key = state.ctx.keys.get(&stream).await?.ok_or_else(erased)?;
     let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
     let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
-    let rejoined_member_id = state.join.join(&phone, &nickname, causation).await?;
+    // The join is the release's, derived from the target and its version:
+    // asked again (a retry after any failure), it answers the same member.
+    let release = Release::of(id, version, origin);
+    let rejoined_member_id = state.join.join(&phone, &nickname, &release).await?;
+    fail::fail_point!("release::after_join", |_| Err(ApiError::Internal(
+        anyhow::anyhow!("failpoint release::after_join: the process stopped")
+    )));
     let command = DormantMemberCommand::Clear {
-        rejoined_member_id,
+        rejoined_member_id: rejoined_member_id.clone(),
         at: Utc::now(),
     };
-    handle::<DormantMember>(&state.ctx.executor, &stream, command, causation).await
+    match handle::<DormantMember>(&state.ctx.executor, &stream, command, origin).await {
+        Ok(cleared) => Ok(cleared),
+        Err(refused) => {
+            let (now, _) = load::<DormantMember>(&state.ctx.executor, &stream).await?;
+            if now.status() != Some(DormantStatus::Destruction) {
+                return Err(refused);
+            }
+            // Destroyed while it was being released: the member it re-joined
+            // must not keep the destroyed person's data.
+            let undo = Origin::keyed(origin.causation, &release.key, "undo");
+            state.members.withdraw(&rejoined_member_id, undo).await?;
+            Err(ApiError::Domain {
+                kind: ErrorKind::Conflict,
+                code: "dormant_member.destroyed_during_release",
+                detail: "the target was destroyed while it was being released; the member it \
+                         re-joined was withdrawn and their data erased"
+                    .into(),
+                field: None,
+            })
+        }
+    }
 }

@@ -1,15 +1,51 @@
 //! The command API's side of the one executor
 //! ([`mileage_store::executor`]): every use case runs its commands through
-//! it, with fresh event ids, and its refusals and failures become
-//! [`ApiError`]s here and only here.
+//! it, and its refusals and failures become [`ApiError`]s here and only
+//! here. A command's [`Origin`] says what caused it and how its events get
+//! their ids: derived from the request's `Idempotency-Key` when it has one,
+//! so a retry of a command that was applied (its answer lost, a 5xx, a
+//! crash before the answer was kept) appends nothing and answers the first
+//! outcome.
 
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
 use mileage_service::ApiError;
-use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor};
+use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor, Refused};
+use uuid::Uuid;
 
 /// What a handled command did.
 pub(crate) type Handled<A> = Executed<A>;
+
+/// Where a command comes from: its correlation and causation, and the ids
+/// its events get. Put on every command request by the idempotency layer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin {
+    pub(crate) causation: Causation,
+    pub(crate) ids: EventIds,
+}
+
+/// Namespace of the seeds derived from idempotency keys.
+const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6d69_6c65_6167_652d_6b65_7973_2d76_3031);
+
+impl Origin {
+    /// A command without a key: fresh event ids.
+    pub(crate) fn fresh(causation: Causation) -> Self {
+        Self {
+            causation,
+            ids: EventIds::Fresh,
+        }
+    }
+
+    /// A command sent with an idempotency key, as `request` (what makes two
+    /// requests the same one): event ids derive from both.
+    pub(crate) fn keyed(causation: Causation, key: &str, request: &str) -> Self {
+        let seed = Uuid::new_v5(&KEY_NAMESPACE, format!("{key}\n{request}").as_bytes());
+        Self {
+            causation,
+            ids: EventIds::DerivedFrom(seed),
+        }
+    }
+}
 
 /// Folds a stream into its aggregate state and last version.
 pub(crate) async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), ApiError>
@@ -25,18 +61,46 @@ pub(crate) async fn handle<A>(
     executor: &Executor,
     stream: &str,
     command: A::Command,
-    causation: Causation,
+    origin: Origin,
 ) -> Result<Handled<A>, ApiError>
 where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
     executor
-        .execute::<A>(stream, command, EventIds::Fresh, causation)
+        .execute::<A>(stream, command, origin.ids, origin.causation)
         .await
-        .map_err(|e| match e {
-            ExecuteError::Rejected(refusal) => ApiError::domain(&refusal),
-            ExecuteError::Contended { .. } => ApiError::Conflict,
-            ExecuteError::Store(e) => e.into(),
+        .map_err(|e| api_error(e, |refusal| ApiError::domain(&refusal)))
+}
+
+/// Handles two commands on two streams as one (one atomic append).
+pub(crate) async fn handle_pair<A, B>(
+    executor: &Executor,
+    first: (&str, A::Command),
+    second: (&str, B::Command),
+    origin: Origin,
+) -> Result<(Handled<A>, Handled<B>), ApiError>
+where
+    A: Aggregate + Send + Sync + 'static,
+    A::Command: Clone,
+    B: Aggregate + Send + Sync + 'static,
+    B::Command: Clone,
+{
+    executor
+        .execute_pair::<A, B>(first, second, origin.ids, origin.causation)
+        .await
+        .map_err(|e| {
+            api_error(e, |refusal| match refusal {
+                Refused::First(e) => ApiError::domain(&e),
+                Refused::Second(e) => ApiError::domain(&e),
+            })
         })
+}
+
+fn api_error<E>(error: ExecuteError<E>, refused: impl FnOnce(E) -> ApiError) -> ApiError {
+    match error {
+        ExecuteError::Rejected(refusal) => refused(refusal),
+        ExecuteError::Contended { .. } => ApiError::Conflict,
+        ExecuteError::Store(e) => e.into(),
+    }
 }

@@ -16,9 +16,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
 use deadpool_postgres::tokio_postgres;
+use mileage_domain::envelope::Causation;
 use sha2::{Digest, Sha256};
 
 use mileage_service::ApiError;
+
+use crate::handle::Origin;
 
 /// The request header.
 pub(crate) const HEADER: &str = "idempotency-key";
@@ -33,6 +36,9 @@ const KEPT_HEADERS: [&str; 3] = ["content-type", "x-position", "x-correlation-id
 #[derive(Clone)]
 pub(crate) struct IdempotencyStore {
     pool: Pool,
+    /// How long a claimed key stays in flight before a retry may take it
+    /// over (its request crashed or hangs).
+    lease: std::time::Duration,
 }
 
 /// What the key table says about a request.
@@ -50,7 +56,7 @@ enum Claim {
 impl IdempotencyStore {
     /// Creates the table when missing; replicas starting together on a new
     /// database take turns.
-    pub(crate) async fn new(pool: Pool) -> Result<Self, ApiError> {
+    pub(crate) async fn new(pool: Pool, lease: std::time::Duration) -> Result<Self, ApiError> {
         let client = pool.get().await.map_err(internal)?;
         mileage_store::postgres::create_under_lock(
             &client,
@@ -63,16 +69,18 @@ impl IdempotencyStore {
                  body        bytea,
                  created_at  timestamptz NOT NULL DEFAULT now());
              CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
-                 ON idempotency_keys (created_at);",
+                 ON idempotency_keys (created_at);
+             ALTER TABLE idempotency_keys
+                 ADD COLUMN IF NOT EXISTS claimed_at timestamptz NOT NULL DEFAULT now();",
         )
         .await
         .map_err(internal)?;
-        Ok(Self { pool })
+        Ok(Self { pool, lease })
     }
 
     /// Deletes the keys older than `retention` and says how many went. A
-    /// retry after that runs the command again, so the retention must be
-    /// longer than any client retries for.
+    /// retry after that has no stored answer; the command's derived event
+    /// ids still find the first run in the log, so it is not applied twice.
     pub(crate) async fn purge(&self, retention: std::time::Duration) -> Result<u64, ApiError> {
         let client = self.pool.get().await.map_err(internal)?;
         client
@@ -109,10 +117,17 @@ impl IdempotencyStore {
         // A key released (after a 5xx) between our insert and select is
         // claimed again; twice in a row is not worth waiting for.
         for _ in 0..3 {
+            // New, or in flight past its lease (its request died or hangs):
+            // ours to run. The command's event ids derive from the key, so a
+            // takeover of a request that did append appends nothing again.
             let inserted = client
                 .execute(
-                    "INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
-                    &[&key, &fingerprint],
+                    "INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET claimed_at = now()
+                      WHERE idempotency_keys.status IS NULL
+                        AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
+                        AND idempotency_keys.claimed_at < now() - make_interval(secs => $3)",
+                    &[&key, &fingerprint, &self.lease.as_secs_f64()],
                 )
                 .await
                 .map_err(internal)?;
@@ -233,7 +248,14 @@ pub(crate) async fn idempotent(
         *request.method(),
         Method::POST | Method::PATCH | Method::DELETE
     );
+    let causation = request
+        .extensions()
+        .get::<Causation>()
+        .copied()
+        .unwrap_or_else(|| Causation::root(uuid::Uuid::now_v7()));
     let Some(key) = request.headers().get(HEADER).filter(|_| unsafe_method) else {
+        let mut request = request;
+        request.extensions_mut().insert(Origin::fresh(causation));
         return Ok(next.run(request).await);
     };
     let key = key
@@ -245,11 +267,14 @@ pub(crate) async fn idempotent(
             detail: format!("expected 1 to {MAX_KEY_LEN} visible ASCII characters"),
         })?
         .to_owned();
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let body = to_bytes(body, crate::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let print = fingerprint(&parts.method, parts.uri.path(), &body);
+    parts
+        .extensions
+        .insert(Origin::keyed(causation, &key, &print));
     match store.claim(&key, &print).await? {
         Claim::Replay(response) => Ok(response),
         Claim::Mismatch => Err(ApiError::Domain {
@@ -271,6 +296,9 @@ pub(crate) async fn idempotent(
             let bytes = to_bytes(body, usize::MAX)
                 .await
                 .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading our own answer: {e}")))?;
+            fail::fail_point!("idempotency::before_record", |_| Err(ApiError::Internal(
+                anyhow::anyhow!("failpoint idempotency::before_record: the process stopped")
+            )));
             store
                 .record(&key, parts.status, &parts.headers, &bytes)
                 .await?;

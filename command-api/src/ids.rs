@@ -13,7 +13,7 @@ use mileage_store::executor::Executor;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use crate::handle::handle;
+use crate::handle::{Origin, handle};
 use mileage_service::ApiError;
 
 /// Ids reserved per append: more means fewer appends and larger gaps after a
@@ -21,7 +21,7 @@ use mileage_service::ApiError;
 const BLOCK: u64 = 50;
 
 /// The id allocator of one process.
-pub struct IdAllocator {
+pub(crate) struct IdAllocator {
     executor: Arc<Executor>,
     /// Per kind: the next id to hand out and the last of the block.
     blocks: Mutex<HashMap<&'static str, (u64, u64)>>,
@@ -29,7 +29,7 @@ pub struct IdAllocator {
 
 impl IdAllocator {
     /// An allocator reserving blocks through `executor`.
-    pub fn new(executor: Arc<Executor>) -> Self {
+    pub(crate) fn new(executor: Arc<Executor>) -> Self {
         Self {
             executor,
             blocks: Mutex::new(HashMap::new()),
@@ -37,7 +37,7 @@ impl IdAllocator {
     }
 
     /// The next id of `kind` (`member`, `dormantMember`).
-    pub async fn next(&self, kind: &'static str) -> Result<u64, ApiError> {
+    pub(crate) async fn next(&self, kind: &'static str) -> Result<u64, ApiError> {
         let mut blocks = self.blocks.lock().await;
         if let Some((next, last)) = blocks.get_mut(kind)
             && *next <= *last
@@ -53,7 +53,7 @@ impl IdAllocator {
                 size: BLOCK,
                 at: Utc::now(),
             },
-            Causation::root(Uuid::now_v7()),
+            Origin::fresh(Causation::root(Uuid::now_v7())),
         )
         .await?;
         let last = reserved.state.next - 1;

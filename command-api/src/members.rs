@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
+use crate::handle::Origin;
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
-use mileage_domain::envelope::Causation;
-use mileage_domain::ids::MemberId;
+use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberCommand};
 use mileage_domain::phone_registry::{PhoneRegistry, PhoneRegistryCommand};
 use mileage_domain::pii::phone_index;
@@ -15,12 +15,12 @@ use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_service::ApiError;
 
 use crate::context::Context;
-use crate::handle::{Handled, handle, load};
+use crate::handle::{Handled, handle, handle_pair, load};
 use crate::personal::seal;
 
 /// The member context: what its use cases command through, and the secret
 /// that names phone numbers' uniqueness streams.
-pub struct Members {
+pub(crate) struct Members {
     ctx: Context,
     phone_secret: Arc<[u8]>,
 }
@@ -28,7 +28,7 @@ pub struct Members {
 impl Members {
     /// The member context over `ctx`, naming phone streams with
     /// `phone_secret` (see `mileage_domain::pii::phone_index`).
-    pub fn new(ctx: Context, phone_secret: Arc<[u8]>) -> Self {
+    pub(crate) fn new(ctx: Context, phone_secret: Arc<[u8]>) -> Self {
         Self { ctx, phone_secret }
     }
 
@@ -37,115 +37,171 @@ impl Members {
         stream_name::<PhoneRegistry>(&phone_index(&self.phone_secret, phone))
     }
 
-    /// Joins a new member: claims the phone number, then records the member.
-    /// If recording fails, the claim is released again.
-    pub async fn join(
+    /// Joins a new member: claims the phone number and records the member
+    /// in one append, so a number is never held by a member that does not
+    /// exist. A retry of a join that was applied answers that member.
+    pub(crate) async fn join(
         &self,
         phone: &str,
         nickname: &str,
-        causation: Causation,
+        rejoining: Option<DormantMemberId>,
+        origin: Origin,
     ) -> Result<(MemberId, Handled<Member>), ApiError> {
         let phone = PhoneNumber::parse(phone)?;
         let nickname = Nickname::parse(nickname)?;
-        let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
-        let key = self
-            .ctx
-            .keys
-            .get_or_create(&stream_name::<Member>(&member_id))
-            .await?;
         let claim_stream = self.phone_stream(&phone);
-        let at = Utc::now();
-        handle::<PhoneRegistry>(
-            &self.ctx.executor,
-            &claim_stream,
-            PhoneRegistryCommand::Claim {
-                member_id: member_id.clone(),
-                at,
-            },
-            causation,
-        )
-        .await?;
-        let joined = handle::<Member>(
-            &self.ctx.executor,
-            &stream_name::<Member>(&member_id),
-            MemberCommand::Join {
-                member_id: member_id.clone(),
-                phone: seal(&key, "phoneNo", phone.as_str()),
-                nickname: seal(&key, "nickname", nickname.as_str()),
-                at,
-            },
-            causation,
-        )
-        .await;
-        match joined {
-            Ok(handled) => Ok((member_id, handled)),
-            Err(e) => {
-                let release = PhoneRegistryCommand::Release {
-                    member_id: member_id.clone(),
-                    at: Utc::now(),
+        let executor = &self.ctx.executor;
+        if let Some(claimed) = executor
+            .replayed::<PhoneRegistry>(&claim_stream, origin.ids)
+            .await?
+            && let PhoneRegistry::Held { member_id } = claimed.state
+        {
+            let stream = stream_name::<Member>(&member_id);
+            let joined =
+                if let Some(joined) = executor.replayed::<Member>(&stream, origin.ids).await? {
+                    joined
+                } else {
+                    // The claim was appended alone (a store whose multi-stream
+                    // append is not atomic): the member as it stands.
+                    let (state, version) = load::<Member>(executor, &stream).await?;
+                    Handled {
+                        state,
+                        version,
+                        position: claimed.position,
+                        replayed: true,
+                    }
                 };
-                if let Err(undo) =
-                    handle::<PhoneRegistry>(&self.ctx.executor, &claim_stream, release, causation)
-                        .await
-                {
-                    tracing::error!(error = %undo, %member_id, "could not release the phone claim of a failed join");
-                }
-                Err(e)
-            }
+            return Ok((member_id, joined));
         }
+        let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
+        let member_stream = stream_name::<Member>(&member_id);
+        let key = self.ctx.keys.get_or_create(&member_stream).await?;
+        let at = Utc::now();
+        let claim = PhoneRegistryCommand::Claim {
+            member_id: member_id.clone(),
+            at,
+        };
+        let join = MemberCommand::Join {
+            member_id: member_id.clone(),
+            phone: seal(&key, "phoneNo", phone.as_str()),
+            nickname: seal(&key, "nickname", nickname.as_str()),
+            at,
+            rejoining,
+        };
+        let pair = |claim, join| {
+            handle_pair::<PhoneRegistry, Member>(
+                executor,
+                (&claim_stream, claim),
+                (&member_stream, join),
+                origin,
+            )
+        };
+        let joined = match pair(claim.clone(), join.clone()).await {
+            Err(ApiError::Domain { code, .. })
+                if code == "member.phone_taken" && self.free_stale_claim(&claim_stream).await? =>
+            {
+                pair(claim, join).await?.1
+            }
+            other => other?.1,
+        };
+        Ok((member_id, joined))
+    }
+
+    /// Gives back a number held by a member who no longer holds it in fact:
+    /// one who withdrew without the release being appended (a release whose
+    /// target was destroyed meanwhile is undone by withdrawing its member),
+    /// or, on a store whose multi-stream append is not atomic, one whose
+    /// join never got past the claim (after a minute, so a join still under
+    /// way is left alone). True when the number is free now.
+    async fn free_stale_claim(&self, claim_stream: &str) -> Result<bool, ApiError> {
+        let executor = &self.ctx.executor;
+        let (PhoneRegistry::Held { member_id: holder }, Some(version)) =
+            load::<PhoneRegistry>(executor, claim_stream).await?
+        else {
+            return Ok(false);
+        };
+        let (holder_state, _) = load::<Member>(executor, &stream_name::<Member>(&holder)).await?;
+        let stale = match holder_state {
+            Member::Withdrawn { .. } => true,
+            Member::NotJoined if !executor.store().multi_stream_atomic() => {
+                let claimed = executor
+                    .store()
+                    .read_stream(claim_stream, version, 1)
+                    .await?;
+                claimed.first().is_some_and(|e| {
+                    Utc::now() - e.metadata.recorded_at > chrono::Duration::seconds(60)
+                })
+            }
+            _ => false,
+        };
+        if stale {
+            let release = PhoneRegistryCommand::Release {
+                member_id: holder.clone(),
+                at: Utc::now(),
+            };
+            let origin = Origin::fresh(mileage_domain::envelope::Causation::root(
+                uuid::Uuid::now_v7(),
+            ));
+            handle::<PhoneRegistry>(executor, claim_stream, release, origin).await?;
+            tracing::info!(%holder, "a stale phone claim was given back");
+        }
+        Ok(stale)
     }
 
     /// Earns or uses points.
-    pub async fn points(
+    pub(crate) async fn points(
         &self,
         member_id: &MemberId,
         command: MemberCommand,
-        causation: Causation,
+        origin: Origin,
     ) -> Result<Handled<Member>, ApiError> {
         handle::<Member>(
             &self.ctx.executor,
             &stream_name::<Member>(member_id),
             command,
-            causation,
+            origin,
         )
         .await
     }
 
-    /// Withdraws a member: forfeits the balance, records the withdrawal, gives the
-    /// phone number back, and deletes the person key (erasing their data).
-    pub async fn withdraw(
+    /// Withdraws a member: forfeits the balance, records the withdrawal and
+    /// gives the phone number back in one append. The person key is deleted
+    /// here at once and, should this process die first, by the projector's
+    /// erasure process manager, which follows `MemberWithdrawn` in the log.
+    pub(crate) async fn withdraw(
         &self,
         member_id: &MemberId,
-        causation: Causation,
+        origin: Origin,
     ) -> Result<Handled<Member>, ApiError> {
         let stream = stream_name::<Member>(member_id);
-        let (current, _) = load::<Member>(&self.ctx.executor, &stream).await?;
-        let key_id = stream.clone();
-        let phone = match (&current, self.ctx.keys.get(&key_id).await?) {
+        let executor = &self.ctx.executor;
+        let (current, _) = load::<Member>(executor, &stream).await?;
+        let phone = match (&current, self.ctx.keys.get(&stream).await?) {
             (Member::Active(active), Some(key)) => key.open(&active.phone_no).ok(),
             _ => None,
         };
-        let withdrawn = handle::<Member>(
-            &self.ctx.executor,
-            &stream,
-            MemberCommand::Withdraw { at: Utc::now() },
-            causation,
-        )
-        .await?;
-        if let Some(phone) = phone.and_then(|p| PhoneNumber::parse(&p).ok()) {
-            let release = PhoneRegistryCommand::Release {
-                member_id: member_id.clone(),
-                at: Utc::now(),
-            };
-            handle::<PhoneRegistry>(
-                &self.ctx.executor,
-                &self.phone_stream(&phone),
-                release,
-                causation,
-            )
-            .await?;
-        }
-        self.ctx.keys.delete(&key_id).await?;
+        let withdraw = MemberCommand::Withdraw { at: Utc::now() };
+        let withdrawn = match phone.and_then(|p| PhoneNumber::parse(&p).ok()) {
+            Some(phone) => {
+                let release = PhoneRegistryCommand::Release {
+                    member_id: member_id.clone(),
+                    at: Utc::now(),
+                };
+                handle_pair::<Member, PhoneRegistry>(
+                    executor,
+                    (&stream, withdraw),
+                    (&self.phone_stream(&phone), release),
+                    origin,
+                )
+                .await?
+                .0
+            }
+            None => handle::<Member>(executor, &stream, withdraw, origin).await?,
+        };
+        fail::fail_point!("withdraw::before_key_delete", |_| Err(ApiError::Internal(
+            anyhow::anyhow!("failpoint withdraw::before_key_delete: the process stopped")
+        )));
+        self.ctx.keys.delete(&stream).await?;
         Ok(withdrawn)
     }
 }

@@ -10,13 +10,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::handle::Origin;
 use async_trait::async_trait;
 use failsafe::backoff::{self, Constant};
 use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, StateMachine};
-use mileage_domain::envelope::Causation;
-use mileage_domain::ids::MemberId;
+use mileage_domain::ids::{DormantMemberId, MemberId};
 use serde_json::{Value, json};
 
 use mileage_service::ApiError;
@@ -41,17 +41,39 @@ type Breaker = StateMachine<ConsecutiveFailures<Constant>, BreakerMetrics>;
 /// The member context's join, as the release needs it.
 #[async_trait]
 pub(crate) trait Join: Send + Sync {
-    /// Joins the person as a new member.
+    /// Joins the person as a new member for the release `release`: the same
+    /// release asked again joins nobody new and answers the same member.
     async fn join(
         &self,
         phone: &str,
         nickname: &str,
-        causation: Causation,
+        release: &Release,
     ) -> Result<MemberId, JoinFailure>;
 }
 
+/// One release's join: the target, and the key and origin that make the
+/// join idempotent (both derived from the target and its version).
+#[derive(Debug, Clone)]
+pub(crate) struct Release {
+    pub(crate) target: DormantMemberId,
+    pub(crate) key: String,
+    pub(crate) origin: Origin,
+}
+
+impl Release {
+    /// The release of `target` as it stands at `version`.
+    pub(crate) fn of(target: &DormantMemberId, version: Option<u64>, origin: Origin) -> Self {
+        let key = format!("release-{target}-{}", version.map_or(0, |v| v + 1));
+        Self {
+            origin: Origin::keyed(origin.causation, &key, "join"),
+            target: target.clone(),
+            key,
+        }
+    }
+}
+
 /// The guarded join.
-pub struct JoinGuard {
+pub(crate) struct JoinGuard {
     breaker: Breaker,
     settings: GuardSettings,
     join: Arc<dyn Join>,
@@ -68,7 +90,7 @@ pub(crate) enum JoinFailure {
 impl JoinGuard {
     /// A guard with a closed breaker around the join the settings name:
     /// over HTTP when `member_api_url` is set, otherwise `members`.
-    pub fn new(settings: GuardSettings, members: Arc<Members>) -> Self {
+    pub(crate) fn new(settings: GuardSettings, members: Arc<Members>) -> Self {
         let join: Arc<dyn Join> = match &settings.member_api_url {
             Some(url) => Arc::new(HttpJoin {
                 url: url.trim_end_matches('/').to_owned(),
@@ -93,16 +115,16 @@ impl JoinGuard {
     }
 
     /// Joins the person as a new member, or fails fast.
-    pub async fn join(
+    pub(crate) async fn join(
         &self,
         phone: &str,
         nickname: &str,
-        causation: Causation,
+        release: &Release,
     ) -> Result<MemberId, ApiError> {
         let timeout = self.settings.timeout;
         let call = async {
             let joined =
-                tokio::time::timeout(timeout, self.join.join(phone, nickname, causation)).await;
+                tokio::time::timeout(timeout, self.join.join(phone, nickname, release)).await;
             joined.unwrap_or_else(|_| {
                 Err(JoinFailure::Dependency(format!(
                     "join took longer than {timeout:?}"
@@ -140,15 +162,16 @@ impl Join for HttpJoin {
         &self,
         phone: &str,
         nickname: &str,
-        causation: Causation,
+        release: &Release,
     ) -> Result<MemberId, JoinFailure> {
         let response = self
             .http
             .post(format!("{}/members", self.url))
             .header(
                 mileage_service::correlation::HEADER,
-                causation.correlation_id.to_string(),
+                release.origin.causation.correlation_id.to_string(),
             )
+            .header("idempotency-key", &release.key)
             .json(&json!({ "phoneNo": phone, "nickname": nickname }))
             .send()
             .await
@@ -210,15 +233,21 @@ impl Join for Members {
         &self,
         phone: &str,
         nickname: &str,
-        causation: Causation,
+        release: &Release,
     ) -> Result<MemberId, JoinFailure> {
-        Members::join(self, phone, nickname, causation)
-            .await
-            .map(|(id, _)| id)
-            .map_err(|e| match e {
-                ApiError::Unavailable { detail, .. } => JoinFailure::Dependency(detail),
-                ApiError::Internal(e) => JoinFailure::Dependency(e.to_string()),
-                other => JoinFailure::Refused(other),
-            })
+        Members::join(
+            self,
+            phone,
+            nickname,
+            Some(release.target.clone()),
+            release.origin,
+        )
+        .await
+        .map(|(id, _)| id)
+        .map_err(|e| match e {
+            ApiError::Unavailable { detail, .. } => JoinFailure::Dependency(detail),
+            ApiError::Internal(e) => JoinFailure::Dependency(e.to_string()),
+            other => JoinFailure::Refused(other),
+        })
     }
 }

@@ -46,7 +46,8 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
         let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
-        let idempotency = IdempotencyStore::new(pg.pool().clone()).await?;
+        let idempotency =
+            IdempotencyStore::new(pg.pool().clone(), settings.idempotency_lease).await?;
         let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;
         let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));
         let listener = mileage_service::bind(settings.addr).await?;

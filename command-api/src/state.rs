@@ -12,15 +12,15 @@ use crate::release_guard::JoinGuard;
 
 /// Shared application state.
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     /// What the dormant-target use cases command through.
-    pub ctx: Context,
+    pub(crate) ctx: Context,
     /// The member context's use cases.
-    pub members: Arc<Members>,
+    pub(crate) members: Arc<Members>,
     /// The release's guarded call to the member context's join.
-    pub join: Arc<JoinGuard>,
+    pub(crate) join: Arc<JoinGuard>,
     /// Checks bearer tokens.
-    pub verifier: Arc<Verifier>,
+    pub(crate) verifier: Arc<Verifier>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

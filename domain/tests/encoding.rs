@@ -15,6 +15,7 @@ fn joined() -> MemberEvent {
         phone_no: key.seal("phoneNo", "01085581234", [1; NONCE_LEN]),
         nickname: key.seal("nickname", "SEQ1", [2; NONCE_LEN]),
         joined_at: Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+        rejoining: None,
     }
     .into()
 }

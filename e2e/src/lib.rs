@@ -135,6 +135,7 @@ impl CommandApi {
             },
             cors_allowed_origins: vec!["*".into()],
             idempotency_retention: Duration::from_secs(24 * 3600),
+            idempotency_lease: Duration::from_secs(10),
         };
         let app = Application::build(&settings)
             .await
@@ -360,4 +361,62 @@ pub fn binary(name: &str) -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `url` until it answers 2xx, for up to a minute.
+pub async fn wait_ready(http: &reqwest::Client, url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status().is_success()
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Debian's nginx from `deploy/gateway/gateway.conf.template` in front of
+/// the command-API `ports` (`deploy/local/gateway.sh` installs and runs
+/// it): the process and the gateway's URL.
+pub async fn start_gateway(
+    http: &reqwest::Client,
+    ports: &[u16],
+) -> (mileage_store::testing::Service, String) {
+    let script =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh");
+    let gateway_port = free_port();
+    let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let dir = std::env::temp_dir().join(format!("mileage-gateway-{}", uuid::Uuid::new_v4()));
+    let rendered = std::process::Command::new("bash")
+        .arg(&script)
+        .arg("render")
+        .arg(&dir)
+        .arg(gateway_port.to_string())
+        .arg(upstreams.join(" "))
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .status()
+        .expect("gateway.sh runs");
+    assert!(rendered.success(), "the gateway configuration renders");
+    let process = mileage_store::testing::Service(
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .arg(&dir)
+            .stderr(std::fs::File::create(dir.join("error.log")).expect("a log file"))
+            .spawn()
+            .expect("nginx starts"),
+    );
+    let gateway = format!("http://127.0.0.1:{gateway_port}");
+    wait_ready(http, &format!("{gateway}/health")).await;
+    (process, gateway)
 }

@@ -12,7 +12,9 @@ use crate::config::Settings;
 use crate::consumer::Consumer;
 use crate::notifier::{self, Notifier};
 use crate::process::destruction::Destruction;
+use crate::process::erasure::Erasure;
 use crate::process::notices::Notices;
+use crate::process::releases::Releases;
 use crate::projections::Projection;
 use crate::projections::managerpage::Managerpage;
 use crate::projections::members::Members;
@@ -112,6 +114,8 @@ pub async fn start_with(
             notifier,
         )),
         Arc::new(Destruction::new(Arc::clone(&store), Arc::clone(&keys))),
+        Arc::new(Erasure::new(Arc::clone(&keys))),
+        Arc::new(Releases::new(Arc::clone(&store))),
     ];
     let mut tasks = JoinSet::new();
     for consumer in consumers {

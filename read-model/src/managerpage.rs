@@ -66,7 +66,8 @@ pub fn ddl(schema: &str) -> String {
          CREATE INDEX IF NOT EXISTS targets_order
              ON {schema}.targets (registered_commit, registered_prepare);
          CREATE INDEX IF NOT EXISTS targets_status_order
-             ON {schema}.targets (status, registered_commit, registered_prepare);"
+             ON {schema}.targets (status, registered_commit, registered_prepare);
+         CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);"
     )
 }
 
@@ -187,6 +188,27 @@ impl Columns {
         self.registered_prepare.push(row.registered_position.1);
         self.last_position.push(row.last_position);
     }
+}
+
+/// Erases the personal data of every target registered for `member_id`
+/// (the member withdrew), as of the event at `position`.
+pub async fn erase_member(
+    tx: &Transaction<'_>,
+    schema: &str,
+    member_id: &str,
+    at: DateTime<Utc>,
+    position: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.execute(
+        &format!(
+            "UPDATE {schema}.targets
+                SET phone_masked = NULL, nickname = NULL, erased = true,
+                    updated_at = $2, last_position = $3
+              WHERE member_id = $1 AND NOT erased"
+        ),
+        &[&member_id, &at, &position],
+    )
+    .await
 }
 
 const COLUMNS: &str = "id, member_id, phone_masked, nickname, erased, status, message_status, \

@@ -383,6 +383,129 @@ async fn read_until_seen(
     }
 }
 
+/// An append to two streams: each part under its own expected version; the
+/// same call again stores nothing new and answers the first outcomes.
+pub async fn multi_stream_append_and_retry(store: Arc<dyn EventStore>) {
+    let (a, b) = (fresh_stream("multiA"), fresh_stream("multiB"));
+    store
+        .append(&b, ExpectedVersion::NoStream, &events(2))
+        .await
+        .expect("b has two events");
+    let (to_a, to_b) = (events(1), events(2));
+    let parts = [
+        crate::StreamAppend {
+            stream: &a,
+            expected: ExpectedVersion::NoStream,
+            events: &to_a,
+        },
+        crate::StreamAppend {
+            stream: &b,
+            expected: ExpectedVersion::Exact(1),
+            events: &to_b,
+        },
+    ];
+    let first = store.append_many(&parts).await.expect("both parts fit");
+    assert_eq!(first.len(), 2);
+    assert_eq!((first[0].last_version, first[1].last_version), (0, 3));
+    assert!(first.iter().all(|o| !o.already_appended));
+    let again = store
+        .append_many(&parts)
+        .await
+        .expect("a retry is not an error");
+    assert_eq!(
+        (again[0].last_version, again[1].last_version),
+        (0, 3),
+        "the first outcomes"
+    );
+    assert_eq!(store.read_stream(&a, 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.read_stream(&b, 0, 10).await.unwrap().len(), 4);
+    let found = store
+        .find_in_stream(&b, to_b[1].event_id)
+        .await
+        .expect("find")
+        .expect("the event is in b");
+    assert_eq!(found.stream_version, 3);
+    assert!(
+        store
+            .find_in_stream(&a, to_b[1].event_id)
+            .await
+            .expect("find")
+            .is_none(),
+        "only in its own stream"
+    );
+}
+
+/// A multi-stream append whose second part expects the wrong version: the
+/// whole append is refused with that part's conflict. Where the store says
+/// it is atomic, the first part is not stored either; where it is not (the
+/// documented fallback), the first part is, and a retry with the same ids
+/// after the conflict is resolved completes it without storing it twice.
+pub async fn multi_stream_append_is_all_or_nothing_where_atomic(store: Arc<dyn EventStore>) {
+    let (a, b) = (fresh_stream("allA"), fresh_stream("allB"));
+    store
+        .append(&b, ExpectedVersion::NoStream, &events(1))
+        .await
+        .expect("b has one event");
+    let (to_a, to_b) = (events(1), events(1));
+    let parts = |expected_b| {
+        [
+            crate::StreamAppend {
+                stream: &a,
+                expected: ExpectedVersion::NoStream,
+                events: &to_a,
+            },
+            crate::StreamAppend {
+                stream: &b,
+                expected: expected_b,
+                events: &to_b,
+            },
+        ]
+    };
+    let refused = store
+        .append_many(&parts(ExpectedVersion::Exact(5)))
+        .await
+        .expect_err("b is not at version 5");
+    assert!(
+        matches!(&refused, StoreError::WrongExpectedVersion { stream, actual: Some(0), .. } if *stream == b),
+        "{refused:?}"
+    );
+    let stored_in_a = store.read_stream(&a, 0, 10).await.unwrap().len();
+    if store.multi_stream_atomic() {
+        assert_eq!(
+            stored_in_a, 0,
+            "nothing of a refused atomic append is stored"
+        );
+        assert_eq!(store.read_stream(&b, 0, 10).await.unwrap().len(), 1);
+    } else {
+        assert_eq!(stored_in_a, 1, "the fallback appends the parts in order");
+    }
+    let refused_twice = store
+        .append_many(&parts(ExpectedVersion::Exact(5)))
+        .await
+        .expect_err("still the wrong version");
+    assert!(matches!(
+        refused_twice,
+        StoreError::WrongExpectedVersion { .. }
+    ));
+    if store.multi_stream_atomic() {
+        let done = store
+            .append_many(&parts(ExpectedVersion::Exact(0)))
+            .await
+            .expect("with the right version it goes through");
+        assert!(done.iter().all(|o| !o.already_appended));
+        assert_eq!(store.read_stream(&a, 0, 10).await.unwrap().len(), 1);
+        assert_eq!(store.read_stream(&b, 0, 10).await.unwrap().len(), 2);
+    }
+    let bad = store.append_many(&[]).await.expect_err("no parts");
+    assert!(matches!(bad, StoreError::InvalidRequest(_)), "{bad:?}");
+    let twice = [
+        parts(ExpectedVersion::Any)[0],
+        parts(ExpectedVersion::Any)[0],
+    ];
+    let bad = store.append_many(&twice).await.expect_err("a stream twice");
+    assert!(matches!(bad, StoreError::InvalidRequest(_)), "{bad:?}");
+}
+
 /// Reads the global log after `start` to its end, `batch` events at a time.
 async fn read_everything_after(
     store: &dyn EventStore,
@@ -412,7 +535,9 @@ macro_rules! conformance_tests {
             global_read_from_checkpoint,
             subscription_catches_up_then_follows,
             concurrent_writers_reader_sees_every_event_once,
-            metadata_round_trip);
+            metadata_round_trip,
+            multi_stream_append_and_retry,
+            multi_stream_append_is_all_or_nothing_where_atomic);
     };
     (@each $make:expr, $attrs:tt, $name:ident $(, $rest:ident)*) => {
         $crate::conformance_tests!(@one $make, $attrs, $name);

@@ -160,6 +160,10 @@ fn is_system(e: &eventstore::RecordedEvent) -> bool {
     e.event_type.starts_with('$') || e.stream_id.starts_with('$')
 }
 
+/// How many of a stream's last events [`EventStore::find_in_stream`]
+/// looks through.
+const FIND_WINDOW: usize = 500;
+
 #[async_trait]
 impl EventStore for EsdbEventStore {
     async fn append(
@@ -185,6 +189,53 @@ impl EventStore for EsdbEventStore {
             position: position(written.position),
             already_appended: false,
         })
+    }
+
+    /// Not atomic here (the 4.x client has no multi-stream append): the
+    /// parts are appended in order, each under its own expected version.
+    async fn append_many(
+        &self,
+        parts: &[crate::StreamAppend<'_>],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        crate::types::validate_append_many(parts)?;
+        let mut outcomes = Vec::with_capacity(parts.len());
+        for part in parts {
+            outcomes.push(self.append(part.stream, part.expected, part.events).await?);
+        }
+        Ok(outcomes)
+    }
+
+    fn multi_stream_atomic(&self) -> bool {
+        false
+    }
+
+    async fn find_in_stream(
+        &self,
+        stream: &str,
+        event_id: uuid::Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let options = ReadStreamOptions::default()
+            .backwards()
+            .position(StreamPosition::End)
+            .max_count(FIND_WINDOW);
+        let mut read = match self.client.read_stream(stream, &options).await {
+            Ok(read) => read,
+            Err(eventstore::Error::ResourceNotFound) => return Ok(None),
+            Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
+        };
+        loop {
+            match read.next().await {
+                Ok(Some(resolved)) => {
+                    if let Some(e) = &resolved.event
+                        && e.id == event_id
+                    {
+                        return recorded(e).map(Some);
+                    }
+                }
+                Ok(None) | Err(eventstore::Error::ResourceNotFound) => return Ok(None),
+                Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
+            }
+        }
     }
 
     async fn read_stream(

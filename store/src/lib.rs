@@ -5,17 +5,20 @@
 //! reads and subscribes to the global log from a checkpoint. Two adapters
 //! implement it: [`postgres::PgEventStore`] (the local default) and
 //! [`eventstoredb::EsdbEventStore`] (production). [`conformance`] is the one
-//! test suite both must pass.
+//! test suite both must pass (with [`testing`], behind the `testing`
+//! feature, for other crates' tests).
 //!
 //! [`keys::KeyStore`] is the port of the per-person key table that makes
 //! erasing personal data from an immutable log possible.
 
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
 pub mod eventstoredb;
 pub mod executor;
 pub mod keys;
 pub mod postgres;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod types;
 
@@ -23,7 +26,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
-pub use types::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent};
+pub use types::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamAppend};
 
 /// An append-only log of events, grouped into streams, with one global order.
 ///
@@ -41,6 +44,33 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError>;
+
+    /// Appends to several streams as one: each part under its own expected
+    /// version, every part or none (see [`EventStore::multi_stream_atomic`]).
+    /// A retry of the same parts with the same event ids answers the first
+    /// outcomes with `already_appended`. Streams must be distinct.
+    async fn append_many(
+        &self,
+        parts: &[StreamAppend<'_>],
+    ) -> Result<Vec<AppendOutcome>, StoreError>;
+
+    /// Whether [`EventStore::append_many`] is all-or-nothing on this store.
+    /// PostgreSQL: yes (one transaction). EventStoreDB through the
+    /// `eventstore` 4.x client: no; the parts are appended in order and a
+    /// failure part-way leaves the earlier parts appended, which the callers
+    /// complete (a retry with the same event ids appends only what is
+    /// missing) and the process managers that follow the log repair.
+    fn multi_stream_atomic(&self) -> bool;
+
+    /// The event with id `event_id` in `stream`, if it is there: how a
+    /// retried command finds that its first attempt was applied. PostgreSQL
+    /// finds it anywhere in the stream (an index on the id); EventStoreDB
+    /// looks among the stream's last 500 events.
+    async fn find_in_stream(
+        &self,
+        stream: &str,
+        event_id: uuid::Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError>;
 
     /// Reads up to `max_count` events of `stream`, forwards, starting at
     /// version `from_version` (inclusive). An unknown stream reads as empty.

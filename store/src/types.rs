@@ -173,6 +173,37 @@ impl RecordedEvent {
     }
 }
 
+/// One stream's part of an append to several streams at once.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamAppend<'a> {
+    /// The stream.
+    pub stream: &'a str,
+    /// Its expected version.
+    pub expected: ExpectedVersion,
+    /// Its events, in order.
+    pub events: &'a [NewEvent],
+}
+
+/// Refuses multi-stream appends no store should take: no parts, a stream
+/// named twice, or a part [`validate_append`] refuses.
+pub(crate) fn validate_append_many(parts: &[StreamAppend<'_>]) -> Result<(), StoreError> {
+    if parts.is_empty() {
+        return Err(StoreError::InvalidRequest(
+            "a multi-stream append has no parts".into(),
+        ));
+    }
+    for (i, part) in parts.iter().enumerate() {
+        validate_append(part.stream, part.events)?;
+        if parts[..i].iter().any(|p| p.stream == part.stream) {
+            return Err(StoreError::InvalidRequest(format!(
+                "stream {} appears twice in one multi-stream append",
+                part.stream
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses appends no store should take: no events, a reserved or empty
 /// stream name, data that is not JSON.
 pub(crate) fn validate_append(stream: &str, events: &[NewEvent]) -> Result<(), StoreError> {

@@ -1,13 +1,13 @@
 //! `/dormantMembers`: register a target, mark it dormant, release it; also
 //! the source document's `PATCH /dormantMembers/{id}` with `memberStatus`.
 
+use crate::handle::Origin;
 use axum::Router;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{patch, post};
 use mileage_domain::dormant_member::{DormantMember, DormantStatus};
-use mileage_domain::envelope::Causation;
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -143,7 +143,7 @@ fn answer(status: StatusCode, id: DormantMemberId, handled: &Handled<DormantMemb
 )]
 pub(super) async fn register(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     AppJson(request): AppJson<RegisterRequest>,
 ) -> Result<Response, ApiError> {
@@ -164,7 +164,7 @@ pub(super) async fn register(
         member_id,
         &request.phone_no,
         &request.nickname,
-        causation,
+        origin,
     )
     .await?;
     Ok(answer(StatusCode::CREATED, id, &handled))
@@ -188,7 +188,7 @@ pub(super) async fn register(
 )]
 pub(super) async fn change_status(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     Path(id): Path<String>,
     AppJson(request): AppJson<StatusRequest>,
@@ -197,9 +197,9 @@ pub(super) async fn change_status(
     let handled = match normalise(&request.member_status).as_str() {
         "DORMANT" => {
             caller.require_manager()?;
-            dormant::mark_dormant(&state, &id, causation).await?
+            dormant::mark_dormant(&state, &id, origin).await?
         }
-        "CLEAR" | "CLEARED" => dormant::release(&state, &id, causation, &caller).await?,
+        "CLEAR" | "CLEARED" => dormant::release(&state, &id, origin, &caller).await?,
         _ => {
             return Err(invalid_field(
                 "memberStatus",
@@ -229,13 +229,13 @@ pub(super) async fn change_status(
 )]
 pub(super) async fn mark_dormant(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.require_manager()?;
     let id = DormantMemberId::parse(&id)?;
-    let handled = dormant::mark_dormant(&state, &id, causation).await?;
+    let handled = dormant::mark_dormant(&state, &id, origin).await?;
     Ok(answer(StatusCode::OK, id, &handled))
 }
 
@@ -255,11 +255,11 @@ pub(super) async fn mark_dormant(
 )]
 pub(super) async fn release(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = DormantMemberId::parse(&id)?;
-    let handled = dormant::release(&state, &id, causation, &caller).await?;
+    let handled = dormant::release(&state, &id, origin, &caller).await?;
     Ok(answer(StatusCode::OK, id, &handled))
 }

@@ -1,12 +1,12 @@
 //! `/members`: join, earn and use points, withdraw.
 
+use crate::handle::Origin;
 use axum::Router;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, post};
 use chrono::Utc;
-use mileage_domain::envelope::Causation;
 use mileage_domain::ids::MemberId;
 use mileage_domain::member::MemberCommand;
 use serde::{Deserialize, Serialize};
@@ -102,7 +102,7 @@ impl MemberAnswer {
 )]
 pub(super) async fn join(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     AppJson(request): AppJson<JoinRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(status) = request
@@ -117,7 +117,7 @@ pub(super) async fn join(
     }
     let (id, joined) = state
         .members
-        .join(&request.phone_no, &request.nickname, causation)
+        .join(&request.phone_no, &request.nickname, None, origin)
         .await?;
     let answer = MemberAnswer {
         member_status: Some("READY"),
@@ -144,13 +144,13 @@ pub(super) async fn join(
 )]
 pub(super) async fn earn(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
     let command = |amount, at| MemberCommand::EarnPoints { amount, at };
-    points(&state, causation, &caller, &id, request.amount, command).await
+    points(&state, origin, &caller, &id, request.amount, command).await
 }
 
 /// Spends points (the member or a manager).
@@ -171,19 +171,19 @@ pub(super) async fn earn(
 )]
 pub(super) async fn use_points(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
     let command = |amount, at| MemberCommand::UsePoints { amount, at };
-    points(&state, causation, &caller, &id, request.amount, command).await
+    points(&state, origin, &caller, &id, request.amount, command).await
 }
 
 /// Earning and using differ only in the command.
 async fn points(
     state: &AppState,
-    causation: Causation,
+    origin: Origin,
     caller: &Caller,
     id: &str,
     amount: i64,
@@ -193,7 +193,7 @@ async fn points(
     caller.require_member_or_manager(&id)?;
     let handled = state
         .members
-        .points(&id, command(amount, Utc::now()), causation)
+        .points(&id, command(amount, Utc::now()), origin)
         .await?;
     let answer = MemberAnswer {
         balance: Some(handled.state.balance().0),
@@ -217,13 +217,13 @@ async fn points(
 )]
 pub(super) async fn withdraw(
     State(state): State<AppState>,
-    Extension(causation): Extension<Causation>,
+    Extension(origin): Extension<Origin>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = MemberId::parse(&id)?;
     caller.require_member_or_manager(&id)?;
-    let handled = state.members.withdraw(&id, causation).await?;
+    let handled = state.members.withdraw(&id, origin).await?;
     let answer = MemberAnswer {
         member_status: Some("WITHDRAWN"),
         ..MemberAnswer::new(id, &handled)

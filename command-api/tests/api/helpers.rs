@@ -59,6 +59,7 @@ pub(crate) async fn spawn_app_with(
         },
         cors_allowed_origins: Vec::new(),
         idempotency_retention: Duration::from_secs(24 * 3600),
+        idempotency_lease: Duration::from_secs(10),
     };
     adjust(&mut settings);
     let app = Application::build(&settings)

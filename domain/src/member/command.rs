@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::ids::MemberId;
+use crate::ids::{DormantMemberId, MemberId};
 use crate::pii::Sealed;
 
 /// A command addressed to one member.
@@ -20,6 +20,8 @@ pub enum MemberCommand {
         nickname: Sealed,
         /// When the member joined.
         at: DateTime<Utc>,
+        /// The dormant target a release re-joins them for, if any.
+        rejoining: Option<DormantMemberId>,
     },
     /// Earn points; `amount` must be positive.
     EarnPoints {

@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::event::domain_events;
-use crate::ids::MemberId;
+use crate::ids::{DormantMemberId, MemberId};
 use crate::pii::Sealed;
 use crate::values::Points;
 
@@ -19,6 +19,12 @@ pub struct MemberJoined {
     /// Nickname, sealed under the member's key.
     pub nickname: Sealed,
     pub joined_at: DateTime<Utc>,
+    /// The dormant target this join releases, when it is a release's
+    /// re-join: the release process manager clears the target from here
+    /// (or, should the target have been destroyed meanwhile, withdraws this
+    /// member again), so a release stopped after its join still completes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejoining: Option<DormantMemberId>,
 }
 
 /// Points were added to the balance.

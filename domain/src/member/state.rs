@@ -67,6 +67,7 @@ impl Aggregate for Member {
                 phone,
                 nickname,
                 at,
+                rejoining,
             } => match self {
                 Self::NotJoined => Ok(vec![
                     MemberJoined {
@@ -74,6 +75,7 @@ impl Aggregate for Member {
                         phone_no: phone,
                         nickname,
                         joined_at: at,
+                        rejoining,
                     }
                     .into(),
                 ]),

@@ -27,6 +27,7 @@ fn join() -> MemberCommand {
         phone: sealed("phoneNo", "01085581234"),
         nickname: sealed("nickname", "SEQ1"),
         at: at(),
+        rejoining: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn joined() -> MemberEvent {
         phone_no: sealed("phoneNo", "01085581234"),
         nickname: sealed("nickname", "SEQ1"),
         joined_at: at(),
+        rejoining: None,
     }
     .into()
 }

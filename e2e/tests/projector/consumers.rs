@@ -57,10 +57,12 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
         names,
         [
             "mileage-projector:destruction",
+            "mileage-projector:erasure",
             "mileage-projector:managerpage",
             "mileage-projector:members",
             "mileage-projector:messages",
             "mileage-projector:notices",
+            "mileage-projector:releases",
         ],
         "one lock per consumer, none twice"
     );
@@ -84,7 +86,8 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
             .iter()
             .map(|(_, pid)| *pid)
             .collect();
-        (after.len() == 5 && after.iter().all(|pid| !before.contains(pid))).then_some(())
+        (after.len() == holders.len() && after.iter().all(|pid| !before.contains(pid)))
+            .then_some(())
     })
     .await;
     second.stop().await;
@@ -109,7 +112,7 @@ async fn it_reconnects_after_its_database_sessions_are_killed() {
         )
         .await
         .unwrap();
-    assert_eq!(killed.len(), 5);
+    assert_eq!(killed.len(), 7, "one session per consumer");
     let later = commands.join("01022224444", "after").await;
     eventually("projection resumes after reconnecting", WAIT, || async {
         balance(&read, &later).await

@@ -75,6 +75,7 @@ async fn seed(store: &PgEventStore, keys: &PgKeyStore) {
                 phone_no: key.seal("phoneNo", &format!("0106{n:07}"), nonce),
                 nickname: key.seal("nickname", &format!("member {n}"), nonce),
                 joined_at: Utc::now(),
+                rejoining: None,
             }
             .into(),
         ];

@@ -470,10 +470,12 @@ async fn trace_inspect_and_status_follow_the_destruction_saga() {
         names,
         [
             "destruction:running",
+            "erasure:running",
             "managerpage:running",
             "members:running",
             "messages:running",
-            "notices:running"
+            "notices:running",
+            "releases:running"
         ]
     );
     let (_, text, _) = replay(&database, &["status"]).await;

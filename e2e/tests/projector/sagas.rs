@@ -158,3 +158,84 @@ async fn a_gateway_outage_postpones_the_notice_instead_of_destroying_data() {
     projector.stop().await;
     assert_eq!(gateway.received().len(), 1);
 }
+
+#[tokio::test]
+async fn a_withdrawal_erases_the_member_and_every_copy_held_for_them_even_if_the_command_api_kept_the_keys()
+ {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let keys = PgKeyStore::new(store.pool().clone());
+    let read = read_client(&database).await;
+
+    // A member with a dormant target registered for them (the target holds
+    // its own sealed copy of the phone number and nickname).
+    let member = commands.join("010-0000-0031", "leaving").await;
+    let (status, body) = commands
+        .send(
+            reqwest::Method::POST,
+            "/dormantMembers",
+            Some(serde_json::json!({ "memberId": member, "phoneNo": "010-0000-0031", "nickname": "leaving" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let target_id = body["id"].as_str().unwrap().to_owned();
+    let (status, body) = commands
+        .send(reqwest::Method::DELETE, &format!("/members/{member}"), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // As if the command API had died between its append and deleting the
+    // key: the key is put back (same bytes do not matter; its presence does).
+    keys.get_or_create(&format!("member-{member}"))
+        .await
+        .unwrap();
+    assert!(
+        keys.get(&format!("dormantMember-{target_id}"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let _projector = start_projector(&database, None).await;
+    eventually(
+        "both keys are deleted from the log's say-so",
+        WAIT,
+        || async {
+            let member_key = keys.get(&format!("member-{member}")).await.ok()?;
+            let target_key = keys.get(&format!("dormantMember-{target_id}")).await.ok()?;
+            (member_key.is_none() && target_key.is_none()).then_some(())
+        },
+    )
+    .await;
+    let row = eventually("the target's row is erased", WAIT, || async {
+        read.query_opt(
+            "SELECT nickname, phone_masked, erased FROM managerpage.targets WHERE id = $1",
+            &[&target_id],
+        )
+        .await
+        .ok()
+        .flatten()
+        .filter(|row| row.get::<_, bool>(2))
+        .map(|row| {
+            (
+                row.get::<_, Option<String>>(0),
+                row.get::<_, Option<String>>(1),
+            )
+        })
+    })
+    .await;
+    assert_eq!(row, (None, None), "nothing of the person is shown");
+    let events = store.read_all(None, 100).await.unwrap();
+    let withdrawn = events
+        .iter()
+        .find(|e| e.event_type == "MemberWithdrawn")
+        .expect("the withdrawal is in the log");
+    let released = events
+        .iter()
+        .find(|e| e.event_type == "PhoneReleased")
+        .expect("the number was given back");
+    assert_eq!(
+        withdrawn.position.commit, released.position.commit,
+        "withdrawal and release are one append"
+    );
+}

@@ -4,7 +4,9 @@
 //! with event ids derived from the triggering event.
 
 pub(crate) mod destruction;
+pub(crate) mod erasure;
 pub(crate) mod notices;
+pub(crate) mod releases;
 
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;

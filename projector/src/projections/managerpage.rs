@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
+use mileage_domain::member::{Member, MemberEvent};
 use mileage_domain::pii::Sealed;
 use mileage_read_model::managerpage::{self as table, Target};
 use mileage_store::RecordedEvent;
@@ -56,6 +57,29 @@ impl Model for Managerpage {
         rows: Vec<Target>,
     ) -> Result<(), tokio_postgres::Error> {
         table::save(tx, schema, rows).await
+    }
+
+    /// A member who withdraws takes the personal data of every target
+    /// registered for them along (their copy under the target's own key is
+    /// deleted by the erasure process manager).
+    async fn after_save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        batch: &[RecordedEvent],
+    ) -> Result<(), HandleError> {
+        for recorded in batch {
+            if let Some(MemberEvent::MemberWithdrawn(e)) = decode_if::<Member>(recorded)? {
+                table::erase_member(
+                    tx,
+                    schema,
+                    e.member_id.as_str(),
+                    event_time(recorded),
+                    &recorded.position.to_string(),
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {

@@ -147,6 +147,7 @@ mod tests {
                 phone_no: key.seal("phoneNo", "01099998888", [1; 24]),
                 nickname: key.seal("nickname", "lee", [2; 24]),
                 joined_at: Utc::now(),
+                rejoining: None,
             }
             .into(),
             PointsEarned {

@@ -60,6 +60,17 @@ pub trait Model: Send + Sync + 'static {
         ids: &[String],
     ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error>;
 
+    /// Changes to rows found by something other than their id, after the
+    /// batch's rows are saved (a member's withdrawal erases every target
+    /// registered for them); nothing by default.
+    async fn after_save(
+        _tx: &Transaction<'_>,
+        _schema: &str,
+        _batch: &[RecordedEvent],
+    ) -> Result<(), HandleError> {
+        Ok(())
+    }
+
     /// Inserts or replaces `rows`.
     async fn save(
         tx: &Transaction<'_>,
@@ -208,7 +219,7 @@ impl<M: Model> Consumer for Projection<M> {
             }
         }
         if routed.is_empty() {
-            return Ok(());
+            return M::after_save(tx, &self.schema, batch).await;
         }
         let mut key_ids: Vec<String> = routed
             .iter()
@@ -230,6 +241,6 @@ impl<M: Model> Consumer for Projection<M> {
             }
         }
         M::save(tx, &self.schema, rows.into_values().collect()).await?;
-        Ok(())
+        M::after_save(tx, &self.schema, batch).await
     }
 }

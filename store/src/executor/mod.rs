@@ -8,7 +8,14 @@
 //! commands that together break a rule (two withdrawals that overdraw) can
 //! never both succeed. How the appended events get their ids is the
 //! caller's choice ([`EventIds`]): ids derived from what caused the command
-//! make a second run of it append nothing new.
+//! (a trigger event, an `Idempotency-Key`) make a second run of it append
+//! nothing new: before deciding, the executor looks for the first event it
+//! would append, and when it is there answers the first run's outcome
+//! (the state as of that append) instead of deciding again.
+//!
+//! A command on two streams ([`Executor::execute_pair`]) is decided on both
+//! and appended in one multi-stream append, all or nothing where the store
+//! is atomic (see `EventStore::multi_stream_atomic`).
 
 mod cache;
 
@@ -20,7 +27,9 @@ use mileage_domain::envelope::Causation;
 use uuid::Uuid;
 
 pub use self::cache::StateCache;
-use crate::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
+use crate::{
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamAppend,
+};
 
 /// Attempts before a contended command gives up.
 pub const MAX_ATTEMPTS: usize = 5;
@@ -65,6 +74,26 @@ pub struct Executed<A> {
     /// Global position of the last event written; `None` when the command
     /// decided nothing (already in the requested state).
     pub position: Option<Position>,
+    /// The command had been applied before (same derived event ids): this
+    /// is the first run's outcome, and nothing was appended now.
+    pub replayed: bool,
+}
+
+/// What [`Executor::execute_pair`] answers: both outcomes, or why not.
+pub type PairResult<A, B> = Result<
+    (Executed<A>, Executed<B>),
+    ExecuteError<Refused<<A as Aggregate>::Error, <B as Aggregate>::Error>>,
+>;
+
+/// Which of a pair's commands was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused<A, B> {
+    /// The first stream's aggregate refused.
+    #[error(transparent)]
+    First(A),
+    /// The second stream's aggregate refused.
+    #[error(transparent)]
+    Second(B),
 }
 
 /// Why a command was not executed.
@@ -144,22 +173,17 @@ impl Executor {
         A::Command: Clone,
     {
         for _ in 0..MAX_ATTEMPTS {
+            if let Some(first) = self.replayed::<A>(stream, ids).await? {
+                return Ok(first);
+            }
             let (state, version) = self.load::<A>(stream).await?;
             let events = state
                 .decide(command.clone())
                 .map_err(ExecuteError::Rejected)?;
             if events.is_empty() {
-                return Ok(Executed {
-                    state,
-                    version,
-                    position: None,
-                });
+                return Ok(unchanged(state, version));
             }
-            let new: Vec<NewEvent> = events
-                .iter()
-                .enumerate()
-                .map(|(i, e)| NewEvent::from_domain(ids.id(stream, i), e, causation))
-                .collect();
+            let new = new_events(stream, &events, ids, causation);
             let started = std::time::Instant::now();
             let appended = self
                 .store
@@ -167,17 +191,9 @@ impl Executor {
                 .await;
             metrics::histogram!("event_store_append_seconds")
                 .record(started.elapsed().as_secs_f64());
+            fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
             match appended {
-                Ok(outcome) => {
-                    let state = events.iter().fold(state, A::evolve);
-                    self.cache
-                        .put(stream, state.clone(), Some(outcome.last_version));
-                    return Ok(Executed {
-                        state,
-                        version: Some(outcome.last_version),
-                        position: Some(outcome.position),
-                    });
-                }
+                Ok(outcome) => return Ok(self.applied(stream, state, &events, outcome)),
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     metrics::counter!("command_conflicts_total").increment(1);
                     tracing::debug!(stream, "version conflict; deciding again");
@@ -185,10 +201,221 @@ impl Executor {
                 Err(e) => return Err(e.into()),
             }
         }
-        metrics::counter!("command_conflicts_exhausted_total").increment(1);
-        Err(ExecuteError::Contended {
-            stream: stream.to_owned(),
-        })
+        Err(contended(stream))
+    }
+
+    /// Runs `first` against its stream and `second` against its stream as
+    /// one command: both are decided on their current states and whatever
+    /// they decide is appended in one multi-stream append, each part with
+    /// the version read; on a conflict both are decided again.
+    #[tracing::instrument(skip_all, fields(first = first.0, second = second.0, correlation_id = %causation.correlation_id))]
+    pub async fn execute_pair<A, B>(
+        &self,
+        first: (&str, A::Command),
+        second: (&str, B::Command),
+        ids: EventIds,
+        causation: Causation,
+    ) -> PairResult<A, B>
+    where
+        A: Aggregate + Send + Sync + 'static,
+        A::Command: Clone,
+        B: Aggregate + Send + Sync + 'static,
+        B::Command: Clone,
+    {
+        let ((stream_a, command_a), (stream_b, command_b)) = (first, second);
+        for _ in 0..MAX_ATTEMPTS {
+            if let Some(a) = self.replayed::<A>(stream_a, ids).await? {
+                let b = match self.replayed::<B>(stream_b, ids).await? {
+                    Some(b) => b,
+                    None => self.current::<B>(stream_b).await?,
+                };
+                return Ok((a, b));
+            }
+            let (state_a, version_a) = self.load::<A>(stream_a).await?;
+            let (state_b, version_b) = self.load::<B>(stream_b).await?;
+            let events_a = state_a
+                .decide(command_a.clone())
+                .map_err(|e| ExecuteError::Rejected(Refused::First(e)))?;
+            let events_b = state_b
+                .decide(command_b.clone())
+                .map_err(|e| ExecuteError::Rejected(Refused::Second(e)))?;
+            let new_a = new_events(stream_a, &events_a, ids, causation);
+            let new_b = new_events(stream_b, &events_b, ids, causation);
+            let parts: Vec<StreamAppend<'_>> =
+                [(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]
+                    .into_iter()
+                    .filter(|(_, _, events)| !events.is_empty())
+                    .map(|(stream, version, events)| StreamAppend {
+                        stream,
+                        expected: ExpectedVersion::from_last(version),
+                        events,
+                    })
+                    .collect();
+            if parts.is_empty() {
+                return Ok((unchanged(state_a, version_a), unchanged(state_b, version_b)));
+            }
+            let started = std::time::Instant::now();
+            let appended = self.store.append_many(&parts).await;
+            metrics::histogram!("event_store_append_seconds")
+                .record(started.elapsed().as_secs_f64());
+            fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
+            match appended {
+                Ok(outcomes) => {
+                    // One outcome per part, in order; a part was left out
+                    // when its command decided nothing.
+                    let mut outcomes = outcomes.into_iter();
+                    let a = if events_a.is_empty() {
+                        unchanged(state_a, version_a)
+                    } else {
+                        let outcome = outcomes.next().ok_or_else(missing_outcome)?;
+                        self.applied(stream_a, state_a, &events_a, outcome)
+                    };
+                    let b = if events_b.is_empty() {
+                        unchanged(state_b, version_b)
+                    } else {
+                        let outcome = outcomes.next().ok_or_else(missing_outcome)?;
+                        self.applied(stream_b, state_b, &events_b, outcome)
+                    };
+                    return Ok((a, b));
+                }
+                Err(StoreError::WrongExpectedVersion { .. }) => {
+                    metrics::counter!("command_conflicts_total").increment(1);
+                    tracing::debug!(stream_a, stream_b, "version conflict; deciding again");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(contended(stream_a))
+    }
+
+    /// The first run's outcome of a command whose event ids derive from
+    /// `ids`, when its first event is in `stream`: the state as of the last
+    /// event that run appended there. `None` for fresh ids or a command
+    /// not applied before.
+    pub async fn replayed<A>(
+        &self,
+        stream: &str,
+        ids: EventIds,
+    ) -> Result<Option<Executed<A>>, StoreError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        if ids == EventIds::Fresh {
+            return Ok(None);
+        }
+        let Some(first) = self.store.find_in_stream(stream, ids.id(stream, 0)).await? else {
+            return Ok(None);
+        };
+        // Fold everything before the first run's append, then its events
+        // for as long as their ids are the ones that run derived.
+        let mut state = A::default();
+        let (mut version, mut position) = (first.stream_version, first.position);
+        let mut from = 0;
+        'read: loop {
+            let page = self.store.read_stream(stream, from, PAGE).await?;
+            for recorded in &page {
+                if let Some(index) = recorded.stream_version.checked_sub(first.stream_version) {
+                    let index = usize::try_from(index).unwrap_or(usize::MAX);
+                    if recorded.event_id != ids.id(stream, index) {
+                        break 'read;
+                    }
+                    (version, position) = (recorded.stream_version, recorded.position);
+                }
+                state = state.evolve(&recorded.decode::<A::Event>()?);
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => from = last.stream_version + 1,
+                _ => break,
+            }
+        }
+        metrics::counter!("command_replays_total").increment(1);
+        Ok(Some(Executed {
+            state,
+            version: Some(version),
+            position: Some(position),
+            replayed: true,
+        }))
+    }
+
+    /// The current state of `stream`, as an outcome that appended nothing.
+    async fn current<A>(&self, stream: &str) -> Result<Executed<A>, StoreError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        let (state, version) = self.load::<A>(stream).await?;
+        Ok(unchanged(state, version))
+    }
+
+    /// The outcome of appending `events` decided on `state`.
+    fn applied<A>(
+        &self,
+        stream: &str,
+        state: A,
+        events: &[A::Event],
+        outcome: AppendOutcome,
+    ) -> Executed<A>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        let state = events.iter().fold(state, A::evolve);
+        self.cache
+            .put(stream, state.clone(), Some(outcome.last_version));
+        Executed {
+            state,
+            version: Some(outcome.last_version),
+            position: Some(outcome.position),
+            replayed: false,
+        }
+    }
+}
+
+/// What a failpoint after an append answers: the append committed, the
+/// answer did not arrive (a timeout, a cut connection, a crash).
+#[allow(
+    dead_code,
+    reason = "failpoints exist in test builds only (the `fail` crate's feature)"
+)]
+fn lost_answer<E>() -> ExecuteError<E> {
+    ExecuteError::Store(StoreError::Unavailable(
+        "failpoint executor::after_append: the answer was lost".into(),
+    ))
+}
+
+/// An outcome that appended nothing.
+fn unchanged<A>(state: A, version: Option<u64>) -> Executed<A> {
+    Executed {
+        state,
+        version,
+        position: None,
+        replayed: false,
+    }
+}
+
+/// A store that answered a multi-stream append with fewer outcomes than
+/// parts: a bug in the adapter, not a refusal.
+fn missing_outcome() -> StoreError {
+    StoreError::Backend("a multi-stream append answered fewer outcomes than parts".into())
+}
+
+/// The events to append, with their ids.
+fn new_events<E: mileage_domain::event::EventPayload>(
+    stream: &str,
+    events: &[E],
+    ids: EventIds,
+    causation: Causation,
+) -> Vec<NewEvent> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| NewEvent::from_domain(ids.id(stream, i), e, causation))
+        .collect()
+}
+
+/// The error of a command that lost every race.
+fn contended<E>(stream: &str) -> ExecuteError<E> {
+    metrics::counter!("command_conflicts_exhausted_total").increment(1);
+    ExecuteError::Contended {
+        stream: stream.to_owned(),
     }
 }
 

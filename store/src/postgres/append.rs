@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::sql::{self, RawJson};
 use super::{pg_error, pool_error};
-use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError};
+use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError, StreamAppend};
 
 /// `Any` appends race each other on the next version; retry them this often.
 const ANY_RETRIES: usize = 8;
@@ -40,6 +40,62 @@ pub(super) async fn append(
     }
     Err(StoreError::Unavailable(format!(
         "stream {stream} is too contended: {ANY_RETRIES} appends in a row lost the race"
+    )))
+}
+
+/// Appends every part in one transaction, or none. On a clash, each part
+/// is looked at alone: all of them already stored is a retry (the first
+/// outcomes again); a real refusal of any part is that refusal; otherwise
+/// (a concurrent `Any` writer, a rolled-back competitor) it tries again.
+#[tracing::instrument(skip_all, fields(streams = parts.len()))]
+pub(super) async fn append_many(
+    pool: &Pool,
+    parts: &[StreamAppend<'_>],
+) -> Result<Vec<AppendOutcome>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let columns: Vec<Columns<'_>> = parts.iter().map(|p| Columns::of(p.events)).collect();
+    for _ in 0..ANY_RETRIES {
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let mut outcomes = Vec::with_capacity(parts.len());
+        for (part, columns) in parts.iter().zip(&columns) {
+            match insert(&tx, part.stream, part.expected, columns).await {
+                Ok(Some(outcome)) => outcomes.push(outcome),
+                Ok(None) => break,
+                Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => break,
+                Err(e) => return Err(pg_error(e)),
+            }
+        }
+        if outcomes.len() == parts.len() {
+            tx.commit().await.map_err(pg_error)?;
+            return Ok(outcomes);
+        }
+        tx.rollback().await.map_err(pg_error)?;
+        let mut retried = Vec::with_capacity(parts.len());
+        let mut race_lost = false;
+        for (part, columns) in parts.iter().zip(&columns) {
+            match resolve_clash(&client, part.stream, part.expected, columns.ids()).await? {
+                Clash::Retried(outcome) => retried.push((part, outcome)),
+                Clash::Error(e) => return Err(e),
+                Clash::RaceLost => race_lost = true,
+            }
+        }
+        match (race_lost, retried.first()) {
+            (false, _) => return Ok(retried.into_iter().map(|(_, o)| o).collect()),
+            (true, Some((part, outcome))) => {
+                // Some parts are stored and others are not: not a retry of
+                // this append, whose parts are only ever stored together.
+                return Err(StoreError::DuplicateEventId {
+                    event_id: part.events[0].event_id,
+                    stored_in: part.stream.to_owned(),
+                    stored_version: outcome.last_version + 1 - part.events.len() as u64,
+                });
+            }
+            (true, None) => {}
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "{} streams are too contended: {ANY_RETRIES} appends in a row lost the race",
+        parts.len()
     )))
 }
 
@@ -83,7 +139,7 @@ impl<'a> Columns<'a> {
 /// Runs the insert for `expected`. `Ok(None)` when an exact expectation found
 /// no event at that version (nothing inserted).
 async fn insert(
-    client: &deadpool_postgres::Client,
+    client: &impl deadpool_postgres::GenericClient,
     stream: &str,
     expected: ExpectedVersion,
     columns: &Columns<'_>,

@@ -299,6 +299,30 @@ impl EventStore for PgEventStore {
         Ok(outcome)
     }
 
+    async fn append_many(
+        &self,
+        parts: &[crate::StreamAppend<'_>],
+    ) -> Result<Vec<AppendOutcome>, StoreError> {
+        crate::types::validate_append_many(parts)?;
+        let outcomes = append::append_many(&self.inner.pool, parts).await?;
+        if outcomes.iter().any(|o| !o.already_appended) {
+            self.announce();
+        }
+        Ok(outcomes)
+    }
+
+    fn multi_stream_atomic(&self) -> bool {
+        true
+    }
+
+    async fn find_in_stream(
+        &self,
+        stream: &str,
+        event_id: uuid::Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        read::find_in_stream(&self.inner.pool, stream, event_id).await
+    }
+
     async fn read_stream(
         &self,
         stream: &str,

@@ -39,6 +39,24 @@ pub(super) async fn read_stream(
     rows.iter().map(row_to_event).collect()
 }
 
+/// The event `event_id` of `stream`, by the unique index on event ids.
+pub(super) async fn find_in_stream(
+    pool: &Pool,
+    stream: &str,
+    event_id: uuid::Uuid,
+) -> Result<Option<RecordedEvent>, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let stmt = client
+        .prepare_cached(&sql::find_in_stream())
+        .await
+        .map_err(pg_error)?;
+    let row = client
+        .query_opt(&stmt, &[&stream, &event_id])
+        .await
+        .map_err(pg_error)?;
+    row.as_ref().map(row_to_event).transpose()
+}
+
 /// Reads the global log strictly after `after`.
 pub(super) async fn read_all(
     pool: &Pool,

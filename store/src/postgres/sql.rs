@@ -103,6 +103,11 @@ pub(super) fn read_stream() -> String {
     )
 }
 
+/// The event $2 of stream $1.
+pub(super) fn find_in_stream() -> String {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $2 AND stream_id = $1")
+}
+
 /// The last position a reader can see.
 pub(super) const HEAD: &str = "SELECT tx_id, global_position FROM events \
      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \

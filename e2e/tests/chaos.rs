@@ -1,0 +1,415 @@
+//! The crash loop: two command-API processes behind the gateway and a
+//! projector, all real processes, under a random mix of commands from 16
+//! clients, while a killer SIGKILLs one of them every few seconds and starts
+//! it again. Clients retry every command with its own `Idempotency-Key`
+//! until it gets a definitive answer, as a careful client does. At the end
+//! (every process up again, every retry answered) the log and the read
+//! models are checked:
+//!
+//! - every acknowledged command was applied exactly once (each member's
+//!   earns and uses in the log are exactly the acknowledged ones, and the
+//!   balance is their sum);
+//! - no phone number is held by a member that does not exist or withdrew;
+//! - every withdrawn member's person key is gone and their read-model rows
+//!   show nothing of them;
+//! - every read model equals a fresh rebuild (`replay verify`).
+//!
+//! `CHAOS_SECONDS` sets how long the commands run (45 by default, so the
+//! test command stays short; `CHAOS_SECONDS=150` for the long form). The
+//! counts are printed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use mileage_e2e::{JWT_SECRET, binary, free_port, read_client, start_gateway, wait_ready};
+use mileage_store::EventStore;
+use mileage_store::postgres::PgEventStore;
+use mileage_store::testing::{Service, fresh_database};
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+const CLIENTS: u32 = 16;
+const PHONE_SECRET: &str = "chaos-test-phone-index-secret";
+
+fn command_api(database: &str, port: u16) -> Service {
+    Service(
+        std::process::Command::new(binary("mileage-command-api"))
+            .env_clear()
+            .env("DATABASE_URL", database)
+            .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
+            .env("JWT_HS256_SECRET", JWT_SECRET)
+            .env("PHONE_INDEX_SECRET", PHONE_SECRET)
+            .env("IDEMPOTENCY_LEASE_SECS", "3")
+            .env("RUST_LOG", "off")
+            .spawn()
+            .expect("the command API starts"),
+    )
+}
+
+fn projector(database: &str) -> Service {
+    Service(
+        std::process::Command::new(binary("mileage-projector"))
+            .env_clear()
+            .env("DATABASE_URL", database)
+            .env("PROJECTOR_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "off")
+            .spawn()
+            .expect("the projector starts"),
+    )
+}
+
+/// What the clients were told, per member.
+#[derive(Default)]
+struct Acknowledged {
+    /// Acknowledged earns and uses, signed.
+    points: HashMap<String, Vec<i64>>,
+    withdrawn: Vec<String>,
+    joined: Vec<String>,
+}
+
+#[derive(Default)]
+struct Counts {
+    commands: AtomicU64,
+    retries: AtomicU64,
+    refusals: AtomicU64,
+    kills: AtomicU64,
+}
+
+/// Sends one command until it has a definitive answer: transport errors,
+/// 5xx and 409 `idempotency.in_flight` are retried with the same key.
+async fn command(
+    http: &reqwest::Client,
+    gateway: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Value,
+    counts: &Counts,
+) -> (u16, Value) {
+    let key = uuid::Uuid::new_v4().to_string();
+    let token = mileage_e2e::token("chaos", mileage_service::auth::Role::Manager);
+    counts.commands.fetch_add(1, Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let answer = http
+            .request(method.clone(), format!("{gateway}{path}"))
+            .header("Idempotency-Key", &key)
+            .bearer_auth(&token)
+            .json(&body)
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await;
+        if let Ok(response) = answer {
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let in_flight = status == 409 && body["code"] == "idempotency.in_flight";
+            if status < 500 && !in_flight {
+                return (status, body);
+            }
+        }
+        assert!(Instant::now() < deadline, "{method} {path} never answered");
+        counts.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One client: joins members and earns, uses, withdraws for them.
+async fn client(
+    n: u32,
+    http: reqwest::Client,
+    gateway: String,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Acknowledged>>,
+    counts: Arc<Counts>,
+) {
+    let mut members: Vec<String> = Vec::new();
+    let mut phones = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        let roll = rand::rng().random_range(0..100);
+        if members.is_empty() || roll < 15 {
+            phones += 1;
+            let phone = format!("0105{n:03}{phones:04}");
+            let (status, body) = command(
+                &http,
+                &gateway,
+                reqwest::Method::POST,
+                "/members",
+                json!({ "phoneNo": phone, "nickname": format!("chaos {n}") }),
+                &counts,
+            )
+            .await;
+            assert_eq!(status, 201, "a new number always joins: {body}");
+            let member = body["memberId"].as_str().unwrap().to_owned();
+            acked.lock().await.joined.push(member.clone());
+            members.push(member);
+            continue;
+        }
+        let member = members[rand::rng().random_range(0..members.len())].clone();
+        if roll < 18 {
+            let (status, body) = command(
+                &http,
+                &gateway,
+                reqwest::Method::DELETE,
+                &format!("/members/{member}"),
+                Value::Null,
+                &counts,
+            )
+            .await;
+            assert_eq!(status, 200, "a member of ours withdraws: {body}");
+            acked.lock().await.withdrawn.push(member.clone());
+            members.retain(|m| *m != member);
+            continue;
+        }
+        let (kind, sign) = if roll < 70 { ("earn", 1) } else { ("use", -1) };
+        let amount: i64 = rand::rng().random_range(1..=5);
+        let (status, body) = command(
+            &http,
+            &gateway,
+            reqwest::Method::POST,
+            &format!("/members/{member}/points/{kind}"),
+            json!({ "amount": amount }),
+            &counts,
+        )
+        .await;
+        match status {
+            200 => acked
+                .lock()
+                .await
+                .points
+                .entry(member)
+                .or_default()
+                .push(sign * amount),
+            422 if body["code"] == "member.insufficient_points" => {
+                counts.refusals.fetch_add(1, Ordering::Relaxed);
+            }
+            other => panic!("{kind} for {member} answered {other}: {body}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_rebuild() {
+    let seconds: u64 = std::env::var("CHAOS_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(45);
+    let database = fresh_database().await;
+    let http = reqwest::Client::new();
+    let ports = [free_port(), free_port()];
+    let mut apis = [
+        command_api(&database, ports[0]),
+        command_api(&database, ports[1]),
+    ];
+    for port in ports {
+        wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
+    }
+    let mut projector_process = projector(&database);
+    let (_gateway, gateway) = start_gateway(&http, &ports).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Acknowledged::default()));
+    let counts = Arc::new(Counts::default());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|n| {
+            tokio::spawn(client(
+                n,
+                http.clone(),
+                gateway.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+                Arc::clone(&counts),
+            ))
+        })
+        .collect();
+
+    // The killer: SIGKILL one process every 2 to 5 seconds, start it again.
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let pause = rand::rng().random_range(2_000..5_000);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        let victim = rand::rng().random_range(0..3);
+        counts.kills.fetch_add(1, Ordering::Relaxed);
+        if victim < 2 {
+            let _ = apis[victim].0.kill();
+            let _ = apis[victim].0.wait();
+            apis[victim] = command_api(&database, ports[victim]);
+        } else {
+            let _ = projector_process.0.kill();
+            let _ = projector_process.0.wait();
+            projector_process = projector(&database);
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for port in ports {
+        wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
+    }
+    for client in clients {
+        client.await.expect("a client finishes");
+    }
+    let acked = acked.lock().await;
+
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let mut checks = exactly_once(&store, &acked).await;
+    let all = store.read_all(None, 10_000_000).await.unwrap();
+    checks += numbers_held_by_members(&store, &all).await;
+    checks += withdrawn_are_erased(&store, &database, &acked).await;
+    projector_process.terminate(Duration::from_secs(60)).await;
+    checks += read_models_equal_a_rebuild(&database);
+
+    println!(
+        "chaos: {seconds} s, {} commands ({} joins, {} withdrawals, {} refusals), {} retries, {} kills, {} log events, {checks} invariant checks",
+        counts.commands.load(Ordering::Relaxed),
+        acked.joined.len(),
+        acked.withdrawn.len(),
+        counts.refusals.load(Ordering::Relaxed),
+        counts.retries.load(Ordering::Relaxed),
+        counts.kills.load(Ordering::Relaxed),
+        all.len(),
+    );
+}
+
+/// Each member's earns and uses in the log are exactly the acknowledged
+/// ones, and a withdrawal is there once if it was acknowledged.
+async fn exactly_once(store: &PgEventStore, acked: &Acknowledged) -> u64 {
+    let mut checks = 0u64;
+    for member in &acked.joined {
+        let log = store
+            .read_stream(&format!("member-{member}"), 0, 100_000)
+            .await
+            .unwrap();
+        let mut applied: Vec<i64> = Vec::new();
+        for event in &log {
+            let data: Value = serde_json::from_slice(&event.data).unwrap();
+            match event.event_type.as_str() {
+                "PointsEarned" => applied.push(data["amount"].as_i64().unwrap()),
+                "PointsUsed" => applied.push(-data["amount"].as_i64().unwrap()),
+                _ => {}
+            }
+        }
+        let mut expected = acked.points.get(member).cloned().unwrap_or_default();
+        expected.sort_unstable();
+        applied.sort_unstable();
+        assert_eq!(
+            applied, expected,
+            "member {member}: the log has exactly the acknowledged commands"
+        );
+        let withdrawals = log
+            .iter()
+            .filter(|e| e.event_type == "MemberWithdrawn")
+            .count();
+        assert_eq!(
+            withdrawals,
+            usize::from(acked.withdrawn.contains(member)),
+            "member {member}: withdrawn once if acknowledged, else not"
+        );
+        checks += 2;
+    }
+
+    checks
+}
+
+/// No number is held by a member that does not exist or withdrew.
+async fn numbers_held_by_members(
+    store: &PgEventStore,
+    all: &[mileage_store::RecordedEvent],
+) -> u64 {
+    let mut checks = 0u64;
+    let mut holders: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for event in all.iter().filter(|e| e.stream.starts_with("memberPhone-")) {
+        let data: Value = serde_json::from_slice(&event.data).unwrap();
+        let holder = (event.event_type == "PhoneClaimed")
+            .then(|| data["memberId"].as_str().unwrap().to_owned());
+        holders.insert(event.stream.clone(), holder);
+    }
+    for holder in holders.values().flatten() {
+        let log = store
+            .read_stream(&format!("member-{holder}"), 0, 100_000)
+            .await
+            .unwrap();
+        assert!(
+            log.iter().any(|e| e.event_type == "MemberJoined")
+                && !log.iter().any(|e| e.event_type == "MemberWithdrawn"),
+            "the number held by {holder} belongs to an active member"
+        );
+        checks += 1;
+    }
+
+    checks
+}
+
+/// Once the projector has caught up, withdrawn members' keys are gone and
+/// their rows show nothing of them.
+async fn withdrawn_are_erased(store: &PgEventStore, database: &str, acked: &Acknowledged) -> u64 {
+    let mut checks = 0u64;
+    let read = read_client(database).await;
+    let head = store
+        .head_position()
+        .await
+        .unwrap()
+        .expect("the log has events");
+    mileage_e2e::eventually(
+        "every consumer reaches the head",
+        Duration::from_secs(180),
+        || async {
+            let statuses = mileage_read_model::bookkeeping::statuses(&read)
+                .await
+                .ok()?;
+            (statuses.len() >= 7 && statuses.iter().all(|s| s.checkpoint >= Some(head)))
+                .then_some(())
+        },
+    )
+    .await;
+    for member in &acked.withdrawn {
+        let key = read
+            .query_opt(
+                "SELECT 1 FROM person_keys WHERE key_id = $1",
+                &[&format!("member-{member}")],
+            )
+            .await
+            .unwrap();
+        assert!(key.is_none(), "member {member}'s key is gone");
+        let row = read
+            .query_one(
+                "SELECT nickname, phone_masked, erased FROM members.members WHERE id = $1",
+                &[member],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                row.get::<_, Option<String>>(0),
+                row.get::<_, Option<String>>(1),
+                row.get::<_, bool>(2)
+            ),
+            (None, None, true),
+            "member {member} shows as erased"
+        );
+        checks += 2;
+    }
+
+    checks
+}
+
+/// Every read model equals a fresh rebuild (`replay verify`).
+fn read_models_equal_a_rebuild(database: &str) -> u64 {
+    let mut checks = 0u64;
+    for projection in ["managerpage", "members", "messages"] {
+        let output = std::process::Command::new(binary("replay"))
+            .env_clear()
+            .env("DATABASE_URL", database)
+            .args(["verify", projection])
+            .output()
+            .expect("replay runs");
+        assert!(
+            output.status.success(),
+            "{projection} differs from a rebuild: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        checks += 1;
+    }
+
+    checks
+}
