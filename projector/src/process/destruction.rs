@@ -59,6 +59,11 @@ impl Consumer for Destruction {
                 .await?
             {
                 Step::Appended | Step::AlreadyDone => {
+                    fail::fail_point!("destruction::before_key_delete", |_| Err(
+                        HandleError::Transient(
+                            "failpoint destruction::before_key_delete: the process stopped".into()
+                        )
+                    ));
                     self.keys.delete(&stream).await?;
                     metrics::counter!("destructions_total").increment(1);
                     tracing::info!(target_id = %failed.target_id, "target destroyed; personal data erased");

@@ -76,6 +76,9 @@ impl Notices {
             },
             Err(e) => return Err(HandleError::poison(trigger, e.to_string())),
         };
+        fail::fail_point!("notices::after_send", |_| Err(HandleError::Transient(
+            "failpoint notices::after_send: the process stopped".into()
+        )));
         let notice = |attempts: u32| Notice {
             target_id: changed.id.clone(),
             member_id: changed.member_id.clone(),

@@ -231,8 +231,8 @@ impl Executor {
                 };
                 return Ok((a, b));
             }
-            let (state_a, version_a) = self.load::<A>(stream_a).await?;
-            let (state_b, version_b) = self.load::<B>(stream_b).await?;
+            let ((state_a, version_a), (state_b, version_b)) =
+                futures::try_join!(self.load::<A>(stream_a), self.load::<B>(stream_b))?;
             let events_a = state_a
                 .decide(command_a.clone())
                 .map_err(|e| ExecuteError::Rejected(Refused::First(e)))?;

@@ -54,7 +54,21 @@ pub(super) async fn append_many(
 ) -> Result<Vec<AppendOutcome>, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let columns: Vec<Columns<'_>> = parts.iter().map(|p| Columns::of(p.events)).collect();
+    let known = parts.iter().all(|p| p.expected != ExpectedVersion::Any);
     for _ in 0..ANY_RETRIES {
+        if known {
+            // The common case: every expected version known, one statement.
+            match insert_many(&client, parts).await {
+                Ok(Some(outcomes)) => return Ok(outcomes),
+                Ok(None) => {}
+                Err(e) if clashed(&e) => {}
+                Err(e) => return Err(pg_error(e)),
+            }
+            match classify(&client, parts, &columns).await? {
+                Some(outcomes) => return Ok(outcomes),
+                None => continue,
+            }
+        }
         let tx = client.transaction().await.map_err(pg_error)?;
         let mut outcomes = Vec::with_capacity(parts.len());
         for (part, columns) in parts.iter().zip(&columns) {
@@ -70,33 +84,122 @@ pub(super) async fn append_many(
             return Ok(outcomes);
         }
         tx.rollback().await.map_err(pg_error)?;
-        let mut retried = Vec::with_capacity(parts.len());
-        let mut race_lost = false;
-        for (part, columns) in parts.iter().zip(&columns) {
-            match resolve_clash(&client, part.stream, part.expected, columns.ids()).await? {
-                Clash::Retried(outcome) => retried.push((part, outcome)),
-                Clash::Error(e) => return Err(e),
-                Clash::RaceLost => race_lost = true,
-            }
-        }
-        match (race_lost, retried.first()) {
-            (false, _) => return Ok(retried.into_iter().map(|(_, o)| o).collect()),
-            (true, Some((part, outcome))) => {
-                // Some parts are stored and others are not: not a retry of
-                // this append, whose parts are only ever stored together.
-                return Err(StoreError::DuplicateEventId {
-                    event_id: part.events[0].event_id,
-                    stored_in: part.stream.to_owned(),
-                    stored_version: outcome.last_version + 1 - part.events.len() as u64,
-                });
-            }
-            (true, None) => {}
+        if let Some(outcomes) = classify(&client, parts, &columns).await? {
+            return Ok(outcomes);
         }
     }
     Err(StoreError::Unavailable(format!(
         "{} streams are too contended: {ANY_RETRIES} appends in a row lost the race",
         parts.len()
     )))
+}
+
+/// After a multi-stream append inserted nothing: the first outcomes when
+/// every part is already stored (a retry), the refusal of a part that is
+/// refused, or `None` to try again (a race lost to an `Any` writer or to a
+/// competitor that rolled back).
+async fn classify(
+    client: &tokio_postgres::Client,
+    parts: &[StreamAppend<'_>],
+    columns: &[Columns<'_>],
+) -> Result<Option<Vec<AppendOutcome>>, StoreError> {
+    let mut retried = Vec::with_capacity(parts.len());
+    let mut race_lost = false;
+    for (part, columns) in parts.iter().zip(columns) {
+        match resolve_clash(client, part.stream, part.expected, columns.ids()).await? {
+            Clash::Retried(outcome) => retried.push((part, outcome)),
+            Clash::Error(e) => return Err(e),
+            Clash::RaceLost => race_lost = true,
+        }
+    }
+    match (race_lost, retried.first()) {
+        (false, _) => Ok(Some(retried.into_iter().map(|(_, o)| o).collect())),
+        // Some parts are stored and others are not: not a retry of this
+        // append, whose parts are only ever stored together.
+        (true, Some((part, outcome))) => Err(StoreError::DuplicateEventId {
+            event_id: part.events[0].event_id,
+            stored_in: part.stream.to_owned(),
+            stored_version: outcome.last_version + 1 - part.events.len() as u64,
+        }),
+        (true, None) => Ok(None),
+    }
+}
+
+/// A unique clash or a deadlock with a concurrent writer: classify, retry.
+fn clashed(error: &tokio_postgres::Error) -> bool {
+    [SqlState::UNIQUE_VIOLATION, SqlState::T_R_DEADLOCK_DETECTED]
+        .iter()
+        .any(|code| error.code() == Some(code))
+}
+
+/// Every part in one statement ([`sql::APPEND_MANY`]), each under a known
+/// expected version: the outcomes, or `None` when an expected version is
+/// missing (nothing inserted).
+async fn insert_many(
+    client: &deadpool_postgres::Client,
+    parts: &[StreamAppend<'_>],
+) -> Result<Option<Vec<AppendOutcome>>, tokio_postgres::Error> {
+    let total: usize = parts.iter().map(|p| p.events.len()).sum();
+    let mut streams = Vec::with_capacity(total);
+    let mut versions = Vec::with_capacity(total);
+    let mut expected = Vec::with_capacity(total);
+    let mut ids = Vec::with_capacity(total);
+    let mut types = Vec::with_capacity(total);
+    let mut schema_versions = Vec::with_capacity(total);
+    let mut data = Vec::with_capacity(total);
+    let mut correlations = Vec::with_capacity(total);
+    let mut causations = Vec::with_capacity(total);
+    for part in parts {
+        let must_exist = match part.expected {
+            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX - 1),
+            ExpectedVersion::NoStream | ExpectedVersion::Any => -1,
+        };
+        for (offset, event) in (1..).zip(part.events) {
+            streams.push(part.stream);
+            versions.push(must_exist.saturating_add(offset));
+            expected.push(must_exist);
+            ids.push(event.event_id);
+            types.push(event.event_type.as_str());
+            schema_versions.push(i32::from(event.schema_version));
+            data.push(RawJson(event.data.clone()));
+            correlations.push(event.causation.correlation_id);
+            causations.push(event.causation.causation_id);
+        }
+    }
+    let stmt = client.prepare_cached(sql::APPEND_MANY).await?;
+    let rows = client
+        .query(
+            &stmt,
+            &[
+                &streams,
+                &versions,
+                &expected,
+                &ids,
+                &types,
+                &schema_versions,
+                &data,
+                &correlations,
+                &causations,
+            ],
+        )
+        .await?;
+    if rows.len() != total {
+        return Ok(None);
+    }
+    let outcome = |stream: &str| {
+        rows.iter()
+            .filter(|row| row.get::<_, &str>(3) == stream)
+            .max_by_key(|row| row.get::<_, i64>(2))
+            .map(|last| AppendOutcome {
+                last_version: to_u64(last.get(2)),
+                position: Position {
+                    commit: to_u64(last.get(0)),
+                    prepare: to_u64(last.get(1)),
+                },
+                already_appended: false,
+            })
+    };
+    Ok(parts.iter().map(|p| outcome(p.stream)).collect())
 }
 
 /// The events as the parameters of the insert: scalars for one event, the

@@ -177,3 +177,19 @@ pub(super) const APPEND_GROUP: &str = concat!(
      ORDER BY e.ord \
      RETURNING tx_id, global_position, stream_version, event_id"
 );
+
+/// An atomic append to several streams in one statement: like
+/// [`APPEND_GROUP`], but when any stream's expected version (`$3`, `-1`:
+/// none) is missing, no row at all is inserted.
+pub(super) const APPEND_MANY: &str = concat!(
+    insert_into!(),
+    "SELECT e.stream, e.version, e.id, e.ty, e.sv, e.data, e.corr, e.caus \
+     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::uuid[], $5::text[], $6::int4[], $7::json[], \
+                 $8::uuid[], $9::uuid[]) \
+     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, ord) \
+     WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[], $3::int8[]) AS p(stream, expected) \
+                        WHERE p.expected >= 0 AND NOT EXISTS \
+                          (SELECT 1 FROM events x WHERE x.stream_id = p.stream AND x.stream_version = p.expected)) \
+     ORDER BY e.ord \
+     RETURNING tx_id, global_position, stream_version, stream_id"
+);

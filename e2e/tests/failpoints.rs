@@ -1,0 +1,76 @@
+//! The process managers stopped at their step boundaries (failpoints, in
+//! test builds only): each batch is handled again after the failure, the
+//! way it is after a crash, and the step happens once. Failpoints are
+//! process-wide, so this binary holds only these tests, and `FailScenario`
+//! runs them one at a time.
+
+use std::time::Duration;
+
+use fail::FailScenario;
+use mileage_e2e::{CommandApi, Gateway, eventually, start_projector};
+use mileage_store::EventStore;
+use mileage_store::keys::{KeyStore, PgKeyStore};
+use mileage_store::postgres::PgEventStore;
+use mileage_store::testing::fresh_database;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_destruction_stopped_before_its_key_deletion_deletes_the_key_when_handled_again() {
+    let scenario = FailScenario::setup();
+    fail::cfg("destruction::before_key_delete", "1*return").unwrap();
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&["01000000077"]).await;
+    let commands = CommandApi::spawn(&database).await;
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let keys = PgKeyStore::new(store.pool().clone());
+    let _projector = start_projector(&database, Some(&gateway)).await;
+
+    let (target, _) = commands
+        .register_target("010-0000-0077", "unreachable")
+        .await;
+    commands.mark_dormant(&target).await;
+    let key = format!("dormantMember-{target}");
+    eventually("the target's key is deleted after all", WAIT, || async {
+        keys.get(&key).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    let destroyed = store
+        .read_stream(&key, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "DormantMemberDestroyed")
+        .count();
+    assert_eq!(destroyed, 1, "destroyed once, though handled twice");
+    scenario.teardown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_notice_sent_but_not_recorded_is_sent_again_under_the_same_key_and_recorded_once() {
+    let scenario = FailScenario::setup();
+    fail::cfg("notices::after_send", "1*return").unwrap();
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&[]).await;
+    let commands = CommandApi::spawn(&database).await;
+    let store = PgEventStore::connect(&database).await.unwrap();
+    let _projector = start_projector(&database, Some(&gateway)).await;
+
+    let (target, _) = commands.register_target("010-0000-0078", "reachable").await;
+    commands.mark_dormant(&target).await;
+    let stream = format!("managerMessage-{target}");
+    let recorded = eventually("the notice is recorded", WAIT, || async {
+        let events = store.read_stream(&stream, 0, 10).await.ok()?;
+        (!events.is_empty()).then_some(events)
+    })
+    .await;
+    assert_eq!(recorded.len(), 1, "recorded once");
+    assert_eq!(recorded[0].event_type, "MessageSent");
+    let sent = gateway.received();
+    assert_eq!(sent.len(), 2, "sent again after the stop: {sent:?}");
+    assert_eq!(
+        sent[0].idempotency_key, sent[1].idempotency_key,
+        "under the same key, so the SMS gateway delivers it once"
+    );
+    scenario.teardown();
+}
