@@ -387,11 +387,12 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) {
 
 /// Debian's nginx from `deploy/gateway/gateway.conf.template` in front of
 /// the command-API `ports` (`deploy/local/gateway.sh` installs and runs
-/// it): the process and the gateway's URL.
+/// it): the process, the gateway's URL and its directory (configuration
+/// and error log; the caller removes it).
 pub async fn start_gateway(
     http: &reqwest::Client,
     ports: &[u16],
-) -> (mileage_store::testing::Service, String) {
+) -> (mileage_store::testing::Service, String, std::path::PathBuf) {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh");
     let gateway_port = free_port();
@@ -418,5 +419,5 @@ pub async fn start_gateway(
     );
     let gateway = format!("http://127.0.0.1:{gateway_port}");
     wait_ready(http, &format!("{gateway}/health")).await;
-    (process, gateway)
+    (process, gateway, dir)
 }

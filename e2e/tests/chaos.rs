@@ -206,7 +206,7 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
         wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
     }
     let mut projector_process = projector(&database);
-    let (_gateway, gateway) = start_gateway(&http, &ports).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &ports).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Acknowledged::default()));
@@ -257,6 +257,7 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
     checks += withdrawn_are_erased(&store, &database, &acked).await;
     projector_process.terminate(Duration::from_secs(60)).await;
     checks += read_models_equal_a_rebuild(&database);
+    let _ = std::fs::remove_dir_all(dir);
 
     println!(
         "chaos: {seconds} s, {} commands ({} joins, {} withdrawals, {} refusals), {} retries, {} kills, {} log events, {checks} invariant checks",

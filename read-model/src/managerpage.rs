@@ -79,31 +79,14 @@ pub async fn load(
 ) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            &format!(
-                "SELECT id, member_id, phone_masked, nickname, erased, status, message_status,
-                        registered_at, updated_at, registered_commit, registered_prepare,
-                        last_position
-                   FROM {schema}.targets WHERE id = ANY($1)"
-            ),
+            &format!("SELECT {COLUMNS} FROM {schema}.targets WHERE id = ANY($1)"),
             &[&ids],
         )
         .await?;
     Ok(rows
         .iter()
         .map(|row| {
-            let target = Target {
-                id: row.get(0),
-                member_id: row.get(1),
-                phone_masked: row.get(2),
-                nickname: row.get(3),
-                erased: row.get(4),
-                status: row.get(5),
-                message_status: row.get(6),
-                registered_at: row.get(7),
-                updated_at: row.get(8),
-                registered_position: (row.get(9), row.get(10)),
-                last_position: row.get(11),
-            };
+            let target = Target::from(view(row));
             (target.id.clone(), target)
         })
         .collect())
@@ -257,6 +240,24 @@ pub struct TargetView<'a> {
     /// Where the registration stands in the log: the list's order and cursor.
     pub registered_position: (i64, i64),
     pub last_position: &'a str,
+}
+
+impl From<TargetView<'_>> for Target {
+    fn from(view: TargetView<'_>) -> Self {
+        Self {
+            id: view.id.to_owned(),
+            member_id: view.member_id.to_owned(),
+            phone_masked: view.phone_masked.map(str::to_owned),
+            nickname: view.nickname.map(str::to_owned),
+            erased: view.erased,
+            status: view.status.to_owned(),
+            message_status: view.message_status.map(str::to_owned),
+            registered_at: view.registered_at,
+            updated_at: view.updated_at,
+            registered_position: view.registered_position,
+            last_position: view.last_position.to_owned(),
+        }
+    }
 }
 
 /// Targets read for the query API; [`Targets::views`] reads them in place.

@@ -6,10 +6,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
-use tokio_postgres::Transaction;
+use tokio_postgres::{Row, Transaction};
 
 /// The projection's name, and its live schema's.
 pub const NAME: &str = "members";
+/// The columns [`member`] reads, in its order.
+const COLUMNS: &str =
+    "id, status, balance, phone_masked, nickname, erased, joined_at, updated_at, last_position";
+
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("members", "id")];
 
@@ -62,31 +66,32 @@ pub async fn load(
 ) -> Result<HashMap<String, MemberRow>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            &format!(
-                "SELECT id, status, balance, phone_masked, nickname, erased, joined_at,
-                        updated_at, last_position
-                   FROM {schema}.members WHERE id = ANY($1)"
-            ),
+            &format!("SELECT {COLUMNS} FROM {schema}.members WHERE id = ANY($1)"),
             &[&ids],
         )
         .await?;
     Ok(rows
         .iter()
         .map(|row| {
-            let member = MemberRow {
-                id: row.get(0),
-                status: row.get(1),
-                balance: row.get(2),
-                phone_masked: row.get(3),
-                nickname: row.get(4),
-                erased: row.get(5),
-                joined_at: row.get(6),
-                updated_at: row.get(7),
-                last_position: row.get(8),
-            };
+            let member = member(row);
             (member.id.clone(), member)
         })
         .collect())
+}
+
+/// A row read with [`COLUMNS`].
+fn member(row: &Row) -> MemberRow {
+    MemberRow {
+        id: row.get(0),
+        status: row.get(1),
+        balance: row.get(2),
+        phone_masked: row.get(3),
+        nickname: row.get(4),
+        erased: row.get(5),
+        joined_at: row.get(6),
+        updated_at: row.get(7),
+        last_position: row.get(8),
+    }
 }
 
 /// Inserts or replaces `rows`.
@@ -146,22 +151,10 @@ pub async fn save(
 /// The member `id` in the live read model.
 pub async fn by_id(client: &Client, id: &str) -> Result<Option<MemberRow>, tokio_postgres::Error> {
     let statement = client
-        .prepare_cached(
-            "SELECT id, status, balance, phone_masked, nickname, erased, joined_at, updated_at,
-                    last_position
-               FROM members.members WHERE id = $1",
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM members.members WHERE id = $1"
+        ))
         .await?;
     let row = client.query_opt(&statement, &[&id]).await?;
-    Ok(row.map(|row| MemberRow {
-        id: row.get(0),
-        status: row.get(1),
-        balance: row.get(2),
-        phone_masked: row.get(3),
-        nickname: row.get(4),
-        erased: row.get(5),
-        joined_at: row.get(6),
-        updated_at: row.get(7),
-        last_position: row.get(8),
-    }))
+    Ok(row.as_ref().map(member))
 }

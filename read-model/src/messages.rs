@@ -7,10 +7,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
-use tokio_postgres::Transaction;
+use tokio_postgres::{Row, Transaction};
 
 /// The projection's name, and its live schema's.
 pub const NAME: &str = "messages";
+/// The columns [`message`] reads, in its order.
+const COLUMNS: &str = "target_id, member_id, content, status, attempts, last_error, \
+                       phone_masked, updated_at, last_position";
+
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("messages", "target_id")];
 
@@ -63,31 +67,32 @@ pub async fn load(
 ) -> Result<HashMap<String, MessageRow>, tokio_postgres::Error> {
     let rows = tx
         .query(
-            &format!(
-                "SELECT target_id, member_id, content, status, attempts, last_error,
-                        phone_masked, updated_at, last_position
-                   FROM {schema}.messages WHERE target_id = ANY($1)"
-            ),
+            &format!("SELECT {COLUMNS} FROM {schema}.messages WHERE target_id = ANY($1)"),
             &[&ids],
         )
         .await?;
     Ok(rows
         .iter()
         .map(|row| {
-            let message = MessageRow {
-                target_id: row.get(0),
-                member_id: row.get(1),
-                content: row.get(2),
-                status: row.get(3),
-                attempts: row.get(4),
-                last_error: row.get(5),
-                phone_masked: row.get(6),
-                updated_at: row.get(7),
-                last_position: row.get(8),
-            };
+            let message = message(row);
             (message.target_id.clone(), message)
         })
         .collect())
+}
+
+/// A row read with [`COLUMNS`].
+fn message(row: &Row) -> MessageRow {
+    MessageRow {
+        target_id: row.get(0),
+        member_id: row.get(1),
+        content: row.get(2),
+        status: row.get(3),
+        attempts: row.get(4),
+        last_error: row.get(5),
+        phone_masked: row.get(6),
+        updated_at: row.get(7),
+        last_position: row.get(8),
+    }
 }
 
 /// Inserts or replaces `rows`.
@@ -150,22 +155,10 @@ pub async fn by_target(
     target_id: &str,
 ) -> Result<Option<MessageRow>, tokio_postgres::Error> {
     let statement = client
-        .prepare_cached(
-            "SELECT target_id, member_id, content, status, attempts, last_error,
-                    phone_masked, updated_at, last_position
-               FROM messages.messages WHERE target_id = $1",
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM messages.messages WHERE target_id = $1"
+        ))
         .await?;
     let row = client.query_opt(&statement, &[&target_id]).await?;
-    Ok(row.map(|row| MessageRow {
-        target_id: row.get(0),
-        member_id: row.get(1),
-        content: row.get(2),
-        status: row.get(3),
-        attempts: row.get(4),
-        last_error: row.get(5),
-        phone_masked: row.get(6),
-        updated_at: row.get(7),
-        last_position: row.get(8),
-    }))
+    Ok(row.as_ref().map(message))
 }

@@ -4,7 +4,6 @@ mod auth;
 mod bad_input;
 mod breaker;
 mod dormant_members;
-mod gateway;
 mod health;
 mod helpers;
 mod idempotency;

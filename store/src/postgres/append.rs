@@ -139,50 +139,13 @@ async fn insert_many(
     client: &deadpool_postgres::Client,
     parts: &[StreamAppend<'_>],
 ) -> Result<Option<Vec<AppendOutcome>>, tokio_postgres::Error> {
-    let total: usize = parts.iter().map(|p| p.events.len()).sum();
-    let mut streams = Vec::with_capacity(total);
-    let mut versions = Vec::with_capacity(total);
-    let mut expected = Vec::with_capacity(total);
-    let mut ids = Vec::with_capacity(total);
-    let mut types = Vec::with_capacity(total);
-    let mut schema_versions = Vec::with_capacity(total);
-    let mut data = Vec::with_capacity(total);
-    let mut correlations = Vec::with_capacity(total);
-    let mut causations = Vec::with_capacity(total);
+    let mut columns = StreamColumns::default();
     for part in parts {
-        let must_exist = match part.expected {
-            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX - 1),
-            ExpectedVersion::NoStream | ExpectedVersion::Any => -1,
-        };
-        for (offset, event) in (1..).zip(part.events) {
-            streams.push(part.stream);
-            versions.push(must_exist.saturating_add(offset));
-            expected.push(must_exist);
-            ids.push(event.event_id);
-            types.push(event.event_type.as_str());
-            schema_versions.push(i32::from(event.schema_version));
-            data.push(RawJson(event.data.clone()));
-            correlations.push(event.causation.correlation_id);
-            causations.push(event.causation.causation_id);
-        }
+        columns.push(part.stream, part.expected, part.events);
     }
+    let total = columns.len();
     let stmt = client.prepare_cached(sql::APPEND_MANY).await?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &streams,
-                &versions,
-                &expected,
-                &ids,
-                &types,
-                &schema_versions,
-                &data,
-                &correlations,
-                &causations,
-            ],
-        )
-        .await?;
+    let rows = client.query(&stmt, &columns.params()).await?;
     if rows.len() != total {
         return Ok(None);
     }
@@ -200,6 +163,68 @@ async fn insert_many(
             })
     };
     Ok(parts.iter().map(|p| outcome(p.stream)).collect())
+}
+
+/// Appends to several streams as the column arrays of one statement
+/// ([`sql::APPEND_GROUP`], [`sql::APPEND_MANY`]): per event its stream, its
+/// version and the version that must exist before it (`-1`: none).
+#[derive(Default)]
+pub(super) struct StreamColumns<'a> {
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    expected: Vec<i64>,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    data: Vec<RawJson>,
+    correlations: Vec<Uuid>,
+    causations: Vec<Uuid>,
+}
+
+impl<'a> StreamColumns<'a> {
+    /// Adds `events` for `stream` under `expected` (`Any` counts as none).
+    pub(super) fn push(
+        &mut self,
+        stream: &'a str,
+        expected: ExpectedVersion,
+        events: &'a [NewEvent],
+    ) {
+        let must_exist = match expected {
+            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX - 1),
+            ExpectedVersion::NoStream | ExpectedVersion::Any => -1,
+        };
+        for (offset, event) in (1..).zip(events) {
+            self.streams.push(stream);
+            self.versions.push(must_exist.saturating_add(offset));
+            self.expected.push(must_exist);
+            self.ids.push(event.event_id);
+            self.types.push(event.event_type.as_str());
+            self.schema_versions.push(i32::from(event.schema_version));
+            self.data.push(RawJson(event.data.clone()));
+            self.correlations.push(event.causation.correlation_id);
+            self.causations.push(event.causation.causation_id);
+        }
+    }
+
+    /// The number of events.
+    pub(super) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The statement's nine parameters, in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.streams,
+            &self.versions,
+            &self.expected,
+            &self.ids,
+            &self.types,
+            &self.schema_versions,
+            &self.data,
+            &self.correlations,
+            &self.causations,
+        ]
+    }
 }
 
 /// The events as the parameters of the insert: scalars for one event, the

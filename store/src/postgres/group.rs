@@ -16,8 +16,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::append::{self, to_u64};
-use super::sql::{self, RawJson};
+use super::append::{self, StreamColumns, to_u64};
+use super::sql;
 use super::{pg_error, pool_error};
 use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError};
 
@@ -151,32 +151,9 @@ async fn insert_group(
     pool: &Pool,
     group: &[Request],
 ) -> Result<HashMap<Uuid, AppendOutcome>, GroupError> {
-    let total: usize = group.iter().map(|r| r.events.len()).sum();
-    let mut streams = Vec::with_capacity(total);
-    let mut versions = Vec::with_capacity(total);
-    let mut expected = Vec::with_capacity(total);
-    let mut ids = Vec::with_capacity(total);
-    let mut types = Vec::with_capacity(total);
-    let mut schema_versions = Vec::with_capacity(total);
-    let mut data = Vec::with_capacity(total);
-    let mut correlations = Vec::with_capacity(total);
-    let mut causations = Vec::with_capacity(total);
+    let mut columns = StreamColumns::default();
     for request in group {
-        let must_exist = match request.expected {
-            ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX - 1),
-            ExpectedVersion::NoStream | ExpectedVersion::Any => -1,
-        };
-        for (offset, event) in (1..).zip(&request.events) {
-            streams.push(request.stream.as_str());
-            versions.push(must_exist.saturating_add(offset));
-            expected.push(must_exist);
-            ids.push(event.event_id);
-            types.push(event.event_type.as_str());
-            schema_versions.push(i32::from(event.schema_version));
-            data.push(RawJson(event.data.clone()));
-            correlations.push(event.causation.correlation_id);
-            causations.push(event.causation.causation_id);
-        }
+        columns.push(&request.stream, request.expected, &request.events);
     }
     let client = pool
         .get()
@@ -186,36 +163,20 @@ async fn insert_group(
         .prepare_cached(sql::APPEND_GROUP)
         .await
         .map_err(|e| GroupError::Store(pg_error(e)))?;
-    let rows = client
-        .query(
-            &stmt,
-            &[
-                &streams,
-                &versions,
-                &expected,
-                &ids,
-                &types,
-                &schema_versions,
-                &data,
-                &correlations,
-                &causations,
-            ],
-        )
-        .await
-        .map_err(|e| {
-            // Two groups inserting contested keys in opposite orders may
-            // deadlock; like a unique clash, each append then goes alone.
-            let clash = [
-                SqlState::UNIQUE_VIOLATION,
-                SqlState::T_R_DEADLOCK_DETECTED,
-                SqlState::T_R_SERIALIZATION_FAILURE,
-            ];
-            if e.code().is_some_and(|code| clash.contains(code)) {
-                GroupError::Clash
-            } else {
-                GroupError::Store(pg_error(e))
-            }
-        })?;
+    let rows = client.query(&stmt, &columns.params()).await.map_err(|e| {
+        // Two groups inserting contested keys in opposite orders may
+        // deadlock; like a unique clash, each append then goes alone.
+        let clash = [
+            SqlState::UNIQUE_VIOLATION,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+        ];
+        if e.code().is_some_and(|code| clash.contains(code)) {
+            GroupError::Clash
+        } else {
+            GroupError::Store(pg_error(e))
+        }
+    })?;
     Ok(rows
         .iter()
         .map(|row| {

@@ -6,7 +6,6 @@
 //! And the reason it holds: a command whose answer is lost is passed to the
 //! next instance with the gateway's idempotency key, and runs once.
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,22 +16,11 @@ use mileage_store::EventStore;
 use mileage_store::testing::Service;
 use serde_json::json;
 
-use crate::helpers::{JWT_SECRET, token};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn gateway_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh")
-}
+use mileage_e2e::{JWT_SECRET, binary, free_port, start_gateway, token, wait_ready};
 
 fn command_api(database: &str, port: u16) -> Service {
     Service(
-        Command::new(env!("CARGO_BIN_EXE_mileage-command-api"))
+        Command::new(binary("mileage-command-api"))
             .env_clear()
             .env("DATABASE_URL", database)
             .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
@@ -42,19 +30,6 @@ fn command_api(database: &str, port: u16) -> Service {
             .spawn()
             .expect("the command API starts"),
     )
-}
-
-async fn wait_ready(http: &reqwest::Client, url: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = http.get(url).send().await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// SIGTERM, a clean exit, then the same instance again, ready.
@@ -130,36 +105,6 @@ async fn client_loop(
         joins,
         failures,
     }
-}
-
-/// nginx from the gateway template in front of the command-API `ports`:
-/// the process, its URL and its directory.
-async fn start_gateway(http: &reqwest::Client, ports: &[u16]) -> (Service, String, PathBuf) {
-    let gateway_port = free_port();
-    let upstreams: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let dir = std::env::temp_dir().join(format!("mileage-gateway-{}", uuid::Uuid::new_v4()));
-    let rendered = Command::new("bash")
-        .arg(gateway_script())
-        .arg("render")
-        .arg(&dir)
-        .arg(gateway_port.to_string())
-        .arg(upstreams.join(" "))
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .status()
-        .unwrap();
-    assert!(rendered.success());
-    let process = Service(
-        Command::new("bash")
-            .arg(gateway_script())
-            .arg("start")
-            .arg(&dir)
-            .stderr(std::fs::File::create(dir.join("error.log")).unwrap())
-            .spawn()
-            .expect("nginx starts"),
-    );
-    let gateway = format!("http://127.0.0.1:{gateway_port}");
-    wait_ready(http, &format!("{gateway}/health")).await;
-    (process, gateway, dir)
 }
 
 #[tokio::test]
