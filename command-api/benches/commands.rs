@@ -5,7 +5,9 @@
 //! numbers; asserts nothing.
 //!
 //! `bash deploy/local/with-pg.sh cargo bench -p mileage-command-api --bench commands`
-//! Settings: `BENCH_SECONDS` (default 5), `BENCH_RUNS` (median of, default 3).
+//! Settings: `BENCH_SECONDS` (default 5), `BENCH_RUNS` (median of, default 3),
+//! `BENCH_CLIENTS` (comma-separated client counts, default `8,32,64`),
+//! `BENCH_ONLY` (`join` or `earn`: that measurement alone).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -213,11 +215,20 @@ async fn main() {
         "measurement", "per second", "p50 ms", "p99 ms"
     );
     let phones = Arc::new(AtomicU64::new(0));
-    for clients in [8, 32, 64] {
+    let client_counts: Vec<u64> = std::env::var("BENCH_CLIENTS")
+        .unwrap_or_else(|_| "8,32,64".into())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .collect();
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    for clients in client_counts {
         for (label, members) in [
             ("fresh members", &fresh),
             ("members with 1,000 events", &long),
         ] {
+            if only == "join" {
+                continue;
+            }
             let mut samples = Vec::new();
             for _ in 0..runs {
                 let (client, base, token, members) =
@@ -241,6 +252,9 @@ async fn main() {
                 m.p50_ms,
                 m.p99_ms
             );
+        }
+        if only == "earn" {
+            continue;
         }
         let mut samples = Vec::new();
         for _ in 0..runs {

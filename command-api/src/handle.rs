@@ -10,7 +10,7 @@
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
 use mileage_service::ApiError;
-use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor, Refused};
+use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor, FirstDecision, Refused};
 use uuid::Uuid;
 
 /// What a handled command did.
@@ -73,11 +73,13 @@ where
         .map_err(|e| api_error(e, |refusal| ApiError::domain(&refusal)))
 }
 
-/// Handles two commands on two streams as one (one atomic append).
+/// Handles two commands on two streams as one (one atomic append), the
+/// first decision made on what `first_decision` says.
 pub(crate) async fn handle_pair<A, B>(
     executor: &Executor,
     first: (&str, A::Command),
     second: (&str, B::Command),
+    first_decision: FirstDecision,
     origin: Origin,
 ) -> Result<(Handled<A>, Handled<B>), ApiError>
 where
@@ -87,7 +89,7 @@ where
     B::Command: Clone,
 {
     executor
-        .execute_pair::<A, B>(first, second, origin.ids, origin.causation)
+        .execute_pair::<A, B>(first, second, first_decision, origin.ids, origin.causation)
         .await
         .map_err(|e| {
             api_error(e, |refusal| match refusal {

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
@@ -16,15 +17,37 @@ use uuid::Uuid;
 use crate::handle::{Origin, handle};
 use mileage_service::ApiError;
 
-/// Ids reserved per append: more means fewer appends and larger gaps after a
-/// restart.
-const BLOCK: u64 = 50;
+/// Ids reserved per append at first and when ids are asked for slowly: a
+/// restart leaves a gap of at most this many.
+const MIN_BLOCK: u64 = 50;
+
+/// Ids reserved per append at most: under a burst of joins the block grows
+/// (doubling whenever one lasted less than [`FAST`]), so reservations,
+/// during which that kind's ids wait, stay a few per second.
+const MAX_BLOCK: u64 = 1000;
+
+/// A block used up faster than this was too small.
+const FAST: Duration = Duration::from_secs(1);
+
+/// A block lasting longer than this was larger than needed.
+const SLOW: Duration = Duration::from_secs(10);
+
+/// The ids of one kind reserved by this process.
+struct Block {
+    /// The next id to hand out.
+    next: u64,
+    /// The block's last id.
+    last: u64,
+    /// How many the next reservation takes.
+    size: u64,
+    /// When this block was reserved.
+    reserved_at: Instant,
+}
 
 /// The id allocator of one process.
 pub(crate) struct IdAllocator {
     executor: Arc<Executor>,
-    /// Per kind: the next id to hand out and the last of the block.
-    blocks: Mutex<HashMap<&'static str, (u64, u64)>>,
+    blocks: Mutex<HashMap<&'static str, Block>>,
 }
 
 impl IdAllocator {
@@ -39,26 +62,66 @@ impl IdAllocator {
     /// The next id of `kind` (`member`, `dormantMember`).
     pub(crate) async fn next(&self, kind: &'static str) -> Result<u64, ApiError> {
         let mut blocks = self.blocks.lock().await;
-        if let Some((next, last)) = blocks.get_mut(kind)
-            && *next <= *last
-        {
-            let id = *next;
-            *next += 1;
-            return Ok(id);
-        }
+        let size = match blocks.get_mut(kind) {
+            Some(block) if block.next <= block.last => {
+                let id = block.next;
+                block.next += 1;
+                return Ok(id);
+            }
+            Some(block) => next_size(block.size, block.reserved_at.elapsed()),
+            None => MIN_BLOCK,
+        };
         let reserved = handle::<IdSequence>(
             &self.executor,
             &stream_name::<IdSequence>(&kind),
             IdSequenceCommand {
-                size: BLOCK,
+                size,
                 at: Utc::now(),
             },
             Origin::fresh(Causation::root(Uuid::now_v7())),
         )
         .await?;
         let last = reserved.state.next - 1;
-        let first = last + 1 - BLOCK;
-        blocks.insert(kind, (first + 1, last));
+        let first = last + 1 - size;
+        blocks.insert(
+            kind,
+            Block {
+                next: first + 1,
+                last,
+                size,
+                reserved_at: Instant::now(),
+            },
+        );
         Ok(first)
+    }
+}
+
+/// The size of the block after one of `size` ids that lasted `lasted`.
+fn next_size(size: u64, lasted: Duration) -> u64 {
+    if lasted < FAST {
+        (size * 2).min(MAX_BLOCK)
+    } else if lasted > SLOW {
+        (size / 2).max(MIN_BLOCK)
+    } else {
+        size
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{MAX_BLOCK, MIN_BLOCK, next_size};
+
+    #[test]
+    fn blocks_grow_under_a_burst_and_shrink_when_quiet_within_bounds() {
+        assert_eq!(
+            next_size(MIN_BLOCK, Duration::from_millis(200)),
+            2 * MIN_BLOCK
+        );
+        assert_eq!(next_size(MAX_BLOCK, Duration::from_millis(1)), MAX_BLOCK);
+        assert_eq!(next_size(400, Duration::from_secs(5)), 400);
+        assert_eq!(next_size(400, Duration::from_secs(60)), 200);
+        assert_eq!(next_size(MIN_BLOCK, Duration::from_secs(600)), MIN_BLOCK);
     }
 }

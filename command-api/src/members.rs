@@ -13,6 +13,7 @@ use mileage_domain::pii::phone_index;
 use mileage_domain::values::{Nickname, PhoneNumber};
 
 use mileage_service::ApiError;
+use mileage_store::executor::FirstDecision;
 
 use crate::context::Context;
 use crate::handle::{Handled, handle, handle_pair, load};
@@ -93,6 +94,8 @@ impl Members {
                 executor,
                 (&claim_stream, claim),
                 (&member_stream, join),
+                // The member's id is new and most numbers are free: no read.
+                FirstDecision::OnKnown,
                 origin,
             )
         };
@@ -100,11 +103,21 @@ impl Members {
             Err(ApiError::Domain { code, .. })
                 if code == "member.phone_taken" && self.free_stale_claim(&claim_stream).await? =>
             {
-                pair(claim, join).await?.1
+                pair(claim, join).await
             }
-            other => other?.1,
+            other => other,
         };
-        Ok((member_id, joined))
+        match joined {
+            Ok((_, joined)) => Ok((member_id, joined)),
+            Err(refused @ ApiError::Domain { .. }) => {
+                // Refused: nothing was appended for this new id, so its key
+                // seals nothing. (After any other failure the append may have
+                // committed unseen; the key stays.)
+                self.ctx.keys.delete(&member_stream).await?;
+                Err(refused)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Gives back a number held by a member who no longer holds it in fact:
@@ -191,6 +204,7 @@ impl Members {
                     executor,
                     (&stream, withdraw),
                     (&self.phone_stream(&phone), release),
+                    FirstDecision::OnRead,
                     origin,
                 )
                 .await?

@@ -45,7 +45,11 @@ impl Application {
         let pg = PgEventStore::connect(&settings.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
-        let keys = Arc::new(PgKeyStore::new(pg.pool().clone()));
+        let keys = Arc::new(if settings.eventstoredb_url.is_none() {
+            PgKeyStore::sharing_wal_with_events(&pg)?
+        } else {
+            PgKeyStore::new(pg.pool().clone())
+        });
         let idempotency =
             IdempotencyStore::new(pg.pool().clone(), settings.idempotency_lease).await?;
         let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;

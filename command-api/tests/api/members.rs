@@ -34,6 +34,62 @@ async fn one_phone_number_one_active_member() {
     .assert_problem(409, "member.phone_taken");
 }
 
+/// A join decides on what its instance knows without reading (a new number
+/// is free, a cached claim is as cached); another instance's claim must
+/// still win, whatever this one has cached or not.
+#[tokio::test]
+async fn instances_with_stale_or_cold_caches_never_give_one_number_twice() {
+    let a = spawn_app().await;
+    let b = crate::helpers::spawn_app_on(a.database_url.clone()).await;
+    let first = a.join("01070700000", "A").await;
+    // B has never seen the number: it assumes it free, and must find out.
+    b.post(
+        "/members",
+        json!({ "phoneNo": "01070700000", "nickname": "B" }),
+    )
+    .await
+    .assert_problem(409, "member.phone_taken");
+    // B caches the number as given back; A claims it again meanwhile.
+    let second = b.join("01071710000", "B").await;
+    assert_eq!(b.delete(&format!("/members/{second}")).await.status, 200);
+    a.join("01071710000", "A again").await;
+    b.post(
+        "/members",
+        json!({ "phoneNo": "01071710000", "nickname": "B again" }),
+    )
+    .await
+    .assert_problem(409, "member.phone_taken");
+    // The refused joins left no member behind.
+    let store = a.store().await;
+    let members: Vec<String> = store
+        .read_all(None, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.event_type == "MemberJoined")
+        .map(|e| e.stream.clone())
+        .collect();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert!(members.contains(&format!("member-{first}")));
+    // Nor a person key: only the members who hold data have one (the
+    // withdrawn one's is gone).
+    let client = store.pool().get().await.unwrap();
+    let mut keys: Vec<String> = client
+        .query("SELECT key_id FROM person_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    keys.sort();
+    let mut holders: Vec<String> = members
+        .into_iter()
+        .filter(|m| *m != format!("member-{second}"))
+        .collect();
+    holders.sort();
+    assert_eq!(keys, holders);
+}
+
 #[tokio::test]
 async fn points_are_earned_used_and_never_overdrawn() {
     let app = spawn_app().await;

@@ -64,6 +64,21 @@ impl EventIds {
     }
 }
 
+/// What the first decision of a command on two streams is made on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstDecision {
+    /// The streams as read from the store: one read each.
+    OnRead,
+    /// What is known without reading: the cached state, or an empty stream
+    /// when nothing is cached. For streams that are new in the common case
+    /// (a join's member and phone-claim streams), so the happy path reads
+    /// nothing. A refusal, a no-op or a version conflict on that attempt
+    /// is decided again on the streams as read, so the outcome is the
+    /// same as with [`FirstDecision::OnRead`]; only a wrong guess costs
+    /// more.
+    OnKnown,
+}
+
 /// What an executed command did.
 #[derive(Debug, Clone)]
 pub struct Executed<A> {
@@ -208,11 +223,13 @@ impl Executor {
     /// one command: both are decided on their current states and whatever
     /// they decide is appended in one multi-stream append, each part with
     /// the version read; on a conflict both are decided again.
+    /// The first decision is made on what `first_decision` says.
     #[tracing::instrument(skip_all, fields(first = first.0, second = second.0, correlation_id = %causation.correlation_id))]
     pub async fn execute_pair<A, B>(
         &self,
         first: (&str, A::Command),
         second: (&str, B::Command),
+        first_decision: FirstDecision,
         ids: EventIds,
         causation: Causation,
     ) -> PairResult<A, B>
@@ -223,7 +240,8 @@ impl Executor {
         B::Command: Clone,
     {
         let ((stream_a, command_a), (stream_b, command_b)) = (first, second);
-        for _ in 0..MAX_ATTEMPTS {
+        let mut on_known = first_decision == FirstDecision::OnKnown;
+        for _ in 0..MAX_ATTEMPTS + usize::from(on_known) {
             if let Some(a) = self.replayed::<A>(stream_a, ids).await? {
                 let b = match self.replayed::<B>(stream_b, ids).await? {
                     Some(b) => b,
@@ -231,14 +249,29 @@ impl Executor {
                 };
                 return Ok((a, b));
             }
-            let ((state_a, version_a), (state_b, version_b)) =
-                futures::try_join!(self.load::<A>(stream_a), self.load::<B>(stream_b))?;
-            let events_a = state_a
+            let ((state_a, version_a), (state_b, version_b)) = if on_known {
+                (self.known::<A>(stream_a), self.known::<B>(stream_b))
+            } else {
+                futures::try_join!(self.load::<A>(stream_a), self.load::<B>(stream_b))?
+            };
+            let decided = state_a
                 .decide(command_a.clone())
-                .map_err(|e| ExecuteError::Rejected(Refused::First(e)))?;
-            let events_b = state_b
-                .decide(command_b.clone())
-                .map_err(|e| ExecuteError::Rejected(Refused::Second(e)))?;
+                .map_err(Refused::First)
+                .and_then(|a| {
+                    let b = state_b.decide(command_b.clone()).map_err(Refused::Second)?;
+                    Ok((a, b))
+                });
+            let (events_a, events_b) = match decided {
+                Ok((a, b)) if !(on_known && a.is_empty() && b.is_empty()) => (a, b),
+                // Refused, or nothing to do, on what was only assumed: see
+                // whether the streams as they are say the same.
+                _ if on_known => {
+                    on_known = false;
+                    continue;
+                }
+                Ok(nothing) => nothing,
+                Err(refused) => return Err(ExecuteError::Rejected(refused)),
+            };
             let new_a = new_events(stream_a, &events_a, ids, causation);
             let new_b = new_events(stream_b, &events_b, ids, causation);
             let parts: Vec<StreamAppend<'_>> =
@@ -279,7 +312,12 @@ impl Executor {
                     return Ok((a, b));
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    metrics::counter!("command_conflicts_total").increment(1);
+                    if on_known {
+                        on_known = false;
+                        metrics::counter!("command_assumptions_missed_total").increment(1);
+                    } else {
+                        metrics::counter!("command_conflicts_total").increment(1);
+                    }
                     tracing::debug!(stream_a, stream_b, "version conflict; deciding again");
                 }
                 Err(e) => return Err(e.into()),
@@ -335,6 +373,15 @@ impl Executor {
             position: Some(position),
             replayed: true,
         }))
+    }
+
+    /// What is known of `stream` without reading it: its cached state, or
+    /// an empty stream.
+    fn known<A>(&self, stream: &str) -> (A, Option<u64>)
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        self.cache.get::<A>(stream).unwrap_or_default()
     }
 
     /// The current state of `stream`, as an outcome that appended nothing.

@@ -2,6 +2,8 @@
 //! out whether it was a retry of the same append, a reused event id, or a
 //! concurrent writer.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::Pool;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -132,42 +134,49 @@ fn clashed(error: &tokio_postgres::Error) -> bool {
         .any(|code| error.code() == Some(code))
 }
 
-/// Every part in one statement ([`sql::APPEND_MANY`]), each under a known
-/// expected version: the outcomes, or `None` when an expected version is
-/// missing (nothing inserted).
+/// Every part in one statement ([`sql::APPEND_GROUP`], as one append),
+/// each under a known expected version: the outcomes, or `None` when an
+/// expected version is missing (nothing inserted).
 async fn insert_many(
     client: &deadpool_postgres::Client,
     parts: &[StreamAppend<'_>],
 ) -> Result<Option<Vec<AppendOutcome>>, tokio_postgres::Error> {
     let mut columns = StreamColumns::default();
     for part in parts {
-        columns.push(part.stream, part.expected, part.events);
+        columns.push(0, part.stream, part.expected, part.events);
     }
-    let total = columns.len();
-    let stmt = client.prepare_cached(sql::APPEND_MANY).await?;
-    let rows = client.query(&stmt, &columns.params()).await?;
-    if rows.len() != total {
-        return Ok(None);
-    }
-    let outcome = |stream: &str| {
-        rows.iter()
-            .filter(|row| row.get::<_, &str>(3) == stream)
-            .max_by_key(|row| row.get::<_, i64>(2))
-            .map(|last| AppendOutcome {
-                last_version: to_u64(last.get(2)),
-                position: Position {
-                    commit: to_u64(last.get(0)),
-                    prepare: to_u64(last.get(1)),
+    let stmt = client.prepare_cached(sql::APPEND_GROUP).await?;
+    let mut written = outcomes_by_id(&client.query(&stmt, &columns.params()).await?);
+    Ok(parts
+        .iter()
+        .map(|part| part.events.last().and_then(|e| written.remove(&e.event_id)))
+        .collect())
+}
+
+/// Each written event's outcome, by event id, from the rows
+/// [`sql::APPEND_GROUP`] returns. An append's rows are all written or none,
+/// so the row of a part's last event is that part's outcome.
+pub(super) fn outcomes_by_id(rows: &[tokio_postgres::Row]) -> HashMap<Uuid, AppendOutcome> {
+    rows.iter()
+        .map(|row| {
+            (
+                row.get(3),
+                AppendOutcome {
+                    last_version: to_u64(row.get(2)),
+                    position: Position {
+                        commit: to_u64(row.get(0)),
+                        prepare: to_u64(row.get(1)),
+                    },
+                    already_appended: false,
                 },
-                already_appended: false,
-            })
-    };
-    Ok(parts.iter().map(|p| outcome(p.stream)).collect())
+            )
+        })
+        .collect()
 }
 
 /// Appends to several streams as the column arrays of one statement
-/// ([`sql::APPEND_GROUP`], [`sql::APPEND_MANY`]): per event its stream, its
-/// version and the version that must exist before it (`-1`: none).
+/// ([`sql::APPEND_GROUP`]): per event the append it belongs to, its stream,
+/// its version and the version that must exist before it (`-1`: none).
 #[derive(Default)]
 pub(super) struct StreamColumns<'a> {
     streams: Vec<&'a str>,
@@ -179,12 +188,16 @@ pub(super) struct StreamColumns<'a> {
     data: Vec<RawJson>,
     correlations: Vec<Uuid>,
     causations: Vec<Uuid>,
+    appends: Vec<i32>,
 }
 
 impl<'a> StreamColumns<'a> {
-    /// Adds `events` for `stream` under `expected` (`Any` counts as none).
+    /// Adds `events` for `stream` under `expected` (`Any` counts as none),
+    /// as part of the statement's append number `append`: that append's
+    /// parts are inserted together or not at all.
     pub(super) fn push(
         &mut self,
+        append: i32,
         stream: &'a str,
         expected: ExpectedVersion,
         events: &'a [NewEvent],
@@ -203,16 +216,12 @@ impl<'a> StreamColumns<'a> {
             self.data.push(RawJson(event.data.clone()));
             self.correlations.push(event.causation.correlation_id);
             self.causations.push(event.causation.causation_id);
+            self.appends.push(append);
         }
     }
 
-    /// The number of events.
-    pub(super) fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    /// The statement's nine parameters, in order.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 9] {
+    /// The statement's ten parameters, in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 10] {
         [
             &self.streams,
             &self.versions,
@@ -223,6 +232,7 @@ impl<'a> StreamColumns<'a> {
             &self.data,
             &self.correlations,
             &self.causations,
+            &self.appends,
         ]
     }
 }

@@ -1,9 +1,10 @@
 //! Group commit: concurrent appends share one statement and one commit.
 //!
-//! Appends with a known expectation (no stream, exact version) are queued;
-//! a few committer tasks each take whatever is queued and write it as one
-//! `INSERT`. An append whose expected version is missing is simply not
-//! inserted and is retried alone; a clash on a unique index (a concurrent
+//! Appends with known expectations (no stream, exact version), of one
+//! stream or atomically of several, are queued; a few committer tasks each
+//! take whatever is queued and write it as one `INSERT`. An append one of
+//! whose expected versions is missing is simply not inserted (none of its
+//! parts) and is retried alone; a clash on a unique index (a concurrent
 //! writer, a reused event id, a retry) fails the statement and every append
 //! of the group is retried alone, on the ordinary path, which gives each its
 //! exact answer. So the semantics are those of individual appends.
@@ -16,20 +17,32 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
-use super::append::{self, StreamColumns, to_u64};
+use super::append::{self, StreamColumns};
 use super::sql;
 use super::{pg_error, pool_error};
-use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError};
+use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamAppend};
 
 /// Most events one group statement carries.
 const MAX_GROUP_EVENTS: usize = 256;
 
-/// One queued append and where to answer.
-struct Request {
+/// One stream's share of a queued append.
+struct Part {
     stream: String,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// One queued append (of one stream or, atomically, several) and where to
+/// answer: one outcome per part, in order.
+struct Request {
+    parts: Vec<Part>,
+    reply: oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>,
+}
+
+impl Request {
+    fn events(&self) -> usize {
+        self.parts.iter().map(|p| p.events.len()).sum()
+    }
 }
 
 /// The queue in front of the committer tasks.
@@ -49,22 +62,27 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Appends through the group; `None` when it does not take this append
-    /// (an `Any` expectation, or the committers are gone).
+    /// Appends through the group: one outcome per part, in order; `None`
+    /// when it does not take this append (an `Any` expectation, too many
+    /// events, or the committers are gone).
     pub(super) async fn append(
         &self,
-        stream: &str,
-        expected: ExpectedVersion,
-        events: &[NewEvent],
-    ) -> Option<Result<AppendOutcome, StoreError>> {
-        if expected == ExpectedVersion::Any || events.len() >= MAX_GROUP_EVENTS {
+        parts: &[StreamAppend<'_>],
+    ) -> Option<Result<Vec<AppendOutcome>, StoreError>> {
+        let events: usize = parts.iter().map(|p| p.events.len()).sum();
+        if parts.iter().any(|p| p.expected == ExpectedVersion::Any) || events >= MAX_GROUP_EVENTS {
             return None;
         }
         let (reply, answer) = oneshot::channel();
         let request = Request {
-            stream: stream.to_owned(),
-            expected,
-            events: events.to_vec(),
+            parts: parts
+                .iter()
+                .map(|p| Part {
+                    stream: p.stream.to_owned(),
+                    expected: p.expected,
+                    events: p.events.to_vec(),
+                })
+                .collect(),
             reply,
         };
         self.queue.send(request).ok()?;
@@ -79,12 +97,12 @@ async fn run(pool: Pool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>)
             let Some(first) = receiver.recv().await else {
                 return;
             };
-            let mut size = first.events.len();
+            let mut size = first.events();
             let mut group = vec![first];
             while size < MAX_GROUP_EVENTS {
                 match receiver.try_recv() {
                     Ok(next) => {
-                        size += next.events.len();
+                        size += next.events();
                         group.push(next);
                     }
                     Err(_) => break,
@@ -103,17 +121,18 @@ async fn commit(pool: &Pool, group: Vec<Request>) {
     }
     match insert_group(pool, &group).await {
         Ok(mut written) => {
-            // An append's rows are all written or none (they share one
-            // check): its last event's row is its outcome.
+            // An append's rows are all written or none: the rows of its
+            // parts' last events are its outcomes.
             let mut missed = Vec::new();
             for request in group {
-                let last = request
-                    .events
-                    .last()
-                    .and_then(|e| written.remove(&e.event_id));
-                match last {
-                    Some(outcome) => {
-                        let _ = request.reply.send(Ok(outcome));
+                let outcomes: Option<Vec<AppendOutcome>> = request
+                    .parts
+                    .iter()
+                    .map(|p| p.events.last().and_then(|e| written.remove(&e.event_id)))
+                    .collect();
+                match outcomes {
+                    Some(outcomes) => {
+                        let _ = request.reply.send(Ok(outcomes));
                     }
                     None => missed.push(request),
                 }
@@ -135,7 +154,22 @@ async fn commit(pool: &Pool, group: Vec<Request>) {
 /// The ordinary path, concurrently, for requests the group could not take.
 async fn alone(pool: &Pool, requests: Vec<Request>) {
     futures::future::join_all(requests.into_iter().map(|r| async move {
-        let result = append::append(pool, &r.stream, r.expected, &r.events).await;
+        let result = match r.parts.as_slice() {
+            [one] => append::append(pool, &one.stream, one.expected, &one.events)
+                .await
+                .map(|outcome| vec![outcome]),
+            parts => {
+                let parts: Vec<StreamAppend<'_>> = parts
+                    .iter()
+                    .map(|p| StreamAppend {
+                        stream: &p.stream,
+                        expected: p.expected,
+                        events: &p.events,
+                    })
+                    .collect();
+                append::append_many(pool, &parts).await
+            }
+        };
         let _ = r.reply.send(result);
     }))
     .await;
@@ -152,8 +186,10 @@ async fn insert_group(
     group: &[Request],
 ) -> Result<HashMap<Uuid, AppendOutcome>, GroupError> {
     let mut columns = StreamColumns::default();
-    for request in group {
-        columns.push(&request.stream, request.expected, &request.events);
+    for (append, request) in (0..).zip(group) {
+        for part in &request.parts {
+            columns.push(append, &part.stream, part.expected, &part.events);
+        }
     }
     let client = pool
         .get()
@@ -177,20 +213,5 @@ async fn insert_group(
             GroupError::Store(pg_error(e))
         }
     })?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            (
-                row.get(3),
-                AppendOutcome {
-                    last_version: to_u64(row.get(2)),
-                    position: Position {
-                        commit: to_u64(row.get(0)),
-                        prepare: to_u64(row.get(1)),
-                    },
-                    already_appended: false,
-                },
-            )
-        })
-        .collect())
+    Ok(append::outcomes_by_id(&rows))
 }

@@ -182,6 +182,46 @@ impl PgEventStore {
         &self.inner.pool
     }
 
+    /// A small pool of connections to the same database whose commits do not
+    /// wait for the disk (`synchronous_commit = off`), for writes that an
+    /// append made later through this store makes durable (see
+    /// [`crate::keys::PgKeyStore::sharing_wal_with_events`]). Connections are
+    /// opened on first use.
+    pub fn lazy_commit_pool(&self, size: usize) -> Result<Pool, StoreError> {
+        let mut config = self.inner.config.clone();
+        config.options("-c synchronous_commit=off");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        Pool::builder(manager)
+            .max_size(size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(self.inner.options.connect_timeout))
+            .wait_timeout(Some(self.inner.options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(format!("cannot build the connection pool: {e}")))
+    }
+
+    /// Appends through the group commit when it is on and `others` appends
+    /// are already in flight (enough to share a statement); `None` when the
+    /// append should go alone.
+    async fn grouped(
+        &self,
+        parts: &[crate::StreamAppend<'_>],
+        others: usize,
+    ) -> Option<Result<Vec<AppendOutcome>, StoreError>> {
+        match &self.inner.group {
+            Some(group) if others >= self.inner.options.group_min_in_flight => {
+                group.append(parts).await
+            }
+            _ => None,
+        }
+    }
+
     /// Tells local subscribers at once, and other processes through one
     /// coalesced NOTIFY, that new events are visible.
     fn announce(&self) {
@@ -283,14 +323,13 @@ impl EventStore for PgEventStore {
     ) -> Result<AppendOutcome, StoreError> {
         crate::types::validate_append(stream, events)?;
         let (_in_flight, others) = InFlight::enter(&self.inner.in_flight);
-        let grouped = match &self.inner.group {
-            Some(group) if others >= self.inner.options.group_min_in_flight => {
-                group.append(stream, expected, events).await
-            }
-            _ => None,
-        };
-        let outcome = match grouped {
-            Some(result) => result?,
+        let part = [crate::StreamAppend {
+            stream,
+            expected,
+            events,
+        }];
+        let outcome = match self.grouped(&part, others).await {
+            Some(result) => result?.pop().ok_or_else(missing_outcome)?,
             None => append::append(&self.inner.pool, stream, expected, events).await?,
         };
         if !outcome.already_appended {
@@ -304,7 +343,11 @@ impl EventStore for PgEventStore {
         parts: &[crate::StreamAppend<'_>],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         crate::types::validate_append_many(parts)?;
-        let outcomes = append::append_many(&self.inner.pool, parts).await?;
+        let (_in_flight, others) = InFlight::enter(&self.inner.in_flight);
+        let outcomes = match self.grouped(parts, others).await {
+            Some(result) => result?,
+            None => append::append_many(&self.inner.pool, parts).await?,
+        };
         if outcomes.iter().any(|o| !o.already_appended) {
             self.announce();
         }
@@ -351,4 +394,10 @@ impl EventStore for PgEventStore {
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
         read::head_position(&self.inner.pool).await
     }
+}
+
+/// A group commit that answered fewer outcomes than parts: a bug, not a
+/// refusal.
+fn missing_outcome() -> StoreError {
+    StoreError::Backend("the group commit answered no outcome for an append".into())
 }

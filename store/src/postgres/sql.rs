@@ -162,34 +162,22 @@ impl<'a> FromSql<'a> for RawJson {
     }
 }
 
-/// Appends of several streams in one statement (group commit). Each row
-/// carries its stream, version and the version that must exist before it
-/// (`-1`: none, for a new stream). A row whose expected version is missing is
-/// skipped (and so is the rest of its append, which shares the check); a
-/// clash on either unique index fails the whole statement.
+/// Appends to several streams in one statement: a group commit's appends,
+/// or one atomic multi-stream append. Each row carries its stream, its
+/// version, the version that must exist before it (`-1`: none, for a new
+/// stream) and the append it belongs to (`$10`). An append any of whose
+/// expected versions is missing inserts no row at all (the others of the
+/// statement go ahead); a clash on either unique index fails the whole
+/// statement.
 pub(super) const APPEND_GROUP: &str = concat!(
     insert_into!(),
     "SELECT e.stream, e.version, e.id, e.ty, e.sv, e.data, e.corr, e.caus \
      FROM unnest($1::text[], $2::int8[], $3::int8[], $4::uuid[], $5::text[], $6::int4[], $7::json[], \
-                 $8::uuid[], $9::uuid[]) \
-     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, ord) \
-     WHERE e.expected < 0 OR EXISTS (SELECT 1 FROM events x WHERE x.stream_id = e.stream AND x.stream_version = e.expected) \
+                 $8::uuid[], $9::uuid[], $10::int4[]) \
+     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, append, ord) \
+     WHERE e.append NOT IN (SELECT p.append FROM unnest($1::text[], $3::int8[], $10::int4[]) AS p(stream, expected, append) \
+                            WHERE p.expected >= 0 AND NOT EXISTS \
+                              (SELECT 1 FROM events x WHERE x.stream_id = p.stream AND x.stream_version = p.expected)) \
      ORDER BY e.ord \
      RETURNING tx_id, global_position, stream_version, event_id"
-);
-
-/// An atomic append to several streams in one statement: like
-/// [`APPEND_GROUP`], but when any stream's expected version (`$3`, `-1`:
-/// none) is missing, no row at all is inserted.
-pub(super) const APPEND_MANY: &str = concat!(
-    insert_into!(),
-    "SELECT e.stream, e.version, e.id, e.ty, e.sv, e.data, e.corr, e.caus \
-     FROM unnest($1::text[], $2::int8[], $3::int8[], $4::uuid[], $5::text[], $6::int4[], $7::json[], \
-                 $8::uuid[], $9::uuid[]) \
-     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, ord) \
-     WHERE NOT EXISTS (SELECT 1 FROM unnest($1::text[], $3::int8[]) AS p(stream, expected) \
-                        WHERE p.expected >= 0 AND NOT EXISTS \
-                          (SELECT 1 FROM events x WHERE x.stream_id = p.stream AND x.stream_version = p.expected)) \
-     ORDER BY e.ord \
-     RETURNING tx_id, global_position, stream_version, stream_id"
 );

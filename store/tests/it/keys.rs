@@ -8,8 +8,34 @@ use crate::helpers::pg_store;
 #[tokio::test]
 async fn a_key_is_created_once_and_deleted_for_good() {
     let store = pg_store().await;
-    let keys = PgKeyStore::new(store.pool().clone());
+    created_once_and_deleted_for_good(&PgKeyStore::new(store.pool().clone())).await;
+}
 
+#[tokio::test]
+async fn a_key_store_beside_the_log_behaves_the_same() {
+    let store = pg_store().await;
+    created_once_and_deleted_for_good(&PgKeyStore::sharing_wal_with_events(&store).unwrap()).await;
+}
+
+/// Only key creation skips the wait for the disk, and only on the pool
+/// meant for it; the store's own connections (appends, deletions) commit
+/// synchronously.
+#[tokio::test]
+async fn only_the_key_creation_pool_commits_without_waiting_for_the_disk() {
+    let store = pg_store().await;
+    let setting = |pool: deadpool_postgres::Pool| async move {
+        let client = pool.get().await.unwrap();
+        let row = client
+            .query_one("SHOW synchronous_commit", &[])
+            .await
+            .unwrap();
+        row.get::<_, String>(0)
+    };
+    assert_eq!(setting(store.lazy_commit_pool(1).unwrap()).await, "off");
+    assert_eq!(setting(store.pool().clone()).await, "on");
+}
+
+async fn created_once_and_deleted_for_good(keys: &PgKeyStore) {
     let key = keys.get_or_create("member-1").await.expect("create");
     assert_eq!(
         keys.get_or_create("member-1").await.expect("again"),

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use mileage_domain::member::MemberEvent;
 use mileage_store::conformance::{event, fresh_stream};
 use mileage_store::postgres::{PgEventStore, PgOptions};
-use mileage_store::{EventStore, ExpectedVersion, StoreError};
+use mileage_store::{EventStore, ExpectedVersion, StoreError, StreamAppend};
 use uuid::Uuid;
 
 use crate::helpers::{pg_dyn, pg_store, raw_client};
@@ -346,4 +346,112 @@ async fn concurrent_optimistic_writers_each_get_their_own_version() {
         .map(|e| e.stream_version)
         .collect();
     assert_eq!(stored, (0..=8).collect::<Vec<u64>>());
+}
+
+/// Every append goes through the group commit (no minimum in flight), so
+/// single- and multi-stream appends share statements: each multi-stream
+/// append is still all or nothing, and one contested part refuses its own
+/// append only, never the others of its statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_commit_keeps_multi_stream_appends_all_or_nothing() {
+    let url = mileage_store::testing::fresh_database().await;
+    let options = PgOptions {
+        group_min_in_flight: 0,
+        ..PgOptions::default()
+    };
+    let store = Arc::new(PgEventStore::connect_with(&url, options).await.unwrap());
+    let claims: Vec<String> = (0..4).map(|_| fresh_stream("claim")).collect();
+    let racers: Vec<_> = (0..32u64)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let claim = claims[usize::try_from(n).unwrap() % claims.len()].clone();
+            let own = fresh_stream("own");
+            let single = fresh_stream("single");
+            tokio::spawn(async move {
+                let (claimed, mine) = (vec![event("Claimed", n)], vec![event("Joined", n)]);
+                let parts = [
+                    StreamAppend {
+                        stream: &claim,
+                        expected: ExpectedVersion::NoStream,
+                        events: &claimed,
+                    },
+                    StreamAppend {
+                        stream: &own,
+                        expected: ExpectedVersion::NoStream,
+                        events: &mine,
+                    },
+                ];
+                let pair = store.append_many(&parts).await;
+                let alone = store
+                    .append(&single, ExpectedVersion::NoStream, &[event("Single", n)])
+                    .await;
+                (claim, own, pair, alone)
+            })
+        })
+        .collect();
+    let mut winners = std::collections::HashMap::new();
+    for racer in racers {
+        let (claim, own, pair, alone) = racer.await.unwrap();
+        assert!(alone.is_ok(), "a single append beside them: {alone:?}");
+        let own_events = store.read_stream(&own, 0, 10).await.unwrap();
+        match pair {
+            Ok(outcomes) => {
+                assert_eq!(outcomes.len(), 2);
+                assert_eq!(own_events.len(), 1);
+                *winners.entry(claim).or_insert(0) += 1;
+            }
+            Err(StoreError::WrongExpectedVersion { ref stream, .. }) => {
+                assert_eq!(stream, &claim);
+                assert!(own_events.is_empty(), "a refused append wrote no part");
+            }
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    for claim in &claims {
+        assert_eq!(winners.get(claim), Some(&1), "one winner per claim");
+        assert_eq!(store.read_stream(claim, 0, 10).await.unwrap().len(), 1);
+    }
+
+    // A part whose expected version is missing (no unique clash, so the
+    // statement goes through) holds its whole append back, and only it.
+    let ghost = fresh_stream("ghost");
+    let racers: Vec<_> = (0..16u64)
+        .map(|n| {
+            let (store, ghost) = (Arc::clone(&store), ghost.clone());
+            let (own, single) = (fresh_stream("own"), fresh_stream("single"));
+            tokio::spawn(async move {
+                let (late, mine, one) = (
+                    vec![event("Late", n)],
+                    vec![event("Mine", n)],
+                    [event("Single", n)],
+                );
+                let parts = [
+                    StreamAppend {
+                        stream: &own,
+                        expected: ExpectedVersion::NoStream,
+                        events: &mine,
+                    },
+                    StreamAppend {
+                        stream: &ghost,
+                        expected: ExpectedVersion::Exact(5),
+                        events: &late,
+                    },
+                ];
+                let (pair, alone) = tokio::join!(
+                    store.append_many(&parts),
+                    store.append(&single, ExpectedVersion::NoStream, &one)
+                );
+                (own, pair, alone)
+            })
+        })
+        .collect();
+    for racer in racers {
+        let (own, pair, alone) = racer.await.unwrap();
+        assert!(alone.is_ok(), "{alone:?}");
+        assert!(
+            matches!(pair, Err(StoreError::WrongExpectedVersion { ref stream, .. }) if *stream == ghost),
+            "{pair:?}"
+        );
+        assert!(store.read_stream(&own, 0, 10).await.unwrap().is_empty());
+    }
 }
