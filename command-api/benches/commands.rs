@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use mileage_command_api::config::GuardSettings;
 use mileage_command_api::config::Settings;
 use mileage_command_api::startup::Application;
 use mileage_domain::envelope::Causation;
@@ -22,7 +21,6 @@ use mileage_domain::ids::MemberId;
 use mileage_domain::member::{MemberEvent, PointsEarned};
 use mileage_domain::values::Points;
 use mileage_service::auth::{Role, mint_hs256};
-use mileage_service::settings::JwtKey;
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent};
 use serde_json::json;
@@ -134,22 +132,9 @@ async fn history(store: &PgEventStore, id: &str) {
 /// token, a client and the store under it.
 async fn start() -> (String, String, reqwest::Client, PgEventStore) {
     let database_url = mileage_store::testing::fresh_database().await;
-    let settings = Settings {
-        addr: "127.0.0.1:0".parse().expect("an address"),
-        database_url: database_url.clone(),
-        eventstoredb_url: None,
-        phone_secret: "benchmark-phone-secret".into(),
-        jwt: JwtKey::hs256(SECRET),
-        join: GuardSettings {
-            member_api_url: None,
-            timeout: Duration::from_secs(5),
-            failures_to_open: 3,
-            open_for: Duration::from_secs(5),
-        },
-        cors_allowed_origins: Vec::new(),
-        idempotency_retention: Duration::from_secs(24 * 3600),
-        idempotency_lease: Duration::from_secs(10),
-    };
+    let mut settings = Settings::with_defaults(&database_url, SECRET, "benchmark-phone-secret")
+        .expect("valid settings");
+    settings.addr = "127.0.0.1:0".parse().expect("an address");
     let app = Application::build(&settings)
         .await
         .expect("the service starts");

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mileage_domain::member::PointLimits;
 use mileage_service::settings::{
     JwtKey, eventstoredb_url, http_url, jwt_key, layered, positive, postgres_url, socket_addr,
 };
@@ -46,6 +47,11 @@ pub struct Settings {
     /// (`IDEMPOTENCY_LEASE_SECS`, 10): after it, a retry with the key takes
     /// it over and finishes the command (which appends nothing twice).
     pub idempotency_lease: Duration,
+    /// The most points one command may earn or use
+    /// (`MAX_POINTS_PER_COMMAND`, 1,000,000) and one balance may hold
+    /// (`MAX_BALANCE`, 1,000,000,000); neither past
+    /// [`mileage_domain::member::POINTS_CEILING`].
+    pub points: PointLimits,
 }
 
 /// The settings as written in the file or the environment, before checks.
@@ -66,10 +72,14 @@ struct Raw {
     cors_allowed_origins: Option<String>,
     idempotency_key_hours: Option<i64>,
     idempotency_lease_secs: Option<i64>,
+    max_points_per_command: Option<i64>,
+    max_balance: Option<i64>,
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 15] = [
+    "MAX_POINTS_PER_COMMAND",
+    "MAX_BALANCE",
     "IDEMPOTENCY_LEASE_SECS",
     "CORS_ALLOWED_ORIGINS",
     "IDEMPOTENCY_KEY_HOURS",
@@ -95,6 +105,22 @@ impl Settings {
     pub fn load() -> anyhow::Result<Self> {
         let raw: Raw = layered(&KEYS)?;
         Self::check(raw)
+    }
+
+    /// The settings of a deployment that sets only the required ones, for
+    /// services embedded in tests and benchmarks (which then adjust fields,
+    /// `addr` first).
+    pub fn with_defaults(
+        database_url: &str,
+        jwt_hs256_secret: &str,
+        phone_index_secret: &str,
+    ) -> anyhow::Result<Self> {
+        Self::check(Raw {
+            database_url: Some(database_url.to_owned()),
+            jwt_hs256_secret: Some(jwt_hs256_secret.to_owned()),
+            phone_index_secret: Some(phone_index_secret.to_owned()),
+            ..Raw::default()
+        })
     }
 
     fn check(raw: Raw) -> anyhow::Result<Self> {
@@ -141,6 +167,19 @@ impl Settings {
             raw.idempotency_lease_secs,
             10,
         )?);
+        let points = PointLimits::new(
+            positive(
+                "max_points_per_command",
+                raw.max_points_per_command,
+                PointLimits::DEFAULT.max_amount().0,
+            )?,
+            positive(
+                "max_balance",
+                raw.max_balance,
+                PointLimits::DEFAULT.max_balance().0,
+            )?,
+        )
+        .map_err(|e| anyhow::anyhow!("max_points_per_command, max_balance: {e}"))?;
         Ok(Self {
             addr,
             database_url,
@@ -151,6 +190,7 @@ impl Settings {
             cors_allowed_origins,
             idempotency_retention,
             idempotency_lease,
+            points,
         })
     }
 }
@@ -201,6 +241,37 @@ mod tests {
             let text = error.to_string();
             assert!(text.contains("jwt_hs256_secret"), "{text}");
             assert!(!text.contains("short-secret-value"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn point_limits_default_and_are_checked() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file("mileage.toml", FILE)?;
+            jail.set_env("MILEAGE_CONFIG", "mileage.toml");
+            let settings = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(
+                settings.points,
+                mileage_domain::member::PointLimits::DEFAULT
+            );
+            jail.set_env("MAX_POINTS_PER_COMMAND", "500");
+            jail.set_env("MAX_BALANCE", "100");
+            let text = Settings::load()
+                .err()
+                .ok_or("amount above the cap")?
+                .to_string();
+            assert!(text.contains("max_balance"), "{text}");
+            jail.set_env("MAX_BALANCE", "9007199254740992");
+            let text = Settings::load()
+                .err()
+                .ok_or("cap above the ceiling")?
+                .to_string();
+            assert!(text.contains("max_balance"), "{text}");
+            jail.set_env("MAX_BALANCE", "1000");
+            let settings = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.points.max_amount().0, 500);
             Ok(())
         });
     }

@@ -1,6 +1,12 @@
 //! `Idempotency-Key` on POST, PATCH and DELETE: the same key with the same
 //! request answers the first response again and appends nothing; the same key
-//! with a different request is refused (422). Keys live in PostgreSQL, so they
+//! with a different request is refused (422). A key belongs to its caller
+//! (role and subject; the public join: anyone) and its route (method and
+//! path): another caller's, or another route's, same key is another key, and
+//! its commands derive other event ids. The token is checked before a key is
+//! claimed (nothing is written for a request that is refused at the door),
+//! and answers that say nothing about the state (400, 401, 403, 413, 415)
+//! are not kept, like 5xx. Keys live in PostgreSQL, so they
 //! survive restarts and are shared by replicas. A key is claimed before the
 //! command runs, so two concurrent requests with one key cannot both run (the
 //! second gets 409 while the first is in flight). Answers of 5xx are not kept:
@@ -10,7 +16,10 @@
 //! retry a command on another instance without running it twice.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,6 +29,7 @@ use mileage_domain::envelope::Causation;
 use sha2::{Digest, Sha256};
 
 use mileage_service::ApiError;
+use mileage_service::auth::{Caller, Verifier};
 
 use crate::handle::Origin;
 
@@ -156,7 +166,7 @@ impl IdempotencyStore {
         body: &[u8],
     ) -> Result<(), ApiError> {
         let client = self.pool.get().await.map_err(internal)?;
-        if status.is_server_error() {
+        if !kept(status) {
             client
                 .execute("DELETE FROM idempotency_keys WHERE key = $1", &[&key])
                 .await
@@ -229,18 +239,101 @@ fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
     hash.update(path);
     hash.update([0]);
     hash.update(body);
-    hash.finalize()
+    hex(hash.finalize().as_slice())
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
+    bytes
         .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
+        .fold(String::with_capacity(2 * bytes.len()), |mut hex, b| {
             use std::fmt::Write as _;
             let _ = write!(hex, "{b:02x}");
             hex
         })
 }
 
+/// What the middleware needs: the key table, the token check, and whether
+/// its routes are public (the join) or need a token.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    store: IdempotencyStore,
+    verifier: Arc<Verifier>,
+    public: bool,
+}
+
+impl Keys {
+    /// For routes that need a token: a keyed request without a valid one
+    /// is refused before its key is claimed.
+    pub(crate) fn for_callers(store: IdempotencyStore, verifier: Arc<Verifier>) -> Self {
+        Self {
+            store,
+            verifier,
+            public: false,
+        }
+    }
+
+    /// For public routes: keys are shared by every caller of the route.
+    pub(crate) fn for_public(store: IdempotencyStore, verifier: Arc<Verifier>) -> Self {
+        Self {
+            store,
+            verifier,
+            public: true,
+        }
+    }
+}
+
+impl FromRef<Keys> for Arc<Verifier> {
+    fn from_ref(keys: &Keys) -> Self {
+        Arc::clone(&keys.verifier)
+    }
+}
+
+/// Whose a key is: `role:subject`, or `public` on a public route.
+async fn owner(keys: &Keys, parts: &mut Parts) -> Result<String, ApiError> {
+    if keys.public {
+        return Ok("public".into());
+    }
+    let Caller(claims) = Caller::from_request_parts(parts, keys).await?;
+    let role = serde_json::to_value(claims.role)
+        .ok()
+        .and_then(|r| r.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(format!("{role}:{}", claims.sub))
+}
+
+/// The key as stored: the client's key within its owner and route, hashed
+/// (fixed length whatever the subject and path).
+fn scoped(owner: &str, method: &Method, path: &str, key: &str) -> String {
+    hex(Sha256::new()
+        .chain_update(owner)
+        .chain_update([0])
+        .chain_update(method.as_str())
+        .chain_update([0])
+        .chain_update(path)
+        .chain_update([0])
+        .chain_update(key)
+        .finalize()
+        .as_slice())
+}
+
+/// Answers that do not depend on the state: a retry may well get another
+/// one (after fixing the request or the token), so they are not kept.
+fn kept(status: StatusCode) -> bool {
+    !(status.is_server_error()
+        || matches!(
+            status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::UNAUTHORIZED
+                | StatusCode::FORBIDDEN
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        ))
+}
+
 /// The middleware.
 pub(crate) async fn idempotent(
-    State(store): State<IdempotencyStore>,
+    State(keys): State<Keys>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
@@ -268,13 +361,16 @@ pub(crate) async fn idempotent(
         })?
         .to_owned();
     let (mut parts, body) = request.into_parts();
+    let owner = owner(&keys, &mut parts).await?;
     let body = to_bytes(body, crate::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
+    let key = scoped(&owner, &parts.method, parts.uri.path(), &key);
     let print = fingerprint(&parts.method, parts.uri.path(), &body);
     parts
         .extensions
         .insert(Origin::keyed(causation, &key, &print));
+    let store = &keys.store;
     match store.claim(&key, &print).await? {
         Claim::Replay(response) => Ok(response),
         Claim::Mismatch => Err(ApiError::Domain {

@@ -71,6 +71,7 @@ impl Application {
                 ctx,
                 members,
                 verifier,
+                points: settings.points,
             },
             idempotency,
             idempotency_retention: settings.idempotency_retention,

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use mileage_domain::member::PointLimits;
 use mileage_service::auth::Verifier;
 
 use crate::context::Context;
@@ -21,6 +22,8 @@ pub(crate) struct AppState {
     pub(crate) join: Arc<JoinGuard>,
     /// Checks bearer tokens.
     pub(crate) verifier: Arc<Verifier>,
+    /// The operator's limits on points, passed in with each points command.
+    pub(crate) points: PointLimits,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

@@ -66,7 +66,7 @@ Mileage is running behind the gateway at $gateway:
   admin page $gateway/admin   (paste the manager token below)
   projector  http://$PROJECTOR_ADDR   (/status, /metrics)
   event store and read models (PostgreSQL)  $DATABASE_URL
-Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id>):
+Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id> (or partner <name>)):
   export TOKEN=$MANAGER_TOKEN
 Try the source document's requests:
   curl -s -XPOST $gateway/dormantMembers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\

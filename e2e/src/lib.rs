@@ -13,11 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
-use mileage_command_api::config::GuardSettings;
 use mileage_command_api::config::Settings as CommandSettings;
 use mileage_command_api::startup::Application;
 use mileage_service::auth::{Role, mint_hs256};
-use mileage_service::settings::JwtKey;
 use serde_json::Value;
 
 use mileage_projector::config::{NotifierSettings, Settings};
@@ -121,22 +119,11 @@ pub struct CommandApi {
 impl CommandApi {
     /// Starts it over `database_url`.
     pub async fn spawn(database_url: &str) -> Self {
-        let settings = CommandSettings {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: database_url.to_owned(),
-            eventstoredb_url: None,
-            phone_secret: "test-phone-index-secret".into(),
-            jwt: JwtKey::hs256(JWT_SECRET),
-            join: GuardSettings {
-                member_api_url: None,
-                timeout: Duration::from_secs(5),
-                failures_to_open: 3,
-                open_for: Duration::from_secs(5),
-            },
-            cors_allowed_origins: vec!["*".into()],
-            idempotency_retention: Duration::from_secs(24 * 3600),
-            idempotency_lease: Duration::from_secs(10),
-        };
+        let mut settings =
+            CommandSettings::with_defaults(database_url, JWT_SECRET, "test-phone-index-secret")
+                .expect("valid settings");
+        settings.addr = "127.0.0.1:0".parse().unwrap();
+        settings.cors_allowed_origins = vec!["*".into()];
         let app = Application::build(&settings)
             .await
             .expect("the command API starts");

@@ -65,7 +65,7 @@ async fn client_loop(
     assert_eq!(joined.status(), 201);
     let member: serde_json::Value = joined.json().await.unwrap();
     let member = member["memberId"].as_str().unwrap().to_owned();
-    let member_token = token(&member, Role::Member);
+    let awarder_token = token("shop-1", Role::Partner);
     let (mut earned, mut joins, mut failures) = (0u64, 0u64, Vec::new());
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut n = 0u32;
@@ -78,7 +78,7 @@ async fn client_loop(
                 .await
         } else {
             http.post(format!("{gateway}/members/{member}/points/earn"))
-                .bearer_auth(&member_token)
+                .bearer_auth(&awarder_token)
                 .json(&json!({ "amount": 1 }))
                 .send()
                 .await
@@ -260,13 +260,13 @@ async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_
         .as_str()
         .unwrap()
         .to_owned();
-    let member_token = token(&member, Role::Member);
+    let awarder_token = token("shop-1", Role::Partner);
     let mut replayed = 0;
     let mut balance = 0;
     for n in 1..=8 {
         let mut request = http
             .post(format!("{gateway}/members/{member}/points/earn"))
-            .bearer_auth(&member_token)
+            .bearer_auth(&awarder_token)
             .json(&json!({ "amount": 10 }));
         if n == 8 {
             request = request.header("Idempotency-Key", "the-client-s-own");

@@ -1,7 +1,9 @@
 //! Who is calling: bearer JWTs (HS256 with a shared secret, or RS256 with a
 //! public key), with a role. `manager` may do every operator action; a
-//! `member` token (subject = member id) may act for that member only. Joining
-//! needs no token.
+//! `member` token (subject = member id) may use that member's points, read,
+//! withdraw and ask for release, but never award itself points; a `partner`
+//! token (a system that awards points: a shop, a card issuer) may only earn
+//! points for members. Joining needs no token.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -27,6 +29,9 @@ pub enum Role {
     Manager,
     /// A member, acting for themselves (`sub` = member id).
     Member,
+    /// A partner system that awards points (`sub` = the partner's name):
+    /// earning only.
+    Partner,
 }
 
 /// The claims we read from a token.
@@ -114,7 +119,7 @@ impl Caller {
     pub fn require_manager(&self) -> Result<(), ApiError> {
         match self.0.role {
             Role::Manager => Ok(()),
-            Role::Member => Err(forbidden("this action needs the manager role")),
+            Role::Member | Role::Partner => Err(forbidden("this action needs the manager role")),
         }
     }
 
@@ -125,6 +130,18 @@ impl Caller {
             Role::Member if self.0.sub == member_id.as_str() => Ok(()),
             Role::Member => Err(forbidden(
                 "a member token may act only for its own member id",
+            )),
+            Role::Partner => Err(forbidden("a partner token may only award points")),
+        }
+    }
+
+    /// Who may award points: an operator or a partner system, never a
+    /// member (for themselves or anyone).
+    pub fn require_awarder(&self) -> Result<(), ApiError> {
+        match self.0.role {
+            Role::Manager | Role::Partner => Ok(()),
+            Role::Member => Err(forbidden(
+                "points are awarded by an operator or a partner, not by the member",
             )),
         }
     }

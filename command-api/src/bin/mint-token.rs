@@ -2,18 +2,20 @@
 //!
 //!     JWT_HS256_SECRET=... mint-token manager ops
 //!     JWT_HS256_SECRET=... mint-token member 42 [ttl-seconds]
+//!     JWT_HS256_SECRET=... mint-token partner card-issuer
 
 use mileage_service::auth::{Role, mint_hs256};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: mint-token <manager|member> <subject> [ttl-seconds]";
+    let usage = "usage: mint-token <manager|member|partner> <subject> [ttl-seconds]";
     let [role, sub, ..] = args.as_slice() else {
         anyhow::bail!("{usage}")
     };
     let role = match role.as_str() {
         "manager" => Role::Manager,
         "member" => Role::Member,
+        "partner" => Role::Partner,
         other => anyhow::bail!("unknown role {other:?}; {usage}"),
     };
     let ttl = match args.get(2) {

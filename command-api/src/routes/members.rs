@@ -8,7 +8,7 @@ use axum::response::Response;
 use axum::routing::{delete, post};
 use chrono::Utc;
 use mileage_domain::ids::MemberId;
-use mileage_domain::member::MemberCommand;
+use mileage_domain::member::{MemberCommand, PointLimits};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -18,10 +18,14 @@ use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use mileage_service::extract::AppJson;
 
-/// The member routes.
+/// The public member route: joining needs no token.
+pub(super) fn public_router() -> Router<AppState> {
+    Router::new().route("/members", post(join))
+}
+
+/// The member routes that need a token.
 pub(super) fn router() -> Router<AppState> {
     Router::new()
-        .route("/members", post(join))
         .route("/members/{id}", delete(withdraw))
         .route("/members/{id}/points/earn", post(earn))
         .route("/members/{id}/points/use", post(use_points))
@@ -127,7 +131,7 @@ pub(super) async fn join(
     Ok(accepted(StatusCode::CREATED, answer, joined.position))
 }
 
-/// Adds points (the member or a manager).
+/// Awards points (a manager or a partner system; never the member).
 #[utoipa::path(
     post, path = "/members/{id}/points/earn", tag = "members",
     request_body = PointsRequest,
@@ -138,6 +142,7 @@ pub(super) async fn join(
         super::BodyRefusals,
         super::AuthRefusals,
         super::StateRefusals,
+        (status = 422, description = "More than one command may earn (`member.amount_too_large`), or the balance would pass its cap (`member.balance_limit`)", body = Problem, content_type = "application/problem+json"),
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -149,8 +154,10 @@ pub(super) async fn earn(
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
-    let command = |amount, at| MemberCommand::EarnPoints { amount, at };
-    points(&state, origin, &caller, &id, request.amount, command).await
+    let id = MemberId::parse(&id)?;
+    caller.require_awarder()?;
+    let command = |amount, at, limits| MemberCommand::EarnPoints { amount, at, limits };
+    points(&state, origin, id, request.amount, command).await
 }
 
 /// Spends points (the member or a manager).
@@ -164,7 +171,7 @@ pub(super) async fn earn(
         super::BodyRefusals,
         super::AuthRefusals,
         super::StateRefusals,
-        (status = 422, description = "Not enough points", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not enough points (`member.insufficient_points`), or more than one command may use (`member.amount_too_large`)", body = Problem, content_type = "application/problem+json"),
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -176,24 +183,23 @@ pub(super) async fn use_points(
     Path(id): Path<String>,
     AppJson(request): AppJson<PointsRequest>,
 ) -> Result<Response, ApiError> {
-    let command = |amount, at| MemberCommand::UsePoints { amount, at };
-    points(&state, origin, &caller, &id, request.amount, command).await
+    let id = MemberId::parse(&id)?;
+    caller.require_member_or_manager(&id)?;
+    let command = |amount, at, limits| MemberCommand::UsePoints { amount, at, limits };
+    points(&state, origin, id, request.amount, command).await
 }
 
-/// Earning and using differ only in the command.
+/// Earning and using differ only in the command (and who may ask).
 async fn points(
     state: &AppState,
     origin: Origin,
-    caller: &Caller,
-    id: &str,
+    id: MemberId,
     amount: i64,
-    command: impl FnOnce(i64, chrono::DateTime<Utc>) -> MemberCommand,
+    command: impl FnOnce(i64, chrono::DateTime<Utc>, PointLimits) -> MemberCommand,
 ) -> Result<Response, ApiError> {
-    let id = MemberId::parse(id)?;
-    caller.require_member_or_manager(&id)?;
     let handled = state
         .members
-        .points(&id, command(amount, Utc::now()), origin)
+        .points(&id, command(amount, Utc::now(), state.points), origin)
         .await?;
     let answer = MemberAnswer {
         balance: Some(handled.state.balance().0),

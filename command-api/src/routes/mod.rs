@@ -17,7 +17,7 @@ use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::IntoParams;
 
-use crate::idempotency::IdempotencyStore;
+use crate::idempotency::{IdempotencyStore, Keys};
 use crate::state::AppState;
 use mileage_service::ApiError;
 use mileage_service::extract::AppJson;
@@ -38,15 +38,20 @@ pub(crate) fn router(
     cors_origins: &[String],
 ) -> Router {
     let probe = Arc::new(StoreProbe(Arc::clone(state.ctx.executor.store())));
+    let verifier = Arc::clone(&state.verifier);
+    let keys = |keys| axum::middleware::from_fn_with_state(keys, crate::idempotency::idempotent);
     let router = Router::new()
         .merge(mileage_service::ops::router(probe, Some(&openapi::spec())))
-        .merge(members::router())
-        .merge(dormant_members::router())
+        .merge(members::public_router().layer(keys(Keys::for_public(
+            idempotency.clone(),
+            Arc::clone(&verifier),
+        ))))
+        .merge(
+            members::router()
+                .merge(dormant_members::router())
+                .layer(keys(Keys::for_callers(idempotency, verifier))),
+        )
         .layer(DefaultBodyLimit::max(crate::BODY_LIMIT))
-        .layer(axum::middleware::from_fn_with_state(
-            idempotency,
-            crate::idempotency::idempotent,
-        ))
         .layer(axum::middleware::from_fn(
             mileage_service::correlation::correlate,
         ))

@@ -64,27 +64,70 @@ async fn expired_and_forged_tokens_are_401() {
         .assert_problem(401, "auth.invalid_token");
 }
 
+/// Who may do what: a manager everything; a partner system only awards
+/// points; a member uses their own points and withdraws themselves, never
+/// awards points (not even to themselves) and never acts for another.
 #[tokio::test]
-async fn a_member_acts_for_themselves_only() {
+async fn the_role_matrix() {
     let app = spawn_app().await;
     let mine = app.join("01020000004", "Me").await;
     let theirs = app.join("01020000005", "Them").await;
-    let me = token(&mine, Role::Member);
-    let ok = app
-        .post_as(
-            Some(&me),
-            &format!("/members/{mine}/points/earn"),
-            json!({ "amount": 3 }),
+    let (me, partner, manager) = (
+        token(&mine, Role::Member),
+        token("card-issuer", Role::Partner),
+        app.manager_token.clone(),
+    );
+    let earn = |id: &str| format!("/members/{id}/points/earn");
+    let use_ = |id: &str| format!("/members/{id}/points/use");
+    let amount = json!({ "amount": 3 });
+    let cases: [(&str, String, &str, u16); 10] = [
+        ("member earns for themselves", earn(&mine), &me, 403),
+        ("member earns for another", earn(&theirs), &me, 403),
+        ("partner earns", earn(&mine), &partner, 200),
+        ("manager earns", earn(&mine), &manager, 200),
+        ("member uses their own", use_(&mine), &me, 200),
+        ("member uses another's", use_(&theirs), &me, 403),
+        ("partner uses", use_(&mine), &partner, 403),
+        ("manager uses", use_(&mine), &manager, 200),
+        (
+            "partner registers a target",
+            "/dormantMembers".into(),
+            &partner,
+            403,
+        ),
+        (
+            "member registers a target",
+            "/dormantMembers".into(),
+            &me,
+            403,
+        ),
+    ];
+    for (what, path, who, status) in cases {
+        let body = if path == "/dormantMembers" {
+            json!({ "phoneNo": "01020000009", "nickname": "D", "memberId": mine })
+        } else {
+            amount.clone()
+        };
+        let reply = app.post_as(Some(who), &path, body).await;
+        assert_eq!(reply.status, status, "{what}: {}", reply.body);
+        if status == 403 {
+            reply.assert_problem(403, "auth.forbidden");
+        }
+    }
+    let withdraw = |who: &str, id: &str| {
+        app.send(
+            app.client
+                .delete(format!("{}/members/{id}", app.address))
+                .bearer_auth(who),
         )
-        .await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
-    app.post_as(
-        Some(&me),
-        &format!("/members/{theirs}/points/earn"),
-        json!({ "amount": 3 }),
-    )
-    .await
-    .assert_problem(403, "auth.forbidden");
+    };
+    withdraw(&partner, &mine)
+        .await
+        .assert_problem(403, "auth.forbidden");
+    withdraw(&me, &theirs)
+        .await
+        .assert_problem(403, "auth.forbidden");
+    assert_eq!(withdraw(&me, &mine).await.status, 200);
 }
 
 #[tokio::test]

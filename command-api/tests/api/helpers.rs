@@ -2,12 +2,9 @@
 //! and the requests tests make.
 
 use mileage_service::auth::{Role, mint_hs256};
-use std::time::Duration;
 
-use mileage_command_api::config::GuardSettings;
 use mileage_command_api::config::Settings;
 use mileage_command_api::startup::Application;
-use mileage_service::settings::JwtKey;
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, RecordedEvent};
 use serde_json::Value;
@@ -45,22 +42,10 @@ pub(crate) async fn spawn_app_with(
     database_url: String,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let mut settings = Settings {
-        addr: "127.0.0.1:0".parse().expect("a valid address"),
-        database_url: database_url.clone(),
-        eventstoredb_url: None,
-        phone_secret: "test-phone-index-secret".into(),
-        jwt: JwtKey::hs256(JWT_SECRET),
-        join: GuardSettings {
-            member_api_url: None,
-            timeout: Duration::from_secs(5),
-            failures_to_open: 3,
-            open_for: Duration::from_secs(5),
-        },
-        cors_allowed_origins: Vec::new(),
-        idempotency_retention: Duration::from_secs(24 * 3600),
-        idempotency_lease: Duration::from_secs(10),
-    };
+    let mut settings =
+        Settings::with_defaults(&database_url, JWT_SECRET, "test-phone-index-secret")
+            .expect("valid settings");
+    settings.addr = "127.0.0.1:0".parse().expect("a valid address");
     adjust(&mut settings);
     let app = Application::build(&settings)
         .await

@@ -147,6 +147,17 @@ async fn concurrent_requests_with_one_key_run_the_command_once() {
     );
 }
 
+/// The stored (scoped, hashed) keys.
+async fn stored(client: &deadpool_postgres::tokio_postgres::Client) -> Vec<String> {
+    client
+        .query("SELECT key FROM idempotency_keys", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .collect()
+}
+
 #[tokio::test]
 async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay() {
     let app = spawn_app().await;
@@ -158,33 +169,29 @@ async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay
         app.send(with_key(&app, &path, "old", &old)).await.status,
         200
     );
+    let store = app.store().await;
+    let client = store.pool().get().await.unwrap();
+    client
+        .execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '25 hours'",
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(
         app.send(with_key(&app, &path, "young", &young))
             .await
             .status,
         200
     );
-    let store = app.store().await;
-    let client = store.pool().get().await.unwrap();
-    client
-        .execute(
-            "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key = 'old'",
-            &[],
-        )
-        .await
-        .unwrap();
+    let young_key = stored(&client).await;
+    assert_eq!(young_key.len(), 2);
 
     let restarted = spawn_app_on(app.database_url.clone()).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let left: Vec<String> = client
-            .query("SELECT key FROM idempotency_keys ORDER BY key", &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        if left == ["young"] {
+        let left = stored(&client).await;
+        if left.len() == 1 {
             break;
         }
         assert!(
@@ -218,4 +225,103 @@ async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay
         .await
         .unwrap();
     assert_eq!(log.len(), 3, "joined, earned 10, earned 20: nothing more");
+}
+
+/// A keyed request refused at the door (no token) claims nothing and
+/// keeps nothing: the same key with a valid token then runs the command.
+#[tokio::test]
+async fn a_request_without_a_token_claims_no_key() {
+    let app = spawn_app().await;
+    let id = app.join("01011110010", "T").await;
+    let path = format!("/members/{id}/points/earn");
+    let anonymous = app
+        .send(
+            app.client
+                .post(format!("{}{path}", app.address))
+                .header("Idempotency-Key", "k-1")
+                .json(&json!({ "amount": 7 })),
+        )
+        .await;
+    anonymous.assert_problem(401, "auth.missing_token");
+    let client = app.store().await.pool().get().await.unwrap();
+    let keys: i64 = client
+        .query_one("SELECT count(*) FROM idempotency_keys", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(keys, 0, "nothing written before authentication");
+    let earned = app
+        .send(with_key(&app, &path, "k-1", &json!({ "amount": 7 })))
+        .await;
+    assert_eq!(
+        (earned.status, earned.body["balance"].clone()),
+        (200, json!(7))
+    );
+    assert!(earned.headers.get("idempotent-replayed").is_none());
+}
+
+/// Answers that say nothing about the state are not kept: after a 400 the
+/// same key with a fixed body runs.
+#[tokio::test]
+async fn a_bad_request_is_not_kept_under_its_key() {
+    let app = spawn_app().await;
+    let id = app.join("01011110011", "B").await;
+    let path = format!("/members/{id}/points/earn");
+    let bad = app
+        .send(with_key(&app, &path, "k-2", &json!({ "amount": "seven" })))
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let fixed = app
+        .send(with_key(&app, &path, "k-2", &json!({ "amount": 7 })))
+        .await;
+    assert_eq!(
+        (fixed.status, fixed.body["balance"].clone()),
+        (200, json!(7))
+    );
+}
+
+/// One key sent by two callers, or on two routes, is two keys: neither
+/// replays the other's answer, and both commands are applied.
+#[tokio::test]
+async fn a_key_belongs_to_its_caller_and_its_route() {
+    use mileage_service::auth::Role;
+    let app = spawn_app().await;
+    let id = app.join("01011110012", "S").await;
+    let path = format!("/members/{id}/points/earn");
+    let body = json!({ "amount": 5 });
+    for partner in ["shop-a", "shop-b"] {
+        let reply = app
+            .send(
+                app.client
+                    .post(format!("{}{path}", app.address))
+                    .header("Idempotency-Key", "same")
+                    .bearer_auth(crate::helpers::token(partner, Role::Partner))
+                    .json(&body),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        assert!(
+            reply.headers.get("idempotent-replayed").is_none(),
+            "{partner}"
+        );
+    }
+    let used = app
+        .send(with_key(
+            &app,
+            &format!("/members/{id}/points/use"),
+            "same",
+            &body,
+        ))
+        .await;
+    assert_eq!((used.status, used.body["balance"].clone()), (200, json!(5)));
+    assert_eq!(
+        app.store()
+            .await
+            .read_stream(&format!("member-{id}"), 0, 10)
+            .await
+            .unwrap()
+            .len(),
+        4,
+        "joined, earned twice, used once"
+    );
 }

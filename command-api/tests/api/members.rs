@@ -296,3 +296,37 @@ async fn a_member_with_version_1_events_is_commanded_through_the_upcaster() {
     };
     assert_eq!(earned.expires_at.to_rfc3339(), "2026-01-01T00:00:00+00:00");
 }
+
+#[tokio::test]
+async fn amounts_and_balances_stay_within_the_operators_limits() {
+    let database = mileage_store::testing::fresh_database().await;
+    let app = crate::helpers::spawn_app_with(database, |s| {
+        s.points = mileage_domain::member::PointLimits::new(100, 250).unwrap();
+    })
+    .await;
+    let id = app.join("01033330000", "L").await;
+    let path = format!("/members/{id}/points/earn");
+    let earn = |amount: i64| app.post(&path, json!({ "amount": amount }));
+    earn(101)
+        .await
+        .assert_problem(422, "member.amount_too_large");
+    earn(i64::MAX)
+        .await
+        .assert_problem(422, "member.amount_too_large");
+    assert_eq!(earn(100).await.status, 200);
+    assert_eq!(earn(100).await.status, 200);
+    let refused = earn(51).await;
+    refused.assert_problem(422, "member.balance_limit");
+    assert_eq!(refused.body["field"], "amount", "{}", refused.body);
+    let reached = earn(50).await;
+    assert_eq!(
+        (reached.status, reached.body["balance"].clone()),
+        (200, json!(250))
+    );
+    app.post(
+        &format!("/members/{id}/points/use"),
+        json!({ "amount": 101 }),
+    )
+    .await
+    .assert_problem(422, "member.amount_too_large");
+}

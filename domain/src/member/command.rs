@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use crate::ids::{DormantMemberId, MemberId};
 use crate::pii::Sealed;
 
+use super::PointLimits;
+
 /// A command addressed to one member.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MemberCommand {
@@ -23,17 +25,23 @@ pub enum MemberCommand {
         /// The dormant target a release re-joins them for, if any.
         rejoining: Option<DormantMemberId>,
     },
-    /// Earn points; `amount` must be positive.
+    /// Earn points; `amount` must be positive and within `limits`, and the
+    /// balance stays within them.
     EarnPoints {
         /// Points to add, as given by the caller.
         amount: i64,
         at: DateTime<Utc>,
+        /// The operator's limits in force.
+        limits: PointLimits,
     },
-    /// Use points; `amount` must be positive and at most the balance.
+    /// Use points; `amount` must be positive, within `limits` and at most
+    /// the balance.
     UsePoints {
         /// Points to spend, as given by the caller.
         amount: i64,
         at: DateTime<Utc>,
+        /// The operator's limits in force.
+        limits: PointLimits,
     },
     /// Leave the programme, forfeiting the remaining balance.
     Withdraw { at: DateTime<Utc> },

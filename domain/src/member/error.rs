@@ -26,9 +26,18 @@ pub enum MemberError {
         /// Points asked for.
         requested: Points,
     },
-    /// Earning would overflow the balance.
-    #[error("balance would overflow")]
-    BalanceOverflow,
+    /// One command may not move this many points.
+    #[error("at most {max} points per command")]
+    AmountTooLarge {
+        /// The per-command limit.
+        max: Points,
+    },
+    /// Earning would take the balance past its cap.
+    #[error("a balance holds at most {max} points")]
+    BalanceLimit {
+        /// The balance cap.
+        max: Points,
+    },
 }
 
 impl DomainError for MemberError {
@@ -39,7 +48,8 @@ impl DomainError for MemberError {
             Self::AlreadyJoined => "member.already_joined",
             Self::Withdrawn => "member.withdrawn",
             Self::InsufficientPoints { .. } => "member.insufficient_points",
-            Self::BalanceOverflow => "member.balance_overflow",
+            Self::AmountTooLarge { .. } => "member.amount_too_large",
+            Self::BalanceLimit { .. } => "member.balance_limit",
         }
     }
 
@@ -48,14 +58,18 @@ impl DomainError for MemberError {
             Self::Invalid(_) => ErrorKind::Invalid,
             Self::NotFound => ErrorKind::NotFound,
             Self::AlreadyJoined | Self::Withdrawn => ErrorKind::Conflict,
-            Self::InsufficientPoints { .. } | Self::BalanceOverflow => ErrorKind::Rule,
+            Self::InsufficientPoints { .. }
+            | Self::AmountTooLarge { .. }
+            | Self::BalanceLimit { .. } => ErrorKind::Rule,
         }
     }
 
     fn field(&self) -> Option<&'static str> {
         match self {
             Self::Invalid(e) => e.field(),
-            Self::InsufficientPoints { .. } | Self::BalanceOverflow => Some("amount"),
+            Self::InsufficientPoints { .. }
+            | Self::AmountTooLarge { .. }
+            | Self::BalanceLimit { .. } => Some("amount"),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@
 mod command;
 mod error;
 mod event;
+mod limits;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -18,4 +19,5 @@ pub use event::{
     MemberEvent, MemberJoined, MemberWithdrawn, POINTS_VALID_FOR, PointsEarned, PointsEarnedV1,
     PointsForfeited, PointsUsed,
 };
+pub use limits::{InvalidLimits, POINTS_CEILING, PointLimits};
 pub use state::{ActiveMember, Member};

@@ -10,6 +10,7 @@ use super::error::MemberError;
 use super::event::{
     MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
 };
+use super::limits::PointLimits;
 
 /// A member, as folded from the `member-{id}` stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -81,13 +82,16 @@ impl Aggregate for Member {
                 ]),
                 Self::Active(_) | Self::Withdrawn { .. } => Err(MemberError::AlreadyJoined),
             },
-            MemberCommand::EarnPoints { amount, at } => {
+            MemberCommand::EarnPoints { amount, at, limits } => {
                 let member = self.active()?;
-                let amount = Points::positive(amount)?;
+                let amount = within(amount, limits)?;
                 let balance = member
                     .balance
                     .checked_add(amount)
-                    .ok_or(MemberError::BalanceOverflow)?;
+                    .filter(|b| *b <= limits.max_balance())
+                    .ok_or(MemberError::BalanceLimit {
+                        max: limits.max_balance(),
+                    })?;
                 Ok(vec![
                     PointsEarned {
                         member_id: member.member_id.clone(),
@@ -99,9 +103,9 @@ impl Aggregate for Member {
                     .into(),
                 ])
             }
-            MemberCommand::UsePoints { amount, at } => {
+            MemberCommand::UsePoints { amount, at, limits } => {
                 let member = self.active()?;
-                let amount = Points::positive(amount)?;
+                let amount = within(amount, limits)?;
                 let balance =
                     member
                         .balance
@@ -166,4 +170,15 @@ impl Aggregate for Member {
             (state, _) => state,
         }
     }
+}
+
+/// A command's amount: positive and at most the per-command limit.
+fn within(amount: i64, limits: PointLimits) -> Result<Points, MemberError> {
+    let amount = Points::positive(amount)?;
+    if amount > limits.max_amount() {
+        return Err(MemberError::AmountTooLarge {
+            max: limits.max_amount(),
+        });
+    }
+    Ok(amount)
 }

@@ -97,6 +97,7 @@ fn earning_adds_to_the_balance() {
         .when(MemberCommand::EarnPoints {
             amount: 50,
             at: at(),
+            limits: PointLimits::DEFAULT,
         })
         .then([earned(50, 150)]);
     assert_eq!(state.balance(), Points(150));
@@ -106,19 +107,73 @@ fn earning_adds_to_the_balance() {
 fn earning_zero_or_negative_points_is_invalid() {
     for amount in [0, -1, i64::MIN] {
         given::<Member>([joined()])
-            .when(MemberCommand::EarnPoints { amount, at: at() })
+            .when(MemberCommand::EarnPoints {
+                amount,
+                at: at(),
+                limits: PointLimits::DEFAULT,
+            })
             .then_err(ValidationError::AmountNotPositive { amount }.into());
     }
 }
 
 #[test]
-fn earning_past_the_largest_balance_is_refused() {
+fn earning_past_the_balance_cap_is_refused_and_up_to_it_accepted() {
+    let limits = PointLimits::new(100, 1_000).unwrap();
+    given::<Member>([joined(), earned(100, 950)])
+        .when(MemberCommand::EarnPoints {
+            amount: 51,
+            at: at(),
+            limits,
+        })
+        .then_err(MemberError::BalanceLimit { max: Points(1_000) });
+    given::<Member>([joined(), earned(100, 950)])
+        .when(MemberCommand::EarnPoints {
+            amount: 50,
+            at: at(),
+            limits,
+        })
+        .then([earned(50, 1_000)]);
+}
+
+#[test]
+fn a_balance_from_before_the_cap_cannot_overflow() {
     given::<Member>([joined(), earned(u64::MAX, u64::MAX)])
         .when(MemberCommand::EarnPoints {
             amount: 1,
             at: at(),
+            limits: PointLimits::DEFAULT,
         })
-        .then_err(MemberError::BalanceOverflow);
+        .then_err(MemberError::BalanceLimit {
+            max: PointLimits::DEFAULT.max_balance(),
+        });
+}
+
+#[test]
+fn one_command_moves_at_most_the_per_command_limit() {
+    let limits = PointLimits::new(100, 1_000).unwrap();
+    given::<Member>([joined()])
+        .when(MemberCommand::EarnPoints {
+            amount: 101,
+            at: at(),
+            limits,
+        })
+        .then_err(MemberError::AmountTooLarge { max: Points(100) });
+    given::<Member>([joined(), earned(100, 500)])
+        .when(MemberCommand::UsePoints {
+            amount: 101,
+            at: at(),
+            limits,
+        })
+        .then_err(MemberError::AmountTooLarge { max: Points(100) });
+    given::<Member>([joined()])
+        .when(MemberCommand::EarnPoints {
+            amount: i64::MAX,
+            at: at(),
+            limits: PointLimits::DEFAULT,
+        })
+        .then_err(MemberError::AmountTooLarge {
+            max: PointLimits::DEFAULT.max_amount(),
+        });
 }
 
 #[test]
@@ -127,6 +182,7 @@ fn using_points_subtracts_from_the_balance() {
         .when(MemberCommand::UsePoints {
             amount: 100,
             at: at(),
+            limits: PointLimits::DEFAULT,
         })
         .then([used(100, 0)]);
 }
@@ -137,6 +193,7 @@ fn using_more_points_than_the_balance_is_refused() {
         .when(MemberCommand::UsePoints {
             amount: 101,
             at: at(),
+            limits: PointLimits::DEFAULT,
         })
         .then_err(MemberError::InsufficientPoints {
             balance: Points(100),
@@ -150,6 +207,7 @@ fn using_zero_points_is_invalid() {
         .when(MemberCommand::UsePoints {
             amount: 0,
             at: at(),
+            limits: PointLimits::DEFAULT,
         })
         .then_err(ValidationError::AmountNotPositive { amount: 0 }.into());
 }
@@ -183,10 +241,12 @@ fn a_withdrawn_member_can_do_nothing_more() {
         MemberCommand::EarnPoints {
             amount: 1,
             at: at(),
+            limits: PointLimits::DEFAULT,
         },
         MemberCommand::UsePoints {
             amount: 1,
             at: at(),
+            limits: PointLimits::DEFAULT,
         },
         MemberCommand::Withdraw { at: at() },
     ] {
@@ -202,10 +262,12 @@ fn commands_for_an_unknown_member_are_not_found() {
         MemberCommand::EarnPoints {
             amount: 1,
             at: at(),
+            limits: PointLimits::DEFAULT,
         },
         MemberCommand::UsePoints {
             amount: 1,
             at: at(),
+            limits: PointLimits::DEFAULT,
         },
         MemberCommand::Withdraw { at: at() },
     ] {
@@ -242,8 +304,13 @@ fn error_codes_are_stable_and_classed() {
             ErrorKind::Rule,
         ),
         (
-            MemberError::BalanceOverflow,
-            "member.balance_overflow",
+            MemberError::AmountTooLarge { max: Points(1) },
+            "member.amount_too_large",
+            ErrorKind::Rule,
+        ),
+        (
+            MemberError::BalanceLimit { max: Points(1) },
+            "member.balance_limit",
             ErrorKind::Rule,
         ),
         (
@@ -261,8 +328,16 @@ fn error_codes_are_stable_and_classed() {
 fn any_command() -> impl Strategy<Value = MemberCommand> {
     prop_oneof![
         Just(join()),
-        (-5i64..1_000).prop_map(|amount| MemberCommand::EarnPoints { amount, at: at() }),
-        (-5i64..1_000).prop_map(|amount| MemberCommand::UsePoints { amount, at: at() }),
+        (-5i64..1_000).prop_map(|amount| MemberCommand::EarnPoints {
+            amount,
+            at: at(),
+            limits: PointLimits::DEFAULT
+        }),
+        (-5i64..1_000).prop_map(|amount| MemberCommand::UsePoints {
+            amount,
+            at: at(),
+            limits: PointLimits::DEFAULT
+        }),
         Just(MemberCommand::Withdraw { at: at() }),
     ]
 }

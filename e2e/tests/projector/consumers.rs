@@ -378,3 +378,58 @@ async fn the_projector_records_the_logs_head_for_readers_of_the_read_side() {
     })
     .await;
 }
+
+/// A client that sends the largest amounts it can breaks nothing for the
+/// others: the command API refuses past its limits with stable codes, and
+/// the members projection keeps up with every member.
+#[tokio::test]
+async fn the_largest_amounts_a_client_can_send_stop_no_projection() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let read = read_client(&database).await;
+    let _projector = start_projector(&database, None).await;
+    let greedy = commands.join("01012120000", "greedy").await;
+    let earn = |amount: i64| {
+        let path = format!("/members/{greedy}/points/earn");
+        let commands = &commands;
+        async move {
+            commands
+                .send(
+                    reqwest::Method::POST,
+                    &path,
+                    Some(serde_json::json!({ "amount": amount })),
+                )
+                .await
+        }
+    };
+    for _ in 0..2 {
+        let (status, body) = earn(i64::MAX).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("member.amount_too_large")),
+            "{body}"
+        );
+    }
+    let (status, _) = earn(1_000_000).await;
+    assert_eq!(status, 200);
+    let (status, body) = earn(1_000_000).await;
+    assert_eq!(status, 200, "{body}");
+    let other = commands.join("01012120001", "other").await;
+    assert_eq!(
+        commands
+            .send(
+                reqwest::Method::POST,
+                &format!("/members/{other}/points/earn"),
+                Some(serde_json::json!({ "amount": 5 }))
+            )
+            .await
+            .0,
+        200
+    );
+    eventually("both balances are projected", WAIT, || async {
+        (balance(&read, &greedy).await == Some(2_000_000)
+            && balance(&read, &other).await == Some(5))
+        .then_some(())
+    })
+    .await;
+}

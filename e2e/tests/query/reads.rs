@@ -135,11 +135,18 @@ async fn a_position_not_reached_in_time_is_answered_as_stale() {
     assert_eq!(list.header("x-stale"), Some("true"), "the header works too");
 
     let projector = mileage_e2e::start_projector(&stack.database, None).await;
-    let fresh = stack
-        .query
-        .get(&format!("/managerpages/{id}?position={position}"))
-        .await;
-    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    // The projector may need longer than the 300 ms wait to start and catch
+    // up on a loaded machine: ask until it has.
+    let path = format!("/managerpages/{id}?position={position}");
+    let fresh = mileage_e2e::eventually(
+        "the projector catches up",
+        Duration::from_secs(60),
+        || async {
+            let reply = stack.query.get(&path).await;
+            (reply.status == 200).then_some(reply)
+        },
+    )
+    .await;
     assert_eq!(fresh.header("x-stale"), None);
     assert!(fresh.header("x-projection-position").is_some());
     projector.stop().await;

@@ -196,4 +196,75 @@ mod tests {
         assert_eq!((gone.status.as_str(), gone.balance), ("WITHDRAWN", 0));
         assert!(gone.erased && gone.nickname.is_none() && gone.phone_masked.is_none());
     }
+
+    /// Whatever limits the operator sets and whatever amounts clients send,
+    /// every event the domain accepts projects into the read model: no
+    /// accepted command can stop the projection for everyone.
+    mod accepted_commands_never_stop_the_projection {
+        use chrono::Utc;
+        use mileage_domain::Aggregate;
+        use mileage_domain::ids::MemberId;
+        use mileage_domain::member::{
+            Member, MemberCommand, MemberJoined, POINTS_CEILING, PointLimits,
+        };
+        use mileage_domain::pii::PersonKey;
+        use proptest::prelude::*;
+
+        use crate::people::People;
+        use crate::projections::members::Members;
+        use crate::projections::{Model, recorded};
+
+        fn limits() -> impl Strategy<Value = PointLimits> {
+            let bound = prop_oneof![1..=1_000u64, 1..=POINTS_CEILING, Just(POINTS_CEILING)];
+            (bound.clone(), bound).prop_map(|(a, b)| {
+                PointLimits::new(a.min(b), a.max(b)).expect("ordered and under the ceiling")
+            })
+        }
+
+        fn amount() -> impl Strategy<Value = i64> {
+            prop_oneof![-5..1_000i64, any::<i64>(), Just(i64::MAX)]
+        }
+
+        fn command(limits: PointLimits) -> impl Strategy<Value = MemberCommand> {
+            prop_oneof![
+                8 => amount().prop_map(move |amount| MemberCommand::EarnPoints { amount, at: Utc::now(), limits }),
+                4 => amount().prop_map(move |amount| MemberCommand::UsePoints { amount, at: Utc::now(), limits }),
+                1 => Just(MemberCommand::Withdraw { at: Utc::now() }),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn into_the_members_model(
+                commands in limits().prop_flat_map(|l| prop::collection::vec(command(l), 0..60))
+            ) {
+                let key = PersonKey::new("member-1", [3; 32]);
+                let people = People::new([("member-1".to_owned(), key.clone())].into());
+                let joined = MemberJoined {
+                    member_id: MemberId::parse("1").unwrap(),
+                    phone_no: key.seal("phoneNo", "01099998888", [1; 24]),
+                    nickname: key.seal("nickname", "kim", [2; 24]),
+                    joined_at: Utc::now(),
+                    rejoining: None,
+                }
+                .into();
+                let mut state = Member::default().evolve(&joined);
+                let mut row = Members::apply(None, joined.clone(), &recorded("member-1", 1, &joined), &people).unwrap();
+                let mut version = 1;
+                for command in commands {
+                    let Ok(events) = state.decide(command) else { continue };
+                    for event in events {
+                        version += 1;
+                        state = state.evolve(&event);
+                        let at = recorded("member-1", version, &event);
+                        let applied = Members::apply(row, event, &at, &people);
+                        prop_assert!(applied.is_ok(), "{:?}", applied.err());
+                        row = applied.unwrap();
+                        let balance = row.as_ref().map_or(0, |r| r.balance);
+                        prop_assert!((0..=i64::try_from(POINTS_CEILING).unwrap()).contains(&balance));
+                    }
+                }
+            }
+        }
+    }
 }
