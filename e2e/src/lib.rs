@@ -39,12 +39,14 @@ pub struct Received {
 struct GatewayState {
     rejected: HashSet<String>,
     failures_left: u32,
+    refuse_with: Option<StatusCode>,
     received: Vec<Received>,
 }
 
 /// An SMS gateway stand-in on a loopback port: answers 422 for rejected
-/// numbers, 503 while told to fail, 202 otherwise, deduplicating by
-/// idempotency key like a real gateway.
+/// numbers (with a body that repeats the number, as real gateways do), 503
+/// while told to fail, a chosen status for everything when told to refuse
+/// (a wrong endpoint, expired credentials), 202 otherwise.
 #[derive(Clone)]
 pub struct Gateway {
     state: Arc<Mutex<GatewayState>>,
@@ -73,6 +75,12 @@ impl Gateway {
         self.state.lock().unwrap().failures_left = n;
     }
 
+    /// From now on every request answers `status` (401: credentials
+    /// expired; 404: a wrong endpoint).
+    pub fn refuse_everything_with(&self, status: u16) {
+        self.state.lock().unwrap().refuse_with = StatusCode::from_u16(status).ok();
+    }
+
     /// Every accepted or rejected request, in order (503s excluded).
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
@@ -83,11 +91,14 @@ async fn receive(
     State(state): State<Arc<Mutex<GatewayState>>>,
     headers: HeaderMap,
     Json(body): Json<Value>,
-) -> StatusCode {
+) -> (StatusCode, String) {
     let mut state = state.lock().unwrap();
+    if let Some(status) = state.refuse_with {
+        return (status, format!("refused: {body}"));
+    }
     if state.failures_left > 0 {
         state.failures_left -= 1;
-        return StatusCode::SERVICE_UNAVAILABLE;
+        return (StatusCode::SERVICE_UNAVAILABLE, String::new());
     }
     let received = Received {
         idempotency_key: headers
@@ -101,9 +112,13 @@ async fn receive(
     let rejected = state.rejected.contains(&received.to);
     state.received.push(received);
     if rejected {
-        StatusCode::UNPROCESSABLE_ENTITY
+        let to = &state.received.last().expect("just pushed").to;
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("{{\"error\":\"{to} cannot receive SMS\"}}"),
+        )
     } else {
-        StatusCode::ACCEPTED
+        (StatusCode::ACCEPTED, String::new())
     }
 }
 

@@ -32,11 +32,20 @@ pub enum Delivery {
         /// Attempts it took.
         attempts: u32,
     },
-    /// The gateway refused it for good (e.g. an unknown number).
+    /// The gateway said the recipient cannot receive it (a number that
+    /// takes no SMS): the notice failed for good.
     Rejected {
         /// Attempts made.
         attempts: u32,
-        /// The gateway's reason.
+        /// What the gateway answered, as a code and a status: never its
+        /// body, which may repeat the number.
+        reason: String,
+    },
+    /// The gateway refused the request itself (credentials, endpoint,
+    /// protocol): no notice can go out until an operator fixes the
+    /// configuration, and nothing may be concluded about the recipient.
+    Misconfigured {
+        /// What the gateway answered, as a status: never its body.
         reason: String,
     },
     /// The gateway could not be reached or kept failing; try later.
@@ -75,8 +84,11 @@ impl Notifier for LogNotifier {
 }
 
 /// `POST {url}` with `{messageId, to, text}` and `Idempotency-Key:
-/// {messageId}`. 2xx delivered; other 4xx rejected; 408, 429, 5xx, timeouts
-/// and connection failures retried with exponential backoff.
+/// {messageId}`. 2xx delivered; 422 (the gateway's "recipient cannot
+/// receive") rejected; 408, 429, 5xx, timeouts and connection failures
+/// retried with exponential backoff; any other answer (401, 403, 404, 405,
+/// 413, 415, ...) is a configuration or protocol error. The gateway's body
+/// is never read: it may repeat the phone number.
 pub(crate) struct Webhook {
     client: reqwest::Client,
     url: String,
@@ -97,30 +109,50 @@ impl Webhook {
         })
     }
 
-    async fn attempt(&self, notice: &Outgoing) -> Result<(), (bool, String)> {
-        let response = self
+    async fn attempt(&self, notice: &Outgoing) -> Attempt {
+        let response = match self
             .client
             .post(&self.url)
             .header("idempotency-key", notice.message_id.to_string())
             .json(notice)
             .send()
             .await
-            .map_err(|e| (true, format!("gateway unreachable: {e}")))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body: String = response
-            .text()
-            .await
-            .unwrap_or_default()
-            .chars()
-            .take(200)
-            .collect();
-        let retry = status.is_server_error()
-            || status == reqwest::StatusCode::TOO_MANY_REQUESTS
-            || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-        Err((retry, format!("gateway answered {status}: {body}")))
+        {
+            Ok(response) => response,
+            // Without the URL, which may carry a credential.
+            Err(e) if e.is_timeout() => return Attempt::Retry("gateway.timeout".into()),
+            Err(e) => {
+                return Attempt::Retry(format!("gateway.unreachable: {}", e.without_url()));
+            }
+        };
+        classify(response.status())
+    }
+}
+
+/// One attempt's outcome.
+#[derive(Debug, PartialEq, Eq)]
+enum Attempt {
+    Delivered,
+    Retry(String),
+    Rejected(String),
+    Misconfigured(String),
+}
+
+/// What an answer's status means; the body is not looked at.
+fn classify(status: reqwest::StatusCode) -> Attempt {
+    use reqwest::StatusCode;
+    let code = status.as_u16();
+    if status.is_success() {
+        Attempt::Delivered
+    } else if status == StatusCode::UNPROCESSABLE_ENTITY {
+        Attempt::Rejected(format!("gateway.recipient_unreachable (HTTP {code})"))
+    } else if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Attempt::Retry(format!("gateway.unavailable (HTTP {code})"))
+    } else {
+        Attempt::Misconfigured(format!("gateway.refused_request (HTTP {code})"))
     }
 }
 
@@ -137,17 +169,45 @@ impl Notifier for Webhook {
         loop {
             attempts += 1;
             match self.attempt(notice).await {
-                Ok(()) => return Delivery::Delivered { attempts },
-                Err((false, reason)) => return Delivery::Rejected { attempts, reason },
-                Err((true, reason)) if attempts >= self.max_attempts => {
+                Attempt::Delivered => return Delivery::Delivered { attempts },
+                Attempt::Rejected(reason) => return Delivery::Rejected { attempts, reason },
+                Attempt::Misconfigured(reason) => return Delivery::Misconfigured { reason },
+                Attempt::Retry(reason) if attempts >= self.max_attempts => {
                     return Delivery::Unavailable { attempts, reason };
                 }
-                Err((true, reason)) => {
+                Attempt::Retry(reason) => {
                     metrics::counter!("notifier_retries_total").increment(1);
                     tracing::debug!(message_id = %notice.message_id, attempts, %reason, "notice not delivered yet; retrying");
                     tokio::time::sleep(delays.next().unwrap_or(self.backoff)).await;
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use reqwest::StatusCode;
+
+    use super::{Attempt, classify};
+
+    #[test]
+    fn only_an_explicit_recipient_refusal_fails_a_notice() {
+        assert_eq!(classify(StatusCode::ACCEPTED), Attempt::Delivered);
+        assert!(matches!(
+            classify(StatusCode::UNPROCESSABLE_ENTITY),
+            Attempt::Rejected(_)
+        ));
+        for retried in [500, 502, 503, 504, 408, 429] {
+            let status = StatusCode::from_u16(retried).unwrap();
+            assert!(matches!(classify(status), Attempt::Retry(_)), "{retried}");
+        }
+        for refused in [400, 401, 403, 404, 405, 409, 410, 413, 415] {
+            let status = StatusCode::from_u16(refused).unwrap();
+            assert!(
+                matches!(classify(status), Attempt::Misconfigured(_)),
+                "{refused}"
+            );
         }
     }
 }

@@ -53,24 +53,54 @@ pub fn prometheus() -> &'static PrometheusHandle {
 }
 
 /// Counts every request by matched route, method and status, and times it.
+/// Labels come from bounded sets only, whatever clients send: the route is
+/// the matched template (`/members/{id}`, or `unmatched`), the method one
+/// of the standard ones or `other`, the status a number.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+    metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
 }
 
+/// A method as a metric label: the standard ones by name, any other
+/// (clients may send made-up methods) as `other`.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
+
+    #[test]
+    fn made_up_methods_fold_into_one_label() {
+        assert_eq!(super::method_label(&Method::POST), "POST");
+        for made_up in ["BREW", "PROPFIND", "X1", "CONNECT", "TRACE"] {
+            let method = Method::from_bytes(made_up.as_bytes()).unwrap();
+            assert_eq!(super::method_label(&method), "other", "{made_up}");
+        }
+    }
+
     #[test]
     fn recorded_metrics_are_rendered() {
         let handle = super::prometheus();

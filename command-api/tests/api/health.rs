@@ -62,3 +62,46 @@ async fn metrics_count_requests_by_route_and_status() {
     );
     assert!(text.contains("event_store_append_seconds"), "{text}");
 }
+
+/// Labels come from bounded sets: a thousand made-up methods and paths add
+/// one `other` method and one `unmatched` route, never a series each.
+#[tokio::test]
+async fn metrics_stay_bounded_whatever_clients_send() {
+    let app = spawn_app().await;
+    for n in 0..1_000 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{n}").as_bytes()).unwrap();
+        let path = if n % 2 == 0 {
+            "/members/1".to_owned()
+        } else {
+            format!("/nothing/{n}")
+        };
+        app.client
+            .request(method, format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{"))
+        .collect();
+    assert!(!text.contains("MADEUP"), "a made-up method became a label");
+    assert!(
+        !text.contains("/nothing/"),
+        "an unmatched path became a label"
+    );
+    assert!(
+        series.iter().any(|l| l.contains(r#"method="other""#)),
+        "{series:#?}"
+    );
+    assert!(series.len() < 40, "{} series: {series:#?}", series.len());
+}

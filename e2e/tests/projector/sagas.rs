@@ -91,7 +91,13 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
         .unwrap();
     assert_eq!(message.get::<_, String>(0), "FAILED");
     assert_eq!(message.get::<_, i32>(1), 1);
-    assert!(message.get::<_, Option<String>>(2).unwrap().contains("422"));
+    let last_error = message.get::<_, Option<String>>(2).unwrap();
+    assert!(last_error.contains("422"), "{last_error}");
+    assert!(
+        !last_error.contains("01000000002"),
+        "the gateway's body, which repeats the number, is never kept: {last_error}"
+    );
+    assert_never_in_clear(&store, "01000000002").await;
     assert_eq!(
         message.get::<_, Option<String>>(3),
         None,
@@ -131,12 +137,102 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
     assert_eq!(destroyed.len(), 3, "registered, changed, destroyed once");
 }
 
+/// No event of the log carries `digits` in clear.
+async fn assert_never_in_clear(store: &PgEventStore, digits: &str) {
+    for event in store.read_all(None, 1000).await.unwrap() {
+        let data = String::from_utf8_lossy(&event.data);
+        assert!(
+            !data.contains(digits),
+            "in clear in {}: {data}",
+            event.event_type
+        );
+    }
+}
+
 async fn store_head(store: &PgEventStore) -> (Option<i64>, Option<i64>) {
     let head = store.head_position().await.unwrap().unwrap();
     (
         Some(i64::try_from(head.commit).unwrap()),
         Some(i64::try_from(head.prepare).unwrap()),
     )
+}
+
+/// A gateway that refuses our requests themselves (expired credentials, a
+/// wrong endpoint) says nothing about the recipient: nobody is destroyed,
+/// the notices consumer stops and says why, and once the gateway is fixed
+/// a restart sends the notice.
+#[tokio::test]
+async fn a_gateway_refusing_our_requests_destroys_nobody_and_stops_the_notices_visibly() {
+    for status in [401, 404] {
+        let database = fresh_database().await;
+        let gateway = Gateway::start(&[]).await;
+        gateway.refuse_everything_with(status);
+        let commands = CommandApi::spawn(&database).await;
+        let projector = start_projector(&database, Some(&gateway)).await;
+        let read = read_client(&database).await;
+        let (id, _) = commands.register_target("010-0000-0004", "kept").await;
+        commands.mark_dormant(&id).await;
+        let reason = eventually("the notices consumer stops", WAIT, || async {
+            let row = read
+                .query_one(
+                    "SELECT state, error_reason FROM projector.consumers WHERE name = 'notices'",
+                    &[],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, String>(0) == "stopped").then(|| row.get::<_, Option<String>>(1))
+        })
+        .await
+        .unwrap_or_default();
+        assert!(
+            reason.contains(&status.to_string()) && reason.contains("NOTIFIER_URL"),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("01000000004") && !reason.contains("refused: "),
+            "{reason}"
+        );
+        projector.stop().await;
+        let store = PgEventStore::connect(&database).await.unwrap();
+        assert!(
+            store
+                .read_stream(&format!("managerMessage-{id}"), 0, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "no notice recorded as failed"
+        );
+        assert_eq!(
+            store
+                .read_stream(&format!("dormantMember-{id}"), 0, 10)
+                .await
+                .unwrap()
+                .len(),
+            2,
+            "registered and marked dormant: not destroyed"
+        );
+        let keys = PgKeyStore::new(store.pool().clone());
+        assert!(
+            keys.get(&format!("dormantMember-{id}"))
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // Fixed: the restarted projector sends it.
+        let fixed = Gateway::start(&[]).await;
+        let again = start_projector(&database, Some(&fixed)).await;
+        eventually(
+            "the notice is sent once the gateway is fixed",
+            WAIT,
+            || async {
+                let row = target(&read, &id).await?;
+                (row == ("DORMANT".into(), Some("SENT".into()), false)).then_some(())
+            },
+        )
+        .await;
+        again.stop().await;
+    }
 }
 
 #[tokio::test]

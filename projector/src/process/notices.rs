@@ -100,6 +100,18 @@ impl Notices {
                     reason,
                 }
             }
+            Delivery::Misconfigured { reason } => {
+                metrics::counter!("notices_total", "outcome" => "misconfigured").increment(1);
+                tracing::error!(target_id = %changed.id, %reason, "the SMS gateway refuses our requests; notices stop until NOTIFIER_URL or its credentials are fixed");
+                return Err(HandleError::poison(
+                    trigger,
+                    format!(
+                        "the SMS gateway refused the request itself ({reason}): check NOTIFIER_URL \
+                         and its credentials, then restart the projector; nothing was recorded \
+                         about the recipient"
+                    ),
+                ));
+            }
             Delivery::Unavailable { attempts, reason } => {
                 metrics::counter!("notices_total", "outcome" => "postponed").increment(1);
                 return Err(HandleError::Transient(format!(
