@@ -95,6 +95,8 @@ impl Verifier {
 fn validation(algorithm: Algorithm) -> Validation {
     let mut validation = Validation::new(algorithm);
     validation.leeway = 5;
+    // A token is no good before its `nbf` either (when it has one).
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation
 }
@@ -208,4 +210,35 @@ fn mint(secret: &[u8], sub: &str, role: Role, exp: u64) -> anyhow::Result<String
         &claims,
         &EncodingKey::from_secret(secret),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    use super::{Verifier, now};
+
+    const SECRET: &[u8] = b"unit-test-secret-of-32-bytes-or-more!";
+
+    fn signed(claims: &serde_json::Value) -> String {
+        encode(
+            &Header::default(),
+            claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_not_before_time() {
+        let verifier = Verifier::hs256(SECRET);
+        let at = now().unwrap();
+        let early =
+            signed(&json!({ "sub": "ops", "role": "manager", "exp": at + 3600, "nbf": at + 600 }));
+        assert!(verifier.verify(&early).is_err());
+        let due =
+            signed(&json!({ "sub": "ops", "role": "manager", "exp": at + 3600, "nbf": at - 1 }));
+        assert!(verifier.verify(&due).is_ok());
+    }
 }
