@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use mileage_domain::member::PointLimits;
 use mileage_service::settings::{
-    JwtKey, eventstoredb_url, http_url, jwt_key, layered, positive, postgres_url, socket_addr,
+    JwtKey, TokenRules, eventstoredb_url, http_url, jwt_key, layered, positive, postgres_url,
+    socket_addr, token_rules,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -32,6 +33,9 @@ pub struct Settings {
     pub phone_secret: SecretString,
     /// Bearer-token key.
     pub jwt: JwtKey,
+    /// What tokens must also say (`JWT_ISSUER`, `JWT_AUDIENCE`,
+    /// `JWT_MAX_LIFETIME_SECS`).
+    pub token_rules: TokenRules,
     /// The release's join: where (`MEMBER_API_URL`, in-process when unset),
     /// timeout (`JOIN_TIMEOUT_MS`, 610), breaker (`BREAKER_FAILURES`, 3;
     /// `BREAKER_OPEN_SECS`, 5).
@@ -65,6 +69,9 @@ struct Raw {
     phone_index_secret: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_max_lifetime_secs: Option<i64>,
     member_api_url: Option<String>,
     join_timeout_ms: Option<i64>,
     breaker_failures: Option<i64>,
@@ -77,7 +84,10 @@ struct Raw {
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 15] = [
+const KEYS: [&str; 18] = [
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_MAX_LIFETIME_SECS",
     "MAX_POINTS_PER_COMMAND",
     "MAX_BALANCE",
     "IDEMPOTENCY_LEASE_SECS",
@@ -135,6 +145,7 @@ impl Settings {
                 anyhow::anyhow!("phone_index_secret must be set to at least {MIN_SECRET_LEN} bytes")
             })?;
         let jwt = jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?;
+        let token_rules = token_rules(raw.jwt_issuer, raw.jwt_audience, raw.jwt_max_lifetime_secs)?;
         let member_api_url = http_url("member_api_url", raw.member_api_url)?;
         let join = GuardSettings {
             member_api_url,
@@ -186,6 +197,7 @@ impl Settings {
             eventstoredb_url,
             phone_secret,
             jwt,
+            token_rules,
             join,
             cors_allowed_origins,
             idempotency_retention,

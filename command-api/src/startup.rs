@@ -41,7 +41,8 @@ impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         mileage_service::telemetry::prometheus();
-        let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
+        let verifier =
+            Arc::new(Verifier::from_key(&settings.jwt)?.with_rules(&settings.token_rules));
         let pg = PgEventStore::connect(&settings.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;

@@ -35,6 +35,7 @@ async fn query_api(database: &str, command_api: &str) -> String {
         addr: "127.0.0.1:0".parse().unwrap(),
         read_database_url: database.to_owned(),
         jwt: JwtKey::hs256(JWT_SECRET),
+        token_rules: mileage_service::settings::TokenRules::default(),
         wait_limit: Duration::from_secs(5),
         command_api_url: command_api.to_owned(),
         pool_size: 16,

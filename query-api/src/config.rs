@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mileage_service::settings::{JwtKey, jwt_key, layered, positive, postgres_url, socket_addr};
+use mileage_service::settings::{
+    JwtKey, TokenRules, jwt_key, layered, positive, postgres_url, socket_addr, token_rules,
+};
 use serde::Deserialize;
 
 /// What the query API needs to start. Secrets never print.
@@ -17,6 +19,9 @@ pub struct Settings {
     pub read_database_url: String,
     /// Bearer-token key (`JWT_HS256_SECRET` or `JWT_RS256_PUBLIC_KEY`).
     pub jwt: JwtKey,
+    /// What tokens must also say (`JWT_ISSUER`, `JWT_AUDIENCE`,
+    /// `JWT_MAX_LIFETIME_SECS`).
+    pub token_rules: TokenRules,
     /// Longest wait for a requested position (`QUERY_WAIT_MS`, 2000).
     pub wait_limit: Duration,
     /// Where the admin page sends commands (`COMMAND_API_URL`, default
@@ -33,12 +38,18 @@ struct Raw {
     read_database_url: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
+    jwt_max_lifetime_secs: Option<i64>,
     query_wait_ms: Option<i64>,
     command_api_url: Option<String>,
     query_pool_size: Option<i64>,
 }
 
-const KEYS: [&str; 8] = [
+const KEYS: [&str; 11] = [
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "JWT_MAX_LIFETIME_SECS",
     "QUERY_API_ADDR",
     "DATABASE_URL",
     "READ_DATABASE_URL",
@@ -71,6 +82,7 @@ impl Settings {
             addr,
             read_database_url,
             jwt: jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?,
+            token_rules: token_rules(raw.jwt_issuer, raw.jwt_audience, raw.jwt_max_lifetime_secs)?,
             wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
             command_api_url: command_api_url.trim_end_matches('/').to_owned(),
             pool_size: usize::try_from(positive("query_pool_size", raw.query_pool_size, 16)?)?,

@@ -23,7 +23,8 @@ impl Application {
     /// projector has not yet), follows the checkpoints, binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         mileage_service::telemetry::prometheus();
-        let verifier = Arc::new(Verifier::from_key(&settings.jwt)?);
+        let verifier =
+            Arc::new(Verifier::from_key(&settings.jwt)?.with_rules(&settings.token_rules));
         let read_config: tokio_postgres::Config = settings
             .read_database_url
             .parse()

@@ -19,7 +19,7 @@ use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::settings::JwtKey;
+use crate::settings::{JwtKey, TokenRules};
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,12 +43,16 @@ pub struct Claims {
     pub role: Role,
     /// Expiry, seconds since the epoch.
     pub exp: u64,
+    /// Issued at, seconds since the epoch: where the lifetime counts from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
 }
 
 /// Checks tokens against the configured key.
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    max_lifetime: u64,
 }
 
 impl Verifier {
@@ -65,6 +69,7 @@ impl Verifier {
         Self {
             key: DecodingKey::from_secret(secret),
             validation: validation(Algorithm::HS256),
+            max_lifetime: TokenRules::default().max_lifetime.as_secs(),
         }
     }
 
@@ -76,19 +81,45 @@ impl Verifier {
         Ok(Self {
             key,
             validation: validation(Algorithm::RS256),
+            max_lifetime: TokenRules::default().max_lifetime.as_secs(),
         })
+    }
+
+    /// The same verifier, also holding tokens to `rules`.
+    #[must_use]
+    pub fn with_rules(mut self, rules: &TokenRules) -> Self {
+        let mut required = vec!["exp", "sub"];
+        if let Some(issuer) = &rules.issuer {
+            self.validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if let Some(audience) = &rules.audience {
+            self.validation.set_audience(&[audience]);
+            required.push("aud");
+        }
+        self.validation.set_required_spec_claims(&required);
+        self.max_lifetime = rules.max_lifetime.as_secs();
+        self
     }
 
     /// The claims of a valid token; 401 otherwise, saying why.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        decode::<Claims>(token, &self.key, &self.validation)
+        let claims = decode::<Claims>(token, &self.key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 JwtError::ExpiredSignature => {
                     unauthorized("auth.token_expired", "the bearer token has expired")
                 }
                 _ => unauthorized("auth.invalid_token", "the bearer token is not valid here"),
-            })
+            })?;
+        let from = claims.iat.unwrap_or_else(|| now().unwrap_or(claims.exp));
+        if claims.exp.saturating_sub(from) > self.max_lifetime {
+            return Err(unauthorized(
+                "auth.token_lifetime",
+                "the bearer token is valid for longer than this service accepts",
+            ));
+        }
+        Ok(claims)
     }
 }
 
@@ -204,6 +235,7 @@ fn mint(secret: &[u8], sub: &str, role: Role, exp: u64) -> anyhow::Result<String
         sub: sub.to_owned(),
         role,
         exp,
+        iat: now().ok(),
     };
     Ok(encode(
         &Header::new(Algorithm::HS256),
@@ -217,7 +249,7 @@ mod tests {
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
 
-    use super::{Verifier, now};
+    use super::{TokenRules, Verifier, now};
 
     const SECRET: &[u8] = b"unit-test-secret-of-32-bytes-or-more!";
 
@@ -228,6 +260,54 @@ mod tests {
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn issuer_audience_and_lifetime_are_required_when_set() {
+        let rules = TokenRules {
+            issuer: Some("https://id.example".into()),
+            audience: Some("mileage".into()),
+            max_lifetime: std::time::Duration::from_secs(3600),
+        };
+        let verifier = Verifier::hs256(SECRET).with_rules(&rules);
+        let at = now().unwrap();
+        let good = json!({ "sub": "ops", "role": "manager", "iat": at, "exp": at + 600,
+                           "iss": "https://id.example", "aud": "mileage" });
+        assert!(verifier.verify(&signed(&good)).is_ok());
+        for (claim, value) in [
+            ("iss", json!("https://evil.example")),
+            ("aud", json!("other")),
+        ] {
+            let mut bad = good.clone();
+            bad[claim] = value;
+            assert!(verifier.verify(&signed(&bad)).is_err(), "{claim}");
+            bad.as_object_mut().unwrap().remove(claim);
+            assert!(verifier.verify(&signed(&bad)).is_err(), "missing {claim}");
+        }
+        let mut long = good.clone();
+        long["exp"] = json!(at + 7200);
+        let refused = verifier.verify(&signed(&long)).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("auth.token_lifetime"),
+            "{refused:?}"
+        );
+        long.as_object_mut().unwrap().remove("iat");
+        assert!(
+            verifier.verify(&signed(&long)).is_err(),
+            "without iat, from now"
+        );
+    }
+
+    #[test]
+    fn minted_tokens_carry_their_issue_time_and_pass_the_default_rules() {
+        let token = super::mint_hs256(SECRET, "ops", super::Role::Manager, 3600).unwrap();
+        let claims = Verifier::hs256(SECRET).verify(&token).unwrap();
+        assert!(claims.iat.is_some());
+        let long = super::mint_hs256(SECRET, "ops", super::Role::Manager, 48 * 3600).unwrap();
+        assert!(
+            Verifier::hs256(SECRET).verify(&long).is_err(),
+            "two days is past a day"
+        );
     }
 
     #[test]

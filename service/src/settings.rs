@@ -155,6 +155,53 @@ pub fn jwt_key(
     }
 }
 
+/// What a token must also say, beyond a valid signature and expiry: who
+/// issued it and for whom (when set, required), and how long it may be
+/// valid at most (`JWT_ISSUER`, `JWT_AUDIENCE`, `JWT_MAX_LIFETIME_SECS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRules {
+    /// The `iss` every token must carry, if set.
+    pub issuer: Option<String>,
+    /// The `aud` every token must include, if set.
+    pub audience: Option<String>,
+    /// The longest validity accepted, from `iat` (or from now, without it)
+    /// to `exp`: a leaked long-lived token is refused.
+    pub max_lifetime: std::time::Duration,
+}
+
+impl Default for TokenRules {
+    /// No issuer or audience required; tokens valid for at most a day.
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audience: None,
+            max_lifetime: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The token rules from `jwt_issuer`, `jwt_audience` and
+/// `jwt_max_lifetime_secs` (default a day).
+pub fn token_rules(
+    issuer: Option<String>,
+    audience: Option<String>,
+    max_lifetime_secs: Option<i64>,
+) -> anyhow::Result<TokenRules> {
+    let non_empty = |name: &str, value: Option<String>| match value {
+        Some(v) if v.trim().is_empty() => anyhow::bail!("{name} is set but empty"),
+        other => Ok(other),
+    };
+    Ok(TokenRules {
+        issuer: non_empty("jwt_issuer", issuer)?,
+        audience: non_empty("jwt_audience", audience)?,
+        max_lifetime: std::time::Duration::from_secs(positive(
+            "jwt_max_lifetime_secs",
+            max_lifetime_secs,
+            TokenRules::default().max_lifetime.as_secs(),
+        )?),
+    })
+}
+
 /// A positive number, or the default when unset (`name` for the error).
 pub fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
     match value {

@@ -171,3 +171,59 @@ async fn a_member_may_release_their_own_dormant_target_only() {
     assert_eq!(released.status, 200, "{}", released.body);
     assert_eq!(released.body["memberStatus"], "CLEARED");
 }
+
+/// With an issuer and audience configured, a token must name both; and no
+/// token may be valid for longer than the configured lifetime.
+#[tokio::test]
+async fn issuer_audience_and_lifetime_are_enforced_over_http() {
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    let database = mileage_store::testing::fresh_database().await;
+    let app = crate::helpers::spawn_app_with(database, |s| {
+        s.token_rules = mileage_service::settings::TokenRules {
+            issuer: Some("https://id.example".into()),
+            audience: Some("mileage".into()),
+            max_lifetime: std::time::Duration::from_secs(3600),
+        };
+    })
+    .await;
+    let id = app.join("01020000010", "J").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |claims: serde_json::Value| {
+        encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(crate::helpers::JWT_SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let path = format!("/members/{id}/points/earn");
+    let earn = |token: String| {
+        let path = path.clone();
+        let app = &app;
+        async move {
+            app.post_as(Some(&token), &path, json!({ "amount": 1 }))
+                .await
+        }
+    };
+    let good = json!({ "sub": "ops", "role": "manager", "iat": now, "exp": now + 600,
+                       "iss": "https://id.example", "aud": "mileage" });
+    assert_eq!(earn(sign(good.clone())).await.status, 200);
+    let mut no_issuer = good.clone();
+    no_issuer.as_object_mut().unwrap().remove("iss");
+    earn(sign(no_issuer))
+        .await
+        .assert_problem(401, "auth.invalid_token");
+    let mut other_audience = good.clone();
+    other_audience["aud"] = json!("another-service");
+    earn(sign(other_audience))
+        .await
+        .assert_problem(401, "auth.invalid_token");
+    let mut too_long = good;
+    too_long["exp"] = json!(now + 2 * 3600);
+    earn(sign(too_long))
+        .await
+        .assert_problem(401, "auth.token_lifetime");
+}

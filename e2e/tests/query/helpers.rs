@@ -90,6 +90,7 @@ impl QueryApi {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_database_url: database.to_owned(),
             jwt: JwtKey::hs256(JWT_SECRET),
+            token_rules: mileage_service::settings::TokenRules::default(),
             wait_limit,
             command_api_url: command_api.to_owned(),
             pool_size: 8,

@@ -49,6 +49,7 @@ async fn every_read_route_is_described_and_served() {
         addr: "127.0.0.1:0".parse().unwrap(),
         read_database_url: fresh_database().await,
         jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!"),
+        token_rules: mileage_service::settings::TokenRules::default(),
         wait_limit: std::time::Duration::from_millis(100),
         command_api_url: String::new(),
         pool_size: 2,
