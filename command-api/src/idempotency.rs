@@ -295,11 +295,7 @@ async fn owner(keys: &Keys, parts: &mut Parts) -> Result<String, ApiError> {
         return Ok("public".into());
     }
     let Caller(claims) = Caller::from_request_parts(parts, keys).await?;
-    let role = serde_json::to_value(claims.role)
-        .ok()
-        .and_then(|r| r.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    Ok(format!("{role}:{}", claims.sub))
+    Ok(format!("{}:{}", claims.role.as_str(), claims.sub))
 }
 
 /// The key as stored: the client's key within its owner and route, hashed

@@ -34,6 +34,17 @@ pub enum Role {
     Partner,
 }
 
+impl Role {
+    /// The role as tokens spell it (`manager`, `member`, `partner`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manager => "manager",
+            Self::Member => "member",
+            Self::Partner => "partner",
+        }
+    }
+}
+
 /// The claims we read from a token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
@@ -308,6 +319,17 @@ mod tests {
             Verifier::hs256(SECRET).verify(&long).is_err(),
             "two days is past a day"
         );
+    }
+
+    #[test]
+    fn roles_are_spelled_as_tokens_spell_them() {
+        for role in [
+            super::Role::Manager,
+            super::Role::Member,
+            super::Role::Partner,
+        ] {
+            assert_eq!(serde_json::to_value(role).unwrap(), json!(role.as_str()));
+        }
     }
 
     #[test]

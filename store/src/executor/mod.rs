@@ -157,7 +157,7 @@ impl Executor {
     where
         A: Aggregate + Send + Sync + 'static,
     {
-        let (mut state, mut version) = self.cache.get::<A>(stream).unwrap_or_default();
+        let (mut state, mut version) = self.known::<A>(stream);
         loop {
             let from = version.map_or(0, |v: u64| v + 1);
             let page = self.store.read_stream(stream, from, PAGE).await?;
