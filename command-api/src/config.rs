@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mileage_domain::member::PointLimits;
 use mileage_service::settings::{
-    JwtKey, TokenRules, eventstoredb_url, http_url, jwt_key, layered, positive, postgres_url,
-    socket_addr, token_rules,
+    JwtKeys, RateLimits, TokenRules, eventstoredb_url, http_url, jwt_keys, layered, positive,
+    postgres_url, rate_limits, socket_addr, token_rules,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -32,10 +32,15 @@ pub struct Settings {
     /// 16 bytes). Must stay the same for the life of the log.
     pub phone_secret: SecretString,
     /// Bearer-token key.
-    pub jwt: JwtKey,
+    pub jwt: JwtKeys,
     /// What tokens must also say (`JWT_ISSUER`, `JWT_AUDIENCE`,
     /// `JWT_MAX_LIFETIME_SECS`).
     pub token_rules: TokenRules,
+    /// Requests per client address and caller
+    /// (`RATE_LIMIT_JOINS_PER_MINUTE`, `RATE_LIMIT_COMMANDS_PER_SECOND`,
+    /// `RATE_LIMIT_AUTH_FAILURES_PER_MINUTE`, each 0 for off;
+    /// `TRUSTED_CLIENT_IP_HEADER` behind a gateway).
+    pub rate_limits: RateLimits,
     /// The release's join: where (`MEMBER_API_URL`, in-process when unset),
     /// timeout (`JOIN_TIMEOUT_MS`, 610), breaker (`BREAKER_FAILURES`, 3;
     /// `BREAKER_OPEN_SECS`, 5).
@@ -69,9 +74,17 @@ struct Raw {
     phone_index_secret: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
+    jwt_key_id: Option<String>,
+    jwt_previous_hs256_secret: Option<String>,
+    jwt_previous_rs256_public_key: Option<String>,
+    jwt_previous_key_id: Option<String>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
     jwt_max_lifetime_secs: Option<i64>,
+    rate_limit_joins_per_minute: Option<i64>,
+    rate_limit_commands_per_second: Option<i64>,
+    rate_limit_auth_failures_per_minute: Option<i64>,
+    trusted_client_ip_header: Option<String>,
     member_api_url: Option<String>,
     join_timeout_ms: Option<i64>,
     breaker_failures: Option<i64>,
@@ -84,7 +97,15 @@ struct Raw {
 }
 
 /// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 18] = [
+const KEYS: [&str; 26] = [
+    "JWT_KEY_ID",
+    "JWT_PREVIOUS_HS256_SECRET",
+    "JWT_PREVIOUS_RS256_PUBLIC_KEY",
+    "JWT_PREVIOUS_KEY_ID",
+    "RATE_LIMIT_JOINS_PER_MINUTE",
+    "RATE_LIMIT_COMMANDS_PER_SECOND",
+    "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
+    "TRUSTED_CLIENT_IP_HEADER",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_MAX_LIFETIME_SECS",
@@ -144,8 +165,22 @@ impl Settings {
             .ok_or_else(|| {
                 anyhow::anyhow!("phone_index_secret must be set to at least {MIN_SECRET_LEN} bytes")
             })?;
-        let jwt = jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?;
+        let jwt = jwt_keys(
+            (raw.jwt_hs256_secret, raw.jwt_rs256_public_key),
+            raw.jwt_key_id,
+            (
+                raw.jwt_previous_hs256_secret,
+                raw.jwt_previous_rs256_public_key,
+            ),
+            raw.jwt_previous_key_id,
+        )?;
         let token_rules = token_rules(raw.jwt_issuer, raw.jwt_audience, raw.jwt_max_lifetime_secs)?;
+        let rate_limits = rate_limits(
+            raw.rate_limit_joins_per_minute,
+            raw.rate_limit_commands_per_second,
+            raw.rate_limit_auth_failures_per_minute,
+            raw.trusted_client_ip_header,
+        )?;
         let member_api_url = http_url("member_api_url", raw.member_api_url)?;
         let join = GuardSettings {
             member_api_url,
@@ -198,6 +233,7 @@ impl Settings {
             phone_secret,
             jwt,
             token_rules,
+            rate_limits,
             join,
             cors_allowed_origins,
             idempotency_retention,
@@ -215,7 +251,8 @@ impl Settings {
 mod tests {
     use figment::Jail;
 
-    use super::{JwtKey, Settings};
+    use super::Settings;
+    use mileage_service::settings::JwtKey;
 
     const FILE: &str = r#"
         database_url = "postgres://file@localhost/mileage"
@@ -237,7 +274,7 @@ mod tests {
             assert_eq!(settings.database_url, "postgres://file@localhost/mileage");
             assert_eq!(settings.join.timeout.as_millis(), 250);
             assert_eq!(settings.join.failures_to_open, 3, "defaults fill the rest");
-            assert!(matches!(settings.jwt, JwtKey::Hs256(_)));
+            assert!(matches!(settings.jwt.current, JwtKey::Hs256(_)));
             Ok(())
         });
     }

@@ -77,6 +77,9 @@ impl Members {
         let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
         let member_stream = stream_name::<Member>(&member_id);
         let key = self.ctx.keys.get_or_create(&member_stream).await?;
+        fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
+            anyhow::anyhow!("failpoint join::after_key")
+        )));
         let at = Utc::now();
         let claim = PhoneRegistryCommand::Claim {
             member_id: member_id.clone(),

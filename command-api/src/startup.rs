@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use mileage_service::auth::Verifier;
 use mileage_service::settings::event_store;
+use mileage_store::EventStore;
 use mileage_store::executor::Executor;
 use mileage_store::keys::PgKeyStore;
 use mileage_store::postgres::PgEventStore;
@@ -21,12 +22,17 @@ use crate::members::Members;
 use crate::release_guard::JoinGuard;
 use crate::routes::router;
 use crate::state::AppState;
+use mileage_service::limits::RateLimits;
 
 /// Streams whose folded state is kept between commands (a few hundred bytes
 /// each).
 const STATE_CACHE_STREAMS: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
 /// How often expired idempotency keys are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How often person keys that seal nothing are looked for, and how old a
+/// key must be before it is (far longer than any join or registration).
+const SWEEP_KEYS_EVERY: Duration = Duration::from_secs(600);
+const UNUSED_KEY_GRACE: Duration = Duration::from_secs(3600);
 
 /// A bound, ready-to-run service.
 pub struct Application {
@@ -35,6 +41,8 @@ pub struct Application {
     idempotency: IdempotencyStore,
     idempotency_retention: Duration,
     cors_origins: Vec<String>,
+    rate_limits: RateLimits,
+    person_keys: Arc<PgKeyStore>,
 }
 
 impl Application {
@@ -42,7 +50,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         mileage_service::telemetry::prometheus();
         let verifier =
-            Arc::new(Verifier::from_key(&settings.jwt)?.with_rules(&settings.token_rules));
+            Arc::new(Verifier::from_keys(&settings.jwt)?.with_rules(&settings.token_rules));
         let pg = PgEventStore::connect(&settings.database_url)
             .await
             .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
@@ -53,6 +61,7 @@ impl Application {
         });
         let idempotency =
             IdempotencyStore::new(pg.pool().clone(), settings.idempotency_lease).await?;
+        let person_keys = Arc::clone(&keys);
         let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;
         let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));
         let listener = mileage_service::bind(settings.addr).await?;
@@ -77,6 +86,8 @@ impl Application {
             idempotency,
             idempotency_retention: settings.idempotency_retention,
             cors_origins: settings.cors_allowed_origins.clone(),
+            rate_limits: settings.rate_limits.clone(),
+            person_keys,
         })
     }
 
@@ -93,13 +104,42 @@ impl Application {
                 .clone()
                 .purge_forever(self.idempotency_retention, PURGE_EVERY),
         );
+        let sweep = tokio::spawn(sweep_unused_keys(
+            Arc::clone(&self.person_keys),
+            Arc::clone(self.state.ctx.executor.store()),
+        ));
         let served = mileage_service::serve(
             self.listener,
-            router(self.state, self.idempotency, &self.cors_origins),
+            router(
+                self.state,
+                self.idempotency,
+                &self.cors_origins,
+                &self.rate_limits,
+            ),
             mileage_service::shutdown::signal(),
         )
         .await;
         purge.abort();
+        sweep.abort();
         served
+    }
+}
+
+/// Deletes, now and then, the person keys that a crash left sealing
+/// nothing (made for a join or registration whose append never happened).
+async fn sweep_unused_keys(keys: Arc<PgKeyStore>, events: Arc<dyn EventStore>) {
+    let mut ticks = tokio::time::interval(SWEEP_KEYS_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match keys.sweep_unused(events.as_ref(), UNUSED_KEY_GRACE).await {
+            Ok(swept) => {
+                metrics::counter!("person_keys_swept_total").increment(swept.deleted);
+                if swept.deleted > 0 {
+                    tracing::info!(deleted = swept.deleted, "unused person keys deleted");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot sweep unused person keys"),
+        }
     }
 }

@@ -151,6 +151,81 @@ async fn a_join_whose_answer_was_lost_answers_the_same_member_and_holds_the_numb
 }
 
 #[tokio::test]
+async fn a_key_left_by_a_join_stopped_before_its_append_is_swept_and_used_keys_stay() {
+    let scenario = FailScenario::setup();
+    let app = spawn_app().await;
+    let body = json!({ "phoneNo": "01070000009", "nickname": "fp" });
+    fail::cfg("join::after_key", "return").unwrap();
+    let stopped = keyed(
+        &app,
+        reqwest::Method::POST,
+        "/members",
+        "join-9",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(stopped.status, 500, "{}", stopped.body);
+    fail::remove("join::after_key");
+    let retried = keyed(
+        &app,
+        reqwest::Method::POST,
+        "/members",
+        "join-9",
+        Some(body),
+    )
+    .await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let member = retried.body["memberId"].as_str().unwrap().to_owned();
+
+    let store = app.store().await;
+    let key_ids = || async {
+        let rows = store
+            .pool()
+            .get()
+            .await
+            .unwrap()
+            .query("SELECT key_id FROM person_keys ORDER BY key_id", &[])
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
+    };
+    let before = key_ids().await;
+    assert_eq!(
+        before.len(),
+        2,
+        "the stopped join's key and the member's: {before:?}"
+    );
+    let keys = mileage_store::keys::PgKeyStore::new(store.pool().clone());
+    let young = keys
+        .sweep_unused(&store, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        young,
+        mileage_store::keys::Swept::default(),
+        "within the grace, nothing"
+    );
+    let swept = keys.sweep_unused(&store, Duration::ZERO).await.unwrap();
+    assert_eq!((swept.deleted, swept.in_use), (1, 1), "{swept:?}");
+    assert_eq!(key_ids().await, [format!("member-{member}")]);
+    let again = keys.sweep_unused(&store, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        again,
+        mileage_store::keys::Swept::default(),
+        "each key is checked once"
+    );
+    let read = app
+        .client
+        .delete(format!("{}/members/{member}", app.address))
+        .bearer_auth(&app.manager_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "the member is unaffected");
+    scenario.teardown();
+}
+
+#[tokio::test]
 async fn a_withdrawal_stopped_after_its_append_completes_once_when_retried() {
     let scenario = FailScenario::setup();
     let app = spawn_app().await;

@@ -40,6 +40,7 @@ render() {
   GATEWAY_PORT="127.0.0.1:$port" \
   COMMAND_API_SERVERS=$(servers "$commands") \
   QUERY_API_SERVERS=$(servers "$queries") \
+  GATEWAY_JOINS_PER_MINUTE=${GATEWAY_JOINS_PER_MINUTE:-60} \
     python3 - "$template" >"$dir/gateway.conf" <<'PY'
 import os, re, sys
 text = open(sys.argv[1]).read()

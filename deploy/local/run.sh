@@ -45,6 +45,8 @@ export RUST_LOG=${RUST_LOG:-info}
 # which here is as long as this run.
 export JWT_HS256_SECRET=${JWT_HS256_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export PHONE_INDEX_SECRET=${PHONE_INDEX_SECRET:-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')}
+# Rate limits key on the client address the gateway writes in X-Real-IP.
+export TRUSTED_CLIENT_IP_HEADER=${TRUSTED_CLIENT_IP_HEADER:-X-Real-IP}
 
 target/release/mileage-command-api & pids+=($!)
 # The command API applies the event store's migrations; wait until it is ready.

@@ -139,6 +139,7 @@ impl CommandApi {
                 .expect("valid settings");
         settings.addr = "127.0.0.1:0".parse().unwrap();
         settings.cors_allowed_origins = vec!["*".into()];
+        settings.rate_limits = mileage_service::settings::RateLimits::off();
         let app = Application::build(&settings)
             .await
             .expect("the command API starts");
@@ -389,11 +390,13 @@ pub async fn wait_ready(http: &reqwest::Client, url: &str) {
 
 /// Debian's nginx from `deploy/gateway/gateway.conf.template` in front of
 /// the command-API `ports` (`deploy/local/gateway.sh` installs and runs
-/// it): the process, the gateway's URL and its directory (configuration
-/// and error log; the caller removes it).
+/// it), letting `joins_per_minute` joins through per client address: the
+/// process, the gateway's URL and its directory (configuration and error
+/// log; the caller removes it).
 pub async fn start_gateway(
     http: &reqwest::Client,
     ports: &[u16],
+    joins_per_minute: u32,
 ) -> (mileage_store::testing::Service, String, std::path::PathBuf) {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh");
@@ -407,6 +410,7 @@ pub async fn start_gateway(
         .arg(gateway_port.to_string())
         .arg(upstreams.join(" "))
         .arg(format!("127.0.0.1:{}", free_port()))
+        .env("GATEWAY_JOINS_PER_MINUTE", joins_per_minute.to_string())
         .status()
         .expect("gateway.sh runs");
     assert!(rendered.success(), "the gateway configuration renders");

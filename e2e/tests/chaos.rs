@@ -43,6 +43,10 @@ fn command_api(database: &str, port: u16) -> Service {
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("PHONE_INDEX_SECRET", PHONE_SECRET)
             .env("IDEMPOTENCY_LEASE_SECS", "3")
+            // One address, one token, as fast as it can: not what the
+            // limits are for (they have their own tests).
+            .env("RATE_LIMIT_JOINS_PER_MINUTE", "0")
+            .env("RATE_LIMIT_COMMANDS_PER_SECOND", "0")
             .env("RUST_LOG", "off")
             .spawn()
             .expect("the command API starts"),
@@ -206,7 +210,7 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
         wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
     }
     let mut projector_process = projector(&database);
-    let (_gateway, gateway, dir) = start_gateway(&http, &ports).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &ports, 60_000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Acknowledged::default()));

@@ -27,6 +27,8 @@ fn command_api(database: &str, port: u16) -> Service {
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("PHONE_INDEX_SECRET", "gateway-test-phone-index-secret")
             .env("RUST_LOG", "warn")
+            .env("RATE_LIMIT_JOINS_PER_MINUTE", "0")
+            .env("RATE_LIMIT_COMMANDS_PER_SECOND", "0")
             .spawn()
             .expect("the command API starts"),
     )
@@ -117,7 +119,7 @@ async fn restarting_each_command_api_in_turn_behind_the_gateway_loses_no_request
     wait_ready(&http, &format!("http://127.0.0.1:{a_port}/ready")).await;
     wait_ready(&http, &format!("http://127.0.0.1:{b_port}/ready")).await;
 
-    let (_gateway, gateway, dir) = start_gateway(&http, &[a_port, b_port]).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &[a_port, b_port], 60_000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -248,7 +250,7 @@ async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_
     let real = format!("http://127.0.0.1:{real_port}");
     wait_ready(&http, &format!("{real}/ready")).await;
     let (lossy_port, seen) = lossy_instance(real.clone()).await;
-    let (_gateway, gateway, dir) = start_gateway(&http, &[lossy_port, real_port]).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &[lossy_port, real_port], 60_000).await;
 
     let joined = http
         .post(format!("{real}/members"))
@@ -309,5 +311,51 @@ async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_
         "joined, then earned eight times, each once"
     );
     assert_eq!(balance, 80);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn the_gateway_answers_429_to_joins_past_its_limit_per_address() {
+    let database = mileage_store::testing::fresh_database().await;
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let _instance = command_api(&database, port);
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
+    // One join a minute, bursts of 20: the 22nd join in a row is refused.
+    let (_gateway, gateway, dir) = start_gateway(&http, &[port], 1).await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for n in 0..25u32 {
+        let response = http
+            .post(format!("{gateway}/members"))
+            .json(&json!({ "phoneNo": format!("0109{n:07}"), "nickname": "burst" }))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 && refused.is_none() {
+            let retry = response.headers().get("retry-after").cloned();
+            let kind = response.headers().get("content-type").cloned();
+            refused = Some((
+                retry,
+                kind,
+                response.json::<serde_json::Value>().await.unwrap(),
+            ));
+        }
+    }
+    let joined = statuses.iter().filter(|s| **s == 201).count();
+    assert!((1..=21).contains(&joined), "{statuses:?}");
+    let (retry, kind, body) = refused.expect("a join past the limit is refused");
+    assert!(retry.is_some(), "Retry-After");
+    assert_eq!(kind.unwrap(), "application/problem+json");
+    assert_eq!(body["code"], "rate_limit.joins", "{body}");
+    assert_eq!(body["status"], 429);
+    let reads = http
+        .get(format!("{gateway}/health"))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(reads, 200, "only joins are limited");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mileage_service::settings::{
-    JwtKey, TokenRules, jwt_key, layered, positive, postgres_url, socket_addr, token_rules,
+    JwtKeys, RateLimits, TokenRules, jwt_keys, layered, positive, postgres_url, rate_limits,
+    socket_addr, token_rules,
 };
 use serde::Deserialize;
 
@@ -18,10 +19,14 @@ pub struct Settings {
     /// query API reads nothing else: not the event store, whichever it is.
     pub read_database_url: String,
     /// Bearer-token key (`JWT_HS256_SECRET` or `JWT_RS256_PUBLIC_KEY`).
-    pub jwt: JwtKey,
+    pub jwt: JwtKeys,
     /// What tokens must also say (`JWT_ISSUER`, `JWT_AUDIENCE`,
     /// `JWT_MAX_LIFETIME_SECS`).
     pub token_rules: TokenRules,
+    /// Refused tokens per client address
+    /// (`RATE_LIMIT_AUTH_FAILURES_PER_MINUTE`, 0 for off;
+    /// `TRUSTED_CLIENT_IP_HEADER` behind a gateway).
+    pub rate_limits: RateLimits,
     /// Longest wait for a requested position (`QUERY_WAIT_MS`, 2000).
     pub wait_limit: Duration,
     /// Where the admin page sends commands (`COMMAND_API_URL`, default
@@ -38,15 +43,27 @@ struct Raw {
     read_database_url: Option<String>,
     jwt_hs256_secret: Option<String>,
     jwt_rs256_public_key: Option<String>,
+    jwt_key_id: Option<String>,
+    jwt_previous_hs256_secret: Option<String>,
+    jwt_previous_rs256_public_key: Option<String>,
+    jwt_previous_key_id: Option<String>,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
     jwt_max_lifetime_secs: Option<i64>,
+    rate_limit_auth_failures_per_minute: Option<i64>,
+    trusted_client_ip_header: Option<String>,
     query_wait_ms: Option<i64>,
     command_api_url: Option<String>,
     query_pool_size: Option<i64>,
 }
 
-const KEYS: [&str; 11] = [
+const KEYS: [&str; 17] = [
+    "JWT_KEY_ID",
+    "JWT_PREVIOUS_HS256_SECRET",
+    "JWT_PREVIOUS_RS256_PUBLIC_KEY",
+    "JWT_PREVIOUS_KEY_ID",
+    "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
+    "TRUSTED_CLIENT_IP_HEADER",
     "JWT_ISSUER",
     "JWT_AUDIENCE",
     "JWT_MAX_LIFETIME_SECS",
@@ -81,8 +98,22 @@ impl Settings {
         Ok(Self {
             addr,
             read_database_url,
-            jwt: jwt_key(raw.jwt_hs256_secret, raw.jwt_rs256_public_key)?,
+            jwt: jwt_keys(
+                (raw.jwt_hs256_secret, raw.jwt_rs256_public_key),
+                raw.jwt_key_id,
+                (
+                    raw.jwt_previous_hs256_secret,
+                    raw.jwt_previous_rs256_public_key,
+                ),
+                raw.jwt_previous_key_id,
+            )?,
             token_rules: token_rules(raw.jwt_issuer, raw.jwt_audience, raw.jwt_max_lifetime_secs)?,
+            rate_limits: rate_limits(
+                None,
+                None,
+                raw.rate_limit_auth_failures_per_minute,
+                raw.trusted_client_ip_header,
+            )?,
             wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
             command_api_url: command_api_url.trim_end_matches('/').to_owned(),
             pool_size: usize::try_from(positive("query_pool_size", raw.query_pool_size, 16)?)?,

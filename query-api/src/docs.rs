@@ -1,7 +1,7 @@
 //! Error answers as the OpenAPI description documents them: the shared
 //! problem+json shapes, plus 404.
 
-pub(crate) use mileage_service::docs::{AuthRefusals, Invalid, Problem, Unavailable};
+pub(crate) use mileage_service::docs::{AuthRefusals, Invalid, Problem, RateLimited, Unavailable};
 use utoipa::IntoResponses;
 
 /// 404: nothing under this id (documentation only).

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mileage_service::auth::Verifier;
+use mileage_service::limits::Guard;
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -16,6 +17,7 @@ use crate::state::QueryState;
 pub struct Application {
     listener: TcpListener,
     state: QueryState,
+    guard: Guard,
 }
 
 impl Application {
@@ -24,7 +26,7 @@ impl Application {
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         mileage_service::telemetry::prometheus();
         let verifier =
-            Arc::new(Verifier::from_key(&settings.jwt)?.with_rules(&settings.token_rules));
+            Arc::new(Verifier::from_keys(&settings.jwt)?.with_rules(&settings.token_rules));
         let read_config: tokio_postgres::Config = settings
             .read_database_url
             .parse()
@@ -52,6 +54,7 @@ impl Application {
         let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
+            guard: Guard::reads(&settings.rate_limits, &verifier),
             state: QueryState {
                 pool,
                 verifier,
@@ -71,7 +74,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         mileage_service::serve(
             self.listener,
-            router(self.state),
+            router(self.state, self.guard),
             mileage_service::shutdown::signal(),
         )
         .await

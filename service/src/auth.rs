@@ -13,13 +13,15 @@ use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use jsonwebtoken::errors::ErrorKind as JwtError;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use mileage_domain::ids::MemberId;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
-use crate::settings::{JwtKey, TokenRules};
+use crate::settings::{JwtKey, JwtKeys, TokenRules};
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,27 +61,70 @@ pub struct Claims {
     pub iat: Option<u64>,
 }
 
-/// Checks tokens against the configured key.
+/// Checks tokens against the configured keys (one, or two during a
+/// rotation).
 pub struct Verifier {
+    keys: Vec<NamedKey>,
+    max_lifetime: u64,
+}
+
+/// One key a token may be signed with, with the `kid` naming it (if any)
+/// and how its tokens are checked.
+struct NamedKey {
+    id: Option<String>,
     key: DecodingKey,
     validation: Validation,
-    max_lifetime: u64,
+}
+
+impl NamedKey {
+    fn from_key(id: Option<String>, key: &JwtKey) -> anyhow::Result<Self> {
+        let (key, algorithm) = match key {
+            JwtKey::Hs256(secret) => (
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                Algorithm::HS256,
+            ),
+            JwtKey::Rs256(pem) => (
+                DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                    anyhow::anyhow!("an RS256 key is not an RSA public key in PEM form: {e}")
+                })?,
+                Algorithm::RS256,
+            ),
+        };
+        Ok(Self {
+            id,
+            key,
+            validation: validation(algorithm),
+        })
+    }
 }
 
 impl Verifier {
     /// The verifier for the configured key.
     pub fn from_key(key: &JwtKey) -> anyhow::Result<Self> {
-        match key {
-            JwtKey::Hs256(secret) => Ok(Self::hs256(secret.expose_secret().as_bytes())),
-            JwtKey::Rs256(pem) => Self::rs256(pem.as_bytes()),
+        Self::from_keys(&JwtKeys::from(key.clone()))
+    }
+
+    /// The verifier for the configured keys: the current one first, then
+    /// the one being retired.
+    pub fn from_keys(keys: &JwtKeys) -> anyhow::Result<Self> {
+        let mut named = vec![NamedKey::from_key(keys.current_id.clone(), &keys.current)?];
+        if let Some((id, key)) = &keys.previous {
+            named.push(NamedKey::from_key(Some(id.clone()), key)?);
         }
+        Ok(Self {
+            keys: named,
+            max_lifetime: TokenRules::default().max_lifetime.as_secs(),
+        })
     }
 
     /// Tokens signed with HS256 and this shared secret.
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
-            key: DecodingKey::from_secret(secret),
-            validation: validation(Algorithm::HS256),
+            keys: vec![NamedKey {
+                id: None,
+                key: DecodingKey::from_secret(secret),
+                validation: validation(Algorithm::HS256),
+            }],
             max_lifetime: TokenRules::default().max_lifetime.as_secs(),
         }
     }
@@ -90,8 +135,11 @@ impl Verifier {
             anyhow::anyhow!("JWT_RS256_PUBLIC_KEY is not an RSA public key in PEM form: {e}")
         })?;
         Ok(Self {
-            key,
-            validation: validation(Algorithm::RS256),
+            keys: vec![NamedKey {
+                id: None,
+                key,
+                validation: validation(Algorithm::RS256),
+            }],
             max_lifetime: TokenRules::default().max_lifetime.as_secs(),
         })
     }
@@ -100,29 +148,77 @@ impl Verifier {
     #[must_use]
     pub fn with_rules(mut self, rules: &TokenRules) -> Self {
         let mut required = vec!["exp", "sub"];
-        if let Some(issuer) = &rules.issuer {
-            self.validation.set_issuer(&[issuer]);
+        if rules.issuer.is_some() {
             required.push("iss");
         }
-        if let Some(audience) = &rules.audience {
-            self.validation.set_audience(&[audience]);
+        if rules.audience.is_some() {
             required.push("aud");
         }
-        self.validation.set_required_spec_claims(&required);
+        for key in &mut self.keys {
+            if let Some(issuer) = &rules.issuer {
+                key.validation.set_issuer(&[issuer]);
+            }
+            if let Some(audience) = &rules.audience {
+                key.validation.set_audience(&[audience]);
+            }
+            key.validation.set_required_spec_claims(&required);
+        }
         self.max_lifetime = rules.max_lifetime.as_secs();
         self
     }
 
+    /// The keys a token may be checked with: the one its `kid` names; keys
+    /// without a name accept any `kid`; a token without `kid` may be signed
+    /// with any key.
+    fn candidates(&self, kid: Option<&str>) -> Vec<&NamedKey> {
+        let Some(kid) = kid else {
+            return self.keys.iter().collect();
+        };
+        let named: Vec<&NamedKey> = self
+            .keys
+            .iter()
+            .filter(|k| k.id.as_deref() == Some(kid))
+            .collect();
+        if named.is_empty() {
+            self.keys.iter().filter(|k| k.id.is_none()).collect()
+        } else {
+            named
+        }
+    }
+
     /// The claims of a valid token; 401 otherwise, saying why.
     pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
-        let claims = decode::<Claims>(token, &self.key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                JwtError::ExpiredSignature => {
+        let header = decode_header(token).map_err(|_| {
+            unauthorized("auth.invalid_token", "the bearer token is not valid here")
+        })?;
+        let candidates = self.candidates(header.kid.as_deref());
+        if candidates.is_empty() {
+            return Err(unauthorized(
+                "auth.unknown_key",
+                "the bearer token names a signing key (kid) this service does not accept",
+            ));
+        }
+        let mut first_error = None;
+        let mut verified = None;
+        for key in candidates {
+            match decode::<Claims>(token, &key.key, &key.validation) {
+                Ok(data) => {
+                    verified = Some(data.claims);
+                    break;
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let claims = verified.ok_or_else(|| {
+            match first_error.as_ref().map(jsonwebtoken::errors::Error::kind) {
+                Some(JwtError::ExpiredSignature) => {
                     unauthorized("auth.token_expired", "the bearer token has expired")
                 }
                 _ => unauthorized("auth.invalid_token", "the bearer token is not valid here"),
-            })?;
+            }
+        })?;
         let from = claims.iat.unwrap_or_else(|| now().unwrap_or(claims.exp));
         if claims.exp.saturating_sub(from) > self.max_lifetime {
             return Err(unauthorized(
@@ -200,6 +296,10 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // Verified already by the rate limits' middleware.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             unauthorized(
                 "auth.missing_token",
@@ -229,30 +329,51 @@ pub fn mint_hs256(
     role: Role,
     ttl_seconds: u64,
 ) -> anyhow::Result<String> {
-    mint(secret, sub, role, now()?.saturating_add(ttl_seconds))
+    mint(secret, None, sub, role, now()?.saturating_add(ttl_seconds))
+}
+
+/// Mints an HS256 token naming its key with `kid` (a key rotation).
+pub fn mint_hs256_with_kid(
+    secret: &[u8],
+    kid: &str,
+    sub: &str,
+    role: Role,
+    ttl_seconds: u64,
+) -> anyhow::Result<String> {
+    mint(
+        secret,
+        Some(kid),
+        sub,
+        role,
+        now()?.saturating_add(ttl_seconds),
+    )
 }
 
 /// An already expired HS256 token, for tests of expiry.
 pub fn mint_expired_hs256(secret: &[u8], sub: &str, role: Role) -> anyhow::Result<String> {
-    mint(secret, sub, role, now()?.saturating_sub(3600))
+    mint(secret, None, sub, role, now()?.saturating_sub(3600))
 }
 
 fn now() -> anyhow::Result<u64> {
     Ok(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())
 }
 
-fn mint(secret: &[u8], sub: &str, role: Role, exp: u64) -> anyhow::Result<String> {
+fn mint(
+    secret: &[u8],
+    kid: Option<&str>,
+    sub: &str,
+    role: Role,
+    exp: u64,
+) -> anyhow::Result<String> {
     let claims = Claims {
         sub: sub.to_owned(),
         role,
         exp,
         iat: now().ok(),
     };
-    Ok(encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )?)
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = kid.map(str::to_owned);
+    Ok(encode(&header, &claims, &EncodingKey::from_secret(secret))?)
 }
 
 #[cfg(test)]
@@ -330,6 +451,64 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(role).unwrap(), json!(role.as_str()));
         }
+    }
+
+    #[test]
+    fn during_a_rotation_tokens_of_both_keys_pass_and_a_kid_picks_its_key() {
+        use crate::settings::{JwtKey, JwtKeys};
+        const OLD: &[u8] = b"the-old-secret-of-thirty-two-bytes-or-more";
+        let keys = JwtKeys {
+            current: JwtKey::hs256(std::str::from_utf8(SECRET).unwrap()),
+            current_id: Some("k2".into()),
+            previous: Some((
+                "k1".into(),
+                JwtKey::hs256(std::str::from_utf8(OLD).unwrap()),
+            )),
+        };
+        let verifier = Verifier::from_keys(&keys).unwrap();
+        let mint = |secret, kid: Option<&str>| {
+            match kid {
+                Some(kid) => {
+                    super::mint_hs256_with_kid(secret, kid, "ops", super::Role::Manager, 600)
+                }
+                None => super::mint_hs256(secret, "ops", super::Role::Manager, 600),
+            }
+            .unwrap()
+        };
+        for (secret, kid) in [
+            (SECRET, Some("k2")),
+            (OLD, Some("k1")),
+            (SECRET, None),
+            (OLD, None),
+        ] {
+            assert!(verifier.verify(&mint(secret, kid)).is_ok(), "{kid:?}");
+        }
+        let code = |token: String| match verifier.verify(&token) {
+            Err(crate::ApiError::Unauthorized { code, .. }) => code,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            code(mint(OLD, Some("k2"))),
+            "auth.invalid_token",
+            "k2 is the new key"
+        );
+        assert_eq!(code(mint(SECRET, Some("k9"))), "auth.unknown_key");
+        let retired = Verifier::from_keys(&JwtKeys {
+            current: keys.current.clone(),
+            current_id: Some("k2".into()),
+            previous: None,
+        })
+        .unwrap();
+        assert!(
+            retired.verify(&mint(OLD, Some("k1"))).is_err(),
+            "once the old key is removed, its tokens stop"
+        );
+        assert!(
+            Verifier::hs256(SECRET)
+                .verify(&mint(SECRET, Some("any")))
+                .is_ok(),
+            "an unnamed key takes any kid"
+        );
     }
 
     #[test]

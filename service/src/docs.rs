@@ -95,6 +95,20 @@ pub enum StateRefusals {
     Conflict(#[to_schema] Problem),
 }
 
+/// 429: a rate limit is used up (documentation only): joins per client
+/// address, commands per caller, refused tokens per address.
+#[derive(IntoResponses)]
+pub enum RateLimited {
+    /// Retry after the `Retry-After` seconds.
+    #[response(
+        status = 429,
+        description = "Too many requests (`rate_limit.joins`, `rate_limit.commands`, `rate_limit.auth_failures`); see Retry-After",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = u64, description = "Seconds until a request is let through again"))
+    )]
+    TooMany(#[to_schema] Problem),
+}
+
 /// 503: a dependency is down (documentation only).
 #[derive(IntoResponses)]
 pub enum Unavailable {

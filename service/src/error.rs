@@ -49,7 +49,8 @@ pub enum ApiError {
     /// No valid credentials.
     #[error("{detail}")]
     Unauthorized {
-        /// `auth.missing_token`, `auth.invalid_token`, `auth.token_expired`.
+        /// `auth.missing_token`, `auth.invalid_token`, `auth.token_expired`,
+        /// `auth.token_lifetime`, `auth.unknown_key`.
         code: &'static str,
         /// Why.
         detail: String,
@@ -60,6 +61,16 @@ pub enum ApiError {
     /// The stream kept changing under us; the client may retry.
     #[error("the resource was modified concurrently; retry the request")]
     Conflict,
+    /// A rate limit is used up; the client may retry after `retry_after`.
+    #[error("{detail}")]
+    RateLimited {
+        /// `rate_limit.joins`, `rate_limit.commands`, `rate_limit.auth_failures`.
+        code: &'static str,
+        /// Which limit, for people.
+        detail: String,
+        /// Seconds until the limit lets a request through again.
+        retry_after: u64,
+    },
     /// A dependency is down or slow; the client should retry later.
     #[error("{detail}")]
     Unavailable {
@@ -121,13 +132,16 @@ impl ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn code(&self) -> &'static str {
         match self {
-            Self::Domain { code, .. } | Self::Unauthorized { code, .. } => code,
+            Self::Domain { code, .. }
+            | Self::Unauthorized { code, .. }
+            | Self::RateLimited { code, .. } => code,
             Self::MalformedBody(_) => "request.malformed_body",
             Self::MalformedQuery(_) => "request.malformed_query",
             Self::UnsupportedMediaType => "request.unsupported_media_type",
@@ -211,7 +225,8 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Self::Unavailable { retry_after, .. } = &self {
+        if let Self::Unavailable { retry_after, .. } | Self::RateLimited { retry_after, .. } = &self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));

@@ -14,6 +14,7 @@ pub mod correlation;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod ops;
 pub mod settings;
 pub mod shutdown;
@@ -35,7 +36,11 @@ pub async fn serve(
     app: axum::Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    // The peer address reaches handlers and middleware (rate limits).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
 }

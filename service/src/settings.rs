@@ -4,6 +4,7 @@
 //! typed settings and builds them from these checked pieces; an error names
 //! the setting at fault and never shows a secret's value.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use figment::Figment;
@@ -13,6 +14,8 @@ use mileage_store::eventstoredb::EsdbEventStore;
 use mileage_store::postgres::PgEventStore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
+
+pub use crate::limits::RateLimits;
 
 /// Shortest HS256 secret accepted, in bytes (RFC 7518: at least the hash size).
 const MIN_JWT_SECRET_LEN: usize = 32;
@@ -42,6 +45,85 @@ impl JwtKey {
             Self::Rs256(_) => None,
         }
     }
+}
+
+/// The keys bearer tokens may be signed with: the current one and, during a
+/// rotation, the one before it. Tokens name their key with the `kid` header;
+/// a token without one is tried against each key.
+#[derive(Clone, Debug)]
+pub struct JwtKeys {
+    /// The key new tokens are signed with.
+    pub current: JwtKey,
+    /// The `kid` of the current key's tokens (`JWT_KEY_ID`), if named.
+    pub current_id: Option<String>,
+    /// The key being retired and its `kid` (`JWT_PREVIOUS_KEY_ID` with
+    /// `JWT_PREVIOUS_HS256_SECRET` or `JWT_PREVIOUS_RS256_PUBLIC_KEY`):
+    /// its tokens stay valid until it is removed.
+    pub previous: Option<(String, JwtKey)>,
+}
+
+impl From<JwtKey> for JwtKeys {
+    /// One key, not named: every token is checked against it.
+    fn from(current: JwtKey) -> Self {
+        Self {
+            current,
+            current_id: None,
+            previous: None,
+        }
+    }
+}
+
+/// The token keys from the current key's settings (see [`jwt_key`]) and
+/// `jwt_key_id`, and, during a rotation, `jwt_previous_hs256_secret` or
+/// `jwt_previous_rs256_public_key` with `jwt_previous_key_id`. Both keys
+/// must then be named, differently.
+pub fn jwt_keys(
+    current: (Option<String>, Option<String>),
+    current_id: Option<String>,
+    previous: (Option<String>, Option<String>),
+    previous_id: Option<String>,
+) -> anyhow::Result<JwtKeys> {
+    let named = |name: &str, id: Option<String>| match id {
+        Some(id) if id.trim().is_empty() => anyhow::bail!("{name} is set but empty"),
+        other => Ok(other),
+    };
+    let current_key = jwt_key(current.0, current.1)?;
+    let current_id = named("jwt_key_id", current_id)?;
+    let previous_id = named("jwt_previous_key_id", previous_id)?;
+    let previous = match previous {
+        (None, None) => {
+            anyhow::ensure!(
+                previous_id.is_none(),
+                "jwt_previous_key_id is set without jwt_previous_hs256_secret or jwt_previous_rs256_public_key"
+            );
+            None
+        }
+        (secret, pem) => {
+            let key = jwt_key(secret, pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}",
+                    e.to_string()
+                        .replace("jwt_hs256_secret", "jwt_previous_hs256_secret")
+                        .replace("jwt_rs256_public_key", "jwt_previous_rs256_public_key")
+                )
+            })?;
+            let (Some(previous_id), Some(current_id)) = (&previous_id, &current_id) else {
+                anyhow::bail!(
+                    "jwt_key_id and jwt_previous_key_id must both be set during a key rotation"
+                );
+            };
+            anyhow::ensure!(
+                previous_id != current_id,
+                "jwt_key_id and jwt_previous_key_id must differ"
+            );
+            Some((previous_id.clone(), key))
+        }
+    };
+    Ok(JwtKeys {
+        current: current_key,
+        current_id,
+        previous,
+    })
 }
 
 /// Settings of type `T` from the TOML file named by `MILEAGE_CONFIG` (when
@@ -202,6 +284,49 @@ pub fn token_rules(
     })
 }
 
+/// The rate limits from `rate_limit_joins_per_minute`,
+/// `rate_limit_commands_per_second`, `rate_limit_auth_failures_per_minute`
+/// (each `0` to turn it off; defaults in [`RateLimits::default`]) and
+/// `trusted_client_ip_header`.
+pub fn rate_limits(
+    joins_per_minute: Option<i64>,
+    commands_per_second: Option<i64>,
+    auth_failures_per_minute: Option<i64>,
+    client_ip_header: Option<String>,
+) -> anyhow::Result<RateLimits> {
+    let defaults = RateLimits::default();
+    let quota = |name: &str, value: Option<i64>, default: Option<NonZeroU32>| match value {
+        None => Ok(default),
+        Some(n) => u32::try_from(n)
+            .map(NonZeroU32::new)
+            .map_err(|_| anyhow::anyhow!("{name}={n} must be 0 (off) or a positive whole number")),
+    };
+    let client_ip_header = match client_ip_header.filter(|h| !h.trim().is_empty()) {
+        None => None,
+        Some(name) => Some(name.trim().parse::<axum::http::HeaderName>().map_err(|_| {
+            anyhow::anyhow!("trusted_client_ip_header={name:?} is not a header name")
+        })?),
+    };
+    Ok(RateLimits {
+        joins_per_minute: quota(
+            "rate_limit_joins_per_minute",
+            joins_per_minute,
+            defaults.joins_per_minute,
+        )?,
+        commands_per_second: quota(
+            "rate_limit_commands_per_second",
+            commands_per_second,
+            defaults.commands_per_second,
+        )?,
+        auth_failures_per_minute: quota(
+            "rate_limit_auth_failures_per_minute",
+            auth_failures_per_minute,
+            defaults.auth_failures_per_minute,
+        )?,
+        client_ip_header,
+    })
+}
+
 /// A positive number, or the default when unset (`name` for the error).
 pub fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<u64> {
     match value {
@@ -215,7 +340,30 @@ pub fn positive(name: &str, value: Option<i64>, default: u64) -> anyhow::Result<
 
 #[cfg(test)]
 mod tests {
-    use super::{JwtKey, eventstoredb_url, jwt_key};
+    use super::{JwtKey, RateLimits, eventstoredb_url, jwt_key, jwt_keys, rate_limits};
+
+    #[test]
+    fn rate_limits_default_turn_off_with_zero_and_refuse_nonsense() {
+        assert_eq!(
+            rate_limits(None, None, None, None).unwrap(),
+            RateLimits::default()
+        );
+        let off = rate_limits(Some(0), Some(0), Some(0), None).unwrap();
+        assert_eq!(off, RateLimits::off());
+        let error = rate_limits(Some(-1), None, None, None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("rate_limit_joins_per_minute"), "{error}");
+        let error = rate_limits(None, None, None, Some("not a header".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("trusted_client_ip_header"), "{error}");
+        let header = rate_limits(None, None, None, Some("X-Real-IP".into())).unwrap();
+        assert_eq!(
+            header.client_ip_header.map(|h| h.to_string()).as_deref(),
+            Some("x-real-ip")
+        );
+    }
 
     #[test]
     fn an_eventstoredb_url_is_checked_without_showing_it() {
@@ -233,6 +381,43 @@ mod tests {
             let error = eventstoredb_url(Some(bad.into())).unwrap_err().to_string();
             assert!(error.contains("eventstoredb_url"), "{error}");
             assert!(!error.contains("secret"), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_rotation_names_both_keys_differently() {
+        let secret = || Some("a-secret-of-thirty-two-bytes-or-more".to_owned());
+        let old = || Some("the-old-secret-of-thirty-two-bytes-or-more".to_owned());
+        let keys = jwt_keys(
+            (secret(), None),
+            Some("k2".into()),
+            (old(), None),
+            Some("k1".into()),
+        )
+        .unwrap();
+        assert_eq!(keys.current_id.as_deref(), Some("k2"));
+        assert_eq!(keys.previous.as_ref().map(|p| p.0.as_str()), Some("k1"));
+        for (current_id, previous, previous_id, named) in [
+            (None, old(), Some("k1"), "jwt_key_id"),
+            (Some("k1"), old(), Some("k1"), "must differ"),
+            (Some("k2"), None, Some("k1"), "jwt_previous_key_id"),
+            (
+                Some("k2"),
+                Some("short".to_owned()),
+                Some("k1"),
+                "jwt_previous_hs256_secret",
+            ),
+        ] {
+            let error = jwt_keys(
+                (secret(), None),
+                current_id.map(str::to_owned),
+                (previous, None),
+                previous_id.map(str::to_owned),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(error.contains(named), "{error}");
+            assert!(!error.contains("the-old-secret"), "{error}");
         }
     }
 

@@ -69,6 +69,76 @@ impl PgKeyStore {
     }
 }
 
+/// What one pass of [`PgKeyStore::sweep_unused`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Keys found in use (their stream has events), now marked checked.
+    pub in_use: u64,
+    /// Keys whose stream had no event after the grace period, deleted.
+    pub deleted: u64,
+}
+
+/// Keys looked at per round trip of a sweep.
+const SWEEP_BATCH: i64 = 500;
+
+impl PgKeyStore {
+    /// Deletes the keys that seal nothing: created more than `grace` ago
+    /// for a stream (the key id is the stream's name) that still has no
+    /// event, because the process stopped between creating the key and the
+    /// append that would have used it. Keys found in use are marked, so
+    /// each key is checked once. `grace` must outlast any append still
+    /// under way (an hour in the services). Safe to run on several
+    /// instances at once.
+    pub async fn sweep_unused(
+        &self,
+        events: &dyn crate::EventStore,
+        grace: std::time::Duration,
+    ) -> Result<Swept, StoreError> {
+        let grace_secs = grace.as_secs_f64();
+        let mut swept = Swept::default();
+        loop {
+            let client = self.pool.get().await.map_err(pool_error)?;
+            let rows = client
+                .query(
+                    "SELECT key_id FROM person_keys
+                      WHERE NOT checked AND created_at < now() - make_interval(secs => $1)
+                      ORDER BY created_at LIMIT $2",
+                    &[&grace_secs, &SWEEP_BATCH],
+                )
+                .await
+                .map_err(pg_error)?;
+            drop(client);
+            let (mut used, mut unused) = (Vec::new(), Vec::new());
+            for row in &rows {
+                let key_id: String = row.get(0);
+                if events.read_stream(&key_id, 0, 1).await?.is_empty() {
+                    unused.push(key_id);
+                } else {
+                    used.push(key_id);
+                }
+            }
+            let client = self.pool.get().await.map_err(pool_error)?;
+            swept.in_use += client
+                .execute(
+                    "UPDATE person_keys SET checked = true WHERE key_id = ANY($1)",
+                    &[&used],
+                )
+                .await
+                .map_err(pg_error)?;
+            swept.deleted += client
+                .execute(
+                    "DELETE FROM person_keys WHERE key_id = ANY($1) AND NOT checked",
+                    &[&unused],
+                )
+                .await
+                .map_err(pg_error)?;
+            if rows.len() < usize::try_from(SWEEP_BATCH).unwrap_or(usize::MAX) {
+                return Ok(swept);
+            }
+        }
+    }
+}
+
 /// Creates a key unless one exists; true when it was created.
 const INSERT_KEY: &str =
     "INSERT INTO person_keys (key_id, secret) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING";

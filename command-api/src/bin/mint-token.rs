@@ -3,8 +3,11 @@
 //!     JWT_HS256_SECRET=... mint-token manager ops
 //!     JWT_HS256_SECRET=... mint-token member 42 [ttl-seconds]
 //!     JWT_HS256_SECRET=... mint-token partner card-issuer
+//!
+//! With `JWT_KEY_ID` set, the token names its key (`kid`), as the services
+//! expect during a key rotation.
 
-use mileage_service::auth::{Role, mint_hs256};
+use mileage_service::auth::{Role, mint_hs256, mint_hs256_with_kid};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,6 +29,10 @@ fn main() -> anyhow::Result<()> {
     };
     let secret = std::env::var("JWT_HS256_SECRET")
         .map_err(|_| anyhow::anyhow!("JWT_HS256_SECRET is not set"))?;
-    println!("{}", mint_hs256(secret.as_bytes(), sub, role, ttl)?);
+    let token = match std::env::var("JWT_KEY_ID").ok().filter(|k| !k.is_empty()) {
+        Some(kid) => mint_hs256_with_kid(secret.as_bytes(), &kid, sub, role, ttl)?,
+        None => mint_hs256(secret.as_bytes(), sub, role, ttl)?,
+    };
+    println!("{token}");
     Ok(())
 }

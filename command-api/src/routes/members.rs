@@ -101,6 +101,7 @@ impl MemberAnswer {
         super::Invalid,
         super::BodyRefusals,
         (status = 409, description = "The phone number belongs to a member", body = Problem, content_type = "application/problem+json"),
+        super::RateLimited,
         super::Unavailable,
     )
 )]
@@ -141,6 +142,7 @@ pub(super) async fn join(
         super::Invalid,
         super::BodyRefusals,
         super::AuthRefusals,
+        super::RateLimited,
         super::StateRefusals,
         (status = 422, description = "More than one command may earn (`member.amount_too_large`), or the balance would pass its cap (`member.balance_limit`)", body = Problem, content_type = "application/problem+json"),
         super::Unavailable,
@@ -170,6 +172,7 @@ pub(super) async fn earn(
         super::Invalid,
         super::BodyRefusals,
         super::AuthRefusals,
+        super::RateLimited,
         super::StateRefusals,
         (status = 422, description = "Not enough points (`member.insufficient_points`), or more than one command may use (`member.amount_too_large`)", body = Problem, content_type = "application/problem+json"),
         super::Unavailable,
@@ -216,6 +219,7 @@ async fn points(
         (status = 200, description = "Withdrawn", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
         super::AuthRefusals,
+        super::RateLimited,
         super::StateRefusals,
         super::Unavailable,
     ),

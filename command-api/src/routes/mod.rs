@@ -11,6 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use mileage_service::limits::{self, Guard, RateLimits};
 use mileage_service::ops::Probe;
 use mileage_store::{EventStore, Position};
 use serde::Serialize;
@@ -23,7 +24,8 @@ use mileage_service::ApiError;
 use mileage_service::extract::AppJson;
 
 pub(crate) use mileage_service::docs::{
-    AuthRefusals, BodyRefusals, CorrelationId, Invalid, Problem, StateRefusals, Unavailable,
+    AuthRefusals, BodyRefusals, CorrelationId, Invalid, Problem, RateLimited, StateRefusals,
+    Unavailable,
 };
 
 /// The header carrying the global position a command wrote, for
@@ -36,20 +38,28 @@ pub(crate) fn router(
     state: AppState,
     idempotency: IdempotencyStore,
     cors_origins: &[String],
+    rate_limits: &RateLimits,
 ) -> Router {
     let probe = Arc::new(StoreProbe(Arc::clone(state.ctx.executor.store())));
     let verifier = Arc::clone(&state.verifier);
     let keys = |keys| axum::middleware::from_fn_with_state(keys, crate::idempotency::idempotent);
+    let limit = |guard| axum::middleware::from_fn_with_state(guard, limits::limit);
+    // Rate limits are outermost: a refused request claims no key.
     let router = Router::new()
         .merge(mileage_service::ops::router(probe, Some(&openapi::spec())))
-        .merge(members::public_router().layer(keys(Keys::for_public(
-            idempotency.clone(),
-            Arc::clone(&verifier),
-        ))))
+        .merge(
+            members::public_router()
+                .layer(keys(Keys::for_public(
+                    idempotency.clone(),
+                    Arc::clone(&verifier),
+                )))
+                .layer(limit(Guard::joins(rate_limits))),
+        )
         .merge(
             members::router()
                 .merge(dormant_members::router())
-                .layer(keys(Keys::for_callers(idempotency, verifier))),
+                .layer(keys(Keys::for_callers(idempotency, Arc::clone(&verifier))))
+                .layer(limit(Guard::commands(rate_limits, &verifier))),
         )
         .layer(DefaultBodyLimit::max(crate::BODY_LIMIT))
         .layer(axum::middleware::from_fn(

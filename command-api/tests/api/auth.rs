@@ -1,6 +1,7 @@
 //! The auth matrix: who may do what, and how refusals look.
 
-use mileage_service::auth::{Role, mint_expired_hs256, mint_hs256};
+use mileage_service::auth::{Role, mint_expired_hs256, mint_hs256, mint_hs256_with_kid};
+use mileage_service::settings::{JwtKey, JwtKeys};
 use serde_json::json;
 
 use crate::helpers::{JWT_SECRET, spawn_app, token};
@@ -226,4 +227,43 @@ async fn issuer_audience_and_lifetime_are_enforced_over_http() {
     earn(sign(too_long))
         .await
         .assert_problem(401, "auth.token_lifetime");
+}
+
+#[tokio::test]
+async fn during_a_key_rotation_tokens_of_both_keys_are_accepted_and_an_unknown_kid_is_refused() {
+    const NEW_SECRET: &str = "the-new-jwt-secret-of-at-least-32-bytes";
+    let database = mileage_store::testing::fresh_database().await;
+    let app = crate::helpers::spawn_app_with(database, |settings| {
+        settings.jwt = JwtKeys {
+            current: JwtKey::hs256(NEW_SECRET),
+            current_id: Some("2026-12".into()),
+            previous: Some(("2026-06".into(), JwtKey::hs256(JWT_SECRET))),
+        };
+    })
+    .await;
+    let id = app.join("01020000009", "ROT").await;
+    let path = format!("/members/{id}/points/earn");
+    let earn = |token: String| {
+        let (app, path) = (&app, &path);
+        async move {
+            app.post_as(Some(&token), path, json!({ "amount": 1 }))
+                .await
+        }
+    };
+    let minted = |secret: &str, kid: &str| {
+        mint_hs256_with_kid(secret.as_bytes(), kid, "ops", Role::Manager, 600).unwrap()
+    };
+    assert_eq!(earn(minted(NEW_SECRET, "2026-12")).await.status, 200);
+    assert_eq!(earn(minted(JWT_SECRET, "2026-06")).await.status, 200);
+    assert_eq!(
+        earn(token("ops", Role::Manager)).await.status,
+        200,
+        "a token without kid is tried against each key"
+    );
+    earn(minted(JWT_SECRET, "2026-12"))
+        .await
+        .assert_problem(401, "auth.invalid_token");
+    earn(minted(NEW_SECRET, "2025-01"))
+        .await
+        .assert_problem(401, "auth.unknown_key");
 }

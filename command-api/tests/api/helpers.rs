@@ -46,6 +46,9 @@ pub(crate) async fn spawn_app_with(
         Settings::with_defaults(&database_url, JWT_SECRET, "test-phone-index-secret")
             .expect("valid settings");
     settings.addr = "127.0.0.1:0".parse().expect("a valid address");
+    // Tests send many commands from one address with one token; the rate
+    // limits' own tests turn them back on.
+    settings.rate_limits = mileage_service::settings::RateLimits::off();
     adjust(&mut settings);
     let app = Application::build(&settings)
         .await

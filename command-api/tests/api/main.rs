@@ -7,6 +7,7 @@ mod dormant_members;
 mod health;
 mod helpers;
 mod idempotency;
+mod limits;
 mod members;
 mod openapi;
 mod process;

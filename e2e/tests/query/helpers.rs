@@ -89,8 +89,9 @@ impl QueryApi {
         let settings = Settings {
             addr: "127.0.0.1:0".parse().unwrap(),
             read_database_url: database.to_owned(),
-            jwt: JwtKey::hs256(JWT_SECRET),
+            jwt: JwtKey::hs256(JWT_SECRET).into(),
             token_rules: mileage_service::settings::TokenRules::default(),
+            rate_limits: mileage_service::settings::RateLimits::off(),
             wait_limit,
             command_api_url: command_api.to_owned(),
             pool_size: 8,

@@ -195,6 +195,7 @@ fn encode_cursor((commit, prepare): (i64, i64)) -> String {
         (status = 304, description = "Unchanged since the ETag sent"),
         crate::docs::Invalid,
         crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
         crate::docs::Unavailable,
     ),
     security(("bearer" = []))
@@ -259,6 +260,7 @@ pub(super) async fn list(
         (status = 200, description = "Counts", body = Counts),
         (status = 304, description = "Unchanged since the ETag sent"),
         crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
         crate::docs::Unavailable,
     ),
     security(("bearer" = []))
@@ -306,6 +308,7 @@ fn no_target(id: &str) -> ApiError {
     responses(
         (status = 200, description = "The target", body = Managerpage),
         crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
         crate::docs::NotFound,
         crate::docs::Unavailable,
     ),
@@ -333,6 +336,7 @@ pub(super) async fn by_id(
     responses(
         (status = 200, description = "The target's status", body = DormantMember),
         crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
         crate::docs::NotFound,
         crate::docs::Unavailable,
     ),

@@ -52,6 +52,7 @@ pub(super) struct MemberView {
         (status = 200, description = "The member", body = MemberView),
         crate::docs::Invalid,
         crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
         crate::docs::NotFound,
         crate::docs::Unavailable,
     ),

@@ -51,6 +51,7 @@ pub(super) struct ManagerMessage {
     responses(
         (status = 200, description = "The notice", body = ManagerMessage),
         crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
         crate::docs::NotFound,
         crate::docs::Unavailable,
     ),

@@ -9,6 +9,8 @@ pub mod openapi;
 
 use std::sync::Arc;
 
+use mileage_service::limits::Guard;
+
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,15 +23,21 @@ use crate::progress::Seen;
 use crate::state::QueryState;
 
 /// The whole router.
-pub(crate) fn router(state: QueryState) -> Router {
+pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
     Router::new()
         .merge(mileage_service::ops::router(
             Arc::new(health::ReadSide(state.clone())),
             Some(&openapi::spec()),
         ))
-        .merge(managerpages::router())
-        .merge(members::router())
-        .merge(messages::router())
+        .merge(
+            managerpages::router()
+                .merge(members::router())
+                .merge(messages::router())
+                .layer(axum::middleware::from_fn_with_state(
+                    guard,
+                    mileage_service::limits::limit,
+                )),
+        )
         .merge(admin::router())
         .layer(axum::middleware::from_fn(
             mileage_service::correlation::correlate,

@@ -48,8 +48,9 @@ async fn every_read_route_is_described_and_served() {
     let app = Application::build(&Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
         read_database_url: fresh_database().await,
-        jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!"),
+        jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!").into(),
         token_rules: mileage_service::settings::TokenRules::default(),
+        rate_limits: mileage_service::settings::RateLimits::off(),
         wait_limit: std::time::Duration::from_millis(100),
         command_api_url: String::new(),
         pool_size: 2,

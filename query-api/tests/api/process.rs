@@ -64,6 +64,15 @@ async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
             vec![database, addr, hs256, ("QUERY_WAIT_MS", "-1")],
             "query_wait_ms",
         ),
+        (
+            vec![
+                database,
+                addr,
+                hs256,
+                ("RATE_LIMIT_AUTH_FAILURES_PER_MINUTE", "-3"),
+            ],
+            "rate_limit_auth_failures_per_minute",
+        ),
     ];
     for (env, setting) in cases {
         let line = assert_refuses_to_start(binary, &env, setting);
@@ -71,17 +80,17 @@ async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
     }
 }
 
-#[tokio::test]
-async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
-    let database_url = fresh_database().await;
+/// The binary over `database_url` with `env` besides the required settings,
+/// and the port it logged.
+async fn start(database_url: &str, env: &[(&str, &str)]) -> (Service, u64) {
     let mut child = Service(
         Command::new(env!("CARGO_BIN_EXE_mileage-query-api"))
             .env_clear()
-            .env("DATABASE_URL", &database_url)
+            .env("DATABASE_URL", database_url)
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("QUERY_API_ADDR", "127.0.0.1:0")
-            .env("QUERY_WAIT_MS", "8000")
             .env("LOG_FORMAT", "json")
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -100,7 +109,46 @@ async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
     })
     .await
     .unwrap();
+    (child, port)
+}
 
+#[tokio::test]
+async fn refused_tokens_are_answered_429_once_an_address_has_used_up_its_refusals() {
+    let database_url = fresh_database().await;
+    let (_child, port) = start(
+        &database_url,
+        &[("RATE_LIMIT_AUTH_FAILURES_PER_MINUTE", "3")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let read = |token: String| {
+        http.get(format!("http://127.0.0.1:{port}/managerpages"))
+            .bearer_auth(token)
+            .send()
+    };
+    let forged = mint_hs256(
+        b"not-the-service-secret-but-32-bytes-long",
+        "ops",
+        Role::Manager,
+        600,
+    )
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(read(forged.clone()).await.unwrap().status(), 401);
+    }
+    let refused = read(forged).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["code"], "rate_limit.auth_failures", "{body}");
+    let good = read(token("ops", Role::Manager)).await.unwrap();
+    assert_eq!(good.status(), 200, "a valid token still reads");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
+    let database_url = fresh_database().await;
+    let (mut child, port) = start(&database_url, &[("QUERY_WAIT_MS", "8000")]).await;
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let started = Instant::now();

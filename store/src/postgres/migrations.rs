@@ -7,8 +7,14 @@ use super::pg_error;
 use crate::StoreError;
 
 /// Numbered migrations, applied in order, each once.
-const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "events", include_str!("migrations/0001_events.sql"))];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "events", include_str!("migrations/0001_events.sql")),
+    (
+        2,
+        "person_key_check",
+        include_str!("migrations/0002_person_key_check.sql"),
+    ),
+];
 
 /// Arbitrary constant identifying the migration lock.
 const MIGRATION_LOCK: i64 = 0x6d69_6c65_6167_6501;
