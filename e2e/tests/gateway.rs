@@ -359,3 +359,37 @@ async fn the_gateway_answers_429_to_joins_past_its_limit_per_address() {
     assert_eq!(reads, 200, "only joins are limited");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn the_source_documents_double_slashes_pass_the_gateway() {
+    let database = mileage_store::testing::fresh_database().await;
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let _instance = command_api(&database, port);
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &[port], 60_000).await;
+    let manager = token("ops", mileage_service::auth::Role::Manager);
+    // http POST http://localhost:8082//dormantMembers phoneNo=01085581234 ...
+    let registered = http
+        .post(format!("{gateway}//dormantMembers"))
+        .bearer_auth(&manager)
+        .json(&json!({ "phoneNo": "01085581234", "nickname": "DOR1", "memberStatus": "Pre-Dormant", "memberId": "2" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+    let id = registered.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // http PATCH http://localhost:8082//dormantMembers/1 memberStatus=DORMANT
+    let dormant = http
+        .patch(format!("{gateway}//dormantMembers/{id}"))
+        .bearer_auth(&manager)
+        .json(&json!({ "memberStatus": "DORMANT" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dormant.status(), 200);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -31,15 +31,24 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpL
 
 /// Serves `app` on `listener` until `stop` resolves, then lets in-flight
 /// requests finish.
+///
+/// Paths are normalised before routing, as the source document's clients
+/// write them: `//dormantMembers/1` and `/managerpages/` reach
+/// `/dormantMembers/1` and `/managerpages`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: axum::Router,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::ServiceExt;
+    use tower::Layer;
+    let app = tower_http::normalize_path::NormalizePathLayer::trim_trailing_slash().layer(app);
     // The peer address reaches handlers and middleware (rate limits).
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(app),
     )
     .with_graceful_shutdown(stop)
     .await

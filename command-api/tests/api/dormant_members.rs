@@ -118,3 +118,32 @@ async fn unknown_statuses_and_targets_are_refused() {
         .await
         .assert_problem(400, "validation.member_status");
 }
+
+#[tokio::test]
+async fn the_source_documents_double_and_trailing_slashes_reach_their_routes() {
+    let app = spawn_app().await;
+    // http POST :8082//dormantMembers ... and PATCH :8082//dormantMembers/1
+    let registered = app
+        .post(
+            "//dormantMembers/",
+            json!({ "phoneNo": "01085581239", "nickname": "DOR9", "memberStatus": "Pre-Dormant", "memberId": "2" }),
+        )
+        .await;
+    assert_eq!(registered.status, 201, "{}", registered.body);
+    let id = registered.body["id"].as_str().unwrap().to_owned();
+    let dormant = app
+        .patch(
+            &format!("//dormantMembers/{id}"),
+            json!({ "memberStatus": "DORMANT" }),
+        )
+        .await;
+    assert_eq!(dormant.status, 200, "{}", dormant.body);
+    assert_eq!(dormant.body["memberStatus"], "DORMANT");
+    let joined = app
+        .post(
+            "/members/",
+            json!({ "phoneNo": "01085581240", "nickname": "SL" }),
+        )
+        .await;
+    assert_eq!(joined.status, 201, "{}", joined.body);
+}

@@ -292,3 +292,22 @@ async fn metrics_show_each_projections_lag() {
     assert!(text.contains("http_requests_total"), "{text}");
     let _ = WAIT;
 }
+
+#[tokio::test]
+async fn paths_are_read_as_the_source_document_writes_them() {
+    let stack = Stack::start().await;
+    let (id, _) = stack
+        .commands
+        .register_target("01020000077", "slashes")
+        .await;
+    let position = stack.commands.mark_dormant(&id).await;
+    // `GET .../managerpages/` in the source document.
+    for path in [
+        format!("/managerpages/?position={position}"),
+        format!("//managerpages?position={position}"),
+    ] {
+        let reply = stack.query.get(&path).await;
+        assert_eq!(reply.status, 200, "{path}: {}", reply.body);
+        assert_eq!(reply.body["items"][0]["id"], id.as_str(), "{path}");
+    }
+}
