@@ -7,7 +7,9 @@
 //! `bash deploy/local/with-pg.sh cargo bench -p mileage-command-api --bench commands`
 //! Settings: `BENCH_SECONDS` (default 5), `BENCH_RUNS` (median of, default 3),
 //! `BENCH_CLIENTS` (comma-separated client counts, default `8,32,64`),
-//! `BENCH_ONLY` (`join` or `earn`: that measurement alone).
+//! `BENCH_ONLY` (`join` or `earn`: that measurement alone), `BENCH_LIMITS`
+//! (`on`: the rate limits run, with quotas too large to refuse anything, to
+//! measure what checking them costs; off by default).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -136,8 +138,18 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
         .expect("valid settings");
     settings.addr = "127.0.0.1:0".parse().expect("an address");
     // One address and one token send everything: the limits would measure
-    // themselves.
-    settings.rate_limits = mileage_service::settings::RateLimits::off();
+    // themselves. With BENCH_LIMITS=on they run, but never refuse.
+    settings.rate_limits = if std::env::var("BENCH_LIMITS").as_deref() == Ok("on") {
+        let never = std::num::NonZeroU32::new(u32::MAX);
+        mileage_service::settings::RateLimits {
+            joins_per_minute: never,
+            commands_per_second: never,
+            auth_failures_per_minute: never,
+            client_ip_header: None,
+        }
+    } else {
+        mileage_service::settings::RateLimits::off()
+    };
     let app = Application::build(&settings)
         .await
         .expect("the service starts");
