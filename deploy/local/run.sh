@@ -7,8 +7,10 @@
 #   bash deploy/local/run.sh
 #
 # Ports: GATEWAY_PORT (default 8080), COMMAND_API_ADDR (127.0.0.1:8081),
-# QUERY_API_ADDR (127.0.0.1:8084), PROJECTOR_ADDR (127.0.0.1:8085). Dormant notices are logged by the
-# projector unless NOTIFIER_URL names an SMS gateway's webhook.
+# QUERY_API_ADDR (127.0.0.1:8084), PROJECTOR_ADDR (127.0.0.1:8085),
+# SMS_GATEWAY_ADDR (127.0.0.1:8086). Dormant notices go to the local SMS
+# gateway (`sms-gateway`: refuses numbers that are not mobile numbers, lists
+# what it received at /sms) unless NOTIFIER_URL names a real gateway's webhook.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -55,6 +57,11 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 MANAGER_TOKEN=$(target/release/mint-token manager ops)
+if [[ -z ${NOTIFIER_URL:-} ]]; then
+  export SMS_GATEWAY_ADDR=${SMS_GATEWAY_ADDR:-127.0.0.1:8086}
+  target/release/sms-gateway & pids+=($!)
+  export NOTIFIER_URL=http://$SMS_GATEWAY_ADDR/sms
+fi
 target/release/mileage-projector & pids+=($!)
 target/release/mileage-query-api & pids+=($!)
 bash "$here/gateway.sh" render "$pg_dir/gateway" "$GATEWAY_PORT" "$COMMAND_API_ADDR" "$QUERY_API_ADDR"
@@ -67,6 +74,7 @@ Mileage is running behind the gateway at $gateway:
   reads      $gateway/managerpages, $gateway/managerMessages/{id} (query API, http://$QUERY_API_ADDR)
   admin page $gateway/admin   (paste the manager token below)
   projector  http://$PROJECTOR_ADDR   (/status, /metrics)
+  notices    $NOTIFIER_URL   (GET it to see what the local SMS gateway received)
   event store and read models (PostgreSQL)  $DATABASE_URL
 Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id> (or partner <name>)):
   export TOKEN=$MANAGER_TOKEN
@@ -75,6 +83,9 @@ Try the source document's requests:
        -d '{"phoneNo":"01085581234","nickname":"DOR1","memberStatus":"Pre-Dormant","memberId":"2"}'
   curl -s -XPATCH $gateway/dormantMembers/1 -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' -d '{"memberStatus":"DORMANT"}'
   curl -s $gateway/managerpages -H "authorization: Bearer \$TOKEN"
+The saga: a target whose number cannot receive texts (phoneNo 1234567) ends in DESTRUCTION:
+  curl -s -XPOST $gateway/dormantMembers -H "authorization: Bearer \$TOKEN" -H 'content-type: application/json' \\
+       -d '{"phoneNo":"1234567","nickname":"DOR-Saga","memberStatus":"Pre-Dormant","memberId":"1"}'
 Ctrl-C stops everything.
 MSG
 wait -n "${pids[@]}" || true

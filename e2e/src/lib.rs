@@ -398,6 +398,17 @@ pub async fn start_gateway(
     ports: &[u16],
     joins_per_minute: u32,
 ) -> (mileage_store::testing::Service, String, std::path::PathBuf) {
+    start_gateway_for(http, ports, &[free_port()], joins_per_minute).await
+}
+
+/// The gateway in front of the command-API `ports` and the query-API
+/// `query_ports` (see [`start_gateway`]).
+pub async fn start_gateway_for(
+    http: &reqwest::Client,
+    ports: &[u16],
+    query_ports: &[u16],
+    joins_per_minute: u32,
+) -> (mileage_store::testing::Service, String, std::path::PathBuf) {
     let script =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/gateway.sh");
     let gateway_port = free_port();
@@ -409,7 +420,13 @@ pub async fn start_gateway(
         .arg(&dir)
         .arg(gateway_port.to_string())
         .arg(upstreams.join(" "))
-        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg(
+            query_ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
         .env("GATEWAY_JOINS_PER_MINUTE", joins_per_minute.to_string())
         .status()
         .expect("gateway.sh runs");

@@ -8,6 +8,7 @@ pub mod config;
 pub mod consumer;
 mod head;
 mod http;
+pub mod local_sms;
 mod notifier;
 mod people;
 mod process;

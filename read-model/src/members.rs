@@ -22,7 +22,7 @@ pub const TABLES: &[(&str, &str)] = &[("members", "id")];
 pub struct MemberRow {
     /// The member.
     pub id: String,
-    /// `ACTIVE` or `WITHDRAWN`.
+    /// `READY` or `WITHDRAWN` (`ACTIVE` in rows written before 2026-12).
     pub status: String,
     /// Points.
     pub balance: i64,

@@ -59,12 +59,15 @@ pub(super) struct PointsRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct MemberAnswer {
-    /// The member.
+    /// The member (the resource's own id, as on every route).
+    #[schema(value_type = String, example = "1")]
+    id: MemberId,
+    /// The member, named as the other routes name a member.
     #[schema(value_type = String, example = "1")]
     member_id: MemberId,
-    /// `READY` after a join, `WITHDRAWN` after a withdrawal.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    member_status: Option<&'static str>,
+    /// `READY` (a member) or `WITHDRAWN`, as the read model says.
+    #[schema(example = "READY")]
+    member_status: &'static str,
     /// The points balance after the command.
     #[serde(skip_serializing_if = "Option::is_none")]
     balance: Option<u64>,
@@ -82,8 +85,13 @@ impl MemberAnswer {
         handled: &crate::handle::Handled<mileage_domain::member::Member>,
     ) -> Self {
         Self {
+            id: member_id.clone(),
             member_id,
-            member_status: None,
+            member_status: match handled.state {
+                mileage_domain::member::Member::Withdrawn { .. } => "WITHDRAWN",
+                mileage_domain::member::Member::NotJoined
+                | mileage_domain::member::Member::Active(_) => "READY",
+            },
             balance: None,
             version: handled.version,
             position: handled.position.map(|p| p.to_string()),
@@ -125,7 +133,6 @@ pub(super) async fn join(
         .join(&request.phone_no, &request.nickname, None, origin)
         .await?;
     let answer = MemberAnswer {
-        member_status: Some("READY"),
         balance: Some(joined.state.balance().0),
         ..MemberAnswer::new(id, &joined)
     };
@@ -234,9 +241,6 @@ pub(super) async fn withdraw(
     let id = MemberId::parse(&id)?;
     caller.require_member_or_manager(&id)?;
     let handled = state.members.withdraw(&id, origin).await?;
-    let answer = MemberAnswer {
-        member_status: Some("WITHDRAWN"),
-        ..MemberAnswer::new(id, &handled)
-    };
+    let answer = MemberAnswer::new(id, &handled);
     Ok(accepted(StatusCode::OK, answer, handled.position))
 }

@@ -330,3 +330,37 @@ async fn amounts_and_balances_stay_within_the_operators_limits() {
     .await
     .assert_problem(422, "member.amount_too_large");
 }
+
+#[tokio::test]
+async fn every_member_answer_names_its_id_and_status_the_same_way() {
+    let app = spawn_app().await;
+    let joined = app
+        .post(
+            "/members",
+            json!({ "phoneNo": "01085580077", "nickname": "SHAPE", "memberStatus": "READY" }),
+        )
+        .await;
+    assert_eq!(joined.status, 201, "{}", joined.body);
+    let id = joined.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(joined.body["memberId"], id.as_str());
+    assert_eq!(joined.body["memberStatus"], "READY");
+    let earned = app
+        .post(
+            &format!("/members/{id}/points/earn"),
+            json!({ "amount": 5 }),
+        )
+        .await;
+    assert_eq!(
+        (&earned.body["id"], &earned.body["memberStatus"]),
+        (&json!(id), &json!("READY")),
+        "{}",
+        earned.body
+    );
+    let left = app.delete(&format!("/members/{id}")).await;
+    assert_eq!(
+        (&left.body["id"], &left.body["memberStatus"]),
+        (&json!(id), &json!("WITHDRAWN")),
+        "{}",
+        left.body
+    );
+}

@@ -143,7 +143,7 @@ async fn release(stack: &Stack) -> String {
             true
         })
         .await;
-    assert_eq!(member["memberStatus"], "ACTIVE");
+    assert_eq!(member["memberStatus"], "READY");
     assert_eq!(member["phoneNo"], "010****5678");
     back
 }

@@ -189,7 +189,7 @@ async fn roles_are_the_command_apis() {
         .get_as(Some(&as_member), &format!("/members/{member}"), &[])
         .await;
     assert_eq!(mine.status, 200);
-    assert_eq!(mine.body["memberStatus"], "ACTIVE");
+    assert_eq!(mine.body["memberStatus"], "READY");
     assert_eq!(mine.body["phoneNo"], "010****0000");
     query
         .get_as(Some(&as_member), &format!("/members/{other}"), &[])

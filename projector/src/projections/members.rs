@@ -78,7 +78,7 @@ impl Model for Members {
                 let nickname = people.reveal(&e.nickname)?;
                 MemberRow {
                     id: e.member_id.to_string(),
-                    status: "ACTIVE".into(),
+                    status: "READY".into(),
                     balance: 0,
                     erased: phone.is_none() || nickname.is_none(),
                     phone_masked: phone.as_deref().map(mask_phone),
@@ -172,7 +172,7 @@ mod tests {
             row = Members::apply(row, event, &r, &people).unwrap();
         }
         let active = row.clone().unwrap();
-        assert_eq!((active.status.as_str(), active.balance), ("ACTIVE", 70));
+        assert_eq!((active.status.as_str(), active.balance), ("READY", 70));
         assert_eq!(active.phone_masked.as_deref(), Some("010****8888"));
         for (n, event) in [
             MemberEvent::from(PointsForfeited {

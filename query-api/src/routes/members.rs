@@ -25,10 +25,14 @@ pub(super) fn router() -> Router<QueryState> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct MemberView {
-    /// The member.
+    /// The member (the resource's own id, as on every route).
+    #[schema(example = "2")]
+    id: String,
+    /// The member, named as the other routes name a member.
     #[schema(example = "2")]
     member_id: String,
-    /// `ACTIVE` or `WITHDRAWN`.
+    /// `READY` (a member) or `WITHDRAWN`, as the command answers say.
+    #[schema(example = "READY")]
     member_status: String,
     /// Points.
     balance: i64,
@@ -76,8 +80,14 @@ pub(super) async fn member(
         return Ok(fresh_error(missing, seen));
     };
     let body = MemberView {
+        id: row.id.clone(),
         member_id: row.id,
-        member_status: row.status,
+        // Rows projected before the vocabulary was one said ACTIVE.
+        member_status: if row.status == "ACTIVE" {
+            "READY".to_owned()
+        } else {
+            row.status
+        },
         balance: row.balance,
         phone_no: row.phone_masked,
         nickname: row.nickname,

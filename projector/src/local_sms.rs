@@ -1,0 +1,289 @@
+//! A local SMS gateway for development: the other side of the notifier's
+//! webhook (`POST /sms` with `{messageId, to, text}`), started by
+//! `deploy/local/run.sh` as the `sms-gateway` binary. Production sends to a
+//! real gateway through the same webhook.
+//!
+//! Like a real gateway it refuses, with 422, a number that cannot receive a
+//! text message: anything but a mobile number (`010`, `011` or `016` to
+//! `019`, then 7 or 8 digits), such as the source document's `1234567`, so
+//! its saga (notice failed, personal data destroyed) runs locally. Its 422
+//! body repeats the number, as real gateways' do: the notifier must never
+//! keep it. A repeated `Idempotency-Key` gets the first answer. For tests
+//! it can be told to misbehave (`PUT /behaviour`: slow, or answering every
+//! request with one status, 503 or 401 say); "down" is the process
+//! stopped. `GET /sms` lists what it received, numbers masked.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::people::mask_phone;
+
+/// How many received messages are kept for `GET /sms` (the oldest go).
+const KEPT: usize = 1000;
+
+/// How the gateway answers, set with `PUT /behaviour`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Behaviour {
+    /// Milliseconds to wait before answering (a slow gateway).
+    #[serde(default)]
+    pub delay_ms: u64,
+    /// Answer every message with this status instead of handling it (503: a
+    /// failing gateway; 401: expired credentials; 422: refusing everyone).
+    #[serde(default)]
+    pub status: Option<u16>,
+}
+
+/// A message as `GET /sms` lists it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Received {
+    /// The notifier's message id.
+    pub message_id: Option<String>,
+    /// The recipient, masked (`010****5678`).
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// What the gateway answered.
+    pub status: u16,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct Inner {
+    behaviour: Behaviour,
+    answered: HashMap<String, u16>,
+    received: VecDeque<Received>,
+}
+
+/// The gateway's state, shared by its handlers.
+#[derive(Clone, Default)]
+pub struct LocalSms(Arc<Mutex<Inner>>);
+
+impl LocalSms {
+    /// A gateway that behaves as `behaviour` says from the start.
+    pub fn new(behaviour: Behaviour) -> Self {
+        let sms = Self::default();
+        sms.lock().behaviour = behaviour;
+        sms
+    }
+
+    /// Its routes: `POST /sms`, `GET /sms`, `GET` and `PUT /behaviour`,
+    /// `GET /health`.
+    pub fn router(self) -> Router {
+        Router::new()
+            .route("/sms", post(receive).get(list))
+            .route("/behaviour", get(behaviour).put(set_behaviour))
+            .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
+            .with_state(self)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Whether a text message can reach `number`: a Korean mobile number
+/// (`+82` or the leading `0`), separators aside.
+pub fn can_receive(number: &str) -> bool {
+    let number = number.trim();
+    let (international, rest) = match number.strip_prefix('+') {
+        Some(rest) => (true, rest),
+        None => (false, number),
+    };
+    if !rest
+        .chars()
+        .all(|c| c.is_ascii_digit() || c == '-' || c == ' ')
+    {
+        return false;
+    }
+    let mut digits: String = rest.chars().filter(char::is_ascii_digit).collect();
+    if international {
+        let Some(national) = digits.strip_prefix("82") else {
+            return false;
+        };
+        digits = format!("0{national}");
+    }
+    let mobile_prefix = ["010", "011", "016", "017", "018", "019"]
+        .iter()
+        .any(|prefix| digits.starts_with(prefix));
+    mobile_prefix && (10..=11).contains(&digits.len())
+}
+
+/// The webhook's body.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Sms {
+    message_id: Option<String>,
+    to: String,
+    text: String,
+}
+
+async fn receive(
+    State(sms): State<LocalSms>,
+    headers: HeaderMap,
+    body: Result<Json<Sms>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let behaviour = sms.lock().behaviour.clone();
+    if behaviour.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
+    }
+    if let Some(status) = behaviour.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+        return (status, Json(json!({ "error": "told to answer so" }))).into_response();
+    }
+    let Ok(Json(message)) = body else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "expected {messageId, to, text}" })),
+        )
+            .into_response();
+    };
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut inner = sms.lock();
+    let repeated = key.as_ref().and_then(|k| inner.answered.get(k).copied());
+    let status = repeated.unwrap_or(if can_receive(&message.to) { 202 } else { 422 });
+    if repeated.is_none() {
+        if let Some(key) = key {
+            inner.answered.insert(key, status);
+        }
+        if inner.received.len() == KEPT {
+            inner.received.pop_front();
+        }
+        inner.received.push_back(Received {
+            message_id: message.message_id,
+            to: mask_phone(&message.to),
+            text: message.text,
+            status,
+            received_at: Utc::now(),
+        });
+        if inner.answered.len() > 10 * KEPT {
+            inner.answered.clear();
+        }
+    }
+    drop(inner);
+    if status == 422 {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("{} cannot receive SMS", message.to) })),
+        )
+            .into_response()
+    } else {
+        (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response()
+    }
+}
+
+async fn list(State(sms): State<LocalSms>) -> Json<Vec<Received>> {
+    Json(sms.lock().received.iter().rev().cloned().collect())
+}
+
+async fn behaviour(State(sms): State<LocalSms>) -> Json<Behaviour> {
+    Json(sms.lock().behaviour.clone())
+}
+
+async fn set_behaviour(
+    State(sms): State<LocalSms>,
+    body: Result<Json<Behaviour>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    match body {
+        Ok(Json(behaviour))
+            if behaviour
+                .status
+                .is_none_or(|s| StatusCode::from_u16(s).is_ok() && s >= 200) =>
+        {
+            sms.lock().behaviour = behaviour.clone();
+            Json(behaviour).into_response()
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "expected {delayMs?, status?} with an HTTP status" })),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    use super::{Behaviour, LocalSms, can_receive};
+
+    #[test]
+    fn only_mobile_numbers_can_receive() {
+        for good in [
+            "01085581234",
+            "010-8558-1234",
+            "0111234567",
+            "019 123 4567",
+            "+821085581234",
+        ] {
+            assert!(can_receive(good), "{good}");
+        }
+        for bad in [
+            "1234567",
+            "0212345678",
+            "010123",
+            "010123456789",
+            "+11085581234",
+            "",
+        ] {
+            assert!(!can_receive(bad), "{bad}");
+        }
+    }
+
+    async fn send(app: &axum::Router, key: &str, to: &str) -> u16 {
+        let body = serde_json::json!({ "messageId": key, "to": to, "text": "hello" });
+        app.clone()
+            .oneshot(
+                Request::post("/sms")
+                    .header("content-type", "application/json")
+                    .header("idempotency-key", key)
+                    .body(Body::from(body.to_string()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    #[tokio::test]
+    async fn a_landline_is_refused_a_repeat_gets_the_first_answer_and_the_list_is_masked() {
+        let sms = LocalSms::default();
+        let app = sms.clone().router();
+        assert_eq!(send(&app, "a", "01085581234").await, 202);
+        assert_eq!(send(&app, "b", "1234567").await, 422);
+        assert_eq!(send(&app, "b", "1234567").await, 422);
+        let received = sms.lock().received.clone();
+        assert_eq!(received.len(), 2, "the repeat is not a new message");
+        assert_eq!(received[0].to, "010****1234");
+        assert!(received.iter().all(|r| !r.to.contains("8558")));
+    }
+
+    #[tokio::test]
+    async fn told_to_fail_it_answers_that_status_to_everyone() {
+        let app = LocalSms::new(Behaviour {
+            delay_ms: 0,
+            status: Some(503),
+        })
+        .router();
+        assert_eq!(send(&app, "a", "01085581234").await, 503);
+    }
+}
