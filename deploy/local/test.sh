@@ -6,12 +6,16 @@
 #   bash deploy/local/test.sh -p mileage-store
 #
 # Installs headless Chromium for the admin page's browser test when missing.
+# A full run (no arguments) also fuzzes both services' OpenAPI contract
+# (deploy/ci/contract.sh, Schemathesis from PyPI).
 # EventStoreDB conformance tests run when EVENTSTOREDB_URL is set, and are
 # listed as ignored, with the reason, otherwise.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
+full=0
 if [[ $# -eq 0 ]]; then
+  full=1
   set -- --workspace
   # The deployment files (Kubernetes, gateway, compose, Dockerfile), checked
   # offline with the tools that install here.
@@ -28,6 +32,11 @@ set +e
 bash "$here/with-pg.sh" cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# The HTTP contract, fuzzed (Schemathesis against both services' OpenAPI
+# documents, the binaries the tests just built), on its own throwaway server.
+if [[ $full -eq 1 ]]; then
+  bash "$here/with-pg.sh" bash "$here/../ci/contract.sh" || status=1
+fi
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1); if ($i ~ /^ignored;?/) s += $(i-1) } }
      END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

@@ -71,9 +71,11 @@ pub struct PhoneNumber(String);
 
 impl PhoneNumber {
     /// Parses a phone number, dropping `-` and space separators. 7 to 15 digits
-    /// (E.164's maximum); the source document's `1234567` and `01085581234` pass.
+    /// (E.164's maximum) after an optional leading `+`; the source document's
+    /// `1234567` and `01085581234` pass. Exactly what the OpenAPI pattern
+    /// `^ *\+?[ -]*(?:[0-9][ -]*){7,15}$` says.
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let trimmed = raw.trim();
+        let trimmed = raw.trim_start_matches(' ');
         let (plus, rest) = match trimmed.strip_prefix('+') {
             Some(rest) => ("+", rest),
             None => ("", trimmed),
@@ -122,9 +124,10 @@ impl Nickname {
     /// The longest nickname accepted, in characters.
     pub const MAX_CHARS: usize = 50;
 
-    /// Parses a nickname: trimmed, 1 to 50 characters, no control characters.
+    /// Parses a nickname: spaces around dropped, then 1 to 50 characters, no
+    /// control characters (what the OpenAPI pattern says).
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
-        let trimmed = raw.trim();
+        let trimmed = raw.trim_matches(' ');
         let chars = trimmed.chars().count();
         if chars == 0 || chars > Self::MAX_CHARS || trimmed.chars().any(char::is_control) {
             return Err(ValidationError::InvalidNickname {

@@ -2,7 +2,22 @@
 //! problem+json shapes, plus 404.
 
 pub(crate) use mileage_service::docs::{AuthRefusals, Invalid, Problem, RateLimited, Unavailable};
-use utoipa::IntoResponses;
+use utoipa::{IntoParams, IntoResponses};
+
+/// The read-your-writes parameters every read takes (documentation only:
+/// the `Wanted` extractor reads them).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documentation only: utoipa reads its shape")]
+pub(crate) struct WaitFor {
+    /// Wait (bounded) until the read model has reached this position (a
+    /// command's `X-Position`; an `X-Position` header works too).
+    #[param(
+        nullable = false,
+        pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
+    )]
+    position: Option<String>,
+}
 
 /// 404: nothing under this id (documentation only).
 #[derive(IntoResponses)]

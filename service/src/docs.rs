@@ -109,6 +109,23 @@ pub enum RateLimited {
     TooMany(#[to_schema] Problem),
 }
 
+/// 422: the `Idempotency-Key` came with another request before
+/// (documentation only).
+#[derive(IntoResponses)]
+pub enum KeyReused {
+    /// `idempotency.key_reused`.
+    #[response(
+        status = 422,
+        description = "The Idempotency-Key was used for a different request (`idempotency.key_reused`)",
+        content_type = "application/problem+json"
+    )]
+    KeyReused(#[to_schema] Problem),
+}
+
+/// The pattern of every id in a path or body: what `MemberId::parse` and
+/// `DormantMemberId::parse` accept.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
+
 /// 503: a dependency is down (documentation only).
 #[derive(IntoResponses)]
 pub enum Unavailable {
@@ -129,8 +146,10 @@ pub enum Unavailable {
     reason = "documents the header; the correlation middleware reads it"
 )]
 pub struct CorrelationId {
-    /// A UUID; generated when absent and echoed on the response.
-    #[param(rename = "X-Correlation-Id")]
+    /// A UUID, or another id of 1 to 128 visible ASCII characters (kept as
+    /// the UUID v5 derived from it); generated when absent. The response
+    /// carries the UUID the events carry.
+    #[param(rename = "X-Correlation-Id", nullable = false, value_type = Option<String>, pattern = "^[!-~]{1,128}$")]
     id: Option<uuid::Uuid>,
 }
 

@@ -39,10 +39,24 @@ impl FromStr for Position {
                 "malformed position {s:?}: expected <number>-<number>"
             ))
         };
+        // Plain decimal, no sign, no leading zeros, at most 18 digits (so
+        // it fits every store's and PostgreSQL's signed 64 bits): the
+        // OpenAPI pattern `^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$`.
+        let number = |part: &str| {
+            let plain = !part.is_empty()
+                && part.len() <= 18
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && (part == "0" || !part.starts_with('0'));
+            if plain {
+                part.parse().map_err(|_| malformed())
+            } else {
+                Err(malformed())
+            }
+        };
         let (commit, prepare) = s.split_once('-').ok_or_else(malformed)?;
         Ok(Self {
-            commit: commit.parse().map_err(|_| malformed())?,
-            prepare: prepare.parse().map_err(|_| malformed())?,
+            commit: number(commit)?,
+            prepare: number(prepare)?,
         })
     }
 }
@@ -258,11 +272,25 @@ mod tests {
         };
         assert_eq!(p.to_string(), "123-456");
         assert_eq!("123-456".parse::<Position>().unwrap(), p);
+        assert_eq!(
+            "0-999999999999999999".parse::<Position>().unwrap().prepare,
+            999_999_999_999_999_999
+        );
     }
 
     #[test]
     fn malformed_positions_are_named_errors() {
-        for raw in ["", "12", "a-1", "1-", "-1-2", "1-2-3"] {
+        for raw in [
+            "",
+            "12",
+            "a-1",
+            "1-",
+            "-1-2",
+            "1-2-3",
+            "+1-2",
+            "01-2",
+            "1-1234567890123456789",
+        ] {
             let err = raw.parse::<Position>().unwrap_err();
             assert!(
                 matches!(err, StoreError::InvalidRequest(ref m) if m.contains("malformed position")),

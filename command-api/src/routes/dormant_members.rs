@@ -30,20 +30,53 @@ pub(super) fn router() -> Router<AppState> {
 }
 
 /// A member id as text (`"2"`, as httpie sends it) or as a JSON number.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(untagged)]
 pub(super) enum IdInput {
     /// `"2"`
     Text(String),
-    /// `2`
-    Number(u64),
+    /// `2` (or `2.0`: JSON Schema's integers)
+    Number(serde_json::Number),
+}
+
+/// [`IdInput`]'s schema: an id's pattern, or a whole number that fits 32
+/// bits (what deserialising it accepts).
+fn id_input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(mileage_service::docs::ID_PATTERN)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+                .maximum(Some(u32::MAX)),
+        )
+        .description(Some(
+            "A member id as text (`\"2\"`, as httpie sends it) or as a JSON number.",
+        ))
+        .build()
+        .into()
 }
 
 impl IdInput {
-    fn text(&self) -> String {
+    fn text(&self) -> Result<String, ApiError> {
         match self {
-            Self::Text(text) => text.clone(),
-            Self::Number(n) => n.to_string(),
+            Self::Text(text) => Ok(text.clone()),
+            Self::Number(n) => super::whole_number("memberId", n)
+                .ok()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(|n| n.to_string())
+                .ok_or_else(|| {
+                    super::invalid_field(
+                        "memberId",
+                        "validation.member_id",
+                        format!("memberId must be an id or a whole number 0 to {}", u32::MAX),
+                    )
+                }),
         }
     }
 }
@@ -53,16 +86,23 @@ impl IdInput {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct RegisterRequest {
     /// The quiet member.
-    #[schema(example = "2")]
+    #[schema(example = "2", schema_with = id_input_schema)]
     member_id: IdInput,
-    /// Where the dormant notice goes: 7 to 15 digits.
-    #[schema(example = "010-3333-4444")]
+    /// Where the dormant notice goes: 7 to 15 digits; `-`, spaces and a
+    /// leading `+` are ignored.
+    #[schema(
+        example = "010-3333-4444",
+        pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$"
+    )]
     phone_no: String,
-    /// 1 to 50 characters.
-    #[schema(example = "kim")]
+    /// 1 to 50 characters, no control characters (spaces around are dropped).
+    #[schema(
+        example = "kim",
+        pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,48}[^\x00-\x1F\x7F-\x9F ])? *$"
+    )]
     nickname: String,
     /// The source document sends `Pre-Dormant`; a new target is always that.
-    #[schema(example = "Pre-Dormant")]
+    #[schema(example = "Pre-Dormant", pattern = "^(Pre-Dormant|PRE_DORMANT)$")]
     member_status: Option<String>,
 }
 
@@ -70,8 +110,9 @@ pub(super) struct RegisterRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct StatusRequest {
-    /// `DORMANT` marks the target dormant; `CLEAR` releases it (re-joins).
-    #[schema(example = "DORMANT")]
+    /// `DORMANT` marks the target dormant; `CLEAR` (or `CLEARED`) releases
+    /// it (re-joins).
+    #[schema(example = "DORMANT", pattern = "^(DORMANT|CLEAR|CLEARED)$")]
     member_status: String,
 }
 
@@ -98,15 +139,6 @@ pub(super) struct TargetAnswer {
     /// when the target already was in the requested state.
     #[schema(example = "1042-1042")]
     position: Option<String>,
-}
-
-/// `Pre-Dormant`, `PRE_DORMANT`, `pre dormant` all name the same status.
-fn normalise(status: &str) -> String {
-    status
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_uppercase()
 }
 
 /// The answer to a command on `id`, and its position header.
@@ -138,6 +170,7 @@ fn answer(status: StatusCode, id: DormantMemberId, handled: &Handled<DormantMemb
         super::AuthRefusals,
         super::RateLimited,
         (status = 409, description = "Already registered", body = Problem, content_type = "application/problem+json"),
+        super::KeyReused,
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -151,7 +184,7 @@ pub(super) async fn register(
     caller.require_manager()?;
     if let Some(status) = request
         .member_status
-        .filter(|s| normalise(s) != "PREDORMANT")
+        .filter(|s| s != "Pre-Dormant" && s != "PRE_DORMANT")
     {
         return Err(invalid_field(
             "memberStatus",
@@ -159,7 +192,7 @@ pub(super) async fn register(
             format!("a new dormant target is PRE_DORMANT, not {status:?}"),
         ));
     }
-    let member_id = MemberId::parse(&request.member_id.text())?;
+    let member_id = MemberId::parse(&request.member_id.text()?)?;
     let (id, handled) = dormant::register(
         &state,
         member_id,
@@ -176,7 +209,7 @@ pub(super) async fn register(
 #[utoipa::path(
     patch, path = "/dormantMembers/{id}", tag = "dormantMembers",
     request_body = StatusRequest,
-    params(("id" = String, Path, description = "Dormant target id"), super::IdempotencyKey, super::CorrelationId),
+    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Changed", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -184,6 +217,7 @@ pub(super) async fn register(
         super::AuthRefusals,
         super::RateLimited,
         super::StateRefusals,
+        super::KeyReused,
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -196,7 +230,7 @@ pub(super) async fn change_status(
     AppJson(request): AppJson<StatusRequest>,
 ) -> Result<Response, ApiError> {
     let id = DormantMemberId::parse(&id)?;
-    let handled = match normalise(&request.member_status).as_str() {
+    let handled = match request.member_status.as_str() {
         "DORMANT" => {
             caller.require_manager()?;
             dormant::mark_dormant(&state, &id, origin).await?
@@ -219,13 +253,14 @@ pub(super) async fn change_status(
 /// Marks a target dormant, which sends the dormant notice (managers).
 #[utoipa::path(
     post, path = "/dormantMembers/{id}/dormant", tag = "dormantMembers",
-    params(("id" = String, Path, description = "Dormant target id"), super::IdempotencyKey, super::CorrelationId),
+    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Marked dormant", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
         super::AuthRefusals,
         super::RateLimited,
         super::StateRefusals,
+        super::KeyReused,
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -246,13 +281,14 @@ pub(super) async fn mark_dormant(
 /// or the member themself).
 #[utoipa::path(
     post, path = "/dormantMembers/{id}/release", tag = "dormantMembers",
-    params(("id" = String, Path, description = "Dormant target id"), super::IdempotencyKey, super::CorrelationId),
+    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Released", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
         super::AuthRefusals,
         super::RateLimited,
         super::StateRefusals,
+        super::KeyReused,
         super::Unavailable,
     ),
     security(("bearer" = []))

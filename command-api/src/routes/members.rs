@@ -36,13 +36,19 @@ pub(super) fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct JoinRequest {
     /// 7 to 15 digits; `-`, spaces and a leading `+` are ignored.
-    #[schema(example = "010-1111-2222")]
+    #[schema(
+        example = "010-1111-2222",
+        pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$"
+    )]
     phone_no: String,
-    /// 1 to 50 characters.
-    #[schema(example = "hong")]
+    /// 1 to 50 characters, no control characters (spaces around are dropped).
+    #[schema(
+        example = "hong",
+        pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,48}[^\x00-\x1F\x7F-\x9F ])? *$"
+    )]
     nickname: String,
     /// The source document sends `READY`; nothing else is accepted.
-    #[schema(example = "READY")]
+    #[schema(example = "READY", pattern = "^READY$")]
     member_status: Option<String>,
 }
 
@@ -50,9 +56,10 @@ pub(super) struct JoinRequest {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PointsRequest {
-    /// A positive whole number of points.
-    #[schema(minimum = 1, example = 100)]
-    amount: i64,
+    /// A positive whole number of points (at most `MAX_POINTS_PER_COMMAND`,
+    /// 422 beyond; never more than 2^53 - 1).
+    #[schema(value_type = i64, minimum = 1, maximum = 9_007_199_254_740_991_i64, example = 100)]
+    amount: serde_json::Number,
 }
 
 /// What the member routes answer.
@@ -110,6 +117,7 @@ impl MemberAnswer {
         super::BodyRefusals,
         (status = 409, description = "The phone number belongs to a member", body = Problem, content_type = "application/problem+json"),
         super::RateLimited,
+        super::KeyReused,
         super::Unavailable,
     )
 )]
@@ -118,10 +126,7 @@ pub(super) async fn join(
     Extension(origin): Extension<Origin>,
     AppJson(request): AppJson<JoinRequest>,
 ) -> Result<Response, ApiError> {
-    if let Some(status) = request
-        .member_status
-        .filter(|s| !s.eq_ignore_ascii_case("READY"))
-    {
+    if let Some(status) = request.member_status.filter(|s| s != "READY") {
         return Err(invalid_field(
             "memberStatus",
             "validation.member_status",
@@ -143,7 +148,7 @@ pub(super) async fn join(
 #[utoipa::path(
     post, path = "/members/{id}/points/earn", tag = "members",
     request_body = PointsRequest,
-    params(("id" = String, Path, description = "Member id"), super::IdempotencyKey, super::CorrelationId),
+    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Earned", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -151,7 +156,7 @@ pub(super) async fn join(
         super::AuthRefusals,
         super::RateLimited,
         super::StateRefusals,
-        (status = 422, description = "More than one command may earn (`member.amount_too_large`), or the balance would pass its cap (`member.balance_limit`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "More than one command may earn (`member.amount_too_large`), or the balance would pass its cap (`member.balance_limit`); or the Idempotency-Key was used for a different request (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -166,14 +171,15 @@ pub(super) async fn earn(
     let id = MemberId::parse(&id)?;
     caller.require_awarder()?;
     let command = |amount, at, limits| MemberCommand::EarnPoints { amount, at, limits };
-    points(&state, origin, id, request.amount, command).await
+    let amount = super::whole_number("amount", &request.amount)?;
+    points(&state, origin, id, amount, command).await
 }
 
 /// Spends points (the member or a manager).
 #[utoipa::path(
     post, path = "/members/{id}/points/use", tag = "members",
     request_body = PointsRequest,
-    params(("id" = String, Path, description = "Member id"), super::IdempotencyKey, super::CorrelationId),
+    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Used", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -181,7 +187,7 @@ pub(super) async fn earn(
         super::AuthRefusals,
         super::RateLimited,
         super::StateRefusals,
-        (status = 422, description = "Not enough points (`member.insufficient_points`), or more than one command may use (`member.amount_too_large`)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not enough points (`member.insufficient_points`), or more than one command may use (`member.amount_too_large`); or the Idempotency-Key was used for a different request (`idempotency.key_reused`)", body = Problem, content_type = "application/problem+json"),
         super::Unavailable,
     ),
     security(("bearer" = []))
@@ -196,7 +202,8 @@ pub(super) async fn use_points(
     let id = MemberId::parse(&id)?;
     caller.require_member_or_manager(&id)?;
     let command = |amount, at, limits| MemberCommand::UsePoints { amount, at, limits };
-    points(&state, origin, id, request.amount, command).await
+    let amount = super::whole_number("amount", &request.amount)?;
+    points(&state, origin, id, amount, command).await
 }
 
 /// Earning and using differ only in the command (and who may ask).
@@ -221,13 +228,14 @@ async fn points(
 /// Withdraws a member: remaining points are forfeited, personal data erased.
 #[utoipa::path(
     delete, path = "/members/{id}", tag = "members",
-    params(("id" = String, Path, description = "Member id"), super::CorrelationId),
+    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Withdrawn", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
         super::AuthRefusals,
         super::RateLimited,
         super::StateRefusals,
+        super::KeyReused,
         super::Unavailable,
     ),
     security(("bearer" = []))

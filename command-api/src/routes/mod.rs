@@ -24,8 +24,8 @@ use mileage_service::ApiError;
 use mileage_service::extract::AppJson;
 
 pub(crate) use mileage_service::docs::{
-    AuthRefusals, BodyRefusals, CorrelationId, Invalid, Problem, RateLimited, StateRefusals,
-    Unavailable,
+    AuthRefusals, BodyRefusals, CorrelationId, Invalid, KeyReused, Problem, RateLimited,
+    StateRefusals, Unavailable,
 };
 
 /// The header carrying the global position a command wrote, for
@@ -121,7 +121,11 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
 pub(crate) struct IdempotencyKey {
     /// 1 to 255 visible ASCII characters. A retry with the same key and body returns the
     /// first answer and appends nothing; a different body is refused (422).
-    #[param(rename = "Idempotency-Key")]
+    #[param(
+        rename = "Idempotency-Key",
+        nullable = false,
+        pattern = "^[!-~]{1,255}$"
+    )]
     key: Option<String>,
 }
 
@@ -132,6 +136,35 @@ fn accepted<T: Serialize>(status: StatusCode, body: T, position: Option<Position
         response.headers_mut().insert(POSITION_HEADER, value);
     }
     response
+}
+
+/// A JSON number that is whole, as JSON Schema's `integer` counts (`308.0`
+/// included), or 400 naming `field`.
+fn whole_number(field: &'static str, number: &serde_json::Number) -> Result<i64, ApiError> {
+    if let Some(whole) = number.as_i64() {
+        return Ok(whole);
+    }
+    let not_whole = || {
+        invalid_field(
+            field,
+            "validation.whole_number",
+            format!("{field} must be a whole number that fits 64 bits, not {number}"),
+        )
+    };
+    let float = number
+        .as_f64()
+        .filter(|f| f.fract() == 0.0)
+        .ok_or_else(not_whole)?;
+    // Below 2^63 in size, so the conversion is exact for every whole f64.
+    if float.abs() < 9.223_372_036_854_776e18 {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "a whole number within the range of i64"
+        )]
+        Ok(float as i64)
+    } else {
+        Err(not_whole())
+    }
 }
 
 /// A refusal of an unknown value for a field.

@@ -90,7 +90,12 @@ async fn malformed_bodies_are_400_with_our_shape() {
     let overflow = app
         .post("/members/1/points/earn", json!({ "amount": 1e30 }))
         .await;
-    overflow.assert_problem(400, "request.malformed_body");
+    overflow.assert_problem(400, "validation.whole_number");
+    assert_eq!(overflow.body["field"], "amount");
+    let fraction = app
+        .post("/members/1/points/earn", json!({ "amount": 2.5 }))
+        .await;
+    fraction.assert_problem(400, "validation.whole_number");
 }
 
 #[tokio::test]
@@ -112,15 +117,31 @@ async fn wrong_content_type_and_oversized_bodies_are_refused() {
 }
 
 #[tokio::test]
-async fn a_malformed_correlation_id_is_refused() {
+async fn a_malformed_correlation_id_is_refused_and_an_upstream_one_is_kept_as_a_uuid() {
     let app = spawn_app().await;
-    let reply = app
-        .send(
+    let join = |correlation: String, phone: &'static str| {
+        app.send(
             app.client
                 .post(format!("{}/members", app.address))
-                .header("X-Correlation-Id", "not-a-uuid")
-                .json(&json!({ "phoneNo": "01012341234", "nickname": "N" })),
+                .header("X-Correlation-Id", correlation)
+                .json(&json!({ "phoneNo": phone, "nickname": "N" })),
         )
-        .await;
-    reply.assert_problem(400, "request.bad_header");
+    };
+    join("x".repeat(129), "01012341234")
+        .await
+        .assert_problem(400, "request.bad_header");
+    let first = join("nginx-0f3a9c".into(), "01012341234").await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    let echoed = first.headers["x-correlation-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let uuid = uuid::Uuid::parse_str(&echoed).expect("the events' UUID comes back");
+    let second = join("nginx-0f3a9c".into(), "01012341235").await;
+    assert_eq!(
+        second.headers["x-correlation-id"].to_str().unwrap(),
+        echoed,
+        "the same upstream id, the same correlation"
+    );
+    assert_eq!(app.events_correlated_with(uuid, 4).await.len(), 4);
 }

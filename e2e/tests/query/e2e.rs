@@ -107,21 +107,22 @@ async fn reject_and_destroy(stack: &Stack) -> String {
 }
 
 /// Release re-joins a new member and marks the target CLEARED. The quiet
-/// member's own account was closed meanwhile, so their number is free.
+/// member's account lives in the member service, as in the source document
+/// (`memberId=2`), and holds no number here. (Had it been withdrawn here,
+/// the erasure would have erased the target's copy of the data with it, and
+/// the release would be refused: `a_withdrawn_members_target_cannot_be_released`.)
 async fn release(stack: &Stack) -> String {
     let (commands, query) = (&stack.commands, &stack.query);
-    let (back, _) = commands.register_target("01056785678", "back").await;
-    commands.mark_dormant(&back).await;
-    let old_member = query
-        .until(&format!("/managerpages/{back}"), |_| true)
-        .await["memberId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, _) = commands
-        .send(Method::DELETE, &format!("/members/{old_member}"), None)
+    let (status, registered) = commands
+        .send(
+            Method::POST,
+            "/dormantMembers",
+            Some(json!({ "memberId": "quiet-back", "phoneNo": "01056785678", "nickname": "back" })),
+        )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201, "{registered}");
+    let back = registered["id"].as_str().unwrap().to_owned();
+    commands.mark_dormant(&back).await;
     let (status, released) = commands
         .send(
             Method::PATCH,
@@ -146,6 +147,52 @@ async fn release(stack: &Stack) -> String {
     assert_eq!(member["memberStatus"], "READY");
     assert_eq!(member["phoneNo"], "010****5678");
     back
+}
+
+#[tokio::test]
+async fn a_withdrawn_members_target_cannot_be_released() {
+    let stack = Stack::start().await;
+    let (commands, query) = (&stack.commands, &stack.query);
+    let (target, _) = commands.register_target("01056785670", "gone").await;
+    commands.mark_dormant(&target).await;
+    let member = query
+        .until(&format!("/managerpages/{target}"), |_| true)
+        .await["memberId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = commands
+        .send(Method::DELETE, &format!("/members/{member}"), None)
+        .await;
+    assert_eq!(status, 200);
+    // The erasure follows the withdrawal: the target's copy goes too.
+    let store = PgEventStore::connect(&stack.database).await.unwrap();
+    let key = format!("dormantMember-{target}");
+    mileage_e2e::eventually(
+        "the target's key deleted",
+        std::time::Duration::from_secs(60),
+        || async {
+            let client = store.pool().get().await.unwrap();
+            let rows = client
+                .query("SELECT 1 FROM person_keys WHERE key_id = $1", &[&key])
+                .await
+                .unwrap();
+            rows.is_empty().then_some(())
+        },
+    )
+    .await;
+    let (status, refused) = commands
+        .send(
+            Method::PATCH,
+            &format!("/dormantMembers/{target}"),
+            Some(json!({ "memberStatus": "CLEAR" })),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["code"].as_str()),
+        (409, Some("dormant_member.personal_data_erased")),
+        "{refused}"
+    );
 }
 
 #[tokio::test]

@@ -59,7 +59,12 @@ async fn the_list_filters_pages_and_counts() {
     let ascending = stack.query.get("/managerpages?order=asc&limit=1").await;
     assert_eq!(ascending.body["items"][0]["id"], ids[0].as_str());
 
-    let dormant = stack.query.get("/managerpages?status=Dormant").await;
+    stack
+        .query
+        .get("/managerpages?status=Dormant")
+        .await
+        .assert_problem(400, "validation.status");
+    let dormant = stack.query.get("/managerpages?status=DORMANT").await;
     let items = dormant.body["items"].as_array().unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["id"], ids[1].as_str());

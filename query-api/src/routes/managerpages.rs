@@ -8,8 +8,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use mileage_domain::ids::MemberId;
 use mileage_read_model::managerpage::{self, Order, STATUSES, TargetView, Targets};
@@ -102,16 +100,30 @@ pub(super) struct ManagerpagePage<'a> {
 #[into_params(parameter_in = Query)]
 pub(super) struct ListQuery {
     /// Only targets with this status (`PRE_DORMANT`, `DORMANT`,
-    /// `DESTRUCTION`, `CLEARED`; `Pre-Dormant` and the like are accepted).
+    /// `DESTRUCTION`, `CLEARED`; or the source document's `Pre-Dormant`).
+    #[param(
+        nullable = false,
+        pattern = "^(PRE_DORMANT|Pre-Dormant|DORMANT|DESTRUCTION|CLEARED)$"
+    )]
     status: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(nullable = false, minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// From a previous page's `nextCursor`.
+    #[param(
+        nullable = false,
+        pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
+    )]
     cursor: Option<String>,
     /// `desc` (default: newest first) or `asc`.
+    #[param(nullable = false, pattern = "^(asc|desc)$")]
     order: Option<String>,
     /// Wait (bounded) until the read model has reached this position.
     #[allow(dead_code, reason = "read by the Wanted extractor")]
+    #[param(
+        nullable = false,
+        pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
+    )]
     position: Option<String>,
 }
 
@@ -142,16 +154,16 @@ pub(super) struct DormantMember<'a> {
     updated_at: DateTime<Utc>,
 }
 
-/// `Pre-Dormant`, `pre_dormant`, `PRE DORMANT` -> `PRE_DORMANT`.
+/// A status as listed, or the source document's `Pre-Dormant`.
 fn status_param(raw: &str) -> Result<&'static str, ApiError> {
-    let squashed: String = raw
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect::<String>()
-        .to_ascii_uppercase();
+    let raw_or_canonical = if raw == "Pre-Dormant" {
+        "PRE_DORMANT"
+    } else {
+        raw
+    };
     STATUSES
         .into_iter()
-        .find(|s| s.replace('_', "") == squashed)
+        .find(|s| *s == raw_or_canonical)
         .ok_or_else(|| {
             ApiError::invalid(
                 "status",
@@ -169,17 +181,17 @@ fn decode_cursor(raw: &str) -> Result<(i64, i64), ApiError> {
             "cursor is not one this API gave out",
         )
     };
-    let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (commit, prepare) = text.split_once(':').ok_or_else(bad)?;
+    // The registration position of the last target of the page, written
+    // as positions are (and as plain to check).
+    let position: mileage_store::Position = raw.parse().map_err(|_| bad())?;
     Ok((
-        commit.parse().map_err(|_| bad())?,
-        prepare.parse().map_err(|_| bad())?,
+        i64::try_from(position.commit).map_err(|_| bad())?,
+        i64::try_from(position.prepare).map_err(|_| bad())?,
     ))
 }
 
 fn encode_cursor((commit, prepare): (i64, i64)) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{commit}:{prepare}"))
+    format!("{commit}-{prepare}")
 }
 
 /// Lists dormant targets (managers).
@@ -255,10 +267,11 @@ pub(super) async fn list(
 /// Counts targets per status (managers).
 #[utoipa::path(
     get, path = "/managerpages/counts", tag = "managerpages",
-    params(("position" = Option<String>, Query, description = "Wait (bounded) for this position")),
+    params(crate::docs::WaitFor),
     responses(
         (status = 200, description = "Counts", body = Counts),
         (status = 304, description = "Unchanged since the ETag sent"),
+        crate::docs::Invalid,
         crate::docs::AuthRefusals,
         crate::docs::RateLimited,
         crate::docs::Unavailable,
@@ -304,9 +317,10 @@ fn no_target(id: &str) -> ApiError {
 /// One dormant target (managers).
 #[utoipa::path(
     get, path = "/managerpages/{id}", tag = "managerpages",
-    params(("id" = String, Path, description = "Dormant target id"), ("position" = Option<String>, Query, description = "Wait (bounded) for this position")),
+    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::docs::WaitFor),
     responses(
         (status = 200, description = "The target", body = Managerpage),
+        crate::docs::Invalid,
         crate::docs::AuthRefusals,
         crate::docs::RateLimited,
         crate::docs::NotFound,
@@ -332,9 +346,10 @@ pub(super) async fn by_id(
 /// A dormant target's status (managers, or the member it concerns).
 #[utoipa::path(
     get, path = "/dormantMembers/{id}", tag = "managerpages",
-    params(("id" = String, Path, description = "Dormant target id"), ("position" = Option<String>, Query, description = "Wait (bounded) for this position")),
+    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::docs::WaitFor),
     responses(
         (status = 200, description = "The target's status", body = DormantMember),
+        crate::docs::Invalid,
         crate::docs::AuthRefusals,
         crate::docs::RateLimited,
         crate::docs::NotFound,
