@@ -58,6 +58,12 @@ pub enum ApiError {
     /// Valid credentials without the right to do this.
     #[error("{0}")]
     Forbidden(String),
+    /// No route has this path.
+    #[error("no route serves this path")]
+    NoRoute,
+    /// The path exists, but not for this method.
+    #[error("this path does not take this method")]
+    MethodNotAllowed,
     /// The stream kept changing under us; the client may retry.
     #[error("the resource was modified concurrently; retry the request")]
     Conflict,
@@ -131,6 +137,8 @@ impl ApiError {
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -149,10 +157,24 @@ impl ApiError {
             Self::BadHeader { .. } => "request.bad_header",
             Self::Forbidden(_) => "auth.forbidden",
             Self::Conflict => "request.conflict",
+            Self::NoRoute => "request.no_route",
+            Self::MethodNotAllowed => "request.method_not_allowed",
             Self::Unavailable { .. } => "service.unavailable",
             Self::Internal(_) => "service.internal",
         }
     }
+}
+
+/// A service's router with problem+json answers for what it does not
+/// route: 404 `request.no_route` and 405 `request.method_not_allowed`
+/// (instead of axum's empty bodies). Call it once the routes are all there.
+pub fn with_problem_fallbacks<S>(router: axum::Router<S>) -> axum::Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    router
+        .fallback(|| async { ApiError::NoRoute })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
 }
 
 impl From<ValidationError> for ApiError {

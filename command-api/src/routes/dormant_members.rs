@@ -90,14 +90,11 @@ pub(super) struct RegisterRequest {
     member_id: IdInput,
     /// Where the dormant notice goes: 7 to 15 digits; `-`, spaces and a
     /// leading `+` are ignored.
-    #[schema(
-        example = "010-3333-4444",
-        pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$"
-    )]
+    #[schema(example = "01085581234", pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$")]
     phone_no: String,
     /// 1 to 50 characters, no control characters (spaces around are dropped).
     #[schema(
-        example = "kim",
+        example = "DOR1",
         pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,48}[^\x00-\x1F\x7F-\x9F ])? *$"
     )]
     nickname: String,

@@ -36,14 +36,11 @@ pub(super) fn router() -> Router<AppState> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct JoinRequest {
     /// 7 to 15 digits; `-`, spaces and a leading `+` are ignored.
-    #[schema(
-        example = "010-1111-2222",
-        pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$"
-    )]
+    #[schema(example = "01085580000", pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$")]
     phone_no: String,
     /// 1 to 50 characters, no control characters (spaces around are dropped).
     #[schema(
-        example = "hong",
+        example = "SEQ1",
         pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,48}[^\x00-\x1F\x7F-\x9F ])? *$"
     )]
     nickname: String,

@@ -45,7 +45,7 @@ pub(crate) fn router(
     let keys = |keys| axum::middleware::from_fn_with_state(keys, crate::idempotency::idempotent);
     let limit = |guard| axum::middleware::from_fn_with_state(guard, limits::limit);
     // Rate limits are outermost: a refused request claims no key.
-    let router = Router::new()
+    let served = Router::new()
         .merge(mileage_service::ops::router(probe, Some(&openapi::spec())))
         .merge(
             members::public_router()
@@ -60,7 +60,8 @@ pub(crate) fn router(
                 .merge(dormant_members::router())
                 .layer(keys(Keys::for_callers(idempotency, Arc::clone(&verifier))))
                 .layer(limit(Guard::commands(rate_limits, &verifier))),
-        )
+        );
+    let router = mileage_service::error::with_problem_fallbacks(served)
         .layer(DefaultBodyLimit::max(crate::BODY_LIMIT))
         .layer(axum::middleware::from_fn(
             mileage_service::correlation::correlate,

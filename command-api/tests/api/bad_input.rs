@@ -145,3 +145,20 @@ async fn a_malformed_correlation_id_is_refused_and_an_upstream_one_is_kept_as_a_
     );
     assert_eq!(app.events_correlated_with(uuid, 4).await.len(), 4);
 }
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_problems_too() {
+    let app = spawn_app().await;
+    app.send(app.client.get(format!("{}/nowhere", app.address)))
+        .await
+        .assert_problem(404, "request.no_route");
+    app.send(app.client.put(format!("{}/members", app.address)))
+        .await
+        .assert_problem(405, "request.method_not_allowed");
+    app.send(
+        app.client
+            .get(format!("{}/members/1/points/earn", app.address)),
+    )
+    .await
+    .assert_problem(405, "request.method_not_allowed");
+}

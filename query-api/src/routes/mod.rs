@@ -24,7 +24,7 @@ use crate::state::QueryState;
 
 /// The whole router.
 pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
-    Router::new()
+    let routes = Router::new()
         .merge(mileage_service::ops::router(
             Arc::new(health::ReadSide(state.clone())),
             Some(&openapi::spec()),
@@ -38,7 +38,8 @@ pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
                     mileage_service::limits::limit,
                 )),
         )
-        .merge(admin::router())
+        .merge(admin::router());
+    mileage_service::error::with_problem_fallbacks(routes)
         .layer(axum::middleware::from_fn(
             mileage_service::correlation::correlate,
         ))

@@ -29,6 +29,25 @@ fn committed_openapi_matches_the_code() {
     );
 }
 
+/// The query API on an empty read database; its address.
+async fn spawn() -> String {
+    let app = Application::build(&Settings {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        read_database_url: fresh_database().await,
+        jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!").into(),
+        token_rules: mileage_service::settings::TokenRules::default(),
+        rate_limits: mileage_service::settings::RateLimits::off(),
+        wait_limit: std::time::Duration::from_millis(100),
+        command_api_url: String::new(),
+        pool_size: 2,
+    })
+    .await
+    .expect("the query API starts on an empty read database");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    address
+}
+
 #[tokio::test]
 async fn every_read_route_is_described_and_served() {
     let doc: serde_json::Value = serde_json::from_str(&spec()).unwrap();
@@ -45,20 +64,7 @@ async fn every_read_route_is_described_and_served() {
             "{path} is not described"
         );
     }
-    let app = Application::build(&Settings {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        read_database_url: fresh_database().await,
-        jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!").into(),
-        token_rules: mileage_service::settings::TokenRules::default(),
-        rate_limits: mileage_service::settings::RateLimits::off(),
-        wait_limit: std::time::Duration::from_millis(100),
-        command_api_url: String::new(),
-        pool_size: 2,
-    })
-    .await
-    .expect("the query API starts on an empty read database");
-    let address = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until_stopped());
+    let address = spawn().await;
     let served: serde_json::Value = reqwest::get(format!("{address}/openapi.json"))
         .await
         .unwrap()
@@ -66,4 +72,31 @@ async fn every_read_route_is_described_and_served() {
         .await
         .unwrap();
     assert_eq!(served, doc);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_problems() {
+    let address = spawn().await;
+    let client = reqwest::Client::new();
+    for (request, status, code) in [
+        (
+            client.get(format!("{address}/nowhere")),
+            404,
+            "request.no_route",
+        ),
+        (
+            client.post(format!("{address}/managerpages")),
+            405,
+            "request.method_not_allowed",
+        ),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["code"], code, "{body}");
+    }
 }
