@@ -99,13 +99,9 @@ impl NamedKey {
 }
 
 impl Verifier {
-    /// The verifier for the configured key.
-    pub fn from_key(key: &JwtKey) -> anyhow::Result<Self> {
-        Self::from_keys(&JwtKeys::from(key.clone()))
-    }
-
     /// The verifier for the configured keys: the current one first, then
-    /// the one being retired.
+    /// the one being retired; the default [`TokenRules`] until
+    /// [`Verifier::with_rules`].
     pub fn from_keys(keys: &JwtKeys) -> anyhow::Result<Self> {
         let mut named = vec![NamedKey::from_key(keys.current_id.clone(), &keys.current)?];
         if let Some((id, key)) = &keys.previous {
@@ -117,7 +113,7 @@ impl Verifier {
         })
     }
 
-    /// Tokens signed with HS256 and this shared secret.
+    /// Tokens signed with HS256 and this shared secret (tests, embedders).
     pub fn hs256(secret: &[u8]) -> Self {
         Self {
             keys: vec![NamedKey {
@@ -127,21 +123,6 @@ impl Verifier {
             }],
             max_lifetime: TokenRules::default().max_lifetime.as_secs(),
         }
-    }
-
-    /// Tokens signed with RS256, checked with this PEM public key.
-    pub fn rs256(public_key_pem: &[u8]) -> anyhow::Result<Self> {
-        let key = DecodingKey::from_rsa_pem(public_key_pem).map_err(|e| {
-            anyhow::anyhow!("JWT_RS256_PUBLIC_KEY is not an RSA public key in PEM form: {e}")
-        })?;
-        Ok(Self {
-            keys: vec![NamedKey {
-                id: None,
-                key,
-                validation: validation(Algorithm::RS256),
-            }],
-            max_lifetime: TokenRules::default().max_lifetime.as_secs(),
-        })
     }
 
     /// The same verifier, also holding tokens to `rules`.

@@ -191,18 +191,16 @@ async fn forget_idle_keys(limiters: Weak<Limiters>) {
         let Some(limiters) = limiters.upgrade() else {
             return;
         };
-        if let Some(limiter) = &limiters.per_address {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        if let Some((_, limiter)) = &limiters.per_caller {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
-        if let Some((_, limiter)) = &limiters.auth_failures {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
+        forget(limiters.per_address.as_ref());
+        forget(limiters.per_caller.as_ref().map(|(_, l)| l));
+        forget(limiters.auth_failures.as_ref().map(|(_, l)| l));
+    }
+}
+
+fn forget<K: std::hash::Hash + Eq + Clone>(limiter: Option<&Limiter<K>>) {
+    if let Some(limiter) = limiter {
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
     }
 }
 

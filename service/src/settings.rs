@@ -99,14 +99,7 @@ pub fn jwt_keys(
             None
         }
         (secret, pem) => {
-            let key = jwt_key(secret, pem).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}",
-                    e.to_string()
-                        .replace("jwt_hs256_secret", "jwt_previous_hs256_secret")
-                        .replace("jwt_rs256_public_key", "jwt_previous_rs256_public_key")
-                )
-            })?;
+            let key = prefixed_jwt_key("jwt_previous", secret, pem)?;
             let (Some(previous_id), Some(current_id)) = (&previous_id, &current_id) else {
                 anyhow::bail!(
                     "jwt_key_id and jwt_previous_key_id must both be set during a key rotation"
@@ -217,23 +210,36 @@ pub fn jwt_key(
     hs256_secret: Option<String>,
     rs256_public_key: Option<String>,
 ) -> anyhow::Result<JwtKey> {
+    prefixed_jwt_key("jwt", hs256_secret, rs256_public_key)
+}
+
+/// A key from `{prefix}_hs256_secret` or `{prefix}_rs256_public_key`
+/// (the current key's `jwt_`, the retiring key's `jwt_previous_`), errors
+/// naming those settings.
+fn prefixed_jwt_key(
+    prefix: &str,
+    hs256_secret: Option<String>,
+    rs256_public_key: Option<String>,
+) -> anyhow::Result<JwtKey> {
+    let (secret_name, pem_name) = (
+        format!("{prefix}_hs256_secret"),
+        format!("{prefix}_rs256_public_key"),
+    );
     match (hs256_secret, rs256_public_key) {
         (Some(secret), None) if secret.len() >= MIN_JWT_SECRET_LEN => {
             Ok(JwtKey::Hs256(SecretString::from(secret)))
         }
         (Some(_), None) => {
-            anyhow::bail!("jwt_hs256_secret must be at least {MIN_JWT_SECRET_LEN} bytes")
+            anyhow::bail!("{secret_name} must be at least {MIN_JWT_SECRET_LEN} bytes")
         }
         (None, Some(pem)) => {
             jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
-                anyhow::anyhow!("jwt_rs256_public_key is not an RSA public key in PEM form: {e}")
+                anyhow::anyhow!("{pem_name} is not an RSA public key in PEM form: {e}")
             })?;
             Ok(JwtKey::Rs256(pem))
         }
-        (Some(_), Some(_)) => {
-            anyhow::bail!("set only one of jwt_hs256_secret and jwt_rs256_public_key")
-        }
-        (None, None) => anyhow::bail!("jwt_hs256_secret or jwt_rs256_public_key must be set"),
+        (Some(_), Some(_)) => anyhow::bail!("set only one of {secret_name} and {pem_name}"),
+        (None, None) => anyhow::bail!("{secret_name} or {pem_name} must be set"),
     }
 }
 
