@@ -62,7 +62,7 @@ impl Application {
         let idempotency =
             IdempotencyStore::new(pg.pool().clone(), settings.idempotency_lease).await?;
         let person_keys = Arc::clone(&keys);
-        let store = event_store(settings.eventstoredb_url.as_deref(), pg)?;
+        let store = event_store(settings.eventstoredb_url.as_deref(), pg).await?;
         let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));
         let listener = mileage_service::bind(settings.addr).await?;
         let ctx = Context {

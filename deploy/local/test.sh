@@ -8,8 +8,10 @@
 # Installs headless Chromium for the admin page's browser test when missing.
 # A full run (no arguments) also fuzzes both services' OpenAPI contract
 # (deploy/ci/contract.sh, Schemathesis from PyPI).
-# EventStoreDB conformance tests run when EVENTSTOREDB_URL is set, and are
-# listed as ignored, with the reason, otherwise.
+# With EVENTSTOREDB_URL set, the EventStoreDB conformance tests run and the
+# end-to-end tests run on that server; otherwise the conformance tests are
+# listed as ignored, with the reason, and the end-to-end tests as skipped on
+# EventStoreDB (deploy/ci/e2e-eventstoredb.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here/../.."
@@ -36,6 +38,11 @@ set -e
 # documents, the binaries the tests just built), on its own throwaway server.
 if [[ $full -eq 1 ]]; then
   bash "$here/with-pg.sh" bash "$here/../ci/contract.sh" || status=1
+fi
+# The end-to-end suite on EventStoreDB: the run above was it when
+# EVENTSTOREDB_URL is set; otherwise its tests are listed as skipped there.
+if [[ $full -eq 1 && -z "${EVENTSTOREDB_URL:-}" ]]; then
+  bash "$here/../ci/e2e-eventstoredb.sh" || status=1
 fi
 # One closing line for the whole run (cargo prints one per test binary).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?/) p += $(i-1); if ($i ~ /^failed;?/) f += $(i-1); if ($i ~ /^ignored;?/) s += $(i-1) } }

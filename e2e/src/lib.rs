@@ -21,6 +21,62 @@ use serde_json::Value;
 use mileage_projector::config::{NotifierSettings, Settings};
 pub use mileage_projector::startup::Running;
 
+/// The EventStoreDB the end-to-end tests run on, when `EVENTSTOREDB_URL`
+/// is set (`deploy/ci/e2e-eventstoredb.sh`; the PostgreSQL log otherwise),
+/// in the namespace of the test whose throwaway database is
+/// `database_url`, so tests share the server without seeing each other's
+/// events.
+pub fn eventstoredb_url(database_url: &str) -> Option<String> {
+    let url = std::env::var("EVENTSTOREDB_URL")
+        .ok()
+        .filter(|url| !url.is_empty())?;
+    let database: String = database_url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{separator}namespace={database}"))
+}
+
+/// The event store the services of a test use: EventStoreDB when
+/// [`eventstoredb_url`] is set, else the PostgreSQL log in `database_url`.
+pub async fn event_store(database_url: &str) -> Arc<dyn mileage_store::EventStore> {
+    match eventstoredb_url(database_url) {
+        Some(url) => Arc::new(
+            mileage_store::eventstoredb::EsdbEventStore::connect(&url)
+                .expect("EVENTSTOREDB_URL should be a valid connection string"),
+        ),
+        None => Arc::new(
+            mileage_store::postgres::PgEventStore::connect(database_url)
+                .await
+                .expect("the test database should accept the store"),
+        ),
+    }
+}
+
+/// The person keys of a test's services (always in PostgreSQL).
+pub async fn person_keys(database_url: &str) -> mileage_store::keys::PgKeyStore {
+    let pg = mileage_store::postgres::PgEventStore::connect(database_url)
+        .await
+        .expect("the test database should accept the store");
+    mileage_store::keys::PgKeyStore::new(pg.pool().clone())
+}
+
+/// The environment that points a service process (or `replay`) over
+/// `database_url` at the same event store: `EVENTSTOREDB_URL` when set.
+pub fn store_env(database_url: &str) -> Vec<(&'static str, String)> {
+    eventstoredb_url(database_url)
+        .map(|url| ("EVENTSTOREDB_URL", url))
+        .into_iter()
+        .collect()
+}
+
 /// The HS256 secret of test services.
 pub const JWT_SECRET: &str = "test-jwt-secret-of-at-least-32-bytes!";
 
@@ -140,6 +196,7 @@ impl CommandApi {
         settings.addr = "127.0.0.1:0".parse().unwrap();
         settings.cors_allowed_origins = vec!["*".into()];
         settings.rate_limits = mileage_service::settings::RateLimits::off();
+        settings.eventstoredb_url = eventstoredb_url(database_url);
         let app = Application::build(&settings)
             .await
             .expect("the command API starts");
@@ -227,7 +284,7 @@ pub fn projector_settings(database_url: &str, gateway: Option<&Gateway>) -> Sett
     Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
         database_url: database_url.to_owned(),
-        eventstoredb_url: None,
+        eventstoredb_url: eventstoredb_url(database_url),
         read_database_url: database_url.to_owned(),
         batch_size: 500,
         notifier: NotifierSettings {

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use mileage_e2e::{JWT_SECRET, binary, free_port, read_client, start_gateway, wait_ready};
 use mileage_store::EventStore;
-use mileage_store::postgres::PgEventStore;
 use mileage_store::testing::{Service, fresh_database};
 use rand::Rng;
 use serde_json::{Value, json};
@@ -38,6 +37,7 @@ fn command_api(database: &str, port: u16) -> Service {
     Service(
         std::process::Command::new(binary("mileage-command-api"))
             .env_clear()
+            .envs(mileage_e2e::store_env(database))
             .env("DATABASE_URL", database)
             .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
             .env("JWT_HS256_SECRET", JWT_SECRET)
@@ -57,6 +57,7 @@ fn projector(database: &str) -> Service {
     Service(
         std::process::Command::new(binary("mileage-projector"))
             .env_clear()
+            .envs(mileage_e2e::store_env(database))
             .env("DATABASE_URL", database)
             .env("PROJECTOR_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "off")
@@ -254,11 +255,11 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
     }
     let acked = acked.lock().await;
 
-    let store = PgEventStore::connect(&database).await.unwrap();
-    let mut checks = exactly_once(&store, &acked).await;
+    let store = mileage_e2e::event_store(&database).await;
+    let mut checks = exactly_once(&*store, &acked).await;
     let all = store.read_all(None, 10_000_000).await.unwrap();
-    checks += numbers_held_by_members(&store, &all).await;
-    checks += withdrawn_are_erased(&store, &database, &acked).await;
+    checks += numbers_held_by_members(&*store, &all).await;
+    checks += withdrawn_are_erased(&*store, &database, &acked).await;
     projector_process.terminate(Duration::from_secs(60)).await;
     checks += read_models_equal_a_rebuild(&database);
     let _ = std::fs::remove_dir_all(dir);
@@ -277,7 +278,7 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
 
 /// Each member's earns and uses in the log are exactly the acknowledged
 /// ones, and a withdrawal is there once if it was acknowledged.
-async fn exactly_once(store: &PgEventStore, acked: &Acknowledged) -> u64 {
+async fn exactly_once(store: &dyn EventStore, acked: &Acknowledged) -> u64 {
     let mut checks = 0u64;
     for member in &acked.joined {
         let log = store
@@ -317,7 +318,7 @@ async fn exactly_once(store: &PgEventStore, acked: &Acknowledged) -> u64 {
 
 /// No number is held by a member that does not exist or withdrew.
 async fn numbers_held_by_members(
-    store: &PgEventStore,
+    store: &dyn EventStore,
     all: &[mileage_store::RecordedEvent],
 ) -> u64 {
     let mut checks = 0u64;
@@ -346,7 +347,7 @@ async fn numbers_held_by_members(
 
 /// Once the projector has caught up, withdrawn members' keys are gone and
 /// their rows show nothing of them.
-async fn withdrawn_are_erased(store: &PgEventStore, database: &str, acked: &Acknowledged) -> u64 {
+async fn withdrawn_are_erased(store: &dyn EventStore, database: &str, acked: &Acknowledged) -> u64 {
     let mut checks = 0u64;
     let read = read_client(database).await;
     let head = store
@@ -403,6 +404,7 @@ fn read_models_equal_a_rebuild(database: &str) -> u64 {
     for projection in ["managerpage", "members", "messages"] {
         let output = std::process::Command::new(binary("replay"))
             .env_clear()
+            .envs(mileage_e2e::store_env(database))
             .env("DATABASE_URL", database)
             .args(["verify", projection])
             .output()

@@ -8,9 +8,7 @@ use std::time::Duration;
 
 use fail::FailScenario;
 use mileage_e2e::{CommandApi, Gateway, eventually, start_projector};
-use mileage_store::EventStore;
-use mileage_store::keys::{KeyStore, PgKeyStore};
-use mileage_store::postgres::PgEventStore;
+use mileage_store::keys::KeyStore;
 use mileage_store::testing::fresh_database;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -22,8 +20,8 @@ async fn a_destruction_stopped_before_its_key_deletion_deletes_the_key_when_hand
     let database = fresh_database().await;
     let gateway = Gateway::start(&["01000000077"]).await;
     let commands = CommandApi::spawn(&database).await;
-    let store = PgEventStore::connect(&database).await.unwrap();
-    let keys = PgKeyStore::new(store.pool().clone());
+    let store = mileage_e2e::event_store(&database).await;
+    let keys = mileage_e2e::person_keys(&database).await;
     let _projector = start_projector(&database, Some(&gateway)).await;
 
     let (target, _) = commands
@@ -53,7 +51,7 @@ async fn a_notice_sent_but_not_recorded_is_sent_again_under_the_same_key_and_rec
     let database = fresh_database().await;
     let gateway = Gateway::start(&[]).await;
     let commands = CommandApi::spawn(&database).await;
-    let store = PgEventStore::connect(&database).await.unwrap();
+    let store = mileage_e2e::event_store(&database).await;
     let _projector = start_projector(&database, Some(&gateway)).await;
 
     let (target, _) = commands.register_target("010-0000-0078", "reachable").await;

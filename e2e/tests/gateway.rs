@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mileage_service::auth::Role;
-use mileage_store::EventStore;
 use mileage_store::testing::Service;
 use serde_json::json;
 
@@ -22,6 +21,7 @@ fn command_api(database: &str, port: u16) -> Service {
     Service(
         Command::new(binary("mileage-command-api"))
             .env_clear()
+            .envs(mileage_e2e::store_env(database))
             .env("DATABASE_URL", database)
             .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
             .env("JWT_HS256_SECRET", JWT_SECRET)
@@ -154,9 +154,7 @@ async fn restarting_each_command_api_in_turn_behind_the_gateway_loses_no_request
         "the loop ran throughout: {earned} earns, {joins} joins"
     );
 
-    let store = mileage_store::postgres::PgEventStore::connect(&database)
-        .await
-        .unwrap();
+    let store = mileage_e2e::event_store(&database).await;
     let mut points = 0;
     for member in members {
         let stream = store
@@ -299,9 +297,8 @@ async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_
             "the gateway keeps a client's key and makes one otherwise: {key}"
         );
     }
-    let stream = mileage_store::postgres::PgEventStore::connect(&database)
+    let stream = mileage_e2e::event_store(&database)
         .await
-        .unwrap()
         .read_stream(&format!("member-{member}"), 0, 100)
         .await
         .unwrap();

@@ -138,7 +138,7 @@ async fn main() {
     let url = mileage_store::testing::fresh_database().await;
     let store = PgEventStore::connect(&url).await.expect("the store");
     let keys = PgKeyStore::new(store.pool().clone());
-    let ctx = Context::connect(&url, &url, false)
+    let ctx = Context::connect(&url, None, &url, false)
         .await
         .expect("a context");
     let batch = usize::try_from(env_number("PROJECTOR_BATCH", 1000)).unwrap_or(1000);

@@ -1,16 +1,23 @@
 //! Publishes the log's head to the read side (`projector.log_head`) every
-//! second, so the query API and other readers of the read database can tell
-//! each projection's lag without a connection to the event store.
+//! second, and measures each consumer's backlog in events and seconds
+//! (`EventStore::backlog`, so never a store's position units and never its
+//! system events), so the query API, `replay status` and the metrics tell
+//! every projection's lag without a connection to the event store.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mileage_read_model::bookkeeping;
-use mileage_store::EventStore;
+use mileage_read_model::bookkeeping::{self, Lag, Measured};
+use mileage_store::{EventStore, Position};
 use tokio::sync::watch;
 
 /// How often the head is read and recorded.
 const EVERY: Duration = Duration::from_secs(1);
+
+/// Events counted at most per measurement: a consumer further behind shows
+/// this many, marked as more.
+pub(crate) const BACKLOG_LIMIT: u64 = 10_000;
 
 /// Records the head every second until `stop` turns true; reconnects to the
 /// read database when it goes away.
@@ -23,9 +30,7 @@ pub(crate) async fn publish(
         if let Ok((client, connection)) = read_config.connect(tokio_postgres::NoTls).await {
             let connection = tokio::spawn(connection);
             loop {
-                if let Ok(Some(head)) = store.head_position().await
-                    && let Err(e) = bookkeeping::record_head(&client, head).await
-                {
+                if let Err(e) = measure(&*store, &client).await {
                     tracing::debug!(error = %e, "cannot record the log's head; reconnecting");
                     break;
                 }
@@ -44,4 +49,55 @@ pub(crate) async fn publish(
             _ = stop.wait_for(|stop| *stop) => return,
         }
     }
+}
+
+/// One round: the head, then every consumer's backlog (consumers at the
+/// head cost nothing; consumers at the same checkpoint share one count).
+/// An event store error skips the round; a read database error ends it.
+async fn measure(
+    store: &dyn EventStore,
+    client: &tokio_postgres::Client,
+) -> Result<(), tokio_postgres::Error> {
+    let Ok(head) = store.head_position().await else {
+        return Ok(());
+    };
+    if let Some(head) = head {
+        bookkeeping::record_head(client, head).await?;
+    }
+    let now = chrono::Utc::now();
+    let mut counted: HashMap<Option<Position>, Measured> = HashMap::new();
+    for status in bookkeeping::statuses(client).await? {
+        let measured = if let Some(measured) = counted.get(&status.checkpoint) {
+            *measured
+        } else {
+            let at_head = head.is_none_or(|h| status.checkpoint.is_some_and(|c| c >= h));
+            let backlog = if at_head {
+                mileage_store::Backlog::default()
+            } else {
+                match store.backlog(status.checkpoint, BACKLOG_LIMIT).await {
+                    Ok(backlog) => backlog,
+                    Err(_) => continue,
+                }
+            };
+            let measured = Measured {
+                from: status.checkpoint,
+                events: backlog.events,
+                more: backlog.more,
+                oldest: backlog.oldest,
+            };
+            counted.insert(status.checkpoint, measured);
+            measured
+        };
+        bookkeeping::record_backlog(client, &status.name, &measured).await?;
+        let lag = Lag::of(
+            head.map(|h| (h, now)),
+            status.checkpoint,
+            Some(&measured),
+            now,
+        );
+        metrics::gauge!("projector_lag_events", "consumer" => status.name.clone())
+            .set(crate::runner::as_gauge(lag.events));
+        metrics::gauge!("projector_lag_seconds", "consumer" => status.name).set(lag.seconds);
+    }
+    Ok(())
 }

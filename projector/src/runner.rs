@@ -13,12 +13,10 @@ use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
 
 use crate::consumer::{Consumer, HandleError};
-use mileage_read_model::bookkeeping::{self, Lag};
+use mileage_read_model::bookkeeping::{self, Claim};
 
 /// How often a standby replica asks for the lock again.
 const LOCK_RETRY: Duration = Duration::from_millis(500);
-/// How often the lag against the log's head is measured.
-const LAG_EVERY: Duration = Duration::from_secs(1);
 
 /// Why [`Runner::run`] returned.
 #[derive(Debug)]
@@ -32,6 +30,10 @@ pub enum Exit {
     /// A failing runner gave up instead of reconnecting (see
     /// [`Runner::fail_fast`]); the reason.
     Failed(String),
+    /// The consumer's checkpoint belongs to another event store: reading on
+    /// from it would skip or repeat events, so it does not start (recorded
+    /// as stopped, with the reason).
+    Refused(String),
 }
 
 /// How a session (one connection holding the lock) ended without an error.
@@ -42,6 +44,8 @@ enum SessionEnd {
     LostLease,
     /// The `until` position was reached.
     Reached,
+    /// The checkpoint is another store's.
+    Refused(String),
 }
 
 /// What every consumer of a process shares.
@@ -107,6 +111,7 @@ impl Runner {
                 Ok(SessionEnd::Shutdown) => return Exit::Shutdown,
                 Ok(SessionEnd::Stopped(error)) => return Exit::Stopped(error),
                 Ok(SessionEnd::Reached) => return Exit::Reached,
+                Ok(SessionEnd::Refused(reason)) => return Exit::Refused(reason),
                 Ok(SessionEnd::LostLease) => {
                     tracing::warn!(consumer = %name, "another replica moved the checkpoint; standing by");
                 }
@@ -160,6 +165,9 @@ impl Runner {
         metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(1.0);
         metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(0.0);
         consumer.prepare(&client).await.map_err(|e| e.to_string())?;
+        if let Some(reason) = self.refusal(&client, name).await? {
+            return Ok(SessionEnd::Refused(reason));
+        }
         let mut checkpoint = bookkeeping::checkpoint(&client, name).await.map_err(db)?;
         bookkeeping::mark_running(&client, name).await.map_err(db)?;
         if let (Some(until), Some(at)) = (self.until, checkpoint)
@@ -171,9 +179,6 @@ impl Runner {
             .store
             .subscribe_all(checkpoint)
             .ready_chunks(self.batch_size);
-        let mut lag_measured = Instant::now()
-            .checked_sub(LAG_EVERY)
-            .unwrap_or_else(Instant::now);
         loop {
             let chunk = tokio::select! {
                 next = events.next() => next,
@@ -213,10 +218,6 @@ impl Runner {
                     Committed::LostLease => return Ok(SessionEnd::LostLease),
                     Committed::Stopped(error) => return Ok(SessionEnd::Stopped(error)),
                 }
-                if lag_measured.elapsed() >= LAG_EVERY {
-                    lag_measured = Instant::now();
-                    self.measure_lag(name, batch.last()).await;
-                }
             }
             if reached {
                 return Ok(SessionEnd::Reached);
@@ -225,6 +226,34 @@ impl Runner {
                 return Err(format!("event store: {e}"));
             }
         }
+    }
+
+    /// Why `name` must not run on the configured store (its checkpoint is
+    /// another store's; recorded as stopped), or `None` when it may.
+    async fn refusal(&self, client: &Client, name: &str) -> Result<Option<String>, String> {
+        let store_id = self
+            .store
+            .identity()
+            .await
+            .map_err(|e| format!("event store: {e}"))?;
+        let Claim::Other(owner) = bookkeeping::claim(client, name, &store_id)
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let reason = format!(
+            "the checkpoint of {name} belongs to event store {owner}, not to the configured \
+             {store_id}; positions of one store mean nothing in another: rebuild it \
+             (`replay rebuild {name}`) or, if it handled everything the other store held, \
+             move it to this store's head (`replay adopt {name}`)"
+        );
+        bookkeeping::mark_refused(client, name, &reason)
+            .await
+            .map_err(db)?;
+        metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(1.0);
+        tracing::error!(consumer = name, %owner, configured = %store_id, "checkpoint of another event store; not starting");
+        Ok(Some(reason))
     }
 
     /// Handles `batch` and moves the checkpoint in one transaction. At a
@@ -290,21 +319,6 @@ impl Runner {
             }
         }
     }
-
-    async fn measure_lag(&self, name: &str, last: Option<&RecordedEvent>) {
-        let (Ok(Some(head)), Some(last)) = (self.store.head_position().await, last) else {
-            return;
-        };
-        let lag = Lag::of(
-            Some(head),
-            Some(last.position),
-            Some(last.metadata.recorded_at),
-            chrono::Utc::now(),
-        );
-        metrics::gauge!("projector_lag_events", "consumer" => name.to_owned())
-            .set(as_gauge(lag.events));
-        metrics::gauge!("projector_lag_seconds", "consumer" => name.to_owned()).set(lag.seconds);
-    }
 }
 
 /// The outcome of one batch.
@@ -366,7 +380,7 @@ fn db(error: tokio_postgres::Error) -> String {
     clippy::cast_precision_loss,
     reason = "positions and counts stay below 2^52"
 )]
-fn as_gauge(n: u64) -> f64 {
+pub(crate) fn as_gauge(n: u64) -> f64 {
     n as f64
 }
 

@@ -42,7 +42,7 @@ impl Running {
                 Ok((name, Exit::Stopped(error))) => {
                     tracing::error!(consumer = %name, %error, "consumer stopped");
                 }
-                Ok((name, Exit::Failed(reason))) => {
+                Ok((name, Exit::Failed(reason) | Exit::Refused(reason))) => {
                     tracing::error!(consumer = %name, %reason, "consumer failed");
                 }
                 Ok((name, Exit::Shutdown | Exit::Reached)) => {
@@ -83,7 +83,7 @@ pub async fn start_with(
         .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
     let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(pg.pool().clone()));
     let store: Arc<dyn EventStore> =
-        mileage_service::settings::event_store(settings.eventstoredb_url.as_deref(), pg)?;
+        mileage_service::settings::event_store(settings.eventstoredb_url.as_deref(), pg).await?;
     let read_config: tokio_postgres::Config = settings
         .read_database_url
         .parse()

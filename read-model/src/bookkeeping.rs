@@ -34,7 +34,14 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
              commit_position bigint NOT NULL,
              prepare_position bigint NOT NULL,
              seen_at timestamptz NOT NULL DEFAULT now()
-         );",
+         );
+         ALTER TABLE projector.consumers
+             ADD COLUMN IF NOT EXISTS store_id text,
+             ADD COLUMN IF NOT EXISTS backlog_events bigint,
+             ADD COLUMN IF NOT EXISTS backlog_more boolean,
+             ADD COLUMN IF NOT EXISTS backlog_oldest_at timestamptz,
+             ADD COLUMN IF NOT EXISTS backlog_commit bigint,
+             ADD COLUMN IF NOT EXISTS backlog_prepare bigint;",
     )
     .await
 }
@@ -54,6 +61,108 @@ pub struct Status {
     pub last_event_at: Option<DateTime<Utc>>,
     /// Where it stopped, what and why, when stopped.
     pub error: Option<(String, String, String)>,
+    /// The store its checkpoint belongs to (see `EventStore::identity`).
+    pub store_id: Option<String>,
+    /// What the projector last measured it had still to read, and from
+    /// which checkpoint.
+    pub backlog: Option<Measured>,
+}
+
+/// A consumer's backlog as the projector measured it (every second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Measured {
+    /// The checkpoint it was measured from.
+    pub from: Option<Position>,
+    /// Events after it (up to the measuring limit).
+    pub events: u64,
+    /// Whether there were more than `events`.
+    pub more: bool,
+    /// When the first of them was recorded.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Whose positions a consumer's checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The configured store's (or it has no checkpoint yet, and now is).
+    Ours,
+    /// Another store's: reading on from it would skip or repeat events.
+    Other(String),
+}
+
+/// Claims `name`'s checkpoint for the store `store_id`: a checkpoint
+/// without a store (none yet, or one written before stores were recorded)
+/// becomes this store's; one of another store is refused.
+pub async fn claim(
+    client: &impl GenericClient,
+    name: &str,
+    store_id: &str,
+) -> Result<Claim, tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            &[&name],
+        )
+        .await?;
+    let row = client
+        .query_one(
+            "UPDATE projector.consumers
+                SET store_id = CASE WHEN store_id IS NULL OR commit_position IS NULL
+                                    THEN $2 ELSE store_id END
+              WHERE name = $1
+          RETURNING store_id",
+            &[&name, &store_id],
+        )
+        .await?;
+    let owner: String = row.get(0);
+    Ok(if owner == store_id {
+        Claim::Ours
+    } else {
+        Claim::Other(owner)
+    })
+}
+
+/// Records that `name` refused to run (its checkpoint is another store's).
+pub async fn mark_refused(
+    client: &impl GenericClient,
+    name: &str,
+    reason: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE projector.consumers
+                SET state = 'stopped', error_position = '-', error_event_type = '-',
+                    error_reason = $2, updated_at = now()
+              WHERE name = $1",
+            &[&name, &reason],
+        )
+        .await
+        .map(drop)
+}
+
+/// Records what `name` had still to read, measured from `from`.
+pub async fn record_backlog(
+    client: &impl GenericClient,
+    name: &str,
+    measured: &Measured,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE projector.consumers
+                SET backlog_events = $2, backlog_more = $3, backlog_oldest_at = $4,
+                    backlog_commit = $5, backlog_prepare = $6
+              WHERE name = $1",
+            &[
+                &name,
+                &to_i64(measured.events),
+                &measured.more,
+                &measured.oldest,
+                &measured.from.map(|p| to_i64(p.commit)),
+                &measured.from.map(|p| to_i64(p.prepare)),
+            ],
+        )
+        .await
+        .map(drop)
 }
 
 /// The checkpoint of `name`, creating its row at the start of the log.
@@ -195,7 +304,8 @@ pub async fn statuses(client: &impl GenericClient) -> Result<Vec<Status>, tokio_
     let rows = client
         .query(
             "SELECT name, commit_position, prepare_position, state, events_handled, last_event_at,
-                    error_position, error_event_type, error_reason
+                    error_position, error_event_type, error_reason, store_id,
+                    backlog_events, backlog_more, backlog_oldest_at, backlog_commit, backlog_prepare
                FROM projector.consumers ORDER BY name",
             &[],
         )
@@ -212,6 +322,13 @@ pub async fn statuses(client: &impl GenericClient) -> Result<Vec<Status>, tokio_
                 (Some(p), Some(t), Some(r)) => Some((p, t, r)),
                 _ => None,
             },
+            store_id: row.get(9),
+            backlog: row.get::<_, Option<i64>>(10).map(|events| Measured {
+                from: position(row.get(13), row.get(14)),
+                events: u64::try_from(events).unwrap_or(0),
+                more: row.get::<_, Option<bool>>(11).unwrap_or(false),
+                oldest: row.get(12),
+            }),
         })
         .collect())
 }
@@ -249,35 +366,50 @@ pub async fn head(
     Ok(row.and_then(|row| Some((position(row.get(0), row.get(1))?, row.get(2)))))
 }
 
-/// How far a consumer is behind the log's head.
+/// How far a consumer is behind the log's head, in the terms operators
+/// read on every store: events, and seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lag {
-    /// Between the checkpoint and the head, in the store's position units.
+    /// Events of the log it has still to handle (never position units, never
+    /// the store's own system events), as last measured.
     pub events: u64,
-    /// Since the last event it handled was recorded; 0 when caught up.
+    /// How long the oldest of them has waited; 0 when caught up.
     pub seconds: f64,
 }
 
 impl Lag {
-    /// The lag of a consumer at `checkpoint`, whose last handled event was
-    /// recorded at `last_event_at`, against `head` at `now`. An empty log
-    /// (no head) has no lag.
+    /// The lag of a consumer at `checkpoint` against `head` (the last event
+    /// of the log, system events excluded) at `now`, given what was last
+    /// measured for it. At or past the head it is zero whatever was
+    /// measured; otherwise the measurement counts, and a consumer never
+    /// measured yet counts as one event behind (at least), waiting since
+    /// the head was seen.
     pub fn of(
-        head: Option<Position>,
+        head: Option<(Position, DateTime<Utc>)>,
         checkpoint: Option<Position>,
-        last_event_at: Option<DateTime<Utc>>,
+        measured: Option<&Measured>,
         now: DateTime<Utc>,
     ) -> Self {
-        let events = match (head, checkpoint) {
-            (Some(head), Some(at)) => head.prepare.saturating_sub(at.prepare),
-            (Some(head), None) => head.prepare,
-            (None, _) => 0,
+        let Some((head, seen_at)) = head else {
+            return Self::zero();
         };
-        let seconds = match (events, last_event_at) {
-            (0, _) | (_, None) => 0.0,
-            (_, Some(at)) => (now - at).to_std().map_or(0.0, |d| d.as_secs_f64()),
+        if checkpoint.is_some_and(|at| at >= head) {
+            return Self::zero();
+        }
+        let (events, oldest) = match measured {
+            Some(m) if m.events > 0 => (m.events, m.oldest.unwrap_or(seen_at)),
+            _ => (1, seen_at),
         };
+        let seconds = (now - oldest).to_std().map_or(0.0, |d| d.as_secs_f64());
         Self { events, seconds }
+    }
+
+    /// Caught up.
+    pub fn zero() -> Self {
+        Self {
+            events: 0,
+            seconds: 0.0,
+        }
     }
 }
 
@@ -286,7 +418,7 @@ mod tests {
     use chrono::{Duration, Utc};
     use mileage_store::Position;
 
-    use super::Lag;
+    use super::{Lag, Measured};
 
     fn at(n: u64) -> Position {
         Position {
@@ -296,30 +428,56 @@ mod tests {
     }
 
     #[test]
-    fn lag_is_zero_when_caught_up_or_the_log_is_empty() {
+    fn lag_is_zero_at_the_head_or_on_an_empty_log_whatever_was_measured() {
         let now = Utc::now();
-        let earlier = Some(now - Duration::seconds(30));
+        let stale = Measured {
+            from: Some(at(100)),
+            events: 7,
+            more: false,
+            oldest: Some(now - Duration::seconds(30)),
+        };
         assert_eq!(
-            Lag::of(Some(at(9)), Some(at(9)), earlier, now),
-            Lag {
-                events: 0,
-                seconds: 0.0
-            }
+            Lag::of(Some((at(900), now)), Some(at(900)), Some(&stale), now),
+            Lag::zero()
         );
-        assert_eq!(Lag::of(None, None, None, now).events, 0);
+        assert_eq!(Lag::of(None, None, Some(&stale), now), Lag::zero());
     }
 
     #[test]
-    fn lag_counts_from_the_checkpoint_and_the_last_event_time() {
+    fn lag_is_the_measured_events_and_the_age_of_the_oldest() {
         let now = Utc::now();
-        let lag = Lag::of(
-            Some(at(10)),
-            Some(at(4)),
-            Some(now - Duration::seconds(30)),
-            now,
-        );
+        let measured = Measured {
+            from: Some(at(400)),
+            events: 6,
+            more: false,
+            oldest: Some(now - Duration::seconds(30)),
+        };
+        // Positions 400 and 1000 are 600 apart (byte offsets on
+        // EventStoreDB); the lag is the 6 events measured between them.
+        let lag = Lag::of(Some((at(1000), now)), Some(at(400)), Some(&measured), now);
         assert_eq!(lag.events, 6);
         assert!((lag.seconds - 30.0).abs() < 1e-6, "{lag:?}");
-        assert_eq!(Lag::of(Some(at(10)), None, None, now).events, 10);
+    }
+
+    #[test]
+    fn a_consumer_behind_the_head_but_not_measured_yet_is_at_least_one_event_behind() {
+        let now = Utc::now();
+        let seen = now - Duration::seconds(5);
+        let lag = Lag::of(Some((at(10), seen)), None, None, now);
+        assert_eq!(lag.events, 1);
+        assert!((lag.seconds - 5.0).abs() < 1e-6, "{lag:?}");
+        let measured_empty = Measured {
+            from: Some(at(4)),
+            events: 0,
+            more: false,
+            oldest: None,
+        };
+        let lag = Lag::of(
+            Some((at(10), seen)),
+            Some(at(4)),
+            Some(&measured_empty),
+            now,
+        );
+        assert_eq!(lag.events, 1);
     }
 }

@@ -193,6 +193,15 @@ impl From<StoreError> for ApiError {
                     retry_after: 1,
                 }
             }
+            StoreError::OutcomeUnknown(detail) => {
+                tracing::warn!(%detail, "event store append outcome unknown");
+                Self::Unavailable {
+                    detail: "the event store did not confirm the command in time; it may have \
+                             been applied: retry with the same Idempotency-Key to find out"
+                        .into(),
+                    retry_after: 1,
+                }
+            }
             StoreError::WrongExpectedVersion { .. } => Self::Conflict,
             other => Self::Internal(other.into()),
         }
@@ -254,5 +263,29 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use mileage_store::StoreError;
+
+    use super::ApiError;
+
+    #[test]
+    fn an_append_of_unknown_outcome_is_a_503_that_says_to_retry_with_the_same_key() {
+        let error = ApiError::from(StoreError::OutcomeUnknown(
+            "no answer to an append to member-1 within 10 s".into(),
+        ));
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(
+            error.to_string().contains("same Idempotency-Key"),
+            "{error}"
+        );
+        assert!(
+            !error.to_string().contains("member-1"),
+            "no internals: {error}"
+        );
     }
 }

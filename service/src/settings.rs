@@ -188,20 +188,40 @@ pub fn eventstoredb_url(url: Option<String>) -> anyhow::Result<Option<String>> {
     Ok(Some(url))
 }
 
+/// How long start-up waits for EventStoreDB to answer.
+const EVENTSTOREDB_REACH: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The event store the settings name: EventStoreDB when `eventstoredb_url`
-/// is set, otherwise the PostgreSQL store `pg`.
-pub fn event_store(
+/// is set, otherwise the PostgreSQL store `pg`. Asks the store who it is
+/// before answering (creating its identity on first use), so an
+/// unreachable server stops start-up with one clear error instead of
+/// failing the first request.
+pub async fn event_store(
     eventstoredb_url: Option<&str>,
     pg: PgEventStore,
 ) -> anyhow::Result<Arc<dyn EventStore>> {
-    match eventstoredb_url {
-        Some(url) => {
-            Ok(Arc::new(EsdbEventStore::connect(url).map_err(|e| {
-                anyhow::anyhow!("cannot reach EventStoreDB: {e}")
-            })?))
-        }
-        None => Ok(Arc::new(pg)),
-    }
+    let store: Arc<dyn EventStore> = match eventstoredb_url {
+        Some(url) => Arc::new(
+            EsdbEventStore::connect(url).map_err(|e| anyhow::anyhow!("eventstoredb_url: {e}"))?,
+        ),
+        None => Arc::new(pg),
+    };
+    let setting = if eventstoredb_url.is_some() {
+        "eventstoredb_url"
+    } else {
+        "database_url"
+    };
+    let identity = tokio::time::timeout(EVENTSTOREDB_REACH, store.identity())
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{setting}: the event store did not answer within {} s",
+                EVENTSTOREDB_REACH.as_secs()
+            )
+        })?
+        .map_err(|e| anyhow::anyhow!("{setting}: cannot reach the event store: {e}"))?;
+    tracing::info!(store = %identity, "event store");
+    Ok(store)
 }
 
 /// The bearer-token key from `jwt_hs256_secret` (at least 32 bytes) or

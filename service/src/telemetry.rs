@@ -17,11 +17,14 @@ const BUCKETS: [f64; 13] = [
 ];
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`, without the
-/// database driver's notices): one JSON object
+/// database driver's notices, and without the EventStoreDB client's own
+/// lines: every error it meets reaches our code, which logs it once with
+/// what it was doing): one JSON object
 /// per line when `LOG_FORMAT=json` (for log shippers), text otherwise.
 pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,kurrentdb=off")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

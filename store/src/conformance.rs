@@ -170,6 +170,108 @@ pub async fn idempotent_retry(store: Arc<dyn EventStore>) {
     );
 }
 
+/// Each store keeps the idempotency rules it declares
+/// ([`EventStore::idempotency`]), and every store the one the rest of
+/// Mileage relies on.
+pub async fn idempotency_rules(store: Arc<dyn EventStore>) {
+    let rules = store.idempotency();
+    assert!(
+        rules.exact_retry_recognised,
+        "every store must recognise a retry under the same exact expectation"
+    );
+    let stream = fresh_stream("rules");
+    let batch = events(2);
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("first append");
+    let exact = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("a retry under the same expectation succeeds");
+    assert_eq!(exact.last_version, first.last_version);
+    assert_eq!(exact.position, first.position, "the first position again");
+    if rules.retry_reported {
+        assert!(exact.already_appended, "the retry says it was one");
+    }
+    let ids = |stored: &[RecordedEvent]| stored.iter().map(|e| e.event_id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(&store.read_stream(&stream, 0, 10).await.unwrap()),
+        ids_of(&batch),
+        "stored once"
+    );
+    if rules.any_retry_recognised {
+        store
+            .append(&stream, ExpectedVersion::Any, &batch)
+            .await
+            .expect("a retry under Any succeeds");
+        assert_eq!(
+            ids(&store.read_stream(&stream, 0, 10).await.unwrap()),
+            ids_of(&batch),
+            "a retry under Any stored nothing new"
+        );
+    }
+    let elsewhere = fresh_stream("rules-elsewhere");
+    let reused = store
+        .append(&elsewhere, ExpectedVersion::NoStream, &batch[..1])
+        .await;
+    if rules.ids_unique_across_streams {
+        assert!(
+            matches!(reused, Err(StoreError::DuplicateEventId { ref stored_in, .. }) if *stored_in == stream),
+            "an id stored in another stream is refused: {reused:?}"
+        );
+    } else {
+        reused.expect("this store keeps ids unique per stream only");
+        assert_eq!(
+            ids(&store.read_stream(&elsewhere, 0, 10).await.unwrap()),
+            ids_of(&batch[..1])
+        );
+    }
+}
+
+fn ids_of(events: &[NewEvent]) -> Vec<Uuid> {
+    events.iter().map(|e| e.event_id).collect()
+}
+
+/// A store names itself the same way every time it is asked.
+pub async fn identity_is_stable(store: Arc<dyn EventStore>) {
+    let id = store.identity().await.expect("identity");
+    let (kind, uuid) = id.split_once(':').expect("{kind}:{uuid}");
+    assert!(
+        ["postgresql", "eventstoredb"].contains(&kind),
+        "a known kind: {id}"
+    );
+    uuid.parse::<Uuid>().expect("a UUID after the kind");
+    assert_eq!(store.identity().await.expect("identity again"), id);
+}
+
+/// The backlog after a position counts events (never position units),
+/// up to the limit, and dates the first of them.
+pub async fn backlog_counts_events_after_a_position(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("backlog");
+    store
+        .append(&stream, ExpectedVersion::NoStream, &events(3))
+        .await
+        .expect("append");
+    let stored = store.read_stream(&stream, 0, 10).await.unwrap();
+    let after_first = store
+        .backlog(Some(stored[0].position), 1_000_000)
+        .await
+        .expect("backlog");
+    assert!(after_first.events >= 2, "{after_first:?}");
+    assert!(!after_first.more);
+    assert_eq!(
+        after_first.oldest,
+        Some(stored[1].metadata.recorded_at),
+        "dated by the first event after the position"
+    );
+    let capped = store
+        .backlog(Some(stored[0].position), 1)
+        .await
+        .expect("backlog");
+    assert_eq!((capped.events, capped.more), (1, true));
+}
+
 /// The global log reads in append order from any checkpoint.
 pub async fn global_read_from_checkpoint(store: Arc<dyn EventStore>) {
     let start = store.head_position().await.expect("head");
@@ -532,6 +634,9 @@ macro_rules! conformance_tests {
             append_and_read_stream,
             conflict_on_wrong_expected_version,
             idempotent_retry,
+            idempotency_rules,
+            identity_is_stable,
+            backlog_counts_events_after_a_position,
             global_read_from_checkpoint,
             subscription_catches_up_then_follows,
             concurrent_writers_reader_sees_every_event_once,

@@ -48,6 +48,11 @@ pub enum StoreError {
     /// The store cannot be reached or timed out; retrying later may work.
     #[error("event store unavailable: {0}")]
     Unavailable(String),
+    /// An append was sent but its answer never came (a deadline passed, the
+    /// connection dropped mid-call): it may or may not be stored. Retrying
+    /// with the same event ids is safe and tells which.
+    #[error("event store append outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// The store answered with an error we do not map.
     #[error("event store error: {0}")]
     Backend(String),
@@ -56,6 +61,6 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the operation may succeed if retried later unchanged.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::OutcomeUnknown(_))
     }
 }

@@ -1,47 +1,227 @@
-//! The EventStoreDB adapter (production), over the official gRPC client.
+//! The EventStoreDB adapter (production), over the official gRPC client,
+//! `kurrentdb` (the continuation of `eventstore` 4.x; the README says why).
 //!
 //! The mapping between our types and the client's is plain functions with
-//! unit tests; the adapter itself runs the conformance suite whenever
-//! `EVENTSTOREDB_URL` points at a server. Our causal metadata travels as the
-//! event's custom metadata under EventStoreDB's own `$correlationId` and
+//! unit tests; the adapter's behaviour on the wire (dropped reads, deadlines,
+//! not-leader answers, answers without a position, checkpoints between
+//! events) is tested against a gRPC double built from the client's own
+//! `.proto` files; the conformance suite runs whenever `EVENTSTOREDB_URL`
+//! points at a real server. Our causal metadata travels as the event's
+//! custom metadata under EventStoreDB's own `$correlationId` and
 //! `$causationId` keys, so its system projections understand it too.
+//!
+//! Two guards against the client:
+//! - the client's subscriptions spin forever when the server ends one with
+//!   an OK status (`Subscription::next` polls the finished stream again in a
+//!   loop that never yields), so [`EsdbEventStore::subscribe_all`] follows
+//!   the log by reading it, page after page, and waits between empty pages;
+//! - `eventstore` 4.0 panicked in its connection task when the process had
+//!   already installed a default rustls crypto provider; `kurrentdb` 1.2
+//!   does not, and a test installs one first and connects.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
-use eventstore::{
-    AppendToStreamOptions, Client, ClientSettings, EventData, ExpectedRevision, ReadAllOptions,
-    ReadStreamOptions, StreamPosition, SubscribeToAllOptions, SubscriptionFilter,
-};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use kurrentdb::{
+    AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions, ReadStreamOptions,
+    StreamPosition, StreamState,
+};
 use mileage_domain::envelope::EventMetadata;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+    AppendOutcome, EventStore, ExpectedVersion, Idempotency, NewEvent, Position, RecordedEvent,
+    StoreError,
 };
+
+/// The stream whose metadata names this store (see [`EventStore::identity`]):
+/// the metadata is its `$$` stream, a system stream no reader of ours sees.
+const IDENTITY_STREAM: &str = "mileage-store";
+
+/// The connection string's own parameter naming a namespace.
+const NAMESPACE_PARAMETER: &str = "namespace";
+
+/// How long an append may take before its outcome counts as unknown.
+const APPEND_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long a reader that found nothing new waits before reading again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Events read per page while following the log.
+const FOLLOW_PAGE: usize = 500;
 
 /// The EventStoreDB adapter of [`EventStore`]. Cheap to clone.
 #[derive(Clone)]
 pub struct EsdbEventStore {
     client: Client,
+    /// `{namespace}.` when the store is one namespace of a shared server.
+    prefix: Option<String>,
+    append_deadline: Duration,
+    poll: Duration,
 }
 
 impl EsdbEventStore {
-    /// Connects to `url` (`esdb://host:2113?tls=false`, or `esdb+discover://…`
-    /// for a cluster). The client connects lazily; a malformed URL fails here.
+    /// Connects to `url` (`esdb://host:2113?tls=false`, `kurrentdb://…`, or
+    /// `esdb+discover://…` for a cluster). The client connects lazily; a
+    /// malformed URL fails here, an unreachable server at the first call
+    /// (start-up calls [`EventStore::identity`] to find out early).
+    ///
+    /// A `namespace=NAME` parameter (letters, digits, `_`; ours, removed
+    /// before the client sees the URL) makes the store one namespace of a
+    /// shared server: its streams are written as `NAME.stream`, and it reads
+    /// and counts only those, with the prefix taken off. The end-to-end
+    /// tests use it to share one server without seeing each other's events.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
-        let settings = Self::parse(url)?;
+        let (url, namespace) = split_namespace(url)?;
+        let settings = Self::parse(&url)?;
         let client = Client::new(settings)
             .map_err(|e| StoreError::Config(format!("EventStoreDB client: {e}")))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            prefix: namespace.map(|n| format!("{n}.")),
+            append_deadline: APPEND_DEADLINE,
+            poll: POLL,
+        })
+    }
+
+    /// A stream's name on the server.
+    fn on_server(&self, stream: &str) -> String {
+        match &self.prefix {
+            Some(prefix) => format!("{prefix}{stream}"),
+            None => stream.to_owned(),
+        }
+    }
+
+    /// The identity's metadata stream on the server.
+    fn identity_stream(&self) -> String {
+        format!("$${}", self.on_server(IDENTITY_STREAM))
+    }
+
+    /// Whether a stored event is one of ours: not a system event, and in
+    /// this store's namespace.
+    fn is_ours(&self, e: &kurrentdb::RecordedEvent) -> bool {
+        !is_system(e)
+            && self
+                .prefix
+                .as_ref()
+                .is_none_or(|prefix| e.stream_id().starts_with(prefix.as_str()))
+    }
+
+    /// A stored event in our terms, the namespace taken off its stream.
+    fn ours(&self, e: &kurrentdb::RecordedEvent) -> Result<RecordedEvent, StoreError> {
+        let mut raw = Raw::from(e);
+        if let Some(prefix) = &self.prefix {
+            raw.stream = raw
+                .stream
+                .strip_prefix(prefix.as_str())
+                .unwrap_or(raw.stream);
+        }
+        recorded(&raw)
+    }
+
+    /// The same store with appends cut off after `deadline` (their outcome
+    /// then unknown) instead of the default 10 s.
+    #[must_use]
+    pub fn with_append_deadline(mut self, deadline: Duration) -> Self {
+        self.append_deadline = deadline;
+        self
     }
 
     /// Checks a connection string without connecting (settings checks run
-    /// before any runtime exists).
+    /// before any runtime exists). The error never repeats the URL, which
+    /// may hold a password.
     pub fn parse(url: &str) -> Result<ClientSettings, StoreError> {
         url.parse()
-            .map_err(|e| StoreError::Config(format!("malformed EventStoreDB URL: {e}")))
+            .map_err(|e: kurrentdb::ClientSettingsParseError| {
+                StoreError::Config(format!(
+                    "malformed EventStoreDB URL (expected esdb://host:port?tls=false or \
+                 esdb+discover://...): {}",
+                    e.to_string().replace(url, "<url>")
+                ))
+            })
+    }
+
+    async fn read_identity(&self) -> Result<Option<String>, StoreError> {
+        let stream = self.identity_stream();
+        let options = ReadStreamOptions::default()
+            .backwards()
+            .position(StreamPosition::End)
+            .max_count(1);
+        let mut read = match self.client.read_stream(stream.as_str(), &options).await {
+            Ok(read) => read,
+            Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
+            Err(e) => return Err(store_error(&stream, ExpectedVersion::Any, e)),
+        };
+        match read.next().await {
+            Ok(Some(resolved)) => Ok(resolved.event.and_then(|e| identity_of(&e.data))),
+            Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => Ok(None),
+            Err(e) => Err(store_error(&stream, ExpectedVersion::Any, e)),
+        }
+    }
+
+    async fn append_once(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let data = events
+            .iter()
+            .map(event_data)
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = AppendToStreamOptions::default()
+            .stream_state(stream_state(expected))
+            .deadline(self.append_deadline);
+        let call = self
+            .client
+            .append_to_stream(self.on_server(stream), &options, data);
+        let written = match tokio::time::timeout(self.append_deadline, call).await {
+            Ok(written) => written.map_err(|e| append_error(stream, expected, e))?,
+            Err(_) => {
+                return Err(StoreError::OutcomeUnknown(format!(
+                    "no answer to an append to {stream} within {} s",
+                    self.append_deadline.as_secs_f64()
+                )));
+            }
+        };
+        let position = position(written.position);
+        if position
+            != (Position {
+                commit: 0,
+                prepare: 0,
+            })
+        {
+            return Ok(AppendOutcome {
+                last_version: written.next_expected_version,
+                position,
+                already_appended: false,
+            });
+        }
+        // Answered without a position: what the server does when it
+        // recognised the append as a retry of one it stored. The position
+        // readers wait for is the stored last event's.
+        let Some(last) = events.last() else {
+            return Err(StoreError::InvalidRequest(format!(
+                "append to {stream} has no events"
+            )));
+        };
+        match self.find_in_stream(stream, last.event_id).await? {
+            Some(stored) => Ok(AppendOutcome {
+                last_version: stored.stream_version,
+                position: stored.position,
+                already_appended: true,
+            }),
+            None => Err(StoreError::Backend(format!(
+                "EventStoreDB accepted an append to {stream} without a position, \
+                 and its last event {} is not in the stream",
+                last.event_id
+            ))),
+        }
     }
 }
 
@@ -56,12 +236,61 @@ struct CustomMetadata {
     schema_version: u16,
 }
 
+/// `url` without our `namespace` parameter, and the namespace.
+pub(crate) fn split_namespace(url: &str) -> Result<(String, Option<String>), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_owned(), None));
+    };
+    let mut namespace = None;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some((key, value)) if key.eq_ignore_ascii_case(NAMESPACE_PARAMETER) => {
+                let valid = !value.is_empty()
+                    && value.len() <= 64
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    return Err(StoreError::Config(
+                        "malformed EventStoreDB URL: namespace must be 1 to 64 letters, digits \
+                         or underscores"
+                            .into(),
+                    ));
+                }
+                namespace = Some(value.to_owned());
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok((url, namespace))
+}
+
+/// The identity stream's metadata.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdentityMetadata {
+    #[serde(rename = "mileageStoreId")]
+    store_id: Uuid,
+}
+
+/// The store id in an identity event, if it is one of ours.
+fn identity_of(data: &[u8]) -> Option<String> {
+    serde_json::from_slice::<IdentityMetadata>(data)
+        .ok()
+        .map(|m| format!("eventstoredb:{}", m.store_id))
+}
+
 /// Our expectation in the client's terms.
-pub(crate) fn expected_revision(expected: ExpectedVersion) -> ExpectedRevision {
+pub(crate) fn stream_state(expected: ExpectedVersion) -> StreamState {
     match expected {
-        ExpectedVersion::Any => ExpectedRevision::Any,
-        ExpectedVersion::NoStream => ExpectedRevision::NoStream,
-        ExpectedVersion::Exact(v) => ExpectedRevision::Exact(v),
+        ExpectedVersion::Any => StreamState::Any,
+        ExpectedVersion::NoStream => StreamState::NoStream,
+        ExpectedVersion::Exact(v) => StreamState::StreamRevision(v),
     }
 }
 
@@ -85,47 +314,94 @@ pub(crate) fn event_data(event: &NewEvent) -> Result<EventData, StoreError> {
 }
 
 /// The client's position in ours (the same pair, ordered the same way).
-pub(crate) fn position(p: eventstore::Position) -> Position {
+pub(crate) fn position(p: kurrentdb::Position) -> Position {
     Position {
         commit: p.commit,
         prepare: p.prepare,
     }
 }
 
-fn esdb_position(p: Position) -> eventstore::Position {
-    eventstore::Position {
+fn esdb_position(p: Position) -> kurrentdb::Position {
+    kurrentdb::Position {
         commit: p.commit,
         prepare: p.prepare,
     }
 }
 
+/// A stored event as the server sent it: the fields we map, so the mapping
+/// is tested without a server (the client's own type cannot be built
+/// outside it).
+pub(crate) struct Raw<'a> {
+    pub(crate) stream: &'a str,
+    pub(crate) id: Uuid,
+    pub(crate) revision: u64,
+    pub(crate) event_type: &'a str,
+    pub(crate) data: &'a Bytes,
+    pub(crate) custom_metadata: &'a [u8],
+    pub(crate) position: kurrentdb::Position,
+    /// The server's `created` system metadata: 100 ns ticks since 1970.
+    pub(crate) created_ticks: Option<&'a str>,
+    /// The client's reading of it (whole seconds).
+    pub(crate) created: DateTime<Utc>,
+}
+
+impl<'a> From<&'a kurrentdb::RecordedEvent> for Raw<'a> {
+    fn from(e: &'a kurrentdb::RecordedEvent) -> Self {
+        Self {
+            stream: e.stream_id(),
+            id: e.id,
+            revision: e.revision,
+            event_type: &e.event_type,
+            data: &e.data,
+            custom_metadata: &e.custom_metadata,
+            position: e.position,
+            created_ticks: e.metadata.get("created").map(String::as_str),
+            created: e.created,
+        }
+    }
+}
+
+/// When the event was recorded, to the 100 ns tick the server keeps (the
+/// client truncates it to whole seconds); the client's reading when the
+/// ticks are missing or unreadable.
+pub(crate) fn recorded_at(ticks: Option<&str>, fallback: DateTime<Utc>) -> DateTime<Utc> {
+    ticks
+        .and_then(|t| t.parse::<i64>().ok())
+        .and_then(|t| {
+            let seconds = t.div_euclid(10_000_000);
+            let nanos = u32::try_from(t.rem_euclid(10_000_000) * 100).ok()?;
+            DateTime::from_timestamp(seconds, nanos)
+        })
+        .unwrap_or(fallback)
+}
+
 /// A recorded event in our terms. Events written without our metadata (by
 /// other tools) get nil causal ids and schema version 1 rather than failing.
-pub(crate) fn recorded(e: &eventstore::RecordedEvent) -> Result<RecordedEvent, StoreError> {
+pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
     let position = position(e.position);
     let metadata: Option<CustomMetadata> = if e.custom_metadata.is_empty() {
         None
     } else {
         Some(
-            serde_json::from_slice(&e.custom_metadata).map_err(|err| StoreError::Corrupt {
+            serde_json::from_slice(e.custom_metadata).map_err(|err| StoreError::Corrupt {
                 position,
-                event_type: e.event_type.clone(),
+                event_type: e.event_type.to_owned(),
                 reason: format!("custom metadata is not ours: {err}"),
             })?,
         )
     };
     Ok(RecordedEvent {
         event_id: e.id,
-        stream: e.stream_id.clone(),
+        stream: e.stream.to_owned(),
         stream_version: e.revision,
         position,
-        event_type: e.event_type.clone(),
+        event_type: e.event_type.to_owned(),
         schema_version: metadata.as_ref().map_or(1, |m| m.schema_version),
         data: e.data.clone(),
         metadata: EventMetadata {
             correlation_id: metadata.as_ref().map_or(Uuid::nil(), |m| m.correlation_id),
             causation_id: metadata.as_ref().map_or(Uuid::nil(), |m| m.causation_id),
-            recorded_at: e.created,
+            recorded_at: recorded_at(e.created_ticks, e.created),
         },
     })
 }
@@ -134,16 +410,16 @@ pub(crate) fn recorded(e: &eventstore::RecordedEvent) -> Result<RecordedEvent, S
 pub(crate) fn store_error(
     stream: &str,
     expected: ExpectedVersion,
-    e: eventstore::Error,
+    e: kurrentdb::Error,
 ) -> StoreError {
-    use eventstore::Error as E;
+    use kurrentdb::Error as E;
     match e {
         E::WrongExpectedVersion { current, .. } => StoreError::WrongExpectedVersion {
             stream: stream.to_owned(),
             expected,
             actual: match current {
-                eventstore::CurrentRevision::Current(v) => Some(v),
-                eventstore::CurrentRevision::NoStream => None,
+                kurrentdb::CurrentRevision::Current(v) => Some(v),
+                kurrentdb::CurrentRevision::NoStream => None,
             },
         },
         E::ConnectionClosed
@@ -151,13 +427,44 @@ pub(crate) fn store_error(
         | E::DeadlineExceeded
         | E::NotLeaderException(_)
         | E::ServerError(_) => StoreError::Unavailable(e.to_string()),
+        E::Grpc { code, .. } if is_transient_code(code) => StoreError::Unavailable(e.to_string()),
         E::InitializationError(_) => StoreError::Config(e.to_string()),
         other => StoreError::Backend(other.to_string()),
     }
 }
 
-fn is_system(e: &eventstore::RecordedEvent) -> bool {
-    e.event_type.starts_with('$') || e.stream_id.starts_with('$')
+fn is_transient_code(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::Cancelled
+    )
+}
+
+/// An append's error in ours: a deadline that passed, or a call cut off
+/// after it was sent, leaves the outcome unknown (the server may have
+/// stored it), unlike a refusal or a server that was never reached.
+pub(crate) fn append_error(
+    stream: &str,
+    expected: ExpectedVersion,
+    e: kurrentdb::Error,
+) -> StoreError {
+    use kurrentdb::Error as E;
+    match e {
+        E::DeadlineExceeded
+        | E::Grpc {
+            code: tonic::Code::DeadlineExceeded | tonic::Code::Cancelled,
+            ..
+        } => StoreError::OutcomeUnknown(format!("append to {stream}: {e}")),
+        other => store_error(stream, expected, other),
+    }
+}
+
+fn is_system(e: &kurrentdb::RecordedEvent) -> bool {
+    e.event_type.starts_with('$') || e.stream_id().starts_with('$')
 }
 
 /// How many of a stream's last events [`EventStore::find_in_stream`]
@@ -173,26 +480,11 @@ impl EventStore for EsdbEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
         crate::types::validate_append(stream, events)?;
-        let data = events
-            .iter()
-            .map(event_data)
-            .collect::<Result<Vec<_>, _>>()?;
-        let options =
-            AppendToStreamOptions::default().expected_revision(expected_revision(expected));
-        let written = self
-            .client
-            .append_to_stream(stream, &options, data)
-            .await
-            .map_err(|e| store_error(stream, expected, e))?;
-        Ok(AppendOutcome {
-            last_version: written.next_expected_version,
-            position: position(written.position),
-            already_appended: false,
-        })
+        self.append_once(stream, expected, events).await
     }
 
-    /// Not atomic here (the 4.x client has no multi-stream append): the
-    /// parts are appended in order, each under its own expected version.
+    /// Not atomic here (the client has no multi-stream append): the parts
+    /// are appended in order, each under its own expected version.
     async fn append_many(
         &self,
         parts: &[crate::StreamAppend<'_>],
@@ -209,6 +501,19 @@ impl EventStore for EsdbEventStore {
         false
     }
 
+    /// EventStoreDB's own rules: a retry under the same exact expectation
+    /// is recognised; under `Any` only while the server's cache of recent
+    /// ids holds it; ids are unique per stream only; a retry is reported
+    /// only when the server answers it without a position.
+    fn idempotency(&self) -> Idempotency {
+        Idempotency {
+            exact_retry_recognised: true,
+            any_retry_recognised: false,
+            retry_reported: false,
+            ids_unique_across_streams: false,
+        }
+    }
+
     async fn find_in_stream(
         &self,
         stream: &str,
@@ -218,9 +523,13 @@ impl EventStore for EsdbEventStore {
             .backwards()
             .position(StreamPosition::End)
             .max_count(FIND_WINDOW);
-        let mut read = match self.client.read_stream(stream, &options).await {
+        let mut read = match self
+            .client
+            .read_stream(self.on_server(stream), &options)
+            .await
+        {
             Ok(read) => read,
-            Err(eventstore::Error::ResourceNotFound) => return Ok(None),
+            Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
             Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
         };
         loop {
@@ -229,10 +538,10 @@ impl EventStore for EsdbEventStore {
                     if let Some(e) = &resolved.event
                         && e.id == event_id
                     {
-                        return recorded(e).map(Some);
+                        return self.ours(e).map(Some);
                     }
                 }
-                Ok(None) | Err(eventstore::Error::ResourceNotFound) => return Ok(None),
+                Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
                 Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
             }
         }
@@ -248,9 +557,13 @@ impl EventStore for EsdbEventStore {
             .forwards()
             .position(StreamPosition::Position(from_version))
             .max_count(max_count);
-        let mut read = match self.client.read_stream(stream, &options).await {
+        let mut read = match self
+            .client
+            .read_stream(self.on_server(stream), &options)
+            .await
+        {
             Ok(read) => read,
-            Err(eventstore::Error::ResourceNotFound) => return Ok(Vec::new()),
+            Err(kurrentdb::Error::ResourceNotFound) => return Ok(Vec::new()),
             Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
         };
         let mut events = Vec::new();
@@ -258,10 +571,10 @@ impl EventStore for EsdbEventStore {
             match read.next().await {
                 Ok(Some(resolved)) => {
                     if let Some(e) = &resolved.event {
-                        events.push(recorded(e)?);
+                        events.push(self.ours(e)?);
                     }
                 }
-                Ok(None) | Err(eventstore::Error::ResourceNotFound) => return Ok(events),
+                Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(events),
                 Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
             }
         }
@@ -290,6 +603,7 @@ impl EventStore for EsdbEventStore {
                 .await
                 .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?;
             let mut raw_count = 0;
+            let mut moved = false;
             while let Some(resolved) = read
                 .next()
                 .await
@@ -302,57 +616,50 @@ impl EventStore for EsdbEventStore {
                     continue;
                 }
                 from = Some(p);
-                if !is_system(e) {
-                    events.push(recorded(e)?);
+                moved = true;
+                if self.is_ours(e) {
+                    events.push(self.ours(e)?);
                     if events.len() == max_count {
                         return Ok(events);
                     }
                 }
             }
-            if raw_count < page_size {
+            // A read can end (with OK) before the count asked for while
+            // more is stored: the log ends only at a read that finds
+            // nothing new.
+            if raw_count == 0 || !moved {
                 return Ok(events);
             }
         }
     }
 
+    /// Follows the log by reading it (see the module's note on the client's
+    /// subscriptions): a page at a time while there is more, then a read
+    /// every 100 ms. An error is yielded once and the next read retries from
+    /// the last event yielded, after a pause.
     fn subscribe_all(
         &self,
         after: Option<Position>,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>> {
-        let client = self.client.clone();
+        let store = self.clone();
         futures::stream::unfold(
-            (client, None, after),
-            |(client, mut subscription, mut after)| async move {
+            (store, after, std::collections::VecDeque::new(), false),
+            |(store, mut after, mut buffer, mut waited)| async move {
                 loop {
-                    if subscription.is_none() {
-                        let start = after.map_or(StreamPosition::Start, |p| {
-                            StreamPosition::Position(esdb_position(p))
-                        });
-                        let options = SubscribeToAllOptions::default()
-                            .position(start)
-                            .filter(SubscriptionFilter::on_event_type().exclude_system_events());
-                        subscription = Some(client.subscribe_to_all(&options).await);
+                    if let Some(event) = buffer.pop_front() {
+                        let event: RecordedEvent = event;
+                        after = Some(event.position);
+                        return Some((Ok(event), (store, after, buffer, false)));
                     }
-                    let Some(sub) = subscription.as_mut() else {
-                        continue;
-                    };
-                    match sub.next().await {
-                        Ok(resolved) => {
-                            let Some(e) = &resolved.event else { continue };
-                            let p = position(e.position);
-                            if after.is_some_and(|a| p <= a) || is_system(e) {
-                                continue;
-                            }
-                            after = Some(p);
-                            return Some((recorded(e), (client, subscription, after)));
+                    if waited {
+                        tokio::time::sleep(store.poll).await;
+                    }
+                    match store.read_all(after, FOLLOW_PAGE).await {
+                        Ok(page) => {
+                            waited = page.len() < FOLLOW_PAGE;
+                            buffer.extend(page);
                         }
-                        Err(e) => {
-                            // Resubscribe from the last delivered position next time.
-                            return Some((
-                                Err(store_error("$all", ExpectedVersion::Any, e)),
-                                (client, None, after),
-                            ));
-                        }
+                        Err(e) => return Some((Err(e), (store, after, buffer, true))),
                     }
                 }
             },
@@ -360,21 +667,70 @@ impl EventStore for EsdbEventStore {
         .boxed()
     }
 
+    /// The last of our events: read backwards past the system events the
+    /// server writes on its own (statistics, scavenges, epochs), a page at a
+    /// time.
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
-        let options = ReadAllOptions::default()
-            .backwards()
-            .position(StreamPosition::End)
-            .max_count(1);
-        let mut read = self
+        const PAGE: usize = 200;
+        let mut from = StreamPosition::End;
+        loop {
+            let options = ReadAllOptions::default()
+                .backwards()
+                .position(from)
+                .max_count(PAGE);
+            let mut read = self
+                .client
+                .read_all(&options)
+                .await
+                .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?;
+            let mut count = 0;
+            let mut last = None;
+            while let Some(resolved) = read
+                .next()
+                .await
+                .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?
+            {
+                count += 1;
+                let Some(e) = &resolved.event else { continue };
+                if self.is_ours(e) {
+                    return Ok(Some(position(e.position)));
+                }
+                last = Some(e.position);
+            }
+            match last {
+                Some(p) if count == PAGE && StreamPosition::Position(p) != from => {
+                    from = StreamPosition::Position(p);
+                }
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Created on first use: a `$metadata` event naming a random id in the
+    /// identity stream, appended only if the stream does not exist, so two
+    /// processes starting together agree on the first one written.
+    async fn identity(&self) -> Result<String, StoreError> {
+        if let Some(id) = self.read_identity().await? {
+            return Ok(id);
+        }
+        let metadata = IdentityMetadata {
+            store_id: Uuid::new_v4(),
+        };
+        let event = EventData::json("$metadata", &metadata)
+            .map_err(|e| StoreError::Backend(format!("identity cannot be encoded: {e}")))?;
+        let options = AppendToStreamOptions::default().stream_state(StreamState::NoStream);
+        let stream = self.identity_stream();
+        match self
             .client
-            .read_all(&options)
+            .append_to_stream(stream.as_str(), &options, event)
             .await
-            .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?;
-        let last = read
-            .next()
-            .await
-            .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?;
-        Ok(last.and_then(|r| r.event.map(|e| position(e.position))))
+        {
+            Ok(_) | Err(kurrentdb::Error::WrongExpectedVersion { .. }) => {}
+            Err(e) => return Err(store_error(&stream, ExpectedVersion::NoStream, e)),
+        }
+        self.read_identity().await?.ok_or_else(|| {
+            StoreError::Backend(format!("{stream} holds no store id after creating it"))
+        })
     }
 }
 
@@ -396,37 +752,33 @@ mod tests {
         }
     }
 
-    fn esdb_recorded(custom_metadata: &'static [u8]) -> eventstore::RecordedEvent {
-        eventstore::RecordedEvent {
-            stream_id: "member-1".into(),
+    fn raw<'a>(data: &'a Bytes, custom_metadata: &'a [u8]) -> Raw<'a> {
+        Raw {
+            stream: "member-1",
             id: Uuid::from_u128(7),
             revision: 4,
-            event_type: "MemberJoined".into(),
-            data: Bytes::from_static(br#"{"memberId":"1"}"#),
-            metadata: std::collections::HashMap::new(),
-            custom_metadata: Bytes::from_static(custom_metadata),
-            is_json: true,
-            position: eventstore::Position {
+            event_type: "MemberJoined",
+            data,
+            custom_metadata,
+            position: kurrentdb::Position {
                 commit: 10,
                 prepare: 9,
             },
+            created_ticks: None,
             created: Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap(),
         }
     }
 
     #[test]
     fn expected_versions_map_one_to_one() {
+        assert_eq!(stream_state(ExpectedVersion::Any), StreamState::Any);
         assert_eq!(
-            expected_revision(ExpectedVersion::Any),
-            ExpectedRevision::Any
+            stream_state(ExpectedVersion::NoStream),
+            StreamState::NoStream
         );
         assert_eq!(
-            expected_revision(ExpectedVersion::NoStream),
-            ExpectedRevision::NoStream
-        );
-        assert_eq!(
-            expected_revision(ExpectedVersion::Exact(3)),
-            ExpectedRevision::Exact(3)
+            stream_state(ExpectedVersion::Exact(3)),
+            StreamState::StreamRevision(3)
         );
     }
 
@@ -456,7 +808,8 @@ mod tests {
     #[test]
     fn a_recorded_event_maps_back_with_its_metadata_and_position() {
         let meta = br#"{"$correlationId":"00000000-0000-0000-0000-000000000001","$causationId":"00000000-0000-0000-0000-000000000002","schemaVersion":2}"#;
-        let mapped = recorded(&esdb_recorded(meta)).unwrap();
+        let data = Bytes::from_static(br#"{"memberId":"1"}"#);
+        let mapped = recorded(&raw(&data, meta)).unwrap();
         assert_eq!(mapped.event_id, Uuid::from_u128(7));
         assert_eq!(
             (mapped.stream.as_str(), mapped.stream_version),
@@ -480,7 +833,8 @@ mod tests {
 
     #[test]
     fn foreign_events_without_metadata_still_map() {
-        let mapped = recorded(&esdb_recorded(b"")).unwrap();
+        let data = Bytes::from_static(b"{}");
+        let mapped = recorded(&raw(&data, b"")).unwrap();
         assert_eq!(mapped.schema_version, 1);
         assert_eq!(mapped.metadata.correlation_id, Uuid::nil());
     }
@@ -491,7 +845,7 @@ mod tests {
             position,
             event_type,
             ..
-        }) = recorded(&esdb_recorded(b"{oops"))
+        }) = recorded(&raw(&Bytes::from_static(b"{}"), b"{oops"))
         else {
             panic!("should be Corrupt");
         };
@@ -507,9 +861,9 @@ mod tests {
 
     #[test]
     fn a_version_conflict_names_stream_expected_and_actual() {
-        let e = eventstore::Error::WrongExpectedVersion {
-            expected: ExpectedRevision::Exact(1),
-            current: eventstore::CurrentRevision::Current(4),
+        let e = kurrentdb::Error::WrongExpectedVersion {
+            expected: StreamState::StreamRevision(1),
+            current: kurrentdb::CurrentRevision::Current(4),
         };
         let mapped = store_error("member-1", ExpectedVersion::Exact(1), e);
         assert_eq!(
@@ -519,9 +873,9 @@ mod tests {
         let none = store_error(
             "member-2",
             ExpectedVersion::Exact(0),
-            eventstore::Error::WrongExpectedVersion {
-                expected: ExpectedRevision::Exact(0),
-                current: eventstore::CurrentRevision::NoStream,
+            kurrentdb::Error::WrongExpectedVersion {
+                expected: StreamState::StreamRevision(0),
+                current: kurrentdb::CurrentRevision::NoStream,
             },
         );
         assert!(matches!(
@@ -536,20 +890,101 @@ mod tests {
             store_error(
                 "s",
                 ExpectedVersion::Any,
-                eventstore::Error::ConnectionClosed
+                kurrentdb::Error::ConnectionClosed
             )
             .is_transient()
         );
         assert!(
-            !store_error("s", ExpectedVersion::Any, eventstore::Error::AccessDenied).is_transient()
+            !store_error("s", ExpectedVersion::Any, kurrentdb::Error::AccessDenied).is_transient()
         );
     }
 
     #[test]
-    fn a_malformed_url_is_a_configuration_error() {
+    fn a_malformed_url_is_a_configuration_error_that_hides_the_url() {
+        for url in [
+            "not a url",
+            "http://admin:secret@host:2113",
+            "esdb://admin:secret@host:notaport",
+        ] {
+            let Err(StoreError::Config(message)) = EsdbEventStore::parse(url) else {
+                panic!("{url} should be refused");
+            };
+            assert!(message.contains("malformed EventStoreDB URL"), "{message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
+    }
+
+    #[test]
+    fn recorded_times_keep_the_servers_ticks() {
+        let fallback = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap();
+        // 2026-11-23T09:00:00.1234567Z in 100 ns ticks since 1970.
+        let ticks = (fallback.timestamp() * 10_000_000 + 1_234_567).to_string();
+        let at = recorded_at(Some(&ticks), fallback);
+        assert_eq!(at.timestamp(), fallback.timestamp());
+        assert_eq!(at.timestamp_subsec_nanos(), 123_456_700);
+        assert_eq!(recorded_at(None, fallback), fallback);
+        assert_eq!(recorded_at(Some("soon"), fallback), fallback);
+    }
+
+    #[test]
+    fn a_deadline_or_a_cut_call_leaves_the_append_outcome_unknown() {
+        for e in [
+            kurrentdb::Error::DeadlineExceeded,
+            kurrentdb::Error::Grpc {
+                code: tonic::Code::DeadlineExceeded,
+                message: "late".into(),
+            },
+        ] {
+            let mapped = append_error("member-1", ExpectedVersion::Exact(1), e);
+            assert!(matches!(mapped, StoreError::OutcomeUnknown(_)), "{mapped}");
+            assert!(mapped.is_transient());
+        }
         assert!(matches!(
-            EsdbEventStore::connect("not a url"),
-            Err(StoreError::Config(_))
+            append_error(
+                "member-1",
+                ExpectedVersion::Exact(1),
+                kurrentdb::Error::ConnectionClosed
+            ),
+            StoreError::Unavailable(_)
         ));
+    }
+
+    #[test]
+    fn the_namespace_parameter_is_ours_and_the_rest_goes_to_the_client() {
+        assert_eq!(
+            split_namespace("esdb://h:2113?tls=false&namespace=test_1").unwrap(),
+            (
+                "esdb://h:2113?tls=false".to_owned(),
+                Some("test_1".to_owned())
+            )
+        );
+        assert_eq!(
+            split_namespace("esdb://h:2113?namespace=a").unwrap(),
+            ("esdb://h:2113".to_owned(), Some("a".to_owned()))
+        );
+        assert_eq!(
+            split_namespace("esdb://h:2113?tls=false").unwrap(),
+            ("esdb://h:2113?tls=false".to_owned(), None)
+        );
+        for bad in [
+            "esdb://h?namespace=",
+            "esdb://h?namespace=a.b",
+            "esdb://h?namespace=$x",
+        ] {
+            assert!(
+                matches!(split_namespace(bad), Err(StoreError::Config(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_our_identity_metadata_names_a_store() {
+        let id = Uuid::from_u128(5);
+        assert_eq!(
+            identity_of(format!(r#"{{"mileageStoreId":"{id}"}}"#).as_bytes()),
+            Some(format!("eventstoredb:{id}"))
+        );
+        assert_eq!(identity_of(br#"{"$maxAge":10}"#), None);
     }
 }

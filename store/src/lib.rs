@@ -26,7 +26,10 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
-pub use types::{AppendOutcome, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamAppend};
+pub use types::{
+    AppendOutcome, Backlog, ExpectedVersion, Idempotency, NewEvent, Position, RecordedEvent,
+    StreamAppend,
+};
 
 /// An append-only log of events, grouped into streams, with one global order.
 ///
@@ -61,6 +64,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// complete (a retry with the same event ids appends only what is
     /// missing) and the process managers that follow the log repair.
     fn multi_stream_atomic(&self) -> bool;
+
+    /// What this store does with event ids it already holds (see
+    /// [`Idempotency`]; each adapter's value is documented there). The rest
+    /// of Mileage relies only on what every store guarantees: a retry with
+    /// the same deterministic event ids under the same exact expectation
+    /// stores nothing new, and [`EventStore::find_in_stream`] finds the
+    /// first attempt.
+    fn idempotency(&self) -> Idempotency;
 
     /// The event with id `event_id` in `stream`, if it is there: how a
     /// retried command finds that its first attempt was applied. PostgreSQL
@@ -98,6 +109,41 @@ pub trait EventStore: Send + Sync + 'static {
         after: Option<Position>,
     ) -> BoxStream<'static, Result<RecordedEvent, StoreError>>;
 
-    /// The position of the last event of the global log, if any.
+    /// The position of the last event of the global log, if any; never a
+    /// store's own system event, so a reader that handled everything is at
+    /// the head.
     async fn head_position(&self) -> Result<Option<Position>, StoreError>;
+
+    /// Which store this is, as `{kind}:{uuid}` (`postgresql:…`,
+    /// `eventstoredb:…`), created once and kept by the store itself.
+    /// Positions mean something only in the store that issued them, so a
+    /// checkpoint records this and a reader refuses a checkpoint of another.
+    async fn identity(&self) -> Result<String, StoreError>;
+
+    /// How many events lie strictly after `after` (all of them when `None`),
+    /// counted up to `limit`, and when the first was recorded: a reader's
+    /// lag in events and seconds. Counts what [`EventStore::read_all`]
+    /// returns, so system events never count.
+    async fn backlog(&self, after: Option<Position>, limit: u64) -> Result<Backlog, StoreError> {
+        let page = usize::try_from(limit.min(1000)).unwrap_or(1000).max(1);
+        let mut backlog = Backlog::default();
+        let mut from = after;
+        loop {
+            let events = self.read_all(from, page).await?;
+            if backlog.oldest.is_none() {
+                backlog.oldest = events.first().map(|e| e.metadata.recorded_at);
+            }
+            for event in &events {
+                if backlog.events == limit {
+                    backlog.more = true;
+                    return Ok(backlog);
+                }
+                backlog.events += 1;
+                from = Some(event.position);
+            }
+            if events.len() < page {
+                return Ok(backlog);
+            }
+        }
+    }
 }

@@ -118,6 +118,47 @@ impl NewEvent {
     }
 }
 
+/// What the global log holds after a position: how far behind a reader at
+/// that position is, in the terms operators read (events and seconds, never
+/// a store's byte offsets), counting only the log's own events (never a
+/// store's system events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Backlog {
+    /// Events after the position, counted up to the limit asked for.
+    pub events: u64,
+    /// Whether there are more than `events` (the count stopped at the limit).
+    pub more: bool,
+    /// When the first of them was recorded; `None` when there are none.
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a store does with event ids it already holds: each adapter's rule,
+/// pinned by the conformance suite's `idempotency_rules` case.
+///
+/// | | PostgreSQL | EventStoreDB |
+/// | --- | --- | --- |
+/// | same ids, same exact or no-stream expectation | nothing stored, first outcome | nothing stored, success |
+/// | same ids under `Any` | nothing stored | only while the server's recent-id cache holds them |
+/// | the retry says so (`already_appended`) | always | only when the server answers without a position |
+/// | an id stored in another stream | `DuplicateEventId` | stored again |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent yes-or-no rules, one per row of the table"
+)]
+pub struct Idempotency {
+    /// A retry of the same events under the same exact (or no-stream)
+    /// expectation stores nothing new and succeeds. Every store: true.
+    pub exact_retry_recognised: bool,
+    /// The same under `ExpectedVersion::Any`, whenever it is retried.
+    pub any_retry_recognised: bool,
+    /// A recognised retry answers `already_appended`.
+    pub retry_reported: bool,
+    /// An event id stored in another stream is refused
+    /// ([`StoreError::DuplicateEventId`]) instead of stored again.
+    pub ids_unique_across_streams: bool,
+}
+
 /// What an append did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendOutcome {

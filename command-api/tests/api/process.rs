@@ -136,6 +136,13 @@ async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
             with("EVENTSTOREDB_URL", "esdb://admin:s3cret@db:2113?tls=maybe"),
             "eventstoredb_url",
         ),
+        (
+            with(
+                "EVENTSTOREDB_URL",
+                "esdb://admin:s3cret@127.0.0.1:1?tls=false",
+            ),
+            "eventstoredb_url",
+        ),
         (with("COMMAND_API_ADDR", "everywhere"), "command_api_addr"),
         (with("BREAKER_FAILURES", "0"), "breaker_failures"),
         (with("IDEMPOTENCY_KEY_HOURS", "-1"), "idempotency_key_hours"),

@@ -22,7 +22,6 @@ use mileage_projector::projections::members::Members;
 use mileage_projector::projections::messages::Messages;
 use mileage_projector::runner::Runner;
 use mileage_store::keys::{KeyStore, PgKeyStore};
-use mileage_store::postgres::PgEventStore;
 use mileage_store::testing::fresh_database;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position};
 
@@ -32,7 +31,7 @@ const EARNINGS: u64 = 20;
 
 /// Targets (half of them dormant, so their notices go out) and members with
 /// a history, written straight to the store.
-async fn seed(store: &PgEventStore, keys: &PgKeyStore) {
+async fn seed(store: &dyn EventStore, keys: &PgKeyStore) {
     let nonce = [7; NONCE_LEN];
     for n in 0..TARGETS {
         let stream = format!("dormantMember-{n}");
@@ -96,7 +95,7 @@ async fn seed(store: &PgEventStore, keys: &PgKeyStore) {
 }
 
 async fn append<E: mileage_domain::event::EventPayload>(
-    store: &PgEventStore,
+    store: &dyn EventStore,
     stream: &str,
     events: &[E],
 ) {
@@ -119,6 +118,7 @@ async fn append<E: mileage_domain::event::EventPayload>(
 fn projector(database: &str, gateway: &Gateway) -> Child {
     Command::new(mileage_e2e::binary("mileage-projector"))
         .env_clear()
+        .envs(mileage_e2e::store_env(database))
         .env("DATABASE_URL", database)
         .env("PROJECTOR_ADDR", "127.0.0.1:0")
         .env("PROJECTOR_BATCH", "100")
@@ -153,7 +153,7 @@ async fn checkpoint(client: &tokio_postgres::Client, name: &str) -> Option<Posit
 /// head has stopped moving (the notices append events of their own).
 async fn settled(
     client: &tokio_postgres::Client,
-    store: &PgEventStore,
+    store: &dyn EventStore,
     names: &[&str],
 ) -> Position {
     eventually(
@@ -187,7 +187,7 @@ async fn table(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
 async fn rebuild(database: &str, keys: PgKeyStore, read: &tokio_postgres::Client, head: Position) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runner = Runner::new(
-        Arc::new(PgEventStore::connect(database).await.unwrap()),
+        mileage_e2e::event_store(database).await,
         database,
         1000,
         stopped,
@@ -238,9 +238,9 @@ async fn rebuild(database: &str, keys: PgKeyStore, read: &tokio_postgres::Client
 #[tokio::test]
 async fn a_killed_projector_resumes_to_what_a_rebuild_builds_and_notifies_once() {
     let database = fresh_database().await;
-    let store = PgEventStore::connect(&database).await.unwrap();
-    let keys = PgKeyStore::new(store.pool().clone());
-    seed(&store, &keys).await;
+    let store = mileage_e2e::event_store(&database).await;
+    let keys = mileage_e2e::person_keys(&database).await;
+    seed(&*store, &keys).await;
     let gateway = Gateway::start(&[]).await;
     let read = read_client(&database).await;
 
@@ -271,7 +271,7 @@ async fn a_killed_projector_resumes_to_what_a_rebuild_builds_and_notifies_once()
         "notices",
         "destruction",
     ];
-    let head = settled(&read, &store, &names).await;
+    let head = settled(&read, &*store, &names).await;
     second.kill().unwrap();
     second.wait().unwrap();
 

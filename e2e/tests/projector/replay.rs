@@ -12,8 +12,28 @@ const WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `replay args...` against `database`: exit code, stdout, stderr.
 async fn replay(database: &str, args: &[&str]) -> (i32, String, String) {
+    replay_reading(database, database, args).await
+}
+
+/// `replay` over the event store in `database`, with the read models in
+/// `read_database`.
+async fn replay_reading(
+    database: &str,
+    read_database: &str,
+    args: &[&str],
+) -> (i32, String, String) {
+    replay_with(database, &[("READ_DATABASE_URL", read_database)], args).await
+}
+
+/// `replay` over `database` with more settings.
+async fn replay_with(database: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
     let mut command = std::process::Command::new(mileage_e2e::binary("replay"));
-    command.env_clear().env("DATABASE_URL", database).args(args);
+    command
+        .env_clear()
+        .envs(mileage_e2e::store_env(database))
+        .env("DATABASE_URL", database)
+        .envs(env.iter().copied())
+        .args(args);
     let output = tokio::task::spawn_blocking(move || command.output().expect("replay runs"))
         .await
         .unwrap();
@@ -139,6 +159,10 @@ async fn rebuild_swaps_in_an_equal_copy_while_commands_keep_arriving_and_the_liv
 }
 
 #[tokio::test]
+#[cfg_attr(
+    eventstoredb_url_set,
+    ignore = "PostgreSQL only: pads the log with SQL on the events table"
+)]
 async fn an_interrupted_rebuild_resumes_and_two_at_once_are_refused() {
     let (database, _commands, projector, _) = system_with_targets(60).await;
     projector.stop().await;
@@ -147,6 +171,7 @@ async fn an_interrupted_rebuild_resumes_and_two_at_once_are_refused() {
 
     let child = std::process::Command::new(mileage_e2e::binary("replay"))
         .env_clear()
+        .envs(mileage_e2e::store_env(&database))
         .env("DATABASE_URL", &database)
         .args(["rebuild", "managerpage", "--batch", "1"])
         .stdout(std::process::Stdio::piped())
@@ -250,7 +275,12 @@ async fn verify_catches_a_corrupted_row_and_a_missing_one() {
 }
 
 #[tokio::test]
-async fn export_then_import_into_an_empty_store_gives_the_same_log_and_a_rerun_adds_nothing() {
+#[cfg_attr(
+    eventstoredb_url_set,
+    ignore = "PostgreSQL only: imports into fresh PostgreSQL logs"
+)]
+async fn export_then_import_into_an_empty_store_gives_the_same_log_a_cut_off_import_resumes_and_a_second_is_refused()
+ {
     let (database, _commands, projector, _) = system_with_targets(5).await;
     projector.stop().await;
     let dir = std::env::temp_dir().join(format!("mileage-archive-{}", uuid::Uuid::new_v4()));
@@ -266,14 +296,63 @@ async fn export_then_import_into_an_empty_store_gives_the_same_log_and_a_rerun_a
     assert!(exported >= 15, "{exported}");
 
     let empty = fresh_database().await;
+    // An import cut off after its first events: the archive's first lines.
+    let text = std::fs::read_to_string(&archive).unwrap();
+    let head: Vec<&str> = text.lines().take(4).collect();
+    let cut = dir.join("cut.jsonl");
+    std::fs::write(&cut, head.join("\n")).unwrap();
+    let (code, _, stderr) = replay(&empty, &["import", cut.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{stderr}");
     let (code, stdout, stderr) =
         replay(&empty, &["import", archive.to_str().unwrap(), "--json"]).await;
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(json(&stdout)["events"].as_u64(), Some(exported));
-    let (code, stdout, _) = replay(&empty, &["import", archive.to_str().unwrap(), "--json"]).await;
-    assert_eq!(code, 0);
-    assert_eq!(json(&stdout)["events"], 0, "a rerun appends nothing");
-    assert_eq!(json(&stdout)["alreadyThere"].as_u64(), Some(exported));
+    assert_eq!(json(&stdout)["events"].as_u64(), Some(exported - 4));
+    assert_eq!(json(&stdout)["alreadyThere"].as_u64(), Some(4), "resumed");
+    let (code, stdout, stderr) = replay(&empty, &["import", archive.to_str().unwrap()]).await;
+    assert_eq!(code, 2, "{stdout}");
+    assert!(
+        stderr.contains("archive already imported")
+            && stderr.contains(&format!("all {exported} events")),
+        "{stderr}"
+    );
+    // Another archive whose first stream clashes with what is stored.
+    let clashing = dir.join("clash.jsonl");
+    let mut lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[0]["eventId"] = Value::String(uuid::Uuid::new_v4().to_string());
+    let last = lines.len() - 1;
+    let category = lines[last]["stream"]
+        .as_str()
+        .unwrap()
+        .split('-')
+        .next()
+        .unwrap()
+        .to_owned();
+    lines[last]["stream"] = Value::String(format!("{category}-999999"));
+    lines[last]["streamVersion"] = Value::from(0);
+    std::fs::write(
+        &clashing,
+        lines
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = replay(&empty, &["import", clashing.to_str().unwrap()]).await;
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("clashes with what the target store holds"),
+        "{stderr}"
+    );
+    let (_, exported_now, _) = replay(&empty, &["export"]).await;
+    assert_eq!(
+        exported_now.lines().count() as u64,
+        exported,
+        "nothing of the clashing archive was appended, not even its new stream"
+    );
 
     let again = dir.join("again.jsonl");
     let (code, _, _) = replay(&empty, &["export", "--out", again.to_str().unwrap()]).await;
@@ -296,6 +375,10 @@ async fn export_then_import_into_an_empty_store_gives_the_same_log_and_a_rerun_a
 }
 
 #[tokio::test]
+#[cfg_attr(
+    eventstoredb_url_set,
+    ignore = "PostgreSQL only: checks that a fresh PostgreSQL log stays empty"
+)]
 async fn bad_archives_and_names_are_refused_with_where_and_what() {
     let database = fresh_database().await;
     let dir = std::env::temp_dir().join(format!("mileage-bad-{}", uuid::Uuid::new_v4()));
@@ -484,6 +567,10 @@ async fn trace_inspect_and_status_follow_the_destruction_saga() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    eventstoredb_url_set,
+    ignore = "PostgreSQL only: pads the log with SQL on the events table"
+)]
 async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_alone() {
     let (database, _commands, projector, _) = system_with_targets(60).await;
     projector.stop().await;
@@ -492,6 +579,7 @@ async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_a
     let before = rows(&read, "SELECT * FROM managerpage.targets ORDER BY id").await;
     let child = std::process::Command::new(mileage_e2e::binary("replay"))
         .env_clear()
+        .envs(mileage_e2e::store_env(&database))
         .env("DATABASE_URL", &database)
         .args(["rebuild", "managerpage", "--batch", "1"])
         .stdout(std::process::Stdio::piped())
@@ -546,9 +634,7 @@ async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_
     let database = fresh_database().await;
     let commands = CommandApi::spawn(&database).await;
     let id = commands.join("01030008888", "veteran").await;
-    let store = mileage_store::postgres::PgEventStore::connect(&database)
-        .await
-        .unwrap();
+    let store = mileage_e2e::event_store(&database).await;
     let v1: Vec<mileage_store::NewEvent> = (1..=3u64)
         .map(|n| mileage_store::NewEvent {
             event_id: uuid::Uuid::new_v4(),
@@ -562,14 +648,14 @@ async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_
             causation: mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
         })
         .collect();
-    mileage_store::EventStore::append(
-        &store,
-        &format!("member-{id}"),
-        mileage_store::ExpectedVersion::Exact(0),
-        &v1,
-    )
-    .await
-    .unwrap();
+    store
+        .append(
+            &format!("member-{id}"),
+            mileage_store::ExpectedVersion::Exact(0),
+            &v1,
+        )
+        .await
+        .unwrap();
 
     let projector = start_projector(&database, None).await;
     let read = read_client(&database).await;
@@ -601,4 +687,112 @@ async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_
         upcast[2]["data"]["expiresAt"], "2026-01-01T00:00:00Z",
         "v1 points lapse a year after they were earned"
     );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    eventstoredb_url_set,
+    ignore = "PostgreSQL only: moves a log between two PostgreSQL stores"
+)]
+async fn a_checkpoint_of_another_store_is_refused_then_rebuilt_or_adopted() {
+    let (old_store, _commands, projector, _) = system_with_targets(3).await;
+    projector.stop().await;
+    let dir = std::env::temp_dir().join(format!("mileage-move-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("log.jsonl");
+    let (code, _, stderr) =
+        replay(&old_store, &["export", "--out", archive.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{stderr}");
+    // The log moves to a new store; the read models stay where they were.
+    let new_store = fresh_database().await;
+    let (code, _, stderr) = replay(&new_store, &["import", archive.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    let mut settings = mileage_e2e::projector_settings(&new_store, None);
+    settings.read_database_url = old_store.clone();
+    let projector = mileage_projector::startup::start(&settings).await.unwrap();
+    let read = read_client(&old_store).await;
+    eventually("every consumer refuses the old store's checkpoint", WAIT, || async {
+        let refused: i64 = read
+            .query_one(
+                "SELECT count(*) FROM projector.consumers
+                  WHERE state = 'stopped' AND error_reason LIKE '%belongs to event store postgresql:%'",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (refused == 7).then_some(())
+    })
+    .await;
+    projector.stop().await;
+    let (code, stdout, stderr) =
+        replay_reading(&new_store, &old_store, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let status = json(&stdout);
+    assert!(
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["sameStore"] == false),
+        "{status}"
+    );
+
+    let (code, stdout, stderr) = replay_reading(
+        &new_store,
+        &old_store,
+        &["rebuild", "managerpage", "--json"],
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) =
+        replay_reading(&new_store, &old_store, &["adopt", "notices", "--json"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        json(&stdout)["fromStore"]
+            .as_str()
+            .unwrap()
+            .starts_with("postgresql:")
+    );
+    let (code, _, stderr) = replay_reading(&new_store, &old_store, &["adopt", "notices"]).await;
+    assert_eq!(code, 2);
+    assert!(stderr.contains("nothing to adopt"), "{stderr}");
+    let (_, stdout, _) = replay_reading(&new_store, &old_store, &["status", "--json"]).await;
+    let status = json(&stdout);
+    for consumer in status.as_array().unwrap() {
+        let moved = consumer["name"] == "managerpage" || consumer["name"] == "notices";
+        assert_eq!(consumer["sameStore"], moved, "{consumer}");
+        if moved {
+            assert_eq!(
+                consumer["lagEvents"], 0,
+                "caught up on the new store: {consumer}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_malformed_or_unreachable_eventstoredb_url_is_one_named_error() {
+    let database = fresh_database().await;
+    for (url, expected) in [
+        (
+            "esdb://admin:s3cret@db:2113?tls=maybe",
+            "EVENTSTOREDB_URL: invalid event store configuration: malformed EventStoreDB URL",
+        ),
+        (
+            "esdb://admin:s3cret@127.0.0.1:1?tls=false",
+            "cannot reach EventStoreDB at EVENTSTOREDB_URL",
+        ),
+    ] {
+        for command in [&["status"][..], &["export"], &["inspect", "--limit", "1"]] {
+            let (code, stdout, stderr) =
+                replay_with(&database, &[("EVENTSTOREDB_URL", url)], command).await;
+            assert_eq!(code, 2, "{command:?}: {stdout}{stderr}");
+            assert!(stderr.contains(expected), "{command:?}: {stderr}");
+            assert!(!stderr.contains("s3cret"), "{stderr}");
+            assert!(stdout.is_empty(), "nothing half-done: {stdout}");
+        }
+    }
 }

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use mileage_e2e::{CommandApi, Gateway, eventually, read_client, start_projector};
 use mileage_store::EventStore;
-use mileage_store::keys::{KeyStore, PgKeyStore};
-use mileage_store::postgres::PgEventStore;
+use mileage_store::keys::KeyStore;
 use mileage_store::testing::fresh_database;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -66,8 +65,8 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
     );
     assert!(received.iter().all(|r| !r.idempotency_key.is_empty()));
 
-    let store = PgEventStore::connect(&database).await.unwrap();
-    let keys = PgKeyStore::new(store.pool().clone());
+    let store = mileage_e2e::event_store(&database).await;
+    let keys = mileage_e2e::person_keys(&database).await;
     assert!(
         keys.get(&format!("dormantMember-{rejected}"))
             .await
@@ -97,7 +96,7 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
         !last_error.contains("01000000002"),
         "the gateway's body, which repeats the number, is never kept: {last_error}"
     );
-    assert_never_in_clear(&store, "01000000002").await;
+    assert_never_in_clear(&*store, "01000000002").await;
     assert_eq!(
         message.get::<_, Option<String>>(3),
         None,
@@ -112,7 +111,7 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
     )
     .await
     .unwrap();
-    let head = store_head(&store).await;
+    let head = store_head(&*store).await;
     let again = start_projector(&database, Some(&gateway)).await;
     eventually("the replay reaches the head", WAIT, || async {
         let row = read
@@ -138,7 +137,7 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
 }
 
 /// No event of the log carries `digits` in clear.
-async fn assert_never_in_clear(store: &PgEventStore, digits: &str) {
+async fn assert_never_in_clear(store: &dyn EventStore, digits: &str) {
     for event in store.read_all(None, 1000).await.unwrap() {
         let data = String::from_utf8_lossy(&event.data);
         assert!(
@@ -149,7 +148,7 @@ async fn assert_never_in_clear(store: &PgEventStore, digits: &str) {
     }
 }
 
-async fn store_head(store: &PgEventStore) -> (Option<i64>, Option<i64>) {
+async fn store_head(store: &dyn EventStore) -> (Option<i64>, Option<i64>) {
     let head = store.head_position().await.unwrap().unwrap();
     (
         Some(i64::try_from(head.commit).unwrap()),
@@ -193,7 +192,7 @@ async fn a_gateway_refusing_our_requests_destroys_nobody_and_stops_the_notices_v
             "{reason}"
         );
         projector.stop().await;
-        let store = PgEventStore::connect(&database).await.unwrap();
+        let store = mileage_e2e::event_store(&database).await;
         assert!(
             store
                 .read_stream(&format!("managerMessage-{id}"), 0, 10)
@@ -211,7 +210,7 @@ async fn a_gateway_refusing_our_requests_destroys_nobody_and_stops_the_notices_v
             2,
             "registered and marked dormant: not destroyed"
         );
-        let keys = PgKeyStore::new(store.pool().clone());
+        let keys = mileage_e2e::person_keys(&database).await;
         assert!(
             keys.get(&format!("dormantMember-{id}"))
                 .await
@@ -260,8 +259,8 @@ async fn a_withdrawal_erases_the_member_and_every_copy_held_for_them_even_if_the
  {
     let database = fresh_database().await;
     let commands = CommandApi::spawn(&database).await;
-    let store = PgEventStore::connect(&database).await.unwrap();
-    let keys = PgKeyStore::new(store.pool().clone());
+    let store = mileage_e2e::event_store(&database).await;
+    let keys = mileage_e2e::person_keys(&database).await;
     let read = read_client(&database).await;
 
     // A member with a dormant target registered for them (the target holds

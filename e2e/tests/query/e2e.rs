@@ -1,8 +1,6 @@
 //! The source document's scenarios end to end: command API, projector and
 //! query API, with a real HTTP endpoint standing in for the SMS gateway.
 
-use mileage_store::EventStore;
-use mileage_store::postgres::PgEventStore;
 use reqwest::Method;
 use serde_json::json;
 
@@ -166,14 +164,13 @@ async fn a_withdrawn_members_target_cannot_be_released() {
         .await;
     assert_eq!(status, 200);
     // The erasure follows the withdrawal: the target's copy goes too.
-    let store = PgEventStore::connect(&stack.database).await.unwrap();
+    let keys_db = mileage_e2e::read_client(&stack.database).await;
     let key = format!("dormantMember-{target}");
     mileage_e2e::eventually(
         "the target's key deleted",
         std::time::Duration::from_secs(60),
         || async {
-            let client = store.pool().get().await.unwrap();
-            let rows = client
+            let rows = keys_db
                 .query("SELECT 1 FROM person_keys WHERE key_id = $1", &[&key])
                 .await
                 .unwrap();
@@ -218,7 +215,7 @@ async fn one_operator_action_can_be_followed_through_every_event_it_caused() {
             row["memberStatus"] == "DESTRUCTION"
         })
         .await;
-    let store = PgEventStore::connect(&stack.database).await.unwrap();
+    let store = mileage_e2e::event_store(&stack.database).await;
     let chain: Vec<_> = store
         .read_all(None, 10_000)
         .await

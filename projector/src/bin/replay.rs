@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mileage_projector::replay::{Context, archive, inspect, rebuild, status, verify};
+use mileage_projector::replay::{Context, adopt, archive, inspect, rebuild, status, verify};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -20,9 +20,14 @@ use serde::Serialize;
     about = "Rebuild, verify and inspect Mileage's event log and read models"
 )]
 struct Cli {
-    /// The PostgreSQL event store.
+    /// The PostgreSQL database: the event store (unless EventStoreDB is
+    /// configured) and the person keys.
     #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     database_url: Option<String>,
+    /// The EventStoreDB event store (`esdb://...`), when the services use
+    /// it: every command then reads and writes it instead of PostgreSQL.
+    #[arg(long, env = "EVENTSTOREDB_URL", global = true, hide_env_values = true)]
+    eventstoredb_url: Option<String>,
     /// The read models' database (default: the event store's).
     #[arg(long, env = "READ_DATABASE_URL", global = true, hide_env_values = true)]
     read_database_url: Option<String>,
@@ -94,18 +99,21 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Append an archive's events, keeping ids, versions and metadata. A
-    /// rerun appends nothing new.
+    /// Append an archive's events to the configured store, keeping ids,
+    /// versions and metadata. A cut-off import resumes; an archive imported
+    /// already is refused.
     Import {
         /// The archive.
         archive: PathBuf,
-        /// Import into this EventStoreDB (`esdb://...`) instead of the
-        /// PostgreSQL store.
-        #[arg(long, env = "EVENTSTOREDB_URL", hide_env_values = true)]
-        eventstoredb_url: Option<String>,
     },
     /// Every projection and process manager: state, checkpoint, lag.
     Status,
+    /// Move a consumer whose checkpoint belongs to another event store (a
+    /// migration) to the configured store's head.
+    Adopt {
+        /// The consumer (see `replay status`).
+        consumer: String,
+    },
 }
 
 /// What a command prints.
@@ -128,7 +136,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .read_database_url
         .unwrap_or_else(|| database_url.clone());
     let progress = !cli.json && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let ctx = Context::connect(&database_url, &read_url, progress).await?;
+    let eventstoredb_url = cli.eventstoredb_url.filter(|url| !url.is_empty());
+    let ctx = Context::connect(
+        &database_url,
+        eventstoredb_url.as_deref(),
+        &read_url,
+        progress,
+    )
+    .await?;
     let json = cli.json;
     match cli.command {
         Command::Rebuild { projection, batch } => run_rebuild(&ctx, json, &projection, batch).await,
@@ -171,11 +186,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Export { out } => run_export(&ctx, json, out).await,
-        Command::Import {
-            archive: path,
-            eventstoredb_url,
-        } => run_import(&ctx, json, &path, eventstoredb_url).await,
+        Command::Import { archive: path } => run_import(&ctx, json, &path).await,
         Command::Status => run_status(&ctx, json).await,
+        Command::Adopt { consumer } => {
+            let adopted = adopt::adopt(&ctx, &consumer).await?;
+            print(json, &adopted, || {
+                format!(
+                    "{} moved from {} to {} at {}\n",
+                    adopted.consumer,
+                    adopted.from_store,
+                    adopted.to_store,
+                    adopted.position.as_deref().unwrap_or("the start")
+                )
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -288,21 +313,9 @@ async fn run_export(ctx: &Context, json: bool, out: Option<PathBuf>) -> anyhow::
     Ok(ExitCode::SUCCESS)
 }
 
-/// `replay import`: into the PostgreSQL store, or EventStoreDB when given.
-async fn run_import(
-    ctx: &Context,
-    json: bool,
-    path: &std::path::Path,
-    eventstoredb_url: Option<String>,
-) -> anyhow::Result<ExitCode> {
-    let report = match eventstoredb_url {
-        Some(url) => {
-            let esdb = mileage_store::eventstoredb::EsdbEventStore::connect(&url)
-                .map_err(|e| anyhow::anyhow!("cannot reach EventStoreDB: {e}"))?;
-            archive::import(ctx, path, &esdb, false).await?
-        }
-        None => archive::import(ctx, path, &*ctx.store.clone(), true).await?,
-    };
+/// `replay import`: into the configured store.
+async fn run_import(ctx: &Context, json: bool, path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let report = archive::import(ctx, path).await?;
     print(json, &report, || {
         format!(
             "imported {} events ({} were already there)\n",
@@ -327,8 +340,12 @@ async fn run_status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
                 "{:<14} {:<11} {:<16} {:>10} {:>9.1}  {}",
                 c.name,
                 c.state,
-                c.checkpoint.as_deref().unwrap_or("-"),
-                c.lag_events,
+                if c.same_store {
+                    c.checkpoint.as_deref().unwrap_or("-")
+                } else {
+                    "other store"
+                },
+                format!("{}{}", c.lag_events, if c.lag_more { "+" } else { "" }),
                 c.lag_seconds,
                 c.error.as_deref().unwrap_or("")
             );

@@ -1,13 +1,17 @@
 //! `export` / `import`: the log as JSON lines, one envelope per event (id,
 //! stream, version, type, schema version, data, correlation, causation,
-//! recorded time). Import checks the whole archive first (JSON, known event
-//! types and versions), then appends stream by stream with the archived
-//! versions and event ids, so a rerun appends nothing new.
+//! recorded time), read from and appended to the configured store. Import
+//! checks the whole archive first (JSON, known event types and versions),
+//! then compares it with the target (a clash or an archive imported before
+//! is a named error before anything is appended), then appends stream by
+//! stream with the archived versions and event ids; an import cut off
+//! resumes where it stopped when run again.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
 
 use mileage_domain::envelope::{Causation, Envelope};
+use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use serde::Serialize;
 
@@ -102,20 +106,57 @@ fn read_archive(path: &Path) -> anyhow::Result<Vec<Envelope>> {
     Ok(envelopes)
 }
 
-/// Appends the archive at `path` to `target`, keeping ids, versions and
-/// causal metadata (and, on the PostgreSQL store, the recorded times).
-pub async fn import(
-    ctx: &Context,
-    path: &Path,
-    target: &dyn EventStore,
-    keep_times_in_postgres: bool,
-) -> anyhow::Result<Archived> {
+/// Why an import appended nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// Every event of the archive is in the target store already.
+    #[error(
+        "archive already imported: all {events} events of {archive} are in the target store \
+         already (same ids at the same stream versions); nothing appended"
+    )]
+    AlreadyImported {
+        /// The archive's path.
+        archive: String,
+        /// Its events.
+        events: u64,
+    },
+    /// The target holds other events where the archive's go.
+    #[error(
+        "{archive}: event {event_id} ({stream} #{version}) clashes with what the target store \
+         holds there ({stored}); nothing appended"
+    )]
+    Clash {
+        /// The archive's path.
+        archive: String,
+        /// The archived event.
+        event_id: uuid::Uuid,
+        /// Its stream.
+        stream: String,
+        /// Its stream version.
+        version: u64,
+        /// What the store holds there instead.
+        stored: String,
+    },
+}
+
+/// One stream's consecutive events of the archive, appended together.
+struct Run<'a> {
+    events: &'a [Envelope],
+    /// How many of them the target holds already.
+    present: usize,
+}
+
+/// Appends the archive at `path` to the configured store, keeping ids,
+/// versions and causal metadata (and, on the PostgreSQL store, the recorded
+/// times). First every stream is compared with the target: events already
+/// there (same ids at the same versions: an import cut off and run again)
+/// are skipped, a clash stops the import before anything is appended, and
+/// an archive entirely there already is [`ImportError::AlreadyImported`].
+pub async fn import(ctx: &Context, path: &Path) -> anyhow::Result<Archived> {
     let envelopes = read_archive(path)?;
-    let bar = ctx.bar("import", Some(envelopes.len() as u64));
-    let mut report = Archived {
-        events: 0,
-        already_there: 0,
-    };
+    let archive = path.display().to_string();
+    let target = &*ctx.store;
+    let mut runs = Vec::new();
     let mut start = 0;
     while start < envelopes.len() {
         let first = &envelopes[start];
@@ -127,71 +168,121 @@ pub async fn import(
         {
             end += 1;
         }
-        let run = &envelopes[start..end];
-        let expected = match first.stream_version {
-            0 => ExpectedVersion::NoStream,
-            v => ExpectedVersion::Exact(v - 1),
-        };
-        let events: Vec<NewEvent> = run
-            .iter()
-            .map(|e| NewEvent {
-                event_id: e.event_id,
-                event_type: e.event_type.clone(),
-                schema_version: e.version,
-                data: serde_json::to_vec(&e.data).unwrap_or_default().into(),
-                causation: Causation {
-                    correlation_id: e.metadata.correlation_id,
-                    causation_id: e.metadata.causation_id,
-                },
-            })
-            .collect();
-        match target.append(&first.stream, expected, &events).await {
-            Ok(outcome) if outcome.already_appended => report.already_there += run.len() as u64,
-            Ok(_) => report.events += run.len() as u64,
-            Err(StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. }) => {
-                let stored = target
-                    .read_stream(&first.stream, first.stream_version, run.len())
-                    .await?;
-                let same = stored.len() == run.len()
-                    && stored
-                        .iter()
-                        .zip(run)
-                        .all(|(s, e)| s.event_id == e.event_id);
-                anyhow::ensure!(
-                    same,
-                    "{}: event {} ({} #{}) clashes with what the target store holds there",
-                    path.display(),
-                    first.event_id,
-                    first.stream,
-                    first.stream_version
-                );
-                report.already_there += run.len() as u64;
-            }
-            Err(e) => {
-                return Err(anyhow::anyhow!(
-                    "appending {} #{}: {e}",
-                    first.stream,
-                    first.stream_version
-                ));
-            }
-        }
-        if keep_times_in_postgres {
-            keep_recorded_times(ctx, run).await?;
-        }
-        bar.set_position(end as u64);
+        let events = &envelopes[start..end];
+        let present = present_in(target, &archive, events).await?;
+        runs.push(Run { events, present });
         start = end;
+    }
+    let total = envelopes.len() as u64;
+    let already_there: usize = runs.iter().map(|r| r.present).sum();
+    if already_there as u64 == total {
+        return Err(ImportError::AlreadyImported {
+            archive,
+            events: total,
+        }
+        .into());
+    }
+    let bar = ctx.bar("import", Some(total));
+    let mut report = Archived {
+        events: 0,
+        already_there: already_there as u64,
+    };
+    let mut done = 0;
+    for run in &runs {
+        let missing = &run.events[run.present..];
+        if !missing.is_empty() {
+            append_run(target, &archive, missing).await?;
+            report.events += missing.len() as u64;
+            if let Some(pg) = &ctx.postgres_log {
+                keep_recorded_times(pg, missing).await?;
+            }
+        }
+        done += run.events.len() as u64;
+        bar.set_position(done);
     }
     bar.finish_and_clear();
     Ok(report)
 }
 
+/// How many of `run`'s events (a prefix) the target holds already, or the
+/// clash when it holds others there.
+async fn present_in(
+    target: &dyn EventStore,
+    archive: &str,
+    run: &[Envelope],
+) -> anyhow::Result<usize> {
+    let first = &run[0];
+    let stored = target
+        .read_stream(&first.stream, first.stream_version, run.len())
+        .await
+        .map_err(|e| anyhow::anyhow!("reading {} from the target store: {e}", first.stream))?;
+    for (s, e) in stored.iter().zip(run) {
+        if s.event_id != e.event_id || s.stream_version != e.stream_version {
+            return Err(ImportError::Clash {
+                archive: archive.to_owned(),
+                event_id: e.event_id,
+                stream: e.stream.clone(),
+                version: e.stream_version,
+                stored: format!("event {} at #{}", s.event_id, s.stream_version),
+            }
+            .into());
+        }
+    }
+    Ok(stored.len().min(run.len()))
+}
+
+/// Appends `run` (one stream's consecutive events) under the version the
+/// archive says precedes it.
+async fn append_run(
+    target: &dyn EventStore,
+    archive: &str,
+    run: &[Envelope],
+) -> anyhow::Result<()> {
+    let first = &run[0];
+    let expected = match first.stream_version {
+        0 => ExpectedVersion::NoStream,
+        v => ExpectedVersion::Exact(v - 1),
+    };
+    let events: Vec<NewEvent> = run
+        .iter()
+        .map(|e| NewEvent {
+            event_id: e.event_id,
+            event_type: e.event_type.clone(),
+            schema_version: e.version,
+            data: serde_json::to_vec(&e.data).unwrap_or_default().into(),
+            causation: Causation {
+                correlation_id: e.metadata.correlation_id,
+                causation_id: e.metadata.causation_id,
+            },
+        })
+        .collect();
+    match target.append(&first.stream, expected, &events).await {
+        Ok(_) => Ok(()),
+        Err(
+            e @ (StoreError::WrongExpectedVersion { .. } | StoreError::DuplicateEventId { .. }),
+        ) => Err(ImportError::Clash {
+            archive: archive.to_owned(),
+            event_id: first.event_id,
+            stream: first.stream.clone(),
+            version: first.stream_version,
+            stored: format!("{e}; written meanwhile by someone else?"),
+        }
+        .into()),
+        Err(e) => Err(anyhow::anyhow!(
+            "appending {} #{}: {e}; run the import again to resume",
+            first.stream,
+            first.stream_version
+        )),
+    }
+}
+
 /// The PostgreSQL store stamps appends with the time of the append; an
 /// imported event keeps the time it was first recorded.
-async fn keep_recorded_times(ctx: &Context, run: &[Envelope]) -> anyhow::Result<()> {
+async fn keep_recorded_times(pg: &PgEventStore, run: &[Envelope]) -> anyhow::Result<()> {
     let ids: Vec<uuid::Uuid> = run.iter().map(|e| e.event_id).collect();
     let times: Vec<chrono::DateTime<chrono::Utc>> =
         run.iter().map(|e| e.metadata.recorded_at).collect();
-    let client = ctx.store.pool().get().await?;
+    let client = pg.pool().get().await?;
     client
         .execute(
             "UPDATE events SET recorded_at = t.at

@@ -8,7 +8,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use mileage_domain::envelope::Envelope;
 use mileage_domain::pii::{Sealed, reveal};
-use mileage_store::{EventStore, Position, RecordedEvent};
+use mileage_store::{Position, RecordedEvent};
 use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;

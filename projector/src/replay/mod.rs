@@ -1,7 +1,12 @@
 //! The replay tooling behind the `replay` binary: rebuild, verify, inspect,
-//! trace, export, import, status. Each command returns a report that the
-//! binary prints for people or, with `--json`, as one JSON object.
+//! trace, export, import, status, adopt. Each command returns a report that
+//! the binary prints for people or, with `--json`, as one JSON object.
+//!
+//! Every command works on the configured event store: EventStoreDB when
+//! `EVENTSTOREDB_URL` is set, the PostgreSQL log otherwise (person keys are
+//! always in PostgreSQL), the same store the services use.
 
+pub mod adopt;
 pub mod archive;
 pub mod inspect;
 pub mod rebuild;
@@ -13,14 +18,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use mileage_store::EventStore;
+use mileage_store::eventstoredb::EsdbEventStore;
 use mileage_store::keys::{KeyStore, PgKeyStore};
 use mileage_store::postgres::PgEventStore;
 use tokio_postgres::{Client, NoTls};
 
+/// How long a tool waits for EventStoreDB to answer before giving up.
+const REACH: Duration = Duration::from_secs(30);
+
 /// What every command works with.
 pub struct Context {
-    /// The PostgreSQL event store (and person keys).
-    pub store: Arc<PgEventStore>,
+    /// The configured event store.
+    pub store: Arc<dyn EventStore>,
+    /// The PostgreSQL database of person keys, and of the log when it is
+    /// the configured store (`Some` then).
+    pub postgres_log: Option<PgEventStore>,
     /// Person keys.
     pub keys: Arc<dyn KeyStore>,
     /// The read database's URL.
@@ -30,18 +43,42 @@ pub struct Context {
 }
 
 impl Context {
-    /// Connects the event store.
+    /// Connects the configured event store: EventStoreDB at
+    /// `eventstoredb_url` when given (checked reachable now, so a wrong URL
+    /// is one clear error, not a half-run command), else the PostgreSQL log
+    /// at `database_url`, which holds the person keys either way.
     pub async fn connect(
         database_url: &str,
+        eventstoredb_url: Option<&str>,
         read_url: &str,
         progress: bool,
     ) -> anyhow::Result<Self> {
-        let store = PgEventStore::connect(database_url)
+        let pg = PgEventStore::connect(database_url)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot open the event store at DATABASE_URL: {e}"))?;
-        let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(store.pool().clone()));
+            .map_err(|e| anyhow::anyhow!("cannot open the database at DATABASE_URL: {e}"))?;
+        let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(pg.pool().clone()));
+        let (store, postgres_log): (Arc<dyn EventStore>, _) = match eventstoredb_url {
+            Some(url) => {
+                let esdb = EsdbEventStore::connect(url)
+                    .map_err(|e| anyhow::anyhow!("EVENTSTOREDB_URL: {e}"))?;
+                tokio::time::timeout(REACH, esdb.head_position())
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!(
+                            "cannot reach EventStoreDB at EVENTSTOREDB_URL within {} s",
+                            REACH.as_secs()
+                        )
+                    })?
+                    .map_err(|e| {
+                        anyhow::anyhow!("cannot reach EventStoreDB at EVENTSTOREDB_URL: {e}")
+                    })?;
+                (Arc::new(esdb), None)
+            }
+            None => (Arc::new(pg.clone()), Some(pg)),
+        };
         Ok(Self {
-            store: Arc::new(store),
+            store,
+            postgres_log,
             keys,
             read_url: read_url.to_owned(),
             progress,
@@ -80,9 +117,11 @@ impl Context {
         bar
     }
 
-    /// How many events the log holds (for progress bars).
+    /// How many events the log holds (for progress bars and the export's
+    /// completeness check): counted on PostgreSQL, unknown on EventStoreDB
+    /// (a spinner then).
     pub async fn log_size(&self) -> Option<u64> {
-        let client = self.store.pool().get().await.ok()?;
+        let client = self.postgres_log.as_ref()?.pool().get().await.ok()?;
         let row = client
             .query_one("SELECT count(*) FROM events", &[])
             .await

@@ -7,14 +7,14 @@ use std::future::Future;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use mileage_store::{EventStore, Position};
+use mileage_store::Position;
 use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Context, identifier};
 use crate::projections::{Known, by_name};
 use crate::runner::{Exit, Runner};
-use mileage_read_model::bookkeeping::{self, position_of};
+use mileage_read_model::bookkeeping::{self, Claim, position_of};
 
 /// What a finished rebuild did.
 #[derive(Debug, Serialize)]
@@ -85,6 +85,21 @@ async fn rebuild_locked(
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     let shadow = shadow_of(identifier(known.name)?);
+    let store_id = ctx.store.identity().await?;
+    if let Claim::Other(owner) = bookkeeping::claim(&*client, &shadow, &store_id).await? {
+        // An interrupted rebuild from another store: its positions mean
+        // nothing here, so it starts over.
+        tracing::warn!(%owner, configured = %store_id, "discarding a rebuild of another event store");
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
+            .await?;
+        client
+            .execute(
+                "DELETE FROM projector.consumers WHERE name = $1",
+                &[&shadow],
+            )
+            .await?;
+    }
     let resumed = position_of(&*client, &shadow).await?.is_some();
     let started = Instant::now();
     let total = ctx.log_size().await;
@@ -122,6 +137,7 @@ async fn rebuild_locked(
                 "the rebuild of {} stopped: {error}; the live read model is untouched",
                 known.name
             ),
+            Exit::Refused(reason) => anyhow::bail!("{reason}; run the rebuild again"),
             Exit::Failed(reason) => anyhow::bail!(
                 "the rebuild of {} was cut off ({reason}); the live read model is untouched; \
                  run it again to resume from {}",
@@ -204,7 +220,20 @@ async fn swap(
     .await?;
     let live_at = position_of(&tx, live).await?;
     let shadow_at = position_of(&tx, shadow).await?;
-    if live_at > shadow_at {
+    let stores: Vec<Option<String>> = tx
+        .query(
+            "SELECT store_id FROM projector.consumers WHERE name IN ($1, $2) ORDER BY name = $2",
+            &[&live, &shadow],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    // Positions compare only within one store: a live copy of another store
+    // (a migration) is replaced whatever its checkpoint says.
+    let same_store = matches!(stores.as_slice(), [Some(l), Some(s)] if l == s)
+        || matches!(stores.as_slice(), [None, _]);
+    if same_store && live_at > shadow_at {
         tx.rollback().await?;
         return Ok(false);
     }
@@ -220,6 +249,7 @@ async fn swap(
         "UPDATE projector.consumers AS live
             SET commit_position = shadow.commit_position,
                 prepare_position = shadow.prepare_position,
+                store_id = shadow.store_id,
                 events_handled = shadow.events_handled,
                 last_event_at = shadow.last_event_at,
                 state = 'running', error_position = NULL, error_event_type = NULL,

@@ -1,10 +1,10 @@
 //! `status`: every projection and process manager: state, checkpoint, lag.
 
-use mileage_store::EventStore;
+use mileage_store::Backlog;
 use serde::Serialize;
 
 use super::Context;
-use mileage_read_model::bookkeeping::{Lag, statuses};
+use mileage_read_model::bookkeeping::statuses;
 
 /// One consumer's state.
 #[derive(Debug, Serialize)]
@@ -17,10 +17,16 @@ pub struct Consumer {
     pub state: String,
     /// Its checkpoint.
     pub checkpoint: Option<String>,
-    /// Events between the checkpoint and the log's head.
+    /// Events of the log after the checkpoint (counted now, up to 10,000;
+    /// system events never count).
     pub lag_events: u64,
-    /// Seconds since the last event it handled was recorded, when behind.
+    /// Whether there are more than `lag_events`.
+    pub lag_more: bool,
+    /// How long the oldest unhandled event has waited; 0 when caught up.
     pub lag_seconds: f64,
+    /// Whether the checkpoint belongs to the configured store (`false`: the
+    /// consumer refuses to run until rebuilt or adopted).
+    pub same_store: bool,
     /// Events handled so far.
     pub events_handled: i64,
     /// Where and why it stopped.
@@ -32,15 +38,26 @@ pub struct Consumer {
 /// Every consumer, by name.
 pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
     let client = ctx.read_client().await?;
-    let head = ctx.store.head_position().await?;
+    let store_id = ctx.store.identity().await?;
     let all = statuses(&client).await?;
-    let now = chrono::Utc::now();
     let mut out = Vec::new();
     for s in &all {
         if s.name.ends_with("__rebuild") || s.name.ends_with("__verify") {
             continue;
         }
-        let lag = Lag::of(head, s.checkpoint, s.last_event_at, now);
+        let same_store = s.store_id.as_ref().is_none_or(|id| *id == store_id);
+        let backlog = if same_store {
+            ctx.store
+                .backlog(s.checkpoint, crate::head::BACKLOG_LIMIT)
+                .await?
+        } else {
+            Backlog::default()
+        };
+        let lag_seconds = backlog.oldest.map_or(0.0, |oldest| {
+            (chrono::Utc::now() - oldest)
+                .to_std()
+                .map_or(0.0, |d| d.as_secs_f64())
+        });
         let rebuild = all
             .iter()
             .find(|r| r.name == format!("{}__rebuild", s.name));
@@ -52,8 +69,10 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
                 s.state.clone()
             },
             checkpoint: s.checkpoint.map(|p| p.to_string()),
-            lag_events: lag.events,
-            lag_seconds: lag.seconds,
+            lag_events: backlog.events,
+            lag_more: backlog.more,
+            lag_seconds,
+            same_store,
             events_handled: s.events_handled,
             error: s.error.as_ref().map(|(position, event_type, reason)| {
                 format!("{event_type} at {position}: {reason}")

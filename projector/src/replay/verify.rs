@@ -205,6 +205,10 @@ async fn rebuild_scratch(
                 anyhow::bail!("the log does not rebuild {}: {error}", known.name);
             }
             Exit::Failed(reason) => anyhow::bail!("the verification was cut off: {reason}"),
+            Exit::Refused(reason) => {
+                reset(client, scratch).await?;
+                anyhow::bail!("{reason}");
+            }
             Exit::Reached | Exit::Shutdown => {}
         }
     } else {

@@ -30,16 +30,10 @@ impl Probe for ReadSide {
         if let Ok(recorded) = bookkeeping::head(&**client).await
             && let Ok(statuses) = bookkeeping::statuses(&**client).await
         {
-            // A checkpoint is as good a sign of how far the log reaches as a
-            // recorded head (which the projector refreshes every second).
-            let head = statuses
-                .iter()
-                .filter_map(|s| s.checkpoint)
-                .chain(recorded.map(|(head, _)| head))
-                .max();
+            // The projector records the head and each backlog every second.
             let now = chrono::Utc::now();
             for status in statuses {
-                let lag = Lag::of(head, status.checkpoint, status.last_event_at, now);
+                let lag = Lag::of(recorded, status.checkpoint, status.backlog.as_ref(), now);
                 let name = status.name;
                 metrics::gauge!("projection_lag_events", "projection" => name.clone())
                     .set(f64::from(u32::try_from(lag.events).unwrap_or(u32::MAX)));

@@ -14,6 +14,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "person_key_check",
         include_str!("migrations/0002_person_key_check.sql"),
     ),
+    (
+        3,
+        "store_identity",
+        include_str!("migrations/0003_store_identity.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying the migration lock.

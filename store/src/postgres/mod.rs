@@ -31,7 +31,8 @@ use tokio::sync::{Notify, watch};
 use tokio_postgres::NoTls;
 
 use crate::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+    AppendOutcome, Backlog, EventStore, ExpectedVersion, Idempotency, NewEvent, Position,
+    RecordedEvent, StoreError,
 };
 
 /// Tuning knobs; the defaults suit a service.
@@ -393,6 +394,25 @@ impl EventStore for PgEventStore {
 
     async fn head_position(&self) -> Result<Option<Position>, StoreError> {
         read::head_position(&self.inner.pool).await
+    }
+
+    /// Every rule holds: ids are unique across the log (an index), and a
+    /// clash is looked at to tell a retry from a refusal.
+    fn idempotency(&self) -> Idempotency {
+        Idempotency {
+            exact_retry_recognised: true,
+            any_retry_recognised: true,
+            retry_reported: true,
+            ids_unique_across_streams: true,
+        }
+    }
+
+    async fn identity(&self) -> Result<String, StoreError> {
+        read::identity(&self.inner.pool).await
+    }
+
+    async fn backlog(&self, after: Option<Position>, limit: u64) -> Result<Backlog, StoreError> {
+        read::backlog(&self.inner.pool, after, limit).await
     }
 }
 

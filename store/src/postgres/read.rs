@@ -15,7 +15,7 @@ use tokio_postgres::Row;
 use super::append::to_u64;
 use super::sql::{self, RawJson};
 use super::{PgEventStore, pg_error, pool_error};
-use crate::{EventStore, Position, RecordedEvent, StoreError};
+use crate::{Backlog, EventStore, Position, RecordedEvent, StoreError};
 
 /// Reads `stream` from `from_version`.
 pub(super) async fn read_stream(
@@ -90,6 +90,43 @@ pub(super) async fn head_position(pool: &Pool) -> Result<Option<Position>, Store
         commit: to_u64(r.get(0)),
         prepare: to_u64(r.get(1)),
     }))
+}
+
+/// This store's id (migration 0003 creates it once).
+pub(super) async fn identity(pool: &Pool) -> Result<String, StoreError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let row = client
+        .query_one(sql::IDENTITY, &[])
+        .await
+        .map_err(pg_error)?;
+    Ok(format!("postgresql:{}", row.get::<_, uuid::Uuid>(0)))
+}
+
+/// What a reader after `after` has still to read, counted up to `limit`.
+pub(super) async fn backlog(
+    pool: &Pool,
+    after: Option<Position>,
+    limit: u64,
+) -> Result<Backlog, StoreError> {
+    let (tx, pos) = match after {
+        None => (0, 0),
+        Some(p) => match (i64::try_from(p.commit), i64::try_from(p.prepare)) {
+            (Ok(tx), Ok(pos)) => (tx, pos),
+            _ => return Ok(Backlog::default()),
+        },
+    };
+    let counted = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+    let client = pool.get().await.map_err(pool_error)?;
+    let row = client
+        .query_one(sql::BACKLOG, &[&tx, &pos, &counted])
+        .await
+        .map_err(pg_error)?;
+    let events = to_u64(row.get(0));
+    Ok(Backlog {
+        events: events.min(limit),
+        more: events > limit,
+        oldest: row.get(1),
+    })
 }
 
 struct Follow {

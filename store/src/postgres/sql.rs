@@ -108,6 +108,17 @@ pub(super) fn find_in_stream() -> String {
     format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = $2 AND stream_id = $1")
 }
 
+/// How many events a reader after ($1, $2) has still to read, up to $3, and
+/// when the first of them was recorded (the same rows [`read_all`] returns).
+pub(super) const BACKLOG: &str = "SELECT count(*), min(recorded_at) FROM (\
+     SELECT recorded_at FROM events \
+     WHERE (tx_id, global_position) > ($1, $2) \
+       AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+     ORDER BY tx_id, global_position LIMIT $3) AS pending";
+
+/// This store's id.
+pub(super) const IDENTITY: &str = "SELECT store_id FROM store_identity";
+
 /// The last position a reader can see.
 pub(super) const HEAD: &str = "SELECT tx_id, global_position FROM events \
      WHERE tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \

@@ -1,0 +1,88 @@
+//! `adopt <consumer>`: after a move to another event store (export,
+//! import, switch), moves a consumer whose checkpoint belongs to the old
+//! store to the head of the configured one. For the process managers, which
+//! cannot be rebuilt (their work is notices sent and keys deleted): once the
+//! old store's log was handled to its end, the same events are in the new
+//! store up to its head, so nothing is skipped and nothing repeated.
+//! Projections are better rebuilt (`replay rebuild`).
+
+use serde::Serialize;
+
+use super::{Context, identifier};
+
+/// What `adopt` did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Adopted {
+    /// The consumer.
+    pub consumer: String,
+    /// The store its checkpoint belonged to.
+    pub from_store: String,
+    /// The configured store.
+    pub to_store: String,
+    /// Its new checkpoint (the configured store's head), if the log has any.
+    pub position: Option<String>,
+}
+
+/// Moves `name` to the configured store's head, if its checkpoint is
+/// another store's and no projector runs it now.
+pub async fn adopt(ctx: &Context, name: &str) -> anyhow::Result<Adopted> {
+    let name = identifier(name)?;
+    let store_id = ctx.store.identity().await?;
+    let head = ctx.store.head_position().await?;
+    let mut client = ctx.read_client().await?;
+    let locked: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtext('mileage.consumer.' || $1))",
+            &[&name],
+        )
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        locked,
+        "{name} is running in a projector; stop the projector first"
+    );
+    let tx = client.transaction().await?;
+    let row = tx
+        .query_opt(
+            "SELECT store_id FROM projector.consumers WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no consumer named {name:?} (see `replay status`)"))?;
+    let owner: Option<String> = row.get(0);
+    let from_store = match owner {
+        Some(owner) if owner != store_id => owner,
+        _ => anyhow::bail!(
+            "the checkpoint of {name} already belongs to the configured store {store_id}; \
+             nothing to adopt"
+        ),
+    };
+    tx.execute(
+        "UPDATE projector.consumers
+            SET commit_position = $2, prepare_position = $3, store_id = $4,
+                state = 'starting', error_position = NULL, error_event_type = NULL,
+                error_reason = NULL, backlog_events = NULL, updated_at = now()
+          WHERE name = $1",
+        &[
+            &name,
+            &head.map(|p| i64::try_from(p.commit).unwrap_or(i64::MAX)),
+            &head.map(|p| i64::try_from(p.prepare).unwrap_or(i64::MAX)),
+            &store_id,
+        ],
+    )
+    .await?;
+    tx.commit().await?;
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtext('mileage.consumer.' || $1))",
+            &[&name],
+        )
+        .await?;
+    Ok(Adopted {
+        consumer: name.to_owned(),
+        from_store,
+        to_store: store_id,
+        position: head.map(|p| p.to_string()),
+    })
+}

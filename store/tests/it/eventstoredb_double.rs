@@ -1,0 +1,320 @@
+//! The EventStoreDB adapter's failure paths, against the wire-level double
+//! (`double.rs`): what the adapter does with each answer a real cluster can
+//! give. These run everywhere; the conformance suite against a real server
+//! (`eventstoredb.rs`) is what proves EventStoreDB's own rules.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use mileage_store::conformance::{event, fresh_stream};
+use mileage_store::eventstoredb::EsdbEventStore;
+use mileage_store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
+
+use crate::double::{Double, STRIDE};
+
+async fn started() -> (Double, Arc<dyn EventStore>) {
+    let double = Double::start().await;
+    let store = EsdbEventStore::connect(&double.url()).expect("a valid URL");
+    (double, Arc::new(store))
+}
+
+/// Collects `count` events from a subscription, skipping the errors it
+/// yields (each one a cut-off read it recovers from); returns both.
+async fn collect(
+    subscription: &mut futures::stream::BoxStream<'static, Result<RecordedEvent, StoreError>>,
+    count: usize,
+) -> (Vec<RecordedEvent>, usize) {
+    let mut events = Vec::new();
+    let mut errors = 0;
+    while events.len() < count {
+        match tokio::time::timeout(Duration::from_secs(30), subscription.next()).await {
+            Ok(Some(Ok(e))) => events.push(e),
+            Ok(Some(Err(e))) => {
+                assert!(e.is_transient(), "{e}");
+                errors += 1;
+            }
+            Ok(None) => panic!("the subscription ended"),
+            Err(elapsed) => panic!("{elapsed}: no event within 30 s; got {}", events.len()),
+        }
+    }
+    (events, errors)
+}
+
+#[tokio::test]
+async fn a_process_that_installed_a_crypto_provider_first_still_connects() {
+    // eventstore 4.0 panicked in its connection task here.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (_double, store) = started().await;
+    let stream = fresh_stream("crypto");
+    store
+        .append(&stream, ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .expect("append after a provider was installed");
+    assert_eq!(store.read_stream(&stream, 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn events_cross_the_wire_with_ids_versions_metadata_and_sub_second_times() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("wire");
+    let written = vec![event("A", 1), event("B", 2)];
+    let outcome = store
+        .append(&stream, ExpectedVersion::NoStream, &written)
+        .await
+        .unwrap();
+    assert_eq!(outcome.last_version, 1);
+    assert!(!outcome.already_appended);
+    let read = store.read_stream(&stream, 0, 10).await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[1].position, outcome.position);
+    for ((r, w), stored) in read.iter().zip(&written).zip(double.log()) {
+        assert_eq!(r.event_id, w.event_id);
+        assert_eq!(r.metadata.correlation_id, w.causation.correlation_id);
+        assert_eq!(
+            i64::from(r.metadata.recorded_at.timestamp_subsec_nanos()),
+            stored.created_ticks % 10_000_000 * 100,
+            "the server's 100 ns ticks are kept, not cut to seconds"
+        );
+    }
+    let wrong = store
+        .append(&stream, ExpectedVersion::Exact(0), &[event("C", 3)])
+        .await;
+    assert!(
+        matches!(
+            wrong,
+            Err(StoreError::WrongExpectedVersion {
+                actual: Some(1),
+                ..
+            })
+        ),
+        "{wrong:?}"
+    );
+}
+
+#[tokio::test]
+async fn system_events_are_never_the_head_and_never_lag() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("head");
+    let outcome = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            &[event("A", 1), event("B", 2)],
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        double.write_system_event();
+    }
+    assert_eq!(store.head_position().await.unwrap(), Some(outcome.position));
+    let caught_up = store.backlog(Some(outcome.position), 1000).await.unwrap();
+    assert_eq!(caught_up.events, 0, "caught up, whatever the server wrote");
+    assert_eq!(caught_up.oldest, None);
+    let everything = store.backlog(None, 1000).await.unwrap();
+    assert_eq!(
+        everything.events, 2,
+        "events, not the {STRIDE}-byte steps of the positions"
+    );
+    assert!(everything.oldest.is_some());
+    let capped = store.backlog(None, 1).await.unwrap();
+    assert_eq!((capped.events, capped.more), (1, true));
+}
+
+#[tokio::test]
+async fn following_the_log_survives_cut_reads_early_ends_and_interleaved_checkpoints() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("follow");
+    let first: Vec<_> = (0..5).map(|n| event("A", n)).collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, &first)
+        .await
+        .unwrap();
+    double.write_system_event();
+    double.behave(|b| {
+        b.cut_read_after = Some(2);
+        b.end_reads_after = Some(3);
+        b.interleave = true;
+    });
+    let mut subscription = store.subscribe_all(None);
+    let (events, errors) = collect(&mut subscription, 5).await;
+    assert!(errors >= 1, "the cut-off read was reported");
+    assert_eq!(
+        events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        first.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        "every event once, in order, none skipped after the cut or the early end"
+    );
+    let later: Vec<_> = (5..7).map(|n| event("A", n)).collect();
+    store
+        .append(&stream, ExpectedVersion::Exact(4), &later)
+        .await
+        .unwrap();
+    let (events, _) = collect(&mut subscription, 2).await;
+    assert_eq!(
+        events.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        later.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        "it goes on following after the server ended reads with OK"
+    );
+    assert_eq!(store.read_all(None, 100).await.unwrap().len(), 7);
+}
+
+#[tokio::test]
+async fn a_timed_out_append_is_an_unknown_outcome_and_its_retry_appends_nothing() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("deadline");
+    let batch = vec![event("A", 1), event("B", 2)];
+    double.behave(|b| b.store_then_deadline = true);
+    let timed_out = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await;
+    assert!(
+        matches!(timed_out, Err(StoreError::OutcomeUnknown(_))),
+        "{timed_out:?}"
+    );
+    double.behave(|b| b.store_then_deadline = false);
+    let retry = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("the retry with the same ids succeeds");
+    assert!(retry.already_appended);
+    assert_eq!(retry.last_version, 1);
+    let stored = store.read_stream(&stream, 0, 10).await.unwrap();
+    assert_eq!(stored.len(), 2, "stored once");
+    assert_eq!(retry.position, stored[1].position, "the stored position");
+}
+
+#[tokio::test]
+async fn an_append_never_answered_is_cut_off_as_an_unknown_outcome() {
+    let double = Double::start().await;
+    let store = EsdbEventStore::connect(&double.url())
+        .unwrap()
+        .with_append_deadline(Duration::from_secs(1));
+    double.behave(|b| b.never_answer = true);
+    let cut = store
+        .append(
+            &fresh_stream("hang"),
+            ExpectedVersion::NoStream,
+            &[event("A", 1)],
+        )
+        .await;
+    assert!(matches!(cut, Err(StoreError::OutcomeUnknown(_))), "{cut:?}");
+}
+
+#[tokio::test]
+async fn an_answer_without_a_position_is_resolved_to_the_stored_one() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("noposition");
+    double.behave(|b| b.no_position = true);
+    let outcome = store
+        .append(&stream, ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    let stored = double.log();
+    assert_eq!(outcome.position.commit, stored[0].position);
+    assert_ne!(outcome.position.commit, 0, "never the start of the log");
+}
+
+#[tokio::test]
+async fn not_leader_is_a_transient_error_and_the_next_call_reaches_the_leader() {
+    let leader = Double::start().await;
+    let follower = Double::start().await;
+    follower.behave(|b| b.not_leader = Some(("127.0.0.1".into(), leader.port)));
+    let store: Arc<dyn EventStore> =
+        Arc::new(EsdbEventStore::connect(&follower.url()).expect("a valid URL"));
+    let stream = fresh_stream("leader");
+    let batch = [event("A", 1)];
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await;
+    assert!(
+        matches!(&first, Err(e) if e.is_transient()),
+        "not-leader is worth retrying: {first:?}"
+    );
+    let mut retried = None;
+    for _ in 0..20 {
+        match store
+            .append(&stream, ExpectedVersion::NoStream, &batch)
+            .await
+        {
+            Ok(outcome) => {
+                retried = Some(outcome);
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "{e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(retried.is_some(), "a retry reached the leader");
+    assert_eq!(leader.log().len(), 1, "stored on the leader");
+    assert!(follower.log().is_empty());
+}
+
+#[tokio::test]
+async fn the_store_identity_is_created_once_and_shared() {
+    let (double, store) = started().await;
+    let id = store.identity().await.unwrap();
+    assert!(id.starts_with("eventstoredb:"), "{id}");
+    assert_eq!(store.identity().await.unwrap(), id);
+    let other = EsdbEventStore::connect(&double.url()).unwrap();
+    assert_eq!(
+        other.identity().await.unwrap(),
+        id,
+        "another process agrees"
+    );
+    assert!(
+        store.read_all(None, 10).await.unwrap().is_empty(),
+        "the identity is a system stream no reader sees"
+    );
+    assert_eq!(store.head_position().await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_a_transient_error_naming_the_store() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let store = EsdbEventStore::connect(&format!("esdb://127.0.0.1:{port}?tls=false")).unwrap();
+    let error = tokio::time::timeout(Duration::from_secs(120), store.identity())
+        .await
+        .expect("gives up within two minutes")
+        .expect_err("nothing listens there");
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        error.to_string().contains("event store unavailable"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn namespaces_share_a_server_without_seeing_each_other() {
+    let double = Double::start().await;
+    let url = |namespace: &str| format!("{}&namespace={namespace}", double.url());
+    let one: Arc<dyn EventStore> = Arc::new(EsdbEventStore::connect(&url("one")).unwrap());
+    let two: Arc<dyn EventStore> = Arc::new(EsdbEventStore::connect(&url("two")).unwrap());
+    let written = one
+        .append("member-1", ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    two.append(
+        "member-1",
+        ExpectedVersion::NoStream,
+        &[event("B", 1), event("B", 2)],
+    )
+    .await
+    .expect("the same stream name in another namespace is another stream");
+    let seen = one.read_all(None, 100).await.unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].stream, "member-1", "the prefix is taken off");
+    assert_eq!(one.read_stream("member-1", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(two.read_all(None, 100).await.unwrap().len(), 2);
+    assert_eq!(one.backlog(None, 100).await.unwrap().events, 1);
+    assert_eq!(one.head_position().await.unwrap(), Some(written.position));
+    assert_ne!(one.identity().await.unwrap(), two.identity().await.unwrap());
+    assert!(
+        double.log().iter().any(|e| e.stream == "one.member-1"),
+        "stored under the namespace"
+    );
+}
