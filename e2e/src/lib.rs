@@ -190,13 +190,19 @@ pub struct CommandApi {
 impl CommandApi {
     /// Starts it over `database_url`.
     pub async fn spawn(database_url: &str) -> Self {
+        Self::spawn_on(database_url, eventstoredb_url(database_url)).await
+    }
+
+    /// Starts it over `database_url`, with EventStoreDB at `eventstoredb_url`
+    /// as the event store when given.
+    pub async fn spawn_on(database_url: &str, eventstoredb_url: Option<String>) -> Self {
         let mut settings =
             CommandSettings::with_defaults(database_url, JWT_SECRET, "test-phone-index-secret")
                 .expect("valid settings");
         settings.addr = "127.0.0.1:0".parse().unwrap();
         settings.cors_allowed_origins = vec!["*".into()];
         settings.rate_limits = mileage_service::settings::RateLimits::off();
-        settings.eventstoredb_url = eventstoredb_url(database_url);
+        settings.eventstoredb_url = eventstoredb_url;
         let app = Application::build(&settings)
             .await
             .expect("the command API starts");

@@ -98,12 +98,7 @@ pub async fn claim(
     name: &str,
     store_id: &str,
 ) -> Result<Claim, tokio_postgres::Error> {
-    client
-        .execute(
-            "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-            &[&name],
-        )
-        .await?;
+    ensure_row(client, name).await?;
     let row = client
         .query_one(
             "UPDATE projector.consumers
@@ -165,17 +160,23 @@ pub async fn record_backlog(
         .map(drop)
 }
 
-/// The checkpoint of `name`, creating its row at the start of the log.
-pub async fn checkpoint(
-    client: &impl GenericClient,
-    name: &str,
-) -> Result<Option<Position>, tokio_postgres::Error> {
+/// Creates `name`'s row (at the start of the log) unless it exists.
+async fn ensure_row(client: &impl GenericClient, name: &str) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
             &[&name],
         )
-        .await?;
+        .await
+        .map(drop)
+}
+
+/// The checkpoint of `name`, creating its row at the start of the log.
+pub async fn checkpoint(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Position>, tokio_postgres::Error> {
+    ensure_row(client, name).await?;
     let row = client
         .query_one(
             "SELECT commit_position, prepare_position FROM projector.consumers WHERE name = $1",

@@ -89,6 +89,23 @@ impl EsdbEventStore {
         })
     }
 
+    /// One read of `$all`: every event the server sends (system events
+    /// too), checkpoints and other messages skipped.
+    async fn read_all_page(
+        &self,
+        options: &ReadAllOptions,
+    ) -> Result<Vec<kurrentdb::RecordedEvent>, StoreError> {
+        let failed = |e| store_error("$all", ExpectedVersion::Any, e);
+        let mut read = self.client.read_all(options).await.map_err(failed)?;
+        let mut events = Vec::new();
+        while let Some(resolved) = read.next().await.map_err(failed)? {
+            if let Some(event) = resolved.event {
+                events.push(event);
+            }
+        }
+        Ok(events)
+    }
+
     /// A stream's name on the server.
     fn on_server(&self, stream: &str) -> String {
         match &self.prefix {
@@ -597,20 +614,10 @@ impl EventStore for EsdbEventStore {
                     StreamPosition::Position(esdb_position(p))
                 }))
                 .max_count(page_size);
-            let mut read = self
-                .client
-                .read_all(&options)
-                .await
-                .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?;
-            let mut raw_count = 0;
+            let page = self.read_all_page(&options).await?;
+            let raw_count = page.len();
             let mut moved = false;
-            while let Some(resolved) = read
-                .next()
-                .await
-                .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?
-            {
-                raw_count += 1;
-                let Some(e) = &resolved.event else { continue };
+            for e in &page {
                 let p = position(e.position);
                 if after.is_some_and(|a| p <= a) || from.is_some_and(|f| p <= f) {
                     continue;
@@ -678,20 +685,10 @@ impl EventStore for EsdbEventStore {
                 .backwards()
                 .position(from)
                 .max_count(PAGE);
-            let mut read = self
-                .client
-                .read_all(&options)
-                .await
-                .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?;
-            let mut count = 0;
+            let page = self.read_all_page(&options).await?;
+            let count = page.len();
             let mut last = None;
-            while let Some(resolved) = read
-                .next()
-                .await
-                .map_err(|e| store_error("$all", ExpectedVersion::Any, e))?
-            {
-                count += 1;
-                let Some(e) = &resolved.event else { continue };
+            for e in &page {
                 if self.is_ours(e) {
                     return Ok(Some(position(e.position)));
                 }

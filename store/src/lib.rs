@@ -14,6 +14,8 @@
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
+#[cfg(feature = "testing")]
+pub mod esdb_double;
 pub mod eventstoredb;
 pub mod executor;
 pub mod keys;

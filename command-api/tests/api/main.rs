@@ -4,6 +4,7 @@ mod auth;
 mod bad_input;
 mod breaker;
 mod dormant_members;
+mod eventstoredb;
 mod health;
 mod helpers;
 mod idempotency;

@@ -796,3 +796,83 @@ async fn a_malformed_or_unreachable_eventstoredb_url_is_one_named_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_servers_own_events()
+{
+    let double = mileage_store::esdb_double::Double::start().await;
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn_on(&database, Some(double.url())).await;
+    let mut settings = mileage_e2e::projector_settings(&database, None);
+    settings.eventstoredb_url = Some(double.url());
+    let projector = mileage_projector::startup::start(&settings).await.unwrap();
+    let (target, _) = commands.register_target("01055550001", "esdb").await;
+    let read = read_client(&database).await;
+    eventually(
+        "the target is projected from EventStoreDB",
+        WAIT,
+        || async {
+            read.query_opt(
+                "SELECT 1 FROM managerpage.targets WHERE id = $1",
+                &[&target],
+            )
+            .await
+            .ok()?
+            .map(drop)
+        },
+    )
+    .await;
+    for _ in 0..5 {
+        double.write_system_event();
+    }
+    eventually(
+        "every consumer caught up, on this store, past the server's own events",
+        WAIT,
+        || async {
+            let rows = read
+                .query(
+                    "SELECT store_id, backlog_events FROM projector.consumers",
+                    &[],
+                )
+                .await
+                .ok()?;
+            let caught_up = rows.len() == 7
+                && rows.iter().all(|r| {
+                    r.get::<_, Option<String>>(0)
+                        .is_some_and(|id| id.starts_with("eventstoredb:"))
+                        && r.get::<_, Option<i64>>(1) == Some(0)
+                });
+            caught_up.then_some(())
+        },
+    )
+    .await;
+    projector.stop().await;
+
+    let esdb = [("EVENTSTOREDB_URL", double.url())];
+    let env: Vec<(&str, &str)> = esdb.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (code, stdout, stderr) = replay_with(&database, &env, &["status", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    for consumer in json(&stdout).as_array().unwrap() {
+        assert_eq!(consumer["sameStore"], true, "{consumer}");
+        assert_eq!(consumer["lagEvents"], 0, "{consumer}");
+        assert_eq!(consumer["lagSeconds"], 0.0, "{consumer}");
+    }
+    let (code, stdout, stderr) =
+        replay_with(&database, &env, &["verify", "managerpage", "--json"]).await;
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let (code, stdout, stderr) = replay_with(
+        &database,
+        &env,
+        &["inspect", "--stream", &format!("dormantMember-{target}")],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(!stdout.contains("01055550001"), "sealed: {stdout}");
+    let (code, stdout, stderr) = replay_with(&database, &env, &["export"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.lines().all(|l| !l.contains("\"$stats")),
+        "no system event exported: {stdout}"
+    );
+}

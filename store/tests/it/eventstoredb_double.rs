@@ -1,5 +1,5 @@
 //! The EventStoreDB adapter's failure paths, against the wire-level double
-//! (`double.rs`): what the adapter does with each answer a real cluster can
+//! (`mileage_store::esdb_double`): what the adapter does with each answer a real cluster can
 //! give. These run everywhere; the conformance suite against a real server
 //! (`eventstoredb.rs`) is what proves EventStoreDB's own rules.
 
@@ -11,7 +11,7 @@ use mileage_store::conformance::{event, fresh_stream};
 use mileage_store::eventstoredb::EsdbEventStore;
 use mileage_store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 
-use crate::double::{Double, STRIDE};
+use mileage_store::esdb_double::{Double, STRIDE};
 
 async fn started() -> (Double, Arc<dyn EventStore>) {
     let double = Double::start().await;

@@ -1,4 +1,5 @@
-//! A wire-level stand-in for EventStoreDB: the `Streams` gRPC service built
+//! A wire-level stand-in for EventStoreDB (for tests of this and other
+//! crates, behind the `testing` feature): the `Streams` gRPC service built
 //! from the client's published `streams.proto` (see `build.rs`), holding
 //! events in memory, with switches that make it misbehave the ways a real
 //! cluster does (a read cut off, a read that ends early with OK, a
@@ -21,7 +22,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
 
 /// The generated server side of `streams.proto`.
-#[allow(clippy::all)]
+#[allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
 pub mod proto {
     pub mod event_store {
         pub mod client {
