@@ -375,12 +375,16 @@ pub(crate) async fn idempotent(
             detail: "this Idempotency-Key was used for a different request".into(),
             field: None,
         }),
-        Claim::InFlight => Err(ApiError::Domain {
-            kind: mileage_domain::ErrorKind::Conflict,
-            code: "idempotency.in_flight",
-            detail: "a request with this Idempotency-Key is still being processed; retry shortly"
-                .into(),
-            field: None,
+        Claim::InFlight => Err({
+            metrics::counter!("idempotency_in_flight_total").increment(1);
+            ApiError::Domain {
+                kind: mileage_domain::ErrorKind::Conflict,
+                code: "idempotency.in_flight",
+                detail:
+                    "a request with this Idempotency-Key is still being processed; retry shortly"
+                        .into(),
+                field: None,
+            }
         }),
         Claim::Fresh => {
             let response = next.run(Request::from_parts(parts, Body::from(body))).await;

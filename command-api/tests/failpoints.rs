@@ -331,6 +331,21 @@ async fn a_key_whose_request_died_in_flight_is_taken_over_after_its_lease() {
     )
     .await;
     at_once.assert_problem(409, "idempotency.in_flight");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("idempotency_in_flight_total ") && !l.ends_with(" 0")),
+        "the refusal is counted for the alert: {metrics}"
+    );
 
     let deadline = Instant::now() + Duration::from_secs(60);
     let taken_over = loop {

@@ -6,7 +6,9 @@
 #   - the gateway template with `nginx -t` (Debian's nginx);
 #   - the compose file against the Compose specification's JSON Schema (as
 #     shipped in the docker-compose wheel on PyPI);
-#   - the Dockerfile with dockerfilelint (npm).
+#   - the Dockerfile with dockerfilelint (npm);
+#   - the Prometheus rules (promtool check and unit tests), the dashboard and
+#     the monitoring overlay's resources (deploy/ci/observability.sh).
 # Tools go to target/deploy-tools. Exits non-zero on the first failure; a
 # check that cannot run says so by name.
 set -euo pipefail
@@ -46,13 +48,16 @@ cd "$root/deploy/k8s"
 validate_k8s base/config.yaml base/command-api.yaml base/query-api.yaml base/projector.yaml \
   base/ingress.yaml overlays/production/namespace.yaml overlays/production/eventstoredb.yaml
 if command -v kubectl >/dev/null; then
-  for dir in base overlays/production; do
+  for dir in base overlays/production overlays/monitoring; do
     rendered="$tools/$(echo "$dir" | tr / -).yaml"
     kubectl kustomize "$dir" >"$rendered"
-    # The CloudNativePG Cluster has no schema here; everything else must pass.
+    # The CloudNativePG Cluster and the Prometheus Operator's resources have
+    # no schema here (observability.sh checks the latter); everything else
+    # must pass.
     "$tools/venv/bin/python" - "$rendered" "$rendered.core" <<'PY'
 import sys, yaml
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("apiVersion") != "postgresql.cnpg.io/v1"]
+custom = {"postgresql.cnpg.io/v1", "monitoring.coreos.com/v1"}
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get("apiVersion") not in custom]
 yaml.safe_dump_all(docs, open(sys.argv[2], "w"))
 PY
     validate_k8s "$rendered.core"
@@ -85,5 +90,7 @@ if [[ ! -x "$tools/node/node_modules/.bin/dockerfilelint" ]]; then
   npm install -s --no-audit --no-fund --prefix "$tools/node" dockerfilelint@1.8.0 >&2
 fi
 "$tools/node/node_modules/.bin/dockerfilelint" "$root/Dockerfile"
+
+bash "$here/observability.sh"
 
 log "all deployment files are valid"

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs the whole system locally: a throwaway PostgreSQL (the event store and
-# read models), the command API, the projector, the query API, and an nginx
-# gateway in front of them on one port, routed as the source document does.
+# read models), the command API, the projector, the query API, an nginx
+# gateway in front of them on one port, routed as the source document does,
+# and Prometheus scraping the three services with Mileage's alert rules.
 # Ctrl-C stops everything and deletes the database.
 #
 #   bash deploy/local/run.sh
 #
 # Ports: GATEWAY_PORT (default 8080), COMMAND_API_ADDR (127.0.0.1:8081),
 # QUERY_API_ADDR (127.0.0.1:8084), PROJECTOR_ADDR (127.0.0.1:8085),
-# SMS_GATEWAY_ADDR (127.0.0.1:8086). Dormant notices go to the local SMS
+# SMS_GATEWAY_ADDR (127.0.0.1:8086), PROMETHEUS_ADDR (127.0.0.1:9090). Dormant notices go to the local SMS
 # gateway (`sms-gateway`: refuses numbers that are not mobile numbers, lists
 # what it received at /sms) unless NOTIFIER_URL names a real gateway's webhook.
 set -euo pipefail
@@ -19,6 +20,7 @@ cd "$root"
 echo "building (release)..." >&2
 cargo build --release --bins -q
 bash "$here/gateway.sh" install
+bash "$here/prometheus.sh" install
 
 pg_dir=$(mktemp -d /tmp/mileage-run-pg.XXXXXX)
 pids=()
@@ -66,6 +68,9 @@ target/release/mileage-projector & pids+=($!)
 target/release/mileage-query-api & pids+=($!)
 bash "$here/gateway.sh" render "$pg_dir/gateway" "$GATEWAY_PORT" "$COMMAND_API_ADDR" "$QUERY_API_ADDR"
 bash "$here/gateway.sh" start "$pg_dir/gateway" & pids+=($!)
+PROMETHEUS_ADDR=${PROMETHEUS_ADDR:-127.0.0.1:9090}
+bash "$here/prometheus.sh" render "$pg_dir/prometheus" "$COMMAND_API_ADDR" "$QUERY_API_ADDR" "$PROJECTOR_ADDR"
+bash "$here/prometheus.sh" start "$pg_dir/prometheus" "$PROMETHEUS_ADDR" & pids+=($!)
 
 cat <<MSG
 
@@ -76,6 +81,8 @@ Mileage is running behind the gateway at $gateway:
   projector  http://$PROJECTOR_ADDR   (/status, /metrics)
   notices    $NOTIFIER_URL   (GET it to see what the local SMS gateway received)
   event store and read models (PostgreSQL)  $DATABASE_URL
+  Prometheus http://$PROMETHEUS_ADDR   (alerts: /alerts; graphs: /graph, e.g. mileage:projector_lag_seconds:max,
+             sum by (outcome) (rate(notices_total[5m])), mileage:http_5xx:ratio5m, release_breaker_state)
 Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id> (or partner <name>)):
   export TOKEN=$MANAGER_TOKEN
 Try the source document's requests:
