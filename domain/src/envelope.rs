@@ -1,10 +1,123 @@
 //! The envelope every stored event travels in: identity, position, type,
 //! version, data and causal metadata.
 
+use std::fmt;
+use std::str::FromStr;
+
 use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Which distributed trace an event belongs to: the W3C trace context
+/// (`traceparent`) of the request or handling that appended it, so an
+/// operator can follow one action from the request through the log to the
+/// notice in a tracing backend, and from there back to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    /// The trace, shared by everything one request caused (never 0).
+    pub trace_id: u128,
+    /// The span that appended the event (never 0).
+    pub span_id: u64,
+    /// The caller asked for this trace to be recorded.
+    pub sampled: bool,
+}
+
+impl TraceContext {
+    /// The same trace, continued by the span `span_id`.
+    #[must_use]
+    pub fn child(self, span_id: u64) -> Self {
+        Self { span_id, ..self }
+    }
+
+    /// The trace id as the 32 lower-case hex digits tracing backends show.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+/// `00-{trace id}-{span id}-{flags}`, the `traceparent` header.
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id,
+            self.span_id,
+            u8::from(self.sampled)
+        )
+    }
+}
+
+/// A `traceparent` value that is not one (W3C Trace Context, level 1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed traceparent: expected 00-<32 hex>-<16 hex>-<2 hex>, ids not all zero")]
+pub struct MalformedTraceparent;
+
+impl FromStr for TraceContext {
+    type Err = MalformedTraceparent;
+
+    /// Version 00 exactly as specified; a later version's first four fields
+    /// (the specification asks parsers to read those and ignore the rest).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        fn hex(part: &str, len: usize) -> Result<&str, MalformedTraceparent> {
+            (part.len() == len
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+            .then_some(part)
+            .ok_or(MalformedTraceparent)
+        }
+        let mut parts = s.split('-');
+        let version = hex(parts.next().ok_or(MalformedTraceparent)?, 2)?;
+        let trace = hex(parts.next().ok_or(MalformedTraceparent)?, 32)?;
+        let span = hex(parts.next().ok_or(MalformedTraceparent)?, 16)?;
+        let flags = parts.next().ok_or(MalformedTraceparent)?;
+        let flags = hex(flags.get(..2).ok_or(MalformedTraceparent)?, 2)?;
+        let rest = parts.next();
+        if version == "ff" || (version == "00" && (rest.is_some() || s.len() != 55)) {
+            return Err(MalformedTraceparent);
+        }
+        let trace_id = u128::from_str_radix(trace, 16).map_err(|_| MalformedTraceparent)?;
+        let span_id = u64::from_str_radix(span, 16).map_err(|_| MalformedTraceparent)?;
+        let flags = u8::from_str_radix(flags, 16).map_err(|_| MalformedTraceparent)?;
+        if trace_id == 0 || span_id == 0 {
+            return Err(MalformedTraceparent);
+        }
+        Ok(Self {
+            trace_id,
+            span_id,
+            sampled: flags & 1 == 1,
+        })
+    }
+}
+
+impl Serialize for TraceContext {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for TraceContext {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for TraceContext {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TraceContext".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "W3C traceparent: 00-<trace id>-<span id>-<flags>",
+            "pattern": "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+        })
+    }
+}
 
 /// Where an event came from, supplied by whoever appends it.
 ///
@@ -18,6 +131,9 @@ pub struct Causation {
     pub correlation_id: Uuid,
     /// The request or event that directly caused this event.
     pub causation_id: Uuid,
+    /// The distributed trace it belongs to, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 impl Causation {
@@ -26,6 +142,7 @@ impl Causation {
         Self {
             correlation_id: request_id,
             causation_id: request_id,
+            trace: None,
         }
     }
 
@@ -34,7 +151,14 @@ impl Causation {
         Self {
             correlation_id,
             causation_id: event_id,
+            trace: None,
         }
+    }
+
+    /// The same, in the distributed trace `trace`.
+    #[must_use]
+    pub fn in_trace(self, trace: Option<TraceContext>) -> Self {
+        Self { trace, ..self }
     }
 }
 
@@ -48,6 +172,10 @@ pub struct EventMetadata {
     pub causation_id: Uuid,
     /// When the store committed the event.
     pub recorded_at: DateTime<Utc>,
+    /// The distributed trace it was appended in (absent on events appended
+    /// before traces were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 /// The versioned JSON form of a stored event, as exported and inspected.
@@ -71,4 +199,35 @@ pub struct Envelope {
     pub data: serde_json::Value,
     /// Causal metadata and recorded time.
     pub metadata: EventMetadata,
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::TraceContext;
+
+    #[test]
+    fn a_traceparent_round_trips_and_bad_ones_are_refused() {
+        let text = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let trace: TraceContext = text.parse().unwrap();
+        assert_eq!(trace.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(trace.span_id, 0x00f0_67aa_0ba9_02b7);
+        assert!(trace.sampled);
+        assert_eq!(trace.to_string(), text);
+        assert_eq!(trace.child(7).trace_id, trace.trace_id);
+        let later: TraceContext = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra"
+            .parse()
+            .unwrap();
+        assert!(!later.sampled);
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(bad.parse::<TraceContext>().is_err(), "{bad:?}");
+        }
+    }
 }

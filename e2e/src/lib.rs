@@ -89,6 +89,8 @@ pub struct Received {
     pub to: String,
     /// `text` of the body.
     pub text: String,
+    /// The `traceparent` header, when sent.
+    pub traceparent: Option<String>,
 }
 
 #[derive(Default)]
@@ -164,6 +166,10 @@ async fn receive(
             .to_owned(),
         to: body["to"].as_str().unwrap_or_default().to_owned(),
         text: body["text"].as_str().unwrap_or_default().to_owned(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     let rejected = state.rejected.contains(&received.to);
     state.received.push(received);

@@ -22,6 +22,10 @@ pub struct Outgoing {
     pub to: String,
     /// The text.
     pub text: String,
+    /// The trace the notice belongs to, sent as the `traceparent` header
+    /// (not in the body).
+    #[serde(skip)]
+    pub trace: Option<mileage_domain::envelope::TraceContext>,
 }
 
 /// How a delivery ended.
@@ -110,14 +114,19 @@ impl Webhook {
     }
 
     async fn attempt(&self, notice: &Outgoing) -> Attempt {
-        let response = match self
+        let mut request = self
             .client
             .post(&self.url)
-            .header("idempotency-key", notice.message_id.to_string())
-            .json(notice)
-            .send()
-            .await
-        {
+            .header("idempotency-key", notice.message_id.to_string());
+        if let Some(trace) = notice.trace {
+            request = request.header(
+                mileage_service::correlation::TRACEPARENT,
+                trace
+                    .child(mileage_service::correlation::random_span_id())
+                    .to_string(),
+            );
+        }
+        let response = match request.json(notice).send().await {
             Ok(response) => response,
             // Without the URL, which may carry a credential.
             Err(e) if e.is_timeout() => return Attempt::Retry("gateway.timeout".into()),

@@ -1,5 +1,9 @@
 //! `X-Correlation-Id` in (generated when absent), on every event the request
-//! appends, and back out on the response.
+//! appends, and back out on the response; the same for the W3C trace
+//! context (`traceparent`): a request continues its caller's trace (or
+//! starts one), every event it appends records it, and the response
+//! answers it, so one operator action can be followed from the request
+//! through the log to the notice.
 //!
 //! A UUID is kept as it is. Another correlation id from an upstream system
 //! (1 to 128 visible ASCII characters: a gateway's request id, a trace id)
@@ -11,7 +15,7 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use mileage_domain::envelope::Causation;
+use mileage_domain::envelope::{Causation, TraceContext};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -19,6 +23,36 @@ use crate::error::ApiError;
 
 /// The correlation header.
 pub const HEADER: &str = "x-correlation-id";
+
+/// The W3C trace context header.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The trace context of a request: its caller's trace continued by a span of
+/// ours, or a new trace when the caller sent none (or a malformed one, which
+/// the W3C specification says to ignore).
+pub fn request_trace(headers: &axum::http::HeaderMap) -> TraceContext {
+    let span_id = random_span_id();
+    headers
+        .get(TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<TraceContext>().ok())
+        .map_or_else(
+            || TraceContext {
+                trace_id: Uuid::new_v4().as_u128(),
+                span_id,
+                sampled: true,
+            },
+            |parent| parent.child(span_id),
+        )
+}
+
+/// A random, non-zero span id.
+pub fn random_span_id() -> u64 {
+    let bits = Uuid::new_v4().as_u128();
+    u64::try_from(bits & u128::from(u64::MAX))
+        .unwrap_or(1)
+        .max(1)
+}
 
 /// The namespace of correlation ids derived from upstream ids that are not
 /// UUIDs.
@@ -56,15 +90,18 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
             }
         },
     };
+    let trace = request_trace(request.headers());
     request.extensions_mut().insert(Causation {
         correlation_id,
         causation_id: request_id,
+        trace: Some(trace),
     });
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         %correlation_id,
+        trace_id = %trace.trace_id_hex(),
     );
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -77,6 +114,9 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
     });
     if let Ok(value) = HeaderValue::from_str(&correlation_id.to_string()) {
         response.headers_mut().insert(HEADER, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
+        response.headers_mut().insert(TRACEPARENT, value);
     }
     response
 }

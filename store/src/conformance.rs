@@ -445,13 +445,29 @@ pub async fn metadata_round_trip(store: Arc<dyn EventStore>) {
     let cause = Uuid::new_v4();
     let mut e = event("TestHappened", 1);
     e.schema_version = 3;
-    e.causation = Causation::caused_by(correlation, cause);
+    let trace: mileage_domain::envelope::TraceContext =
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .expect("a traceparent");
+    e.causation = Causation::caused_by(correlation, cause).in_trace(Some(trace));
+    let mut untraced = event("TestHappened", 2);
+    untraced.causation = Causation::caused_by(correlation, cause);
     let before = chrono::Utc::now() - chrono::Duration::minutes(5);
     store
-        .append(&stream, ExpectedVersion::NoStream, std::slice::from_ref(&e))
+        .append(&stream, ExpectedVersion::NoStream, &[e.clone(), untraced])
         .await
         .expect("append");
-    let stored = &store.read_stream(&stream, 0, 1).await.unwrap()[0];
+    let read = store.read_stream(&stream, 0, 2).await.unwrap();
+    let stored = &read[0];
+    assert_eq!(
+        stored.metadata.trace,
+        Some(trace),
+        "the trace context is kept"
+    );
+    assert_eq!(
+        read[1].metadata.trace, None,
+        "and an event without one has none"
+    );
     assert_eq!(stored.metadata.correlation_id, correlation);
     assert_eq!(stored.metadata.causation_id, cause);
     assert_eq!(stored.schema_version, 3);

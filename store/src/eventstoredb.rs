@@ -30,7 +30,7 @@ use kurrentdb::{
     AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions, ReadStreamOptions,
     StreamPosition, StreamState,
 };
-use mileage_domain::envelope::EventMetadata;
+use mileage_domain::envelope::{EventMetadata, TraceContext};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -251,6 +251,9 @@ struct CustomMetadata {
     causation_id: Uuid,
     #[serde(rename = "schemaVersion")]
     schema_version: u16,
+    /// The W3C trace context the event was appended in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<TraceContext>,
 }
 
 /// `url` without our `namespace` parameter, and the namespace.
@@ -321,6 +324,7 @@ pub(crate) fn event_data(event: &NewEvent) -> Result<EventData, StoreError> {
         correlation_id: event.causation.correlation_id,
         causation_id: event.causation.causation_id,
         schema_version: event.schema_version,
+        traceparent: event.causation.trace,
     };
     EventData::json(&event.event_type, &raw)
         .and_then(|data| data.metadata_as_json(&metadata))
@@ -419,6 +423,7 @@ pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
             correlation_id: metadata.as_ref().map_or(Uuid::nil(), |m| m.correlation_id),
             causation_id: metadata.as_ref().map_or(Uuid::nil(), |m| m.causation_id),
             recorded_at: recorded_at(e.created_ticks, e.created),
+            trace: metadata.as_ref().and_then(|m| m.traceparent),
         },
     })
 }
@@ -781,16 +786,29 @@ mod tests {
 
     #[test]
     fn our_metadata_uses_eventstoredb_keys() {
+        let trace: TraceContext = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            .parse()
+            .unwrap();
         let metadata = CustomMetadata {
             correlation_id: Uuid::from_u128(1),
             causation_id: Uuid::from_u128(2),
             schema_version: 2,
+            traceparent: Some(trace),
         };
         let json = serde_json::to_value(&metadata).unwrap();
         assert_eq!(json["$correlationId"], Uuid::from_u128(1).to_string());
         assert_eq!(json["$causationId"], Uuid::from_u128(2).to_string());
         assert_eq!(json["schemaVersion"], 2);
+        assert_eq!(json["traceparent"], trace.to_string());
         assert!(event_data(&new_event()).is_ok());
+        let old: CustomMetadata = serde_json::from_value(serde_json::json!({
+            "$correlationId": Uuid::from_u128(1), "$causationId": Uuid::from_u128(2), "schemaVersion": 1
+        }))
+        .unwrap();
+        assert_eq!(
+            old.traceparent, None,
+            "events written before traces still read"
+        );
     }
 
     #[test]

@@ -876,3 +876,92 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
         "no system event exported: {stdout}"
     );
 }
+
+#[tokio::test]
+async fn one_operator_action_is_one_trace_from_the_request_through_the_log_to_the_notice() {
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&[]).await;
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, Some(&gateway)).await;
+    let (id, _) = commands.register_target("01000002222", "traced").await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let correlation = uuid::Uuid::new_v4();
+    let answer = reqwest::Client::new()
+        .patch(format!("{}/dormantMembers/{id}", commands.address))
+        .bearer_auth(&commands.token)
+        .header("x-correlation-id", correlation.to_string())
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&serde_json::json!({ "memberStatus": "DORMANT" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let answered = answer.headers()["traceparent"].to_str().unwrap().to_owned();
+    assert!(
+        answered.starts_with(&format!("00-{trace_id}-")) && !answered.contains("00f067aa0ba902b7"),
+        "the caller's trace, continued by a span of ours: {answered}"
+    );
+    let notice = eventually("the notice reaches the SMS gateway", WAIT, || async {
+        gateway
+            .received()
+            .into_iter()
+            .find(|r| r.to == "01000002222")
+    })
+    .await;
+    let sent = notice.traceparent.expect("the notice carries traceparent");
+    assert!(sent.starts_with(&format!("00-{trace_id}-")), "{sent}");
+    assert!(!sent.contains("01000002222"));
+    let read = read_client(&database).await;
+    eventually("the notice is recorded", WAIT, || async {
+        read.query_opt(
+            "SELECT 1 FROM managerpage.targets WHERE id = $1 AND status = 'DORMANT'",
+            &[&id],
+        )
+        .await
+        .ok()?
+        .map(drop)
+    })
+    .await;
+    projector.stop().await;
+
+    let (code, stdout, stderr) = replay(&database, &["trace", &correlation.to_string()]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("trace {trace_id}")),
+        "{stdout}"
+    );
+    let (_, stdout, _) = replay(&database, &["trace", &correlation.to_string(), "--json"]).await;
+    assert_eq!(json(&stdout)[0]["traceId"], trace_id);
+    for stream in [
+        format!("dormantMember-{id}"),
+        format!("managerMessage-{id}"),
+    ] {
+        let (_, stdout, _) = replay(
+            &database,
+            &[
+                "inspect",
+                "--stream",
+                &stream,
+                "--correlation",
+                &correlation.to_string(),
+            ],
+        )
+        .await;
+        let events: Vec<Value> = stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(!events.is_empty(), "{stream}");
+        for event in events {
+            let trace = event["metadata"]["trace"].as_str().unwrap_or_default();
+            assert!(
+                trace.starts_with(&format!("00-{trace_id}-")),
+                "{stream}: every event of the action is in its trace: {event}"
+            );
+        }
+    }
+}

@@ -58,7 +58,14 @@ where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
-    let causation = Causation::caused_by(trigger.metadata.correlation_id, trigger.event_id);
+    // The follow-up continues the trigger's trace, as a span of this handling.
+    let causation = Causation::caused_by(trigger.metadata.correlation_id, trigger.event_id)
+        .in_trace(
+            trigger
+                .metadata
+                .trace
+                .map(|t| t.child(mileage_service::correlation::random_span_id())),
+        );
     match executor
         .execute::<A>(
             stream,

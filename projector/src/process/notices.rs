@@ -67,6 +67,7 @@ impl Notices {
                     message_id: trigger.event_id,
                     to: phone,
                     text: CONTENT.to_owned(),
+                    trace: trigger.metadata.trace,
                 };
                 self.notifier.send(&outgoing).await
             }

@@ -119,6 +119,7 @@ pub(crate) fn recorded(
             recorded_at: chrono::Utc
                 .timestamp_opt(1_700_000_000 + i64::try_from(position).unwrap_or(0), 0)
                 .unwrap(),
+            trace: None,
         },
     }
 }

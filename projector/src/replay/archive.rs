@@ -253,6 +253,7 @@ async fn append_run(
             causation: Causation {
                 correlation_id: e.metadata.correlation_id,
                 causation_id: e.metadata.causation_id,
+                trace: e.metadata.trace,
             },
         })
         .collect();

@@ -187,6 +187,10 @@ pub struct Step {
 pub struct Request {
     /// The request's id (the causation id of its events).
     pub request_id: Uuid,
+    /// The distributed trace its events were appended in (W3C trace id),
+    /// to look it up in the tracing backend; `None` for events appended
+    /// before traces were recorded.
+    pub trace_id: Option<String>,
     /// Its events, each with what it caused.
     pub events: Vec<Step>,
 }
@@ -221,6 +225,10 @@ pub async fn trace(ctx: &Context, correlation: Uuid) -> anyhow::Result<Vec<Reque
         .into_iter()
         .map(|(request_id, events)| Request {
             request_id,
+            trace_id: events
+                .iter()
+                .find_map(|e| e.metadata.trace)
+                .map(|t| t.trace_id_hex()),
             events: events.iter().map(|e| step(e, &children)).collect(),
         })
         .collect())
@@ -262,7 +270,10 @@ pub fn render_trace(requests: &[Request]) -> String {
     }
     let mut out = String::new();
     for request in requests {
-        let _ = writeln!(out, "request {}", request.request_id);
+        let _ = match &request.trace_id {
+            Some(trace) => writeln!(out, "request {}  trace {trace}", request.request_id),
+            None => writeln!(out, "request {}", request.request_id),
+        };
         for step in &request.events {
             lines(step, 1, &mut out);
         }

@@ -189,6 +189,7 @@ pub(super) struct StreamColumns<'a> {
     correlations: Vec<Uuid>,
     causations: Vec<Uuid>,
     appends: Vec<i32>,
+    traces: Vec<Option<String>>,
 }
 
 impl<'a> StreamColumns<'a> {
@@ -217,11 +218,13 @@ impl<'a> StreamColumns<'a> {
             self.correlations.push(event.causation.correlation_id);
             self.causations.push(event.causation.causation_id);
             self.appends.push(append);
+            self.traces
+                .push(event.causation.trace.map(|t| t.to_string()));
         }
     }
 
-    /// The statement's ten parameters, in order.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+    /// The statement's eleven parameters, in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
         [
             &self.streams,
             &self.versions,
@@ -233,6 +236,7 @@ impl<'a> StreamColumns<'a> {
             &self.correlations,
             &self.causations,
             &self.appends,
+            &self.traces,
         ]
     }
 }
@@ -240,7 +244,7 @@ impl<'a> StreamColumns<'a> {
 /// The events as the parameters of the insert: scalars for one event, the
 /// column arrays the statement unnests for several.
 enum Columns<'a> {
-    One(&'a NewEvent, [Uuid; 1], RawJson),
+    One(&'a NewEvent, [Uuid; 1], RawJson, Option<String>),
     Many {
         ids: Vec<Uuid>,
         types: Vec<&'a str>,
@@ -248,13 +252,19 @@ enum Columns<'a> {
         data: Vec<RawJson>,
         correlations: Vec<Uuid>,
         causations: Vec<Uuid>,
+        traces: Vec<Option<String>>,
     },
 }
 
 impl<'a> Columns<'a> {
     fn of(events: &'a [NewEvent]) -> Self {
         if let [one] = events {
-            return Self::One(one, [one.event_id], RawJson(one.data.clone()));
+            return Self::One(
+                one,
+                [one.event_id],
+                RawJson(one.data.clone()),
+                one.causation.trace.map(|t| t.to_string()),
+            );
         }
         Self::Many {
             ids: events.iter().map(|e| e.event_id).collect(),
@@ -263,12 +273,16 @@ impl<'a> Columns<'a> {
             data: events.iter().map(|e| RawJson(e.data.clone())).collect(),
             correlations: events.iter().map(|e| e.causation.correlation_id).collect(),
             causations: events.iter().map(|e| e.causation.causation_id).collect(),
+            traces: events
+                .iter()
+                .map(|e| e.causation.trace.map(|t| t.to_string()))
+                .collect(),
         }
     }
 
     fn ids(&self) -> &[Uuid] {
         match self {
-            Self::One(_, id, _) => id,
+            Self::One(_, id, _, _) => id,
             Self::Many { ids, .. } => ids,
         }
     }
@@ -288,10 +302,10 @@ async fn insert(
         ExpectedVersion::Any | ExpectedVersion::NoStream => -1,
     };
     let schema_version;
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(8);
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(9);
     params.push(&stream);
     let sql = match columns {
-        Columns::One(event, id, data) => {
+        Columns::One(event, id, data, trace) => {
             schema_version = i32::from(event.schema_version);
             params.extend([
                 &id[0] as &(dyn ToSql + Sync),
@@ -300,6 +314,7 @@ async fn insert(
                 data,
                 &event.causation.correlation_id,
                 &event.causation.causation_id,
+                trace,
             ]);
             match expected {
                 ExpectedVersion::NoStream => sql::APPEND_ONE_NO_STREAM,
@@ -314,6 +329,7 @@ async fn insert(
             data,
             correlations,
             causations,
+            traces,
         } => {
             params.extend([
                 ids as &(dyn ToSql + Sync),
@@ -322,6 +338,7 @@ async fn insert(
                 data,
                 correlations,
                 causations,
+                traces,
             ]);
             match expected {
                 ExpectedVersion::NoStream => sql::APPEND_NO_STREAM,

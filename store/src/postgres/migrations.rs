@@ -19,6 +19,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "store_identity",
         include_str!("migrations/0003_store_identity.sql"),
     ),
+    (
+        4,
+        "trace_parent",
+        include_str!("migrations/0004_trace_parent.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying the migration lock.

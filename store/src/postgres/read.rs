@@ -272,6 +272,7 @@ fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
             correlation_id: row.get(8),
             causation_id: row.get(9),
             recorded_at: row.get(10),
+            trace: row.get::<_, Option<&str>>(11).and_then(|t| t.parse().ok()),
         },
     })
 }
