@@ -9,7 +9,10 @@
 //! `BENCH_CLIENTS` (comma-separated client counts, default `8,32,64`),
 //! `BENCH_ONLY` (`join` or `earn`: that measurement alone), `BENCH_LIMITS`
 //! (`on`: the rate limits run, with quotas too large to refuse anything, to
-//! measure what checking them costs; off by default).
+//! measure what checking them costs; off by default), `BENCH_TRACES`
+//! (`otlp`: spans recorded and exported over OTLP to a sink in this process,
+//! to measure what tracing costs; off by default, as in production without
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -195,13 +198,47 @@ async fn members(
     (fresh, long)
 }
 
+/// An OTLP/HTTP endpoint that takes every export and keeps nothing; the
+/// bytes it received.
+async fn otlp_sink() -> (String, Arc<AtomicU64>) {
+    let received = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(body.len() as u64, Ordering::Relaxed);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (address, received)
+}
+
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    let traces = std::env::var("BENCH_TRACES").as_deref() == Ok("otlp");
+    let mut exported = None;
+    let _exporter = if traces {
+        let (address, received) = otlp_sink().await;
+        exported = Some(received);
+        Some(mileage_service::telemetry::init_logging_to(
+            "mileage-command-api",
+            Some(format!("{address}/v1/traces")),
+        ))
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .init();
+        None
+    };
     let seconds = env_number("BENCH_SECONDS", 5);
     let runs = env_number("BENCH_RUNS", 3);
     let (base, token, client, store) = start().await;
@@ -276,6 +313,12 @@ async fn main() {
             m.per_second,
             m.p50_ms,
             m.p99_ms
+        );
+    }
+    if let Some(exported) = exported {
+        println!(
+            "traces: recorded and exported over OTLP/HTTP, {} KiB received by the sink",
+            exported.load(Ordering::Relaxed) / 1024
         );
     }
 }

@@ -350,7 +350,9 @@ pub(crate) async fn idempotent(
     let key = key
         .to_str()
         .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+        .filter(|k| {
+            !k.is_empty() && k.len() <= MAX_KEY_LEN && k.bytes().all(|b| b.is_ascii_graphic())
+        })
         .ok_or(ApiError::BadHeader {
             header: "Idempotency-Key",
             detail: format!("expected 1 to {MAX_KEY_LEN} visible ASCII characters"),

@@ -5,7 +5,7 @@ use mileage_command_api::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mileage_service::telemetry::init_logging();
+    let _traces = mileage_service::telemetry::init_logging("mileage-command-api");
     let settings = Settings::load()?;
     let app = Application::build(&settings).await?;
     tracing::info!(port = app.port(), "command-api listening");

@@ -4,7 +4,7 @@ use mileage_projector::config::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mileage_service::telemetry::init_logging();
+    let _traces = mileage_service::telemetry::init_logging("mileage-projector");
     let settings = Settings::load()?;
     let running = mileage_projector::startup::start(&settings).await?;
     tracing::info!(port = running.port(), "projector running");

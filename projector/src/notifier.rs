@@ -22,8 +22,8 @@ pub struct Outgoing {
     pub to: String,
     /// The text.
     pub text: String,
-    /// The trace the notice belongs to, sent as the `traceparent` header
-    /// (not in the body).
+    /// The span sending the notice, sent as the `traceparent` header (not in
+    /// the body), so the gateway's handling joins the trace.
     #[serde(skip)]
     pub trace: Option<mileage_domain::envelope::TraceContext>,
 }
@@ -119,12 +119,7 @@ impl Webhook {
             .post(&self.url)
             .header("idempotency-key", notice.message_id.to_string());
         if let Some(trace) = notice.trace {
-            request = request.header(
-                mileage_service::correlation::TRACEPARENT,
-                trace
-                    .child(mileage_service::correlation::random_span_id())
-                    .to_string(),
-            );
+            request = request.header(mileage_service::correlation::TRACEPARENT, trace.to_string());
         }
         let response = match request.json(notice).send().await {
             Ok(response) => response,

@@ -11,10 +11,13 @@ use futures::StreamExt;
 use mileage_store::{EventStore, Position, RecordedEvent};
 use tokio::sync::watch;
 use tokio_postgres::{Client, NoTls};
+use tracing::Instrument;
 
 use crate::consumer::{Consumer, HandleError};
 use mileage_read_model::bookkeeping::{self, Claim};
 
+/// Traces a batch's span links to besides its own.
+const MAX_LINKS: usize = 32;
 /// How often a standby replica asks for the lock again.
 const LOCK_RETRY: Duration = Duration::from_millis(500);
 
@@ -267,7 +270,25 @@ impl Runner {
     ) -> Result<Committed, String> {
         let name = consumer.name();
         let started = Instant::now();
-        match handle_in_tx(client, consumer, from, batch).await? {
+        // The batch is a span of the first event's trace, linked to the
+        // other traces it handles (at most `MAX_LINKS` of them).
+        let span = tracing::info_span!("batch", consumer = name, events = batch.len());
+        let mut traces = batch.iter().filter_map(|e| e.metadata.trace);
+        let first = traces.next();
+        mileage_service::traces::enter(&span, first);
+        let mut linked = std::collections::HashSet::from([first.map(|t| t.trace_id)]);
+        for other in traces {
+            if linked.len() > MAX_LINKS {
+                break;
+            }
+            if linked.insert(Some(other.trace_id)) {
+                mileage_service::traces::link(&span, other);
+            }
+        }
+        match handle_in_tx(client, consumer, from, batch)
+            .instrument(span)
+            .await?
+        {
             Ok(committed) => {
                 metrics::histogram!("projector_batch_seconds", "consumer" => name.to_owned())
                     .record(started.elapsed().as_secs_f64());

@@ -27,31 +27,13 @@ pub const HEADER: &str = "x-correlation-id";
 /// The W3C trace context header.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// The trace context of a request: its caller's trace continued by a span of
-/// ours, or a new trace when the caller sent none (or a malformed one, which
-/// the W3C specification says to ignore).
-pub fn request_trace(headers: &axum::http::HeaderMap) -> TraceContext {
-    let span_id = random_span_id();
+/// The trace context a request's caller sent: a valid `traceparent`, or
+/// `None` (a malformed one is ignored, as the W3C specification says).
+pub fn caller_trace(headers: &axum::http::HeaderMap) -> Option<TraceContext> {
     headers
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<TraceContext>().ok())
-        .map_or_else(
-            || TraceContext {
-                trace_id: Uuid::new_v4().as_u128(),
-                span_id,
-                sampled: true,
-            },
-            |parent| parent.child(span_id),
-        )
-}
-
-/// A random, non-zero span id.
-pub fn random_span_id() -> u64 {
-    let bits = Uuid::new_v4().as_u128();
-    u64::try_from(bits & u128::from(u64::MAX))
-        .unwrap_or(1)
-        .max(1)
 }
 
 /// The namespace of correlation ids derived from upstream ids that are not
@@ -90,19 +72,20 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
             }
         },
     };
-    let trace = request_trace(request.headers());
-    request.extensions_mut().insert(Causation {
-        correlation_id,
-        causation_id: request_id,
-        trace: Some(trace),
-    });
     let span = tracing::info_span!(
         "request",
         method = %request.method(),
         path = %request.uri().path(),
         %correlation_id,
-        trace_id = %trace.trace_id_hex(),
+        trace_id = tracing::field::Empty,
     );
+    let trace = crate::traces::enter(&span, caller_trace(request.headers()));
+    span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+    request.extensions_mut().insert(Causation {
+        correlation_id,
+        causation_id: request_id,
+        trace: Some(trace),
+    });
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {

@@ -138,7 +138,8 @@ pub enum Unavailable {
     Unavailable(#[to_schema] Problem),
 }
 
-/// The `X-Correlation-Id` header, stored on every event a request appends.
+/// The `X-Correlation-Id` and `traceparent` headers, stored on every event a
+/// request appends.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 #[expect(
@@ -151,6 +152,11 @@ pub struct CorrelationId {
     /// carries the UUID the events carry.
     #[param(rename = "X-Correlation-Id", nullable = false, value_type = Option<String>, pattern = "^[!-~]{1,128}$")]
     id: Option<uuid::Uuid>,
+    /// W3C trace context: the request continues this trace (a malformed
+    /// value is ignored and a new trace starts). The response's
+    /// `traceparent` names the request's span, which the events record.
+    #[param(rename = "traceparent", nullable = false, value_type = Option<String>)]
+    traceparent: Option<String>,
 }
 
 /// Declares the `bearer` scheme the secured operations name (the query API

@@ -19,6 +19,7 @@ pub mod ops;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod traces;
 
 pub use error::ApiError;
 

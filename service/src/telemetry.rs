@@ -19,24 +19,46 @@ const BUCKETS: [f64; 13] = [
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`, without the
 /// database driver's notices, and without the EventStoreDB client's own
 /// lines: every error it meets reaches our code, which logs it once with
-/// what it was doing): one JSON object
-/// per line when `LOG_FORMAT=json` (for log shippers), text otherwise.
-pub fn init_logging() {
+/// what it was doing): one JSON object per line when `LOG_FORMAT=json` (for
+/// log shippers), text otherwise. Each request's lines carry its trace id.
+/// When `OTEL_EXPORTER_OTLP_ENDPOINT` is set, `service`'s spans are also
+/// exported over OTLP ([`crate::traces`]); keep the answer alive until
+/// exit, dropping it flushes them.
+#[must_use = "dropping it stops the span export"]
+pub fn init_logging(service: &'static str) -> crate::traces::Exporter {
+    init_logging_to(service, None)
+}
+
+/// [`init_logging`], exporting spans to the OTLP/HTTP traces URL
+/// `traces_url` (e.g. `http://collector:4318/v1/traces`) when given, else
+/// where `OTEL_EXPORTER_OTLP_ENDPOINT` says (if set).
+#[must_use = "dropping it stops the span export"]
+pub fn init_logging_to(
+    service: &'static str,
+    traces_url: Option<String>,
+) -> crate::traces::Exporter {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn,kurrentdb=off")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder
+    let (exporter, spans) = crate::traces::otlp(service, traces_url);
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let text = (!json).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init();
-    } else {
-        builder.init();
-    }
+            .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(spans)
+        .init();
+    exporter
 }
 
 /// The process's metrics, installed as the global recorder on first call.

@@ -7,7 +7,7 @@ use mileage_projector::local_sms::{Behaviour, LocalSms};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    mileage_service::telemetry::init_logging();
+    let _traces = mileage_service::telemetry::init_logging("sms-gateway");
     let addr = mileage_service::settings::socket_addr(
         "sms_gateway_addr",
         std::env::var("SMS_GATEWAY_ADDR").ok(),

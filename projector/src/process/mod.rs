@@ -12,6 +12,7 @@ use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
 use mileage_store::executor::{EventIds, ExecuteError, Executor};
 use mileage_store::{RecordedEvent, StoreError};
+use tracing::Instrument;
 
 use crate::consumer::HandleError;
 
@@ -58,14 +59,11 @@ where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
-    // The follow-up continues the trigger's trace, as a span of this handling.
+    // The follow-up continues the trigger's trace, in a span of its own.
+    let span = tracing::info_span!("follow_up", %stream, cause = %trigger.event_type);
+    let trace = mileage_service::traces::enter(&span, trigger.metadata.trace);
     let causation = Causation::caused_by(trigger.metadata.correlation_id, trigger.event_id)
-        .in_trace(
-            trigger
-                .metadata
-                .trace
-                .map(|t| t.child(mileage_service::correlation::random_span_id())),
-        );
+        .in_trace(Some(trace));
     match executor
         .execute::<A>(
             stream,
@@ -73,6 +71,7 @@ where
             EventIds::DerivedFrom(trigger.event_id),
             causation,
         )
+        .instrument(span)
         .await
     {
         Ok(executed) if executed.position.is_none() => Ok(Step::AlreadyDone),

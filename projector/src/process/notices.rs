@@ -14,6 +14,7 @@ use mileage_store::executor::Executor;
 use mileage_store::keys::KeyStore;
 use mileage_store::{EventStore, RecordedEvent};
 use tokio_postgres::Transaction;
+use tracing::Instrument;
 
 use super::{Step, decide_and_append, load};
 use crate::consumer::{Consumer, HandleError};
@@ -63,13 +64,17 @@ impl Notices {
         let key = self.keys.get(&changed.phone_no.key_id).await?;
         let delivery = match reveal(&changed.phone_no, key.as_ref()) {
             Ok(Revealed::Clear(phone)) => {
+                // Sending is a span of the trigger's trace; the gateway gets
+                // it as its parent. The number is never a span attribute.
+                let span = tracing::info_span!("notice", message_id = %trigger.event_id);
+                let trace = mileage_service::traces::enter(&span, trigger.metadata.trace);
                 let outgoing = Outgoing {
                     message_id: trigger.event_id,
                     to: phone,
                     text: CONTENT.to_owned(),
-                    trace: trigger.metadata.trace,
+                    trace: Some(trace),
                 };
-                self.notifier.send(&outgoing).await
+                self.notifier.send(&outgoing).instrument(span).await
             }
             Ok(Revealed::Erased) => Delivery::Rejected {
                 attempts: 0,
