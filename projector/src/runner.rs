@@ -381,7 +381,10 @@ async fn handle_in_tx(
     Ok(Ok(Committed::Yes(last.position)))
 }
 
-async fn try_lock(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+/// Takes `name`'s consumer lock for `client`'s session (released when the
+/// session ends): the one replica that runs it, or a tool that must not
+/// run beside it.
+pub(crate) async fn try_lock(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtext('mileage.consumer.' || $1))",

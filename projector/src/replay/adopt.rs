@@ -30,14 +30,10 @@ pub async fn adopt(ctx: &Context, name: &str) -> anyhow::Result<Adopted> {
     let name = identifier(name)?;
     let store_id = ctx.store.identity().await?;
     let head = ctx.store.head_position().await?;
+    // The consumer's own lock, held until this session ends with the
+    // function: no projector runs it meanwhile.
     let mut client = ctx.read_client().await?;
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('mileage.consumer.' || $1))",
-            &[&name],
-        )
-        .await?
-        .get(0);
+    let locked = crate::runner::try_lock(&client, name).await?;
     anyhow::ensure!(
         locked,
         "{name} is running in a projector; stop the projector first"
@@ -73,12 +69,6 @@ pub async fn adopt(ctx: &Context, name: &str) -> anyhow::Result<Adopted> {
     )
     .await?;
     tx.commit().await?;
-    client
-        .execute(
-            "SELECT pg_advisory_unlock(hashtext('mileage.consumer.' || $1))",
-            &[&name],
-        )
-        .await?;
     Ok(Adopted {
         consumer: name.to_owned(),
         from_store,
