@@ -12,7 +12,10 @@
 //! measure what checking them costs; off by default), `BENCH_TRACES`
 //! (`otlp`: spans recorded and exported over OTLP to a sink in this process,
 //! to measure what tracing costs; off by default, as in production without
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`).
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`), `BENCH_KEYS` (`both`, the default: every
+//! measurement without and with a fresh `Idempotency-Key` on each request,
+//! as every command carries through the gateway; `on` or `off`: one of
+//! them).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -102,6 +105,34 @@ where
 fn median(mut samples: Vec<Sample>) -> Sample {
     samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
     samples.swap_remove(samples.len() / 2)
+}
+
+/// Whether each request carries a fresh `Idempotency-Key`, per
+/// `BENCH_KEYS`.
+fn key_modes() -> Vec<bool> {
+    match std::env::var("BENCH_KEYS").as_deref() {
+        Ok("on") => vec![true],
+        Ok("off") => vec![false],
+        _ => vec![false, true],
+    }
+}
+
+/// `request`, with a fresh `Idempotency-Key` when `keyed`.
+fn keyed(request: reqwest::RequestBuilder, keyed: bool) -> reqwest::RequestBuilder {
+    if keyed {
+        request.header("Idempotency-Key", Uuid::new_v4().to_string())
+    } else {
+        request
+    }
+}
+
+/// How a measurement is labelled: `keyed` requests say so.
+fn label(what: &str, keys: bool) -> String {
+    if keys {
+        format!("{what}, keyed")
+    } else {
+        what.to_owned()
+    }
 }
 
 /// Gives member `id` a history of `HISTORY` earned points, appended directly.
@@ -219,26 +250,28 @@ async fn otlp_sink() -> (String, Arc<AtomicU64>) {
     (address, received)
 }
 
-#[tokio::main]
-async fn main() {
-    let traces = std::env::var("BENCH_TRACES").as_deref() == Ok("otlp");
-    let mut exported = None;
-    let _exporter = if traces {
+/// Logging, and with `BENCH_TRACES=otlp` spans exported to an in-process
+/// sink: the bytes it received, and the exporter to keep alive.
+async fn telemetry() -> (Option<Arc<AtomicU64>>, Option<impl Sized>) {
+    if std::env::var("BENCH_TRACES").as_deref() == Ok("otlp") {
         let (address, received) = otlp_sink().await;
-        exported = Some(received);
-        Some(mileage_service::telemetry::init_logging_to(
+        let exporter = mileage_service::telemetry::init_logging_to(
             "mileage-command-api",
             Some(format!("{address}/v1/traces")),
-        ))
-    } else {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "warn".into()),
-            )
-            .init();
-        None
-    };
+        );
+        return (Some(received), Some(exporter));
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    (None, None)
+}
+
+#[tokio::main]
+async fn main() {
+    let (exported, _exporter) = telemetry().await;
     let seconds = env_number("BENCH_SECONDS", 5);
     let runs = env_number("BENCH_RUNS", 3);
     let (base, token, client, store) = start().await;
@@ -259,24 +292,52 @@ async fn main() {
         .collect();
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     for clients in client_counts {
-        for (label, members) in [
-            ("fresh members", &fresh),
-            ("members with 1,000 events", &long),
-        ] {
-            if only == "join" {
+        for keys in key_modes() {
+            for (what, members) in [
+                ("fresh members", &fresh),
+                ("members with 1,000 events", &long),
+            ] {
+                if only == "join" {
+                    continue;
+                }
+                let mut samples = Vec::new();
+                for _ in 0..runs {
+                    let (client, base, token, members) =
+                        (client.clone(), base.clone(), token.clone(), members.clone());
+                    samples.push(
+                        load(clients, seconds, move |n| {
+                            let id = &members[usize::try_from(n % MEMBERS).unwrap_or(0)];
+                            let request = client
+                                .post(format!("{base}/members/{id}/points/earn"))
+                                .bearer_auth(&token)
+                                .json(&json!({ "amount": 1 }));
+                            keyed(request, keys)
+                        })
+                        .await,
+                    );
+                }
+                let m = median(samples);
+                println!(
+                    "{:<46} {:>10.0} {:>9.2} {:>9.2}",
+                    label(&format!("earn points, {what}, {clients} clients"), keys),
+                    m.per_second,
+                    m.p50_ms,
+                    m.p99_ms
+                );
+            }
+            if only == "earn" {
                 continue;
             }
             let mut samples = Vec::new();
             for _ in 0..runs {
-                let (client, base, token, members) =
-                    (client.clone(), base.clone(), token.clone(), members.clone());
+                let (client, base, phones) = (client.clone(), base.clone(), Arc::clone(&phones));
                 samples.push(
-                    load(clients, seconds, move |n| {
-                        let id = &members[usize::try_from(n % MEMBERS).unwrap_or(0)];
-                        client
-                            .post(format!("{base}/members/{id}/points/earn"))
-                            .bearer_auth(&token)
-                            .json(&json!({ "amount": 1 }))
+                    load(clients, seconds, move |_| {
+                        let n = phones.fetch_add(1, Ordering::Relaxed);
+                        let request = client.post(format!("{base}/members")).json(
+                            &json!({ "phoneNo": format!("0108{n:07}"), "nickname": "bench" }),
+                        );
+                        keyed(request, keys)
                     })
                     .await,
                 );
@@ -284,36 +345,12 @@ async fn main() {
             let m = median(samples);
             println!(
                 "{:<46} {:>10.0} {:>9.2} {:>9.2}",
-                format!("earn points, {label}, {clients} clients"),
+                label(&format!("join, {clients} clients"), keys),
                 m.per_second,
                 m.p50_ms,
                 m.p99_ms
             );
         }
-        if only == "earn" {
-            continue;
-        }
-        let mut samples = Vec::new();
-        for _ in 0..runs {
-            let (client, base, phones) = (client.clone(), base.clone(), Arc::clone(&phones));
-            samples.push(
-                load(clients, seconds, move |_| {
-                    let n = phones.fetch_add(1, Ordering::Relaxed);
-                    client
-                        .post(format!("{base}/members"))
-                        .json(&json!({ "phoneNo": format!("0108{n:07}"), "nickname": "bench" }))
-                })
-                .await,
-            );
-        }
-        let m = median(samples);
-        println!(
-            "{:<46} {:>10.0} {:>9.2} {:>9.2}",
-            format!("join, {clients} clients"),
-            m.per_second,
-            m.p50_ms,
-            m.p99_ms
-        );
     }
     if let Some(exported) = exported {
         println!(

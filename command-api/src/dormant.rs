@@ -2,13 +2,16 @@
 
 use crate::handle::Origin;
 use chrono::Utc;
+use mileage_domain::ErrorKind;
 use mileage_domain::aggregate::stream_name;
+use mileage_domain::command_key::{CommandKey, CommandKeyCommand};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand, DormantStatus};
 use mileage_domain::ids::{DormantMemberId, MemberId};
+use mileage_domain::pii::PersonKey;
 use mileage_domain::values::{Nickname, PhoneNumber};
-use mileage_domain::{Aggregate, ErrorKind};
+use mileage_store::executor::FirstDecision;
 
-use crate::handle::{Handled, handle, load};
+use crate::handle::{Handled, handle, handle_pair, load};
 use crate::personal::seal;
 use crate::release_guard::Release;
 use crate::state::AppState;
@@ -16,6 +19,11 @@ use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 
 /// Registers `member_id` as a dormant target under a new sequential id.
+/// With an `Idempotency-Key`, the id is recorded on the key's own stream in
+/// the same append (see [`mileage_domain::command_key`]): every attempt of
+/// the key answers the target the first append created, and one that finds
+/// the record without the target (a store that appends the parts in order
+/// lost the second) completes it.
 pub(crate) async fn register(
     state: &AppState,
     member_id: MemberId,
@@ -25,18 +33,82 @@ pub(crate) async fn register(
 ) -> Result<(DormantMemberId, Handled<DormantMember>), ApiError> {
     let phone = PhoneNumber::parse(phone)?;
     let nickname = Nickname::parse(nickname)?;
-    let id = DormantMemberId::parse(&state.ctx.ids.next("dormantMember").await?.to_string())?;
-    let stream = stream_name::<DormantMember>(&id);
-    let key = state.ctx.keys.get_or_create(&stream).await?;
-    let command = DormantMemberCommand::Register {
-        id: id.clone(),
-        member_id,
-        phone: seal(&key, "phoneNo", phone.as_str()),
-        nickname: seal(&key, "nickname", nickname.as_str()),
+    let executor = &state.ctx.executor;
+    let registration = |id: DormantMemberId, key: &PersonKey| DormantMemberCommand::Register {
+        id,
+        member_id: member_id.clone(),
+        phone: seal(key, "phoneNo", phone.as_str()),
+        nickname: seal(key, "nickname", nickname.as_str()),
         at: Utc::now(),
     };
-    let handled = handle::<DormantMember>(&state.ctx.executor, &stream, command, origin).await?;
+    let Some(key_id) = origin.key else {
+        let id = new_target_id(state).await?;
+        let stream = stream_name::<DormantMember>(&id);
+        let key = state.ctx.keys.get_or_create(&stream).await?;
+        let handled =
+            handle::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin)
+                .await?;
+        return Ok((id, handled));
+    };
+    let key_stream = stream_name::<CommandKey>(&key_id);
+    let first = executor
+        .replayed::<CommandKey>(&key_stream, origin.ids)
+        .await?;
+    let id = if let Some(recorded) = first {
+        assigned(&recorded.state)?
+    } else {
+        let drawn = new_target_id(state).await?;
+        let stream = stream_name::<DormantMember>(&drawn);
+        let key = state.ctx.keys.get_or_create(&stream).await?;
+        let record = CommandKeyCommand {
+            id: drawn.to_string(),
+            at: Utc::now(),
+        };
+        let created = handle_pair::<CommandKey, DormantMember>(
+            executor,
+            (&key_stream, record),
+            (&stream, registration(drawn.clone(), &key)),
+            // Both streams are new: no read on the happy path.
+            FirstDecision::OnKnown,
+            origin,
+        )
+        .await;
+        match created {
+            Ok((recorded, handled)) if !recorded.replayed => return Ok((drawn, handled)),
+            // Another attempt of this key got there first: its target.
+            Ok((recorded, _)) => {
+                state.ctx.keys.delete(&stream).await?;
+                assigned(&recorded.state)?
+            }
+            Err(refused @ ApiError::Domain { .. }) => {
+                state.ctx.keys.delete(&stream).await?;
+                return Err(refused);
+            }
+            Err(other) => return Err(other),
+        }
+    };
+    let stream = stream_name::<DormantMember>(&id);
+    let key = state.ctx.keys.get_or_create(&stream).await?;
+    let handled =
+        handle::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
     Ok((id, handled))
+}
+
+/// The next sequential target id.
+async fn new_target_id(state: &AppState) -> Result<DormantMemberId, ApiError> {
+    Ok(DormantMemberId::parse(
+        &state.ctx.ids.next("dormantMember").await?.to_string(),
+    )?)
+}
+
+/// The target a key's record names.
+fn assigned(key: &CommandKey) -> Result<DormantMemberId, ApiError> {
+    match key {
+        CommandKey::Assigned { id } => Ok(DormantMemberId::parse(id)?),
+        CommandKey::Unused => Err(ApiError::Internal(anyhow::anyhow!(
+            "a key found in the log records no target"
+        ))),
+    }
 }
 
 /// Marks a target dormant (its notice follows asynchronously).
@@ -73,26 +145,22 @@ pub(crate) async fn release(
         }
         DormantMember::Unregistered => caller.require_manager()?,
     }
-    let probe = DormantMemberCommand::Clear {
-        rejoined_member_id: MemberId::parse("0")?,
-        at: Utc::now(),
-    };
-    if target
-        .decide(probe)
-        .map_err(|e| ApiError::domain(&e))?
-        .is_empty()
-    {
+    let Some(registered) = target.releasable().map_err(|e| ApiError::domain(&e))? else {
+        // Released already: by this very request's first attempt, when the
+        // log says so, with its outcome; otherwise as it stands.
+        let executor = &state.ctx.executor;
+        if let Some(first) = executor
+            .replayed::<DormantMember>(&stream, origin.ids)
+            .await?
+        {
+            return Ok(first);
+        }
         return Ok(Handled {
             state: target,
             version,
             position: None,
             replayed: false,
         });
-    }
-    let DormantMember::Registered(registered) = &target else {
-        return Err(ApiError::Internal(anyhow::anyhow!(
-            "a releasable target must be registered"
-        )));
     };
     let erased = || ApiError::Domain {
         kind: ErrorKind::Conflict,
@@ -105,7 +173,7 @@ pub(crate) async fn release(
     let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
     // The join is the release's, derived from the target and its version:
     // asked again (a retry after any failure), it answers the same member.
-    let release = Release::of(id, version, origin);
+    let release = Release::of(id, version, origin, state.members.secret());
     let rejoined_member_id = state.join.join(&phone, &nickname, &release).await?;
     fail::fail_point!("release::after_join", |_| Err(ApiError::Internal(
         anyhow::anyhow!("failpoint release::after_join: the process stopped")

@@ -22,6 +22,10 @@ pub(crate) type Handled<A> = Executed<A>;
 pub(crate) struct Origin {
     pub(crate) causation: Causation,
     pub(crate) ids: EventIds,
+    /// The scoped key's own id (from the key alone, not the request), when
+    /// the command has a key: it names the key's `commandKey-` stream,
+    /// where a command that creates something records what it created.
+    pub(crate) key: Option<Uuid>,
 }
 
 /// Namespace of the seeds derived from idempotency keys.
@@ -33,6 +37,7 @@ impl Origin {
         Self {
             causation,
             ids: EventIds::Fresh,
+            key: None,
         }
     }
 
@@ -43,6 +48,7 @@ impl Origin {
         Self {
             causation,
             ids: EventIds::DerivedFrom(seed),
+            key: Some(Uuid::new_v5(&KEY_NAMESPACE, key.as_bytes())),
         }
     }
 }

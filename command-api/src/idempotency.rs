@@ -4,23 +4,33 @@
 //! (role and subject; the public join: anyone) and its route (method and
 //! path): another caller's, or another route's, same key is another key, and
 //! its commands derive other event ids. The token is checked before a key is
-//! claimed (nothing is written for a request that is refused at the door),
-//! and answers that say nothing about the state (400, 401, 403, 413, 415)
-//! are not kept, like 5xx. Keys live in PostgreSQL, so they
-//! survive restarts and are shared by replicas. A key is claimed before the
-//! command runs, so two concurrent requests with one key cannot both run (the
-//! second gets 409 while the first is in flight). Answers of 5xx are not kept:
-//! the key may be retried. Keys are kept for a retention period (a day by
-//! default) and then deleted, so the table does not grow with the log; the
-//! gateway gives every command without a key one of its own, so it can
-//! retry a command on another instance without running it twice.
+//! claimed (nothing is written for a request that is refused at the door).
+//!
+//! **The log decides, this table only remembers.** Every id a keyed command
+//! creates derives from the key or is read back from what an earlier attempt
+//! appended (see [`crate::handle::Origin`]), so any number of attempts, one
+//! after another or at once, append at most once and answer the same
+//! outcome whatever this table says. The table keeps the request's
+//! fingerprint (422 for another request under the key) and the answer, so a
+//! retry is answered without running the command; a second attempt while
+//! the first still runs gets a courtesy 409 until the first one's lease
+//! passes, after which it runs (and the log answers it). Its writes commit
+//! without waiting for the disk: a row lost in a crash costs a re-run, never
+//! a second application. An answer is written only by the attempt that
+//! claimed the key (a takeover's answer is never overwritten by a slow first
+//! attempt), and answers that say "try again" (409 conflict, 429, 5xx) or
+//! say nothing of the state (400, 401, 403, 413, 415) are not kept. Keys are
+//! kept for a retention period (a day by default) and then deleted; the
+//! gateway gives every command without a key one of its own, so it can retry
+//! a command on another instance without running it twice.
 
 use axum::body::{Body, to_bytes};
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::response::Parts as AnswerParts;
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
@@ -30,6 +40,7 @@ use sha2::{Digest, Sha256};
 
 use mileage_service::ApiError;
 use mileage_service::auth::{Caller, Verifier};
+use mileage_service::error::RetryAnswer;
 
 use crate::handle::Origin;
 
@@ -53,8 +64,9 @@ pub(crate) struct IdempotencyStore {
 
 /// What the key table says about a request.
 enum Claim {
-    /// New key: run the command.
-    Fresh,
+    /// Ours to run: a new key, or one whose first attempt's lease passed.
+    /// The token names this attempt: only it may write the answer.
+    Fresh(uuid::Uuid),
     /// Same request seen: answer this.
     Replay(Response),
     /// Same key, another request.
@@ -65,7 +77,8 @@ enum Claim {
 
 impl IdempotencyStore {
     /// Creates the table when missing; replicas starting together on a new
-    /// database take turns.
+    /// database take turns. `pool` should commit without waiting for the
+    /// disk (`PgEventStore::lazy_commit_pool`): the table is a cache.
     pub(crate) async fn new(pool: Pool, lease: std::time::Duration) -> Result<Self, ApiError> {
         let client = pool.get().await.map_err(internal)?;
         mileage_store::postgres::create_under_lock(
@@ -81,7 +94,8 @@ impl IdempotencyStore {
              CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
                  ON idempotency_keys (created_at);
              ALTER TABLE idempotency_keys
-                 ADD COLUMN IF NOT EXISTS claimed_at timestamptz NOT NULL DEFAULT now();",
+                 ADD COLUMN IF NOT EXISTS claimed_at timestamptz NOT NULL DEFAULT now();
+             ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS claim uuid;",
         )
         .await
         .map_err(internal)?;
@@ -124,25 +138,26 @@ impl IdempotencyStore {
 
     async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
         let client = self.pool.get().await.map_err(internal)?;
+        let token = uuid::Uuid::new_v4();
         // A key released (after a 5xx) between our insert and select is
         // claimed again; twice in a row is not worth waiting for.
         for _ in 0..3 {
             // New, or in flight past its lease (its request died or hangs):
-            // ours to run. The command's event ids derive from the key, so a
-            // takeover of a request that did append appends nothing again.
+            // ours to run. The log decides which attempt's append counts,
+            // so a takeover of a request that did append appends nothing.
             let inserted = client
                 .execute(
-                    "INSERT INTO idempotency_keys (key, fingerprint) VALUES ($1, $2)
-                     ON CONFLICT (key) DO UPDATE SET claimed_at = now()
+                    "INSERT INTO idempotency_keys (key, fingerprint, claim) VALUES ($1, $2, $4)
+                     ON CONFLICT (key) DO UPDATE SET claimed_at = now(), claim = EXCLUDED.claim
                       WHERE idempotency_keys.status IS NULL
                         AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
                         AND idempotency_keys.claimed_at < now() - make_interval(secs => $3)",
-                    &[&key, &fingerprint, &self.lease.as_secs_f64()],
+                    &[&key, &fingerprint, &self.lease.as_secs_f64(), &token],
                 )
                 .await
                 .map_err(internal)?;
             if inserted == 1 {
-                return Ok(Claim::Fresh);
+                return Ok(Claim::Fresh(token));
             }
             let row = client
                 .query_opt(
@@ -158,17 +173,23 @@ impl IdempotencyStore {
         Ok(Claim::InFlight)
     }
 
+    /// Keeps the answer of the attempt that holds `claim`, or lets the key
+    /// go when the answer is not kept; a claim taken over since (the lease
+    /// passed) is the other attempt's to answer, and nothing is written.
     async fn record(
         &self,
         key: &str,
-        status: StatusCode,
-        headers: &HeaderMap,
+        claim: uuid::Uuid,
+        answer: &AnswerParts,
         body: &[u8],
     ) -> Result<(), ApiError> {
         let client = self.pool.get().await.map_err(internal)?;
-        if !kept(status) {
+        if !kept(answer) {
             client
-                .execute("DELETE FROM idempotency_keys WHERE key = $1", &[&key])
+                .execute(
+                    "DELETE FROM idempotency_keys WHERE key = $1 AND claim = $2",
+                    &[&key, &claim],
+                )
                 .await
                 .map_err(internal)?;
             return Ok(());
@@ -176,16 +197,18 @@ impl IdempotencyStore {
         let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
             .iter()
             .filter_map(|name| {
-                let value = headers.get(*name)?.to_str().ok()?;
+                let value = answer.headers.get(*name)?.to_str().ok()?;
                 Some(((*name).to_owned(), value.into()))
             })
             .collect();
         client
             .execute(
-                "UPDATE idempotency_keys SET status = $2, headers = $3, body = $4 WHERE key = $1",
+                "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
+                  WHERE key = $1 AND claim = $2",
                 &[
                     &key,
-                    &i16::try_from(status.as_u16()).unwrap_or(200),
+                    &claim,
+                    &i16::try_from(answer.status.as_u16()).unwrap_or(200),
                     &serde_json::Value::Object(kept),
                     &body,
                 ],
@@ -313,17 +336,22 @@ fn scoped(owner: &str, method: &Method, path: &str, key: &str) -> String {
         .as_slice())
 }
 
-/// Answers that do not depend on the state: a retry may well get another
-/// one (after fixing the request or the token), so they are not kept.
-fn kept(status: StatusCode) -> bool {
-    !(status.is_server_error()
+/// Whether an answer is kept for the key's retries. Not kept: answers that
+/// do not depend on the state (a retry may well get another one, after
+/// fixing the request or the token: 400, 401, 403, 413, 415) and answers
+/// that say "try again" (a conflict, a used-up limit, 5xx: see
+/// [`RetryAnswer`]), which a stored copy would repeat for a day.
+fn kept(answer: &AnswerParts) -> bool {
+    !(answer.status.is_server_error()
+        || answer.extensions.get::<RetryAnswer>().is_some()
         || matches!(
-            status,
+            answer.status,
             StatusCode::BAD_REQUEST
                 | StatusCode::UNAUTHORIZED
                 | StatusCode::FORBIDDEN
                 | StatusCode::PAYLOAD_TOO_LARGE
                 | StatusCode::UNSUPPORTED_MEDIA_TYPE
+                | StatusCode::TOO_MANY_REQUESTS
         ))
 }
 
@@ -388,7 +416,7 @@ pub(crate) async fn idempotent(
                 field: None,
             }
         }),
-        Claim::Fresh => {
+        Claim::Fresh(claim) => {
             let response = next.run(Request::from_parts(parts, Body::from(body))).await;
             let (parts, body) = response.into_parts();
             let bytes = to_bytes(body, usize::MAX)
@@ -397,9 +425,7 @@ pub(crate) async fn idempotent(
             fail::fail_point!("idempotency::before_record", |_| Err(ApiError::Internal(
                 anyhow::anyhow!("failpoint idempotency::before_record: the process stopped")
             )));
-            store
-                .record(&key, parts.status, &parts.headers, &bytes)
-                .await?;
+            store.record(&key, claim, &parts, &bytes).await?;
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
     }

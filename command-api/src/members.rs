@@ -8,12 +8,12 @@ use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberCommand};
-use mileage_domain::phone_registry::{PhoneRegistry, PhoneRegistryCommand};
-use mileage_domain::pii::phone_index;
+use mileage_domain::phone_registry::{PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError};
+use mileage_domain::pii::{PersonKey, phone_index};
 use mileage_domain::values::{Nickname, PhoneNumber};
 
 use mileage_service::ApiError;
-use mileage_store::executor::FirstDecision;
+use mileage_store::executor::{ExecuteError, FirstDecision, Refused};
 
 use crate::context::Context;
 use crate::handle::{Handled, handle, handle_pair, load};
@@ -33,6 +33,12 @@ impl Members {
         Self { ctx, phone_secret }
     }
 
+    /// The server-side secret: it names phone streams and makes release
+    /// keys (`mileage_domain::pii::release_key`).
+    pub(crate) fn secret(&self) -> &[u8] {
+        &self.phone_secret
+    }
+
     /// The stream of a phone number's uniqueness claim.
     fn phone_stream(&self, phone: &PhoneNumber) -> String {
         stream_name::<PhoneRegistry>(&phone_index(&self.phone_secret, phone))
@@ -40,7 +46,11 @@ impl Members {
 
     /// Joins a new member: claims the phone number and records the member
     /// in one append, so a number is never held by a member that does not
-    /// exist. A retry of a join that was applied answers that member.
+    /// exist. The claim names the member, so it is also the join's record:
+    /// every attempt of one join (the same derived event ids) answers the
+    /// member its first append claimed the number for, and an attempt that
+    /// finds the claim without the member (a store that appends the parts
+    /// in order lost the second) completes the join.
     pub(crate) async fn join(
         &self,
         phone: &str,
@@ -52,75 +62,91 @@ impl Members {
         let nickname = Nickname::parse(nickname)?;
         let claim_stream = self.phone_stream(&phone);
         let executor = &self.ctx.executor;
-        if let Some(claimed) = executor
+        let joining = |member_id: &MemberId, key: &PersonKey, at| MemberCommand::Join {
+            member_id: member_id.clone(),
+            phone: seal(key, "phoneNo", phone.as_str()),
+            nickname: seal(key, "nickname", nickname.as_str()),
+            at,
+            rejoining: rejoining.clone(),
+        };
+        let first = executor
             .replayed::<PhoneRegistry>(&claim_stream, origin.ids)
-            .await?
-            && let PhoneRegistry::Held { member_id } = claimed.state
-        {
-            let stream = stream_name::<Member>(&member_id);
-            let joined =
-                if let Some(joined) = executor.replayed::<Member>(&stream, origin.ids).await? {
-                    joined
-                } else {
-                    // The claim was appended alone (a store whose multi-stream
-                    // append is not atomic): the member as it stands.
-                    let (state, version) = load::<Member>(executor, &stream).await?;
-                    Handled {
-                        state,
-                        version,
-                        position: claimed.position,
-                        replayed: true,
-                    }
-                };
-            return Ok((member_id, joined));
-        }
-        let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
+            .await?;
+        let claimed = if let Some(claimed) = first {
+            claimed
+        } else {
+            let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
+            let member_stream = stream_name::<Member>(&member_id);
+            let key = self.ctx.keys.get_or_create(&member_stream).await?;
+            fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
+                anyhow::anyhow!("failpoint join::after_key")
+            )));
+            let at = Utc::now();
+            let claim = PhoneRegistryCommand::Claim {
+                member_id: member_id.clone(),
+                at,
+            };
+            let join = joining(&member_id, &key, at);
+            let pair = || {
+                executor.execute_pair::<PhoneRegistry, Member>(
+                    (&claim_stream, claim.clone()),
+                    (&member_stream, join.clone()),
+                    // The member's id is new and most numbers are free:
+                    // no read.
+                    FirstDecision::OnKnown,
+                    origin.ids,
+                    origin.causation,
+                )
+            };
+            let mut joined = pair().await;
+            if matches!(
+                joined,
+                Err(ExecuteError::Rejected(Refused::First(
+                    PhoneRegistryError::Taken
+                )))
+            ) && self.free_stale_claim(&claim_stream).await?
+            {
+                joined = pair().await;
+            }
+            match joined {
+                Ok((claimed, joined)) if !claimed.replayed => return Ok((member_id, joined)),
+                // Another attempt of this join got there first: the
+                // member id drawn here seals nothing.
+                Ok((claimed, _)) => {
+                    self.ctx.keys.delete(&member_stream).await?;
+                    claimed
+                }
+                Err(ExecuteError::Rejected(refused)) => {
+                    // Refused: nothing was appended for this new id, so
+                    // its key seals nothing. (After any other failure
+                    // the append may have committed unseen; the key
+                    // stays.)
+                    self.ctx.keys.delete(&member_stream).await?;
+                    return Err(match refused {
+                        Refused::First(e) => ApiError::domain(&e),
+                        Refused::Second(e) => ApiError::domain(&e),
+                    });
+                }
+                Err(ExecuteError::Contended { .. }) => return Err(ApiError::Conflict),
+                Err(ExecuteError::Store(e)) => return Err(e.into()),
+            }
+        };
+        let PhoneRegistry::Held { member_id } = claimed.state else {
+            return Err(ApiError::Internal(anyhow::anyhow!(
+                "a join's claim, found in the log, names no member"
+            )));
+        };
+        // The first attempt's member: its outcome, or the join completed.
         let member_stream = stream_name::<Member>(&member_id);
         let key = self.ctx.keys.get_or_create(&member_stream).await?;
-        fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
-            anyhow::anyhow!("failpoint join::after_key")
-        )));
-        let at = Utc::now();
-        let claim = PhoneRegistryCommand::Claim {
-            member_id: member_id.clone(),
-            at,
-        };
-        let join = MemberCommand::Join {
-            member_id: member_id.clone(),
-            phone: seal(&key, "phoneNo", phone.as_str()),
-            nickname: seal(&key, "nickname", nickname.as_str()),
-            at,
-            rejoining,
-        };
-        let pair = |claim, join| {
-            handle_pair::<PhoneRegistry, Member>(
-                executor,
-                (&claim_stream, claim),
-                (&member_stream, join),
-                // The member's id is new and most numbers are free: no read.
-                FirstDecision::OnKnown,
-                origin,
-            )
-        };
-        let joined = match pair(claim.clone(), join.clone()).await {
-            Err(ApiError::Domain { code, .. })
-                if code == "member.phone_taken" && self.free_stale_claim(&claim_stream).await? =>
-            {
-                pair(claim, join).await
-            }
-            other => other,
-        };
-        match joined {
-            Ok((_, joined)) => Ok((member_id, joined)),
-            Err(refused @ ApiError::Domain { .. }) => {
-                // Refused: nothing was appended for this new id, so its key
-                // seals nothing. (After any other failure the append may have
-                // committed unseen; the key stays.)
-                self.ctx.keys.delete(&member_stream).await?;
-                Err(refused)
-            }
-            Err(other) => Err(other),
-        }
+        let joined = handle::<Member>(
+            executor,
+            &member_stream,
+            joining(&member_id, &key, Utc::now()),
+            origin,
+        )
+        .await?;
+        Ok((member_id, joined))
     }
 
     /// Gives back a number held by a member who no longer holds it in fact:

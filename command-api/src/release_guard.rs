@@ -17,6 +17,7 @@ use failsafe::failure_policy::{self, ConsecutiveFailures};
 use failsafe::futures::CircuitBreaker;
 use failsafe::{Config, StateMachine};
 use mileage_domain::ids::{DormantMemberId, MemberId};
+use mileage_domain::pii::release_key;
 use serde_json::{Value, json};
 
 use mileage_service::ApiError;
@@ -52,7 +53,9 @@ pub(crate) trait Join: Send + Sync {
 }
 
 /// One release's join: the target, and the key and origin that make the
-/// join idempotent (both derived from the target and its version).
+/// join idempotent (both derived from the target and its version, the key
+/// made with the server-side secret so that no client can claim it: see
+/// [`mileage_domain::pii::release_key`]).
 #[derive(Debug, Clone)]
 pub(crate) struct Release {
     pub(crate) target: DormantMemberId,
@@ -61,9 +64,15 @@ pub(crate) struct Release {
 }
 
 impl Release {
-    /// The release of `target` as it stands at `version`.
-    pub(crate) fn of(target: &DormantMemberId, version: Option<u64>, origin: Origin) -> Self {
-        let key = format!("release-{target}-{}", version.map_or(0, |v| v + 1));
+    /// The release of `target` as it stands at `version`, its key made
+    /// with `secret`.
+    pub(crate) fn of(
+        target: &DormantMemberId,
+        version: Option<u64>,
+        origin: Origin,
+        secret: &[u8],
+    ) -> Self {
+        let key = release_key(secret, target, version.map_or(0, |v| v + 1));
         Self {
             origin: Origin::keyed(origin.causation, &key, "join"),
             target: target.clone(),
@@ -85,6 +94,10 @@ pub(crate) enum JoinFailure {
     Dependency(String),
     /// The member context refused (e.g. the number is taken): passed on.
     Refused(ApiError),
+    /// The member context asks to try again (the same join still in flight,
+    /// a rate limit): a 503 for the release, not counted against the
+    /// breaker, and never a refusal a stored answer would keep.
+    Busy(String),
 }
 
 impl JoinGuard {
@@ -145,6 +158,14 @@ impl JoinGuard {
                     retry_after: self.retry_after(),
                 })
             }
+            Err(failsafe::Error::Inner(JoinFailure::Busy(reason))) => {
+                tracing::info!(%reason, "member join busy");
+                Err(ApiError::Unavailable {
+                    detail: "the member service is busy with this release; try again shortly"
+                        .into(),
+                    retry_after: 1,
+                })
+            }
             Err(failsafe::Error::Inner(JoinFailure::Refused(e))) => Err(e),
         }
     }
@@ -172,7 +193,13 @@ impl Join for HttpJoin {
                 release.origin.causation.correlation_id.to_string(),
             )
             .header("idempotency-key", &release.key)
-            .json(&json!({ "phoneNo": phone, "nickname": nickname }))
+            // Named, so the member context's process managers follow the
+            // join as this release's (the key proves it is one).
+            .json(&json!({
+                "phoneNo": phone,
+                "nickname": nickname,
+                "rejoining": release.target.as_str(),
+            }))
             .send()
             .await
             .map_err(|e| JoinFailure::Dependency(format!("member API unreachable: {e}")))?;
@@ -181,6 +208,14 @@ impl Join for HttpJoin {
         if status.is_server_error() {
             return Err(JoinFailure::Dependency(format!(
                 "member API answered {status}"
+            )));
+        }
+        let asks_retry = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            || (status == reqwest::StatusCode::CONFLICT && body["code"] == "idempotency.in_flight");
+        if asks_retry {
+            return Err(JoinFailure::Busy(format!(
+                "member API answered {status} ({})",
+                body["code"].as_str().unwrap_or("no code")
             )));
         }
         if !status.is_success() {
@@ -247,6 +282,7 @@ impl Join for Members {
         .map_err(|e| match e {
             ApiError::Unavailable { detail, .. } => JoinFailure::Dependency(detail),
             ApiError::Internal(e) => JoinFailure::Dependency(e.to_string()),
+            ApiError::Conflict => JoinFailure::Busy("the join kept conflicting".into()),
             other => JoinFailure::Refused(other),
         })
     }

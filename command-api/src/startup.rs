@@ -27,6 +27,10 @@ use mileage_service::limits::RateLimits;
 /// Streams whose folded state is kept between commands (a few hundred bytes
 /// each).
 const STATE_CACHE_STREAMS: NonZeroUsize = NonZeroUsize::new(10_000).expect("not zero");
+
+/// Connections of the idempotency table's pool: its statements are short
+/// and commit without waiting for the disk, so a few serve every request.
+const IDEMPOTENCY_CONNECTIONS: usize = 8;
 /// How often expired idempotency keys are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(600);
 /// How often person keys that seal nothing are looked for, and how old a
@@ -59,8 +63,11 @@ impl Application {
         } else {
             PgKeyStore::new(pg.pool().clone())
         });
-        let idempotency =
-            IdempotencyStore::new(pg.pool().clone(), settings.idempotency_lease).await?;
+        let idempotency = IdempotencyStore::new(
+            pg.lazy_commit_pool(IDEMPOTENCY_CONNECTIONS)?,
+            settings.idempotency_lease,
+        )
+        .await?;
         let person_keys = Arc::clone(&keys);
         let store = event_store(settings.eventstoredb_url.as_deref(), pg).await?;
         let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));

@@ -12,6 +12,7 @@
 //! events in [`schema::all_event_schemas`].
 
 pub mod aggregate;
+pub mod command_key;
 pub mod dormant_member;
 pub mod envelope;
 pub mod error;

@@ -17,6 +17,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::ids::DormantMemberId;
 use crate::values::PhoneNumber;
 
 /// Bytes in a person key (XChaCha20-Poly1305 uses 256-bit keys).
@@ -219,6 +220,51 @@ pub fn phone_index(secret: &[u8], phone: &PhoneNumber) -> String {
         })
 }
 
+/// The `Idempotency-Key` of a release's join of `target` as it stands at
+/// `version`: `release-{target}-{version}-{mac}`, the mac an HMAC with the
+/// same server-side secret. Every attempt of one release derives the same
+/// key (so its join applies once), and no client can: nobody else can claim
+/// it, block it with a stored refusal, or pass a join off as a release.
+pub fn release_key(secret: &[u8], target: &DormantMemberId, version: u64) -> String {
+    format!(
+        "release-{target}-{version}-{}",
+        release_mac(secret, target.as_str(), version)
+    )
+}
+
+/// The target whose release's join `key` is, when it is a release key made
+/// with `secret` (see [`release_key`]); `None` for any other key.
+pub fn release_target(secret: &[u8], key: &str) -> Option<DormantMemberId> {
+    let rest = key.strip_prefix("release-")?;
+    let (rest, mac) = rest.rsplit_once('-')?;
+    let (target, version) = rest.rsplit_once('-')?;
+    let version: u64 = version.parse().ok()?;
+    let expected = release_mac(secret, target, version);
+    // Equal length and content, compared in full whatever differs first.
+    let same = mac.len() == expected.len()
+        && mac
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0;
+    same.then(|| DormantMemberId::parse(target).ok()).flatten()
+}
+
+fn release_mac(secret: &[u8], target: &str, version: u64) -> String {
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(b"mileage release\0");
+    mac.update(target.as_bytes());
+    mac.update(b"\0");
+    mac.update(&version.to_be_bytes());
+    mac.finalize().into_bytes()[..16]
+        .iter()
+        .fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +317,29 @@ mod tests {
             !shown.contains("171") && !shown.to_lowercase().contains("ab,"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_release_key_is_recognised_only_with_its_secret_and_unchanged() {
+        let target = DormantMemberId::parse("7").unwrap();
+        let key = release_key(b"secret", &target, 3);
+        assert!(key.starts_with("release-7-3-"));
+        assert_eq!(release_target(b"secret", &key), Some(target.clone()));
+        assert_eq!(release_target(b"other", &key), None);
+        assert_eq!(release_target(b"secret", "release-7-3"), None);
+        assert_eq!(
+            release_target(b"secret", &key.replace("release-7-3-", "release-8-3-")),
+            None
+        );
+        assert_eq!(
+            release_target(b"secret", &key.replace("release-7-3-", "release-7-4-")),
+            None
+        );
+        let mut forged = key.clone();
+        forged.pop();
+        forged.push('0');
+        forged.push('0');
+        assert_eq!(release_target(b"secret", &forged), None);
     }
 
     #[test]

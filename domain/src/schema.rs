@@ -2,6 +2,7 @@
 //! envelope. The files under `schemas/` are generated from these and a test
 //! fails when they drift.
 
+use crate::command_key::CommandKeyEvent;
 use crate::dormant_member::DormantMemberEvent;
 use crate::envelope::Envelope;
 use crate::event::{EventPayload, EventSchema};
@@ -17,6 +18,7 @@ pub fn all_event_schemas() -> Vec<EventSchema> {
     all.extend(ManagerMessageEvent::schemas());
     all.extend(PhoneRegistryEvent::schemas());
     all.extend(IdSequenceEvent::schemas());
+    all.extend(CommandKeyEvent::schemas());
     all
 }
 

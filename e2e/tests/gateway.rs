@@ -273,6 +273,19 @@ async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 200, "earn {n} through the gateway");
+        let answered_key = response
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if n == 8 {
+            assert_eq!(answered_key.as_deref(), Some("the-client-s-own"));
+        } else {
+            assert!(
+                answered_key.is_some_and(|k| k.len() == 32),
+                "the gateway answers the key it made, for a retry"
+            );
+        }
         replayed += usize::from(response.headers().contains_key("idempotent-replayed"));
         balance = response.json::<serde_json::Value>().await.unwrap()["balance"]
             .as_i64()

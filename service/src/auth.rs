@@ -200,7 +200,27 @@ impl Verifier {
                 _ => unauthorized("auth.invalid_token", "the bearer token is not valid here"),
             }
         })?;
-        let from = claims.iat.unwrap_or_else(|| now().unwrap_or(claims.exp));
+        // The lifetime counts from `iat`, which must be there and not in
+        // the future (beyond the clock leeway): otherwise a token could
+        // claim to be issued tomorrow and live a day longer than allowed.
+        let Some(from) = claims.iat else {
+            return Err(unauthorized(
+                "auth.token_lifetime",
+                "the bearer token has no iat, so its lifetime cannot be checked",
+            ));
+        };
+        let at = now().map_err(|_| {
+            unauthorized(
+                "auth.invalid_token",
+                "the bearer token cannot be checked now",
+            )
+        })?;
+        if from > at + CLOCK_LEEWAY_SECS {
+            return Err(unauthorized(
+                "auth.token_lifetime",
+                "the bearer token is issued in the future",
+            ));
+        }
         if claims.exp.saturating_sub(from) > self.max_lifetime {
             return Err(unauthorized(
                 "auth.token_lifetime",
@@ -211,9 +231,12 @@ impl Verifier {
     }
 }
 
+/// How far apart the issuer's clock and ours may be, in seconds.
+const CLOCK_LEEWAY_SECS: u64 = 5;
+
 fn validation(algorithm: Algorithm) -> Validation {
     let mut validation = Validation::new(algorithm);
-    validation.leeway = 5;
+    validation.leeway = CLOCK_LEEWAY_SECS;
     // A token is no good before its `nbf` either (when it has one).
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "sub"]);
@@ -409,6 +432,21 @@ mod tests {
             verifier.verify(&signed(&long)).is_err(),
             "without iat, from now"
         );
+        let mut without_iat = good.clone();
+        without_iat.as_object_mut().unwrap().remove("iat");
+        let refused = verifier.verify(&signed(&without_iat)).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("auth.token_lifetime"),
+            "a short token without iat is refused too: {refused:?}"
+        );
+        let mut future = good.clone();
+        future["iat"] = json!(at + 3600);
+        future["exp"] = json!(at + 3600 + 600);
+        let refused = verifier.verify(&signed(&future)).unwrap_err();
+        assert!(
+            format!("{refused:?}").contains("auth.token_lifetime"),
+            "an iat in the future is refused: {refused:?}"
+        );
     }
 
     #[test]
@@ -496,11 +534,13 @@ mod tests {
     fn a_token_is_refused_before_its_not_before_time() {
         let verifier = Verifier::hs256(SECRET);
         let at = now().unwrap();
-        let early =
-            signed(&json!({ "sub": "ops", "role": "manager", "exp": at + 3600, "nbf": at + 600 }));
+        let early = signed(
+            &json!({ "sub": "ops", "role": "manager", "iat": at, "exp": at + 3600, "nbf": at + 600 }),
+        );
         assert!(verifier.verify(&early).is_err());
-        let due =
-            signed(&json!({ "sub": "ops", "role": "manager", "exp": at + 3600, "nbf": at - 1 }));
+        let due = signed(
+            &json!({ "sub": "ops", "role": "manager", "iat": at, "exp": at + 3600, "nbf": at - 1 }),
+        );
         assert!(verifier.verify(&due).is_ok());
     }
 }

@@ -90,7 +90,24 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Marks an answer that says "try again" (a conflict, a used-up limit, an
+/// unavailable store or dependency, an internal failure): a retry may well
+/// get another answer, so no stored answer of a key may be one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryAnswer;
+
 impl ApiError {
+    /// Whether this answer says "try again" (see [`RetryAnswer`]).
+    pub fn says_retry(&self) -> bool {
+        matches!(
+            self,
+            Self::Conflict
+                | Self::RateLimited { .. }
+                | Self::Unavailable { .. }
+                | Self::Internal(_)
+        )
+    }
+
     /// 404 with this code: nothing under the id asked for.
     pub fn not_found(code: &'static str, detail: impl Into<String>) -> Self {
         Self::Domain {
@@ -227,6 +244,7 @@ impl From<QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let says_retry = self.says_retry();
         let detail = if let Self::Internal(cause) = &self {
             tracing::error!(error = ?cause, "request failed");
             "an internal error occurred".to_owned()
@@ -261,6 +279,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if says_retry {
+            response.extensions_mut().insert(RetryAnswer);
         }
         response
     }

@@ -3,12 +3,14 @@
 use crate::handle::Origin;
 use axum::Router;
 use axum::extract::{Extension, Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{delete, post};
 use chrono::Utc;
-use mileage_domain::ids::MemberId;
+use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{MemberCommand, PointLimits};
+use mileage_domain::pii::release_target;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -47,6 +49,12 @@ pub(super) struct JoinRequest {
     /// The source document sends `READY`; nothing else is accepted.
     #[schema(example = "READY", pattern = "^READY$")]
     member_status: Option<String>,
+    /// Set by a release of this dormant target (its join over HTTP), and
+    /// accepted only with the `Idempotency-Key` that release made (403
+    /// `auth.forbidden` otherwise): the member context's process
+    /// managers then follow the join as that release's.
+    #[schema(value_type = Option<String>, pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    rejoining: Option<String>,
 }
 
 /// `POST /members/{id}/points/earn|use`: how many points.
@@ -112,6 +120,7 @@ impl MemberAnswer {
         (status = 201, description = "Joined", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
         super::BodyRefusals,
+        (status = 403, description = "`rejoining` without the Idempotency-Key of that target's release", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The phone number belongs to a member", body = Problem, content_type = "application/problem+json"),
         super::RateLimited,
         super::KeyReused,
@@ -121,6 +130,7 @@ impl MemberAnswer {
 pub(super) async fn join(
     State(state): State<AppState>,
     Extension(origin): Extension<Origin>,
+    headers: HeaderMap,
     AppJson(request): AppJson<JoinRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(status) = request.member_status.filter(|s| s != "READY") {
@@ -130,15 +140,41 @@ pub(super) async fn join(
             format!("a joining member's status can only be READY, not {status:?}"),
         ));
     }
+    let rejoining = match request.rejoining {
+        Some(target) => Some(proven_release(&state, &headers, &target)?),
+        None => None,
+    };
     let (id, joined) = state
         .members
-        .join(&request.phone_no, &request.nickname, None, origin)
+        .join(&request.phone_no, &request.nickname, rejoining, origin)
         .await?;
     let answer = MemberAnswer {
         balance: Some(joined.state.balance().0),
         ..MemberAnswer::new(id, &joined)
     };
     Ok(accepted(StatusCode::CREATED, answer, joined.position))
+}
+
+/// The target a join names as its release, when the request's key is the
+/// one that release made; 403 otherwise (no client can make one).
+fn proven_release(
+    state: &AppState,
+    headers: &HeaderMap,
+    target: &str,
+) -> Result<DormantMemberId, ApiError> {
+    let target = DormantMemberId::parse(target)?;
+    let proven = headers
+        .get(crate::idempotency::HEADER)
+        .and_then(|key| key.to_str().ok())
+        .and_then(|key| release_target(state.members.secret(), key));
+    if proven.as_ref() == Some(&target) {
+        return Ok(target);
+    }
+    Err(ApiError::Forbidden(
+        "rejoining: only a release of that dormant target, with the Idempotency-Key it made, \
+         may join as its release"
+            .into(),
+    ))
 }
 
 /// Awards points (a manager or a partner system; never the member).

@@ -5,6 +5,7 @@ mod bad_input;
 mod breaker;
 mod dormant_members;
 mod eventstoredb;
+mod exactly_once;
 mod health;
 mod helpers;
 mod idempotency;

@@ -96,6 +96,14 @@ impl DormantMember {
         }
     }
 
+    /// What a release would do now: `Ok(Some(target))` when the target can
+    /// be released, `Ok(None)` when it already is (a repeated release is a
+    /// no-op), the refusal otherwise. A release asks before it joins
+    /// anyone, so nothing is joined for a target that cannot be released.
+    pub fn releasable(&self) -> Result<Option<&DormantTarget>, DormantMemberError> {
+        self.transition(DormantStatus::Cleared)
+    }
+
     /// Checks a move to `to`. `Ok(None)` when the target is already there (a
     /// repeated command is a no-op, so at-least-once callers are safe).
     fn transition(&self, to: DormantStatus) -> Result<Option<&DormantTarget>, DormantMemberError> {

@@ -2,6 +2,7 @@
 //! and the projections use, applied to an envelope by the stream's category.
 
 use mileage_domain::Aggregate;
+use mileage_domain::command_key::CommandKey;
 use mileage_domain::dormant_member::DormantMember;
 use mileage_domain::envelope::Envelope;
 use mileage_domain::event::{DecodeError, EventPayload};
@@ -33,6 +34,7 @@ pub fn current(envelope: &Envelope) -> Result<(u16, serde_json::Value), DecodeEr
         .or_else(|| decode::<ManagerMessage>(envelope, &data))
         .or_else(|| decode::<PhoneRegistry>(envelope, &data))
         .or_else(|| decode::<IdSequence>(envelope, &data))
+        .or_else(|| decode::<CommandKey>(envelope, &data))
         .unwrap_or_else(|| {
             Err(DecodeError::UnknownEventType {
                 event_type: format!("{} (on stream {})", envelope.event_type, envelope.stream),

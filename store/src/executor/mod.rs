@@ -174,7 +174,12 @@ impl Executor {
     }
 
     /// Runs `command` against `stream`, re-deciding on version conflicts up
-    /// to [`MAX_ATTEMPTS`] times.
+    /// to [`MAX_ATTEMPTS`] times. With derived ids, an earlier attempt of
+    /// the same command that is in the log answers instead (see
+    /// [`Executor::replayed`]): looked for before deciding on a store that
+    /// would store the same ids again at another version, and otherwise only
+    /// when the store recognises the ids or the decision refuses or does
+    /// nothing, so the happy path reads nothing more than without a key.
     #[tracing::instrument(skip_all, fields(stream, correlation_id = %causation.correlation_id))]
     pub async fn execute<A>(
         &self,
@@ -187,17 +192,25 @@ impl Executor {
         A: Aggregate + Send + Sync + 'static,
         A::Command: Clone,
     {
+        let look_first = self.looks_first(ids);
         for _ in 0..MAX_ATTEMPTS {
-            if let Some(first) = self.replayed::<A>(stream, ids).await? {
+            if look_first && let Some(first) = self.replayed::<A>(stream, ids).await? {
                 return Ok(first);
             }
             let (state, version) = self.load::<A>(stream).await?;
-            let events = state
-                .decide(command.clone())
-                .map_err(ExecuteError::Rejected)?;
-            if events.is_empty() {
-                return Ok(unchanged(state, version));
-            }
+            let events = match state.decide(command.clone()) {
+                Ok(events) if !events.is_empty() => events,
+                // Refused, or nothing to do: unless an earlier attempt of
+                // this very command is what made it so.
+                decided => {
+                    if !look_first && let Some(first) = self.replayed::<A>(stream, ids).await? {
+                        return Ok(first);
+                    }
+                    return decided
+                        .map(|_| unchanged(state, version))
+                        .map_err(ExecuteError::Rejected);
+                }
+            };
             let new = new_events(stream, &events, ids, causation);
             let started = std::time::Instant::now();
             let appended = self
@@ -208,10 +221,21 @@ impl Executor {
                 .record(started.elapsed().as_secs_f64());
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
             match appended {
+                // Stored by an earlier attempt, perhaps at another version
+                // and on another state: its outcome, from the log.
+                Ok(outcome) if outcome.already_appended => {
+                    return self.first_outcome::<A>(stream, ids).await;
+                }
                 Ok(outcome) => return Ok(self.applied(stream, state, &events, outcome)),
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     metrics::counter!("command_conflicts_total").increment(1);
                     tracing::debug!(stream, "version conflict; deciding again");
+                }
+                Err(e @ StoreError::DuplicateEventId { .. }) => {
+                    return match self.replayed::<A>(stream, ids).await? {
+                        Some(first) => Ok(first),
+                        None => Err(e.into()),
+                    };
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -223,7 +247,9 @@ impl Executor {
     /// one command: both are decided on their current states and whatever
     /// they decide is appended in one multi-stream append, each part with
     /// the version read; on a conflict both are decided again.
-    /// The first decision is made on what `first_decision` says.
+    /// The first decision is made on what `first_decision` says. An earlier
+    /// attempt is found as by [`Executor::execute`], by the first stream:
+    /// its outcome there, and the second stream's as that attempt left it.
     #[tracing::instrument(skip_all, fields(first = first.0, second = second.0, correlation_id = %causation.correlation_id))]
     pub async fn execute_pair<A, B>(
         &self,
@@ -240,14 +266,12 @@ impl Executor {
         B::Command: Clone,
     {
         let ((stream_a, command_a), (stream_b, command_b)) = (first, second);
+        let streams = (stream_a, stream_b);
+        let look_first = self.looks_first(ids);
         let mut on_known = first_decision == FirstDecision::OnKnown;
         for _ in 0..MAX_ATTEMPTS + usize::from(on_known) {
-            if let Some(a) = self.replayed::<A>(stream_a, ids).await? {
-                let b = match self.replayed::<B>(stream_b, ids).await? {
-                    Some(b) => b,
-                    None => self.current::<B>(stream_b).await?,
-                };
-                return Ok((a, b));
+            if look_first && let Some(found) = self.pair_replayed::<A, B>(streams, ids).await? {
+                return Ok(found);
             }
             let ((state_a, version_a), (state_b, version_b)) = if on_known {
                 (self.known::<A>(stream_a), self.known::<B>(stream_b))
@@ -262,15 +286,25 @@ impl Executor {
                     Ok((a, b))
                 });
             let (events_a, events_b) = match decided {
-                Ok((a, b)) if !(on_known && a.is_empty() && b.is_empty()) => (a, b),
+                Ok((a, b)) if !(a.is_empty() && b.is_empty()) => (a, b),
                 // Refused, or nothing to do, on what was only assumed: see
                 // whether the streams as they are say the same.
                 _ if on_known => {
                     on_known = false;
                     continue;
                 }
-                Ok(nothing) => nothing,
-                Err(refused) => return Err(ExecuteError::Rejected(refused)),
+                // Refused, or nothing to do: unless an earlier attempt of
+                // this very command is what made it so.
+                decided => {
+                    if !look_first
+                        && let Some(found) = self.pair_replayed::<A, B>(streams, ids).await?
+                    {
+                        return Ok(found);
+                    }
+                    return decided
+                        .map(|_| (unchanged(state_a, version_a), unchanged(state_b, version_b)))
+                        .map_err(ExecuteError::Rejected);
+                }
             };
             let new_a = new_events(stream_a, &events_a, ids, causation);
             let new_b = new_events(stream_b, &events_b, ids, causation);
@@ -284,15 +318,18 @@ impl Executor {
                         events,
                     })
                     .collect();
-            if parts.is_empty() {
-                return Ok((unchanged(state_a, version_a), unchanged(state_b, version_b)));
-            }
             let started = std::time::Instant::now();
             let appended = self.store.append_many(&parts).await;
             metrics::histogram!("event_store_append_seconds")
                 .record(started.elapsed().as_secs_f64());
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
             match appended {
+                Ok(outcomes) if outcomes.iter().any(|o| o.already_appended) => {
+                    return self
+                        .pair_replayed::<A, B>(streams, ids)
+                        .await?
+                        .ok_or_else(|| not_found_again(stream_a).into());
+                }
                 Ok(outcomes) => {
                     // One outcome per part, in order; a part was left out
                     // when its command decided nothing.
@@ -320,10 +357,66 @@ impl Executor {
                     }
                     tracing::debug!(stream_a, stream_b, "version conflict; deciding again");
                 }
+                // Part of the append is an earlier attempt's (the first
+                // stream's part, the second's having gone to a stream that
+                // attempt did not use): that attempt's outcome.
+                Err(e @ StoreError::DuplicateEventId { .. }) => {
+                    return match self.pair_replayed::<A, B>(streams, ids).await? {
+                        Some(found) => Ok(found),
+                        None => Err(e.into()),
+                    };
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Err(contended(stream_a))
+    }
+
+    /// Whether a command with `ids` must look for an earlier attempt
+    /// before deciding: derived ids on a store that would store them again
+    /// at another version of the stream (EventStoreDB recognises a retry
+    /// only under the same expectation). PostgreSQL refuses a stored id
+    /// anywhere, so there the append itself tells.
+    fn looks_first(&self, ids: EventIds) -> bool {
+        ids != EventIds::Fresh && !self.store.idempotency().ids_unique_across_streams
+    }
+
+    /// An earlier attempt of a command on two streams, found by the first
+    /// stream: its outcome there, and the second stream's own outcome of
+    /// that attempt when it is there, otherwise the second stream as it
+    /// stands (a store whose parts are appended in order lost it, or the
+    /// attempt appended nothing there).
+    async fn pair_replayed<A, B>(
+        &self,
+        (stream_a, stream_b): (&str, &str),
+        ids: EventIds,
+    ) -> Result<Option<(Executed<A>, Executed<B>)>, StoreError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+        B: Aggregate + Send + Sync + 'static,
+    {
+        let Some(a) = self.replayed::<A>(stream_a, ids).await? else {
+            return Ok(None);
+        };
+        let b = match self.replayed::<B>(stream_b, ids).await? {
+            Some(b) => b,
+            None => self.current::<B>(stream_b).await?,
+        };
+        Ok(Some((a, b)))
+    }
+
+    /// The outcome of the earlier attempt a store said it recognised.
+    async fn first_outcome<A>(
+        &self,
+        stream: &str,
+        ids: EventIds,
+    ) -> Result<Executed<A>, ExecuteError<A::Error>>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        self.replayed::<A>(stream, ids)
+            .await?
+            .ok_or_else(|| not_found_again(stream).into())
     }
 
     /// The first run's outcome of a command whose event ids derive from
@@ -423,7 +516,7 @@ impl Executor {
     reason = "failpoints exist in test builds only (the `fail` crate's feature)"
 )]
 fn lost_answer<E>() -> ExecuteError<E> {
-    ExecuteError::Store(StoreError::Unavailable(
+    ExecuteError::Store(StoreError::OutcomeUnknown(
         "failpoint executor::after_append: the answer was lost".into(),
     ))
 }
@@ -442,6 +535,14 @@ fn unchanged<A>(state: A, version: Option<u64>) -> Executed<A> {
 /// parts: a bug in the adapter, not a refusal.
 fn missing_outcome() -> StoreError {
     StoreError::Backend("a multi-stream append answered fewer outcomes than parts".into())
+}
+
+/// A store that said an append was stored before, whose events its own
+/// stream then does not hold: a bug in the adapter, never a success.
+fn not_found_again(stream: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "the store recognised an earlier append to {stream}, which reading the stream does not find"
+    ))
 }
 
 /// The events to append, with their ids.
