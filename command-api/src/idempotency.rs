@@ -137,7 +137,7 @@ impl IdempotencyStore {
     }
 
     async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
-        let client = self.pool.get().await.map_err(internal)?;
+        let client = self.pool.get().await.map_err(table_unavailable)?;
         let token = uuid::Uuid::new_v4();
         // A key released (after a 5xx) between our insert and select is
         // claimed again; twice in a row is not worth waiting for.
@@ -155,7 +155,7 @@ impl IdempotencyStore {
                     &[&key, &fingerprint, &self.lease.as_secs_f64(), &token],
                 )
                 .await
-                .map_err(internal)?;
+                .map_err(table_unavailable)?;
             if inserted == 1 {
                 return Ok(Claim::Fresh(token));
             }
@@ -165,7 +165,7 @@ impl IdempotencyStore {
                     &[&key],
                 )
                 .await
-                .map_err(internal)?;
+                .map_err(table_unavailable)?;
             if let Some(row) = row {
                 return Ok(stored(&row, fingerprint));
             }
@@ -183,7 +183,7 @@ impl IdempotencyStore {
         answer: &AnswerParts,
         body: &[u8],
     ) -> Result<(), ApiError> {
-        let client = self.pool.get().await.map_err(internal)?;
+        let client = self.pool.get().await.map_err(table_unavailable)?;
         if !kept(answer) {
             client
                 .execute(
@@ -191,7 +191,7 @@ impl IdempotencyStore {
                     &[&key, &claim],
                 )
                 .await
-                .map_err(internal)?;
+                .map_err(table_unavailable)?;
             return Ok(());
         }
         let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
@@ -214,7 +214,7 @@ impl IdempotencyStore {
                 ],
             )
             .await
-            .map_err(internal)?;
+            .map_err(table_unavailable)?;
         Ok(())
     }
 }
@@ -247,6 +247,19 @@ fn stored(row: &tokio_postgres::Row, fingerprint: &str) -> Claim {
         .headers_mut()
         .insert(REPLAYED, HeaderValue::from_static("true"));
     Claim::Replay(response)
+}
+
+/// The key table failed while a request used it (the database restarting,
+/// a dropped connection): 503, and the request may be retried with its
+/// key; the log, not this table, decides whether it ran.
+fn table_unavailable(error: impl Into<anyhow::Error>) -> ApiError {
+    tracing::warn!(error = %error.into(), "idempotency key table unavailable");
+    ApiError::Unavailable {
+        detail: "the idempotency key table cannot be reached; retry with the same \
+                 Idempotency-Key"
+            .into(),
+        retry_after: 1,
+    }
 }
 
 /// A failure of the key table: ours, not the client's.
@@ -425,7 +438,11 @@ pub(crate) async fn idempotent(
             fail::fail_point!("idempotency::before_record", |_| Err(ApiError::Internal(
                 anyhow::anyhow!("failpoint idempotency::before_record: the process stopped")
             )));
-            store.record(&key, claim, &parts, &bytes).await?;
+            // The command ran: its answer goes out even when the table
+            // cannot keep it (a retry is then answered from the log).
+            if let Err(error) = store.record(&key, claim, &parts, &bytes).await {
+                tracing::warn!(%error, "the answer of a keyed command was not kept");
+            }
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
     }

@@ -1,14 +1,23 @@
-//! The crash loop: two command-API processes behind the gateway and a
-//! projector, all real processes, under a random mix of commands from 16
-//! clients, while a killer SIGKILLs one of them every few seconds and starts
-//! it again. Clients retry every command with its own `Idempotency-Key`
-//! until it gets a definitive answer, as a careful client does. At the end
+//! The crash loop and history checker: two command-API processes behind the
+//! gateway and a projector, all real processes, under a random mix of
+//! commands from 16 clients (join, earn, use, withdraw, register a target,
+//! mark it dormant, release it), while a killer SIGKILLs one of them every
+//! few seconds and starts it again. Clients retry every command with its own
+//! `Idempotency-Key` until it gets a definitive answer, as a careful client
+//! does; one command in five is sent twice at once with the same key (a
+//! double click, or a retry that overlaps its first attempt, often on the
+//! other instance), and the key's lease is a second, so retries after a
+//! kill or a stall take the key over while the first attempt may still run.
+//! Each client keeps a sequential model of what it was told. At the end
 //! (every process up again, every retry answered) the log and the read
-//! models are checked:
+//! models are checked against the model:
 //!
-//! - every acknowledged command was applied exactly once (each member's
-//!   earns and uses in the log are exactly the acknowledged ones, and the
-//!   balance is their sum);
+//! - both attempts of a duplicated command answered the same;
+//! - every acknowledged command was applied exactly once and nothing else
+//!   was (each member's earns and uses in the log are exactly the
+//!   acknowledged ones, and the balance is their sum; as many members joined
+//!   and targets registered as were acknowledged; each target's status and
+//!   re-joined member are the acknowledged ones, and the member exists);
 //! - no phone number is held by a member that does not exist or withdrew;
 //! - every withdrawn member's person key is gone and their read-model rows
 //!   show nothing of them;
@@ -42,7 +51,7 @@ fn command_api(database: &str, port: u16) -> Service {
             .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("PHONE_INDEX_SECRET", PHONE_SECRET)
-            .env("IDEMPOTENCY_LEASE_SECS", "3")
+            .env("IDEMPOTENCY_LEASE_SECS", "1")
             // One address, one token, as fast as it can: not what the
             // limits are for (they have their own tests).
             .env("RATE_LIMIT_JOINS_PER_MINUTE", "0")
@@ -66,25 +75,34 @@ fn projector(database: &str) -> Service {
     )
 }
 
-/// What the clients were told, per member.
+/// What the clients were told: the sequential model the log is checked
+/// against.
 #[derive(Default)]
 struct Acknowledged {
-    /// Acknowledged earns and uses, signed.
+    /// Acknowledged earns and uses, signed, per member.
     points: HashMap<String, Vec<i64>>,
     withdrawn: Vec<String>,
+    /// Members joined, by a join or by a release.
     joined: Vec<String>,
+    /// Each registered target's acknowledged status.
+    targets: HashMap<String, &'static str>,
+    /// The member each released target re-joined as.
+    rejoined: HashMap<String, String>,
 }
 
 #[derive(Default)]
 struct Counts {
     commands: AtomicU64,
+    duplicates: AtomicU64,
     retries: AtomicU64,
+    in_flight: AtomicU64,
     refusals: AtomicU64,
     kills: AtomicU64,
 }
 
-/// Sends one command until it has a definitive answer: transport errors,
-/// 5xx and 409 `idempotency.in_flight` are retried with the same key.
+/// Sends one command with a new key until it has a definitive answer; one
+/// time in five, two attempts with that key at once, which must answer the
+/// same.
 async fn command(
     http: &reqwest::Client,
     gateway: &str,
@@ -94,15 +112,40 @@ async fn command(
     counts: &Counts,
 ) -> (u16, Value) {
     let key = uuid::Uuid::new_v4().to_string();
-    let token = mileage_e2e::token("chaos", mileage_service::auth::Role::Manager);
     counts.commands.fetch_add(1, Ordering::Relaxed);
+    let attempt = || until_definitive(http, gateway, method.clone(), path, &body, &key, counts);
+    if rand::rng().random_range(0..5) > 0 {
+        return attempt().await;
+    }
+    counts.duplicates.fetch_add(1, Ordering::Relaxed);
+    let (first, second) = tokio::join!(attempt(), attempt());
+    assert_eq!(
+        first, second,
+        "{method} {path}: two attempts of one key answered differently"
+    );
+    first
+}
+
+/// Sends one attempt of a command until it has a definitive answer:
+/// transport errors, 5xx and 409 `idempotency.in_flight` are retried with
+/// the same key.
+async fn until_definitive(
+    http: &reqwest::Client,
+    gateway: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: &Value,
+    key: &str,
+    counts: &Counts,
+) -> (u16, Value) {
+    let token = mileage_e2e::token("chaos", mileage_service::auth::Role::Manager);
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let answer = http
             .request(method.clone(), format!("{gateway}{path}"))
-            .header("Idempotency-Key", &key)
+            .header("Idempotency-Key", key)
             .bearer_auth(&token)
-            .json(&body)
+            .json(body)
             .timeout(Duration::from_secs(20))
             .send()
             .await;
@@ -113,6 +156,9 @@ async fn command(
             if status < 500 && !in_flight {
                 return (status, body);
             }
+            if in_flight {
+                counts.in_flight.fetch_add(1, Ordering::Relaxed);
+            }
         }
         assert!(Instant::now() < deadline, "{method} {path} never answered");
         counts.retries.fetch_add(1, Ordering::Relaxed);
@@ -120,7 +166,8 @@ async fn command(
     }
 }
 
-/// One client: joins members and earns, uses, withdraws for them.
+/// One client: joins members and earns, uses, withdraws for them; registers
+/// targets for them, marks those dormant and releases them.
 async fn client(
     n: u32,
     http: reqwest::Client,
@@ -130,21 +177,20 @@ async fn client(
     counts: Arc<Counts>,
 ) {
     let mut members: Vec<String> = Vec::new();
+    // Each target: id, status as acknowledged, the member it is for.
+    let mut targets: Vec<(String, &'static str, String)> = Vec::new();
     let mut phones = 0u32;
+    let send = |method, path: String, body| {
+        let (http, gateway, counts) = (http.clone(), gateway.clone(), Arc::clone(&counts));
+        async move { command(&http, &gateway, method, &path, body, &counts).await }
+    };
     while !stop.load(Ordering::Relaxed) {
         let roll = rand::rng().random_range(0..100);
-        if members.is_empty() || roll < 15 {
+        if members.is_empty() || roll < 12 {
             phones += 1;
             let phone = format!("0105{n:03}{phones:04}");
-            let (status, body) = command(
-                &http,
-                &gateway,
-                reqwest::Method::POST,
-                "/members",
-                json!({ "phoneNo": phone, "nickname": format!("chaos {n}") }),
-                &counts,
-            )
-            .await;
+            let body = json!({ "phoneNo": phone, "nickname": format!("chaos {n}") });
+            let (status, body) = send(reqwest::Method::POST, "/members".into(), body).await;
             assert_eq!(status, 201, "a new number always joins: {body}");
             let member = body["memberId"].as_str().unwrap().to_owned();
             acked.lock().await.joined.push(member.clone());
@@ -152,32 +198,61 @@ async fn client(
             continue;
         }
         let member = members[rand::rng().random_range(0..members.len())].clone();
-        if roll < 18 {
-            let (status, body) = command(
-                &http,
-                &gateway,
-                reqwest::Method::DELETE,
-                &format!("/members/{member}"),
-                Value::Null,
-                &counts,
-            )
-            .await;
+        // Members with targets stay: what a withdrawal erases of their
+        // targets, and when, is for the erasure tests to search.
+        let has_targets = targets.iter().any(|t| t.2 == member);
+        if roll < 15 && !has_targets {
+            let path = format!("/members/{member}");
+            let (status, body) = send(reqwest::Method::DELETE, path, Value::Null).await;
             assert_eq!(status, 200, "a member of ours withdraws: {body}");
-            acked.lock().await.withdrawn.push(member.clone());
+            let mut acked = acked.lock().await;
+            acked.withdrawn.push(member.clone());
             members.retain(|m| *m != member);
             continue;
         }
-        let (kind, sign) = if roll < 70 { ("earn", 1) } else { ("use", -1) };
+        if roll < 24 {
+            phones += 1;
+            let phone = format!("0106{n:03}{phones:04}");
+            let body = json!({ "memberId": member, "phoneNo": phone, "nickname": "target" });
+            let (status, body) = send(reqwest::Method::POST, "/dormantMembers".into(), body).await;
+            assert_eq!(status, 201, "a target is registered: {body}");
+            let id = body["id"].as_str().unwrap().to_owned();
+            acked.lock().await.targets.insert(id.clone(), "PRE_DORMANT");
+            targets.push((id, "PRE_DORMANT", member));
+            continue;
+        }
+        let next = |from: &str| targets.iter().position(|(_, status, _)| *status == from);
+        if let (true, Some(i)) = (roll < 30, next("PRE_DORMANT")) {
+            let path = format!("/dormantMembers/{}/dormant", targets[i].0);
+            let (status, body) = send(reqwest::Method::POST, path, json!({})).await;
+            assert_eq!(status, 200, "a registered target becomes dormant: {body}");
+            targets[i].1 = "DORMANT";
+            acked
+                .lock()
+                .await
+                .targets
+                .insert(targets[i].0.clone(), "DORMANT");
+            continue;
+        }
+        if let (true, Some(i)) = (roll < 36, next("DORMANT")) {
+            let path = format!("/dormantMembers/{}/release", targets[i].0);
+            let (status, body) = send(reqwest::Method::POST, path, json!({})).await;
+            assert_eq!(status, 200, "a dormant target is released: {body}");
+            assert_eq!(body["memberStatus"], "CLEARED", "{body}");
+            let rejoined = body["rejoinedMemberId"].as_str().unwrap().to_owned();
+            targets[i].1 = "CLEARED";
+            let mut acked = acked.lock().await;
+            acked.targets.insert(targets[i].0.clone(), "CLEARED");
+            acked
+                .rejoined
+                .insert(targets[i].0.clone(), rejoined.clone());
+            acked.joined.push(rejoined);
+            continue;
+        }
+        let (kind, sign) = if roll < 75 { ("earn", 1) } else { ("use", -1) };
         let amount: i64 = rand::rng().random_range(1..=5);
-        let (status, body) = command(
-            &http,
-            &gateway,
-            reqwest::Method::POST,
-            &format!("/members/{member}/points/{kind}"),
-            json!({ "amount": amount }),
-            &counts,
-        )
-        .await;
+        let path = format!("/members/{member}/points/{kind}");
+        let (status, body) = send(reqwest::Method::POST, path, json!({ "amount": amount })).await;
         match status {
             200 => acked
                 .lock()
@@ -258,6 +333,8 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
     let store = mileage_e2e::event_store(&database).await;
     let mut checks = exactly_once(&*store, &acked).await;
     let all = store.read_all(None, 10_000_000).await.unwrap();
+    checks += nothing_else_applied(&all, &acked);
+    checks += targets_as_acknowledged(&*store, &acked).await;
     checks += numbers_held_by_members(&*store, &all).await;
     checks += withdrawn_are_erased(&*store, &database, &acked).await;
     projector_process.terminate(Duration::from_secs(60)).await;
@@ -265,12 +342,16 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
     let _ = std::fs::remove_dir_all(dir);
 
     println!(
-        "chaos: {seconds} s, {} commands ({} joins, {} withdrawals, {} refusals), {} retries, {} kills, {} log events, {checks} invariant checks",
+        "chaos: {seconds} s, {} commands ({} joins, {} withdrawals, {} targets, {} releases, {} refusals), {} sent twice at once, {} retries ({} answered in flight), {} kills, {} log events, {checks} invariant checks",
         counts.commands.load(Ordering::Relaxed),
         acked.joined.len(),
         acked.withdrawn.len(),
+        acked.targets.len(),
+        acked.rejoined.len(),
         counts.refusals.load(Ordering::Relaxed),
+        counts.duplicates.load(Ordering::Relaxed),
         counts.retries.load(Ordering::Relaxed),
+        counts.in_flight.load(Ordering::Relaxed),
         counts.kills.load(Ordering::Relaxed),
         all.len(),
     );
@@ -313,6 +394,71 @@ async fn exactly_once(store: &dyn EventStore, acked: &Acknowledged) -> u64 {
         checks += 2;
     }
 
+    checks
+}
+
+/// Nothing was applied that was not acknowledged: as many members joined
+/// and targets registered as the clients were told, each once.
+fn nothing_else_applied(all: &[mileage_store::RecordedEvent], acked: &Acknowledged) -> u64 {
+    let count = |event_type: &str| all.iter().filter(|e| e.event_type == event_type).count();
+    assert_eq!(
+        count("MemberJoined"),
+        acked.joined.len(),
+        "one member per acknowledged join or release, none for a retry"
+    );
+    assert_eq!(
+        count("DormantMemberRegistered"),
+        acked.targets.len(),
+        "one target per acknowledged registration, none for a retry"
+    );
+    assert_eq!(count("DormantMemberCleared"), acked.rejoined.len());
+    3
+}
+
+/// Each target's stream says what its client was told: its status, one
+/// event per step, and the member a release answered, who joined.
+async fn targets_as_acknowledged(store: &dyn EventStore, acked: &Acknowledged) -> u64 {
+    let mut checks = 0u64;
+    for (target, status) in &acked.targets {
+        let log = store
+            .read_stream(&format!("dormantMember-{target}"), 0, 1_000)
+            .await
+            .unwrap();
+        let steps: Vec<&str> = log.iter().map(|e| e.event_type.as_str()).collect();
+        let expected: &[&str] = match *status {
+            "PRE_DORMANT" => &["DormantMemberRegistered"],
+            "DORMANT" => &["DormantMemberRegistered", "DormantMemberChanged"],
+            _ => &[
+                "DormantMemberRegistered",
+                "DormantMemberChanged",
+                "DormantMemberCleared",
+            ],
+        };
+        assert_eq!(
+            steps, expected,
+            "target {target} is {status}, each step once"
+        );
+        if let Some(member) = acked.rejoined.get(target) {
+            let cleared: Value = serde_json::from_slice(&log[2].data).unwrap();
+            assert_eq!(
+                cleared["rejoinedMemberId"],
+                member.as_str(),
+                "target {target}"
+            );
+            let joined = store
+                .read_stream(&format!("member-{member}"), 0, 1)
+                .await
+                .unwrap();
+            assert!(
+                joined
+                    .first()
+                    .is_some_and(|e| e.event_type == "MemberJoined"),
+                "the member target {target} re-joined as exists"
+            );
+            checks += 1;
+        }
+        checks += 1;
+    }
     checks
 }
 

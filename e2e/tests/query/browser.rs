@@ -152,15 +152,15 @@ async fn an_operator_registers_a_target_marks_it_dormant_and_sees_the_notice_sen
         "the phone number is masked"
     );
 
-    client
-        .find(Locator::Css(&format!(
-            "#rows tr[data-id='{id}'] button.mark-dormant"
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    // The list refreshes itself: a button found just before a refresh is
+    // gone by the click (a stale element), so find it again until a click
+    // lands. Marking dormant twice would change nothing.
+    eventually("the mark-dormant button is clicked", WAIT, || async {
+        let selector = format!("#rows tr[data-id='{id}'] button.mark-dormant");
+        let button = client.find(Locator::Css(&selector)).await.ok()?;
+        button.click().await.ok()
+    })
+    .await;
 
     eventually(
         "the target turns DORMANT with its notice SENT",

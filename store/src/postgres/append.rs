@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::sql::{self, RawJson};
-use super::{pg_error, pool_error};
+use super::{pg_error, pool_error, write_error};
 use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError, StreamAppend};
 
 /// `Any` appends race each other on the next version; retry them this often.
@@ -32,7 +32,7 @@ pub(super) async fn append(
             Ok(Some(outcome)) => return Ok(outcome),
             Ok(None) => {}
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
-            Err(e) => return Err(pg_error(e)),
+            Err(e) => return Err(write_error(e)),
         }
         match resolve_clash(&client, stream, expected, columns.ids()).await? {
             Clash::Retried(outcome) => return Ok(outcome),
@@ -64,7 +64,7 @@ pub(super) async fn append_many(
                 Ok(Some(outcomes)) => return Ok(outcomes),
                 Ok(None) => {}
                 Err(e) if clashed(&e) => {}
-                Err(e) => return Err(pg_error(e)),
+                Err(e) => return Err(write_error(e)),
             }
             match classify(&client, parts, &columns).await? {
                 Some(outcomes) => return Ok(outcomes),
@@ -78,11 +78,11 @@ pub(super) async fn append_many(
                 Ok(Some(outcome)) => outcomes.push(outcome),
                 Ok(None) => break,
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => break,
-                Err(e) => return Err(pg_error(e)),
+                Err(e) => return Err(write_error(e)),
             }
         }
         if outcomes.len() == parts.len() {
-            tx.commit().await.map_err(pg_error)?;
+            tx.commit().await.map_err(write_error)?;
             return Ok(outcomes);
         }
         tx.rollback().await.map_err(pg_error)?;

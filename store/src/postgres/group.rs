@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::append::{self, StreamColumns};
 use super::sql;
-use super::{pg_error, pool_error};
+use super::{pg_error, pool_error, write_error};
 use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamAppend};
 
 /// Most events one group statement carries.
@@ -210,7 +210,7 @@ async fn insert_group(
         if e.code().is_some_and(|code| clash.contains(code)) {
             GroupError::Clash
         } else {
-            GroupError::Store(pg_error(e))
+            GroupError::Store(write_error(e))
         }
     })?;
     Ok(append::outcomes_by_id(&rows))

@@ -276,17 +276,32 @@ pub(crate) fn pg_error(e: tokio_postgres::Error) -> StoreError {
         Some(db)
             if [
                 SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
                 SqlState::CANNOT_CONNECT_NOW,
                 SqlState::T_R_DEADLOCK_DETECTED,
                 SqlState::T_R_SERIALIZATION_FAILURE,
             ]
-            .contains(db.code()) =>
+            .contains(db.code())
+                // Class 08: the connection failed.
+                || db.code().code().starts_with("08") =>
         {
             StoreError::Unavailable(db.message().to_owned())
         }
         Some(db) => StoreError::Backend(format!("{}: {}", db.code().code(), db.message())),
         None if e.is_closed() || is_io(&e) => StoreError::Unavailable(e.to_string()),
         None => StoreError::Backend(full_message(&e)),
+    }
+}
+
+/// Maps an error of a statement that writes events: where the server went
+/// away (shut down, crashed, the connection dropped) after the statement
+/// was sent, it may have committed, so the outcome is unknown, never
+/// "unavailable" (which says nothing was written).
+#[allow(clippy::needless_pass_by_value)]
+pub(crate) fn write_error(e: tokio_postgres::Error) -> StoreError {
+    match pg_error(e) {
+        StoreError::Unavailable(detail) => StoreError::OutcomeUnknown(detail),
+        other => other,
     }
 }
 
