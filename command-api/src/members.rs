@@ -7,7 +7,7 @@ use crate::handle::Origin;
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::ids::{DormantMemberId, MemberId};
-use mileage_domain::member::{Member, MemberCommand};
+use mileage_domain::member::{Member, MemberCommand, MemberEvent};
 use mileage_domain::phone_registry::{PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError};
 use mileage_domain::pii::{PersonKey, phone_index};
 use mileage_domain::values::{Nickname, PhoneNumber};
@@ -222,6 +222,9 @@ impl Members {
             (Member::Active(active), Some(key)) => key.open(&active.phone_no).ok(),
             _ => None,
         };
+        if matches!(current, Member::Withdrawn { .. }) && !executor.store().multi_stream_atomic() {
+            self.complete_release(&stream, member_id, origin).await?;
+        }
         let withdraw = MemberCommand::Withdraw { at: Utc::now() };
         let withdrawn = match phone.and_then(|p| PhoneNumber::parse(&p).ok()) {
             Some(phone) => {
@@ -246,5 +249,51 @@ impl Members {
         )));
         self.ctx.keys.delete(&stream).await?;
         Ok(withdrawn)
+    }
+
+    /// A withdrawal whose number was not given back (a store that appends
+    /// the parts in order lost the second part): the number, read from the
+    /// member's join while their key still opens it (it is deleted last),
+    /// given back now, under the withdrawal's own derived ids. Nothing to
+    /// do when the key is gone (the withdrawal finished) or the number is
+    /// free or held by someone else since.
+    async fn complete_release(
+        &self,
+        stream: &str,
+        member_id: &MemberId,
+        origin: Origin,
+    ) -> Result<(), ApiError> {
+        let executor = &self.ctx.executor;
+        let Some(key) = self.ctx.keys.get(stream).await? else {
+            return Ok(());
+        };
+        let first = executor.store().read_stream(stream, 0, 1).await?;
+        let Some(Ok(MemberEvent::MemberJoined(joined))) = first
+            .first()
+            .map(mileage_store::RecordedEvent::decode::<MemberEvent>)
+        else {
+            return Ok(());
+        };
+        let Some(phone) = key
+            .open(&joined.phone_no)
+            .ok()
+            .and_then(|p| PhoneNumber::parse(&p).ok())
+        else {
+            return Ok(());
+        };
+        let release = PhoneRegistryCommand::Release {
+            member_id: member_id.clone(),
+            at: Utc::now(),
+        };
+        let stream = self.phone_stream(&phone);
+        match executor
+            .execute::<PhoneRegistry>(&stream, release, origin.ids, origin.causation)
+            .await
+        {
+            Ok(_) | Err(ExecuteError::Rejected(PhoneRegistryError::NotHolder)) => Ok(()),
+            Err(ExecuteError::Rejected(other)) => Err(ApiError::domain(&other)),
+            Err(ExecuteError::Contended { .. }) => Err(ApiError::Conflict),
+            Err(ExecuteError::Store(e)) => Err(e.into()),
+        }
     }
 }

@@ -23,9 +23,12 @@
 //!   show nothing of them;
 //! - every read model equals a fresh rebuild (`replay verify`).
 //!
-//! `CHAOS_SECONDS` sets how long the commands run (45 by default, so the
-//! test command stays short; `CHAOS_SECONDS=150` for the long form). The
-//! counts are printed.
+//! It runs on the PostgreSQL log and on the EventStoreDB wire double (a
+//! store that appends a command's parts in order, so a kill between them
+//! leaves a part that the retry completes). `CHAOS_SECONDS` sets how long
+//! the commands run (45 s on PostgreSQL and 20 s on the double by default,
+//! so the test command stays short; `CHAOS_SECONDS=150` for the long form).
+//! The counts are printed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -42,12 +45,41 @@ use tokio::sync::Mutex;
 const CLIENTS: u32 = 16;
 const PHONE_SECRET: &str = "chaos-test-phone-index-secret";
 
-fn command_api(database: &str, port: u16) -> Service {
+/// Where a run's services keep their data: a throwaway database, and the
+/// event store (its PostgreSQL log, or EventStoreDB when `eventstoredb` is
+/// set).
+struct Place {
+    database: String,
+    eventstoredb: Option<String>,
+}
+
+impl Place {
+    /// The event store settings the services get.
+    fn store_env(&self) -> Vec<(&'static str, String)> {
+        match &self.eventstoredb {
+            Some(url) => vec![("EVENTSTOREDB_URL", url.clone())],
+            None => mileage_e2e::store_env(&self.database),
+        }
+    }
+
+    /// The event store, to check the log.
+    async fn event_store(&self) -> Arc<dyn EventStore> {
+        match &self.eventstoredb {
+            Some(url) => Arc::new(
+                mileage_store::eventstoredb::EsdbEventStore::connect(url)
+                    .expect("the double's URL is valid"),
+            ),
+            None => mileage_e2e::event_store(&self.database).await,
+        }
+    }
+}
+
+fn command_api(place: &Place, port: u16) -> Service {
     Service(
         std::process::Command::new(binary("mileage-command-api"))
             .env_clear()
-            .envs(mileage_e2e::store_env(database))
-            .env("DATABASE_URL", database)
+            .envs(place.store_env())
+            .env("DATABASE_URL", &place.database)
             .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("PHONE_INDEX_SECRET", PHONE_SECRET)
@@ -62,12 +94,12 @@ fn command_api(database: &str, port: u16) -> Service {
     )
 }
 
-fn projector(database: &str) -> Service {
+fn projector(place: &Place) -> Service {
     Service(
         std::process::Command::new(binary("mileage-projector"))
             .env_clear()
-            .envs(mileage_e2e::store_env(database))
-            .env("DATABASE_URL", database)
+            .envs(place.store_env())
+            .env("DATABASE_URL", &place.database)
             .env("PROJECTOR_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "off")
             .spawn()
@@ -269,23 +301,45 @@ async fn client(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_rebuild() {
-    let seconds: u64 = std::env::var("CHAOS_SECONDS")
+/// How long the commands run: `CHAOS_SECONDS`, or `default`.
+fn seconds(default: u64) -> u64 {
+    std::env::var("CHAOS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(45);
-    let database = fresh_database().await;
+        .unwrap_or(default)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_rebuild() {
+    let place = Place {
+        database: fresh_database().await,
+        eventstoredb: None,
+    };
+    chaos(&place, seconds(45)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_the_eventstoredb_double_commands_under_sigkill_apply_exactly_once_too() {
+    // A store that appends the parts of a command in order: a kill between
+    // them leaves a part that the retry completes.
+    let double = mileage_store::esdb_double::Double::start().await;
+    let place = Place {
+        database: fresh_database().await,
+        eventstoredb: Some(double.url()),
+    };
+    chaos(&place, seconds(20)).await;
+}
+
+/// One run: the services at `place`, the clients and the killer for
+/// `seconds`, then every check.
+async fn chaos(place: &Place, seconds: u64) {
     let http = reqwest::Client::new();
     let ports = [free_port(), free_port()];
-    let mut apis = [
-        command_api(&database, ports[0]),
-        command_api(&database, ports[1]),
-    ];
+    let mut apis = [command_api(place, ports[0]), command_api(place, ports[1])];
     for port in ports {
         wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
     }
-    let mut projector_process = projector(&database);
+    let mut projector_process = projector(place);
     let (_gateway, gateway, dir) = start_gateway(&http, &ports, 60_000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -314,11 +368,11 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
         if victim < 2 {
             let _ = apis[victim].0.kill();
             let _ = apis[victim].0.wait();
-            apis[victim] = command_api(&database, ports[victim]);
+            apis[victim] = command_api(place, ports[victim]);
         } else {
             let _ = projector_process.0.kill();
             let _ = projector_process.0.wait();
-            projector_process = projector(&database);
+            projector_process = projector(place);
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -330,19 +384,24 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
     }
     let acked = acked.lock().await;
 
-    let store = mileage_e2e::event_store(&database).await;
+    let store = place.event_store().await;
     let mut checks = exactly_once(&*store, &acked).await;
     let all = store.read_all(None, 10_000_000).await.unwrap();
     checks += nothing_else_applied(&all, &acked);
     checks += targets_as_acknowledged(&*store, &acked).await;
     checks += numbers_held_by_members(&*store, &all).await;
-    checks += withdrawn_are_erased(&*store, &database, &acked).await;
+    checks += withdrawn_are_erased(&*store, &place.database, &acked).await;
     projector_process.terminate(Duration::from_secs(60)).await;
-    checks += read_models_equal_a_rebuild(&database);
+    checks += read_models_equal_a_rebuild(place);
     let _ = std::fs::remove_dir_all(dir);
 
     println!(
-        "chaos: {seconds} s, {} commands ({} joins, {} withdrawals, {} targets, {} releases, {} refusals), {} sent twice at once, {} retries ({} answered in flight), {} kills, {} log events, {checks} invariant checks",
+        "chaos{}: {seconds} s, {} commands ({} joins, {} withdrawals, {} targets, {} releases, {} refusals), {} sent twice at once, {} retries ({} answered in flight), {} kills, {} log events, {checks} invariant checks",
+        if place.eventstoredb.is_some() {
+            " (EventStoreDB double)"
+        } else {
+            " (PostgreSQL)"
+        },
         counts.commands.load(Ordering::Relaxed),
         acked.joined.len(),
         acked.withdrawn.len(),
@@ -545,13 +604,13 @@ async fn withdrawn_are_erased(store: &dyn EventStore, database: &str, acked: &Ac
 }
 
 /// Every read model equals a fresh rebuild (`replay verify`).
-fn read_models_equal_a_rebuild(database: &str) -> u64 {
+fn read_models_equal_a_rebuild(place: &Place) -> u64 {
     let mut checks = 0u64;
     for projection in ["managerpage", "members", "messages"] {
         let output = std::process::Command::new(binary("replay"))
             .env_clear()
-            .envs(mileage_e2e::store_env(database))
-            .env("DATABASE_URL", database)
+            .envs(place.store_env())
+            .env("DATABASE_URL", &place.database)
             .args(["verify", projection])
             .output()
             .expect("replay runs");

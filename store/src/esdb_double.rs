@@ -77,6 +77,10 @@ pub struct Behaviour {
     pub no_position: bool,
     /// Reads send a checkpoint and a caught-up message before each event.
     pub interleave: bool,
+    /// Appends to streams whose name starts with this are refused with
+    /// UNAVAILABLE (nothing stored): a multi-stream append, which this
+    /// store makes part by part, stops after its earlier parts.
+    pub refuse_streams_starting: Option<String>,
 }
 
 #[derive(Default)]
@@ -388,6 +392,15 @@ impl pb::streams_server::Streams for Double {
         };
         if behaviour.never_answer {
             std::future::pending::<()>().await;
+        }
+        if behaviour
+            .refuse_streams_starting
+            .as_deref()
+            .is_some_and(|prefix| stream.starts_with(prefix))
+        {
+            return Err(Status::unavailable(
+                "the double refuses appends to this stream",
+            ));
         }
         if let Some((host, port)) = &behaviour.not_leader {
             let mut status = Status::not_found("not leader");

@@ -82,3 +82,131 @@ async fn commands_on_eventstoredb_answer_positions_readers_can_wait_for() {
         "no phone number in clear in what EventStoreDB stores"
     );
 }
+
+fn keyed(
+    app: &TestApp,
+    path: &str,
+    key: &str,
+    body: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    app.client
+        .post(format!("{}{path}", app.address))
+        .header("Idempotency-Key", key)
+        .bearer_auth(&app.manager_token)
+        .json(body)
+}
+
+/// The events of `event_type` the server stores.
+fn stored(double: &Double, event_type: &str) -> Vec<mileage_store::esdb_double::Stored> {
+    double
+        .log()
+        .into_iter()
+        .filter(|e| e.event_type == event_type)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_join_whose_member_part_was_lost_is_completed_by_its_retry_for_the_member_its_claim_names()
+ {
+    let (double, app) = on_double().await;
+    let body = json!({ "phoneNo": "01077770003", "nickname": "half" });
+    double.behave(|b| b.refuse_streams_starting = Some("member-".into()));
+    let cut = app.send(keyed(&app, "/members", "join-half", &body)).await;
+    assert_eq!(cut.status, 503, "{}", cut.body);
+    assert_eq!(
+        stored(&double, "PhoneClaimed").len(),
+        1,
+        "the claim went in first"
+    );
+    assert!(stored(&double, "MemberJoined").is_empty());
+
+    double.behave(|b| b.refuse_streams_starting = None);
+    let retried = app.send(keyed(&app, "/members", "join-half", &body)).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let member = retried.body["memberId"].as_str().unwrap();
+    let claimed: serde_json::Value =
+        serde_json::from_slice(&stored(&double, "PhoneClaimed")[0].data).unwrap();
+    assert_eq!(claimed["memberId"], member, "the member the claim names");
+    let joined = stored(&double, "MemberJoined");
+    assert_eq!(joined.len(), 1, "joined once");
+    assert_eq!(joined[0].stream, format!("member-{member}"));
+    assert_eq!(stored(&double, "PhoneClaimed").len(), 1, "claimed once");
+}
+
+#[tokio::test]
+async fn a_registration_whose_target_part_was_lost_is_completed_by_its_retry_under_the_recorded_id()
+{
+    let (double, app) = on_double().await;
+    let body = json!({ "memberId": "m-9", "phoneNo": "01077770004", "nickname": "half" });
+    double.behave(|b| b.refuse_streams_starting = Some("dormantMember-".into()));
+    let cut = app
+        .send(keyed(&app, "/dormantMembers", "register-half", &body))
+        .await;
+    assert_eq!(cut.status, 503, "{}", cut.body);
+    assert_eq!(
+        stored(&double, "KeyAssigned").len(),
+        1,
+        "the key's record went in first"
+    );
+
+    double.behave(|b| b.refuse_streams_starting = None);
+    let retried = app
+        .send(keyed(&app, "/dormantMembers", "register-half", &body))
+        .await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    let assigned: serde_json::Value =
+        serde_json::from_slice(&stored(&double, "KeyAssigned")[0].data).unwrap();
+    assert_eq!(
+        assigned["id"], retried.body["id"],
+        "the id the record names"
+    );
+    let registered = stored(&double, "DormantMemberRegistered");
+    assert_eq!(registered.len(), 1, "registered once");
+    assert_eq!(
+        registered[0].stream,
+        format!("dormantMember-{}", retried.body["id"].as_str().unwrap())
+    );
+    let again = app
+        .send(keyed(&app, "/dormantMembers", "register-half", &body))
+        .await;
+    assert_eq!(again.body["id"], retried.body["id"]);
+    assert_eq!(stored(&double, "DormantMemberRegistered").len(), 1);
+}
+
+#[tokio::test]
+async fn a_withdrawal_whose_number_release_was_lost_gives_the_number_back_on_its_retry() {
+    let (double, app) = on_double().await;
+    let member = app.join("01077770005", "leaving").await;
+    double.behave(|b| b.refuse_streams_starting = Some("memberPhone-".into()));
+    let path = format!("{}/members/{member}", app.address);
+    let withdraw = || {
+        app.client
+            .delete(&path)
+            .header("Idempotency-Key", "withdraw-half")
+            .bearer_auth(&app.manager_token)
+    };
+    let cut = app.send(withdraw()).await;
+    assert_eq!(cut.status, 503, "{}", cut.body);
+    assert_eq!(
+        stored(&double, "MemberWithdrawn").len(),
+        1,
+        "the member part went in first"
+    );
+    assert!(stored(&double, "PhoneReleased").is_empty());
+
+    double.behave(|b| b.refuse_streams_starting = None);
+    let retried = app.send(withdraw()).await;
+    assert_eq!(retried.status, 200, "{}", retried.body);
+    assert_eq!(
+        stored(&double, "PhoneReleased").len(),
+        1,
+        "the number was given back"
+    );
+    assert_eq!(
+        stored(&double, "MemberWithdrawn").len(),
+        1,
+        "withdrawn once"
+    );
+    let again = app.join("01077770005", "back").await;
+    assert_ne!(again, member, "the number joins again");
+}
