@@ -447,3 +447,67 @@ pub(crate) async fn idempotent(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use mileage_service::ApiError;
+
+    use super::kept;
+
+    fn answer(response: axum::response::Response) -> super::AnswerParts {
+        response.into_parts().0
+    }
+
+    #[test]
+    fn answers_that_say_try_again_or_nothing_of_the_state_are_not_kept() {
+        let conflict = answer(ApiError::Conflict.into_response());
+        assert_eq!(conflict.status, StatusCode::CONFLICT);
+        assert!(!kept(&conflict), "409 request.conflict says retry");
+        let limited = answer(
+            ApiError::RateLimited {
+                code: "rate_limit.commands",
+                detail: "slow down".into(),
+                retry_after: 1,
+            }
+            .into_response(),
+        );
+        assert!(!kept(&limited));
+        let unavailable = answer(
+            ApiError::Unavailable {
+                detail: "down".into(),
+                retry_after: 1,
+            }
+            .into_response(),
+        );
+        assert!(!kept(&unavailable));
+        assert!(!kept(&answer(ApiError::PayloadTooLarge.into_response())));
+        assert!(!kept(&answer(
+            StatusCode::TOO_MANY_REQUESTS.into_response()
+        )));
+    }
+
+    #[test]
+    fn answers_that_depend_on_the_state_are_kept() {
+        assert!(kept(&answer(StatusCode::CREATED.into_response())));
+        assert!(kept(&answer(StatusCode::OK.into_response())));
+        let refused = ApiError::Domain {
+            kind: mileage_domain::ErrorKind::Rule,
+            code: "member.insufficient_points",
+            detail: "not enough".into(),
+            field: None,
+        };
+        assert!(kept(&answer(refused.into_response())));
+        let taken = ApiError::Domain {
+            kind: mileage_domain::ErrorKind::Conflict,
+            code: "member.phone_taken",
+            detail: "taken".into(),
+            field: None,
+        };
+        assert!(
+            kept(&answer(taken.into_response())),
+            "a refusal's 409 is an answer"
+        );
+    }
+}

@@ -83,19 +83,6 @@ async fn commands_on_eventstoredb_answer_positions_readers_can_wait_for() {
     );
 }
 
-fn keyed(
-    app: &TestApp,
-    path: &str,
-    key: &str,
-    body: &serde_json::Value,
-) -> reqwest::RequestBuilder {
-    app.client
-        .post(format!("{}{path}", app.address))
-        .header("Idempotency-Key", key)
-        .bearer_auth(&app.manager_token)
-        .json(body)
-}
-
 /// The events of `event_type` the server stores.
 fn stored(double: &Double, event_type: &str) -> Vec<mileage_store::esdb_double::Stored> {
     double
@@ -111,7 +98,7 @@ async fn a_join_whose_member_part_was_lost_is_completed_by_its_retry_for_the_mem
     let (double, app) = on_double().await;
     let body = json!({ "phoneNo": "01077770003", "nickname": "half" });
     double.behave(|b| b.refuse_streams_starting = Some("member-".into()));
-    let cut = app.send(keyed(&app, "/members", "join-half", &body)).await;
+    let cut = app.send(app.keyed("/members", "join-half", &body)).await;
     assert_eq!(cut.status, 503, "{}", cut.body);
     assert_eq!(
         stored(&double, "PhoneClaimed").len(),
@@ -121,7 +108,7 @@ async fn a_join_whose_member_part_was_lost_is_completed_by_its_retry_for_the_mem
     assert!(stored(&double, "MemberJoined").is_empty());
 
     double.behave(|b| b.refuse_streams_starting = None);
-    let retried = app.send(keyed(&app, "/members", "join-half", &body)).await;
+    let retried = app.send(app.keyed("/members", "join-half", &body)).await;
     assert_eq!(retried.status, 201, "{}", retried.body);
     let member = retried.body["memberId"].as_str().unwrap();
     let claimed: serde_json::Value =
@@ -140,7 +127,7 @@ async fn a_registration_whose_target_part_was_lost_is_completed_by_its_retry_und
     let body = json!({ "memberId": "m-9", "phoneNo": "01077770004", "nickname": "half" });
     double.behave(|b| b.refuse_streams_starting = Some("dormantMember-".into()));
     let cut = app
-        .send(keyed(&app, "/dormantMembers", "register-half", &body))
+        .send(app.keyed("/dormantMembers", "register-half", &body))
         .await;
     assert_eq!(cut.status, 503, "{}", cut.body);
     assert_eq!(
@@ -151,7 +138,7 @@ async fn a_registration_whose_target_part_was_lost_is_completed_by_its_retry_und
 
     double.behave(|b| b.refuse_streams_starting = None);
     let retried = app
-        .send(keyed(&app, "/dormantMembers", "register-half", &body))
+        .send(app.keyed("/dormantMembers", "register-half", &body))
         .await;
     assert_eq!(retried.status, 201, "{}", retried.body);
     let assigned: serde_json::Value =
@@ -167,7 +154,7 @@ async fn a_registration_whose_target_part_was_lost_is_completed_by_its_retry_und
         format!("dormantMember-{}", retried.body["id"].as_str().unwrap())
     );
     let again = app
-        .send(keyed(&app, "/dormantMembers", "register-half", &body))
+        .send(app.keyed("/dormantMembers", "register-half", &body))
         .await;
     assert_eq!(again.body["id"], retried.body["id"]);
     assert_eq!(stored(&double, "DormantMemberRegistered").len(), 1);

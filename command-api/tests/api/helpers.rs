@@ -93,6 +93,15 @@ impl TestApp {
         self.send(request).await
     }
 
+    /// A POST as the manager with this `Idempotency-Key`, to send.
+    pub(crate) fn keyed(&self, path: &str, key: &str, body: &Value) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{path}", self.address))
+            .header("Idempotency-Key", key)
+            .bearer_auth(&self.manager_token)
+            .json(body)
+    }
+
     pub(crate) async fn patch(&self, path: &str, body: Value) -> Reply {
         let request = self
             .client

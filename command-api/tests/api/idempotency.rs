@@ -3,26 +3,13 @@ use serde_json::json;
 
 use crate::helpers::{spawn_app, spawn_app_on};
 
-fn with_key(
-    app: &crate::helpers::TestApp,
-    path: &str,
-    key: &str,
-    body: &serde_json::Value,
-) -> reqwest::RequestBuilder {
-    app.client
-        .post(format!("{}{path}", app.address))
-        .header("Idempotency-Key", key)
-        .bearer_auth(&app.manager_token)
-        .json(body)
-}
-
 #[tokio::test]
 async fn the_same_key_and_body_answer_the_first_result_and_append_nothing() {
     let app = spawn_app().await;
     let body = json!({ "phoneNo": "01011110000", "nickname": "I" });
-    let first = app.send(with_key(&app, "/members", "join-1", &body)).await;
+    let first = app.send(app.keyed("/members", "join-1", &body)).await;
     assert_eq!(first.status, 201, "{}", first.body);
-    let again = app.send(with_key(&app, "/members", "join-1", &body)).await;
+    let again = app.send(app.keyed("/members", "join-1", &body)).await;
     assert_eq!(again.status, 201, "{}", again.body);
     assert_eq!(again.body, first.body);
     assert_eq!(again.headers["x-position"], first.headers["x-position"]);
@@ -42,15 +29,13 @@ async fn the_same_key_and_body_answer_the_first_result_and_append_nothing() {
 #[tokio::test]
 async fn the_same_key_with_another_body_is_refused() {
     let app = spawn_app().await;
-    app.send(with_key(
-        &app,
+    app.send(app.keyed(
         "/members",
         "k",
         &json!({ "phoneNo": "01011110001", "nickname": "A" }),
     ))
     .await;
-    app.send(with_key(
-        &app,
+    app.send(app.keyed(
         "/members",
         "k",
         &json!({ "phoneNo": "01011110002", "nickname": "B" }),
@@ -65,11 +50,11 @@ async fn keys_survive_a_restart() {
     let id = app.join("01011110003", "R").await;
     let path = format!("/members/{id}/points/earn");
     let body = json!({ "amount": 10 });
-    let first = app.send(with_key(&app, &path, "earn-1", &body)).await;
+    let first = app.send(app.keyed(&path, "earn-1", &body)).await;
     assert_eq!(first.body["balance"], 10);
     let restarted = spawn_app_on(app.database_url.clone()).await;
     let again = restarted
-        .send(with_key(&restarted, &path, "earn-1", &body))
+        .send(restarted.keyed(&path, "earn-1", &body))
         .await;
     assert_eq!(again.body, first.body, "replayed, not earned twice");
     let stream = app
@@ -87,7 +72,7 @@ async fn a_refusal_is_replayed_too() {
     let id = app.join("01011110004", "F").await;
     let path = format!("/members/{id}/points/use");
     let body = json!({ "amount": 5 });
-    app.send(with_key(&app, &path, "use-1", &body))
+    app.send(app.keyed(&path, "use-1", &body))
         .await
         .assert_problem(422, "member.insufficient_points");
     app.post(
@@ -95,7 +80,7 @@ async fn a_refusal_is_replayed_too() {
         json!({ "amount": 50 }),
     )
     .await;
-    app.send(with_key(&app, &path, "use-1", &body))
+    app.send(app.keyed(&path, "use-1", &body))
         .await
         .assert_problem(422, "member.insufficient_points");
 }
@@ -107,8 +92,7 @@ async fn a_malformed_key_is_refused() {
     // Too long, and (found by Schemathesis) a space or a tab inside: only
     // visible ASCII, as documented.
     for key in [long.as_str(), "o -r))kI", "a\tb"] {
-        app.send(with_key(
-            &app,
+        app.send(app.keyed(
             "/members",
             key,
             &json!({ "phoneNo": "01011110005", "nickname": "L" }),
@@ -122,10 +106,9 @@ async fn a_malformed_key_is_refused() {
 async fn concurrent_requests_with_one_key_run_the_command_once() {
     let app = spawn_app().await;
     let body = json!({ "phoneNo": "01011110006", "nickname": "C" });
-    let replies = futures::future::join_all(
-        (0..10).map(|_| app.send(with_key(&app, "/members", "same", &body))),
-    )
-    .await;
+    let replies =
+        futures::future::join_all((0..10).map(|_| app.send(app.keyed("/members", "same", &body))))
+            .await;
     for reply in &replies {
         assert!(
             reply.status == 201
@@ -169,10 +152,7 @@ async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay
     let path = format!("/members/{id}/points/earn");
     let old = json!({ "amount": 10 });
     let young = json!({ "amount": 20 });
-    assert_eq!(
-        app.send(with_key(&app, &path, "old", &old)).await.status,
-        200
-    );
+    assert_eq!(app.send(app.keyed(&path, "old", &old)).await.status, 200);
     let store = app.store().await;
     let client = store.pool().get().await.unwrap();
     client
@@ -183,9 +163,7 @@ async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay
         .await
         .unwrap();
     assert_eq!(
-        app.send(with_key(&app, &path, "young", &young))
-            .await
-            .status,
+        app.send(app.keyed(&path, "young", &young)).await.status,
         200
     );
     let young_key = stored(&client).await;
@@ -206,12 +184,10 @@ async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay
     }
 
     let again = restarted
-        .send(with_key(&restarted, &path, "young", &young))
+        .send(restarted.keyed(&path, "young", &young))
         .await;
     assert_eq!(again.headers["idempotent-replayed"], "true");
-    let expired = restarted
-        .send(with_key(&restarted, &path, "old", &old))
-        .await;
+    let expired = restarted.send(restarted.keyed(&path, "old", &old)).await;
     assert_eq!(expired.status, 200);
     assert!(
         expired.headers.get("idempotent-replayed").is_none(),
@@ -255,7 +231,7 @@ async fn a_request_without_a_token_claims_no_key() {
         .get(0);
     assert_eq!(keys, 0, "nothing written before authentication");
     let earned = app
-        .send(with_key(&app, &path, "k-1", &json!({ "amount": 7 })))
+        .send(app.keyed(&path, "k-1", &json!({ "amount": 7 })))
         .await;
     assert_eq!(
         (earned.status, earned.body["balance"].clone()),
@@ -272,11 +248,11 @@ async fn a_bad_request_is_not_kept_under_its_key() {
     let id = app.join("01011110011", "B").await;
     let path = format!("/members/{id}/points/earn");
     let bad = app
-        .send(with_key(&app, &path, "k-2", &json!({ "amount": "seven" })))
+        .send(app.keyed(&path, "k-2", &json!({ "amount": "seven" })))
         .await;
     assert_eq!(bad.status, 400, "{}", bad.body);
     let fixed = app
-        .send(with_key(&app, &path, "k-2", &json!({ "amount": 7 })))
+        .send(app.keyed(&path, "k-2", &json!({ "amount": 7 })))
         .await;
     assert_eq!(
         (fixed.status, fixed.body["balance"].clone()),
@@ -310,12 +286,7 @@ async fn a_key_belongs_to_its_caller_and_its_route() {
         );
     }
     let used = app
-        .send(with_key(
-            &app,
-            &format!("/members/{id}/points/use"),
-            "same",
-            &body,
-        ))
+        .send(app.keyed(&format!("/members/{id}/points/use"), "same", &body))
         .await;
     assert_eq!((used.status, used.body["balance"].clone()), (200, json!(5)));
     assert_eq!(
