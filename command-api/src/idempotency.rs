@@ -145,13 +145,13 @@ impl IdempotencyStore {
             // New, or in flight past its lease (its request died or hangs):
             // ours to run. The log decides which attempt's append counts,
             // so a takeover of a request that did append appends nothing.
+            let claim = client
+                .prepare_cached(CLAIM)
+                .await
+                .map_err(table_unavailable)?;
             let inserted = client
                 .execute(
-                    "INSERT INTO idempotency_keys (key, fingerprint, claim) VALUES ($1, $2, $4)
-                     ON CONFLICT (key) DO UPDATE SET claimed_at = now(), claim = EXCLUDED.claim
-                      WHERE idempotency_keys.status IS NULL
-                        AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
-                        AND idempotency_keys.claimed_at < now() - make_interval(secs => $3)",
+                    &claim,
                     &[&key, &fingerprint, &self.lease.as_secs_f64(), &token],
                 )
                 .await
@@ -159,11 +159,12 @@ impl IdempotencyStore {
             if inserted == 1 {
                 return Ok(Claim::Fresh(token));
             }
+            let select = client
+                .prepare_cached(STORED)
+                .await
+                .map_err(table_unavailable)?;
             let row = client
-                .query_opt(
-                    "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1",
-                    &[&key],
-                )
+                .query_opt(&select, &[&key])
                 .await
                 .map_err(table_unavailable)?;
             if let Some(row) = row {
@@ -185,11 +186,12 @@ impl IdempotencyStore {
     ) -> Result<(), ApiError> {
         let client = self.pool.get().await.map_err(table_unavailable)?;
         if !kept(answer) {
+            let release = client
+                .prepare_cached(RELEASE)
+                .await
+                .map_err(table_unavailable)?;
             client
-                .execute(
-                    "DELETE FROM idempotency_keys WHERE key = $1 AND claim = $2",
-                    &[&key, &claim],
-                )
+                .execute(&release, &[&key, &claim])
                 .await
                 .map_err(table_unavailable)?;
             return Ok(());
@@ -201,10 +203,13 @@ impl IdempotencyStore {
                 Some(((*name).to_owned(), value.into()))
             })
             .collect();
+        let answered = client
+            .prepare_cached(ANSWER)
+            .await
+            .map_err(table_unavailable)?;
         client
             .execute(
-                "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
-                  WHERE key = $1 AND claim = $2",
+                &answered,
                 &[
                     &key,
                     &claim,
@@ -218,6 +223,25 @@ impl IdempotencyStore {
         Ok(())
     }
 }
+
+/// Claims a key: new, or in flight past its lease (its request died or
+/// hangs) with the same request.
+const CLAIM: &str = "INSERT INTO idempotency_keys (key, fingerprint, claim) VALUES ($1, $2, $4)
+     ON CONFLICT (key) DO UPDATE SET claimed_at = now(), claim = EXCLUDED.claim
+      WHERE idempotency_keys.status IS NULL
+        AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
+        AND idempotency_keys.claimed_at < now() - make_interval(secs => $3)";
+
+/// What is stored under a key.
+const STORED: &str =
+    "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1";
+
+/// Lets a key go, if this attempt still holds it.
+const RELEASE: &str = "DELETE FROM idempotency_keys WHERE key = $1 AND claim = $2";
+
+/// Keeps an answer, if this attempt still holds the key.
+const ANSWER: &str = "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
+      WHERE key = $1 AND claim = $2";
 
 /// What a stored key means for a request with `fingerprint`.
 fn stored(row: &tokio_postgres::Row, fingerprint: &str) -> Claim {

@@ -376,8 +376,9 @@ impl Executor {
     /// before deciding: derived ids on a store that would store them again
     /// at another version of the stream (EventStoreDB recognises a retry
     /// only under the same expectation). PostgreSQL refuses a stored id
-    /// anywhere, so there the append itself tells.
-    fn looks_first(&self, ids: EventIds) -> bool {
+    /// anywhere, so there the append itself tells (and a caller that looks
+    /// up an earlier attempt of its own can leave that to the append too).
+    pub fn looks_first(&self, ids: EventIds) -> bool {
         ids != EventIds::Fresh && !self.store.idempotency().ids_unique_across_streams
     }
 
