@@ -27,3 +27,30 @@ function request()
   end
   return wrk.format("POST", "/members/" .. id .. "/points/earn", headers, '{"amount":1}')
 end
+
+-- Answers other than 200, by status, printed at the end: a conflict on a
+-- member two connections earn for at once (409 request.conflict) is not a
+-- failure of the service; a 5xx is.
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+others = ""
+function response(status, headers, body)
+  if status ~= 200 then
+    others = others .. status .. " "
+  end
+end
+
+function done(summary, latency, requests)
+  local counts = {}
+  for _, thread in ipairs(threads) do
+    for status in string.gmatch(thread:get("others") or "", "%d+") do
+      counts[status] = (counts[status] or 0) + 1
+    end
+  end
+  for status, count in pairs(counts) do
+    io.write(string.format("  status %s: %d\n", status, count))
+  end
+end

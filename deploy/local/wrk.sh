@@ -33,7 +33,7 @@ run() {
   local label=$1 url=$2 keyed=$3
   echo "== $label"
   WRK_KEYED=$keyed wrk -t2 -c32 -d"${seconds}s" --latency -s "$here/wrk-earn.lua" "$url" |
-    grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|Socket errors'
+    grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|Socket errors|status [0-9]'
 }
 run "command API, no key" "$command_api" 0
 run "command API, fresh Idempotency-Key" "$command_api" 1
