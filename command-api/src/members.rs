@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::handle::Origin;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberCommand, MemberEvent};
@@ -18,6 +18,14 @@ use mileage_store::executor::{ExecuteError, FirstDecision, Refused};
 use crate::context::Context;
 use crate::handle::{Handled, handle, handle_pair, load};
 use crate::personal::seal;
+
+/// What a join's first attempt did.
+enum FirstStep {
+    /// Joined a member under the id it drew.
+    Joined(MemberId, Handled<Member>),
+    /// Found an earlier attempt's claim: the member it names is the join's.
+    Claimed(Handled<PhoneRegistry>),
+}
 
 /// The member context: what its use cases command through, and the secret
 /// that names phone numbers' uniqueness streams.
@@ -79,64 +87,12 @@ impl Members {
         } else {
             None
         };
-        let claimed = if let Some(claimed) = first {
-            claimed
-        } else {
-            let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
-            let member_stream = stream_name::<Member>(&member_id);
-            let key = self.ctx.keys.get_or_create(&member_stream).await?;
-            fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
-                anyhow::anyhow!("failpoint join::after_key")
-            )));
-            let at = Utc::now();
-            let claim = PhoneRegistryCommand::Claim {
-                member_id: member_id.clone(),
-                at,
-            };
-            let join = joining(&member_id, &key, at);
-            let pair = || {
-                executor.execute_pair::<PhoneRegistry, Member>(
-                    (&claim_stream, claim.clone()),
-                    (&member_stream, join.clone()),
-                    // The member's id is new and most numbers are free:
-                    // no read.
-                    FirstDecision::OnKnown,
-                    origin.ids,
-                    origin.causation,
-                )
-            };
-            let mut joined = pair().await;
-            if matches!(
-                joined,
-                Err(ExecuteError::Rejected(Refused::First(
-                    PhoneRegistryError::Taken
-                )))
-            ) && self.free_stale_claim(&claim_stream).await?
-            {
-                joined = pair().await;
-            }
-            match joined {
-                Ok((claimed, joined)) if !claimed.replayed => return Ok((member_id, joined)),
-                // Another attempt of this join got there first: the
-                // member id drawn here seals nothing.
-                Ok((claimed, _)) => {
-                    self.ctx.keys.delete(&member_stream).await?;
-                    claimed
-                }
-                Err(ExecuteError::Rejected(refused)) => {
-                    // Refused: nothing was appended for this new id, so
-                    // its key seals nothing. (After any other failure
-                    // the append may have committed unseen; the key
-                    // stays.)
-                    self.ctx.keys.delete(&member_stream).await?;
-                    return Err(match refused {
-                        Refused::First(e) => ApiError::domain(&e),
-                        Refused::Second(e) => ApiError::domain(&e),
-                    });
-                }
-                Err(ExecuteError::Contended { .. }) => return Err(ApiError::Conflict),
-                Err(ExecuteError::Store(e)) => return Err(e.into()),
-            }
+        let claimed = match first {
+            Some(claimed) => claimed,
+            None => match self.join_new(&claim_stream, &joining, origin).await? {
+                FirstStep::Joined(member_id, joined) => return Ok((member_id, joined)),
+                FirstStep::Claimed(claimed) => claimed,
+            },
         };
         let PhoneRegistry::Held { member_id } = claimed.state else {
             return Err(ApiError::Internal(anyhow::anyhow!(
@@ -154,6 +110,70 @@ impl Members {
         )
         .await?;
         Ok((member_id, joined))
+    }
+
+    /// A join's attempt that found no earlier one: draws a member id and
+    /// appends the claim and `MemberJoined` together (after freeing a
+    /// stale claim on the number, once). When the claim's append finds an
+    /// earlier attempt's claim instead, that claim; the id drawn here then
+    /// seals nothing and its key goes.
+    async fn join_new(
+        &self,
+        claim_stream: &str,
+        joining: &impl Fn(&MemberId, &PersonKey, DateTime<Utc>) -> MemberCommand,
+        origin: Origin,
+    ) -> Result<FirstStep, ApiError> {
+        let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
+        let member_stream = stream_name::<Member>(&member_id);
+        let key = self.ctx.keys.get_or_create(&member_stream).await?;
+        fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
+            anyhow::anyhow!("failpoint join::after_key")
+        )));
+        let at = Utc::now();
+        let claim = PhoneRegistryCommand::Claim {
+            member_id: member_id.clone(),
+            at,
+        };
+        let join = joining(&member_id, &key, at);
+        let pair = || {
+            self.ctx.executor.execute_pair::<PhoneRegistry, Member>(
+                (claim_stream, claim.clone()),
+                (&member_stream, join.clone()),
+                // The member's id is new and most numbers are free: no read.
+                FirstDecision::OnKnown,
+                origin.ids,
+                origin.causation,
+            )
+        };
+        let mut joined = pair().await;
+        if matches!(
+            joined,
+            Err(ExecuteError::Rejected(Refused::First(
+                PhoneRegistryError::Taken
+            )))
+        ) && self.free_stale_claim(claim_stream).await?
+        {
+            joined = pair().await;
+        }
+        match joined {
+            Ok((claimed, joined)) if !claimed.replayed => Ok(FirstStep::Joined(member_id, joined)),
+            Ok((claimed, _)) => {
+                self.ctx.keys.delete(&member_stream).await?;
+                Ok(FirstStep::Claimed(claimed))
+            }
+            Err(ExecuteError::Rejected(refused)) => {
+                // Refused: nothing was appended for this new id, so its key
+                // seals nothing. (After any other failure the append may
+                // have committed unseen; the key stays.)
+                self.ctx.keys.delete(&member_stream).await?;
+                Err(match refused {
+                    Refused::First(e) => ApiError::domain(&e),
+                    Refused::Second(e) => ApiError::domain(&e),
+                })
+            }
+            Err(ExecuteError::Contended { .. }) => Err(ApiError::Conflict),
+            Err(ExecuteError::Store(e)) => Err(e.into()),
+        }
     }
 
     /// Gives back a number held by a member who no longer holds it in fact:
