@@ -51,16 +51,11 @@ pub(crate) async fn register(
         return Ok((id, handled));
     };
     let key_stream = stream_name::<CommandKey>(&key_id);
-    // An earlier attempt of this key, found by its record before drawing
-    // an id where the store cannot tell by the append (on PostgreSQL the
-    // record's append finds it: no read on the happy path).
-    let first = if executor.looks_first(origin.ids) {
-        executor
-            .replayed::<CommandKey>(&key_stream, origin.ids)
-            .await?
-    } else {
-        None
-    };
+    // An earlier attempt of this key, found by its record (on PostgreSQL
+    // the record's append finds it: no read on the happy path).
+    let first = executor
+        .earlier_attempt::<CommandKey>(&key_stream, origin.ids)
+        .await?;
     let id = if let Some(recorded) = first {
         assigned(&recorded.state)?
     } else {

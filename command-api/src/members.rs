@@ -77,16 +77,11 @@ impl Members {
             at,
             rejoining: rejoining.clone(),
         };
-        // An earlier attempt of this join, found by its claim before
-        // drawing an id where the store cannot tell by the append (on
+        // An earlier attempt of this join, found by its claim (on
         // PostgreSQL the claim's append finds it: no read on the happy path).
-        let first = if executor.looks_first(origin.ids) {
-            executor
-                .replayed::<PhoneRegistry>(&claim_stream, origin.ids)
-                .await?
-        } else {
-            None
-        };
+        let first = executor
+            .earlier_attempt::<PhoneRegistry>(&claim_stream, origin.ids)
+            .await?;
         let claimed = match first {
             Some(claimed) => claimed,
             None => match self.join_new(&claim_stream, &joining, origin).await? {

@@ -376,10 +376,29 @@ impl Executor {
     /// before deciding: derived ids on a store that would store them again
     /// at another version of the stream (EventStoreDB recognises a retry
     /// only under the same expectation). PostgreSQL refuses a stored id
-    /// anywhere, so there the append itself tells (and a caller that looks
-    /// up an earlier attempt of its own can leave that to the append too).
-    pub fn looks_first(&self, ids: EventIds) -> bool {
+    /// anywhere, so there the append itself tells.
+    fn looks_first(&self, ids: EventIds) -> bool {
         ids != EventIds::Fresh && !self.store.idempotency().ids_unique_across_streams
+    }
+
+    /// An earlier attempt of a command with `ids` on `stream`, looked for
+    /// only on a store that would store the same ids again at another
+    /// version (EventStoreDB), where the append cannot tell: for a caller that must know before it draws new ids (a join's member
+    /// id, a registration's target id). Elsewhere `None`, and the append
+    /// that finds the earlier attempt answers it instead.
+    pub async fn earlier_attempt<A>(
+        &self,
+        stream: &str,
+        ids: EventIds,
+    ) -> Result<Option<Executed<A>>, StoreError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+    {
+        if self.looks_first(ids) {
+            self.replayed::<A>(stream, ids).await
+        } else {
+            Ok(None)
+        }
     }
 
     /// An earlier attempt of a command on two streams, found by the first
