@@ -194,7 +194,7 @@ impl Executor {
     {
         let look_first = self.looks_first(ids);
         for _ in 0..MAX_ATTEMPTS {
-            if look_first && let Some(first) = self.replayed::<A>(stream, ids).await? {
+            if let Some(first) = self.earlier_attempt::<A>(stream, ids).await? {
                 return Ok(first);
             }
             let (state, version) = self.load::<A>(stream).await?;
@@ -383,9 +383,10 @@ impl Executor {
 
     /// An earlier attempt of a command with `ids` on `stream`, looked for
     /// only on a store that would store the same ids again at another
-    /// version (EventStoreDB), where the append cannot tell: for a caller that must know before it draws new ids (a join's member
-    /// id, a registration's target id). Elsewhere `None`, and the append
-    /// that finds the earlier attempt answers it instead.
+    /// version (EventStoreDB), where the append cannot tell: before
+    /// deciding, or before a caller draws new ids (a join's member id, a
+    /// registration's target id). Elsewhere `None`, and the append that
+    /// finds the earlier attempt answers it instead.
     pub async fn earlier_attempt<A>(
         &self,
         stream: &str,
