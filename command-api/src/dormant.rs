@@ -96,6 +96,29 @@ pub(crate) async fn register(
     Ok((id, handled))
 }
 
+/// A release's clear, with a position even when the `releases` process
+/// manager, following this release's join, cleared the target first (the
+/// release's own clear then changes nothing): the position of the clear in
+/// the log, so the caller can still read its write.
+async fn cleared_at(
+    state: &AppState,
+    stream: &str,
+    mut cleared: Handled<DormantMember>,
+) -> Result<Handled<DormantMember>, ApiError> {
+    if cleared.position.is_none()
+        && let Some(version) = cleared.version
+    {
+        let last = state
+            .ctx
+            .executor
+            .store()
+            .read_stream(stream, version, 1)
+            .await?;
+        cleared.position = last.first().map(|e| e.position);
+    }
+    Ok(cleared)
+}
+
 /// The next sequential target id.
 async fn new_target_id(state: &AppState) -> Result<DormantMemberId, ApiError> {
     Ok(DormantMemberId::parse(
@@ -185,7 +208,7 @@ pub(crate) async fn release(
         at: Utc::now(),
     };
     match handle::<DormantMember>(&state.ctx.executor, &stream, command, origin).await {
-        Ok(cleared) => Ok(cleared),
+        Ok(cleared) => cleared_at(state, &stream, cleared).await,
         Err(refused) => {
             let (now, _) = load::<DormantMember>(&state.ctx.executor, &stream).await?;
             if now.status() != Some(DormantStatus::Destruction) {
