@@ -34,9 +34,29 @@ servers() {
   echo "$out"
 }
 
-render() {
-  local dir=$1 port=$2 commands=$3 queries=$4
+# nginx started as root runs its workers as this user; they buffer large
+# bodies and answers in DIR/tmp, so it must be theirs and reachable.
+worker_user=nobody
+
+# Makes DIR/tmp writable by the workers, whoever runs this: as root the
+# workers are $worker_user, so DIR/tmp is theirs, and every folder above it
+# must let them through (a throwaway folder of mode 700 does not).
+prepare_temp() {
+  local dir=$1
   mkdir -p "$dir/tmp"
+  if [[ $(id -u) -ne 0 ]]; then return; fi
+  chmod 755 "$dir"
+  chown "$worker_user:$(id -gn "$worker_user")" "$dir/tmp"
+  if ! runuser -u "$worker_user" -- test -w "$dir/tmp"; then
+    log "$dir/tmp is not writable by nginx's workers ($worker_user): a folder above it is closed to them"
+    exit 1
+  fi
+}
+
+render() {
+  local dir=$1 port=$2 commands=$3 queries=$4 user_line=""
+  prepare_temp "$dir"
+  if [[ $(id -u) -eq 0 ]]; then user_line="user $worker_user $(id -gn "$worker_user");"; fi
   GATEWAY_PORT="127.0.0.1:$port" \
   COMMAND_API_SERVERS=$(servers "$commands") \
   QUERY_API_SERVERS=$(servers "$queries") \
@@ -53,6 +73,7 @@ sys.stdout.write(re.sub(r"\$\{([A-Z_]+)\}", value, text))
 PY
   cat >"$dir/nginx.conf" <<CONF
 daemon off;
+$user_line
 worker_processes 1;
 pid $dir/nginx.pid;
 error_log stderr warn;

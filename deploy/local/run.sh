@@ -23,12 +23,16 @@ bash "$here/gateway.sh" install
 bash "$here/prometheus.sh" install
 
 pg_dir=$(mktemp -d /tmp/mileage-run-pg.XXXXXX)
+# Not inside pg_dir: that belongs to the cluster's owner with mode 700, and
+# nginx's workers buffer large bodies in the gateway's folder.
+gateway_dir=$(mktemp -d /tmp/mileage-run-gateway.XXXXXX)
 pids=()
 cleanup() {
   trap - EXIT INT TERM
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   "$here/pg.sh" stop "$pg_dir"
+  rm -rf "$gateway_dir"
   echo "stopped" >&2
 }
 trap cleanup EXIT INT TERM
@@ -66,8 +70,8 @@ if [[ -z ${NOTIFIER_URL:-} ]]; then
 fi
 target/release/mileage-projector & pids+=($!)
 target/release/mileage-query-api & pids+=($!)
-bash "$here/gateway.sh" render "$pg_dir/gateway" "$GATEWAY_PORT" "$COMMAND_API_ADDR" "$QUERY_API_ADDR"
-bash "$here/gateway.sh" start "$pg_dir/gateway" & pids+=($!)
+bash "$here/gateway.sh" render "$gateway_dir" "$GATEWAY_PORT" "$COMMAND_API_ADDR" "$QUERY_API_ADDR"
+bash "$here/gateway.sh" start "$gateway_dir" & pids+=($!)
 PROMETHEUS_ADDR=${PROMETHEUS_ADDR:-127.0.0.1:9090}
 bash "$here/prometheus.sh" render "$pg_dir/prometheus" "$COMMAND_API_ADDR" "$QUERY_API_ADDR" "$PROJECTOR_ADDR"
 bash "$here/prometheus.sh" start "$pg_dir/prometheus" "$PROMETHEUS_ADDR" & pids+=($!)

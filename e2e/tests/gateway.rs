@@ -403,3 +403,97 @@ async fn the_source_documents_double_slashes_pass_the_gateway() {
     assert_eq!(dormant.status(), 200);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A refusal's status, media type and code, from the service itself or
+/// through the gateway.
+async fn refusal(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let kind = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response.text().await.unwrap();
+    let code = serde_json::from_str::<serde_json::Value>(&body).map_or_else(
+        |_| format!("not JSON: {}", body.chars().take(80).collect::<String>()),
+        |v| v["code"].as_str().unwrap_or_default().to_owned(),
+    );
+    (status, kind, code)
+}
+
+#[tokio::test]
+async fn bad_bodies_of_any_size_get_the_services_problem_json_through_the_gateway() {
+    let database = mileage_store::testing::fresh_database().await;
+    let http = reqwest::Client::new();
+    let port = free_port();
+    let _instance = command_api(&database, port);
+    wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
+    let (_gateway, gateway, dir) = start_gateway(&http, &[port], 60_000).await;
+    let direct = format!("http://127.0.0.1:{port}");
+    let padded = |bytes: usize| {
+        format!(
+            r#"{{"phoneNo":"01012345678","nickname":"{}"}}"#,
+            "x".repeat(bytes)
+        )
+    };
+    // 20 KiB: past the command API's 16 KiB and nginx's in-memory buffer,
+    // so the gateway writes it to its temp folder before passing it on;
+    // 100 KiB and 2 MiB: past the gateway's own 64 KiB.
+    let bodies = [
+        (
+            "20 KiB",
+            padded(20 * 1024),
+            413,
+            "request.payload_too_large",
+        ),
+        (
+            "100 KiB",
+            padded(100 * 1024),
+            413,
+            "request.payload_too_large",
+        ),
+        (
+            "2 MiB",
+            padded(2 * 1024 * 1024),
+            413,
+            "request.payload_too_large",
+        ),
+        (
+            "malformed",
+            "{\"phoneNo\":".to_owned(),
+            400,
+            "request.malformed_body",
+        ),
+        (
+            "wrongly typed",
+            r#"{"phoneNo":1,"nickname":[]}"#.to_owned(),
+            400,
+            "request.malformed_body",
+        ),
+    ];
+    for (what, body, status, code) in bodies {
+        let send = |base: String| {
+            http.post(format!("{base}/members"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+        };
+        let through = refusal(send(gateway.clone()).await.unwrap()).await;
+        assert_eq!(
+            through,
+            (
+                status,
+                "application/problem+json".to_owned(),
+                code.to_owned()
+            ),
+            "{what} through the gateway (its log: {})",
+            std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+        );
+        if body.len() <= 64 * 1024 {
+            let alone = refusal(send(direct.clone()).await.unwrap()).await;
+            assert_eq!(through, alone, "{what}: the gateway answers as the service");
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
