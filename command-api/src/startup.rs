@@ -55,6 +55,7 @@ impl Application {
     /// Connects the event store (applying its migrations) and binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         mileage_service::telemetry::prometheus();
+        series_at_zero();
         let verifier =
             Arc::new(Verifier::from_keys(&settings.jwt)?.with_rules(&settings.token_rules));
         let pg = PgEventStore::connect(&settings.database_url)
@@ -151,4 +152,19 @@ async fn sweep_unused_keys(keys: Arc<PgKeyStore>, events: Arc<dyn EventStore>) {
             Err(error) => tracing::warn!(%error, "cannot sweep unused person keys"),
         }
     }
+}
+
+/// Registers every series this service counts without changing any, so
+/// each rule and dashboard query has a series from the first scrape.
+fn series_at_zero() {
+    mileage_service::telemetry::requests_at_zero();
+    mileage_store::executor::series_at_zero();
+    for counter in [
+        "release_breaker_rejected_total",
+        "idempotency_in_flight_total",
+        "person_keys_swept_total",
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
+    metrics::gauge!("release_breaker_state").increment(0.0);
 }

@@ -19,18 +19,36 @@ const EVERY: Duration = Duration::from_secs(1);
 /// this many, marked as more.
 pub(crate) const BACKLOG_LIMIT: u64 = 10_000;
 
-/// Records the head every second until `stop` turns true; reconnects to the
-/// read database when it goes away.
+/// Each live consumer's lag as last measured, by name: what `/metrics`
+/// shows (a consumer whose row is gone, or a replay's scratch copy, is not
+/// in it, so no gauge of it stays behind).
+pub(crate) type Lags = Vec<(String, Lag)>;
+
+/// The lags as Prometheus gauges, `projector_lag_events` and
+/// `projector_lag_seconds` by consumer.
+pub(crate) fn render(lags: &Lags) -> String {
+    mileage_service::telemetry::render_current(|| {
+        for (name, lag) in lags {
+            metrics::gauge!("projector_lag_events", "consumer" => name.clone())
+                .set(crate::runner::as_gauge(lag.events));
+            metrics::gauge!("projector_lag_seconds", "consumer" => name.clone()).set(lag.seconds);
+        }
+    })
+}
+
+/// Records the head every second until `stop` turns true, and each round's
+/// lags in `lags`; reconnects to the read database when it goes away.
 pub(crate) async fn publish(
     store: Arc<dyn EventStore>,
     read_config: tokio_postgres::Config,
+    lags: watch::Sender<Lags>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
         if let Ok((client, connection)) = read_config.connect(tokio_postgres::NoTls).await {
             let connection = tokio::spawn(connection);
             loop {
-                if let Err(e) = measure(&*store, &client).await {
+                if let Err(e) = measure(&*store, &client, &lags).await {
                     tracing::debug!(error = %e, "cannot record the log's head; reconnecting");
                     break;
                 }
@@ -52,11 +70,13 @@ pub(crate) async fn publish(
 }
 
 /// One round: the head, then every consumer's backlog (consumers at the
-/// head cost nothing; consumers at the same checkpoint share one count).
-/// An event store error skips the round; a read database error ends it.
+/// head cost nothing; consumers at the same checkpoint share one count),
+/// and the live ones' lags published. An event store error skips the
+/// round; a read database error ends it.
 async fn measure(
     store: &dyn EventStore,
     client: &tokio_postgres::Client,
+    lags: &watch::Sender<Lags>,
 ) -> Result<(), tokio_postgres::Error> {
     let Ok(head) = store.head_position().await else {
         return Ok(());
@@ -66,6 +86,7 @@ async fn measure(
     }
     let now = chrono::Utc::now();
     let mut counted: HashMap<Option<Position>, Measured> = HashMap::new();
+    let mut live = Lags::new();
     for status in bookkeeping::statuses(client).await? {
         let measured = if let Some(measured) = counted.get(&status.checkpoint) {
             *measured
@@ -95,9 +116,10 @@ async fn measure(
             Some(&measured),
             now,
         );
-        metrics::gauge!("projector_lag_events", "consumer" => status.name.clone())
-            .set(crate::runner::as_gauge(lag.events));
-        metrics::gauge!("projector_lag_seconds", "consumer" => status.name).set(lag.seconds);
+        if !status.is_scratch() {
+            live.push((status.name, lag));
+        }
     }
+    lags.send_replace(live);
     Ok(())
 }

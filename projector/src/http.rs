@@ -20,6 +20,8 @@ pub(crate) struct Probe {
     pub store: Arc<dyn EventStore>,
     /// The read database.
     pub read_config: tokio_postgres::Config,
+    /// The live consumers' lags, as last measured.
+    pub lags: tokio::sync::watch::Receiver<crate::head::Lags>,
 }
 
 /// The routes.
@@ -37,6 +39,10 @@ impl mileage_service::ops::Probe for Probe {
             ("eventStore", self.store.head_position().await.is_ok()),
             ("readDatabase", connect(&self.read_config).await.is_ok()),
         ]
+    }
+
+    async fn current_gauges(&self) -> String {
+        crate::head::render(&self.lags.borrow())
     }
 }
 

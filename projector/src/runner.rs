@@ -102,6 +102,7 @@ impl Runner {
     /// Runs `consumer` until shutdown or a poison event, surviving outages.
     pub async fn run(&self, consumer: Arc<dyn Consumer>) -> Exit {
         let name = consumer.name().to_owned();
+        series_at_zero(&name);
         let mut delays = backoff();
         loop {
             if *self.shutdown.borrow() {
@@ -400,6 +401,18 @@ fn db(error: tokio_postgres::Error) -> String {
 }
 
 /// A count as a gauge value (f64; counts here stay far below 2^52).
+/// Registers a consumer's series without changing them, so each has a
+/// series from the first scrape (an increment of zero leaves a value the
+/// process already has as it is).
+fn series_at_zero(name: &str) {
+    metrics::counter!("projector_events_total", "consumer" => name.to_owned()).increment(0);
+    metrics::counter!("projector_restarts_total", "consumer" => name.to_owned()).increment(0);
+    metrics::gauge!("projector_active", "consumer" => name.to_owned()).increment(0.0);
+    metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).increment(0.0);
+    metrics::gauge!("projector_checkpoint", "consumer" => name.to_owned()).increment(0.0);
+    let _ = metrics::histogram!("projector_batch_seconds", "consumer" => name.to_owned());
+}
+
 #[expect(
     clippy::cast_precision_loss,
     reason = "positions and counts stay below 2^52"

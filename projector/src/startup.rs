@@ -78,6 +78,7 @@ pub async fn start_with(
     notifier: Arc<dyn Notifier>,
 ) -> anyhow::Result<Running> {
     mileage_service::telemetry::prometheus();
+    series_at_zero();
     let pg = PgEventStore::connect(&settings.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
@@ -125,14 +126,20 @@ pub async fn start_with(
             (name, runner.run(consumer).await)
         });
     }
+    let (lags, lags_rx) = watch::channel(crate::head::Lags::new());
     tokio::spawn(crate::head::publish(
         Arc::clone(&store),
         read_config.clone(),
+        lags,
         stop_rx.clone(),
     ));
     let listener = mileage_service::bind(settings.addr).await?;
     let port = listener.local_addr()?.port();
-    let app = crate::http::router(crate::http::Probe { store, read_config });
+    let app = crate::http::router(crate::http::Probe {
+        store,
+        read_config,
+        lags: lags_rx,
+    });
     let mut http_stop = stop_rx;
     tokio::spawn(async move {
         let stopped = async move {
@@ -147,4 +154,23 @@ pub async fn start_with(
         shutdown,
         tasks,
     })
+}
+
+/// Registers the process managers' counters (and the executor's, which
+/// they command through) without changing any, so each has a series from
+/// the first scrape; each consumer registers its own when it starts.
+fn series_at_zero() {
+    mileage_store::executor::series_at_zero();
+    for counter in [
+        "notifier_retries_total",
+        "destructions_total",
+        "destructions_refused_total",
+        "releases_undone_total",
+        "person_keys_erased_total",
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
+    for outcome in ["sent", "failed", "misconfigured", "postponed"] {
+        metrics::counter!("notices_total", "outcome" => outcome).increment(0);
+    }
 }

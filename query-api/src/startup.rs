@@ -25,6 +25,7 @@ impl Application {
     /// projector has not yet), follows the checkpoints, binds the port.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         mileage_service::telemetry::prometheus();
+        mileage_service::telemetry::requests_at_zero();
         let verifier =
             Arc::new(Verifier::from_keys(&settings.jwt)?.with_rules(&settings.token_rules));
         let read_config: tokio_postgres::Config = settings

@@ -46,6 +46,12 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
     .await
 }
 
+/// The suffix of `replay verify`'s scratch consumer (`members__verify`).
+pub const VERIFY_SUFFIX: &str = "__verify";
+
+/// The suffix of `replay rebuild`'s shadow consumer (`members__rebuild`).
+pub const REBUILD_SUFFIX: &str = "__rebuild";
+
 /// A consumer's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -66,6 +72,15 @@ pub struct Status {
     /// What the projector last measured it had still to read, and from
     /// which checkpoint.
     pub backlog: Option<Measured>,
+}
+
+impl Status {
+    /// Whether this is a copy replay runs beside a live consumer (verify's
+    /// scratch, rebuild's shadow): behind by design while it runs, gone
+    /// when it ends, so not something to alert on.
+    pub fn is_scratch(&self) -> bool {
+        self.name.ends_with(VERIFY_SUFFIX) || self.name.ends_with(REBUILD_SUFFIX)
+    }
 }
 
 /// A consumer's backlog as the projector measured it (every second).

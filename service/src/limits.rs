@@ -77,6 +77,8 @@ enum Limit {
 }
 
 impl Limit {
+    const ALL: [Self; 3] = [Self::Joins, Self::Commands, Self::AuthFailures];
+
     fn code(self) -> &'static str {
         match self {
             Self::Joins => "rate_limit.joins",
@@ -93,6 +95,14 @@ impl Limit {
                 "too many refused tokens from this address; retry after the time given"
             }
         }
+    }
+}
+
+/// Puts every limit's refusal count (`rate_limited_total`) at zero, so it
+/// has a series from the first scrape.
+pub(crate) fn refusals_at_zero() {
+    for limit in Limit::ALL {
+        metrics::counter!("rate_limited_total", "limit" => limit.code()).increment(0);
     }
 }
 

@@ -19,9 +19,13 @@ pub trait Probe: Send + Sync + 'static {
     /// answers now.
     async fn dependencies(&self) -> Vec<(&'static str, bool)>;
 
-    /// Measures gauges that are read on scrape (such as lag) just before
-    /// `/metrics` renders; nothing by default.
-    async fn before_scrape(&self) {}
+    /// Gauges measured for this scrape whose series come and go with what
+    /// they measure (lag per live consumer), as Prometheus text appended to
+    /// the process's metrics (see [`crate::telemetry::render_current`]);
+    /// none by default.
+    async fn current_gauges(&self) -> String {
+        String::new()
+    }
 }
 
 /// The ops routes' state: the probe and the description.
@@ -83,8 +87,10 @@ pub async fn ready(State(ops): State<Ops>) -> (StatusCode, Json<Value>) {
 }
 
 async fn metrics(State(ops): State<Ops>) -> String {
-    ops.probe.before_scrape().await;
-    crate::telemetry::prometheus().render()
+    let current = ops.probe.current_gauges().await;
+    let mut text = crate::telemetry::prometheus().render();
+    text.push_str(&current);
+    text
 }
 
 async fn openapi_json(State(ops): State<Ops>) -> Json<Value> {

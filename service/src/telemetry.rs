@@ -77,6 +77,28 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// Gauges whose series come and go with what they measure (one per live
+/// consumer, say), as Prometheus text to append to the process's: `set`
+/// runs against a recorder of its own, made for this rendering, so a series
+/// it did not set this time is not in the text. (The process's recorder
+/// keeps every series it ever saw, at its last value.)
+pub fn render_current(set: impl FnOnce()) -> String {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    metrics::with_local_recorder(&recorder, set);
+    recorder.handle().render()
+}
+
+/// Puts the request series at zero that the first scrape itself counts
+/// (`GET /metrics`, 200) and every rate limit's refusals, so the request
+/// rules and dashboards have a series from the first scrape. For the
+/// services that [`track`] requests; adds nothing to a count already there.
+pub fn requests_at_zero() {
+    metrics::counter!("http_requests_total", "route" => "/metrics", "method" => "GET", "status" => "200")
+        .increment(0);
+    let _ = metrics::histogram!("http_request_duration_seconds", "route" => "/metrics", "method" => "GET");
+    crate::limits::refusals_at_zero();
+}
+
 /// Counts every request by matched route, method and status, and times it.
 /// Labels come from bounded sets only, whatever clients send: the route is
 /// the matched template (`/members/{id}`, or `unmatched`), the method one
@@ -124,6 +146,27 @@ mod tests {
             let method = Method::from_bytes(made_up.as_bytes()).unwrap();
             assert_eq!(super::method_label(&method), "other", "{made_up}");
         }
+    }
+
+    #[test]
+    fn current_gauges_show_only_what_was_set_this_time() {
+        let first = super::render_current(|| {
+            metrics::gauge!("probe_lag", "consumer" => "a").set(1.0);
+            metrics::gauge!("probe_lag", "consumer" => "b").set(2.0);
+        });
+        assert!(first.contains(r#"probe_lag{consumer="b"} 2"#), "{first:?}");
+        let second = super::render_current(|| {
+            metrics::gauge!("probe_lag", "consumer" => "a").set(3.0);
+        });
+        assert!(
+            second.contains(r#"probe_lag{consumer="a"} 3"#),
+            "{second:?}"
+        );
+        assert!(!second.contains(r#"consumer="b""#), "b is gone: {second:?}");
+        assert!(
+            !super::prometheus().render().contains("probe_lag"),
+            "not in the process's recorder"
+        );
     }
 
     #[test]

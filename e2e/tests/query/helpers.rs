@@ -23,8 +23,8 @@ pub(crate) struct Stack {
     pub commands: CommandApi,
     pub query: QueryApi,
     pub gateway: Gateway,
-    /// Kept so the projector runs as long as the stack.
-    pub _projector: Option<Running>,
+    /// The projector, running as long as the stack.
+    pub projector: Option<Running>,
 }
 
 /// The query API and a client for it.
@@ -79,7 +79,7 @@ impl Stack {
             commands,
             query,
             gateway,
-            _projector: projector,
+            projector,
         }
     }
 }

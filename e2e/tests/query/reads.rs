@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mileage_e2e::token;
+use mileage_e2e::{eventually, token};
 use mileage_service::auth::Role;
 
 use crate::helpers::{Stack, WAIT};
@@ -296,6 +296,71 @@ async fn metrics_show_each_projections_lag() {
     );
     assert!(text.contains("http_requests_total"), "{text}");
     let _ = WAIT;
+}
+
+/// One service's `/metrics` text.
+async fn metrics_of(client: &reqwest::Client, address: &str) -> String {
+    client
+        .get(format!("{address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lag_gauges_are_for_live_consumers_only_and_go_with_their_rows() {
+    let stack = Stack::start().await;
+    let projector = format!(
+        "http://127.0.0.1:{}",
+        stack.projector.as_ref().expect("a projector").port()
+    );
+    let http = &stack.query.client;
+    let database = mileage_e2e::read_client(&stack.database).await;
+    // A scratch copy as `replay verify` leaves it while it runs, and a
+    // consumer far behind that is then retired (its row deleted).
+    database
+        .batch_execute(
+            "INSERT INTO projector.consumers (name, state) VALUES
+                 ('managerpage__verify', 'running'), ('retired', 'running')",
+        )
+        .await
+        .unwrap();
+    stack.commands.register_target("01024440001", "lag").await;
+    let projector_series = r#"projector_lag_events{consumer="retired"}"#;
+    let query_series = r#"projection_lag_events{projection="retired"}"#;
+    let (from_projector, from_query) = eventually("the retired consumer's lag", WAIT, || async {
+        let p = metrics_of(http, &projector).await;
+        let q = metrics_of(http, &stack.query.address).await;
+        (p.contains(projector_series) && q.contains(query_series)).then_some((p, q))
+    })
+    .await;
+    for text in [&from_projector, &from_query] {
+        assert!(
+            !text.contains("__verify"),
+            "no gauge of a scratch copy: {text}"
+        );
+        assert!(
+            text.contains(r#"consumer="managerpage"}"#)
+                || text.contains(r#"projection="managerpage"}"#),
+            "the live projection is measured: {text}"
+        );
+    }
+    database
+        .batch_execute(
+            "DELETE FROM projector.consumers WHERE name IN ('retired', 'managerpage__verify')",
+        )
+        .await
+        .unwrap();
+    eventually("the retired consumer's gauges gone", WAIT, || async {
+        let p = metrics_of(http, &projector).await;
+        let q = metrics_of(http, &stack.query.address).await;
+        (!p.contains(r#"consumer="retired""#) && !q.contains(r#"projection="retired""#))
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -46,7 +46,10 @@ pub enum Outcome {
 
 /// The shadow's schema and consumer name.
 pub fn shadow_of(projection: &str) -> String {
-    format!("{projection}__rebuild")
+    format!(
+        "{projection}{}",
+        mileage_read_model::bookkeeping::REBUILD_SUFFIX
+    )
 }
 
 /// Rebuilds `projection`; `interrupt` resolving stops it resumably.

@@ -42,7 +42,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
     let all = statuses(&client).await?;
     let mut out = Vec::new();
     for s in &all {
-        if s.name.ends_with("__rebuild") || s.name.ends_with("__verify") {
+        if s.is_scratch() {
             continue;
         }
         let same_store = s.store_id.as_ref().is_none_or(|id| *id == store_id);
@@ -60,7 +60,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
         });
         let rebuild = all
             .iter()
-            .find(|r| r.name == format!("{}__rebuild", s.name));
+            .find(|r| r.name == crate::replay::rebuild::shadow_of(&s.name));
         out.push(Consumer {
             name: s.name.clone(),
             state: if rebuild.is_some() {

@@ -100,7 +100,7 @@ async fn verify_locked(
     show: i64,
 ) -> anyhow::Result<Verified> {
     let live = known.name;
-    let scratch = format!("{live}__verify");
+    let scratch = format!("{live}{}", mileage_read_model::bookkeeping::VERIFY_SUFFIX);
     client.batch_execute(&(known.ddl)(live)).await?;
     reset(client, &scratch).await?;
     let target = position_of(client, live).await?;

@@ -22,17 +22,21 @@ impl Probe for ReadSide {
         vec![("readDatabase", reachable)]
     }
 
-    async fn before_scrape(&self) {
+    async fn current_gauges(&self) -> String {
         let state = &self.0;
         let Ok(client) = state.pool.get().await else {
-            return;
+            return String::new();
         };
-        if let Ok(recorded) = bookkeeping::head(&**client).await
-            && let Ok(statuses) = bookkeeping::statuses(&**client).await
-        {
-            // The projector records the head and each backlog every second.
-            let now = chrono::Utc::now();
-            for status in statuses {
+        let (Ok(recorded), Ok(statuses)) = (
+            bookkeeping::head(&**client).await,
+            bookkeeping::statuses(&**client).await,
+        ) else {
+            return String::new();
+        };
+        // The projector records the head and each backlog every second.
+        let now = chrono::Utc::now();
+        mileage_service::telemetry::render_current(|| {
+            for status in statuses.into_iter().filter(|s| !s.is_scratch()) {
                 let lag = Lag::of(recorded, status.checkpoint, status.backlog.as_ref(), now);
                 let name = status.name;
                 metrics::gauge!("projection_lag_events", "projection" => name.clone())
@@ -42,6 +46,6 @@ impl Probe for ReadSide {
                 metrics::gauge!("projection_stopped", "projection" => name)
                     .set(if status.state == "stopped" { 1.0 } else { 0.0 });
             }
-        }
+        })
     }
 }

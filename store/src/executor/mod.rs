@@ -580,6 +580,20 @@ fn new_events<E: mileage_domain::event::EventPayload>(
         .collect()
 }
 
+/// Registers the executor's counters and its append timing without changing
+/// them, so each has a series from a service's first scrape.
+pub fn series_at_zero() {
+    for counter in [
+        "command_conflicts_total",
+        "command_assumptions_missed_total",
+        "command_conflicts_exhausted_total",
+        "command_replays_total",
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
+    let _ = metrics::histogram!("event_store_append_seconds");
+}
+
 /// The error of a command that lost every race.
 fn contended<E>(stream: &str) -> ExecuteError<E> {
     metrics::counter!("command_conflicts_exhausted_total").increment(1);
