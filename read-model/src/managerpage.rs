@@ -35,6 +35,8 @@ pub struct Target {
     pub status: String,
     /// `PENDING` once dormant, then `SENT` or `FAILED`.
     pub message_status: Option<String>,
+    /// The member the person re-joined as, once `CLEARED`.
+    pub rejoined_member_id: Option<String>,
     /// When it was registered.
     pub registered_at: DateTime<Utc>,
     /// When it last changed.
@@ -67,7 +69,10 @@ pub fn ddl(schema: &str) -> String {
              ON {schema}.targets (registered_commit, registered_prepare);
          CREATE INDEX IF NOT EXISTS targets_status_order
              ON {schema}.targets (status, registered_commit, registered_prepare);
-         CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);"
+         CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);
+         -- Added after the first release: rows cleared before it read null
+         -- until `replay rebuild managerpage`.
+         ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;"
     )
 }
 
@@ -107,10 +112,11 @@ pub async fn save(
         &format!(
             "INSERT INTO {schema}.targets
                  (id, member_id, phone_masked, nickname, erased, status, message_status,
-                  registered_at, updated_at, registered_commit, registered_prepare, last_position)
+                  registered_at, updated_at, registered_commit, registered_prepare, last_position,
+                  rejoined_member_id)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
                                   $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                                  $10::int8[], $11::int8[], $12::text[])
+                                  $10::int8[], $11::int8[], $12::text[], $13::text[])
              ON CONFLICT (id) DO UPDATE SET
                  member_id = EXCLUDED.member_id, phone_masked = EXCLUDED.phone_masked,
                  nickname = EXCLUDED.nickname, erased = EXCLUDED.erased,
@@ -118,7 +124,8 @@ pub async fn save(
                  registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
                  registered_commit = EXCLUDED.registered_commit,
                  registered_prepare = EXCLUDED.registered_prepare,
-                 last_position = EXCLUDED.last_position"
+                 last_position = EXCLUDED.last_position,
+                 rejoined_member_id = EXCLUDED.rejoined_member_id"
         ),
         &[
             &c.id,
@@ -133,6 +140,7 @@ pub async fn save(
             &c.registered_commit,
             &c.registered_prepare,
             &c.last_position,
+            &c.rejoined_member_id,
         ],
     )
     .await
@@ -154,6 +162,7 @@ struct Columns {
     registered_commit: Vec<i64>,
     registered_prepare: Vec<i64>,
     last_position: Vec<String>,
+    rejoined_member_id: Vec<Option<String>>,
 }
 
 impl Columns {
@@ -170,6 +179,7 @@ impl Columns {
         self.registered_commit.push(row.registered_position.0);
         self.registered_prepare.push(row.registered_position.1);
         self.last_position.push(row.last_position);
+        self.rejoined_member_id.push(row.rejoined_member_id);
     }
 }
 
@@ -195,7 +205,8 @@ pub async fn erase_member(
 }
 
 const COLUMNS: &str = "id, member_id, phone_masked, nickname, erased, status, message_status, \
-                       registered_at, updated_at, registered_commit, registered_prepare, last_position";
+                       registered_at, updated_at, registered_commit, registered_prepare, last_position, \
+                       rejoined_member_id";
 
 /// The list's four statements: (descending, ascending) x (all, one status).
 static LIST_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
@@ -235,6 +246,8 @@ pub struct TargetView<'a> {
     pub erased: bool,
     pub status: &'a str,
     pub message_status: Option<&'a str>,
+    /// The member the person re-joined as, once `CLEARED`.
+    pub rejoined_member_id: Option<&'a str>,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// Where the registration stands in the log: the list's order and cursor.
@@ -252,6 +265,7 @@ impl From<TargetView<'_>> for Target {
             erased: view.erased,
             status: view.status.to_owned(),
             message_status: view.message_status.map(str::to_owned),
+            rejoined_member_id: view.rejoined_member_id.map(str::to_owned),
             registered_at: view.registered_at,
             updated_at: view.updated_at,
             registered_position: view.registered_position,
@@ -284,6 +298,7 @@ fn view(row: &Row) -> TargetView<'_> {
         erased: row.get(4),
         status: row.get(5),
         message_status: row.get(6),
+        rejoined_member_id: row.get(12),
         registered_at: row.get(7),
         updated_at: row.get(8),
         registered_position: (row.get(9), row.get(10)),

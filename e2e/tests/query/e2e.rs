@@ -137,6 +137,14 @@ async fn release(stack: &Stack) -> String {
         })
         .await;
     assert_eq!(row["memberStatus"], "CLEARED");
+    assert_eq!(row["rejoinedMemberId"], rejoined.as_str(), "{row}");
+    let target = query
+        .until(
+            &format!("/dormantMembers/{back}?position={position}"),
+            |_| true,
+        )
+        .await;
+    assert_eq!(target["rejoinedMemberId"], rejoined.as_str(), "{target}");
     let member = query
         .until(&format!("/members/{rejoined}?position={position}"), |_| {
             true

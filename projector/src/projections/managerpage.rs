@@ -131,6 +131,7 @@ impl Model for Managerpage {
                     nickname,
                     status: "PRE_DORMANT".into(),
                     message_status: None,
+                    rejoined_member_id: None,
                     registered_at: at,
                     updated_at: at,
                     registered_position: (to_i64(position.commit), to_i64(position.prepare)),
@@ -153,8 +154,9 @@ impl Model for Managerpage {
                         target.nickname = None;
                         target.erased = true;
                     }
-                    DormantMemberEvent::DormantMemberCleared(_) => {
+                    DormantMemberEvent::DormantMemberCleared(e) => {
                         target.status = "CLEARED".into();
+                        target.rejoined_member_id = Some(e.rejoined_member_id.to_string());
                     }
                     DormantMemberEvent::DormantMemberRegistered(_) => unreachable!("matched above"),
                 }

@@ -58,6 +58,10 @@ pub(super) struct Managerpage<'a> {
     /// The dormant notice: `PENDING`, `SENT` or `FAILED`; `null` before.
     #[schema(example = "SENT")]
     message_status: Option<&'a str>,
+    /// The member the person re-joined as (released), once `CLEARED`;
+    /// `null` before.
+    #[schema(example = "7")]
+    rejoined_member_id: Option<&'a str>,
     /// When it was registered.
     registered_at: DateTime<Utc>,
     /// When it last changed.
@@ -77,6 +81,7 @@ impl<'a> From<TargetView<'a>> for Managerpage<'a> {
             erased: target.erased,
             member_status: target.status,
             message_status: target.message_status,
+            rejoined_member_id: target.rejoined_member_id,
             registered_at: target.registered_at,
             updated_at: target.updated_at,
             last_position: target.last_position,
@@ -150,6 +155,8 @@ pub(super) struct DormantMember<'a> {
     member_status: &'a str,
     /// The dormant notice's status.
     message_status: Option<&'a str>,
+    /// The member the person re-joined as, once `CLEARED`; `null` before.
+    rejoined_member_id: Option<&'a str>,
     /// When it last changed.
     updated_at: DateTime<Utc>,
 }
@@ -381,6 +388,7 @@ pub(super) async fn dormant_member(
         member_id: target.member_id,
         member_status: target.status,
         message_status: target.message_status,
+        rejoined_member_id: target.rejoined_member_id,
         updated_at: target.updated_at,
     };
     Ok(fresh(body, seen))
