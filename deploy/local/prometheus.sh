@@ -4,6 +4,7 @@
 #   bash deploy/local/prometheus.sh install
 #   bash deploy/local/prometheus.sh render DIR COMMAND_API_ADDR QUERY_API_ADDR PROJECTOR_ADDR
 #   bash deploy/local/prometheus.sh start DIR LISTEN_ADDR      # runs in the foreground
+#   bash deploy/local/prometheus.sh alerts-page LISTEN_ADDR    # prints the alerts page's URL
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -31,8 +32,22 @@ case ${1:-} in
     exec prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
       --web.listen-address="$3" --log.level=warn
     ;;
+  alerts-page)
+    # Once Prometheus is ready: `/alerts` on upstream builds; Debian's
+    # package ships without the new web UI, so there it is `/classic/alerts`
+    # (and `/alerts` answers 404). The API answers on both.
+    addr=$2
+    for _ in $(seq 1 300); do
+      if curl -fsS -o /dev/null "http://$addr/-/ready" 2>/dev/null; then break; fi
+      sleep 0.1
+    done
+    for path in /alerts /classic/alerts; do
+      if curl -fsS -o /dev/null "http://$addr$path" 2>/dev/null; then echo "http://$addr$path"; exit 0; fi
+    done
+    echo "http://$addr/api/v1/alerts"
+    ;;
   *)
-    echo "usage: $0 install | render DIR CMD_ADDR QUERY_ADDR PROJECTOR_ADDR | start DIR ADDR" >&2
+    echo "usage: $0 install | render DIR CMD_ADDR QUERY_ADDR PROJECTOR_ADDR | start DIR ADDR | alerts-page ADDR" >&2
     exit 2
     ;;
 esac

@@ -75,6 +75,7 @@ bash "$here/gateway.sh" start "$gateway_dir" & pids+=($!)
 PROMETHEUS_ADDR=${PROMETHEUS_ADDR:-127.0.0.1:9090}
 bash "$here/prometheus.sh" render "$pg_dir/prometheus" "$COMMAND_API_ADDR" "$QUERY_API_ADDR" "$PROJECTOR_ADDR"
 bash "$here/prometheus.sh" start "$pg_dir/prometheus" "$PROMETHEUS_ADDR" & pids+=($!)
+alerts_page=$(bash "$here/prometheus.sh" alerts-page "$PROMETHEUS_ADDR")
 
 cat <<MSG
 
@@ -85,7 +86,7 @@ Mileage is running behind the gateway at $gateway:
   projector  http://$PROJECTOR_ADDR   (/status, /metrics)
   notices    $NOTIFIER_URL   (GET it to see what the local SMS gateway received)
   event store and read models (PostgreSQL)  $DATABASE_URL
-  Prometheus http://$PROMETHEUS_ADDR   (alerts: /alerts; graphs: /graph, e.g. mileage:projector_lag_seconds:max,
+  Prometheus http://$PROMETHEUS_ADDR   (alerts: $alerts_page; graphs: /graph, e.g. mileage:projector_lag_seconds:max,
              sum by (outcome) (rate(notices_total[5m])), mileage:http_5xx:ratio5m, release_breaker_state)
 Manager token (12 h; mint others with: JWT_HS256_SECRET=$JWT_HS256_SECRET target/release/mint-token member <id> (or partner <name>)):
   export TOKEN=$MANAGER_TOKEN

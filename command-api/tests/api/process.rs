@@ -162,3 +162,42 @@ async fn bad_settings_stop_start_up_with_one_line_naming_the_setting() {
         }
     }
 }
+
+#[test]
+fn mint_token_helps_refuses_unknown_roles_and_mints_tokens_the_services_accept() {
+    let binary = env!("CARGO_BIN_EXE_mint-token");
+    let run = |args: &[&str], secret: Option<&str>| {
+        let mut command = Command::new(binary);
+        command.env_clear().args(args);
+        if let Some(secret) = secret {
+            command.env("JWT_HS256_SECRET", secret);
+        }
+        command.output().expect("mint-token runs")
+    };
+    let help = run(&["--help"], None);
+    assert!(help.status.success(), "--help exits 0");
+    let text = String::from_utf8_lossy(&help.stdout);
+    for named in [
+        "manager",
+        "member",
+        "partner",
+        "TTL_SECONDS",
+        "JWT_HS256_SECRET",
+    ] {
+        assert!(text.contains(named), "--help names {named}: {text}");
+    }
+    let unknown = run(&["boss", "ops"], Some(JWT_SECRET));
+    assert_eq!(unknown.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("possible values"));
+    let no_secret = run(&["manager", "ops"], None);
+    assert!(!no_secret.status.success());
+    assert!(String::from_utf8_lossy(&no_secret.stderr).contains("JWT_HS256_SECRET"));
+    let minted = run(&["member", "42", "60"], Some(JWT_SECRET));
+    assert!(minted.status.success());
+    let token = String::from_utf8(minted.stdout).unwrap();
+    let verifier = mileage_service::auth::Verifier::hs256(JWT_SECRET.as_bytes());
+    let caller = verifier
+        .verify(token.trim())
+        .expect("the services accept it");
+    assert_eq!(caller.sub, "42");
+}
