@@ -1,5 +1,5 @@
 //! The EventStoreDB adapter (production), over the official gRPC client,
-//! `kurrentdb` (the continuation of `eventstore` 4.x; the README says why).
+//! `kurrentdb` (the continuation of `eventstore` 4.x; docs/event-store.md says why).
 //!
 //! The mapping between our types and the client's is plain functions with
 //! unit tests; the adapter's behaviour on the wire (dropped reads, deadlines,

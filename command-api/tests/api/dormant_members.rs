@@ -28,6 +28,16 @@ async fn the_source_documents_scenario_register_dormant_release() {
         (200, json!("DORMANT"))
     );
 
+    // Marking it dormant again changes nothing: 200 with the state, and no
+    // position to wait for.
+    let again = app
+        .patch("/dormantMembers/1", json!({ "memberStatus": "DORMANT" }))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.body["memberStatus"], "DORMANT");
+    assert_eq!(again.body["position"], json!(null));
+    assert!(again.headers.get("x-position").is_none(), "no X-Position");
+
     // http PATCH :8082/dormantMembers/1 memberStatus=CLEAR
     let cleared = app
         .patch("/dormantMembers/1", json!({ "memberStatus": "CLEAR" }))
@@ -61,6 +71,7 @@ async fn the_source_documents_scenario_register_dormant_release() {
         (again.status, again.body["position"].clone()),
         (200, json!(null))
     );
+    assert!(again.headers.get("x-position").is_none(), "no X-Position");
 }
 
 #[tokio::test]
