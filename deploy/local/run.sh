@@ -109,6 +109,14 @@ bash "$here/prometheus.sh" start "$pg_dir/prometheus" "$PROMETHEUS_ADDR" & pids+
 await "the projector" "http://$PROJECTOR_ADDR/ready"
 await "the query API" "http://$QUERY_API_ADDR/ready"
 await "the gateway" "$gateway/health"
+# Every consumer has taken its lock and caught up with the (empty) log.
+for _ in $(seq 1 300); do
+  if curl -fsS "http://$PROJECTOR_ADDR/status" 2>/dev/null \
+      | jq -e 'length >= 7 and all(.[]; .state == "running")' >/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
 alerts_page=$(bash "$here/prometheus.sh" alerts-page "$PROMETHEUS_ADDR")
 
 mkdir -p "$(dirname "$env_file")"

@@ -10,7 +10,6 @@ mod head;
 mod http;
 pub mod local_sms;
 mod notifier;
-mod people;
 mod process;
 pub mod projections;
 pub mod replay;

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::people::mask_phone;
+use mileage_read_model::people::mask_phone;
 
 /// How many received messages are kept for `GET /sms` (the oldest go).
 const KEPT: usize = 1000;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::config::NotifierSettings;
-use crate::people::mask_phone;
+use mileage_read_model::people::mask_phone;
 
 /// A notice to deliver.
 #[derive(Debug, Clone, Serialize)]

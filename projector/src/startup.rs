@@ -106,9 +106,9 @@ pub async fn start_with(
         stop_rx.clone(),
     )?;
     let consumers: Vec<Arc<dyn Consumer>> = vec![
-        Arc::new(Projection::<Managerpage>::live(Arc::clone(&keys))),
-        Arc::new(Projection::<Members>::live(Arc::clone(&keys))),
-        Arc::new(Projection::<Messages>::live(Arc::clone(&keys))),
+        Arc::new(Projection::<Managerpage>::live()),
+        Arc::new(Projection::<Members>::live()),
+        Arc::new(Projection::<Messages>::live()),
         Arc::new(Notices::new(
             Arc::clone(&store),
             Arc::clone(&keys),

@@ -18,6 +18,10 @@ pub struct Settings {
     /// The read models (`READ_DATABASE_URL`, default `DATABASE_URL`). The
     /// query API reads nothing else: not the event store, whichever it is.
     pub read_database_url: String,
+    /// The person keys that open the read models' personal data
+    /// (`DATABASE_URL`, where the command API keeps them; the read database
+    /// when only `READ_DATABASE_URL` is set).
+    pub keys_database_url: String,
     /// Bearer-token key (`JWT_HS256_SECRET` or `JWT_RS256_PUBLIC_KEY`).
     pub jwt: JwtKeys,
     /// What tokens must also say (`JWT_ISSUER`, `JWT_AUDIENCE`,
@@ -82,10 +86,16 @@ impl Settings {
     pub fn load() -> anyhow::Result<Self> {
         let raw: Raw = layered(&KEYS)?;
         let addr = socket_addr("query_api_addr", raw.query_api_addr, "127.0.0.1:8084")?;
+        let keys_database_url = raw
+            .database_url
+            .clone()
+            .map(|url| postgres_url("database_url", Some(url)))
+            .transpose()?;
         let read_database_url = match raw.read_database_url {
             Some(url) => postgres_url("read_database_url", Some(url))?,
             None => postgres_url("database_url", raw.database_url)?,
         };
+        let keys_database_url = keys_database_url.unwrap_or_else(|| read_database_url.clone());
         let command_api_url = raw
             .command_api_url
             .unwrap_or_else(|| "http://127.0.0.1:8081".into());
@@ -98,6 +108,7 @@ impl Settings {
         Ok(Self {
             addr,
             read_database_url,
+            keys_database_url,
             jwt: jwt_keys(
                 (raw.jwt_hs256_secret, raw.jwt_rs256_public_key),
                 raw.jwt_key_id,

@@ -10,6 +10,7 @@
 pub mod config;
 mod docs;
 mod freshness;
+mod people;
 mod progress;
 mod routes;
 pub mod startup;

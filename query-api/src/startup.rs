@@ -6,6 +6,7 @@ use std::sync::Arc;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use mileage_service::auth::Verifier;
 use mileage_service::limits::Guard;
+use mileage_store::keys::{KeyStore, PgKeyStore};
 use tokio::net::TcpListener;
 
 use crate::config::Settings;
@@ -52,12 +53,20 @@ impl Application {
             })?;
             mileage_read_model::create_read_side(&client).await?;
         }
+        let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(
+            if settings.keys_database_url == settings.read_database_url {
+                pool.clone()
+            } else {
+                keys_pool(&settings.keys_database_url, settings.pool_size)?
+            },
+        ));
         let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
             guard: Guard::reads(&settings.rate_limits, &verifier),
             state: QueryState {
                 pool,
+                keys,
                 verifier,
                 progress: Progress::follow(read_config),
                 wait_limit: settings.wait_limit,
@@ -80,4 +89,20 @@ impl Application {
         )
         .await
     }
+}
+
+/// Connections to the database of person keys, when it is not the read
+/// database.
+fn keys_pool(url: &str, size: usize) -> anyhow::Result<Pool> {
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("malformed database_url: {e}"))?;
+    let manager = Manager::from_config(
+        config,
+        tokio_postgres::NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Ok(Pool::builder(manager).max_size(size).build()?)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 use mileage_service::auth::Verifier;
+use mileage_store::keys::KeyStore;
 
 use crate::progress::Progress;
 
@@ -14,6 +15,9 @@ use crate::progress::Progress;
 pub struct QueryState {
     /// Read-model connections.
     pub pool: Pool,
+    /// The person keys: personal data in the read models is sealed and
+    /// opened per read with the keys as they are then.
+    pub keys: Arc<dyn KeyStore>,
     /// Checks bearer tokens.
     pub verifier: Arc<Verifier>,
     /// Each projection's checkpoint.

@@ -13,6 +13,7 @@ pub mod erasure;
 pub mod managerpage;
 pub mod members;
 pub mod messages;
+pub mod people;
 
 use tokio_postgres::Client;
 
@@ -48,6 +49,25 @@ pub const STORAGE: [Storage; 3] = [
         ddl: messages::ddl,
     },
 ];
+
+/// SQL that drops `schema` and forgets its consumer's checkpoint when its
+/// `table` still has `column`: a layout from before personal data was
+/// stored sealed ([`people`]). The projector then builds it again from the
+/// log, so no clear value of an older version outlives the upgrade.
+pub(crate) fn drop_older_layout(schema: &str, table: &str, column: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+             IF EXISTS (SELECT 1 FROM information_schema.columns
+                         WHERE table_schema = '{schema}' AND table_name = '{table}'
+                           AND column_name = '{column}') THEN
+                 DROP SCHEMA {schema} CASCADE;
+                 IF to_regclass('projector.consumers') IS NOT NULL THEN
+                     DELETE FROM projector.consumers WHERE name = '{schema}';
+                 END IF;
+             END IF;
+         END $$;"
+    )
+}
 
 /// Runs read-side DDL under the read side's migration lock, so projector
 /// replicas and the query API can create the same tables at once without

@@ -1,5 +1,6 @@
-//! `managerpage`: one row per dormant target, as operators see it (masked
-//! phone number, nickname, status, the notice's status, times). The
+//! `managerpage`: one row per dormant target, as operators see it (phone
+//! number and nickname sealed, opened when read: see [`crate::people`];
+//! status, the notice's status, times). The
 //! projector writes it with [`load`] and [`save`] a batch at a time; the
 //! query API reads it with [`page`], [`counts`] and [`by_id`], borrowing the
 //! rows' text instead of copying it.
@@ -25,12 +26,10 @@ pub struct Target {
     pub id: String,
     /// The member it was registered for.
     pub member_id: String,
-    /// `010****5678`; `None` once erased.
-    pub phone_masked: Option<String>,
-    /// `None` once erased.
-    pub nickname: Option<String>,
-    /// The person's data was destroyed.
-    pub erased: bool,
+    /// The phone number, sealed ([`crate::people::stored`]).
+    pub phone_sealed: Option<String>,
+    /// The nickname, sealed.
+    pub nickname_sealed: Option<String>,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
     pub status: String,
     /// `PENDING` once dormant, then `SENT` or `FAILED`.
@@ -50,13 +49,13 @@ pub struct Target {
 /// Creates the tables in `schema` (idempotent).
 pub fn ddl(schema: &str) -> String {
     format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
+        "{}
+         CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.targets (
              id text PRIMARY KEY,
              member_id text NOT NULL,
-             phone_masked text,
-             nickname text,
-             erased boolean NOT NULL,
+             phone_sealed text,
+             nickname_sealed text,
              status text NOT NULL,
              message_status text,
              registered_at timestamptz NOT NULL,
@@ -70,9 +69,8 @@ pub fn ddl(schema: &str) -> String {
          CREATE INDEX IF NOT EXISTS targets_status_order
              ON {schema}.targets (status, registered_commit, registered_prepare);
          CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);
-         -- Added after the first release: rows cleared before it read null
-         -- until `replay rebuild managerpage`.
-         ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;"
+         ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;",
+        crate::drop_older_layout(schema, "targets", "phone_masked")
     )
 }
 
@@ -111,15 +109,15 @@ pub async fn save(
     tx.execute(
         &format!(
             "INSERT INTO {schema}.targets
-                 (id, member_id, phone_masked, nickname, erased, status, message_status,
+                 (id, member_id, phone_sealed, nickname_sealed, status, message_status,
                   registered_at, updated_at, registered_commit, registered_prepare, last_position,
                   rejoined_member_id)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[],
-                                  $6::text[], $7::text[], $8::timestamptz[], $9::timestamptz[],
-                                  $10::int8[], $11::int8[], $12::text[], $13::text[])
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                                  $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[],
+                                  $9::int8[], $10::int8[], $11::text[], $12::text[])
              ON CONFLICT (id) DO UPDATE SET
-                 member_id = EXCLUDED.member_id, phone_masked = EXCLUDED.phone_masked,
-                 nickname = EXCLUDED.nickname, erased = EXCLUDED.erased,
+                 member_id = EXCLUDED.member_id, phone_sealed = EXCLUDED.phone_sealed,
+                 nickname_sealed = EXCLUDED.nickname_sealed,
                  status = EXCLUDED.status, message_status = EXCLUDED.message_status,
                  registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
                  registered_commit = EXCLUDED.registered_commit,
@@ -130,9 +128,8 @@ pub async fn save(
         &[
             &c.id,
             &c.member_id,
-            &c.phone_masked,
-            &c.nickname,
-            &c.erased,
+            &c.phone_sealed,
+            &c.nickname_sealed,
             &c.status,
             &c.message_status,
             &c.registered_at,
@@ -152,9 +149,8 @@ pub async fn save(
 struct Columns {
     id: Vec<String>,
     member_id: Vec<String>,
-    phone_masked: Vec<Option<String>>,
-    nickname: Vec<Option<String>>,
-    erased: Vec<bool>,
+    phone_sealed: Vec<Option<String>>,
+    nickname_sealed: Vec<Option<String>>,
     status: Vec<String>,
     message_status: Vec<Option<String>>,
     registered_at: Vec<DateTime<Utc>>,
@@ -169,9 +165,8 @@ impl Columns {
     fn push(&mut self, row: Target) {
         self.id.push(row.id);
         self.member_id.push(row.member_id);
-        self.phone_masked.push(row.phone_masked);
-        self.nickname.push(row.nickname);
-        self.erased.push(row.erased);
+        self.phone_sealed.push(row.phone_sealed);
+        self.nickname_sealed.push(row.nickname_sealed);
         self.status.push(row.status);
         self.message_status.push(row.message_status);
         self.registered_at.push(row.registered_at);
@@ -183,28 +178,7 @@ impl Columns {
     }
 }
 
-/// Erases the personal data of every target registered for `member_id`
-/// (the member withdrew), as of the event at `position`.
-pub async fn erase_member(
-    tx: &Transaction<'_>,
-    schema: &str,
-    member_id: &str,
-    at: DateTime<Utc>,
-    position: &str,
-) -> Result<u64, tokio_postgres::Error> {
-    tx.execute(
-        &format!(
-            "UPDATE {schema}.targets
-                SET phone_masked = NULL, nickname = NULL, erased = true,
-                    updated_at = $2, last_position = $3
-              WHERE member_id = $1 AND NOT erased"
-        ),
-        &[&member_id, &at, &position],
-    )
-    .await
-}
-
-const COLUMNS: &str = "id, member_id, phone_masked, nickname, erased, status, message_status, \
+const COLUMNS: &str = "id, member_id, phone_sealed, nickname_sealed, status, message_status, \
                        registered_at, updated_at, registered_commit, registered_prepare, last_position, \
                        rejoined_member_id";
 
@@ -241,9 +215,10 @@ static BY_ID_SQL: LazyLock<String> =
 pub struct TargetView<'a> {
     pub id: &'a str,
     pub member_id: &'a str,
-    pub phone_masked: Option<&'a str>,
-    pub nickname: Option<&'a str>,
-    pub erased: bool,
+    /// Sealed ([`crate::people`]).
+    pub phone_sealed: Option<&'a str>,
+    /// Sealed.
+    pub nickname_sealed: Option<&'a str>,
     pub status: &'a str,
     pub message_status: Option<&'a str>,
     /// The member the person re-joined as, once `CLEARED`.
@@ -260,9 +235,8 @@ impl From<TargetView<'_>> for Target {
         Self {
             id: view.id.to_owned(),
             member_id: view.member_id.to_owned(),
-            phone_masked: view.phone_masked.map(str::to_owned),
-            nickname: view.nickname.map(str::to_owned),
-            erased: view.erased,
+            phone_sealed: view.phone_sealed.map(str::to_owned),
+            nickname_sealed: view.nickname_sealed.map(str::to_owned),
             status: view.status.to_owned(),
             message_status: view.message_status.map(str::to_owned),
             rejoined_member_id: view.rejoined_member_id.map(str::to_owned),
@@ -293,16 +267,15 @@ fn view(row: &Row) -> TargetView<'_> {
     TargetView {
         id: row.get(0),
         member_id: row.get(1),
-        phone_masked: row.get(2),
-        nickname: row.get(3),
-        erased: row.get(4),
-        status: row.get(5),
-        message_status: row.get(6),
-        rejoined_member_id: row.get(12),
-        registered_at: row.get(7),
-        updated_at: row.get(8),
-        registered_position: (row.get(9), row.get(10)),
-        last_position: row.get(11),
+        phone_sealed: row.get(2),
+        nickname_sealed: row.get(3),
+        status: row.get(4),
+        message_status: row.get(5),
+        rejoined_member_id: row.get(11),
+        registered_at: row.get(6),
+        updated_at: row.get(7),
+        registered_position: (row.get(8), row.get(9)),
+        last_position: row.get(10),
     }
 }
 

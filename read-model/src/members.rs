@@ -1,5 +1,5 @@
-//! `members`: each member's status and points balance, with their masked
-//! phone number and nickname until they withdraw. The projector writes it
+//! `members`: each member's status and points balance, with their phone
+//! number and nickname sealed (opened when read: see [`crate::people`]). The projector writes it
 //! with [`load`] and [`save`]; the query API reads it with [`by_id`].
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use tokio_postgres::{Row, Transaction};
 pub const NAME: &str = "members";
 /// The columns [`member`] reads, in its order.
 const COLUMNS: &str =
-    "id, status, balance, phone_masked, nickname, erased, joined_at, updated_at, last_position";
+    "id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, last_position";
 
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("members", "id")];
@@ -26,12 +26,10 @@ pub struct MemberRow {
     pub status: String,
     /// Points.
     pub balance: i64,
-    /// `010****5678`; `None` once erased.
-    pub phone_masked: Option<String>,
-    /// `None` once erased.
-    pub nickname: Option<String>,
-    /// The member withdrew (or their key is gone).
-    pub erased: bool,
+    /// Their phone number, sealed ([`crate::people::stored`]).
+    pub phone_sealed: Option<String>,
+    /// Their nickname, sealed.
+    pub nickname_sealed: Option<String>,
     /// When they joined.
     pub joined_at: DateTime<Utc>,
     /// When the row last changed.
@@ -43,18 +41,19 @@ pub struct MemberRow {
 /// Creates the tables in `schema` (idempotent).
 pub fn ddl(schema: &str) -> String {
     format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
+        "{}
+         CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.members (
              id text PRIMARY KEY,
              status text NOT NULL,
              balance bigint NOT NULL,
-             phone_masked text,
-             nickname text,
-             erased boolean NOT NULL,
+             phone_sealed text,
+             nickname_sealed text,
              joined_at timestamptz NOT NULL,
              updated_at timestamptz NOT NULL,
              last_position text NOT NULL
-         );"
+         );",
+        crate::drop_older_layout(schema, "members", "phone_masked")
     )
 }
 
@@ -85,12 +84,11 @@ fn member(row: &Row) -> MemberRow {
         id: row.get(0),
         status: row.get(1),
         balance: row.get(2),
-        phone_masked: row.get(3),
-        nickname: row.get(4),
-        erased: row.get(5),
-        joined_at: row.get(6),
-        updated_at: row.get(7),
-        last_position: row.get(8),
+        phone_sealed: row.get(3),
+        nickname_sealed: row.get(4),
+        joined_at: row.get(5),
+        updated_at: row.get(6),
+        last_position: row.get(7),
     }
 }
 
@@ -106,11 +104,7 @@ pub async fn save(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut phone, mut nickname, mut erased) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
+    let (mut phone, mut nickname) = (Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut joined, mut updated, mut last) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -120,9 +114,8 @@ pub async fn save(
         id.push(row.id);
         status.push(row.status);
         balance.push(row.balance);
-        phone.push(row.phone_masked);
-        nickname.push(row.nickname);
-        erased.push(row.erased);
+        phone.push(row.phone_sealed);
+        nickname.push(row.nickname_sealed);
         joined.push(row.joined_at);
         updated.push(row.updated_at);
         last.push(row.last_position);
@@ -130,18 +123,18 @@ pub async fn save(
     tx.execute(
         &format!(
             "INSERT INTO {schema}.members
-                 (id, status, balance, phone_masked, nickname, erased, joined_at, updated_at,
+                 (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at,
                   last_position)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
-                                  $6::bool[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+                                  $6::timestamptz[], $7::timestamptz[], $8::text[])
              ON CONFLICT (id) DO UPDATE SET
                  status = EXCLUDED.status, balance = EXCLUDED.balance,
-                 phone_masked = EXCLUDED.phone_masked, nickname = EXCLUDED.nickname,
-                 erased = EXCLUDED.erased, joined_at = EXCLUDED.joined_at,
+                 phone_sealed = EXCLUDED.phone_sealed, nickname_sealed = EXCLUDED.nickname_sealed,
+                 joined_at = EXCLUDED.joined_at,
                  updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
         ),
         &[
-            &id, &status, &balance, &phone, &nickname, &erased, &joined, &updated, &last,
+            &id, &status, &balance, &phone, &nickname, &joined, &updated, &last,
         ],
     )
     .await

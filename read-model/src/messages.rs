@@ -1,6 +1,6 @@
 //! `messages`: the dormant notice of each target: content, outcome,
-//! attempts, last error, and where it went (masked, erased once the
-//! target's data is destroyed). The projector writes it with [`load`] and
+//! attempts, last error, and where it went (sealed, opened when read: see
+//! [`crate::people`]). The projector writes it with [`load`] and
 //! [`save`]; the query API reads it with [`by_target`].
 
 use std::collections::HashMap;
@@ -13,7 +13,7 @@ use tokio_postgres::{Row, Transaction};
 pub const NAME: &str = "messages";
 /// The columns [`message`] reads, in its order.
 const COLUMNS: &str = "target_id, member_id, content, status, attempts, last_error, \
-                       phone_masked, updated_at, last_position";
+                       phone_sealed, updated_at, last_position";
 
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("messages", "target_id")];
@@ -33,8 +33,8 @@ pub struct MessageRow {
     pub attempts: i32,
     /// Why it failed, when it did.
     pub last_error: Option<String>,
-    /// Where it went, masked; `None` once erased.
-    pub phone_masked: Option<String>,
+    /// Where it went, sealed ([`crate::people::stored`]).
+    pub phone_sealed: Option<String>,
     /// When the outcome was recorded (or last changed).
     pub updated_at: DateTime<Utc>,
     /// The last event applied.
@@ -44,7 +44,8 @@ pub struct MessageRow {
 /// Creates the tables in `schema` (idempotent).
 pub fn ddl(schema: &str) -> String {
     format!(
-        "CREATE SCHEMA IF NOT EXISTS {schema};
+        "{}
+         CREATE SCHEMA IF NOT EXISTS {schema};
          CREATE TABLE IF NOT EXISTS {schema}.messages (
              target_id text PRIMARY KEY,
              member_id text NOT NULL,
@@ -52,10 +53,11 @@ pub fn ddl(schema: &str) -> String {
              status text NOT NULL,
              attempts integer NOT NULL,
              last_error text,
-             phone_masked text,
+             phone_sealed text,
              updated_at timestamptz NOT NULL,
              last_position text NOT NULL
-         );"
+         );",
+        crate::drop_older_layout(schema, "messages", "phone_masked")
     )
 }
 
@@ -89,7 +91,7 @@ fn message(row: &Row) -> MessageRow {
         status: row.get(3),
         attempts: row.get(4),
         last_error: row.get(5),
-        phone_masked: row.get(6),
+        phone_sealed: row.get(6),
         updated_at: row.get(7),
         last_position: row.get(8),
     }
@@ -124,21 +126,21 @@ pub async fn save(
         status.push(row.status);
         attempts.push(row.attempts);
         error.push(row.last_error);
-        phone.push(row.phone_masked);
+        phone.push(row.phone_sealed);
         updated.push(row.updated_at);
         last.push(row.last_position);
     }
     tx.execute(
         &format!(
             "INSERT INTO {schema}.messages
-                 (target_id, member_id, content, status, attempts, last_error, phone_masked,
+                 (target_id, member_id, content, status, attempts, last_error, phone_sealed,
                   updated_at, last_position)
              SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
                                   $6::text[], $7::text[], $8::timestamptz[], $9::text[])
              ON CONFLICT (target_id) DO UPDATE SET
                  member_id = EXCLUDED.member_id, content = EXCLUDED.content,
                  status = EXCLUDED.status, attempts = EXCLUDED.attempts,
-                 last_error = EXCLUDED.last_error, phone_masked = EXCLUDED.phone_masked,
+                 last_error = EXCLUDED.last_error, phone_sealed = EXCLUDED.phone_sealed,
                  updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
         ),
         &[

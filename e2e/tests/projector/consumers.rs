@@ -439,3 +439,65 @@ async fn the_largest_amounts_a_client_can_send_stop_no_projection() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_read_model_of_the_older_layout_with_clear_values_is_dropped_and_built_again_sealed() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let (target, _) = commands.register_target("01077778888", "oldlayout").await;
+    let read = read_client(&database).await;
+    mileage_read_model::bookkeeping::migrate(&read)
+        .await
+        .unwrap();
+    // As the last version left it: masked numbers and nicknames in clear,
+    // and a checkpoint past the registration.
+    read.batch_execute(&format!(
+        "CREATE SCHEMA managerpage;
+         CREATE TABLE managerpage.targets (
+             id text PRIMARY KEY, member_id text NOT NULL, phone_masked text, nickname text,
+             erased boolean NOT NULL, status text NOT NULL, message_status text,
+             registered_at timestamptz NOT NULL, updated_at timestamptz NOT NULL,
+             registered_commit bigint NOT NULL, registered_prepare bigint NOT NULL,
+             last_position text NOT NULL);
+         INSERT INTO managerpage.targets VALUES ('{target}', '2', '010****8888', 'oldlayout',
+             false, 'PRE_DORMANT', NULL, now(), now(), 1, 1, '1-1');
+         INSERT INTO projector.consumers (name, commit_position, prepare_position, state)
+             VALUES ('managerpage', 9223372036854775806, 9223372036854775806, 'running');"
+    ))
+    .await
+    .unwrap();
+    let _projector = start_projector(&database, None).await;
+    eventually("the target projected again, sealed", WAIT, || async {
+        read.query_opt(
+            "SELECT 1 FROM managerpage.targets WHERE id = $1 AND phone_sealed IS NOT NULL",
+            &[&target],
+        )
+        .await
+        .ok()
+        .flatten()
+    })
+    .await;
+    let old_columns = read
+        .query(
+            "SELECT column_name FROM information_schema.columns
+              WHERE table_schema = 'managerpage' AND column_name IN ('phone_masked', 'nickname')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(old_columns.is_empty(), "the clear columns are gone");
+    let rows = read
+        .query(
+            "SELECT row_to_json(t)::text FROM managerpage.targets t",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let text: String = row.get(0);
+        assert!(
+            !text.contains("oldlayout") && !text.contains("8888"),
+            "{text}"
+        );
+    }
+}

@@ -184,7 +184,7 @@ async fn table(client: &tokio_postgres::Client, sql: &str) -> Vec<String> {
 }
 
 /// Builds each projection afresh into `rebuild_{name}`, up to `head`.
-async fn rebuild(database: &str, keys: PgKeyStore, read: &tokio_postgres::Client, head: Position) {
+async fn rebuild(database: &str, read: &tokio_postgres::Client, head: Position) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let runner = Runner::new(
         mileage_e2e::event_store(database).await,
@@ -193,22 +193,18 @@ async fn rebuild(database: &str, keys: PgKeyStore, read: &tokio_postgres::Client
         stopped,
     )
     .unwrap();
-    let keys: Arc<dyn KeyStore> = Arc::new(keys);
     let rebuilds: Vec<Arc<dyn Consumer>> = vec![
         Arc::new(Projection::<Managerpage>::into_schema(
             "rebuild_managerpage",
             "rebuild_managerpage",
-            Arc::clone(&keys),
         )),
         Arc::new(Projection::<Members>::into_schema(
             "rebuild_members",
             "rebuild_members",
-            Arc::clone(&keys),
         )),
         Arc::new(Projection::<Messages>::into_schema(
             "rebuild_messages",
             "rebuild_messages",
-            Arc::clone(&keys),
         )),
     ];
     let mut tasks = Vec::new();
@@ -275,7 +271,7 @@ async fn a_killed_projector_resumes_to_what_a_rebuild_builds_and_notifies_once()
     second.kill().unwrap();
     second.wait().unwrap();
 
-    rebuild(&database, keys, &read, head).await;
+    rebuild(&database, &read, head).await;
 
     for (live, rebuilt) in [
         (

@@ -235,7 +235,7 @@ async fn verify_catches_a_corrupted_row_and_a_missing_one() {
     projector.stop().await;
     let read = read_client(&database).await;
     read.execute(
-        "UPDATE managerpage.targets SET nickname = 'tampered' WHERE id = $1",
+        "UPDATE managerpage.targets SET status = 'tampered' WHERE id = $1",
         &[&ids[1]],
     )
     .await

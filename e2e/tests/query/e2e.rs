@@ -156,6 +156,66 @@ async fn release(stack: &Stack) -> String {
 }
 
 #[tokio::test]
+async fn a_member_who_withdraws_leaves_nothing_in_their_targets_notice_or_row() {
+    let stack = Stack::start().await;
+    let (commands, query) = (&stack.commands, &stack.query);
+    let member = commands.join("010-4444-1471", "leaving").await;
+    let (status, registered) = commands
+        .send(
+            Method::POST,
+            "/dormantMembers",
+            Some(json!({ "memberId": member, "phoneNo": "010-4444-1471", "nickname": "leaving" })),
+        )
+        .await;
+    assert_eq!(status, 201, "{registered}");
+    let target = registered["id"].as_str().unwrap().to_owned();
+    commands.mark_dormant(&target).await;
+    let notice = query
+        .until(&format!("/managerMessages/{target}"), |m| {
+            m["messageStatus"] == "SENT"
+        })
+        .await;
+    assert_eq!(
+        notice["phoneNo"], "010****1471",
+        "shown while they are a member"
+    );
+    let (status, _) = commands
+        .send(Method::DELETE, &format!("/members/{member}"), None)
+        .await;
+    assert_eq!(status, 200);
+    for path in [
+        format!("/managerMessages/{target}"),
+        format!("/managerpages/{target}"),
+        format!("/members/{member}"),
+    ] {
+        let erased = query.until(&path, |body| body["phoneNo"].is_null()).await;
+        assert!(
+            !erased.to_string().contains("1471") && !erased.to_string().contains("leaving"),
+            "{path}: {erased}"
+        );
+    }
+    // And none of the read models holds them in clear, masked or not.
+    let read = mileage_e2e::read_client(&stack.database).await;
+    for table in [
+        "managerpage.targets",
+        "members.members",
+        "messages.messages",
+    ] {
+        let rows = read
+            .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
+            .await
+            .unwrap();
+        for row in rows {
+            let text: String = row.get(0);
+            assert!(
+                !text.contains("1471") && !text.contains("leaving"),
+                "{table}: {text}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_withdrawn_members_target_cannot_be_released() {
     let stack = Stack::start().await;
     let (commands, query) = (&stack.commands, &stack.query);

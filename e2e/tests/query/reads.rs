@@ -83,11 +83,16 @@ async fn the_list_filters_pages_and_counts() {
 async fn an_unchanged_list_answers_304_to_its_etag() {
     let stack = Stack::start().await;
     let (_, position) = stack.commands.register_target("01021110000", "etag").await;
-    let first = stack
-        .query
-        .get(&format!("/managerpages?position={position}"))
-        .await;
-    let tag = first.header("etag").unwrap().to_owned();
+    // Once the read side has settled (the tag also follows the erasure
+    // process manager, which may still be reading the registration).
+    let tag = eventually("a settled list", WAIT, || async {
+        let path = format!("/managerpages?position={position}");
+        let first = stack.query.get(&path).await.header("etag")?.to_owned();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let second = stack.query.get(&path).await.header("etag")?.to_owned();
+        (first == second).then_some(first)
+    })
+    .await;
     assert!(tag.starts_with("W/\""), "{tag}");
     let token = stack.query.manager_token.clone();
     let again = stack

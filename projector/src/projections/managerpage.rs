@@ -1,5 +1,5 @@
-//! `managerpage`: one row per dormant target, as operators see it: masked
-//! phone number, nickname, status, the notice's status, times.
+//! `managerpage`: one row per dormant target, as operators see it: phone
+//! number and nickname (sealed), status, the notice's status, times.
 
 use std::collections::HashMap;
 
@@ -7,15 +7,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
-use mileage_domain::member::{Member, MemberEvent};
-use mileage_domain::pii::Sealed;
 use mileage_read_model::managerpage::{self as table, Target};
+use mileage_read_model::people::stored;
 use mileage_store::RecordedEvent;
 use tokio_postgres::Transaction;
 
 use super::{Model, decode_if};
 use crate::consumer::HandleError;
-use crate::people::{People, mask_phone};
 
 /// The managerpage model.
 pub struct Managerpage;
@@ -59,29 +57,6 @@ impl Model for Managerpage {
         table::save(tx, schema, rows).await
     }
 
-    /// A member who withdraws takes the personal data of every target
-    /// registered for them along (their copy under the target's own key is
-    /// deleted by the erasure process manager).
-    async fn after_save(
-        tx: &Transaction<'_>,
-        schema: &str,
-        batch: &[RecordedEvent],
-    ) -> Result<(), HandleError> {
-        for recorded in batch {
-            if let Some(MemberEvent::MemberWithdrawn(e)) = decode_if::<Member>(recorded)? {
-                table::erase_member(
-                    tx,
-                    schema,
-                    e.member_id.as_str(),
-                    event_time(recorded),
-                    &recorded.position.to_string(),
-                )
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
     fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {
         if let Some(target) = decode_if::<DormantMember>(event)? {
             let id = match &target {
@@ -102,42 +77,27 @@ impl Model for Managerpage {
         Ok(None)
     }
 
-    fn sealed(event: &Event) -> Vec<&Sealed> {
-        match event {
-            Event::Target(DormantMemberEvent::DormantMemberRegistered(e)) => {
-                vec![&e.phone_no, &e.nickname]
-            }
-            _ => vec![],
-        }
-    }
-
     fn apply(
         row: Option<Target>,
         event: Event,
         recorded: &RecordedEvent,
-        people: &People,
     ) -> Result<Option<Target>, String> {
         let at = event_time(recorded);
         let position = recorded.position;
         let mut target = match (row, &event) {
-            (None, Event::Target(DormantMemberEvent::DormantMemberRegistered(e))) => {
-                let phone = people.reveal(&e.phone_no)?;
-                let nickname = people.reveal(&e.nickname)?;
-                Target {
-                    id: e.id.to_string(),
-                    member_id: e.member_id.to_string(),
-                    erased: phone.is_none() || nickname.is_none(),
-                    phone_masked: phone.as_deref().map(mask_phone),
-                    nickname,
-                    status: "PRE_DORMANT".into(),
-                    message_status: None,
-                    rejoined_member_id: None,
-                    registered_at: at,
-                    updated_at: at,
-                    registered_position: (to_i64(position.commit), to_i64(position.prepare)),
-                    last_position: String::new(),
-                }
-            }
+            (None, Event::Target(DormantMemberEvent::DormantMemberRegistered(e))) => Target {
+                id: e.id.to_string(),
+                member_id: e.member_id.to_string(),
+                phone_sealed: Some(stored(&e.phone_no)),
+                nickname_sealed: Some(stored(&e.nickname)),
+                status: "PRE_DORMANT".into(),
+                message_status: None,
+                rejoined_member_id: None,
+                registered_at: at,
+                updated_at: at,
+                registered_position: (to_i64(position.commit), to_i64(position.prepare)),
+                last_position: String::new(),
+            },
             (Some(target), Event::Target(DormantMemberEvent::DormantMemberRegistered(_))) => {
                 return Err(format!("target {} is registered twice", target.id));
             }
@@ -148,11 +108,9 @@ impl Model for Managerpage {
                         target.status = "DORMANT".into();
                         target.message_status = Some("PENDING".into());
                     }
+                    // The person's key goes with it: nothing here to clear.
                     DormantMemberEvent::DormantMemberDestroyed(_) => {
                         target.status = "DESTRUCTION".into();
-                        target.phone_masked = None;
-                        target.nickname = None;
-                        target.erased = true;
                     }
                     DormantMemberEvent::DormantMemberCleared(e) => {
                         target.status = "CLEARED".into();
@@ -192,9 +150,9 @@ mod tests {
     use mileage_domain::ids::{DormantMemberId, MemberId};
     use mileage_domain::manager_message::{ManagerMessageEvent, MessageFailed};
     use mileage_domain::pii::PersonKey;
+    use mileage_read_model::people::People;
 
     use super::{Event, Managerpage, Target};
-    use crate::people::People;
     use crate::projections::{Model, recorded};
 
     fn key() -> PersonKey {
@@ -212,30 +170,31 @@ mod tests {
         .into()
     }
 
-    /// Folds `events` (given as (stream, event) pairs) the way a batch does.
-    fn fold(
-        people: &People,
-        events: Vec<(&str, Event, mileage_store::RecordedEvent)>,
-    ) -> Result<Option<Target>, String> {
+    /// Folds `events` the way a batch does.
+    fn fold(events: Vec<(Event, mileage_store::RecordedEvent)>) -> Result<Option<Target>, String> {
         let mut row = None;
-        for (_, event, recorded) in events {
-            row = Managerpage::apply(row, event, &recorded, people)?;
+        for (event, recorded) in events {
+            row = Managerpage::apply(row, event, &recorded)?;
         }
         Ok(row)
     }
 
     #[test]
-    fn a_registered_target_shows_masked_and_then_dormant_and_failed_and_destroyed() {
-        let people = People::new([("dormantMember-7".to_owned(), key())].into());
+    fn a_registered_target_is_stored_sealed_then_dormant_failed_and_destroyed() {
         let e1 = registered();
         let r1 = recorded("dormantMember-7", 1, &e1);
-        let row = fold(&people, vec![("", Event::Target(e1), r1)])
-            .unwrap()
-            .unwrap();
+        let row = fold(vec![(Event::Target(e1), r1)]).unwrap().unwrap();
         assert_eq!(row.status, "PRE_DORMANT");
-        assert_eq!(row.phone_masked.as_deref(), Some("010****5678"));
-        assert_eq!(row.nickname.as_deref(), Some("kim"));
-        assert!(!row.erased);
+        let sealed = (row.phone_sealed.clone(), row.nickname_sealed.clone());
+        assert!(
+            !sealed.0.as_deref().unwrap().contains("01012345678"),
+            "never in clear"
+        );
+        let shown = People::new([("dormantMember-7".to_owned(), key())].into())
+            .person(sealed.0.as_deref(), sealed.1.as_deref())
+            .unwrap();
+        assert_eq!(shown.phone_masked.as_deref(), Some("010****5678"));
+        assert_eq!(shown.nickname.as_deref(), Some("kim"));
         assert_eq!(row.registered_position, (1, 1));
 
         let DormantMemberEvent::DormantMemberRegistered(r) = registered() else {
@@ -253,7 +212,6 @@ mod tests {
             Some(row),
             Event::Target(changed.clone()),
             &recorded("dormantMember-7", 2, &changed),
-            &people,
         )
         .unwrap()
         .unwrap();
@@ -276,7 +234,6 @@ mod tests {
             Some(row),
             Event::Message(failed.clone()),
             &recorded("managerMessage-7", 3, &failed),
-            &people,
         )
         .unwrap()
         .unwrap();
@@ -293,38 +250,28 @@ mod tests {
             Some(row),
             Event::Target(destroyed.clone()),
             &recorded("dormantMember-7", 4, &destroyed),
-            &people,
         )
         .unwrap()
         .unwrap();
         assert_eq!(row.status, "DESTRUCTION");
-        assert!(row.erased && row.phone_masked.is_none() && row.nickname.is_none());
         assert_eq!(row.last_position, "4-4");
         assert_eq!(
             row.registered_position,
             (1, 1),
             "the list order never moves"
         );
-    }
-
-    #[test]
-    fn without_the_key_the_target_shows_as_erased() {
-        let e1 = registered();
-        let r1 = recorded("dormantMember-7", 1, &e1);
-        let row = fold(&People::default(), vec![("", Event::Target(e1), r1)])
-            .unwrap()
+        let gone = People::default()
+            .person(row.phone_sealed.as_deref(), row.nickname_sealed.as_deref())
             .unwrap();
-        assert!(row.erased);
-        assert_eq!(row.phone_masked, None);
+        assert!(gone.erased && gone.phone_masked.is_none() && gone.nickname.is_none());
     }
 
     #[test]
     fn events_out_of_order_stop_the_projection() {
-        let people = People::new([("dormantMember-7".to_owned(), key())].into());
         let e1 = registered();
         let r1 = recorded("dormantMember-7", 1, &e1);
-        let row = fold(&people, vec![("", Event::Target(e1.clone()), r1.clone())]).unwrap();
-        let twice = Managerpage::apply(row, Event::Target(e1.clone()), &r1, &people);
+        let row = fold(vec![(Event::Target(e1.clone()), r1.clone())]).unwrap();
+        let twice = Managerpage::apply(row, Event::Target(e1.clone()), &r1);
         assert!(twice.unwrap_err().contains("registered twice"));
         let DormantMemberEvent::DormantMemberRegistered(r) = e1 else {
             unreachable!()
@@ -340,7 +287,6 @@ mod tests {
             None,
             Event::Target(orphan.clone()),
             &recorded("dormantMember-7", 9, &orphan),
-            &people,
         );
         assert!(error.unwrap_err().contains("never registered"));
     }

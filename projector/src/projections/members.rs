@@ -1,19 +1,18 @@
-//! `members`: each member's status and points balance, with their masked
-//! phone number and nickname until they withdraw.
+//! `members`: each member's status and points balance, with their phone
+//! number and nickname (sealed).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 
 use mileage_domain::member::{Member, MemberEvent};
-use mileage_domain::pii::Sealed;
 use mileage_read_model::members::{self as table, MemberRow};
+use mileage_read_model::people::stored;
 use mileage_store::RecordedEvent;
 use tokio_postgres::Transaction;
 
 use super::{Model, decode_if};
 use crate::consumer::HandleError;
-use crate::people::{People, mask_phone};
 
 /// The members model.
 pub struct Members;
@@ -58,36 +57,23 @@ impl Model for Members {
         }))
     }
 
-    fn sealed(event: &MemberEvent) -> Vec<&Sealed> {
-        match event {
-            MemberEvent::MemberJoined(e) => vec![&e.phone_no, &e.nickname],
-            _ => vec![],
-        }
-    }
-
     fn apply(
         row: Option<MemberRow>,
         event: MemberEvent,
         recorded: &RecordedEvent,
-        people: &People,
     ) -> Result<Option<MemberRow>, String> {
         let at = recorded.metadata.recorded_at;
         let mut member = match (row, event) {
-            (None, MemberEvent::MemberJoined(e)) => {
-                let phone = people.reveal(&e.phone_no)?;
-                let nickname = people.reveal(&e.nickname)?;
-                MemberRow {
-                    id: e.member_id.to_string(),
-                    status: "READY".into(),
-                    balance: 0,
-                    erased: phone.is_none() || nickname.is_none(),
-                    phone_masked: phone.as_deref().map(mask_phone),
-                    nickname,
-                    joined_at: at,
-                    updated_at: at,
-                    last_position: String::new(),
-                }
-            }
+            (None, MemberEvent::MemberJoined(e)) => MemberRow {
+                id: e.member_id.to_string(),
+                status: "READY".into(),
+                balance: 0,
+                phone_sealed: Some(stored(&e.phone_no)),
+                nickname_sealed: Some(stored(&e.nickname)),
+                joined_at: at,
+                updated_at: at,
+                last_position: String::new(),
+            },
             (Some(member), MemberEvent::MemberJoined(_)) => {
                 return Err(format!("member {} joined twice", member.id));
             }
@@ -104,11 +90,9 @@ impl Model for Members {
                 member.balance = 0;
                 member
             }
+            // Their key goes with them: nothing here to clear.
             (Some(mut member), MemberEvent::MemberWithdrawn(_)) => {
                 member.status = "WITHDRAWN".into();
-                member.phone_masked = None;
-                member.nickname = None;
-                member.erased = true;
                 member
             }
         };
@@ -132,14 +116,20 @@ mod tests {
     use mileage_domain::pii::PersonKey;
     use mileage_domain::values::Points;
 
+    use mileage_read_model::people::People;
+
     use super::Members;
-    use crate::people::People;
     use crate::projections::{Model, recorded};
 
     #[test]
-    fn balance_follows_the_events_and_withdrawal_erases() {
+    fn balance_follows_the_events_and_the_key_decides_what_shows() {
         let key = PersonKey::new("member-5", [9; 32]);
         let people = People::new([("member-5".to_owned(), key.clone())].into());
+        let shown = |row: &mileage_read_model::members::MemberRow, people: &People| {
+            people
+                .person(row.phone_sealed.as_deref(), row.nickname_sealed.as_deref())
+                .unwrap()
+        };
         let id = MemberId::parse("5").unwrap();
         let events: Vec<MemberEvent> = vec![
             MemberJoined {
@@ -169,11 +159,14 @@ mod tests {
         let mut row = None;
         for (n, event) in events.into_iter().enumerate() {
             let r = recorded("member-5", n as u64 + 1, &event);
-            row = Members::apply(row, event, &r, &people).unwrap();
+            row = Members::apply(row, event, &r).unwrap();
         }
         let active = row.clone().unwrap();
         assert_eq!((active.status.as_str(), active.balance), ("READY", 70));
-        assert_eq!(active.phone_masked.as_deref(), Some("010****8888"));
+        assert_eq!(
+            shown(&active, &people).phone_masked.as_deref(),
+            Some("010****8888")
+        );
         for (n, event) in [
             MemberEvent::from(PointsForfeited {
                 member_id: id.clone(),
@@ -190,11 +183,12 @@ mod tests {
         .enumerate()
         {
             let r = recorded("member-5", n as u64 + 10, &event);
-            row = Members::apply(row, event, &r, &people).unwrap();
+            row = Members::apply(row, event, &r).unwrap();
         }
         let gone = row.unwrap();
         assert_eq!((gone.status.as_str(), gone.balance), ("WITHDRAWN", 0));
-        assert!(gone.erased && gone.nickname.is_none() && gone.phone_masked.is_none());
+        let erased = shown(&gone, &People::default());
+        assert!(erased.erased && erased.nickname.is_none() && erased.phone_masked.is_none());
     }
 
     /// Whatever limits the operator sets and whatever amounts clients send,
@@ -210,7 +204,6 @@ mod tests {
         use mileage_domain::pii::PersonKey;
         use proptest::prelude::*;
 
-        use crate::people::People;
         use crate::projections::members::Members;
         use crate::projections::{Model, recorded};
 
@@ -239,7 +232,6 @@ mod tests {
                 commands in limits().prop_flat_map(|l| prop::collection::vec(command(l), 0..60))
             ) {
                 let key = PersonKey::new("member-1", [3; 32]);
-                let people = People::new([("member-1".to_owned(), key.clone())].into());
                 let joined = MemberJoined {
                     member_id: MemberId::parse("1").unwrap(),
                     phone_no: key.seal("phoneNo", "01099998888", [1; 24]),
@@ -249,7 +241,7 @@ mod tests {
                 }
                 .into();
                 let mut state = Member::default().evolve(&joined);
-                let mut row = Members::apply(None, joined.clone(), &recorded("member-1", 1, &joined), &people).unwrap();
+                let mut row = Members::apply(None, joined.clone(), &recorded("member-1", 1, &joined)).unwrap();
                 let mut version = 1;
                 for command in commands {
                     let Ok(events) = state.decide(command) else { continue };
@@ -257,7 +249,7 @@ mod tests {
                         version += 1;
                         state = state.evolve(&event);
                         let at = recorded("member-1", version, &event);
-                        let applied = Members::apply(row, event, &at, &people);
+                        let applied = Members::apply(row, event, &at);
                         prop_assert!(applied.is_ok(), "{:?}", applied.err());
                         row = applied.unwrap();
                         let balance = row.as_ref().map_or(0, |r| r.balance);

@@ -13,13 +13,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mileage_domain::Aggregate;
-use mileage_domain::pii::Sealed;
 use mileage_store::RecordedEvent;
-use mileage_store::keys::KeyStore;
 use tokio_postgres::{Client, Transaction};
 
 use crate::consumer::{Consumer, HandleError};
-use crate::people::People;
 
 /// One read model's rules (routing and folding events into rows, here) and
 /// storage (its tables, in `mileage-read-model`).
@@ -41,16 +38,14 @@ pub trait Model: Send + Sync + 'static {
     /// model ignores it.
     fn route(event: &RecordedEvent) -> Result<Option<(String, Self::Event)>, HandleError>;
 
-    /// Personal data in the event that `apply` will reveal.
-    fn sealed(event: &Self::Event) -> Vec<&Sealed>;
-
     /// The row after the event (`None`: still no row); an error stops the
-    /// projection at it.
+    /// projection at it. Personal data goes into rows sealed, as the event
+    /// holds it ([`mileage_read_model::people`]): a projection never sees
+    /// a person in clear, so it never needs their key.
     fn apply(
         row: Option<Self::Row>,
         event: Self::Event,
         recorded: &RecordedEvent,
-        people: &People,
     ) -> Result<Option<Self::Row>, String>;
 
     /// The existing rows among `ids`.
@@ -59,17 +54,6 @@ pub trait Model: Send + Sync + 'static {
         schema: &str,
         ids: &[String],
     ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error>;
-
-    /// Changes to rows found by something other than their id, after the
-    /// batch's rows are saved (a member's withdrawal erases every target
-    /// registered for them); nothing by default.
-    async fn after_save(
-        _tx: &Transaction<'_>,
-        _schema: &str,
-        _batch: &[RecordedEvent],
-    ) -> Result<(), HandleError> {
-        Ok(())
-    }
 
     /// Inserts or replaces `rows`.
     async fn save(
@@ -129,7 +113,7 @@ pub use mileage_read_model::NAMES;
 
 /// Builds a projection as a consumer named by the first argument, into the
 /// schema named by the second.
-pub type Build = fn(&str, &str, Arc<dyn KeyStore>) -> Arc<dyn Consumer>;
+pub type Build = fn(&str, &str) -> Arc<dyn Consumer>;
 
 /// What tooling needs of a projection known by name.
 pub struct Known {
@@ -147,9 +131,7 @@ fn known<M: Model>() -> Known {
     Known {
         name: M::NAME,
         tables: M::TABLES,
-        build: |consumer, schema, keys| {
-            Arc::new(Projection::<M>::into_schema(consumer, schema, keys))
-        },
+        build: |consumer, schema| Arc::new(Projection::<M>::into_schema(consumer, schema)),
         ddl: M::ddl,
     }
 }
@@ -171,19 +153,18 @@ pub fn by_name(name: &str) -> Result<Known, String> {
 pub struct Projection<M> {
     name: String,
     schema: String,
-    keys: Arc<dyn KeyStore>,
     model: std::marker::PhantomData<M>,
 }
 
 impl<M: Model> Projection<M> {
     /// The live projection: named and stored as `M::NAME`.
-    pub fn live(keys: Arc<dyn KeyStore>) -> Self {
-        Self::into_schema(M::NAME, M::NAME, keys)
+    pub fn live() -> Self {
+        Self::into_schema(M::NAME, M::NAME)
     }
 
     /// The projection under another consumer name into another schema (a
     /// rebuild); `schema` must be a plain identifier.
-    pub fn into_schema(name: &str, schema: &str, keys: Arc<dyn KeyStore>) -> Self {
+    pub fn into_schema(name: &str, schema: &str) -> Self {
         assert!(
             mileage_read_model::is_plain_identifier(schema),
             "schema {schema:?} must be a lower-case identifier"
@@ -191,7 +172,6 @@ impl<M: Model> Projection<M> {
         Self {
             name: name.to_owned(),
             schema: schema.to_owned(),
-            keys,
             model: std::marker::PhantomData,
         }
     }
@@ -220,28 +200,20 @@ impl<M: Model> Consumer for Projection<M> {
             }
         }
         if routed.is_empty() {
-            return M::after_save(tx, &self.schema, batch).await;
+            return Ok(());
         }
-        let mut key_ids: Vec<String> = routed
-            .iter()
-            .flat_map(|(_, _, event)| M::sealed(event))
-            .map(|sealed| sealed.key_id.clone())
-            .collect();
-        key_ids.sort_unstable();
-        key_ids.dedup();
-        let people = People::new(self.keys.get_many(&key_ids).await?);
         let mut ids: Vec<String> = routed.iter().map(|(_, id, _)| id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut rows = M::load(tx, &self.schema, &ids).await?;
         for (recorded, id, event) in routed {
-            let row = M::apply(rows.remove(&id), event, recorded, &people)
+            let row = M::apply(rows.remove(&id), event, recorded)
                 .map_err(|reason| HandleError::poison(recorded, reason))?;
             if let Some(row) = row {
                 rows.insert(id, row);
             }
         }
         M::save(tx, &self.schema, rows.into_values().collect()).await?;
-        M::after_save(tx, &self.schema, batch).await
+        Ok(())
     }
 }

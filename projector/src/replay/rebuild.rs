@@ -116,7 +116,7 @@ async fn rebuild_locked(
         let runner = Runner::new(ctx.store.clone(), &ctx.read_url, batch, stopped)?
             .until(head)
             .fail_fast();
-        let consumer = (known.build)(&shadow, &shadow, ctx.keys.clone());
+        let consumer = (known.build)(&shadow, &shadow);
         let run = tokio::spawn(async move { runner.run(consumer).await });
         tokio::pin!(run);
         let exit = loop {

@@ -183,7 +183,7 @@ async fn rebuild_scratch(
         let runner = Runner::new(ctx.store.clone(), &ctx.read_url, batch, stopped)?
             .until(target)
             .fail_fast();
-        let consumer = (known.build)(scratch, scratch, ctx.keys.clone());
+        let consumer = (known.build)(scratch, scratch);
         let bar = ctx.bar(&format!("verify {}", known.name), ctx.log_size().await);
         let run = tokio::spawn(async move { runner.run(consumer).await });
         tokio::pin!(run);

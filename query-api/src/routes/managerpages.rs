@@ -11,6 +11,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use mileage_domain::ids::MemberId;
 use mileage_read_model::managerpage::{self, Order, STATUSES, TargetView, Targets};
+use mileage_read_model::people::People;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use mileage_service::extract::AppQuery;
@@ -47,9 +48,9 @@ pub(super) struct Managerpage<'a> {
     member_id: &'a str,
     /// Masked; `null` once erased.
     #[schema(example = "010****5678")]
-    phone_no: Option<&'a str>,
+    phone_no: Option<String>,
     /// `null` once erased.
-    nickname: Option<&'a str>,
+    nickname: Option<String>,
     /// The person's data was destroyed (or the member withdrew).
     erased: bool,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
@@ -71,21 +72,23 @@ pub(super) struct Managerpage<'a> {
     last_position: &'a str,
 }
 
-impl<'a> From<TargetView<'a>> for Managerpage<'a> {
-    fn from(target: TargetView<'a>) -> Self {
-        Self {
+impl<'a> Managerpage<'a> {
+    /// The row as shown, its person opened with `people`.
+    fn shown(target: TargetView<'a>, people: &People) -> Result<Self, ApiError> {
+        let person = crate::people::person(people, target.phone_sealed, target.nickname_sealed)?;
+        Ok(Self {
             id: target.id,
             member_id: target.member_id,
-            phone_no: target.phone_masked,
-            nickname: target.nickname,
-            erased: target.erased,
+            phone_no: person.phone_masked,
+            nickname: person.nickname,
+            erased: person.erased,
             member_status: target.status,
             message_status: target.message_status,
             rejoined_member_id: target.rejoined_member_id,
             registered_at: target.registered_at,
             updated_at: target.updated_at,
             last_position: target.last_position,
-        }
+        })
     }
 }
 
@@ -250,7 +253,7 @@ pub(super) async fn list(
     };
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let seen = wait(&state, PROJECTION, wanted).await;
-    let tag = etag(seen, raw_query.as_deref());
+    let tag = etag(&state, seen, raw_query.as_deref());
     if let Some(unchanged) = not_modified(&headers, &tag, seen) {
         return Ok(unchanged);
     }
@@ -259,7 +262,16 @@ pub(super) async fn list(
         .await
         .map_err(db_error)?;
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let mut items: Vec<Managerpage<'_>> = rows.views().map(Managerpage::from).collect();
+    let people = crate::people::people(
+        &state,
+        rows.views()
+            .flat_map(|t| [t.phone_sealed, t.nickname_sealed]),
+    )
+    .await?;
+    let mut items = rows
+        .views()
+        .map(|t| Managerpage::shown(t, &people))
+        .collect::<Result<Vec<_>, _>>()?;
     let next_cursor = (items.len() > limit)
         .then(|| {
             items.truncate(limit);
@@ -295,6 +307,7 @@ pub(super) async fn counts(
     caller.require_manager()?;
     let seen = wait(&state, PROJECTION, wanted).await;
     let tag = etag(
+        &state,
         seen,
         Some(&format!("counts?{}", raw_query.unwrap_or_default())),
     );
@@ -345,7 +358,12 @@ pub(super) async fn by_id(
     let seen = wait(&state, PROJECTION, wanted).await;
     let found = find(&state, &id).await?;
     Ok(match found.first() {
-        Some(target) => fresh(Managerpage::from(target), seen),
+        Some(target) => {
+            let people =
+                crate::people::people(&state, [target.phone_sealed, target.nickname_sealed])
+                    .await?;
+            fresh(Managerpage::shown(target, &people)?, seen)
+        }
         None => fresh_error(no_target(&id), seen),
     })
 }

@@ -79,6 +79,16 @@ pub(super) async fn member(
         let missing = ApiError::not_found("member.not_found", format!("no member {id}"));
         return Ok(fresh_error(missing, seen));
     };
+    let people = crate::people::people(
+        &state,
+        [row.phone_sealed.as_deref(), row.nickname_sealed.as_deref()],
+    )
+    .await?;
+    let person = crate::people::person(
+        &people,
+        row.phone_sealed.as_deref(),
+        row.nickname_sealed.as_deref(),
+    )?;
     let body = MemberView {
         id: row.id.clone(),
         member_id: row.id,
@@ -89,9 +99,9 @@ pub(super) async fn member(
             row.status
         },
         balance: row.balance,
-        phone_no: row.phone_masked,
-        nickname: row.nickname,
-        erased: row.erased,
+        phone_no: person.phone_masked,
+        nickname: person.nickname,
+        erased: person.erased,
         joined_at: row.joined_at,
         updated_at: row.updated_at,
     };

@@ -74,10 +74,12 @@ pub(super) async fn message(
         );
         return Ok(fresh_error(missing, seen));
     };
+    let people = crate::people::people(&state, [row.phone_sealed.as_deref()]).await?;
+    let phone = crate::people::open(&people, row.phone_sealed.as_deref())?;
     let body = ManagerMessage {
         id: row.target_id,
         member_id: row.member_id,
-        phone_no: row.phone_masked,
+        phone_no: phone.as_deref().map(mileage_read_model::people::mask_phone),
         message_contents: row.content,
         message_status: row.status,
         attempts: row.attempts,

@@ -82,19 +82,28 @@ fn fresh_error(error: ApiError, seen: Seen) -> Response {
     response
 }
 
-/// A weak validator for a list answer: the projection's checkpoint and the
-/// query. Equal checkpoints mean equal read models, so a match answers 304
-/// without touching the database.
-fn etag(seen: Seen, query: Option<&str>) -> String {
+/// A weak validator for a list answer: the projection's checkpoint, the
+/// erasure process manager's (personal data is opened with the keys at
+/// read time, and a key goes once that checkpoint passes the event that
+/// erases it) and the query. Equal checkpoints mean equal answers, so a
+/// match answers 304 without touching the database.
+fn etag(state: &QueryState, seen: Seen, query: Option<&str>) -> String {
     let digest = Sha256::digest(query.unwrap_or_default().as_bytes());
-    let checkpoint = seen
-        .checkpoint
-        .map_or_else(|| "0-0".to_owned(), |p| p.to_string());
+    let at =
+        |p: Option<mileage_store::Position>| p.map_or_else(|| "0-0".to_owned(), |p| p.to_string());
     format!(
-        "W/\"{checkpoint}.{:02x}{:02x}{:02x}{:02x}\"",
-        digest[0], digest[1], digest[2], digest[3]
+        "W/\"{}.{}.{:02x}{:02x}{:02x}{:02x}\"",
+        at(seen.checkpoint),
+        at(state.progress.checkpoint(ERASURE)),
+        digest[0],
+        digest[1],
+        digest[2],
+        digest[3]
     )
 }
+
+/// The process manager that deletes person keys.
+const ERASURE: &str = "erasure";
 
 /// 304 when the request's `If-None-Match` holds `tag`.
 fn not_modified(headers: &HeaderMap, tag: &str, seen: Seen) -> Option<Response> {

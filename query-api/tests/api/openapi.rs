@@ -31,9 +31,11 @@ fn committed_openapi_matches_the_code() {
 
 /// The query API on an empty read database; its address.
 async fn spawn() -> String {
+    let database = fresh_database().await;
     let app = Application::build(&Settings {
         addr: "127.0.0.1:0".parse().unwrap(),
-        read_database_url: fresh_database().await,
+        read_database_url: database.clone(),
+        keys_database_url: database,
         jwt: JwtKey::hs256("test-jwt-secret-of-at-least-32-bytes!").into(),
         token_rules: mileage_service::settings::TokenRules::default(),
         rate_limits: mileage_service::settings::RateLimits::off(),
