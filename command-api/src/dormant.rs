@@ -7,6 +7,7 @@ use mileage_domain::aggregate::stream_name;
 use mileage_domain::command_key::{CommandKey, CommandKeyCommand};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand, DormantStatus};
 use mileage_domain::ids::{DormantMemberId, MemberId};
+use mileage_domain::member::Member;
 use mileage_domain::pii::PersonKey;
 use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_store::executor::FirstDecision;
@@ -34,6 +35,18 @@ pub(crate) async fn register(
     let phone = PhoneNumber::parse(phone)?;
     let nickname = Nickname::parse(nickname)?;
     let executor = &state.ctx.executor;
+    // A member who withdrew is erased, and so would be a target registered
+    // for them (the erasure process manager deletes its key as soon as the
+    // log names it): refused here, so nobody is registered to be erased.
+    let (member, _) = load::<Member>(executor, &stream_name::<Member>(&member_id)).await?;
+    if matches!(member, Member::Withdrawn { .. }) {
+        return Err(ApiError::Domain {
+            kind: ErrorKind::Conflict,
+            code: "dormant_member.member_withdrawn",
+            detail: format!("member {member_id} withdrew; their data is erased"),
+            field: Some("memberId"),
+        });
+    }
     let registration = |id: DormantMemberId, key: &PersonKey| DormantMemberCommand::Register {
         id,
         member_id: member_id.clone(),

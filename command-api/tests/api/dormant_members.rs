@@ -158,3 +158,23 @@ async fn the_source_documents_double_and_trailing_slashes_reach_their_routes() {
         .await;
     assert_eq!(joined.status, 201, "{}", joined.body);
 }
+
+#[tokio::test]
+async fn a_target_for_a_member_who_withdrew_is_refused() {
+    let app = spawn_app().await;
+    let joined = app
+        .post(
+            "/members",
+            json!({ "phoneNo": "010-5555-0001", "nickname": "gone" }),
+        )
+        .await;
+    let member = joined.body["id"].as_str().unwrap().to_owned();
+    let withdrawn = app.delete(&format!("/members/{member}")).await;
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.body);
+    app.post(
+        "/dormantMembers",
+        json!({ "memberId": member, "phoneNo": "010-5555-0001", "nickname": "gone" }),
+    )
+    .await
+    .assert_problem(409, "dormant_member.member_withdrawn");
+}

@@ -468,6 +468,37 @@ async fn destroyed_target() -> (String, Running, String, uuid::Uuid) {
     (database, projector, id, correlation)
 }
 
+/// The destroyed person's member record (`member-1`, the target's member)
+/// is theirs too, so erased with it; another person's still shows.
+async fn members_erased_but_the_living(database: &str) {
+    eventually(
+        "the destroyed person's member record erased",
+        WAIT,
+        || async {
+            let (_, member, _) =
+                replay(database, &["inspect", "--stream", "member-1", "--reveal"]).await;
+            (member.contains("(erased)") && !member.contains("01000001111")).then_some(())
+        },
+    )
+    .await;
+    let commands = CommandApi::spawn(database).await;
+    let alive = commands.join("01000002222", "alive").await;
+    let (_, member, _) = replay(
+        database,
+        &[
+            "inspect",
+            "--stream",
+            &format!("member-{alive}"),
+            "--reveal",
+        ],
+    )
+    .await;
+    assert!(
+        member.contains("01000002222"),
+        "a live person's data shows when asked: {member}"
+    );
+}
+
 #[tokio::test]
 async fn trace_inspect_and_status_follow_the_destruction_saga() {
     let (database, projector, id, correlation) = destroyed_target().await;
@@ -512,16 +543,7 @@ async fn trace_inspect_and_status_follow_the_destruction_saga() {
         revealed.contains("(erased)"),
         "the key is gone after destruction: {revealed}"
     );
-    let member_stream = "member-1";
-    let (_, member, _) = replay(
-        &database,
-        &["inspect", "--stream", member_stream, "--reveal"],
-    )
-    .await;
-    assert!(
-        member.contains("01000001111"),
-        "a live person's data shows when asked: {member}"
-    );
+    members_erased_but_the_living(&database).await;
     let (_, by_correlation, _) = replay(
         &database,
         &[

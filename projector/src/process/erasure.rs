@@ -1,18 +1,21 @@
-//! Erasure: deletes person keys as the log says, so personal data is gone
-//! within seconds of the event that erases it, even when the process that
-//! appended the event died right after (the command API also deletes the
-//! member's key at once; this is what makes it certain). A withdrawn
-//! member's key, and the keys of every dormant target registered for them
-//! (their copy of the phone number and nickname), before or after the
-//! withdrawal; a destroyed target's key. Deleting a key twice is harmless,
-//! so a batch delivered again does no harm.
+//! Erasure: deletes person keys as the log says, one rule for every case
+//! (`mileage_read_model::erasure`): a person is erased when they withdraw
+//! (`MemberWithdrawn`) or their data is destroyed
+//! (`DormantMemberDestroyed`), and then every key that seals any of their
+//! data goes: their member stream's, every target registered for them, a
+//! target they were released from, a member they were released into, and
+//! any such key the log names later. Personal data is gone within seconds
+//! of the event that erases it, even when the process that appended the
+//! event died right after (the command API also deletes the keys it knows
+//! at once; this is what makes it certain). Deleting a key twice is
+//! harmless, so a batch delivered again does no harm.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
-use mileage_domain::ids::DormantMemberId;
+use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberEvent};
 use mileage_read_model::erasure;
 use mileage_store::RecordedEvent;
@@ -59,35 +62,47 @@ impl Consumer for Erasure {
         batch: &[RecordedEvent],
     ) -> Result<(), HandleError> {
         for recorded in batch {
-            if let Some(MemberEvent::MemberWithdrawn(e)) = decode_if::<Member>(recorded)? {
-                self.erase(&stream_name::<Member>(&e.member_id)).await?;
-                for target in erasure::member_withdrew(tx, e.member_id.as_str()).await? {
-                    self.erase(&target_key(&target)).await?;
-                }
-                continue;
-            }
-            match decode_if::<DormantMember>(recorded)? {
-                Some(DormantMemberEvent::DormantMemberRegistered(e)) => {
-                    let withdrawn =
-                        erasure::target_registered(tx, e.member_id.as_str(), e.id.as_str()).await?;
-                    if withdrawn {
-                        self.erase(&stream_name::<DormantMember>(&e.id)).await?;
-                    }
-                }
-                Some(DormantMemberEvent::DormantMemberDestroyed(e)) => {
-                    self.erase(&stream_name::<DormantMember>(&e.id)).await?;
-                }
-                _ => {}
+            for key_id in Self::erased_by(tx, recorded).await? {
+                self.erase(&key_id).await?;
             }
         }
         Ok(())
     }
 }
 
-/// The key of the target `id` (as stored by the tables: text).
-fn target_key(id: &str) -> String {
-    DormantMemberId::parse(id).map_or_else(
-        |_| format!("dormantMember-{id}"),
-        |id| stream_name::<DormantMember>(&id),
-    )
+impl Erasure {
+    /// What `recorded` tells of people, and the keys it erases.
+    async fn erased_by(
+        tx: &Transaction<'_>,
+        recorded: &RecordedEvent,
+    ) -> Result<Vec<String>, HandleError> {
+        let member_key = |id: &MemberId| stream_name::<Member>(id);
+        let target_key = |id: &DormantMemberId| stream_name::<DormantMember>(id);
+        let keys = match decode_if::<Member>(recorded)? {
+            Some(MemberEvent::MemberWithdrawn(e)) => {
+                erasure::erase(tx, &member_key(&e.member_id)).await?
+            }
+            Some(MemberEvent::MemberJoined(e)) => match &e.rejoining {
+                Some(target) => {
+                    erasure::same_person(tx, &target_key(target), &member_key(&e.member_id)).await?
+                }
+                None => vec![],
+            },
+            Some(_) => vec![],
+            None => match decode_if::<DormantMember>(recorded)? {
+                Some(DormantMemberEvent::DormantMemberRegistered(e)) => {
+                    erasure::same_person(tx, &member_key(&e.member_id), &target_key(&e.id)).await?
+                }
+                Some(DormantMemberEvent::DormantMemberCleared(e)) => {
+                    erasure::same_person(tx, &target_key(&e.id), &member_key(&e.rejoined_member_id))
+                        .await?
+                }
+                Some(DormantMemberEvent::DormantMemberDestroyed(e)) => {
+                    erasure::erase(tx, &target_key(&e.id)).await?
+                }
+                _ => vec![],
+            },
+        };
+        Ok(keys)
+    }
 }
