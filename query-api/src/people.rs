@@ -19,21 +19,28 @@ pub(crate) async fn people<'a>(
     Ok(People::new(state.keys.get_many(&ids).await?))
 }
 
-/// A stored person, shown; a value that does not open with its existing
-/// key is corruption, answered 500 (an erased person is not an error).
-pub(crate) fn person(
-    people: &People,
-    phone: Option<&str>,
-    nickname: Option<&str>,
-) -> Result<Person, ApiError> {
-    people.person(phone, nickname).map_err(unopenable)
+/// A stored person, shown. A value that does not open with the key now
+/// under its name (a key made again after it was deleted) is shown as
+/// erased, and logged: it cannot be read by anyone any more, and one such
+/// row must not break a page for everyone.
+pub(crate) fn person(people: &People, phone: Option<&str>, nickname: Option<&str>) -> Person {
+    people.person(phone, nickname).unwrap_or_else(|error| {
+        unopenable(&error);
+        Person {
+            erased: true,
+            ..Person::default()
+        }
+    })
 }
 
-/// A stored value, shown (`None` when erased).
-pub(crate) fn open(people: &People, stored: Option<&str>) -> Result<Option<String>, ApiError> {
-    people.open(stored).map_err(unopenable)
+/// A stored value, shown (`None` when erased, or unopenable as above).
+pub(crate) fn open(people: &People, stored: Option<&str>) -> Option<String> {
+    people.open(stored).unwrap_or_else(|error| {
+        unopenable(&error);
+        None
+    })
 }
 
-fn unopenable(error: OpenError) -> ApiError {
-    ApiError::Internal(error.into())
+fn unopenable(error: &OpenError) {
+    tracing::error!(%error, "a stored personal value does not open; shown as erased");
 }

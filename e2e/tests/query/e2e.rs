@@ -380,6 +380,32 @@ async fn a_destroyed_person_is_erased_from_their_member_record_too() {
 }
 
 #[tokio::test]
+async fn a_value_its_key_no_longer_opens_reads_as_erased_and_the_page_still_answers() {
+    let stack = Stack::start().await;
+    let (commands, query) = (&stack.commands, &stack.query);
+    let (kept, _) = commands.register_target("010-4444-0001", "kept").await;
+    let (remade, position) = commands.register_target("010-4444-0002", "remade").await;
+    query
+        .until(&format!("/managerpages?position={position}"), |_| true)
+        .await;
+    // As if the key had been deleted and then made again under its name.
+    let keys = mileage_e2e::read_client(&stack.database).await;
+    keys.execute(
+        "UPDATE person_keys SET secret = decode(repeat('ab', 32), 'hex') WHERE key_id = $1",
+        &[&format!("dormantMember-{remade}")],
+    )
+    .await
+    .unwrap();
+    let page = query.get("/managerpages").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let items = page.body["items"].as_array().unwrap();
+    let row = |id: &str| items.iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!(row(&remade)["erased"], true, "{}", page.body);
+    assert!(row(&remade)["nickname"].is_null());
+    assert_eq!(row(&kept)["nickname"], "kept", "the others still show");
+}
+
+#[tokio::test]
 async fn one_operator_action_can_be_followed_through_every_event_it_caused() {
     let stack = Stack::start().await;
     let (id, _) = stack

@@ -74,9 +74,9 @@ pub(super) struct Managerpage<'a> {
 
 impl<'a> Managerpage<'a> {
     /// The row as shown, its person opened with `people`.
-    fn shown(target: TargetView<'a>, people: &People) -> Result<Self, ApiError> {
-        let person = crate::people::person(people, target.phone_sealed, target.nickname_sealed)?;
-        Ok(Self {
+    fn shown(target: TargetView<'a>, people: &People) -> Self {
+        let person = crate::people::person(people, target.phone_sealed, target.nickname_sealed);
+        Self {
             id: target.id,
             member_id: target.member_id,
             phone_no: person.phone_masked,
@@ -88,7 +88,7 @@ impl<'a> Managerpage<'a> {
             registered_at: target.registered_at,
             updated_at: target.updated_at,
             last_position: target.last_position,
-        })
+        }
     }
 }
 
@@ -268,10 +268,10 @@ pub(super) async fn list(
             .flat_map(|t| [t.phone_sealed, t.nickname_sealed]),
     )
     .await?;
-    let mut items = rows
+    let mut items: Vec<_> = rows
         .views()
         .map(|t| Managerpage::shown(t, &people))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let next_cursor = (items.len() > limit)
         .then(|| {
             items.truncate(limit);
@@ -362,7 +362,7 @@ pub(super) async fn by_id(
             let people =
                 crate::people::people(&state, [target.phone_sealed, target.nickname_sealed])
                     .await?;
-            fresh(Managerpage::shown(target, &people)?, seen)
+            fresh(Managerpage::shown(target, &people), seen)
         }
         None => fresh_error(no_target(&id), seen),
     })

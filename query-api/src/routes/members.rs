@@ -88,7 +88,7 @@ pub(super) async fn member(
         &people,
         row.phone_sealed.as_deref(),
         row.nickname_sealed.as_deref(),
-    )?;
+    );
     let body = MemberView {
         id: row.id.clone(),
         member_id: row.id,

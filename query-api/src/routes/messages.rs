@@ -75,7 +75,7 @@ pub(super) async fn message(
         return Ok(fresh_error(missing, seen));
     };
     let people = crate::people::people(&state, [row.phone_sealed.as_deref()]).await?;
-    let phone = crate::people::open(&people, row.phone_sealed.as_deref())?;
+    let phone = crate::people::open(&people, row.phone_sealed.as_deref());
     let body = ManagerMessage {
         id: row.target_id,
         member_id: row.member_id,
