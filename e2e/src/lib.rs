@@ -341,6 +341,37 @@ pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// A service's `/metrics` text, `base` being its URL.
+pub async fn metrics(http: &reqwest::Client, base: &str) -> String {
+    http.get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("the service answers")
+        .text()
+        .await
+        .expect("a text body")
+}
+
+/// The rows of `tables` (in the database at `database_url`), as JSON, that
+/// mention any of `needles`: where an erased person's data would show.
+pub async fn rows_mentioning(database_url: &str, tables: &[&str], needles: &[&str]) -> Vec<String> {
+    let client = read_client(database_url).await;
+    let mut found = Vec::new();
+    for table in tables {
+        let rows = client
+            .query(&format!("SELECT row_to_json(t)::text FROM {table} t"), &[])
+            .await
+            .expect("the table reads");
+        for row in rows {
+            let text: String = row.get(0);
+            if needles.iter().any(|needle| text.contains(needle)) {
+                found.push(format!("{table}: {text}"));
+            }
+        }
+    }
+    found
+}
+
 /// Requests per second and latency of a load run.
 #[derive(Debug, Clone, Copy)]
 pub struct Sample {

@@ -110,15 +110,7 @@ async fn every_emitted_metric_has_a_series_from_the_first_scrape() {
     // has measured them (once a second).
     let scrape = |port: u16| {
         let http = http.clone();
-        async move {
-            http.get(format!("http://127.0.0.1:{port}/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        async move { mileage_e2e::metrics(&http, &format!("http://127.0.0.1:{port}")).await }
     };
     eventually(
         "the projector's first measurement",

@@ -2,7 +2,9 @@
 //! log: each person key (one per stream that seals personal data:
 //! `member-{id}`, `dormantMember-{id}`) belongs to one person, and the log
 //! joins keys into one person when it says they are one: a target
-//! registered for a member, a member re-joined from a target. When a person
+//! registered for a member who has joined (a target for a member id nobody
+//! has joined under is a person of its own: that id may later be a
+//! stranger's), a member re-joined from a target. When a person
 //! is erased (they withdrew, or their notice failed and their data was
 //! destroyed) every key of theirs goes, whichever stream it sealed, and so
 //! does any key joined to them later. One rule, in one place; the process
@@ -75,6 +77,31 @@ async fn keys_if_erased(
         )
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The log names `key_id` as a new person's (a member joined): they are a
+/// person of their own. Answers the keys to delete (none, unless the log
+/// erased this key before).
+pub async fn new_person(
+    client: &impl GenericClient,
+    key_id: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let person = person_of(client, key_id).await?;
+    keys_if_erased(client, &person).await
+}
+
+/// Whether the log has named `key_id` (a member who joined, say).
+pub async fn known(
+    client: &impl GenericClient,
+    key_id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT 1 FROM projector.erasure_keys WHERE key_id = $1",
+            &[&key_id],
+        )
+        .await?
+        .is_some())
 }
 
 /// The log says the keys `a` and `b` hold one person's data: their people

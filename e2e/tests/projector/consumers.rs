@@ -486,18 +486,8 @@ async fn a_read_model_of_the_older_layout_with_clear_values_is_dropped_and_built
         .await
         .unwrap();
     assert!(old_columns.is_empty(), "the clear columns are gone");
-    let rows = read
-        .query(
-            "SELECT row_to_json(t)::text FROM managerpage.targets t",
-            &[],
-        )
-        .await
-        .unwrap();
-    for row in rows {
-        let text: String = row.get(0);
-        assert!(
-            !text.contains("oldlayout") && !text.contains("8888"),
-            "{text}"
-        );
-    }
+    let found =
+        mileage_e2e::rows_mentioning(&database, &["managerpage.targets"], &["oldlayout", "8888"])
+            .await;
+    assert!(found.is_empty(), "{found:#?}");
 }

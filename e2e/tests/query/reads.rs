@@ -303,18 +303,6 @@ async fn metrics_show_each_projections_lag() {
     let _ = WAIT;
 }
 
-/// One service's `/metrics` text.
-async fn metrics_of(client: &reqwest::Client, address: &str) -> String {
-    client
-        .get(format!("{address}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn lag_gauges_are_for_live_consumers_only_and_go_with_their_rows() {
     let stack = Stack::start().await;
@@ -337,8 +325,8 @@ async fn lag_gauges_are_for_live_consumers_only_and_go_with_their_rows() {
     let projector_series = r#"projector_lag_events{consumer="retired"}"#;
     let query_series = r#"projection_lag_events{projection="retired"}"#;
     let (from_projector, from_query) = eventually("the retired consumer's lag", WAIT, || async {
-        let p = metrics_of(http, &projector).await;
-        let q = metrics_of(http, &stack.query.address).await;
+        let p = mileage_e2e::metrics(http, &projector).await;
+        let q = mileage_e2e::metrics(http, &stack.query.address).await;
         (p.contains(projector_series) && q.contains(query_series)).then_some((p, q))
     })
     .await;
@@ -360,8 +348,8 @@ async fn lag_gauges_are_for_live_consumers_only_and_go_with_their_rows() {
         .await
         .unwrap();
     eventually("the retired consumer's gauges gone", WAIT, || async {
-        let p = metrics_of(http, &projector).await;
-        let q = metrics_of(http, &stack.query.address).await;
+        let p = mileage_e2e::metrics(http, &projector).await;
+        let q = mileage_e2e::metrics(http, &stack.query.address).await;
         (!p.contains(r#"consumer="retired""#) && !q.contains(r#"projection="retired""#))
             .then_some(())
     })

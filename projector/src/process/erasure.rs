@@ -86,12 +86,17 @@ impl Erasure {
                 Some(target) => {
                     erasure::same_person(tx, &target_key(target), &member_key(&e.member_id)).await?
                 }
-                None => vec![],
+                None => erasure::new_person(tx, &member_key(&e.member_id)).await?,
             },
             Some(_) => vec![],
             None => match decode_if::<DormantMember>(recorded)? {
                 Some(DormantMemberEvent::DormantMemberRegistered(e)) => {
-                    erasure::same_person(tx, &member_key(&e.member_id), &target_key(&e.id)).await?
+                    let member = member_key(&e.member_id);
+                    if erasure::known(tx, &member).await? {
+                        erasure::same_person(tx, &member, &target_key(&e.id)).await?
+                    } else {
+                        erasure::new_person(tx, &target_key(&e.id)).await?
+                    }
                 }
                 Some(DormantMemberEvent::DormantMemberCleared(e)) => {
                     erasure::same_person(tx, &target_key(&e.id), &member_key(&e.rejoined_member_id))
