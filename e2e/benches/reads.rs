@@ -48,30 +48,67 @@ async fn query_api(database: &str, command_api: &str) -> String {
     address
 }
 
-/// 10,000 managerpage rows, written straight into the read model.
+/// 10,000 managerpage rows, written straight into the read model as the
+/// projector writes them: each target's phone number and nickname sealed
+/// under a person key of its own, which every read opens.
 async fn fill_managerpage(database: &str) {
+    use mileage_domain::pii::PersonKey;
+    use mileage_read_model::people::stored;
     let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
         .await
         .expect("the database");
     tokio::spawn(connection);
+    let n = usize::try_from(TARGETS).expect("a count");
+    let (mut ids, mut secrets, mut phones, mut nicknames) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for g in 1..=TARGETS {
+        let secret: [u8; 32] = rand::random();
+        let key = PersonKey::new(format!("dormantMember-{g}"), secret);
+        ids.push(g.to_string());
+        secrets.push(secret.to_vec());
+        phones.push(stored(&key.seal(
+            "phoneNo",
+            &format!("0101234{:04}", g % 10_000),
+            rand::random(),
+        )));
+        nicknames.push(stored(&key.seal(
+            "nickname",
+            &format!("target {g}"),
+            rand::random(),
+        )));
+    }
+    client
+        .execute(
+            "INSERT INTO person_keys (key_id, secret)
+             SELECT 'dormantMember-' || id, secret FROM UNNEST($1::text[], $2::bytea[]) AS k(id, secret)",
+            &[&ids, &secrets],
+        )
+        .await
+        .expect("keys");
     client
         .execute(
             "INSERT INTO managerpage.targets
-                 (id, member_id, phone_masked, nickname, erased, status, message_status,
+                 (id, member_id, phone_sealed, nickname_sealed, status, message_status,
                   registered_at, updated_at, registered_commit, registered_prepare, last_position)
-             SELECT g::text, g::text, '010****' || lpad((g % 10000)::text, 4, '0'), 'target ' || g, false,
-                    (ARRAY['PRE_DORMANT', 'DORMANT', 'DESTRUCTION', 'CLEARED'])[g % 4 + 1],
-                    CASE WHEN g % 4 = 0 THEN NULL ELSE 'SENT' END,
-                    now(), now(), g, g, g || '-' || g
-               FROM generate_series(1, $1::bigint) g",
-            &[&TARGETS],
+             SELECT id, id, phone, nickname,
+                    (ARRAY['PRE_DORMANT', 'DORMANT', 'DESTRUCTION', 'CLEARED'])[id::int % 4 + 1],
+                    CASE WHEN id::int % 4 = 0 THEN NULL ELSE 'SENT' END,
+                    now(), now(), id::bigint, id::bigint, id || '-' || id
+               FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, phone, nickname)",
+            &[&ids, &phones, &nicknames],
         )
         .await
         .expect("fill");
-    client
-        .batch_execute("VACUUM ANALYZE managerpage.targets")
-        .await
-        .expect("vacuum");
+    for table in ["managerpage.targets", "person_keys"] {
+        client
+            .batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .await
+            .expect("vacuum");
+    }
 }
 
 /// `clients` keep-alive connections, each sending GET `path(client, n)`
@@ -144,6 +181,10 @@ fn print(name: &str, sample: &Sample) {
 async fn reads(seconds: Duration, runs: u64, clients: u64) {
     let database = mileage_store::testing::fresh_database().await;
     let address = query_api(&database, "").await;
+    // The event store's migrations make the person-key table.
+    mileage_store::postgres::PgEventStore::connect(&database)
+        .await
+        .expect("the event store");
     fill_managerpage(&database).await;
     let token = Arc::<str>::from(mileage_e2e::token(
         "ops",

@@ -53,13 +53,13 @@ impl Application {
             })?;
             mileage_read_model::create_read_side(&client).await?;
         }
-        let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(
-            if settings.keys_database_url == settings.read_database_url {
-                pool.clone()
-            } else {
-                keys_pool(&settings.keys_database_url, settings.pool_size)?
-            },
-        ));
+        // A pool of its own even on the read database: a read holds a
+        // read connection while it fetches keys, so sharing one pool lets
+        // as many reads as connections wait on each other for ever.
+        let keys: Arc<dyn KeyStore> = Arc::new(PgKeyStore::new(keys_pool(
+            &settings.keys_database_url,
+            settings.pool_size,
+        )?));
         let listener = mileage_service::bind(settings.addr).await?;
         Ok(Self {
             listener,
@@ -91,8 +91,7 @@ impl Application {
     }
 }
 
-/// Connections to the database of person keys, when it is not the read
-/// database.
+/// Connections to the database of person keys.
 fn keys_pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     let config: tokio_postgres::Config = url
         .parse()

@@ -374,3 +374,20 @@ async fn paths_are_read_as_the_source_document_writes_them() {
         assert_eq!(reply.body["items"][0]["id"], id.as_str(), "{path}");
     }
 }
+
+#[tokio::test]
+async fn more_reads_at_once_than_connections_all_answer() {
+    let stack = Stack::start().await;
+    let (_, position) = stack.commands.register_target("01021119999", "crowd").await;
+    stack
+        .query
+        .until(&format!("/managerpages?position={position}"), |_| true)
+        .await;
+    // Four times the pool's connections: each read holds one while it
+    // fetches the keys that open its rows.
+    let reads = (0..32).map(|_| stack.query.get("/managerpages"));
+    let answers = tokio::time::timeout(WAIT, futures::future::join_all(reads))
+        .await
+        .expect("every read answers; none waits on another for a connection");
+    assert!(answers.iter().all(|a| a.status == 200));
+}
