@@ -34,6 +34,34 @@ fn command_api(database: &str, port: u16) -> Service {
     )
 }
 
+/// One command-API instance on a fresh database behind the gateway,
+/// letting `joins_per_minute` joins through per address.
+struct Single {
+    http: reqwest::Client,
+    port: u16,
+    gateway: String,
+    dir: std::path::PathBuf,
+    _processes: (Service, Service),
+}
+
+impl Single {
+    async fn start(joins_per_minute: u32) -> Self {
+        let database = mileage_store::testing::fresh_database().await;
+        let http = reqwest::Client::new();
+        let port = free_port();
+        let instance = command_api(&database, port);
+        wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
+        let (process, gateway, dir) = start_gateway(&http, &[port], joins_per_minute).await;
+        Self {
+            http,
+            port,
+            gateway,
+            dir,
+            _processes: (instance, process),
+        }
+    }
+}
+
 /// SIGTERM, a clean exit, then the same instance again, ready.
 async fn restart(instance: &mut Service, database: &str, port: u16, http: &reqwest::Client) {
     let exit = instance.terminate(Duration::from_secs(30)).await;
@@ -326,13 +354,9 @@ async fn a_command_whose_answer_is_lost_is_passed_to_the_next_instance_and_runs_
 
 #[tokio::test]
 async fn the_gateway_answers_429_to_joins_past_its_limit_per_address() {
-    let database = mileage_store::testing::fresh_database().await;
-    let http = reqwest::Client::new();
-    let port = free_port();
-    let _instance = command_api(&database, port);
-    wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
     // One join a minute, bursts of 20: the 22nd join in a row is refused.
-    let (_gateway, gateway, dir) = start_gateway(&http, &[port], 1).await;
+    let single = Single::start(1).await;
+    let (http, gateway, dir) = (&single.http, &single.gateway, single.dir.clone());
     let mut statuses = Vec::new();
     let mut refused = None;
     for n in 0..25u32 {
@@ -372,12 +396,8 @@ async fn the_gateway_answers_429_to_joins_past_its_limit_per_address() {
 
 #[tokio::test]
 async fn the_source_documents_double_slashes_pass_the_gateway() {
-    let database = mileage_store::testing::fresh_database().await;
-    let http = reqwest::Client::new();
-    let port = free_port();
-    let _instance = command_api(&database, port);
-    wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
-    let (_gateway, gateway, dir) = start_gateway(&http, &[port], 60_000).await;
+    let single = Single::start(60_000).await;
+    let (http, gateway, dir) = (&single.http, &single.gateway, single.dir.clone());
     let manager = token("ops", mileage_service::auth::Role::Manager);
     // http POST http://localhost:8082//dormantMembers phoneNo=01085581234 ...
     let registered = http
@@ -424,13 +444,9 @@ async fn refusal(response: reqwest::Response) -> (u16, String, String) {
 
 #[tokio::test]
 async fn bad_bodies_of_any_size_get_the_services_problem_json_through_the_gateway() {
-    let database = mileage_store::testing::fresh_database().await;
-    let http = reqwest::Client::new();
-    let port = free_port();
-    let _instance = command_api(&database, port);
-    wait_ready(&http, &format!("http://127.0.0.1:{port}/ready")).await;
-    let (_gateway, gateway, dir) = start_gateway(&http, &[port], 60_000).await;
-    let direct = format!("http://127.0.0.1:{port}");
+    let single = Single::start(60_000).await;
+    let (http, gateway, dir) = (&single.http, &single.gateway, single.dir.clone());
+    let direct = format!("http://127.0.0.1:{}", single.port);
     let padded = |bytes: usize| {
         format!(
             r#"{{"phoneNo":"01012345678","nickname":"{}"}}"#,
