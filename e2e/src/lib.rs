@@ -4,6 +4,8 @@
 //! the SMS gateway, tokens, and bounded polling. The tests that use it are
 //! this crate's `tests/`; the read benchmark is its `benches/`.
 
+pub mod search;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -21,6 +21,9 @@
 //! - no phone number is held by a member that does not exist or withdrew;
 //! - every withdrawn member's person key is gone and their read-model rows
 //!   show nothing of them;
+//! - nothing of a withdrawn member is anywhere: every table, and the log
+//!   opened with the keys that remain and exported, searched for their
+//!   number and nickname ([`mileage_e2e::search`]);
 //! - every read model equals a fresh rebuild (`replay verify`).
 //!
 //! It runs on the PostgreSQL log and on the EventStoreDB wire double (a
@@ -35,6 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use mileage_e2e::search::{Person, Search};
 use mileage_e2e::{JWT_SECRET, binary, free_port, read_client, start_gateway, wait_ready};
 use mileage_store::EventStore;
 use mileage_store::testing::{Service, fresh_database};
@@ -116,6 +120,8 @@ struct Acknowledged {
     withdrawn: Vec<String>,
     /// Members joined, by a join or by a release.
     joined: Vec<String>,
+    /// The number and nickname each member joined with (by a join).
+    people: HashMap<String, (String, String)>,
     /// Each registered target's acknowledged status.
     targets: HashMap<String, &'static str>,
     /// The member each released target re-joined as.
@@ -221,11 +227,15 @@ async fn client(
         if members.is_empty() || roll < 12 {
             phones += 1;
             let phone = format!("0105{n:03}{phones:04}");
-            let body = json!({ "phoneNo": phone, "nickname": format!("chaos {n}") });
+            // Fixed width, so no nickname is part of another.
+            let nickname = format!("chaos{n:03}x{phones:04}");
+            let body = json!({ "phoneNo": phone, "nickname": nickname });
             let (status, body) = send(reqwest::Method::POST, "/members".into(), body).await;
             assert_eq!(status, 201, "a new number always joins: {body}");
             let member = body["memberId"].as_str().unwrap().to_owned();
-            acked.lock().await.joined.push(member.clone());
+            let mut acked = acked.lock().await;
+            acked.joined.push(member.clone());
+            acked.people.insert(member.clone(), (phone, nickname));
             members.push(member);
             continue;
         }
@@ -393,6 +403,7 @@ async fn chaos(place: &Place, seconds: u64) {
     checks += withdrawn_are_erased(&*store, &place.database, &acked).await;
     projector_process.terminate(Duration::from_secs(60)).await;
     checks += read_models_equal_a_rebuild(place);
+    checks += nothing_of_the_withdrawn_anywhere(place, &acked).await;
     let _ = std::fs::remove_dir_all(dir);
 
     println!(
@@ -598,6 +609,28 @@ async fn withdrawn_are_erased(store: &dyn EventStore, database: &str, acked: &Ac
     }
 
     checks
+}
+
+/// Every table and the log, opened with the keys that remain and exported,
+/// searched for every withdrawn member's number and nickname.
+async fn nothing_of_the_withdrawn_anywhere(place: &Place, acked: &Acknowledged) -> u64 {
+    let erased: Vec<Person> = acked
+        .withdrawn
+        .iter()
+        .map(|member| {
+            let (phone, nickname) = acked.people[member].clone();
+            Person {
+                phone,
+                nickname,
+                member_ids: vec![member.clone()],
+            }
+        })
+        .collect();
+    let mut search = Search::default();
+    search.add_database(&place.database).await;
+    search.add_replay(&place.database, &place.store_env());
+    search.assert_nothing_of("chaos", &erased);
+    erased.len() as u64
 }
 
 /// Every read model equals a fresh rebuild (`replay verify`).
