@@ -7,8 +7,10 @@ use crate::handle::Origin;
 use chrono::{DateTime, Utc};
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::ids::{DormantMemberId, MemberId};
-use mileage_domain::member::{Member, MemberCommand, MemberEvent};
-use mileage_domain::phone_registry::{PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError};
+use mileage_domain::member::{Member, MemberCommand, MemberError, MemberEvent};
+use mileage_domain::phone_registry::{
+    Holder, PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError,
+};
 use mileage_domain::pii::{PersonKey, phone_index};
 use mileage_domain::values::{Nickname, PhoneNumber};
 
@@ -52,6 +54,36 @@ impl Members {
         stream_name::<PhoneRegistry>(&phone_index(&self.phone_secret, phone))
     }
 
+    /// The member a claim's holder names, while it can be read: `None` once
+    /// the claim's key is gone (erased with the holder).
+    async fn holder_id(&self, holder: &Holder) -> Result<Option<MemberId>, ApiError> {
+        match holder {
+            Holder::Named(id) => Ok(Some(id.clone())),
+            Holder::Sealed(sealed) => Ok(self
+                .ctx
+                .keys
+                .get(&sealed.key_id)
+                .await?
+                .and_then(|key| key.open(sealed).ok())
+                .and_then(|id| MemberId::parse(&id).ok())),
+        }
+    }
+
+    /// The holder of the number on `claim_stream` when it is `member_id`,
+    /// as their claim names them (what releasing it takes).
+    async fn held_by(
+        &self,
+        claim_stream: &str,
+        member_id: &MemberId,
+    ) -> Result<Option<Holder>, ApiError> {
+        let (state, _) = load::<PhoneRegistry>(&self.ctx.executor, claim_stream).await?;
+        let PhoneRegistry::Held { holder } = state else {
+            return Ok(None);
+        };
+        let theirs = self.holder_id(&holder).await?.as_ref() == Some(member_id);
+        Ok(theirs.then_some(holder))
+    }
+
     /// Joins a new member: claims the phone number and records the member
     /// in one append, so a number is never held by a member that does not
     /// exist. The claim names the member, so it is also the join's record:
@@ -89,10 +121,15 @@ impl Members {
                 FirstStep::Claimed(claimed) => claimed,
             },
         };
-        let PhoneRegistry::Held { member_id } = claimed.state else {
+        let PhoneRegistry::Held { holder } = claimed.state else {
             return Err(ApiError::Internal(anyhow::anyhow!(
                 "a join's claim, found in the log, names no member"
             )));
+        };
+        // Unreadable: the member this join made has withdrawn since, and
+        // the claim's key went with them.
+        let Some(member_id) = self.holder_id(&holder).await? else {
+            return Err(ApiError::domain(&MemberError::Withdrawn));
         };
         // The first attempt's member: its outcome, or the join completed.
         let member_stream = stream_name::<Member>(&member_id);
@@ -121,12 +158,17 @@ impl Members {
         let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
         let member_stream = stream_name::<Member>(&member_id);
         let key = self.ctx.keys.get_or_create(&member_stream).await?;
+        // The claim names the member sealed under a key of its own: named by
+        // the claim stream (whose events the key sweep looks for) and the
+        // claim's event id, the same for every attempt of one join.
+        let claim_key_id = format!("{claim_stream}#{}", origin.ids.id(claim_stream, 0));
+        let claim_key = self.ctx.keys.get_or_create(&claim_key_id).await?;
         fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
             anyhow::anyhow!("failpoint join::after_key")
         )));
         let at = Utc::now();
         let claim = PhoneRegistryCommand::Claim {
-            member_id: member_id.clone(),
+            holder: Holder::Sealed(claim_key.seal_comparable("memberId", member_id.as_str())),
             at,
         };
         let join = joining(&member_id, &key, at);
@@ -157,10 +199,11 @@ impl Members {
                 Ok(FirstStep::Claimed(claimed))
             }
             Err(ExecuteError::Rejected(refused)) => {
-                // Refused: nothing was appended for this new id, so its key
-                // seals nothing. (After any other failure the append may
-                // have committed unseen; the key stays.)
+                // Refused: nothing was appended for this new id, so its keys
+                // seal nothing. (After any other failure the append may
+                // have committed unseen; the keys stay.)
                 self.ctx.keys.delete(&member_stream).await?;
+                self.ctx.keys.delete(&claim_key_id).await?;
                 Err(match refused {
                     Refused::First(e) => ApiError::domain(&e),
                     Refused::Second(e) => ApiError::domain(&e),
@@ -179,15 +222,24 @@ impl Members {
     /// way is left alone). True when the number is free now.
     async fn free_stale_claim(&self, claim_stream: &str) -> Result<bool, ApiError> {
         let executor = &self.ctx.executor;
-        let (PhoneRegistry::Held { member_id: holder }, Some(version)) =
+        let (PhoneRegistry::Held { holder }, Some(version)) =
             load::<PhoneRegistry>(executor, claim_stream).await?
         else {
             return Ok(false);
         };
-        let (holder_state, _) = load::<Member>(executor, &stream_name::<Member>(&holder)).await?;
+        // A holder nobody can read any more was erased (withdrawn, or their
+        // data destroyed): the number is theirs no longer.
+        let holder_state = match self.holder_id(&holder).await? {
+            Some(id) => Some(
+                load::<Member>(executor, &stream_name::<Member>(&id))
+                    .await?
+                    .0,
+            ),
+            None => None,
+        };
         let stale = match holder_state {
-            Member::Withdrawn { .. } => true,
-            Member::NotJoined if !executor.store().multi_stream_atomic() => {
+            None | Some(Member::Withdrawn { .. }) => true,
+            Some(Member::NotJoined) if !executor.store().multi_stream_atomic() => {
                 let claimed = executor
                     .store()
                     .read_stream(claim_stream, version, 1)
@@ -200,14 +252,14 @@ impl Members {
         };
         if stale {
             let release = PhoneRegistryCommand::Release {
-                member_id: holder.clone(),
+                holder,
                 at: Utc::now(),
             };
             let origin = Origin::fresh(mileage_domain::envelope::Causation::root(
                 uuid::Uuid::now_v7(),
             ));
             handle::<PhoneRegistry>(executor, claim_stream, release, origin).await?;
-            tracing::info!(%holder, "a stale phone claim was given back");
+            tracing::info!("a stale phone claim was given back");
         }
         Ok(stale)
     }
@@ -248,27 +300,37 @@ impl Members {
             self.complete_release(&stream, member_id, origin).await?;
         }
         let withdraw = MemberCommand::Withdraw { at: Utc::now() };
-        let withdrawn = match phone.and_then(|p| PhoneNumber::parse(&p).ok()) {
-            Some(phone) => {
+        let claim_stream = phone
+            .and_then(|p| PhoneNumber::parse(&p).ok())
+            .map(|phone| self.phone_stream(&phone));
+        let holder = match &claim_stream {
+            Some(claim_stream) => self.held_by(claim_stream, member_id).await?,
+            None => None,
+        };
+        let withdrawn = match (&claim_stream, &holder) {
+            (Some(claim_stream), Some(holder)) => {
                 let release = PhoneRegistryCommand::Release {
-                    member_id: member_id.clone(),
+                    holder: holder.clone(),
                     at: Utc::now(),
                 };
                 handle_pair::<Member, PhoneRegistry>(
                     executor,
                     (&stream, withdraw),
-                    (&self.phone_stream(&phone), release),
+                    (claim_stream, release),
                     FirstDecision::OnRead,
                     origin,
                 )
                 .await?
                 .0
             }
-            None => handle::<Member>(executor, &stream, withdraw, origin).await?,
+            _ => handle::<Member>(executor, &stream, withdraw, origin).await?,
         };
         fail::fail_point!("withdraw::before_key_delete", |_| Err(ApiError::Internal(
             anyhow::anyhow!("failpoint withdraw::before_key_delete: the process stopped")
         )));
+        if let Some(Holder::Sealed(sealed)) = &holder {
+            self.ctx.keys.delete(&sealed.key_id).await?;
+        }
         self.ctx.keys.delete(&stream).await?;
         Ok(withdrawn)
     }
@@ -303,11 +365,14 @@ impl Members {
         else {
             return Ok(());
         };
+        let stream = self.phone_stream(&phone);
+        let Some(holder) = self.held_by(&stream, member_id).await? else {
+            return Ok(());
+        };
         let release = PhoneRegistryCommand::Release {
-            member_id: member_id.clone(),
+            holder,
             at: Utc::now(),
         };
-        let stream = self.phone_stream(&phone);
         match executor
             .execute::<PhoneRegistry>(&stream, release, origin.ids, origin.causation)
             .await

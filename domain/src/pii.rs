@@ -75,6 +75,23 @@ impl PersonKey {
         }
     }
 
+    /// Seals `plaintext` with a nonce derived from the key, the field and
+    /// the plaintext: the same value sealed twice under one key is the same
+    /// [`Sealed`], so sealed values can be compared for equality without
+    /// the key (a phone claim's holder), and nothing more is revealed.
+    /// Under another key, or once the key is deleted, it says nothing.
+    pub fn seal_comparable(&self, field: &str, plaintext: &str) -> Sealed {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .expect("HMAC accepts keys of any length");
+        mac.update(&associated_data(&self.key_id, field));
+        mac.update(&[0]);
+        mac.update(plaintext.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce.copy_from_slice(&digest[..NONCE_LEN]);
+        self.seal(field, plaintext, nonce)
+    }
+
     /// Opens a sealed value. Fails when the value was sealed under another key
     /// or was tampered with.
     pub fn open(&self, sealed: &Sealed) -> Result<String, PiiError> {
@@ -301,6 +318,17 @@ mod tests {
             forged.open(&sealed),
             Err(PiiError::Tampered { .. })
         ));
+    }
+
+    #[test]
+    fn comparable_sealing_is_equal_for_equal_values_and_opens() {
+        let k = key("phoneClaim", 4);
+        let once = k.seal_comparable("memberId", "42");
+        assert_eq!(once, k.seal_comparable("memberId", "42"));
+        assert_ne!(once, k.seal_comparable("memberId", "43"));
+        assert_ne!(once, k.seal_comparable("holder", "42"));
+        assert_ne!(once, key("phoneClaim", 5).seal_comparable("memberId", "42"));
+        assert_eq!(k.open(&once).unwrap(), "42");
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! searched for every person the system was told to erase.
 //!
 //! A person is found by their number (raw, formatted, masked), their
-//! nickname, or the last four digits of their number in one record with
+//! nickname, an event of their number's claim stream naming one of their
+//! member ids, or the last four digits of their number in one record with
 //! one of their member ids (four digits standing alone). That last search runs on the record with sealed
 //! values, ids and timestamps taken out, where four digits in a row would
 //! otherwise turn up by chance.
@@ -25,6 +26,18 @@ pub struct Person {
     pub nickname: String,
     /// Member ids they held (joined, or re-joined from a target).
     pub member_ids: Vec<String>,
+    /// The stream of their number's phone claims, when the test knows the
+    /// services' `PHONE_INDEX_SECRET` ([`claim_stream`]): an event of it
+    /// that names one of their member ids links them to the number.
+    pub claim_stream: Option<String>,
+}
+
+/// The stream of `phone`'s claims under the phone index secret `secret`.
+pub fn claim_stream(secret: &[u8], phone: &str) -> String {
+    let phone = mileage_domain::values::PhoneNumber::parse(phone).expect("a valid number");
+    mileage_domain::aggregate::stream_name::<mileage_domain::phone_registry::PhoneRegistry>(
+        &mileage_domain::pii::phone_index(secret, &phone),
+    )
 }
 
 impl Person {
@@ -37,6 +50,21 @@ impl Person {
             needles.push(format!("{}****{}", &p[..3], &p[7..]));
         }
         needles
+    }
+
+    /// Whether an event of their number's claims (a record whose stream is
+    /// the claim stream: the log as stored, inspected or exported) names
+    /// one of their member ids.
+    fn claim_names_them(&self, record: &str) -> bool {
+        self.claim_stream.as_ref().is_some_and(|stream| {
+            (record.contains(&format!("\"stream\":\"{stream}\""))
+                || record.contains(&format!("\"stream_id\":\"{stream}\"")))
+                && (self.names_a_member_id(record)
+                    || self
+                        .member_ids
+                        .iter()
+                        .any(|id| record.contains(&format!("\"{id}\""))))
+        })
     }
 
     /// Whether a cleaned record names one of their member ids.
@@ -176,6 +204,9 @@ impl Search {
                     .find_overlapping_iter(record)
                     .map(|found| owners[found.pattern().as_usize()])
                     .collect();
+                if record.contains("memberPhone-") {
+                    who.extend((0..people.len()).filter(|&i| people[i].claim_names_them(record)));
+                }
                 let cleaned = without_noise(record);
                 for four in four_digit_runs(&cleaned) {
                     for &i in by_last_four.get(four).into_iter().flatten() {
@@ -265,6 +296,7 @@ mod tests {
             phone: "01044447724".into(),
             nickname: "erasee".into(),
             member_ids: vec!["4".into()],
+            claim_stream: Some("memberPhone-00ff".into()),
         }
     }
 
@@ -283,6 +315,12 @@ mod tests {
         assert!(found(r#"{"memberId":"4","last":"7724"}"#));
         assert!(found(r#"{\"memberId\": \"4\", \"tail\": 7724}"#));
         assert!(found("GET /members/4 phone ends 7724"));
+        assert!(found(
+            r#"{"stream":"memberPhone-00ff","type":"PhoneClaimed","data":{"holder":"4"}}"#
+        ));
+        assert!(found(
+            r#"{"stream":"memberPhone-00ff","data":{"memberId":"4"}}"#
+        ));
     }
 
     #[test]
@@ -295,6 +333,12 @@ mod tests {
         ));
         assert!(!found(r#"{"memberId":"14","last":"7724"}"#));
         assert!(!found(r#"{"memberId":"4","position":177245}"#));
+        assert!(!found(
+            r#"{"stream":"memberPhone-00ff","data":{"holder":{"keyId":"memberPhone-00ff#1"}}}"#
+        ));
+        assert!(!found(
+            r#"{"stream":"memberPhone-0aaa","data":{"holder":"4"}}"#
+        ));
         assert!(!found(r#"{"memberId":"4","last":"1234"}"#));
     }
 

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mileage_e2e::search::{Person, Search};
+use mileage_e2e::search::{Person, Search, claim_stream};
 use mileage_e2e::{JWT_SECRET, binary, free_port, read_client, start_gateway, wait_ready};
 use mileage_store::EventStore;
 use mileage_store::testing::{Service, fresh_database};
@@ -399,7 +399,7 @@ async fn chaos(place: &Place, seconds: u64) {
     let all = store.read_all(None, 10_000_000).await.unwrap();
     checks += nothing_else_applied(&all, &acked);
     checks += targets_as_acknowledged(&*store, &acked).await;
-    checks += numbers_held_by_members(&*store, &all).await;
+    checks += numbers_held_by_members(&*store, &place.database, &all).await;
     checks += withdrawn_are_erased(&*store, &place.database, &acked).await;
     projector_process.terminate(Duration::from_secs(60)).await;
     checks += read_models_equal_a_rebuild(place);
@@ -535,17 +535,26 @@ async fn targets_as_acknowledged(store: &dyn EventStore, acked: &Acknowledged) -
 /// No number is held by a member that does not exist or withdrew.
 async fn numbers_held_by_members(
     store: &dyn EventStore,
+    database: &str,
     all: &[mileage_store::RecordedEvent],
 ) -> u64 {
     let mut checks = 0u64;
-    let mut holders: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut holders: BTreeMap<String, Option<Value>> = BTreeMap::new();
     for event in all.iter().filter(|e| e.stream.starts_with("memberPhone-")) {
         let data: Value = serde_json::from_slice(&event.data).unwrap();
-        let holder = (event.event_type == "PhoneClaimed")
-            .then(|| data["memberId"].as_str().unwrap().to_owned());
+        let holder = (event.event_type == "PhoneClaimed").then(|| data["holder"].clone());
         holders.insert(event.stream.clone(), holder);
     }
+    let keys = mileage_e2e::person_keys(database).await;
     for holder in holders.values().flatten() {
+        // The claim names its holder sealed under its own key, which lives
+        // as long as the holder does.
+        let sealed: mileage_domain::pii::Sealed = serde_json::from_value(holder.clone()).unwrap();
+        let key = mileage_store::keys::KeyStore::get(&keys, &sealed.key_id)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("a held number's claim opens: {sealed:?}"));
+        let holder = key.open(&sealed).unwrap();
         let log = store
             .read_stream(&format!("member-{holder}"), 0, 100_000)
             .await
@@ -620,6 +629,7 @@ async fn nothing_of_the_withdrawn_anywhere(place: &Place, acked: &Acknowledged) 
         .map(|member| {
             let (phone, nickname) = acked.people[member].clone();
             Person {
+                claim_stream: Some(claim_stream(PHONE_SECRET.as_bytes(), &phone)),
                 phone,
                 nickname,
                 member_ids: vec![member.clone()],

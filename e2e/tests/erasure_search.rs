@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use mileage_e2e::search::{Person, Search};
+use mileage_e2e::search::{Person, Search, claim_stream};
 use mileage_e2e::{Gateway, JWT_SECRET, binary, eventually, free_port, read_client, wait_ready};
 use mileage_service::auth::Role;
 use mileage_store::testing::Service;
 use serde_json::{Value, json};
 
+const PHONE_SECRET: &str = "erasure-search-phone-secret";
 const WAIT: Duration = Duration::from_secs(90);
 /// Our crates at debug, everything else at info.
 const LOG_FILTER: &str = "info,mileage_command_api=debug,mileage_projector=debug,\
@@ -66,7 +67,7 @@ fn service(name: &str, database: &str, dir: &Path, settings: &[(&str, String)]) 
             .envs(mileage_e2e::store_env(database))
             .env("DATABASE_URL", database)
             .env("JWT_HS256_SECRET", JWT_SECRET)
-            .env("PHONE_INDEX_SECRET", "erasure-search-phone-secret")
+            .env("PHONE_INDEX_SECRET", PHONE_SECRET)
             .env("RUST_LOG", LOG_FILTER)
             .envs(settings.iter().cloned())
             .stdout(Stdio::from(log.try_clone().unwrap()))
@@ -230,6 +231,7 @@ fn person(phone: &str, nickname: &str, member_ids: &[&str]) -> Person {
         phone: phone.to_owned(),
         nickname: nickname.to_owned(),
         member_ids: member_ids.iter().map(|s| (*s).to_owned()).collect(),
+        claim_stream: Some(claim_stream(PHONE_SECRET.as_bytes(), phone)),
     }
 }
 
@@ -388,12 +390,14 @@ async fn after_every_erasing_path_nothing_of_the_erased_is_left_anywhere() {
     search.add_replay(&system.database, &mileage_e2e::store_env(&system.database));
 
     let found = search.hits(&kept);
+    let claim = kept.claim_stream.as_deref().unwrap_or_default();
     assert!(
         found
             .iter()
             .any(|hit| hit.starts_with("replay inspect --reveal"))
-            && found.iter().any(|hit| hit.starts_with("query API answers")),
-        "the one who stays is found where live keys open their data: {found:#?}"
+            && found.iter().any(|hit| hit.starts_with("query API answers"))
+            && found.iter().any(|hit| hit.contains(claim)),
+        "the one who stays is found where live keys open their data (their number's claim too): {found:#?}"
     );
     search.assert_nothing_of("every path", &out.erased);
     let _ = std::fs::remove_dir_all(&system.dir);

@@ -4,7 +4,8 @@
 //! joins keys into one person when it says they are one: a target
 //! registered for a member who has joined (a target for a member id nobody
 //! has joined under is a person of its own: that id may later be a
-//! stranger's), a member re-joined from a target. When a person
+//! stranger's), a member re-joined from a target, a phone claim naming a
+//! member (its own key, `memberPhone-{hash}#{id}`). When a person
 //! is erased (they withdrew, or their notice failed and their data was
 //! destroyed) every key of theirs goes, whichever stream it sealed, and so
 //! does any key joined to them later. One rule, in one place; the process
@@ -33,6 +34,7 @@ pub async fn migrate(client: &tokio_postgres::Client) -> Result<(), tokio_postgr
              key_id text PRIMARY KEY,
              person text NOT NULL
          );
+         ALTER TABLE projector.erasure_keys ADD COLUMN IF NOT EXISTS claim boolean NOT NULL DEFAULT false;
          CREATE INDEX IF NOT EXISTS erasure_keys_person ON projector.erasure_keys (person);
          CREATE TABLE IF NOT EXISTS projector.erased_people (
              person text PRIMARY KEY
@@ -62,7 +64,9 @@ async fn person_of(
         .get(0))
 }
 
-/// Every key of an erased `person` (none when they are not erased).
+/// Every key of an erased `person` (none when they are not erased). Their
+/// phone claims' rows go as well: a claim's key id names the number's
+/// stream, and the row would join it to the person for ever.
 async fn keys_if_erased(
     client: &impl GenericClient,
     person: &str,
@@ -76,7 +80,50 @@ async fn keys_if_erased(
             &[&person],
         )
         .await?;
+    if !rows.is_empty() {
+        client
+            .execute(
+                "DELETE FROM projector.erasure_keys WHERE person = $1 AND claim",
+                &[&person],
+            )
+            .await?;
+    }
     Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The log says `claim_key` seals a phone claim naming the member whose
+/// key is `member_key`: the claim's key is that person's, and goes when
+/// they are erased. Answers the keys to delete.
+pub async fn claim(
+    client: &impl GenericClient,
+    member_key: &str,
+    claim_key: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let person = person_of(client, member_key).await?;
+    client
+        .execute(
+            "INSERT INTO projector.erasure_keys (key_id, person, claim) VALUES ($1, $2, true)
+             ON CONFLICT (key_id) DO NOTHING",
+            &[&claim_key, &person],
+        )
+        .await?;
+    keys_if_erased(client, &person).await
+}
+
+/// The log says the claim `claim_key` seals was released: its holder no
+/// longer holds the number, so its key goes, and the row that joined it to
+/// them. Answers the key to delete.
+pub async fn released(
+    client: &impl GenericClient,
+    claim_key: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM projector.erasure_keys WHERE key_id = $1 AND claim",
+            &[&claim_key],
+        )
+        .await?;
+    Ok(vec![claim_key.to_owned()])
 }
 
 /// The log names `key_id` as a new person's (a member joined): they are a

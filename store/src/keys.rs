@@ -83,7 +83,7 @@ const SWEEP_BATCH: i64 = 500;
 
 impl PgKeyStore {
     /// Deletes the keys that seal nothing: created more than `grace` ago
-    /// for a stream (the key id is the stream's name) that still has no
+    /// for a stream (the key id is the stream's name, up to a `#`) that still has no
     /// event, because the process stopped between creating the key and the
     /// append that would have used it. Keys found in use are marked, so
     /// each key is checked once. `grace` must outlast any append still
@@ -111,7 +111,11 @@ impl PgKeyStore {
             let (mut used, mut unused) = (Vec::new(), Vec::new());
             for row in &rows {
                 let key_id: String = row.get(0);
-                if events.read_stream(&key_id, 0, 1).await?.is_empty() {
+                if events
+                    .read_stream(sealed_stream(&key_id), 0, 1)
+                    .await?
+                    .is_empty()
+                {
                     unused.push(key_id);
                 } else {
                     used.push(key_id);
@@ -137,6 +141,12 @@ impl PgKeyStore {
             }
         }
     }
+}
+
+/// The stream whose events a key seals: the key id, up to a `#` (a phone
+/// claim's key is `memberPhone-{hash}#{claim event id}`).
+fn sealed_stream(key_id: &str) -> &str {
+    key_id.split_once('#').map_or(key_id, |(stream, _)| stream)
 }
 
 /// Creates a key unless one exists; true when it was created.

@@ -113,7 +113,18 @@ async fn a_join_whose_member_part_was_lost_is_completed_by_its_retry_for_the_mem
     let member = retried.body["memberId"].as_str().unwrap();
     let claimed: serde_json::Value =
         serde_json::from_slice(&stored(&double, "PhoneClaimed")[0].data).unwrap();
-    assert_eq!(claimed["memberId"], member, "the member the claim names");
+    let holder: mileage_domain::pii::Sealed =
+        serde_json::from_value(claimed["holder"].clone()).expect("a sealed holder");
+    let keys = mileage_store::keys::PgKeyStore::new(app.store().await.pool().clone());
+    let key = mileage_store::keys::KeyStore::get(&keys, &holder.key_id)
+        .await
+        .unwrap()
+        .expect("the claim's key");
+    assert_eq!(
+        key.open(&holder).unwrap(),
+        member,
+        "the member the claim names"
+    );
     let joined = stored(&double, "MemberJoined");
     assert_eq!(joined.len(), 1, "joined once");
     assert_eq!(joined[0].stream, format!("member-{member}"));

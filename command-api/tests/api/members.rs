@@ -91,6 +91,13 @@ async fn instances_with_stale_or_cold_caches_never_give_one_number_twice() {
         .map(|row| row.get(0))
         .collect();
     keys.sort();
+    // Each claim seals its holder under a key of its own: one per number
+    // held now (the withdrawn member's went with them; the refused joins
+    // made none that stayed).
+    let (claims, keys): (Vec<String>, Vec<String>) = keys
+        .into_iter()
+        .partition(|k| k.starts_with("memberPhone-"));
+    assert_eq!(claims.len(), 2, "{claims:?}");
     let mut holders: Vec<String> = members
         .into_iter()
         .filter(|m| *m != format!("member-{second}"))

@@ -1,5 +1,7 @@
 //! Phone-number uniqueness: one stream per number (`memberPhone-{keyed hash}`,
-//! see [`crate::pii::phone_index`]) records which member holds it. Appending
+//! see [`crate::pii::phone_index`]) records which member holds it, the
+//! member id sealed under a key of the claim ([`Holder`]), so that once the
+//! holder is erased the number leads to nobody. Appending
 //! with an expected version makes two concurrent joins with one number
 //! collide in the store, on either store, instead of both succeeding.
 //!
@@ -11,6 +13,6 @@ mod state;
 mod tests;
 
 pub use state::{
-    PhoneClaimed, PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError, PhoneRegistryEvent,
-    PhoneReleased,
+    Holder, PhoneClaimed, PhoneClaimedV1, PhoneRegistry, PhoneRegistryCommand, PhoneRegistryError,
+    PhoneRegistryEvent, PhoneReleased, PhoneReleasedV1,
 };

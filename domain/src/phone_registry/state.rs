@@ -9,6 +9,21 @@ use crate::aggregate::Aggregate;
 use crate::error::{DomainError, ErrorKind};
 use crate::event::domain_events;
 use crate::ids::MemberId;
+use crate::pii::Sealed;
+
+/// The member holding a number, as a claim names them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Holder {
+    /// The member id sealed under the claim's own key with
+    /// [`PersonKey::seal_comparable`](crate::pii::PersonKey::seal_comparable)
+    /// (claims since version 2): equal for one member, so the domain can
+    /// compare holders, and unreadable once the key is erased with the
+    /// person, so the number no longer leads to the member.
+    Sealed(Sealed),
+    /// The member id in clear (claims written before version 2).
+    Named(MemberId),
+}
 
 /// Who holds one phone number.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,7 +32,10 @@ pub enum PhoneRegistry {
     #[default]
     Free,
     /// An active member holds the number.
-    Held { member_id: MemberId },
+    Held {
+        /// Who, as the claim names them.
+        holder: Holder,
+    },
 }
 
 /// A command on a phone number.
@@ -26,13 +44,13 @@ pub enum PhoneRegistryCommand {
     /// A joining member claims the number.
     Claim {
         /// The joining member.
-        member_id: MemberId,
+        holder: Holder,
         at: DateTime<Utc>,
     },
     /// A withdrawn member gives the number back.
     Release {
-        /// The member giving it back.
-        member_id: MemberId,
+        /// The member giving it back, as their claim names them.
+        holder: Holder,
         at: DateTime<Utc>,
     },
 }
@@ -41,7 +59,8 @@ pub enum PhoneRegistryCommand {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneClaimed {
-    pub member_id: MemberId,
+    /// The member, sealed under the claim's key.
+    pub holder: Holder,
     pub at: DateTime<Utc>,
 }
 
@@ -49,18 +68,61 @@ pub struct PhoneClaimed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneReleased {
+    /// The former holder, as their claim named them.
+    pub holder: Holder,
+    pub at: DateTime<Utc>,
+}
+
+/// [`PhoneClaimed`] version 1: the member id in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(
+    title = "PhoneClaimed",
+    description = "A member claimed the phone number."
+)]
+pub struct PhoneClaimedV1 {
+    pub member_id: MemberId,
+    pub at: DateTime<Utc>,
+}
+
+impl From<PhoneClaimedV1> for PhoneClaimed {
+    fn from(v1: PhoneClaimedV1) -> Self {
+        Self {
+            holder: Holder::Named(v1.member_id),
+            at: v1.at,
+        }
+    }
+}
+
+/// [`PhoneReleased`] version 1: the member id in clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(
+    title = "PhoneReleased",
+    description = "The holder released the phone number."
+)]
+pub struct PhoneReleasedV1 {
     /// The former holder.
     pub member_id: MemberId,
     pub at: DateTime<Utc>,
+}
+
+impl From<PhoneReleasedV1> for PhoneReleased {
+    fn from(v1: PhoneReleasedV1) -> Self {
+        Self {
+            holder: Holder::Named(v1.member_id),
+            at: v1.at,
+        }
+    }
 }
 
 domain_events! {
     /// Every event of a phone-number stream.
     pub enum PhoneRegistryEvent {
         /// See [`PhoneClaimed`].
-        PhoneClaimed = 1,
+        PhoneClaimed = 2 { 1 => PhoneClaimedV1 },
         /// See [`PhoneReleased`].
-        PhoneReleased = 1,
+        PhoneReleased = 2 { 1 => PhoneReleasedV1 },
     }
 }
 
@@ -100,20 +162,20 @@ impl Aggregate for PhoneRegistry {
         command: PhoneRegistryCommand,
     ) -> Result<Vec<PhoneRegistryEvent>, PhoneRegistryError> {
         match (self, command) {
-            (Self::Free, PhoneRegistryCommand::Claim { member_id, at }) => {
-                Ok(vec![PhoneClaimed { member_id, at }.into()])
+            (Self::Free, PhoneRegistryCommand::Claim { holder, at }) => {
+                Ok(vec![PhoneClaimed { holder, at }.into()])
             }
-            (Self::Held { member_id: holder }, PhoneRegistryCommand::Claim { member_id, .. }) => {
-                if *holder == member_id {
+            (Self::Held { holder: current }, PhoneRegistryCommand::Claim { holder, .. }) => {
+                if *current == holder {
                     Ok(vec![])
                 } else {
                     Err(PhoneRegistryError::Taken)
                 }
             }
             (Self::Free, PhoneRegistryCommand::Release { .. }) => Ok(vec![]),
-            (Self::Held { member_id: holder }, PhoneRegistryCommand::Release { member_id, at }) => {
-                if *holder == member_id {
-                    Ok(vec![PhoneReleased { member_id, at }.into()])
+            (Self::Held { holder: current }, PhoneRegistryCommand::Release { holder, at }) => {
+                if *current == holder {
+                    Ok(vec![PhoneReleased { holder, at }.into()])
                 } else {
                     Err(PhoneRegistryError::NotHolder)
                 }
@@ -124,7 +186,7 @@ impl Aggregate for PhoneRegistry {
     fn evolve(self, event: &PhoneRegistryEvent) -> Self {
         match event {
             PhoneRegistryEvent::PhoneClaimed(e) => Self::Held {
-                member_id: e.member_id.clone(),
+                holder: e.holder.clone(),
             },
             PhoneRegistryEvent::PhoneReleased(_) => Self::Free,
         }

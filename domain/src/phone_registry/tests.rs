@@ -1,6 +1,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
+use crate::event::EventPayload as _;
 use crate::ids::MemberId;
 use crate::testing::given;
 
@@ -8,13 +9,15 @@ fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap()
 }
 
-fn m(id: &str) -> MemberId {
-    MemberId::parse(id).unwrap()
+/// A holder as claims name them: the id sealed under one claim key.
+fn m(id: &str) -> Holder {
+    let key = crate::pii::PersonKey::new("memberPhone-ab#1", [9; crate::pii::KEY_LEN]);
+    Holder::Sealed(key.seal_comparable("memberId", id))
 }
 
 fn claimed(id: &str) -> PhoneRegistryEvent {
     PhoneClaimed {
-        member_id: m(id),
+        holder: m(id),
         at: at(),
     }
     .into()
@@ -22,7 +25,7 @@ fn claimed(id: &str) -> PhoneRegistryEvent {
 
 fn released(id: &str) -> PhoneRegistryEvent {
     PhoneReleased {
-        member_id: m(id),
+        holder: m(id),
         at: at(),
     }
     .into()
@@ -30,14 +33,14 @@ fn released(id: &str) -> PhoneRegistryEvent {
 
 fn claim(id: &str) -> PhoneRegistryCommand {
     PhoneRegistryCommand::Claim {
-        member_id: m(id),
+        holder: m(id),
         at: at(),
     }
 }
 
 fn release(id: &str) -> PhoneRegistryCommand {
     PhoneRegistryCommand::Release {
-        member_id: m(id),
+        holder: m(id),
         at: at(),
     }
 }
@@ -79,4 +82,46 @@ fn only_the_holder_releases_a_number() {
         .when(release("1"))
         .then([released("1")]);
     given::<PhoneRegistry>([]).when(release("1")).then([]);
+}
+
+#[test]
+fn a_version_1_claim_names_its_holder_and_is_released_by_that_name() {
+    let v1 = br#"{"memberId":"7","at":"2026-11-23T09:00:00Z"}"#;
+    let event = PhoneRegistryEvent::decode("PhoneClaimed", 1, v1).unwrap();
+    let named = Holder::Named(MemberId::parse("7").unwrap());
+    assert_eq!(
+        event,
+        PhoneClaimed {
+            holder: named.clone(),
+            at: at()
+        }
+        .into()
+    );
+    given::<PhoneRegistry>([event])
+        .when(PhoneRegistryCommand::Release {
+            holder: named.clone(),
+            at: at(),
+        })
+        .then([PhoneReleased {
+            holder: named,
+            at: at(),
+        }
+        .into()]);
+}
+
+#[test]
+fn a_claim_stores_its_holder_sealed() {
+    let json = String::from_utf8(
+        PhoneRegistryEvent::from(PhoneClaimed {
+            holder: m("7"),
+            at: at(),
+        })
+        .to_json(),
+    )
+    .unwrap();
+    assert!(
+        json.contains(r#""holder":{"keyId":"memberPhone-ab#1""#),
+        "{json}"
+    );
+    assert!(!json.contains(r#""7""#), "{json}");
 }

@@ -3,8 +3,9 @@
 //! (`MemberWithdrawn`) or their data is destroyed
 //! (`DormantMemberDestroyed`), and then every key that seals any of their
 //! data goes: their member stream's, every target registered for them, a
-//! target they were released from, a member they were released into, and
-//! any such key the log names later. Personal data is gone within seconds
+//! target they were released from, a member they were released into, the
+//! key that seals them as the holder of a phone claim, and any such key the
+//! log names later. A released claim's key goes at once. Personal data is gone within seconds
 //! of the event that erases it, even when the process that appended the
 //! event died right after (the command API also deletes the keys it knows
 //! at once; this is what makes it certain). Deleting a key twice is
@@ -17,6 +18,9 @@ use mileage_domain::aggregate::stream_name;
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberEvent};
+use mileage_domain::phone_registry::{
+    Holder, PhoneClaimed, PhoneRegistry, PhoneRegistryEvent, PhoneReleased,
+};
 use mileage_read_model::erasure;
 use mileage_store::RecordedEvent;
 use mileage_store::keys::KeyStore;
@@ -45,6 +49,45 @@ impl Erasure {
     }
 }
 
+impl Erasure {
+    /// A phone claim is its holder's while it holds: its key joins their
+    /// person (learnt by opening the holder with the claim's key; when the
+    /// key is gone, the holder was erased and so is the claim). A release
+    /// deletes the claim's key.
+    async fn claim(
+        &self,
+        tx: &Transaction<'_>,
+        recorded: &RecordedEvent,
+    ) -> Result<Vec<String>, HandleError> {
+        let keys = match decode_if::<PhoneRegistry>(recorded)? {
+            Some(PhoneRegistryEvent::PhoneClaimed(PhoneClaimed {
+                holder: Holder::Sealed(sealed),
+                ..
+            })) => {
+                let holder = self
+                    .keys
+                    .get(&sealed.key_id)
+                    .await?
+                    .and_then(|key| key.open(&sealed).ok())
+                    .and_then(|id| MemberId::parse(&id).ok());
+                match holder {
+                    Some(member) => {
+                        let member = stream_name::<Member>(&member);
+                        erasure::claim(tx, &member, &sealed.key_id).await?
+                    }
+                    None => vec![],
+                }
+            }
+            Some(PhoneRegistryEvent::PhoneReleased(PhoneReleased {
+                holder: Holder::Sealed(sealed),
+                ..
+            })) => erasure::released(tx, &sealed.key_id).await?,
+            _ => vec![],
+        };
+        Ok(keys)
+    }
+}
+
 #[async_trait]
 impl Consumer for Erasure {
     fn name(&self) -> &'static str {
@@ -62,7 +105,7 @@ impl Consumer for Erasure {
         batch: &[RecordedEvent],
     ) -> Result<(), HandleError> {
         for recorded in batch {
-            for key_id in Self::erased_by(tx, recorded).await? {
+            for key_id in self.erased_by(tx, recorded).await? {
                 self.erase(&key_id).await?;
             }
         }
@@ -73,6 +116,7 @@ impl Consumer for Erasure {
 impl Erasure {
     /// What `recorded` tells of people, and the keys it erases.
     async fn erased_by(
+        &self,
         tx: &Transaction<'_>,
         recorded: &RecordedEvent,
     ) -> Result<Vec<String>, HandleError> {
@@ -89,6 +133,7 @@ impl Erasure {
                 None => erasure::new_person(tx, &member_key(&e.member_id)).await?,
             },
             Some(_) => vec![],
+            None if recorded.stream.starts_with("memberPhone-") => self.claim(tx, recorded).await?,
             None => match decode_if::<DormantMember>(recorded)? {
                 Some(DormantMemberEvent::DormantMemberRegistered(e)) => {
                     let member = member_key(&e.member_id);
