@@ -353,6 +353,10 @@ async fn a_destroyed_person_is_erased_from_their_member_record_too() {
         .until(&format!("/members/{member}"), |m| m["erased"] == true)
         .await;
     assert!(record["phoneNo"].is_null(), "{record}");
+    // Their number's claim went with them: should they come back, they
+    // join again with it.
+    let again = commands.join(REJECTED_PHONE, "back again").await;
+    assert_ne!(again, member);
 }
 
 #[tokio::test]
