@@ -92,11 +92,11 @@ pub(crate) async fn register(
             Ok((recorded, handled)) if !recorded.replayed => return Ok((drawn, handled)),
             // Another attempt of this key got there first: its target.
             Ok((recorded, _)) => {
-                state.ctx.keys.delete(&stream).await?;
+                state.ctx.keys.discard(&stream).await?;
                 assigned(&recorded.state)?
             }
             Err(refused @ ApiError::Domain { .. }) => {
-                state.ctx.keys.delete(&stream).await?;
+                state.ctx.keys.discard(&stream).await?;
                 return Err(refused);
             }
             Err(other) => return Err(other),
@@ -185,7 +185,12 @@ pub(crate) async fn release(
     }
     let Some(registered) = target.releasable().map_err(|e| ApiError::domain(&e))? else {
         // Released already: by this very request's first attempt, when the
-        // log says so, with its outcome; otherwise as it stands.
+        // log says so, with its outcome; otherwise as it stands, with the
+        // position of the clear, whoever appended it. (An attempt running
+        // beside the one whose join made the `releases` process manager
+        // clear the target cannot tell itself from a later release; both
+        // answer what the first attempt answers: the clear, and where it
+        // is.)
         let executor = &state.ctx.executor;
         if let Some(first) = executor
             .replayed::<DormantMember>(&stream, origin.ids)
@@ -193,12 +198,13 @@ pub(crate) async fn release(
         {
             return Ok(first);
         }
-        return Ok(Handled {
+        let standing = Handled {
             state: target,
             version,
             position: None,
             replayed: false,
-        });
+        };
+        return cleared_at(state, &stream, standing).await;
     };
     let erased = || ApiError::Domain {
         kind: ErrorKind::Conflict,
