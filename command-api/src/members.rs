@@ -195,15 +195,15 @@ impl Members {
         match joined {
             Ok((claimed, joined)) if !claimed.replayed => Ok(FirstStep::Joined(member_id, joined)),
             Ok((claimed, _)) => {
-                self.ctx.keys.delete(&member_stream).await?;
+                self.ctx.keys.discard(&member_stream).await?;
                 Ok(FirstStep::Claimed(claimed))
             }
             Err(ExecuteError::Rejected(refused)) => {
                 // Refused: nothing was appended for this new id, so its keys
                 // seal nothing. (After any other failure the append may
                 // have committed unseen; the keys stay.)
-                self.ctx.keys.delete(&member_stream).await?;
-                self.ctx.keys.delete(&claim_key_id).await?;
+                self.ctx.keys.discard(&member_stream).await?;
+                self.ctx.keys.discard(&claim_key_id).await?;
                 Err(match refused {
                     Refused::First(e) => ApiError::domain(&e),
                     Refused::Second(e) => ApiError::domain(&e),

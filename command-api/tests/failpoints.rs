@@ -184,7 +184,10 @@ async fn a_key_left_by_a_join_stopped_before_its_append_is_swept_and_used_keys_s
             .get()
             .await
             .unwrap()
-            .query("SELECT key_id FROM person_keys ORDER BY key_id", &[])
+            .query(
+                "SELECT key_id FROM person_keys WHERE secret IS NOT NULL ORDER BY key_id",
+                &[],
+            )
             .await
             .unwrap();
         rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
@@ -273,7 +276,7 @@ async fn a_withdrawal_stopped_after_its_append_completes_once_when_retried() {
         .await
         .unwrap()
         .query(
-            "SELECT key_id FROM person_keys WHERE key_id = $1",
+            "SELECT key_id FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
             &[&format!("member-{id}")],
         )
         .await
@@ -521,7 +524,7 @@ async fn a_target_destroyed_during_its_release_leaves_no_member_with_its_data() 
         .await
         .unwrap()
         .query(
-            "SELECT 1 FROM person_keys WHERE key_id = $1",
+            "SELECT 1 FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
             &[&format!("member-{member}")],
         )
         .await

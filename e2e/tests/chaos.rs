@@ -595,7 +595,7 @@ async fn withdrawn_are_erased(store: &dyn EventStore, database: &str, acked: &Ac
     for member in &acked.withdrawn {
         let key = read
             .query_opt(
-                "SELECT 1 FROM person_keys WHERE key_id = $1",
+                "SELECT 1 FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
                 &[&format!("member-{member}")],
             )
             .await
@@ -607,7 +607,8 @@ async fn withdrawn_are_erased(store: &dyn EventStore, database: &str, acked: &Ac
             .query_one(
                 "SELECT NOT EXISTS (SELECT 1 FROM person_keys k
                                      WHERE k.key_id IN (m.phone_sealed::json ->> 'keyId',
-                                                        m.nickname_sealed::json ->> 'keyId'))
+                                                        m.nickname_sealed::json ->> 'keyId')
+                                       AND k.secret IS NOT NULL)
                    FROM members.members m WHERE m.id = $1",
                 &[member],
             )

@@ -207,7 +207,10 @@ impl System {
             let at_head =
                 statuses.len() >= 7 && statuses.iter().all(|s| s.checkpoint >= Some(head));
             let left = client
-                .query("SELECT 1 FROM person_keys WHERE key_id = ANY($1)", &[&keys])
+                .query(
+                    "SELECT 1 FROM person_keys WHERE key_id = ANY($1) AND secret IS NOT NULL",
+                    &[&keys],
+                )
                 .await
                 .ok()?;
             (at_head && left.is_empty()).then_some(())

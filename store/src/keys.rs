@@ -17,14 +17,21 @@ use crate::postgres::{pg_error, pool_error};
 /// Where person keys live.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
-    /// The key for `key_id`, created with fresh random bytes if absent. After
-    /// a deletion this creates a *new* key: data sealed under the old one
-    /// stays unreadable.
+    /// The key for `key_id`, created with fresh random bytes if absent. An
+    /// erased name stays erased: it answers a key that is never kept, so
+    /// whatever is sealed under it is unreadable from the start.
     async fn get_or_create(&self, key_id: &str) -> Result<PersonKey, StoreError>;
-    /// The key for `key_id`, or `None` when it never existed or was deleted.
+    /// The key for `key_id`, or `None` when it never existed or was erased.
     async fn get(&self, key_id: &str) -> Result<Option<PersonKey>, StoreError>;
-    /// Deletes the key; returns whether it existed. Idempotent.
+    /// Erases the key: its secret goes and its name stays taken for good (a
+    /// tombstone), also when no key was made under it yet. Returns whether
+    /// a live key was erased. Idempotent.
     async fn delete(&self, key_id: &str) -> Result<bool, StoreError>;
+    /// Removes a live key that sealed nothing the log kept (an attempt that
+    /// was refused, or found another attempt's append first): unlike
+    /// [`KeyStore::delete`], the name may be used again. Never removes a
+    /// tombstone.
+    async fn discard(&self, key_id: &str) -> Result<(), StoreError>;
     /// The keys that exist among `key_ids`, in one round trip: readers that
     /// reveal a batch of events at a time use this.
     async fn get_many(&self, key_ids: &[String]) -> Result<HashMap<String, PersonKey>, StoreError>;
@@ -101,7 +108,8 @@ impl PgKeyStore {
             let rows = client
                 .query(
                     "SELECT key_id FROM person_keys
-                      WHERE NOT checked AND created_at < now() - make_interval(secs => $1)
+                      WHERE NOT checked AND secret IS NOT NULL
+                        AND created_at < now() - make_interval(secs => $1)
                       ORDER BY created_at LIMIT $2",
                     &[&grace_secs, &SWEEP_BATCH],
                 )
@@ -131,7 +139,8 @@ impl PgKeyStore {
                 .map_err(pg_error)?;
             swept.deleted += client
                 .execute(
-                    "DELETE FROM person_keys WHERE key_id = ANY($1) AND NOT checked",
+                    "DELETE FROM person_keys
+                      WHERE key_id = ANY($1) AND NOT checked AND secret IS NOT NULL",
                     &[&unused],
                 )
                 .await
@@ -178,20 +187,25 @@ impl KeyStore for PgKeyStore {
             return Ok(PersonKey::new(key_id, secret));
         }
         let row = client
-            .query_one(
+            .query_opt(
                 "SELECT secret FROM person_keys WHERE key_id = $1",
                 &[&key_id],
             )
             .await
             .map_err(pg_error)?;
-        to_key(key_id, row.get(0))
+        match row.and_then(|row| row.get::<_, Option<&[u8]>>(0).map(<[u8]>::to_vec)) {
+            Some(stored) => to_key(key_id, &stored),
+            // Erased (or discarded this instant): the fresh bytes, never
+            // stored, so nothing sealed under them can be opened.
+            None => Ok(PersonKey::new(key_id, secret)),
+        }
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<PersonKey>, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_opt(
-                "SELECT secret FROM person_keys WHERE key_id = $1",
+                "SELECT secret FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
                 &[&key_id],
             )
             .await
@@ -201,11 +215,40 @@ impl KeyStore for PgKeyStore {
 
     async fn delete(&self, key_id: &str) -> Result<bool, StoreError> {
         let client = self.pool.get().await.map_err(pool_error)?;
-        let deleted = client
-            .execute("DELETE FROM person_keys WHERE key_id = $1", &[&key_id])
+        // One statement: the row is the name's lock, so a key being made
+        // under it at the same time either is erased here or finds the
+        // tombstone.
+        let erased: bool = client
+            .query_one(
+                "WITH before AS (
+                     SELECT secret IS NOT NULL AS live FROM person_keys WHERE key_id = $1
+                 ), upserted AS (
+                     INSERT INTO person_keys (key_id, secret, erased_at, checked)
+                     VALUES ($1, NULL, now(), true)
+                     ON CONFLICT (key_id) DO UPDATE
+                        SET secret = NULL, erased_at = coalesce(person_keys.erased_at, now())
+                     RETURNING 1
+                 )
+                 SELECT coalesce((SELECT live FROM before), false)
+                        AND EXISTS (SELECT 1 FROM upserted)",
+                &[&key_id],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        Ok(erased)
+    }
+
+    async fn discard(&self, key_id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "DELETE FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
+                &[&key_id],
+            )
             .await
             .map_err(pg_error)?;
-        Ok(deleted > 0)
+        Ok(())
     }
 
     async fn get_many(&self, key_ids: &[String]) -> Result<HashMap<String, PersonKey>, StoreError> {
@@ -215,7 +258,8 @@ impl KeyStore for PgKeyStore {
         let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
-                "SELECT key_id, secret FROM person_keys WHERE key_id = ANY($1)",
+                "SELECT key_id, secret FROM person_keys
+                  WHERE key_id = ANY($1) AND secret IS NOT NULL",
                 &[&key_ids],
             )
             .await

@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(60);
 /// (the read side shows the person as erased), as SQL.
 fn key_gone(column: &str) -> String {
     format!(
-        "NOT EXISTS (SELECT 1 FROM person_keys k WHERE k.key_id = ({column}::json ->> 'keyId'))"
+        "NOT EXISTS (SELECT 1 FROM person_keys k WHERE k.key_id = ({column}::json ->> 'keyId') AND k.secret IS NOT NULL)"
     )
 }
 

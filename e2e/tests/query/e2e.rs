@@ -224,7 +224,10 @@ async fn a_withdrawn_members_target_cannot_be_released() {
         std::time::Duration::from_secs(60),
         || async {
             let rows = keys_db
-                .query("SELECT 1 FROM person_keys WHERE key_id = $1", &[&key])
+                .query(
+                    "SELECT 1 FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
+                    &[&key],
+                )
                 .await
                 .unwrap();
             rows.is_empty().then_some(())
@@ -262,7 +265,10 @@ const READ_MODELS: &[&str] = &[
 async fn keys_gone(database: &str, keys: &[String]) -> bool {
     let client = mileage_e2e::read_client(database).await;
     client
-        .query("SELECT 1 FROM person_keys WHERE key_id = ANY($1)", &[&keys])
+        .query(
+            "SELECT 1 FROM person_keys WHERE key_id = ANY($1) AND secret IS NOT NULL",
+            &[&keys],
+        )
         .await
         .unwrap()
         .is_empty()

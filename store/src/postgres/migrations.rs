@@ -24,6 +24,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "trace_parent",
         include_str!("migrations/0004_trace_parent.sql"),
     ),
+    (
+        5,
+        "person_key_tombstones",
+        include_str!("migrations/0005_person_key_tombstones.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying the migration lock.

@@ -1,4 +1,5 @@
-//! The person-key table: create once, read back, delete for good.
+//! The person-key table: create once, read back, erase for good (the name
+//! stays erased), discard what sealed nothing.
 
 use mileage_domain::pii::{NONCE_LEN, Revealed, reveal};
 use mileage_store::keys::{KeyStore, PgKeyStore};
@@ -57,6 +58,45 @@ async fn created_once_and_deleted_for_good(keys: &PgKeyStore) {
     let fresh = keys.get_or_create("member-1").await.expect("recreate");
     assert_ne!(fresh, key, "a deleted key is never resurrected");
     assert!(fresh.open(&sealed).is_err(), "old data stays unreadable");
+    // The name stays erased: what is sealed under it now opens for no one.
+    let later = fresh.seal("phoneNo", "01085581234", [6; NONCE_LEN]);
+    assert_eq!(keys.get("member-1").await.expect("get"), None);
+    assert_ne!(keys.get_or_create("member-1").await.expect("again"), fresh);
+    assert_eq!(reveal(&later, None), Ok(Revealed::Erased));
+}
+
+#[tokio::test]
+async fn an_erased_name_stays_taken_and_a_discarded_one_does_not() {
+    let store = pg_store().await;
+    let keys = PgKeyStore::new(store.pool().clone());
+    // Erased before any key was made under it (the log named the key of
+    // someone erased): no key is made under it afterwards.
+    assert!(!keys.delete("dormantMember-9").await.unwrap());
+    keys.get_or_create("dormantMember-9").await.unwrap();
+    assert_eq!(keys.get("dormantMember-9").await.unwrap(), None);
+    // Discarded (an attempt whose key sealed nothing that was kept): the
+    // name is free again, and a discard never lifts an erasure.
+    let first = keys.get_or_create("member-3").await.unwrap();
+    keys.discard("member-3").await.unwrap();
+    let second = keys.get_or_create("member-3").await.unwrap();
+    assert_ne!(first, second);
+    assert_eq!(keys.get("member-3").await.unwrap(), Some(second));
+    keys.discard("dormantMember-9").await.unwrap();
+    keys.get_or_create("dormantMember-9").await.unwrap();
+    assert_eq!(keys.get("dormantMember-9").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_key_made_while_its_name_is_erased_is_never_kept() {
+    let store = pg_store().await;
+    let keys = PgKeyStore::new(store.pool().clone());
+    for round in 0..50 {
+        let name = format!("member-{round}");
+        let (made, erased) = tokio::join!(keys.get_or_create(&name), keys.delete(&name));
+        let (made, _) = (made.unwrap(), erased.unwrap());
+        assert_eq!(keys.get(&name).await.unwrap(), None, "{name}");
+        assert_ne!(keys.get_or_create(&name).await.unwrap(), made, "{name}");
+    }
 }
 
 #[tokio::test]
