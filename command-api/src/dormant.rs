@@ -2,7 +2,6 @@
 
 use crate::handle::Origin;
 use chrono::Utc;
-use mileage_domain::ErrorKind;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::command_key::{CommandKey, CommandKeyCommand};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberCommand, DormantStatus};
@@ -12,11 +11,11 @@ use mileage_domain::pii::PersonKey;
 use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_store::executor::FirstDecision;
 
+use crate::error::CommandError;
 use crate::handle::{Handled, handle, handle_pair, load};
 use crate::personal::seal;
 use crate::release_guard::Release;
 use crate::state::AppState;
-use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 
 /// Registers `member_id` as a dormant target under a new sequential id.
@@ -31,7 +30,7 @@ pub(crate) async fn register(
     phone: &str,
     nickname: &str,
     origin: Origin,
-) -> Result<(DormantMemberId, Handled<DormantMember>), ApiError> {
+) -> Result<(DormantMemberId, Handled<DormantMember>), CommandError> {
     let phone = PhoneNumber::parse(phone)?;
     let nickname = Nickname::parse(nickname)?;
     let executor = &state.ctx.executor;
@@ -40,12 +39,11 @@ pub(crate) async fn register(
     // log names it): refused here, so nobody is registered to be erased.
     let (member, _) = load::<Member>(executor, &stream_name::<Member>(&member_id)).await?;
     if matches!(member, Member::Withdrawn { .. }) {
-        return Err(ApiError::Domain {
-            kind: ErrorKind::Conflict,
-            code: "dormant_member.member_withdrawn",
-            detail: format!("member {member_id} withdrew; their data is erased"),
-            field: Some("memberId"),
-        });
+        return Err(CommandError::conflict(
+            "dormant_member.member_withdrawn",
+            format!("member {member_id} withdrew; their data is erased"),
+            Some("memberId"),
+        ));
     }
     let registration = |id: DormantMemberId, key: &PersonKey| DormantMemberCommand::Register {
         id,
@@ -95,7 +93,7 @@ pub(crate) async fn register(
                 state.ctx.keys.discard(&stream).await?;
                 assigned(&recorded.state)?
             }
-            Err(refused @ ApiError::Domain { .. }) => {
+            Err(refused @ CommandError::Rejected(_)) => {
                 state.ctx.keys.discard(&stream).await?;
                 return Err(refused);
             }
@@ -117,7 +115,7 @@ async fn cleared_at(
     state: &AppState,
     stream: &str,
     mut cleared: Handled<DormantMember>,
-) -> Result<Handled<DormantMember>, ApiError> {
+) -> Result<Handled<DormantMember>, CommandError> {
     if cleared.position.is_none()
         && let Some(version) = cleared.version
     {
@@ -133,17 +131,17 @@ async fn cleared_at(
 }
 
 /// The next sequential target id.
-async fn new_target_id(state: &AppState) -> Result<DormantMemberId, ApiError> {
+async fn new_target_id(state: &AppState) -> Result<DormantMemberId, CommandError> {
     Ok(DormantMemberId::parse(
         &state.ctx.ids.next("dormantMember").await?.to_string(),
     )?)
 }
 
 /// The target a key's record names.
-fn assigned(key: &CommandKey) -> Result<DormantMemberId, ApiError> {
+fn assigned(key: &CommandKey) -> Result<DormantMemberId, CommandError> {
     match key {
         CommandKey::Assigned { id } => Ok(DormantMemberId::parse(id)?),
-        CommandKey::Unused => Err(ApiError::Internal(anyhow::anyhow!(
+        CommandKey::Unused => Err(CommandError::Internal(anyhow::anyhow!(
             "a key found in the log records no target"
         ))),
     }
@@ -154,7 +152,7 @@ pub(crate) async fn mark_dormant(
     state: &AppState,
     id: &DormantMemberId,
     origin: Origin,
-) -> Result<Handled<DormantMember>, ApiError> {
+) -> Result<Handled<DormantMember>, CommandError> {
     let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
     handle::<DormantMember>(
         &state.ctx.executor,
@@ -174,16 +172,23 @@ pub(crate) async fn release(
     id: &DormantMemberId,
     origin: Origin,
     caller: &Caller,
-) -> Result<Handled<DormantMember>, ApiError> {
+) -> Result<Handled<DormantMember>, CommandError> {
     let stream = stream_name::<DormantMember>(id);
     let (target, version) = load::<DormantMember>(&state.ctx.executor, &stream).await?;
     match &target {
         DormantMember::Registered(registered) => {
-            caller.require_member_or_manager(&registered.member_id)?;
+            caller
+                .require_member_or_manager(&registered.member_id)
+                .map_err(CommandError::from_authorisation)?;
         }
-        DormantMember::Unregistered => caller.require_manager()?,
+        DormantMember::Unregistered => caller
+            .require_manager()
+            .map_err(CommandError::from_authorisation)?,
     }
-    let Some(registered) = target.releasable().map_err(|e| ApiError::domain(&e))? else {
+    let Some(registered) = target
+        .releasable()
+        .map_err(|e| CommandError::rejected(&e))?
+    else {
         // Released already: by this very request's first attempt, when the
         // log says so, with its outcome; otherwise as it stands, with the
         // position of the clear, whoever appended it. (An attempt running
@@ -206,11 +211,12 @@ pub(crate) async fn release(
         };
         return cleared_at(state, &stream, standing).await;
     };
-    let erased = || ApiError::Domain {
-        kind: ErrorKind::Conflict,
-        code: "dormant_member.personal_data_erased",
-        detail: "the target's personal data was erased; it cannot re-join".into(),
-        field: None,
+    let erased = || {
+        CommandError::conflict(
+            "dormant_member.personal_data_erased",
+            "the target's personal data was erased; it cannot re-join",
+            None,
+        )
     };
     let key = state.ctx.keys.get(&stream).await?.ok_or_else(erased)?;
     let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
@@ -219,7 +225,7 @@ pub(crate) async fn release(
     // asked again (a retry after any failure), it answers the same member.
     let release = Release::of(id, version, origin, state.members.secret());
     let rejoined_member_id = state.join.join(&phone, &nickname, &release).await?;
-    fail::fail_point!("release::after_join", |_| Err(ApiError::Internal(
+    fail::fail_point!("release::after_join", |_| Err(CommandError::Internal(
         anyhow::anyhow!("failpoint release::after_join: the process stopped")
     )));
     let command = DormantMemberCommand::Clear {
@@ -237,14 +243,12 @@ pub(crate) async fn release(
             // must not keep the destroyed person's data.
             let undo = Origin::keyed(origin.causation, &release.key, "undo");
             state.members.withdraw(&rejoined_member_id, undo).await?;
-            Err(ApiError::Domain {
-                kind: ErrorKind::Conflict,
-                code: "dormant_member.destroyed_during_release",
-                detail: "the target was destroyed while it was being released; the member it \
-                         re-joined was withdrawn and their data erased"
-                    .into(),
-                field: None,
-            })
+            Err(CommandError::conflict(
+                "dormant_member.destroyed_during_release",
+                "the target was destroyed while it was being released; the member it \
+                 re-joined was withdrawn and their data erased",
+                None,
+            ))
         }
     }
 }

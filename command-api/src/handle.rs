@@ -1,15 +1,15 @@
 //! The command API's side of the one executor
 //! ([`mileage_store::executor`]): every use case runs its commands through
-//! it, and its refusals and failures become [`ApiError`]s here and only
-//! here. A command's [`Origin`] says what caused it and how its events get
+//! it, and its refusals and failures become [`CommandError`]s here and
+//! only here. A command's [`Origin`] says what caused it and how its events get
 //! their ids: derived from the request's `Idempotency-Key` when it has one,
 //! so a retry of a command that was applied (its answer lost, a 5xx, a
 //! crash before the answer was kept) appends nothing and answers the first
 //! outcome.
 
+use crate::error::CommandError;
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
-use mileage_service::ApiError;
 use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor, FirstDecision, Refused};
 use uuid::Uuid;
 
@@ -54,7 +54,10 @@ impl Origin {
 }
 
 /// Folds a stream into its aggregate state and last version.
-pub(crate) async fn load<A>(executor: &Executor, stream: &str) -> Result<(A, Option<u64>), ApiError>
+pub(crate) async fn load<A>(
+    executor: &Executor,
+    stream: &str,
+) -> Result<(A, Option<u64>), CommandError>
 where
     A: Aggregate + Send + Sync + 'static,
 {
@@ -68,7 +71,7 @@ pub(crate) async fn handle<A>(
     stream: &str,
     command: A::Command,
     origin: Origin,
-) -> Result<Handled<A>, ApiError>
+) -> Result<Handled<A>, CommandError>
 where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
@@ -76,7 +79,7 @@ where
     executor
         .execute::<A>(stream, command, origin.ids, origin.causation)
         .await
-        .map_err(|e| api_error(e, |refusal| ApiError::domain(&refusal)))
+        .map_err(|e| command_error(e, |refusal| CommandError::rejected(&refusal)))
 }
 
 /// Handles two commands on two streams as one (one atomic append), the
@@ -87,7 +90,7 @@ pub(crate) async fn handle_pair<A, B>(
     second: (&str, B::Command),
     first_decision: FirstDecision,
     origin: Origin,
-) -> Result<(Handled<A>, Handled<B>), ApiError>
+) -> Result<(Handled<A>, Handled<B>), CommandError>
 where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
@@ -98,17 +101,20 @@ where
         .execute_pair::<A, B>(first, second, first_decision, origin.ids, origin.causation)
         .await
         .map_err(|e| {
-            api_error(e, |refusal| match refusal {
-                Refused::First(e) => ApiError::domain(&e),
-                Refused::Second(e) => ApiError::domain(&e),
+            command_error(e, |refusal| match refusal {
+                Refused::First(e) => CommandError::rejected(&e),
+                Refused::Second(e) => CommandError::rejected(&e),
             })
         })
 }
 
-fn api_error<E>(error: ExecuteError<E>, refused: impl FnOnce(E) -> ApiError) -> ApiError {
+fn command_error<E>(
+    error: ExecuteError<E>,
+    refused: impl FnOnce(E) -> CommandError,
+) -> CommandError {
     match error {
         ExecuteError::Rejected(refusal) => refused(refusal),
-        ExecuteError::Contended { .. } => ApiError::Conflict,
+        ExecuteError::Contended { .. } => CommandError::Conflict,
         ExecuteError::Store(e) => e.into(),
     }
 }

@@ -14,8 +14,8 @@ use mileage_store::executor::Executor;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::error::CommandError;
 use crate::handle::{Origin, handle};
-use mileage_service::ApiError;
 
 /// Ids reserved per append at first and when ids are asked for slowly: a
 /// restart leaves a gap of at most this many.
@@ -60,7 +60,7 @@ impl IdAllocator {
     }
 
     /// The next id of `kind` (`member`, `dormantMember`).
-    pub(crate) async fn next(&self, kind: &'static str) -> Result<u64, ApiError> {
+    pub(crate) async fn next(&self, kind: &'static str) -> Result<u64, CommandError> {
         let mut blocks = self.blocks.lock().await;
         let size = match blocks.get_mut(kind) {
             Some(block) if block.next <= block.last => {

@@ -2,8 +2,9 @@
 //! event store. The use cases ([`members`], [`dormant`]) validate input,
 //! seal personal data, and run load -> decide -> append through the one
 //! executor ([`handle`]); the release's join sits behind a timeout and a
-//! circuit breaker ([`release_guard`]); the routes only parse, authorise,
-//! call and map errors ([`mileage_service::ApiError`]).
+//! circuit breaker ([`release_guard`]). They answer a typed
+//! [`error::CommandError`]; the routes only parse, authorise, call and map
+//! it, once, to [`mileage_service::ApiError`].
 //!
 //! Public: what the binary, the tests and the benchmarks start the service
 //! with ([`config`], [`startup`]) and its OpenAPI description ([`openapi`]).
@@ -11,6 +12,7 @@
 pub mod config;
 mod context;
 mod dormant;
+mod error;
 mod handle;
 mod idempotency;
 mod ids;

@@ -14,7 +14,7 @@ use mileage_domain::phone_registry::{
 use mileage_domain::pii::{PersonKey, phone_index};
 use mileage_domain::values::{Nickname, PhoneNumber};
 
-use mileage_service::ApiError;
+use crate::error::CommandError;
 use mileage_store::executor::{ExecuteError, FirstDecision, Refused};
 
 use crate::context::Context;
@@ -56,7 +56,7 @@ impl Members {
 
     /// The member a claim's holder names, while it can be read: `None` once
     /// the claim's key is gone (erased with the holder).
-    async fn holder_id(&self, holder: &Holder) -> Result<Option<MemberId>, ApiError> {
+    async fn holder_id(&self, holder: &Holder) -> Result<Option<MemberId>, CommandError> {
         match holder {
             Holder::Named(id) => Ok(Some(id.clone())),
             Holder::Sealed(sealed) => Ok(self
@@ -75,7 +75,7 @@ impl Members {
         &self,
         claim_stream: &str,
         member_id: &MemberId,
-    ) -> Result<Option<Holder>, ApiError> {
+    ) -> Result<Option<Holder>, CommandError> {
         let (state, _) = load::<PhoneRegistry>(&self.ctx.executor, claim_stream).await?;
         let PhoneRegistry::Held { holder } = state else {
             return Ok(None);
@@ -97,7 +97,7 @@ impl Members {
         nickname: &str,
         rejoining: Option<DormantMemberId>,
         origin: Origin,
-    ) -> Result<(MemberId, Handled<Member>), ApiError> {
+    ) -> Result<(MemberId, Handled<Member>), CommandError> {
         let phone = PhoneNumber::parse(phone)?;
         let nickname = Nickname::parse(nickname)?;
         let claim_stream = self.phone_stream(&phone);
@@ -122,14 +122,14 @@ impl Members {
             },
         };
         let PhoneRegistry::Held { holder } = claimed.state else {
-            return Err(ApiError::Internal(anyhow::anyhow!(
+            return Err(CommandError::Internal(anyhow::anyhow!(
                 "a join's claim, found in the log, names no member"
             )));
         };
         // Unreadable: the member this join made has withdrawn since, and
         // the claim's key went with them.
         let Some(member_id) = self.holder_id(&holder).await? else {
-            return Err(ApiError::domain(&MemberError::Withdrawn));
+            return Err(CommandError::rejected(&MemberError::Withdrawn));
         };
         // The first attempt's member: its outcome, or the join completed.
         let member_stream = stream_name::<Member>(&member_id);
@@ -154,7 +154,7 @@ impl Members {
         claim_stream: &str,
         joining: &impl Fn(&MemberId, &PersonKey, DateTime<Utc>) -> MemberCommand,
         origin: Origin,
-    ) -> Result<FirstStep, ApiError> {
+    ) -> Result<FirstStep, CommandError> {
         let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
         let member_stream = stream_name::<Member>(&member_id);
         let key = self.ctx.keys.get_or_create(&member_stream).await?;
@@ -163,7 +163,7 @@ impl Members {
         // claim's event id, the same for every attempt of one join.
         let claim_key_id = format!("{claim_stream}#{}", origin.ids.id(claim_stream, 0));
         let claim_key = self.ctx.keys.get_or_create(&claim_key_id).await?;
-        fail::fail_point!("join::after_key", |_| Err(ApiError::Internal(
+        fail::fail_point!("join::after_key", |_| Err(CommandError::Internal(
             anyhow::anyhow!("failpoint join::after_key")
         )));
         let at = Utc::now();
@@ -205,11 +205,11 @@ impl Members {
                 self.ctx.keys.discard(&member_stream).await?;
                 self.ctx.keys.discard(&claim_key_id).await?;
                 Err(match refused {
-                    Refused::First(e) => ApiError::domain(&e),
-                    Refused::Second(e) => ApiError::domain(&e),
+                    Refused::First(e) => CommandError::rejected(&e),
+                    Refused::Second(e) => CommandError::rejected(&e),
                 })
             }
-            Err(ExecuteError::Contended { .. }) => Err(ApiError::Conflict),
+            Err(ExecuteError::Contended { .. }) => Err(CommandError::Conflict),
             Err(ExecuteError::Store(e)) => Err(e.into()),
         }
     }
@@ -220,7 +220,7 @@ impl Members {
     /// or, on a store whose multi-stream append is not atomic, one whose
     /// join never got past the claim (after a minute, so a join still under
     /// way is left alone). True when the number is free now.
-    async fn free_stale_claim(&self, claim_stream: &str) -> Result<bool, ApiError> {
+    async fn free_stale_claim(&self, claim_stream: &str) -> Result<bool, CommandError> {
         let executor = &self.ctx.executor;
         let (PhoneRegistry::Held { holder }, Some(version)) =
             load::<PhoneRegistry>(executor, claim_stream).await?
@@ -270,7 +270,7 @@ impl Members {
         member_id: &MemberId,
         command: MemberCommand,
         origin: Origin,
-    ) -> Result<Handled<Member>, ApiError> {
+    ) -> Result<Handled<Member>, CommandError> {
         handle::<Member>(
             &self.ctx.executor,
             &stream_name::<Member>(member_id),
@@ -288,7 +288,7 @@ impl Members {
         &self,
         member_id: &MemberId,
         origin: Origin,
-    ) -> Result<Handled<Member>, ApiError> {
+    ) -> Result<Handled<Member>, CommandError> {
         let stream = stream_name::<Member>(member_id);
         let executor = &self.ctx.executor;
         let (current, _) = load::<Member>(executor, &stream).await?;
@@ -325,9 +325,11 @@ impl Members {
             }
             _ => handle::<Member>(executor, &stream, withdraw, origin).await?,
         };
-        fail::fail_point!("withdraw::before_key_delete", |_| Err(ApiError::Internal(
-            anyhow::anyhow!("failpoint withdraw::before_key_delete: the process stopped")
-        )));
+        fail::fail_point!("withdraw::before_key_delete", |_| Err(
+            CommandError::Internal(anyhow::anyhow!(
+                "failpoint withdraw::before_key_delete: the process stopped"
+            ))
+        ));
         if let Some(Holder::Sealed(sealed)) = &holder {
             self.ctx.keys.delete(&sealed.key_id).await?;
         }
@@ -346,7 +348,7 @@ impl Members {
         stream: &str,
         member_id: &MemberId,
         origin: Origin,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), CommandError> {
         let executor = &self.ctx.executor;
         let Some(key) = self.ctx.keys.get(stream).await? else {
             return Ok(());
@@ -378,8 +380,8 @@ impl Members {
             .await
         {
             Ok(_) | Err(ExecuteError::Rejected(PhoneRegistryError::NotHolder)) => Ok(()),
-            Err(ExecuteError::Rejected(other)) => Err(ApiError::domain(&other)),
-            Err(ExecuteError::Contended { .. }) => Err(ApiError::Conflict),
+            Err(ExecuteError::Rejected(other)) => Err(CommandError::rejected(&other)),
+            Err(ExecuteError::Contended { .. }) => Err(CommandError::Conflict),
             Err(ExecuteError::Store(e)) => Err(e.into()),
         }
     }

@@ -20,7 +20,7 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::pii::release_key;
 use serde_json::{Value, json};
 
-use mileage_service::ApiError;
+use crate::error::CommandError;
 
 use crate::members::Members;
 
@@ -93,7 +93,7 @@ pub(crate) enum JoinFailure {
     /// The dependency failed: counts against the breaker.
     Dependency(String),
     /// The member context refused (e.g. the number is taken): passed on.
-    Refused(ApiError),
+    Refused(CommandError),
     /// The member context asks to try again (the same join still in flight,
     /// a rate limit): a 503 for the release, not counted against the
     /// breaker, and never a refusal a stored answer would keep.
@@ -133,7 +133,7 @@ impl JoinGuard {
         phone: &str,
         nickname: &str,
         release: &Release,
-    ) -> Result<MemberId, ApiError> {
+    ) -> Result<MemberId, CommandError> {
         let timeout = self.settings.timeout;
         let call = async {
             let joined =
@@ -147,20 +147,20 @@ impl JoinGuard {
         let counts = |failure: &JoinFailure| matches!(failure, JoinFailure::Dependency(_));
         match self.breaker.call_with(counts, call).await {
             Ok(id) => Ok(id),
-            Err(failsafe::Error::Rejected) => Err(ApiError::Unavailable {
+            Err(failsafe::Error::Rejected) => Err(CommandError::Unavailable {
                 detail: "the member service is unavailable (circuit open); try again later".into(),
                 retry_after: self.retry_after(),
             }),
             Err(failsafe::Error::Inner(JoinFailure::Dependency(reason))) => {
                 tracing::warn!(%reason, "member join failed");
-                Err(ApiError::Unavailable {
+                Err(CommandError::Unavailable {
                     detail: "the member service did not answer in time; try again later".into(),
                     retry_after: self.retry_after(),
                 })
             }
             Err(failsafe::Error::Inner(JoinFailure::Busy(reason))) => {
                 tracing::info!(%reason, "member join busy");
-                Err(ApiError::Unavailable {
+                Err(CommandError::Unavailable {
                     detail: "the member service is busy with this release; try again shortly"
                         .into(),
                     retry_after: 1,
@@ -219,15 +219,14 @@ impl Join for HttpJoin {
             )));
         }
         if !status.is_success() {
-            return Err(JoinFailure::Refused(ApiError::Domain {
-                kind: mileage_domain::ErrorKind::Conflict,
-                code: "member.join_refused",
-                detail: format!(
+            return Err(JoinFailure::Refused(CommandError::conflict(
+                "member.join_refused",
+                format!(
                     "the member service refused the join: {}",
                     body["detail"].as_str().unwrap_or("no reason given")
                 ),
-                field: None,
-            }));
+                None,
+            )));
         }
         body["memberId"]
             .as_str()
@@ -280,9 +279,11 @@ impl Join for Members {
         .await
         .map(|(id, _)| id)
         .map_err(|e| match e {
-            ApiError::Unavailable { detail, .. } => JoinFailure::Dependency(detail),
-            ApiError::Internal(e) => JoinFailure::Dependency(e.to_string()),
-            ApiError::Conflict => JoinFailure::Busy("the join kept conflicting".into()),
+            CommandError::Unavailable { detail, .. } | CommandError::OutcomeUnknown(detail) => {
+                JoinFailure::Dependency(detail)
+            }
+            CommandError::Internal(e) => JoinFailure::Dependency(e.to_string()),
+            CommandError::Conflict => JoinFailure::Busy("the join kept conflicting".into()),
             other => JoinFailure::Refused(other),
         })
     }
