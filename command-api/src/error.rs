@@ -168,12 +168,13 @@ mod tests {
             ApiError::Conflict
         ));
         let unknown = ApiError::from(CommandError::from(StoreError::OutcomeUnknown(
-            "timed out".into(),
+            "no answer to an append to member-1 within 10 s".into(),
         )));
         let ApiError::Unavailable { detail, .. } = unknown else {
             panic!("503");
         };
         assert!(detail.contains("same Idempotency-Key"), "{detail}");
+        assert!(!detail.contains("member-1"), "no internals: {detail}");
         assert!(matches!(
             CommandError::from_authorisation(ApiError::Forbidden("not yours".into())),
             CommandError::Forbidden(_)
