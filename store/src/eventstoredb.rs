@@ -242,6 +242,27 @@ impl EsdbEventStore {
     }
 }
 
+impl EsdbEventStore {
+    /// Whether the events `outcome` says are the part's hold the part's
+    /// data, not another attempt's under the same ids.
+    async fn stored_as_sent(
+        &self,
+        part: &crate::StreamAppend<'_>,
+        outcome: &AppendOutcome,
+    ) -> Result<bool, StoreError> {
+        let count = part.events.len() as u64;
+        let first = (outcome.last_version + 1).saturating_sub(count);
+        let stored = self
+            .read_stream(part.stream, first, part.events.len())
+            .await?;
+        let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).ok();
+        Ok(stored.len() == part.events.len()
+            && stored.iter().zip(part.events).all(|(stored, sent)| {
+                stored.event_id == sent.event_id && json(&stored.data) == json(&sent.data)
+            }))
+    }
+}
+
 /// The custom metadata we store with every event.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct CustomMetadata {
@@ -513,8 +534,23 @@ impl EventStore for EsdbEventStore {
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         crate::types::validate_append_many(parts)?;
         let mut outcomes = Vec::with_capacity(parts.len());
-        for part in parts {
-            outcomes.push(self.append(part.stream, part.expected, part.events).await?);
+        for (index, part) in parts.iter().enumerate() {
+            let outcome = self.append(part.stream, part.expected, part.events).await?;
+            // The parts go in one by one. A part the server took as a retry
+            // (the same ids at the same version) may be another attempt's,
+            // with other data: then the parts after it were decided by an
+            // attempt that lost, and appending them would apply it after
+            // all. The executor answers the first attempt's outcome, and
+            // the use case completes what that attempt left missing.
+            let is_last = index + 1 == parts.len();
+            if !is_last && !self.stored_as_sent(part, &outcome).await? {
+                outcomes.push(AppendOutcome {
+                    already_appended: true,
+                    ..outcome
+                });
+                break;
+            }
+            outcomes.push(outcome);
         }
         Ok(outcomes)
     }

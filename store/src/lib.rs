@@ -53,7 +53,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends to several streams as one: each part under its own expected
     /// version, every part or none (see [`EventStore::multi_stream_atomic`]).
     /// A retry of the same parts with the same event ids answers the first
-    /// outcomes with `already_appended`. Streams must be distinct.
+    /// outcomes with `already_appended`. Where the parts go in one by one,
+    /// a part found stored under its ids with other data (another attempt
+    /// of the command got there first) ends the append there, marked
+    /// `already_appended`: the later parts are not appended. Streams must
+    /// be distinct.
     async fn append_many(
         &self,
         parts: &[StreamAppend<'_>],

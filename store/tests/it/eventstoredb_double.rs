@@ -318,3 +318,82 @@ async fn namespaces_share_a_server_without_seeing_each_other() {
         "stored under the namespace"
     );
 }
+
+/// Two attempts of one command on two streams, under the same event ids
+/// but deciding different things (a join drawing different member ids):
+/// the second finds its first part stored with the first attempt's data,
+/// and appends nothing more. (It appended its own second part, applying
+/// the losing attempt after all: an extra member in the crash run.)
+#[tokio::test]
+async fn a_part_another_attempt_stored_under_its_ids_ends_the_append_there() {
+    let (_double, store) = started().await;
+    let (claim, first_member, second_member) = (
+        fresh_stream("claim"),
+        fresh_stream("memberA"),
+        fresh_stream("memberB"),
+    );
+    let with_data = |n: u64, data: &str| {
+        let mut e = event("TestHappened", n);
+        e.data = bytes::Bytes::from(data.to_owned());
+        e
+    };
+    let first_claim = [with_data(1, r#"{"holder":"a"}"#)];
+    let first_join = [event("Joined", 2)];
+    let second_claim = [{
+        let mut e = with_data(1, r#"{"holder":"b"}"#);
+        e.event_id = first_claim[0].event_id;
+        e
+    }];
+    let second_join = [event("Joined", 3)];
+    let won = store
+        .append_many(&two_parts(&claim, &first_claim, &first_member, &first_join))
+        .await
+        .unwrap();
+    assert!(won.iter().all(|o| !o.already_appended));
+    let lost = store
+        .append_many(&two_parts(
+            &claim,
+            &second_claim,
+            &second_member,
+            &second_join,
+        ))
+        .await
+        .unwrap();
+    assert!(lost[0].already_appended, "another attempt's part");
+    assert_eq!(lost.len(), 1, "nothing after it");
+    assert!(
+        store
+            .read_stream(&second_member, 0, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the losing attempt's second part is not appended"
+    );
+    // The same parts again (a retry of the first attempt) still answer both.
+    let again = store
+        .append_many(&two_parts(&claim, &first_claim, &first_member, &first_join))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 2);
+}
+
+/// A claim part and a member part, each to a new stream.
+fn two_parts<'a>(
+    claim: &'a str,
+    claim_events: &'a [mileage_store::NewEvent],
+    member: &'a str,
+    join_events: &'a [mileage_store::NewEvent],
+) -> [mileage_store::StreamAppend<'a>; 2] {
+    [
+        mileage_store::StreamAppend {
+            stream: claim,
+            expected: ExpectedVersion::NoStream,
+            events: claim_events,
+        },
+        mileage_store::StreamAppend {
+            stream: member,
+            expected: ExpectedVersion::NoStream,
+            events: join_events,
+        },
+    ]
+}
