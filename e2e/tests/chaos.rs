@@ -8,9 +8,13 @@
 //! double click, or a retry that overlaps its first attempt, often on the
 //! other instance), and the key's lease is a second, so retries after a
 //! kill or a stall take the key over while the first attempt may still run.
-//! Each client keeps a sequential model of what it was told. At the end
-//! (every process up again, every retry answered) the log and the read
-//! models are checked against the model:
+//! At every third such moment, instead of a kill, every append stalls for
+//! longer than the lease (on PostgreSQL a transaction holds a lock on the
+//! events table; the EventStoreDB double holds its appends), so second
+//! attempts take over while first ones wait. Each client keeps a sequential
+//! model of what it was told. At the end (every process up again, every
+//! retry answered) the log and the read models are checked against the
+//! model:
 //!
 //! - both attempts of a duplicated command answered the same;
 //! - every acknowledged command was applied exactly once and nothing else
@@ -55,6 +59,8 @@ const PHONE_SECRET: &str = "chaos-test-phone-index-secret";
 struct Place {
     database: String,
     eventstoredb: Option<String>,
+    /// The EventStoreDB double, when the log is there.
+    double: Option<mileage_store::esdb_double::Double>,
 }
 
 impl Place {
@@ -64,6 +70,28 @@ impl Place {
             Some(url) => vec![("EVENTSTOREDB_URL", url.clone())],
             None => mileage_e2e::store_env(&self.database),
         }
+    }
+
+    /// Holds every append back for `stall`, as a writer holding a lock
+    /// does: on PostgreSQL a transaction locking the events table against
+    /// inserts; on the double, its own stall.
+    async fn stall_appends(&self, stall: Duration) {
+        if let Some(double) = &self.double {
+            double.behave(|b| b.stall_appends = Some(stall));
+            tokio::time::sleep(stall).await;
+            double.behave(|b| b.stall_appends = None);
+            return;
+        }
+        let client = read_client(&self.database).await;
+        client
+            .batch_execute("BEGIN; LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+            .await
+            .expect("the lock is taken");
+        tokio::time::sleep(stall).await;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .expect("the lock is let go");
     }
 
     /// The event store, to check the log.
@@ -131,6 +159,7 @@ struct Acknowledged {
 #[derive(Default)]
 struct Counts {
     commands: AtomicU64,
+    stalls: AtomicU64,
     duplicates: AtomicU64,
     retries: AtomicU64,
     in_flight: AtomicU64,
@@ -324,6 +353,7 @@ async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_r
     let place = Place {
         database: fresh_database().await,
         eventstoredb: None,
+        double: None,
     };
     chaos(&place, seconds(45)).await;
 }
@@ -336,6 +366,7 @@ async fn on_the_eventstoredb_double_commands_under_sigkill_apply_exactly_once_to
     let place = Place {
         database: fresh_database().await,
         eventstoredb: Some(double.url()),
+        double: Some(double),
     };
     chaos(&place, seconds(20)).await;
 }
@@ -368,12 +399,27 @@ async fn chaos(place: &Place, seconds: u64) {
         })
         .collect();
 
-    // The killer: SIGKILL one process every 2 to 5 seconds, start it again.
+    // The killer: every 2 to 5 seconds, SIGKILL one process and start it
+    // again, or stall every append for longer than the key's lease (a
+    // held lock), so retries take over from attempts still running.
     let started = Instant::now();
+    let mut round = 0u32;
     while started.elapsed() < Duration::from_secs(seconds) {
         let pause = rand::rng().random_range(2_000..5_000);
         tokio::time::sleep(Duration::from_millis(pause)).await;
-        let victim = rand::rng().random_range(0..3);
+        round += 1;
+        // Every third moment a stall, so every run has some.
+        let victim = if round % 3 == 1 {
+            3
+        } else {
+            rand::rng().random_range(0..3)
+        };
+        if victim == 3 {
+            counts.stalls.fetch_add(1, Ordering::Relaxed);
+            let stall = rand::rng().random_range(1_200..2_500);
+            place.stall_appends(Duration::from_millis(stall)).await;
+            continue;
+        }
         counts.kills.fetch_add(1, Ordering::Relaxed);
         if victim < 2 {
             let _ = apis[victim].0.kill();
@@ -407,7 +453,7 @@ async fn chaos(place: &Place, seconds: u64) {
     let _ = std::fs::remove_dir_all(dir);
 
     println!(
-        "chaos{}: {seconds} s, {} commands ({} joins, {} withdrawals, {} targets, {} releases, {} refusals), {} sent twice at once, {} retries ({} answered in flight), {} kills, {} log events, {checks} invariant checks",
+        "chaos{}: {seconds} s, {} commands ({} joins, {} withdrawals, {} targets, {} releases, {} refusals), {} sent twice at once, {} retries ({} answered in flight), {} kills, {} stalls past the lease, {} log events, {checks} invariant checks",
         if place.eventstoredb.is_some() {
             " (EventStoreDB double)"
         } else {
@@ -423,6 +469,7 @@ async fn chaos(place: &Place, seconds: u64) {
         counts.retries.load(Ordering::Relaxed),
         counts.in_flight.load(Ordering::Relaxed),
         counts.kills.load(Ordering::Relaxed),
+        counts.stalls.load(Ordering::Relaxed),
         all.len(),
     );
 }

@@ -73,6 +73,9 @@ pub struct Behaviour {
     pub store_then_deadline: bool,
     /// Appends are never answered (nor stored).
     pub never_answer: bool,
+    /// Appends wait this long before they are decided, as behind a lock
+    /// another writer holds.
+    pub stall_appends: Option<std::time::Duration>,
     /// Successful appends are answered without a position.
     pub no_position: bool,
     /// Reads send a checkpoint and a caught-up message before each event.
@@ -392,6 +395,9 @@ impl pb::streams_server::Streams for Double {
         };
         if behaviour.never_answer {
             std::future::pending::<()>().await;
+        }
+        if let Some(stall) = behaviour.stall_appends {
+            tokio::time::sleep(stall).await;
         }
         if behaviour
             .refuse_streams_starting
