@@ -3,19 +3,42 @@
 //! export`, the services' logs, metrics, exported traces and answers), each
 //! searched for every person the system was told to erase.
 //!
-//! A person is found by their number (raw, formatted, masked), their
+//! A person is found by their number (raw, formatted), their
 //! nickname, an event of their number's claim stream naming one of their
-//! member ids, or the last four digits of their number in one record with
-//! one of their member ids (four digits standing alone). That last search runs on the record with sealed
+//! member ids, or the last four digits of their number (alone, or in the
+//! masked form, which all numbers ending alike share) in one record with
+//! one of their member ids. That last search runs on the record with sealed
 //! values, ids and timestamps taken out, where four digits in a row would
 //! otherwise turn up by chance.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
+use std::sync::{Arc, Mutex};
 
 use aho_corasick::AhoCorasick;
 use regex::Regex;
+
+/// An OTLP/HTTP collector stand-in on a loopback port: keeps the body of
+/// every export it is sent, to be searched. Answers its URL (what
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` takes) and the bodies so far.
+pub async fn span_collector() -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&bodies);
+    let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+        let kept = Arc::clone(&kept);
+        async move {
+            kept.lock().expect("not poisoned").push(body.to_vec());
+            ""
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("bound"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, bodies)
+}
 
 /// Someone the system was told to erase, as the test knows them.
 #[derive(Debug, Clone)]
@@ -41,13 +64,14 @@ pub fn claim_stream(secret: &[u8], phone: &str) -> String {
 }
 
 impl Person {
-    /// What is theirs anywhere, whatever the record around it.
+    /// What is theirs anywhere, whatever the record around it. (The
+    /// masked form is not: every number with the same last four digits
+    /// masks alike; it counts next to one of their member ids.)
     fn needles(&self) -> Vec<String> {
         let p = &self.phone;
         let mut needles = vec![p.clone(), self.nickname.clone()];
         if p.len() == 11 {
             needles.push(format!("{}-{}-{}", &p[..3], &p[3..7], &p[7..]));
-            needles.push(format!("{}****{}", &p[..3], &p[7..]));
         }
         needles
     }
@@ -114,6 +138,25 @@ impl Search {
             name: name.into(),
             records,
         });
+    }
+
+    /// Adds the span exports a [`span_collector`] kept: each protobuf
+    /// body cut into its readable strings (names, values), one record
+    /// each, so that one batch of many spans is not one record.
+    pub fn add_spans(&mut self, name: impl Into<String>, bodies: &Mutex<Vec<Vec<u8>>>) {
+        let records = bodies
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .flat_map(|body| {
+                String::from_utf8_lossy(body)
+                    .split(|c: char| c.is_control() || c == char::REPLACEMENT_CHARACTER)
+                    .filter(|run| run.len() >= 3)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        self.add(name, records);
     }
 
     /// Adds a text, one record per line.
@@ -310,7 +353,7 @@ mod tests {
     fn finds_a_person_in_every_form() {
         assert!(found(r#"{"phoneNo":"01044447724"}"#));
         assert!(found("sent to 010-4444-7724"));
-        assert!(found(r#"{"phoneNo":"010****7724"}"#));
+        assert!(found(r#"{"memberId":"4","phoneNo":"010****7724"}"#));
         assert!(found("nickname=erasee"));
         assert!(found(r#"{"memberId":"4","last":"7724"}"#));
         assert!(found(r#"{\"memberId\": \"4\", \"tail\": 7724}"#));
@@ -333,6 +376,10 @@ mod tests {
         ));
         assert!(!found(r#"{"memberId":"14","last":"7724"}"#));
         assert!(!found(r#"{"memberId":"4","position":177245}"#));
+        assert!(
+            !found(r#"{"memberId":"9","phoneNo":"010****7724"}"#),
+            "another number with the same last four"
+        );
         assert!(!found(
             r#"{"stream":"memberPhone-00ff","data":{"holder":{"keyId":"memberPhone-00ff#1"}}}"#
         ));

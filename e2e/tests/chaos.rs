@@ -25,9 +25,10 @@
 //! - no phone number is held by a member that does not exist or withdrew;
 //! - every withdrawn member's person key is gone and their read-model rows
 //!   show nothing of them;
-//! - nothing of a withdrawn member is anywhere: every table, and the log
-//!   opened with the keys that remain and exported, searched for their
-//!   number and nickname ([`mileage_e2e::search`]);
+//! - nothing of a withdrawn member is anywhere: every table, the log
+//!   opened with the keys that remain and exported, the services' logs (at
+//!   info) and their exported spans, searched for their number, nickname
+//!   and claim ([`mileage_e2e::search`]);
 //! - every read model equals a fresh rebuild (`replay verify`).
 //!
 //! It runs on the PostgreSQL log and on the EventStoreDB wire double (a
@@ -42,7 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use mileage_e2e::search::{Person, Search, claim_stream};
+use mileage_e2e::search::{Person, Search, claim_stream, span_collector};
 use mileage_e2e::{JWT_SECRET, binary, free_port, read_client, start_gateway, wait_ready};
 use mileage_store::EventStore;
 use mileage_store::testing::{Service, fresh_database};
@@ -61,9 +62,52 @@ struct Place {
     eventstoredb: Option<String>,
     /// The EventStoreDB double, when the log is there.
     double: Option<mileage_store::esdb_double::Double>,
+    /// Where the services' logs go, one file each, appended to across
+    /// restarts.
+    logs: std::path::PathBuf,
+    /// The span collector's URL, and what it was sent.
+    traces: String,
+    spans: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Place {
+    /// A fresh database, the log there or on `double`.
+    async fn new(double: Option<mileage_store::esdb_double::Double>) -> Self {
+        let logs = std::env::temp_dir().join(format!("mileage-chaos-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&logs).expect("a folder for the logs");
+        let (traces, spans) = span_collector().await;
+        Self {
+            database: fresh_database().await,
+            eventstoredb: double.as_ref().map(mileage_store::esdb_double::Double::url),
+            double,
+            logs,
+            traces,
+            spans,
+        }
+    }
+
+    /// The settings every service gets: the store, its log file (at info,
+    /// searched for the erased at the end) and the span collector.
+    fn service(&self, binary_name: &str) -> std::process::Command {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{binary_name}.log")))
+            .expect("the log file opens");
+        let mut command = std::process::Command::new(binary(binary_name));
+        command
+            .env_clear()
+            .envs(self.store_env())
+            .env("DATABASE_URL", &self.database)
+            .env("RUST_LOG", "info")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &self.traces)
+            .stdout(std::process::Stdio::from(
+                log.try_clone().expect("a second handle"),
+            ))
+            .stderr(std::process::Stdio::from(log));
+        command
+    }
+
     /// The event store settings the services get.
     fn store_env(&self) -> Vec<(&'static str, String)> {
         match &self.eventstoredb {
@@ -108,10 +152,8 @@ impl Place {
 
 fn command_api(place: &Place, port: u16) -> Service {
     Service(
-        std::process::Command::new(binary("mileage-command-api"))
-            .env_clear()
-            .envs(place.store_env())
-            .env("DATABASE_URL", &place.database)
+        place
+            .service("mileage-command-api")
             .env("COMMAND_API_ADDR", format!("127.0.0.1:{port}"))
             .env("JWT_HS256_SECRET", JWT_SECRET)
             .env("PHONE_INDEX_SECRET", PHONE_SECRET)
@@ -120,7 +162,6 @@ fn command_api(place: &Place, port: u16) -> Service {
             // limits are for (they have their own tests).
             .env("RATE_LIMIT_JOINS_PER_MINUTE", "0")
             .env("RATE_LIMIT_COMMANDS_PER_SECOND", "0")
-            .env("RUST_LOG", "off")
             .spawn()
             .expect("the command API starts"),
     )
@@ -128,12 +169,9 @@ fn command_api(place: &Place, port: u16) -> Service {
 
 fn projector(place: &Place) -> Service {
     Service(
-        std::process::Command::new(binary("mileage-projector"))
-            .env_clear()
-            .envs(place.store_env())
-            .env("DATABASE_URL", &place.database)
+        place
+            .service("mileage-projector")
             .env("PROJECTOR_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "off")
             .spawn()
             .expect("the projector starts"),
     )
@@ -350,11 +388,7 @@ fn seconds(default: u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commands_under_sigkill_apply_exactly_once_and_the_read_models_equal_a_rebuild() {
-    let place = Place {
-        database: fresh_database().await,
-        eventstoredb: None,
-        double: None,
-    };
+    let place = Place::new(None).await;
     chaos(&place, seconds(45)).await;
 }
 
@@ -363,11 +397,7 @@ async fn on_the_eventstoredb_double_commands_under_sigkill_apply_exactly_once_to
     // A store that appends the parts of a command in order: a kill between
     // them leaves a part that the retry completes.
     let double = mileage_store::esdb_double::Double::start().await;
-    let place = Place {
-        database: fresh_database().await,
-        eventstoredb: Some(double.url()),
-        double: Some(double),
-    };
+    let place = Place::new(Some(double)).await;
     chaos(&place, seconds(20)).await;
 }
 
@@ -451,6 +481,7 @@ async fn chaos(place: &Place, seconds: u64) {
     checks += read_models_equal_a_rebuild(place);
     checks += nothing_of_the_withdrawn_anywhere(place, &acked).await;
     let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(&place.logs);
 
     println!(
         "chaos{}: {seconds} s, {} commands ({} joins, {} withdrawals, {} targets, {} releases, {} refusals), {} sent twice at once, {} retries ({} answered in flight), {} kills, {} stalls past the lease, {} log events, {checks} invariant checks",
@@ -687,6 +718,13 @@ async fn nothing_of_the_withdrawn_anywhere(place: &Place, acked: &Acknowledged) 
     let mut search = Search::default();
     search.add_database(&place.database).await;
     search.add_replay(&place.database, &place.store_env());
+    for name in ["mileage-command-api", "mileage-projector"] {
+        let log = std::fs::read_to_string(place.logs.join(format!("{name}.log")))
+            .expect("the service logged");
+        assert!(!log.is_empty(), "{name} logged nothing");
+        search.add_text(format!("{name} logs"), &log);
+    }
+    search.add_spans("exported spans", &place.spans);
     search.assert_nothing_of("chaos", &erased);
     erased.len() as u64
 }

@@ -13,9 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Bytes;
-use mileage_e2e::search::{Person, Search, claim_stream};
+use mileage_e2e::search::{Person, Search, claim_stream, span_collector};
 use mileage_e2e::{Gateway, JWT_SECRET, binary, eventually, free_port, read_client, wait_ready};
 use mileage_service::auth::Role;
 use mileage_store::testing::Service;
@@ -29,23 +27,6 @@ const LOG_FILTER: &str = "info,mileage_command_api=debug,mileage_projector=debug
 /// Numbers whose notice the SMS gateway stand-in rejects.
 const UNREACHABLE: [&str; 2] = ["01071110002", "01071110005"];
 
-/// An OTLP/HTTP collector stand-in: keeps every body it is sent.
-async fn collector() -> (String, Arc<Mutex<Vec<Bytes>>>) {
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let kept = Arc::clone(&bodies);
-    let app = Router::new().fallback(move |body: Bytes| {
-        let kept = Arc::clone(&kept);
-        async move {
-            kept.lock().unwrap().push(body);
-            ""
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, bodies)
-}
-
 /// The system as processes, each logging to a file of its own.
 struct System {
     database: String,
@@ -56,7 +37,7 @@ struct System {
     query: String,
     projector: String,
     services: Vec<Service>,
-    spans: Arc<Mutex<Vec<Bytes>>>,
+    spans: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 fn service(name: &str, database: &str, dir: &Path, settings: &[(&str, String)]) -> Service {
@@ -82,7 +63,7 @@ impl System {
         let database = mileage_store::testing::fresh_database().await;
         let dir = std::env::temp_dir().join(format!("mileage-erasure-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (traces, spans) = collector().await;
+        let (traces, spans) = span_collector().await;
         let http = reqwest::Client::new();
         let ports = [free_port(), free_port(), free_port()];
         let url = |port: u16| format!("http://127.0.0.1:{port}");
@@ -380,15 +361,11 @@ async fn after_every_erasing_path_nothing_of_the_erased_is_left_anywhere() {
         assert!(!log.is_empty(), "{name} logged nothing");
         search.add_text(format!("{name} log"), &log);
     }
-    let spans: Vec<String> = system
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|body| String::from_utf8_lossy(body).into_owned())
-        .collect();
-    assert!(!spans.is_empty(), "no span was exported");
-    search.add("exported spans", spans);
+    assert!(
+        !system.spans.lock().unwrap().is_empty(),
+        "no span was exported"
+    );
+    search.add_spans("exported spans", &system.spans);
     search.add_database(&system.database).await;
     search.add_replay(&system.database, &mileage_e2e::store_env(&system.database));
 
@@ -403,5 +380,58 @@ async fn after_every_erasing_path_nothing_of_the_erased_is_left_anywhere() {
         "the one who stays is found where live keys open their data (their number's claim too): {found:#?}"
     );
     search.assert_nothing_of("every path", &out.erased);
+    inventory_names_every_place(&system.database).await;
     let _ = std::fs::remove_dir_all(&system.dir);
+}
+
+/// The inventory (`docs/erasure.md`, "Where personal data is") names every
+/// table the system made and every event type that carries sealed data: a
+/// new place cannot hold personal data without the page saying how it is
+/// erased.
+async fn inventory_names_every_place(database: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let page = std::fs::read_to_string(root.join("docs/erasure.md")).expect("the erasure page");
+    let inventory = page
+        .split("## Where personal data is")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("the inventory section");
+    let client = read_client(database).await;
+    let tables: Vec<String> = client
+        .query(
+            "SELECT CASE WHEN table_schema = 'public' THEN table_name
+                         ELSE table_schema || '.' || table_name END
+               FROM information_schema.tables
+              WHERE table_type = 'BASE TABLE'
+                AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut missing: Vec<String> = tables
+        .iter()
+        .filter(|table| !inventory.contains(&format!("`{table}`")))
+        .map(|table| format!("table {table}"))
+        .collect();
+    for entry in std::fs::read_dir(root.join("schemas/events")).unwrap() {
+        let path = entry.unwrap().path();
+        let schema = std::fs::read_to_string(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let event_type = name.split('.').next().unwrap_or_default().to_owned();
+        if schema.contains("\"keyId\"") && !inventory.contains(&format!("`{event_type}`")) {
+            missing.push(format!("event {event_type} (sealed data)"));
+        }
+    }
+    missing.dedup();
+    assert!(
+        missing.is_empty(),
+        "docs/erasure.md does not say how these are erased: {missing:?}"
+    );
+    println!(
+        "inventory: {} tables and every event type with sealed data named",
+        tables.len()
+    );
 }
