@@ -553,6 +553,47 @@ pub async fn multi_stream_append_and_retry(store: Arc<dyn EventStore>) {
     );
 }
 
+/// An event is found by its id however many events came after it: a retry
+/// whose key table entry is gone (purged after its retention, or lost in
+/// a crash) still finds its first attempt on a busy stream, and appends
+/// nothing.
+pub async fn find_in_stream_looks_through_the_whole_stream(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("find-deep");
+    let first = event("First", 0);
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            std::slice::from_ref(&first),
+        )
+        .await
+        .expect("append the first");
+    let mut last = 0;
+    for batch in 0..12u64 {
+        let events: Vec<NewEvent> = (0..100).map(|n| event("Later", batch * 100 + n)).collect();
+        last = store
+            .append(&stream, ExpectedVersion::Exact(last), &events)
+            .await
+            .expect("append later events")
+            .last_version;
+    }
+    assert_eq!(last, 1200);
+    let found = store
+        .find_in_stream(&stream, first.event_id)
+        .await
+        .expect("find")
+        .expect("the first event, 1,200 events back");
+    assert_eq!((found.stream_version, found.event_id), (0, first.event_id));
+    assert!(
+        store
+            .find_in_stream(&stream, Uuid::new_v4())
+            .await
+            .expect("find")
+            .is_none(),
+        "an id never appended is not found"
+    );
+}
+
 /// A multi-stream append whose second part expects the wrong version: the
 /// whole append is refused with that part's conflict. Where the store says
 /// it is atomic, the first part is not stored either; where it is not (the
@@ -658,7 +699,8 @@ macro_rules! conformance_tests {
             concurrent_writers_reader_sees_every_event_once,
             metadata_round_trip,
             multi_stream_append_and_retry,
-            multi_stream_append_is_all_or_nothing_where_atomic);
+            multi_stream_append_is_all_or_nothing_where_atomic,
+            find_in_stream_looks_through_the_whole_stream);
     };
     (@each $make:expr, $attrs:tt, $name:ident $(, $rest:ident)*) => {
         $crate::conformance_tests!(@one $make, $attrs, $name);

@@ -510,10 +510,6 @@ fn is_system(e: &kurrentdb::RecordedEvent) -> bool {
     e.event_type.starts_with('$') || e.stream_id().starts_with('$')
 }
 
-/// How many of a stream's last events [`EventStore::find_in_stream`]
-/// looks through.
-const FIND_WINDOW: usize = 500;
-
 #[async_trait]
 impl EventStore for EsdbEventStore {
     async fn append(
@@ -577,10 +573,13 @@ impl EventStore for EsdbEventStore {
         stream: &str,
         event_id: uuid::Uuid,
     ) -> Result<Option<RecordedEvent>, StoreError> {
+        // The whole stream, newest first, until the id turns up: a retry
+        // comes soon after its first attempt in the common case, so the
+        // search ends early; a command never applied reads the stream
+        // (the server streams it; nothing is held but the current event).
         let options = ReadStreamOptions::default()
             .backwards()
-            .position(StreamPosition::End)
-            .max_count(FIND_WINDOW);
+            .position(StreamPosition::End);
         let mut read = match self
             .client
             .read_stream(self.on_server(stream), &options)

@@ -82,7 +82,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// The event with id `event_id` in `stream`, if it is there: how a
     /// retried command finds that its first attempt was applied. PostgreSQL
     /// finds it anywhere in the stream (an index on the id); EventStoreDB
-    /// looks among the stream's last 500 events.
+    /// reads the stream backwards until it turns up (the whole stream when
+    /// it is not there).
     async fn find_in_stream(
         &self,
         stream: &str,

@@ -251,6 +251,14 @@ async fn not_leader_is_a_transient_error_and_the_next_call_reaches_the_leader() 
     assert!(follower.log().is_empty());
 }
 
+/// The shared conformance case, over the wire: the adapter's backwards
+/// read is not cut off after a window (it once looked at the last 500).
+#[tokio::test]
+async fn an_event_is_found_by_its_id_however_far_back() {
+    let (_double, store) = started().await;
+    mileage_store::conformance::find_in_stream_looks_through_the_whole_stream(store).await;
+}
+
 #[tokio::test]
 async fn the_store_identity_is_created_once_and_shared() {
     let (double, store) = started().await;
