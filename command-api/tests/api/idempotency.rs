@@ -300,3 +300,60 @@ async fn a_key_belongs_to_its_caller_and_its_route() {
         "joined, earned twice, used once"
     );
 }
+
+/// The key table writes the claims and answers of concurrent requests
+/// together, a statement per kind: each request still gets its own claim
+/// and its own answer back. Forty keyed earns at once, one per member,
+/// every amount different, each sent twice at once; then each key once
+/// more: every key earned once, and every answer to a key is the same.
+#[tokio::test]
+async fn many_keys_at_once_each_get_their_own_claim_and_answer() {
+    let app = spawn_app().await;
+    let mut requests = Vec::new();
+    for n in 0..40_u64 {
+        let member = app.join(&format!("0101112{n:04}"), "B").await;
+        let path = format!("/members/{member}/points/earn");
+        requests.push((
+            member,
+            path,
+            format!("batch-{n}"),
+            json!({ "amount": n + 1 }),
+        ));
+    }
+    let attempt = |(_, path, key, body): &(String, String, String, serde_json::Value)| {
+        let request = app.keyed(path, key, body);
+        async { app.send(request).await }
+    };
+    let (first, second) = futures::future::join(
+        futures::future::join_all(requests.iter().map(attempt)),
+        futures::future::join_all(requests.iter().map(attempt)),
+    )
+    .await;
+    let mut answers = Vec::new();
+    for (n, (a, b)) in first.iter().zip(&second).enumerate() {
+        // Two attempts at once: one runs, the other is answered by it or
+        // told it is still running.
+        let ran: Vec<_> = [a, b].into_iter().filter(|r| r.status == 200).collect();
+        assert!(!ran.is_empty(), "key {n}: {} / {}", a.body, b.body);
+        for other in [a, b].into_iter().filter(|r| r.status != 200) {
+            other.assert_problem(409, "idempotency.in_flight");
+        }
+        if let [x, y] = ran[..] {
+            assert_eq!(x.body, y.body, "key {n}: one answer");
+        }
+        assert_eq!(ran[0].body["balance"], n + 1, "key {n}: its own amount");
+        answers.push(ran[0].body.clone());
+    }
+    let store = app.store().await;
+    for (n, request) in requests.iter().enumerate() {
+        let again = attempt(request).await;
+        assert_eq!(again.status, 200, "key {n}: {}", again.body);
+        assert_eq!(again.headers["idempotent-replayed"], "true", "key {n}");
+        assert_eq!(again.body, answers[n], "key {n}: its own answer");
+        let log = store
+            .read_stream(&format!("member-{}", request.0), 0, 10)
+            .await
+            .unwrap();
+        assert_eq!(log.len(), 2, "key {n}: joined, then earned once");
+    }
+}

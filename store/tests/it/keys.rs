@@ -24,16 +24,25 @@ async fn a_key_store_beside_the_log_behaves_the_same() {
 #[tokio::test]
 async fn only_the_key_creation_pool_commits_without_waiting_for_the_disk() {
     let store = pg_store().await;
-    let setting = |pool: deadpool_postgres::Pool| async move {
+    let setting = |pool: deadpool_postgres::Pool, name: &'static str| async move {
         let client = pool.get().await.unwrap();
         let row = client
-            .query_one("SHOW synchronous_commit", &[])
+            .query_one(&format!("SHOW {name}"), &[])
             .await
             .unwrap();
         row.get::<_, String>(0)
     };
-    assert_eq!(setting(store.lazy_commit_pool(1).unwrap()).await, "off");
-    assert_eq!(setting(store.pool().clone()).await, "on");
+    let lazy = store.lazy_commit_pool(1).unwrap();
+    assert_eq!(setting(lazy.clone(), "synchronous_commit").await, "off");
+    assert_eq!(
+        setting(lazy, "plan_cache_mode").await,
+        "force_custom_plan",
+        "its tables grow fast: no generic plan made while they were small"
+    );
+    assert_eq!(
+        setting(store.pool().clone(), "synchronous_commit").await,
+        "on"
+    );
 }
 
 async fn created_once_and_deleted_for_good(keys: &PgKeyStore) {

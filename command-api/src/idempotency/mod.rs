@@ -30,11 +30,9 @@ use std::sync::Arc;
 use axum::extract::{FromRef, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::response::Parts as AnswerParts;
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use deadpool_postgres::Pool;
-use deadpool_postgres::tokio_postgres;
+use axum::response::Response;
 use mileage_domain::envelope::Causation;
 use sha2::{Digest, Sha256};
 
@@ -44,6 +42,11 @@ use mileage_service::error::RetryAnswer;
 
 use crate::handle::Origin;
 
+mod table;
+
+use self::table::Claim;
+pub(crate) use self::table::IdempotencyStore;
+
 /// The request header.
 pub(crate) const HEADER: &str = "idempotency-key";
 /// Set on a replayed answer.
@@ -52,244 +55,6 @@ pub(crate) const REPLAYED: &str = "idempotent-replayed";
 const MAX_KEY_LEN: usize = 255;
 /// Answer headers kept with the key and replayed.
 const KEPT_HEADERS: [&str; 3] = ["content-type", "x-position", "x-correlation-id"];
-
-/// The table of keys and answers.
-#[derive(Clone)]
-pub(crate) struct IdempotencyStore {
-    pool: Pool,
-    /// How long a claimed key stays in flight before a retry may take it
-    /// over (its request crashed or hangs).
-    lease: std::time::Duration,
-}
-
-/// What the key table says about a request.
-enum Claim {
-    /// Ours to run: a new key, or one whose first attempt's lease passed.
-    /// The token names this attempt: only it may write the answer.
-    Fresh(uuid::Uuid),
-    /// Same request seen: answer this.
-    Replay(Response),
-    /// Same key, another request.
-    Mismatch,
-    /// Same request still running.
-    InFlight,
-}
-
-impl IdempotencyStore {
-    /// Creates the table when missing; replicas starting together on a new
-    /// database take turns. `pool` should commit without waiting for the
-    /// disk (`PgEventStore::lazy_commit_pool`): the table is a cache.
-    pub(crate) async fn new(pool: Pool, lease: std::time::Duration) -> Result<Self, ApiError> {
-        let client = pool.get().await.map_err(internal)?;
-        mileage_store::postgres::create_under_lock(
-            &client,
-            "mileage.command_api.migrate",
-            "CREATE TABLE IF NOT EXISTS idempotency_keys (
-                 key         text        PRIMARY KEY,
-                 fingerprint text        NOT NULL,
-                 status      smallint,
-                 headers     jsonb,
-                 body        bytea,
-                 created_at  timestamptz NOT NULL DEFAULT now());
-             CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
-                 ON idempotency_keys (created_at);
-             ALTER TABLE idempotency_keys
-                 ADD COLUMN IF NOT EXISTS claimed_at timestamptz NOT NULL DEFAULT now();
-             ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS claim uuid;",
-        )
-        .await
-        .map_err(internal)?;
-        Ok(Self { pool, lease })
-    }
-
-    /// Deletes the keys older than `retention` and says how many went. A
-    /// retry after that has no stored answer; the command's derived event
-    /// ids still find the first run in the log, so it is not applied twice.
-    pub(crate) async fn purge(&self, retention: std::time::Duration) -> Result<u64, ApiError> {
-        let client = self.pool.get().await.map_err(internal)?;
-        client
-            .execute(
-                "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
-                &[&retention.as_secs_f64()],
-            )
-            .await
-            .map_err(internal)
-    }
-
-    /// Purges every `every` until the task is dropped; the first purge is at
-    /// once. Every replica runs one: deleting the same old rows twice is
-    /// harmless.
-    pub(crate) async fn purge_forever(
-        self,
-        retention: std::time::Duration,
-        every: std::time::Duration,
-    ) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticks.tick().await;
-            match self.purge(retention).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
-                Err(error) => tracing::warn!(%error, "cannot delete expired idempotency keys"),
-            }
-        }
-    }
-
-    async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, ApiError> {
-        let client = self.pool.get().await.map_err(table_unavailable)?;
-        let token = uuid::Uuid::new_v4();
-        // A key released (after a 5xx) between our insert and select is
-        // claimed again; twice in a row is not worth waiting for.
-        for _ in 0..3 {
-            // New, or in flight past its lease (its request died or hangs):
-            // ours to run. The log decides which attempt's append counts,
-            // so a takeover of a request that did append appends nothing.
-            let claim = client
-                .prepare_cached(CLAIM)
-                .await
-                .map_err(table_unavailable)?;
-            let inserted = client
-                .execute(
-                    &claim,
-                    &[&key, &fingerprint, &self.lease.as_secs_f64(), &token],
-                )
-                .await
-                .map_err(table_unavailable)?;
-            if inserted == 1 {
-                return Ok(Claim::Fresh(token));
-            }
-            let select = client
-                .prepare_cached(STORED)
-                .await
-                .map_err(table_unavailable)?;
-            let row = client
-                .query_opt(&select, &[&key])
-                .await
-                .map_err(table_unavailable)?;
-            if let Some(row) = row {
-                return Ok(stored(&row, fingerprint));
-            }
-        }
-        Ok(Claim::InFlight)
-    }
-
-    /// Keeps the answer of the attempt that holds `claim`, or lets the key
-    /// go when the answer is not kept; a claim taken over since (the lease
-    /// passed) is the other attempt's to answer, and nothing is written.
-    async fn record(
-        &self,
-        key: &str,
-        claim: uuid::Uuid,
-        answer: &AnswerParts,
-        body: &[u8],
-    ) -> Result<(), ApiError> {
-        let client = self.pool.get().await.map_err(table_unavailable)?;
-        if !kept(answer) {
-            let release = client
-                .prepare_cached(RELEASE)
-                .await
-                .map_err(table_unavailable)?;
-            client
-                .execute(&release, &[&key, &claim])
-                .await
-                .map_err(table_unavailable)?;
-            return Ok(());
-        }
-        let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
-            .iter()
-            .filter_map(|name| {
-                let value = answer.headers.get(*name)?.to_str().ok()?;
-                Some(((*name).to_owned(), value.into()))
-            })
-            .collect();
-        let answered = client
-            .prepare_cached(ANSWER)
-            .await
-            .map_err(table_unavailable)?;
-        client
-            .execute(
-                &answered,
-                &[
-                    &key,
-                    &claim,
-                    &i16::try_from(answer.status.as_u16()).unwrap_or(200),
-                    &serde_json::Value::Object(kept),
-                    &body,
-                ],
-            )
-            .await
-            .map_err(table_unavailable)?;
-        Ok(())
-    }
-}
-
-/// Claims a key: new, or in flight past its lease (its request died or
-/// hangs) with the same request.
-const CLAIM: &str = "INSERT INTO idempotency_keys (key, fingerprint, claim) VALUES ($1, $2, $4)
-     ON CONFLICT (key) DO UPDATE SET claimed_at = now(), claim = EXCLUDED.claim
-      WHERE idempotency_keys.status IS NULL
-        AND idempotency_keys.fingerprint = EXCLUDED.fingerprint
-        AND idempotency_keys.claimed_at < now() - make_interval(secs => $3)";
-
-/// What is stored under a key.
-const STORED: &str =
-    "SELECT fingerprint, status, headers, body FROM idempotency_keys WHERE key = $1";
-
-/// Lets a key go, if this attempt still holds it.
-const RELEASE: &str = "DELETE FROM idempotency_keys WHERE key = $1 AND claim = $2";
-
-/// Keeps an answer, if this attempt still holds the key.
-const ANSWER: &str = "UPDATE idempotency_keys SET status = $3, headers = $4, body = $5
-      WHERE key = $1 AND claim = $2";
-
-/// What a stored key means for a request with `fingerprint`.
-fn stored(row: &tokio_postgres::Row, fingerprint: &str) -> Claim {
-    if row.get::<_, String>(0) != fingerprint {
-        return Claim::Mismatch;
-    }
-    let Some(status) = row.get::<_, Option<i16>>(1) else {
-        return Claim::InFlight;
-    };
-    let headers: serde_json::Value = row.get(2);
-    let body: Vec<u8> = row.get(3);
-    let status = u16::try_from(status)
-        .ok()
-        .and_then(|s| StatusCode::from_u16(s).ok())
-        .unwrap_or(StatusCode::OK);
-    let mut response = (status, body).into_response();
-    if let Some(headers) = headers.as_object() {
-        for (name, value) in headers {
-            let name = header::HeaderName::try_from(name.as_str());
-            let value = value.as_str().map(HeaderValue::from_str);
-            if let (Ok(name), Some(Ok(value))) = (name, value) {
-                response.headers_mut().insert(name, value);
-            }
-        }
-    }
-    response
-        .headers_mut()
-        .insert(REPLAYED, HeaderValue::from_static("true"));
-    Claim::Replay(response)
-}
-
-/// The key table failed while a request used it (the database restarting,
-/// a dropped connection): 503, and the request may be retried with its
-/// key; the log, not this table, decides whether it ran.
-fn table_unavailable(error: impl Into<anyhow::Error>) -> ApiError {
-    tracing::warn!(error = %error.into(), "idempotency key table unavailable");
-    ApiError::Unavailable {
-        detail: "the idempotency key table cannot be reached; retry with the same \
-                 Idempotency-Key"
-            .into(),
-        retry_after: 1,
-    }
-}
-
-/// A failure of the key table: ours, not the client's.
-fn internal(error: impl Into<anyhow::Error>) -> ApiError {
-    ApiError::Internal(error.into())
-}
 
 /// What identifies "the same request": method, path and body.
 fn fingerprint(method: &Method, path: &str, body: &[u8]) -> String {
