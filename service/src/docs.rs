@@ -126,6 +126,54 @@ pub enum KeyReused {
 /// `DormantMemberId::parse` accept.
 pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
+/// An id's schema: a string of [`ID_PATTERN`].
+pub fn id_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(ID_PATTERN))
+        .build()
+}
+
+/// Gives every `{id}` path parameter the id pattern ([`ID_PATTERN`]) and
+/// the description its path's prefix names: one definition for every
+/// route (the parameter itself comes from the handler's `Path` extractor).
+pub struct IdParameters(pub &'static [(&'static str, &'static str)]);
+
+/// The `{id}`s of both APIs: members' and dormant targets'.
+pub const ID_PARAMETERS: IdParameters = IdParameters(&[
+    ("/members/", "Member id"),
+    ("/dormantMembers/", "Dormant target id"),
+    ("/managerpages/", "Dormant target id"),
+    ("/managerMessages/", "Dormant target id"),
+]);
+
+impl Modify for IdParameters {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::ParameterIn;
+        for (path, item) in &mut openapi.paths.paths {
+            let Some((_, description)) = self.0.iter().find(|(prefix, _)| path.starts_with(prefix))
+            else {
+                continue;
+            };
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for parameter in operation.parameters.iter_mut().flatten() {
+                    if parameter.name == "id" && parameter.parameter_in == ParameterIn::Path {
+                        parameter.description = Some((*description).to_owned());
+                        parameter.schema = Some(id_schema().into());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// 503: a dependency is down (documentation only).
 #[derive(IntoResponses)]
 pub enum Unavailable {

@@ -206,7 +206,7 @@ pub(super) async fn register(
 #[utoipa::path(
     patch, path = "/dormantMembers/{id}", tag = "dormantMembers",
     request_body = StatusRequest,
-    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
+    params(super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Changed", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -250,7 +250,7 @@ pub(super) async fn change_status(
 /// Marks a target dormant, which sends the dormant notice (managers).
 #[utoipa::path(
     post, path = "/dormantMembers/{id}/dormant", tag = "dormantMembers",
-    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
+    params(super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Marked dormant", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -278,7 +278,7 @@ pub(super) async fn mark_dormant(
 /// or the member themself).
 #[utoipa::path(
     post, path = "/dormantMembers/{id}/release", tag = "dormantMembers",
-    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
+    params(super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Released", body = TargetAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,

@@ -181,7 +181,7 @@ fn proven_release(
 #[utoipa::path(
     post, path = "/members/{id}/points/earn", tag = "members",
     request_body = PointsRequest,
-    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
+    params(super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Earned", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -212,7 +212,7 @@ pub(super) async fn earn(
 #[utoipa::path(
     post, path = "/members/{id}/points/use", tag = "members",
     request_body = PointsRequest,
-    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
+    params(super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Used", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,
@@ -261,7 +261,7 @@ async fn points(
 /// Withdraws a member: remaining points are forfeited, personal data erased.
 #[utoipa::path(
     delete, path = "/members/{id}", tag = "members",
-    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), super::IdempotencyKey, super::CorrelationId),
+    params(super::IdempotencyKey, super::CorrelationId),
     responses(
         (status = 200, description = "Withdrawn", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
         super::Invalid,

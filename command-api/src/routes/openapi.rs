@@ -2,7 +2,7 @@
 //! served at `/openapi.json`; `schemas/openapi/command-api.json` is its
 //! committed copy, kept equal by a test.
 
-use mileage_service::docs::BearerAuth;
+use mileage_service::docs::{BearerAuth, ID_PARAMETERS};
 use mileage_service::ops;
 use utoipa::OpenApi;
 
@@ -26,7 +26,7 @@ use super::{dormant_members, members};
         ops::health,
         ops::ready,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ID_PARAMETERS),
     tags(
         (name = "members", description = "Join, points, withdrawal"),
         (name = "dormantMembers", description = "Dormant targets: register, mark dormant, release"),

@@ -52,6 +52,29 @@ fn every_command_route_is_described() {
         doc["components"]["securitySchemes"]["bearer"]["scheme"],
         "bearer"
     );
+    for (path, item) in paths.as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let ids: Vec<_> = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["name"] == "id" && p["in"] == "path")
+                .collect();
+            assert_eq!(
+                ids.len(),
+                usize::from(path.contains("{id}")),
+                "{method} {path}"
+            );
+            for id in ids {
+                assert_eq!(
+                    id["schema"]["pattern"],
+                    mileage_service::docs::ID_PATTERN,
+                    "{method} {path}: the id's pattern"
+                );
+                assert!(id["description"].is_string(), "{method} {path}");
+            }
+        }
+    }
 }
 
 #[tokio::test]

@@ -337,7 +337,7 @@ fn no_target(id: &str) -> ApiError {
 /// One dormant target (managers).
 #[utoipa::path(
     get, path = "/managerpages/{id}", tag = "managerpages",
-    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::docs::WaitFor),
+    params(crate::docs::WaitFor),
     responses(
         (status = 200, description = "The target", body = Managerpage),
         crate::docs::Invalid,
@@ -371,7 +371,7 @@ pub(super) async fn by_id(
 /// A dormant target's status (managers, or the member it concerns).
 #[utoipa::path(
     get, path = "/dormantMembers/{id}", tag = "managerpages",
-    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::docs::WaitFor),
+    params(crate::docs::WaitFor),
     responses(
         (status = 200, description = "The target's status", body = DormantMember),
         crate::docs::Invalid,

@@ -51,7 +51,7 @@ pub(super) struct MemberView {
 /// A member's balance and status (managers, or the member themself).
 #[utoipa::path(
     get, path = "/members/{id}", tag = "members",
-    params(("id" = String, Path, description = "Member id", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::docs::WaitFor),
+    params(crate::docs::WaitFor),
     responses(
         (status = 200, description = "The member", body = MemberView),
         crate::docs::Invalid,

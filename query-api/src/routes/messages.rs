@@ -47,7 +47,7 @@ pub(super) struct ManagerMessage {
 /// A target's dormant notice (managers).
 #[utoipa::path(
     get, path = "/managerMessages/{id}", tag = "managerpages",
-    params(("id" = String, Path, description = "Dormant target id", pattern = "^[A-Za-z0-9_-]{1,64}$"), crate::docs::WaitFor),
+    params(crate::docs::WaitFor),
     responses(
         (status = 200, description = "The notice", body = ManagerMessage),
         crate::docs::Invalid,

@@ -2,7 +2,7 @@
 //! served at `/openapi.json`; `schemas/openapi/query-api.json` is its
 //! committed copy, kept equal by a test.
 
-use mileage_service::docs::BearerAuth;
+use mileage_service::docs::{BearerAuth, ID_PARAMETERS};
 use mileage_service::ops;
 use utoipa::OpenApi;
 
@@ -24,7 +24,7 @@ use super::{managerpages, members, messages};
         ops::health,
         ops::ready,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ID_PARAMETERS),
     tags(
         (name = "managerpages", description = "Dormant targets as operators see them"),
         (name = "members", description = "Members' balances"),
