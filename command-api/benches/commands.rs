@@ -31,6 +31,7 @@ use mileage_domain::values::Points;
 use mileage_service::auth::{Role, mint_hs256};
 use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent};
+use mileage_testkit::Sample;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -43,31 +44,6 @@ fn env_number(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Sample {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-#[allow(
-    clippy::cast_precision_loss,
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss
-)]
-fn sample(mut micros: Vec<u64>, elapsed: Duration) -> Sample {
-    micros.sort_unstable();
-    let at = |p: f64| {
-        micros
-            .get(((micros.len().saturating_sub(1)) as f64 * p) as usize)
-            .map_or(0.0, |&us| us as f64 / 1000.0)
-    };
-    Sample {
-        per_second: micros.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
-    }
 }
 
 /// `clients` loops sending the request `make(client)` builds, for `seconds`.
@@ -99,12 +75,7 @@ where
     for task in tasks {
         all.extend(task.await.expect("client"));
     }
-    sample(all, started.elapsed())
-}
-
-fn median(mut samples: Vec<Sample>) -> Sample {
-    samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-    samples.swap_remove(samples.len() / 2)
+    Sample::of(all, started.elapsed())
 }
 
 /// Whether each request carries a fresh `Idempotency-Key`, per
@@ -316,7 +287,7 @@ async fn main() {
                         .await,
                     );
                 }
-                let m = median(samples);
+                let m = Sample::median(samples);
                 println!(
                     "{:<46} {:>10.0} {:>9.2} {:>9.2}",
                     label(&format!("earn points, {what}, {clients} clients"), keys),
@@ -342,7 +313,7 @@ async fn main() {
                     .await,
                 );
             }
-            let m = median(samples);
+            let m = Sample::median(samples);
             println!(
                 "{:<46} {:>10.0} {:>9.2} {:>9.2}",
                 label(&format!("join, {clients} clients"), keys),

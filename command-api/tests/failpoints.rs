@@ -336,15 +336,7 @@ async fn a_key_whose_request_died_in_flight_is_taken_over_after_its_lease() {
     )
     .await;
     at_once.assert_problem(409, "idempotency.in_flight");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mileage_testkit::scrape(&app.client, &app.address).await;
     assert!(
         metrics
             .lines()

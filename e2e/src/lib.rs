@@ -7,7 +7,6 @@
 pub mod search;
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,9 @@ use serde_json::Value;
 
 use mileage_projector::config::{NotifierSettings, Settings};
 pub use mileage_projector::startup::Running;
+/// Shared with every crate's tests (`mileage_testkit`); `metrics` is its
+/// `scrape`.
+pub use mileage_testkit::{Sample, eventually, scrape as metrics};
 
 /// The EventStoreDB the end-to-end tests run on, when `EVENTSTOREDB_URL`
 /// is set (`deploy/ci/e2e-eventstoredb.sh`; the PostgreSQL log otherwise),
@@ -317,23 +319,6 @@ pub async fn start_projector(database_url: &str, gateway: Option<&Gateway>) -> R
         .expect("the projector starts")
 }
 
-/// Polls `check` every 20 ms until it returns `Some`, or panics naming
-/// `what` after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// A client of the read database.
 pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)
@@ -341,17 +326,6 @@ pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
         .expect("the read database");
     tokio::spawn(connection);
     client
-}
-
-/// A service's `/metrics` text, `base` being its URL.
-pub async fn metrics(http: &reqwest::Client, base: &str) -> String {
-    http.get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("the service answers")
-        .text()
-        .await
-        .expect("a text body")
 }
 
 /// The rows of `tables` (in the database at `database_url`), as JSON, that
@@ -372,45 +346,6 @@ pub async fn rows_mentioning(database_url: &str, tables: &[&str], needles: &[&st
         }
     }
     found
-}
-
-/// Requests per second and latency of a load run.
-#[derive(Debug, Clone, Copy)]
-pub struct Sample {
-    /// Completed requests per second.
-    pub per_second: f64,
-    /// Median latency, ms.
-    pub p50_ms: f64,
-    /// 99th percentile latency, ms.
-    pub p99_ms: f64,
-}
-
-impl Sample {
-    /// The run with the median throughput of `samples`.
-    pub fn median(mut samples: Vec<Self>) -> Self {
-        samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-        samples.swap_remove(samples.len() / 2)
-    }
-
-    /// Throughput and percentiles of latencies `micros` over `elapsed`.
-    #[allow(
-        clippy::cast_precision_loss,
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss
-    )]
-    pub fn of(mut micros: Vec<u64>, elapsed: Duration) -> Self {
-        micros.sort_unstable();
-        let at = |p: f64| {
-            micros
-                .get(((micros.len().saturating_sub(1)) as f64 * p) as usize)
-                .map_or(0.0, |&us| us as f64 / 1000.0)
-        };
-        Self {
-            per_second: micros.len() as f64 / elapsed.as_secs_f64(),
-            p50_ms: at(0.5),
-            p99_ms: at(0.99),
-        }
-    }
 }
 
 /// `clients` loops sending the request `make(client, n)` builds (`n` counts

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use mileage_domain::envelope::Causation;
 use mileage_store::postgres::{PgEventStore, PgOptions};
 use mileage_store::{EventStore, ExpectedVersion, NewEvent};
+use mileage_testkit::Sample;
 use uuid::Uuid;
 
 /// A realistic event body (~200 bytes, like `PointsEarned`).
@@ -34,27 +35,6 @@ fn new_event() -> NewEvent {
         data: Bytes::from_static(DATA.as_bytes()),
         causation: Causation::root(Uuid::new_v4()),
     }
-}
-
-struct Sample {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn median(mut samples: Vec<Sample>) -> Sample {
-    samples.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
-    samples.swap_remove(samples.len() / 2)
-}
-
-#[allow(clippy::cast_precision_loss)]
-fn percentile(sorted_us: &[u64], p: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return 0.0;
-    }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let i = ((sorted_us.len() - 1) as f64 * p).round() as usize;
-    sorted_us[i] as f64 / 1000.0
 }
 
 /// Runs `tasks` concurrent loops of `op` for `seconds`; returns operations
@@ -85,13 +65,7 @@ where
     for handle in handles {
         all.extend(handle.await.expect("benchmark task"));
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    all.sort_unstable();
-    Sample {
-        per_second: all.len() as f64 / elapsed,
-        p50_ms: percentile(&all, 0.5),
-        p99_ms: percentile(&all, 0.99),
-    }
+    Sample::of(all, started.elapsed())
 }
 
 /// `writers` tasks appending `batch`-event appends to fresh streams.
@@ -293,7 +267,7 @@ fn baseline_section(url: &str, plan: Plan) -> Option<f64> {
             println!("pgbench baseline at {clients} clients: pgbench unavailable");
             continue;
         }
-        let m = median(samples);
+        let m = Sample::median(samples);
         row(
             &format!("pgbench 1-row INSERT tx, {clients} clients (avg lat)"),
             &m,
@@ -316,7 +290,7 @@ async fn append_section(url: &str, plan: Plan) -> (f64, f64) {
             alone.push(appends(url, writers, 1, plan.seconds, false).await);
             grouped.push(appends(url, writers, 1, plan.seconds, true).await);
         }
-        let (alone, grouped) = (median(alone), median(grouped));
+        let (alone, grouped) = (Sample::median(alone), Sample::median(grouped));
         row(
             &format!("append 1 event/call, {writers} writers, alone"),
             &alone,
@@ -334,7 +308,7 @@ async fn append_section(url: &str, plan: Plan) -> (f64, f64) {
         for _ in 0..plan.runs {
             samples.push(appends(url, writers, 10, plan.seconds, true).await);
         }
-        let m = median(samples);
+        let m = Sample::median(samples);
         row(
             &format!("append 10 events/call, {writers} writers, group"),
             &m,
@@ -350,7 +324,7 @@ async fn read_section(url: &str, store: Arc<PgEventStore>, plan: Plan) {
     for _ in 0..plan.runs {
         samples.push(stream_reads(Arc::clone(&store), 8, plan.seconds).await);
     }
-    let m = median(samples);
+    let m = Sample::median(samples);
     row("read 100-event stream, 8 readers (reads)", &m);
     println!("{:<44} {:>12.0}", "  = events/s", m.per_second * 100.0);
 

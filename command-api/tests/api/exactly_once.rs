@@ -67,20 +67,13 @@ async fn events_of(
     expected: usize,
 ) -> Vec<mileage_store::RecordedEvent> {
     let store = app.store().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let ours: Vec<_> = store
-            .read_all(None, 100_000)
-            .await
-            .expect("read the log")
-            .into_iter()
+    let look = || async {
+        let all = store.read_all(None, 100_000).await.expect("read the log");
+        all.into_iter()
             .filter(|e| e.event_type == event_type)
-            .collect();
-        if ours.len() >= expected || std::time::Instant::now() > deadline {
-            return ours;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+            .collect::<Vec<_>>()
+    };
+    mileage_testkit::until(Duration::from_secs(10), look, |ours| ours.len() >= expected).await
 }
 
 /// Forgets every key the table holds (its retention passed, or it never

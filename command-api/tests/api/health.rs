@@ -104,15 +104,7 @@ async fn metrics_stay_bounded_whatever_clients_send() {
 
 /// The `http_requests_total` series the service exports now.
 async fn request_series(app: &crate::helpers::TestApp) -> Vec<String> {
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = mileage_testkit::scrape(&app.client, &app.address).await;
     text.lines()
         .filter(|l| l.starts_with("http_requests_total{"))
         .map(str::to_owned)

@@ -139,20 +139,16 @@ impl TestApp {
         count: usize,
     ) -> Vec<RecordedEvent> {
         let store = self.store().await;
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            let ours: Vec<RecordedEvent> = store
-                .read_all(None, 10_000)
-                .await
-                .expect("read the log")
-                .into_iter()
+        let look = || async {
+            let all = store.read_all(None, 10_000).await.expect("read the log");
+            all.into_iter()
                 .filter(|e| e.metadata.correlation_id == correlation)
-                .collect();
-            if ours.len() >= count || std::time::Instant::now() > deadline {
-                return ours;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+                .collect::<Vec<RecordedEvent>>()
+        };
+        mileage_testkit::until(std::time::Duration::from_secs(10), look, |ours| {
+            ours.len() >= count
+        })
+        .await
     }
 
     /// The event store under the service, to check what was written.

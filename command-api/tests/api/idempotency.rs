@@ -170,18 +170,12 @@ async fn keys_older_than_the_retention_are_deleted_and_younger_ones_still_replay
     assert_eq!(young_key.len(), 2);
 
     let restarted = spawn_app_on(app.database_url.clone()).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let left = stored(&client).await;
-        if left.len() == 1 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the key past its 24 h was not deleted at start-up: {left:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    mileage_testkit::eventually(
+        "the key past its 24 h to be deleted at start-up",
+        std::time::Duration::from_secs(10),
+        || async { (stored(&client).await.len() == 1).then_some(()) },
+    )
+    .await;
 
     let again = restarted
         .send(restarted.keyed(&path, "young", &young))

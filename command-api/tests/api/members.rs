@@ -63,21 +63,17 @@ async fn instances_with_stale_or_cold_caches_never_give_one_number_twice() {
     // commit once every older transaction on the server has ended, so the
     // three joins may take a moment to be readable there.)
     let store = a.store().await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let members = loop {
-        let members: Vec<String> = store
-            .read_all(None, 1000)
-            .await
-            .unwrap()
-            .iter()
+    let look = || async {
+        let all = store.read_all(None, 1000).await.unwrap();
+        all.iter()
             .filter(|e| e.event_type == "MemberJoined")
             .map(|e| e.stream.clone())
-            .collect();
-        if members.len() >= 3 || std::time::Instant::now() > deadline {
-            break members;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            .collect::<Vec<String>>()
     };
+    let members = mileage_testkit::until(std::time::Duration::from_secs(30), look, |members| {
+        members.len() >= 3
+    })
+    .await;
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(members.contains(&format!("member-{first}")));
     // Nor a person key: only the members who hold data have one (the

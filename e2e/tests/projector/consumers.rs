@@ -194,14 +194,7 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
     .await;
 
     let http = reqwest::Client::new();
-    let metrics = http
-        .get(format!("http://127.0.0.1:{port}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = mileage_e2e::metrics(&http, &format!("http://127.0.0.1:{port}")).await;
     assert!(
         metrics.contains(r#"projector_stopped{consumer="managerpage"} 1"#),
         "{metrics}"

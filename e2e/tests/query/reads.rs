@@ -281,16 +281,7 @@ async fn metrics_show_each_projections_lag() {
         .query
         .until(&format!("/managerpages/{id}?position={position}"), |_| true)
         .await;
-    let text = stack
-        .query
-        .client
-        .get(format!("{}/metrics", stack.query.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = mileage_e2e::metrics(&stack.query.client, &stack.query.address).await;
     assert!(
         text.contains(r#"projection_lag_events{projection="managerpage"}"#),
         "{text}"
