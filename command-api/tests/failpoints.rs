@@ -13,7 +13,7 @@
 #[allow(dead_code, reason = "shared with the api tests, which use all of it")]
 mod helpers;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fail::FailScenario;
 use mileage_store::EventStore;
@@ -344,21 +344,21 @@ async fn a_key_whose_request_died_in_flight_is_taken_over_after_its_lease() {
         "the refusal is counted for the alert: {metrics}"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let taken_over = loop {
-        let reply = keyed(
-            &app,
-            reqwest::Method::POST,
-            &path,
-            "earn-lease",
-            Some(body.clone()),
-        )
-        .await;
-        if reply.status != 409 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let taken_over = mileage_testkit::until_every(
+        Duration::from_millis(250),
+        Duration::from_secs(60),
+        || {
+            keyed(
+                &app,
+                reqwest::Method::POST,
+                &path,
+                "earn-lease",
+                Some(body.clone()),
+            )
+        },
+        |reply| reply.status != 409,
+    )
+    .await;
     assert_eq!(taken_over.status, 200, "{}", taken_over.body);
     assert_eq!(
         taken_over.body["balance"], 7,

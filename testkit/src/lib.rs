@@ -9,4 +9,4 @@ pub mod wait;
 
 pub use load::Sample;
 pub use metrics::scrape;
-pub use wait::{eventually, until};
+pub use wait::{eventually, until, until_every};

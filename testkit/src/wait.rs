@@ -29,7 +29,22 @@ where
 /// Polls `look` until what it sees satisfies `done`, and returns that; or
 /// returns what it saw last once `timeout` has passed, for the caller's own
 /// assertion to say what is wrong with it.
-pub async fn until<T, F, Fut>(timeout: Duration, mut look: F, done: impl Fn(&T) -> bool) -> T
+pub async fn until<T, F, Fut>(timeout: Duration, look: F, done: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    until_every(POLL, timeout, look, done).await
+}
+
+/// [`until`], looking every `every`: for looks that cost something (a
+/// request a rate limit or a circuit breaker counts).
+pub async fn until_every<T, F, Fut>(
+    every: Duration,
+    timeout: Duration,
+    mut look: F,
+    done: impl Fn(&T) -> bool,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = T>,
@@ -40,7 +55,7 @@ where
         if done(&seen) || Instant::now() > deadline {
             return seen;
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }
 

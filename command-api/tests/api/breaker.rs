@@ -134,14 +134,13 @@ async fn a_slow_member_service_opens_the_breaker_and_it_closes_after_recovery() 
 
     // Recovered: after the open period one probe goes through and closes it.
     fake.delay_ms.store(0, Ordering::SeqCst);
-    let deadline = Instant::now() + OPEN_FOR * 6;
-    let probe = loop {
-        let reply = app.post("/dormantMembers/4/release", json!({})).await;
-        if reply.status != 503 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let probe = mileage_testkit::until_every(
+        Duration::from_millis(250),
+        OPEN_FOR * 6,
+        || app.post("/dormantMembers/4/release", json!({})),
+        |reply| reply.status != 503,
+    )
+    .await;
     assert_eq!(probe.status, 200, "{}", probe.body);
     assert_eq!(probe.body["memberStatus"], "CLEARED");
     let closed = app.post("/dormantMembers/5/release", json!({})).await;

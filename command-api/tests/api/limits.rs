@@ -3,7 +3,7 @@
 //! problem+json body, and claims no idempotency key.
 
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mileage_service::auth::Role;
 use mileage_service::settings::RateLimits;
@@ -98,14 +98,13 @@ async fn commands_past_the_limit_of_a_caller_answer_429_and_claim_no_key() {
         200,
         "another caller has its own quota"
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let retried = loop {
-        let reply = earn("third", ops.clone()).await;
-        if reply.status != 429 || Instant::now() > deadline {
-            break reply;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let retried = mileage_testkit::until_every(
+        Duration::from_millis(250),
+        Duration::from_secs(30),
+        || earn("third", ops.clone()),
+        |reply| reply.status != 429,
+    )
+    .await;
     assert_eq!(retried.status, 200, "{}", retried.body);
     assert!(
         retried.headers.get("idempotent-replayed").is_none(),

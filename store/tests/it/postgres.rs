@@ -218,8 +218,28 @@ async fn another_process_wakes_a_subscriber_through_notify() {
     let reader = PgEventStore::connect_with(&url, slow_poll).await.unwrap();
     let writer: Arc<dyn EventStore> = Arc::new(PgEventStore::connect(&url).await.unwrap());
     let mut subscription = reader.subscribe_all(None);
-    // Let the listener connect before the write.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The subscription starts when first polled: poll it (nothing to read
+    // yet) until its listener is connected, as the server shows.
+    let _ = tokio::time::timeout(Duration::from_millis(100), subscription.next()).await;
+    let server = PgEventStore::connect(&url).await.unwrap();
+    let client = server.pool().get().await.unwrap();
+    mileage_testkit::eventually(
+        "the subscriber's LISTEN",
+        Duration::from_secs(30),
+        || async {
+            let listening: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                  WHERE datname = current_database() AND query ILIKE 'LISTEN%'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            (listening > 0).then_some(())
+        },
+    )
+    .await;
     writer
         .append("w-1", ExpectedVersion::NoStream, &[event("A", 1)])
         .await
