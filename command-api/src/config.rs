@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use mileage_domain::member::PointLimits;
 use mileage_service::settings::{
-    JwtKeys, RateLimits, TokenRules, eventstoredb_url, http_url, jwt_keys, layered, positive,
-    postgres_url, rate_limits, socket_addr, token_rules,
+    JwtKeys, RateLimits, RawRateLimits, RawTokens, TokenRules, eventstoredb_url, http_url, layered,
+    positive, postgres_url, shared, socket_addr,
 };
 use secrecy::SecretString;
 use serde::Deserialize;
@@ -72,19 +72,12 @@ struct Raw {
     database_url: Option<String>,
     eventstoredb_url: Option<String>,
     phone_index_secret: Option<String>,
-    jwt_hs256_secret: Option<String>,
-    jwt_rs256_public_key: Option<String>,
-    jwt_key_id: Option<String>,
-    jwt_previous_hs256_secret: Option<String>,
-    jwt_previous_rs256_public_key: Option<String>,
-    jwt_previous_key_id: Option<String>,
-    jwt_issuer: Option<String>,
-    jwt_audience: Option<String>,
-    jwt_max_lifetime_secs: Option<i64>,
-    rate_limit_joins_per_minute: Option<i64>,
-    rate_limit_commands_per_second: Option<i64>,
-    rate_limit_auth_failures_per_minute: Option<i64>,
-    trusted_client_ip_header: Option<String>,
+    /// Read by [`mileage_service::settings::shared`].
+    #[serde(skip)]
+    tokens: RawTokens,
+    /// Read by [`mileage_service::settings::shared`].
+    #[serde(skip)]
+    limits: RawRateLimits,
     member_api_url: Option<String>,
     join_timeout_ms: Option<i64>,
     breaker_failures: Option<i64>,
@@ -96,19 +89,10 @@ struct Raw {
     max_balance: Option<i64>,
 }
 
-/// The environment variables read, each overriding the same key in the file.
-const KEYS: [&str; 26] = [
-    "JWT_KEY_ID",
-    "JWT_PREVIOUS_HS256_SECRET",
-    "JWT_PREVIOUS_RS256_PUBLIC_KEY",
-    "JWT_PREVIOUS_KEY_ID",
-    "RATE_LIMIT_JOINS_PER_MINUTE",
-    "RATE_LIMIT_COMMANDS_PER_SECOND",
-    "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
-    "TRUSTED_CLIENT_IP_HEADER",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_MAX_LIFETIME_SECS",
+/// The environment variables read (besides the shared ones,
+/// [`mileage_service::settings::shared`]), each overriding the same key in
+/// the file.
+const KEYS: [&str; 13] = [
     "MAX_POINTS_PER_COMMAND",
     "MAX_BALANCE",
     "IDEMPOTENCY_LEASE_SECS",
@@ -118,8 +102,6 @@ const KEYS: [&str; 26] = [
     "DATABASE_URL",
     "EVENTSTOREDB_URL",
     "PHONE_INDEX_SECRET",
-    "JWT_HS256_SECRET",
-    "JWT_RS256_PUBLIC_KEY",
     "MEMBER_API_URL",
     "JOIN_TIMEOUT_MS",
     "BREAKER_FAILURES",
@@ -134,7 +116,12 @@ impl Settings {
     /// set), overridden by the environment. The error names the setting that
     /// is wrong, never its value when it is a secret.
     pub fn load() -> anyhow::Result<Self> {
-        let raw: Raw = layered(&KEYS)?;
+        let (tokens, limits) = shared()?;
+        let raw = Raw {
+            tokens,
+            limits,
+            ..layered(&KEYS)?
+        };
         Self::check(raw)
     }
 
@@ -148,7 +135,10 @@ impl Settings {
     ) -> anyhow::Result<Self> {
         Self::check(Raw {
             database_url: Some(database_url.to_owned()),
-            jwt_hs256_secret: Some(jwt_hs256_secret.to_owned()),
+            tokens: RawTokens {
+                jwt_hs256_secret: Some(jwt_hs256_secret.to_owned()),
+                ..RawTokens::default()
+            },
             phone_index_secret: Some(phone_index_secret.to_owned()),
             ..Raw::default()
         })
@@ -165,22 +155,8 @@ impl Settings {
             .ok_or_else(|| {
                 anyhow::anyhow!("phone_index_secret must be set to at least {MIN_SECRET_LEN} bytes")
             })?;
-        let jwt = jwt_keys(
-            (raw.jwt_hs256_secret, raw.jwt_rs256_public_key),
-            raw.jwt_key_id,
-            (
-                raw.jwt_previous_hs256_secret,
-                raw.jwt_previous_rs256_public_key,
-            ),
-            raw.jwt_previous_key_id,
-        )?;
-        let token_rules = token_rules(raw.jwt_issuer, raw.jwt_audience, raw.jwt_max_lifetime_secs)?;
-        let rate_limits = rate_limits(
-            raw.rate_limit_joins_per_minute,
-            raw.rate_limit_commands_per_second,
-            raw.rate_limit_auth_failures_per_minute,
-            raw.trusted_client_ip_header,
-        )?;
+        let (jwt, token_rules) = raw.tokens.check()?;
+        let rate_limits = raw.limits.check()?;
         let member_api_url = http_url("member_api_url", raw.member_api_url)?;
         let join = GuardSettings {
             member_api_url,
@@ -290,6 +266,44 @@ mod tests {
             let text = error.to_string();
             assert!(text.contains("jwt_hs256_secret"), "{text}");
             assert!(!text.contains("short-secret-value"), "{text}");
+            Ok(())
+        });
+    }
+
+    /// The token and rate-limit keys are declared once, in `service`, and
+    /// flattened in: numbers and text from the file and the environment
+    /// still reach them.
+    #[test]
+    fn shared_token_and_limit_settings_are_read_from_file_and_environment() {
+        Jail::expect_with(|jail| {
+            jail.clear_env();
+            jail.create_file(
+                "mileage.toml",
+                &format!("{FILE}jwt_issuer = \"mileage-file\"\nrate_limit_joins_per_minute = 7\n"),
+            )?;
+            jail.set_env("MILEAGE_CONFIG", "mileage.toml");
+            jail.set_env("JWT_MAX_LIFETIME_SECS", "120");
+            jail.set_env("RATE_LIMIT_COMMANDS_PER_SECOND", "0");
+            jail.set_env("TRUSTED_CLIENT_IP_HEADER", "X-Real-IP");
+            let settings = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(settings.token_rules.issuer.as_deref(), Some("mileage-file"));
+            assert_eq!(settings.token_rules.max_lifetime.as_secs(), 120);
+            let limits = &settings.rate_limits;
+            assert_eq!(limits.joins_per_minute.map(std::num::NonZero::get), Some(7));
+            assert_eq!(limits.commands_per_second, None, "0 is off");
+            assert_eq!(
+                limits
+                    .client_ip_header
+                    .as_ref()
+                    .map(axum::http::HeaderName::as_str),
+                Some("x-real-ip")
+            );
+            jail.set_env("JWT_MAX_LIFETIME_SECS", "soon");
+            let text = Settings::load().err().ok_or("a bad number")?.to_string();
+            assert!(
+                text.to_lowercase().contains("jwt_max_lifetime_secs"),
+                "the key is named: {text}"
+            );
             Ok(())
         });
     }

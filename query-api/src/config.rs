@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mileage_service::settings::{
-    JwtKeys, RateLimits, TokenRules, jwt_keys, layered, positive, postgres_url, rate_limits,
-    socket_addr, token_rules,
+    JwtKeys, RateLimits, RawRateLimits, RawTokens, TokenRules, layered, positive, postgres_url,
+    shared, socket_addr,
 };
 use serde::Deserialize;
 
@@ -45,37 +45,23 @@ struct Raw {
     query_api_addr: Option<String>,
     database_url: Option<String>,
     read_database_url: Option<String>,
-    jwt_hs256_secret: Option<String>,
-    jwt_rs256_public_key: Option<String>,
-    jwt_key_id: Option<String>,
-    jwt_previous_hs256_secret: Option<String>,
-    jwt_previous_rs256_public_key: Option<String>,
-    jwt_previous_key_id: Option<String>,
-    jwt_issuer: Option<String>,
-    jwt_audience: Option<String>,
-    jwt_max_lifetime_secs: Option<i64>,
-    rate_limit_auth_failures_per_minute: Option<i64>,
-    trusted_client_ip_header: Option<String>,
+    /// Read by [`mileage_service::settings::shared`].
+    #[serde(skip)]
+    tokens: RawTokens,
+    /// Read by [`mileage_service::settings::shared`].
+    #[serde(skip)]
+    limits: RawRateLimits,
     query_wait_ms: Option<i64>,
     command_api_url: Option<String>,
     query_pool_size: Option<i64>,
 }
 
-const KEYS: [&str; 17] = [
-    "JWT_KEY_ID",
-    "JWT_PREVIOUS_HS256_SECRET",
-    "JWT_PREVIOUS_RS256_PUBLIC_KEY",
-    "JWT_PREVIOUS_KEY_ID",
-    "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
-    "TRUSTED_CLIENT_IP_HEADER",
-    "JWT_ISSUER",
-    "JWT_AUDIENCE",
-    "JWT_MAX_LIFETIME_SECS",
+/// The environment variables read (besides the shared ones,
+/// [`mileage_service::settings::shared`]).
+const KEYS: [&str; 6] = [
     "QUERY_API_ADDR",
     "DATABASE_URL",
     "READ_DATABASE_URL",
-    "JWT_HS256_SECRET",
-    "JWT_RS256_PUBLIC_KEY",
     "QUERY_WAIT_MS",
     "COMMAND_API_URL",
     "QUERY_POOL_SIZE",
@@ -84,7 +70,12 @@ const KEYS: [&str; 17] = [
 impl Settings {
     /// Reads the settings; the error names the setting that is wrong.
     pub fn load() -> anyhow::Result<Self> {
-        let raw: Raw = layered(&KEYS)?;
+        let (tokens, limits) = shared()?;
+        let raw = Raw {
+            tokens,
+            limits,
+            ..layered(&KEYS)?
+        };
         let addr = socket_addr("query_api_addr", raw.query_api_addr, "127.0.0.1:8084")?;
         let keys_database_url = raw
             .database_url
@@ -105,26 +96,21 @@ impl Settings {
                 || command_api_url.starts_with("https://"),
             "command_api_url={command_api_url:?} must be empty or an http(s) URL"
         );
+        let (jwt, token_rules) = raw.tokens.check()?;
+        // The read routes limit refused tokens only; the command quotas,
+        // which a shared file may set, are the command API's.
+        let rate_limits = RateLimits {
+            joins_per_minute: None,
+            commands_per_second: None,
+            ..raw.limits.check()?
+        };
         Ok(Self {
             addr,
             read_database_url,
             keys_database_url,
-            jwt: jwt_keys(
-                (raw.jwt_hs256_secret, raw.jwt_rs256_public_key),
-                raw.jwt_key_id,
-                (
-                    raw.jwt_previous_hs256_secret,
-                    raw.jwt_previous_rs256_public_key,
-                ),
-                raw.jwt_previous_key_id,
-            )?,
-            token_rules: token_rules(raw.jwt_issuer, raw.jwt_audience, raw.jwt_max_lifetime_secs)?,
-            rate_limits: rate_limits(
-                None,
-                None,
-                raw.rate_limit_auth_failures_per_minute,
-                raw.trusted_client_ip_header,
-            )?,
+            jwt,
+            token_rules,
+            rate_limits,
             wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
             command_api_url: command_api_url.trim_end_matches('/').to_owned(),
             pool_size: usize::try_from(positive("query_pool_size", raw.query_pool_size, 16)?)?,

@@ -23,6 +23,104 @@ const MIN_JWT_SECRET_LEN: usize = 32;
 /// The environment variable naming the optional TOML settings file.
 pub const CONFIG_FILE_VAR: &str = "MILEAGE_CONFIG";
 
+/// The token settings as written: part of each service's settings, read by
+/// [`shared`], so every key is declared once, here.
+#[derive(serde::Deserialize, Default)]
+pub struct RawTokens {
+    /// `JWT_HS256_SECRET`.
+    pub jwt_hs256_secret: Option<String>,
+    /// `JWT_RS256_PUBLIC_KEY`.
+    pub jwt_rs256_public_key: Option<String>,
+    /// `JWT_KEY_ID`.
+    pub jwt_key_id: Option<String>,
+    /// `JWT_PREVIOUS_HS256_SECRET`.
+    pub jwt_previous_hs256_secret: Option<String>,
+    /// `JWT_PREVIOUS_RS256_PUBLIC_KEY`.
+    pub jwt_previous_rs256_public_key: Option<String>,
+    /// `JWT_PREVIOUS_KEY_ID`.
+    pub jwt_previous_key_id: Option<String>,
+    /// `JWT_ISSUER`.
+    pub jwt_issuer: Option<String>,
+    /// `JWT_AUDIENCE`.
+    pub jwt_audience: Option<String>,
+    /// `JWT_MAX_LIFETIME_SECS`.
+    pub jwt_max_lifetime_secs: Option<i64>,
+}
+
+impl RawTokens {
+    /// The environment variables these are read from.
+    pub const KEYS: [&'static str; 9] = [
+        "JWT_HS256_SECRET",
+        "JWT_RS256_PUBLIC_KEY",
+        "JWT_KEY_ID",
+        "JWT_PREVIOUS_HS256_SECRET",
+        "JWT_PREVIOUS_RS256_PUBLIC_KEY",
+        "JWT_PREVIOUS_KEY_ID",
+        "JWT_ISSUER",
+        "JWT_AUDIENCE",
+        "JWT_MAX_LIFETIME_SECS",
+    ];
+
+    /// The checked keys and rules (see [`jwt_keys`] and [`token_rules`]).
+    pub fn check(self) -> anyhow::Result<(JwtKeys, TokenRules)> {
+        let keys = jwt_keys(
+            (self.jwt_hs256_secret, self.jwt_rs256_public_key),
+            self.jwt_key_id,
+            (
+                self.jwt_previous_hs256_secret,
+                self.jwt_previous_rs256_public_key,
+            ),
+            self.jwt_previous_key_id,
+        )?;
+        let rules = token_rules(
+            self.jwt_issuer,
+            self.jwt_audience,
+            self.jwt_max_lifetime_secs,
+        )?;
+        Ok((keys, rules))
+    }
+}
+
+/// The rate-limit settings as written, read like [`RawTokens`].
+#[derive(serde::Deserialize, Default)]
+pub struct RawRateLimits {
+    /// `RATE_LIMIT_JOINS_PER_MINUTE` (the command API's public join).
+    pub rate_limit_joins_per_minute: Option<i64>,
+    /// `RATE_LIMIT_COMMANDS_PER_SECOND` (the command API's callers).
+    pub rate_limit_commands_per_second: Option<i64>,
+    /// `RATE_LIMIT_AUTH_FAILURES_PER_MINUTE` (both APIs).
+    pub rate_limit_auth_failures_per_minute: Option<i64>,
+    /// `TRUSTED_CLIENT_IP_HEADER`.
+    pub trusted_client_ip_header: Option<String>,
+}
+
+impl RawRateLimits {
+    /// The environment variables these are read from.
+    pub const KEYS: [&'static str; 4] = [
+        "RATE_LIMIT_JOINS_PER_MINUTE",
+        "RATE_LIMIT_COMMANDS_PER_SECOND",
+        "RATE_LIMIT_AUTH_FAILURES_PER_MINUTE",
+        "TRUSTED_CLIENT_IP_HEADER",
+    ];
+
+    /// The checked limits (see [`rate_limits`]).
+    pub fn check(self) -> anyhow::Result<RateLimits> {
+        rate_limits(
+            self.rate_limit_joins_per_minute,
+            self.rate_limit_commands_per_second,
+            self.rate_limit_auth_failures_per_minute,
+            self.trusted_client_ip_header,
+        )
+    }
+}
+
+/// Reads the settings every service shares ([`RawTokens`] and
+/// [`RawRateLimits`]) from the same file and environment as its own (see
+/// [`layered`]); read on their own, so an error names the key at fault.
+pub fn shared() -> anyhow::Result<(RawTokens, RawRateLimits)> {
+    Ok((layered(&RawTokens::KEYS)?, layered(&RawRateLimits::KEYS)?))
+}
+
 /// How bearer tokens are checked. The secret never prints (`Debug` redacts).
 #[derive(Clone, Debug)]
 pub enum JwtKey {
