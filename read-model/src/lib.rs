@@ -15,12 +15,42 @@ pub mod members;
 pub mod messages;
 pub mod people;
 
-use tokio_postgres::Client;
+use std::collections::HashMap;
 
-/// The read models there are, by name.
-pub const NAMES: [&str; 3] = [managerpage::NAME, members::NAME, messages::NAME];
+use async_trait::async_trait;
+use tokio_postgres::{Client, Transaction};
 
-/// What tooling needs to know of a read model's storage.
+/// One read model's storage, implemented once per read model: its name,
+/// tables, DDL, and the projector's batch load and upsert. The projector's
+/// models name theirs (`Model::Table`); tooling reaches it as [`Storage`].
+#[async_trait]
+pub trait Table: Send + Sync + 'static {
+    /// The read model's name, and its live schema's.
+    const NAME: &'static str;
+    /// Its tables in the schema, each with its key column.
+    const TABLES: &'static [(&'static str, &'static str)];
+    /// A row, keyed by one id.
+    type Row: Send + Sync;
+
+    /// Creates the tables in `schema` (idempotent).
+    fn ddl(schema: &str) -> String;
+
+    /// The existing rows among `ids`.
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error>;
+
+    /// Inserts or replaces `rows`.
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), tokio_postgres::Error>;
+}
+
+/// What tooling needs to know of a read model's storage, whatever its rows.
 #[derive(Debug, Clone, Copy)]
 pub struct Storage {
     /// Its name, and its live schema's.
@@ -31,24 +61,26 @@ pub struct Storage {
     pub ddl: fn(&str) -> String,
 }
 
-/// The storage of every read model, in [`NAMES`] order.
+impl Storage {
+    /// The storage of `T`.
+    pub const fn of<T: Table>() -> Self {
+        Self {
+            name: T::NAME,
+            tables: T::TABLES,
+            ddl: T::ddl,
+        }
+    }
+}
+
+/// The storage of every read model: the one list of them.
 pub const STORAGE: [Storage; 3] = [
-    Storage {
-        name: managerpage::NAME,
-        tables: managerpage::TABLES,
-        ddl: managerpage::ddl,
-    },
-    Storage {
-        name: members::NAME,
-        tables: members::TABLES,
-        ddl: members::ddl,
-    },
-    Storage {
-        name: messages::NAME,
-        tables: messages::TABLES,
-        ddl: messages::ddl,
-    },
+    Storage::of::<managerpage::ManagerpageTable>(),
+    Storage::of::<members::MembersTable>(),
+    Storage::of::<messages::MessagesTable>(),
 ];
+
+/// The read models there are, by name, in [`STORAGE`] order.
+pub const NAMES: [&str; 3] = [STORAGE[0].name, STORAGE[1].name, STORAGE[2].name];
 
 /// SQL that drops `schema` and forgets its consumer's checkpoint when its
 /// `table` still has `column`: a layout from before personal data was

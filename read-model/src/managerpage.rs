@@ -1,16 +1,20 @@
 //! `managerpage`: one row per dormant target, as operators see it (phone
 //! number and nickname sealed, opened when read: see [`crate::people`];
 //! status, the notice's status, times). The
-//! projector writes it with [`load`] and [`save`] a batch at a time; the
+//! projector writes it with [`ManagerpageTable`] a batch at a time; the
 //! query API reads it with [`page`], [`counts`] and [`by_id`], borrowing the
 //! rows' text instead of copying it.
 
 use std::collections::HashMap;
+
+use async_trait::async_trait;
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::{Row, Transaction};
+
+use crate::Table;
 
 /// The projection's name, and its live schema's.
 pub const NAME: &str = "managerpage";
@@ -46,102 +50,112 @@ pub struct Target {
     pub last_position: String,
 }
 
-/// Creates the tables in `schema` (idempotent).
-pub fn ddl(schema: &str) -> String {
-    format!(
-        "{}
-         CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.targets (
-             id text PRIMARY KEY,
-             member_id text NOT NULL,
-             phone_sealed text,
-             nickname_sealed text,
-             status text NOT NULL,
-             message_status text,
-             registered_at timestamptz NOT NULL,
-             updated_at timestamptz NOT NULL,
-             registered_commit bigint NOT NULL,
-             registered_prepare bigint NOT NULL,
-             last_position text NOT NULL
-         );
-         CREATE INDEX IF NOT EXISTS targets_order
-             ON {schema}.targets (registered_commit, registered_prepare);
-         CREATE INDEX IF NOT EXISTS targets_status_order
-             ON {schema}.targets (status, registered_commit, registered_prepare);
-         CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);
-         ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;",
-        crate::drop_older_layout(schema, "targets", "phone_masked")
-    )
-}
+/// The managerpage read model's storage.
+pub struct ManagerpageTable;
 
-/// The existing rows among `ids`.
-pub async fn load(
-    tx: &Transaction<'_>,
-    schema: &str,
-    ids: &[String],
-) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            &format!("SELECT {COLUMNS} FROM {schema}.targets WHERE id = ANY($1)"),
-            &[&ids],
+#[async_trait]
+impl Table for ManagerpageTable {
+    const NAME: &'static str = NAME;
+    const TABLES: &'static [(&'static str, &'static str)] = TABLES;
+    type Row = Target;
+
+    /// Creates the tables in `schema` (idempotent).
+    fn ddl(schema: &str) -> String {
+        format!(
+            "{}
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.targets (
+                 id text PRIMARY KEY,
+                 member_id text NOT NULL,
+                 phone_sealed text,
+                 nickname_sealed text,
+                 status text NOT NULL,
+                 message_status text,
+                 registered_at timestamptz NOT NULL,
+                 updated_at timestamptz NOT NULL,
+                 registered_commit bigint NOT NULL,
+                 registered_prepare bigint NOT NULL,
+                 last_position text NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS targets_order
+                 ON {schema}.targets (registered_commit, registered_prepare);
+             CREATE INDEX IF NOT EXISTS targets_status_order
+                 ON {schema}.targets (status, registered_commit, registered_prepare);
+             CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);
+             ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;",
+            crate::drop_older_layout(schema, "targets", "phone_masked")
         )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let target = Target::from(view(row));
-            (target.id.clone(), target)
-        })
-        .collect())
-}
-
-/// Inserts or replaces `rows`.
-pub async fn save(
-    tx: &Transaction<'_>,
-    schema: &str,
-    rows: Vec<Target>,
-) -> Result<(), tokio_postgres::Error> {
-    let mut columns = Columns::default();
-    for row in rows {
-        columns.push(row);
     }
-    let c = &columns;
-    tx.execute(
-        &format!(
-            "INSERT INTO {schema}.targets
-                 (id, member_id, phone_sealed, nickname_sealed, status, message_status,
-                  registered_at, updated_at, registered_commit, registered_prepare, last_position,
-                  rejoined_member_id)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
-                                  $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[],
-                                  $9::int8[], $10::int8[], $11::text[], $12::text[])
-             ON CONFLICT (id) DO UPDATE SET
-                 member_id = EXCLUDED.member_id, phone_sealed = EXCLUDED.phone_sealed,
-                 nickname_sealed = EXCLUDED.nickname_sealed,
-                 status = EXCLUDED.status, message_status = EXCLUDED.message_status,
-                 registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
-                 registered_commit = EXCLUDED.registered_commit,
-                 registered_prepare = EXCLUDED.registered_prepare,
-                 last_position = EXCLUDED.last_position,
-                 rejoined_member_id = EXCLUDED.rejoined_member_id"
-        ),
-        &[
-            &c.id,
-            &c.member_id,
-            &c.phone_sealed,
-            &c.nickname_sealed,
-            &c.status,
-            &c.message_status,
-            &c.registered_at,
-            &c.updated_at,
-            &c.registered_commit,
-            &c.registered_prepare,
-            &c.last_position,
-            &c.rejoined_member_id,
-        ],
-    )
-    .await
-    .map(drop)
+
+    /// The existing rows among `ids`.
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error> {
+        let rows = tx
+            .query(
+                &format!("SELECT {COLUMNS} FROM {schema}.targets WHERE id = ANY($1)"),
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let target = Target::from(view(row));
+                (target.id.clone(), target)
+            })
+            .collect())
+    }
+
+    /// Inserts or replaces `rows`.
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut columns = Columns::default();
+        for row in rows {
+            columns.push(row);
+        }
+        let c = &columns;
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.targets
+                     (id, member_id, phone_sealed, nickname_sealed, status, message_status,
+                      registered_at, updated_at, registered_commit, registered_prepare, last_position,
+                      rejoined_member_id)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                                      $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[],
+                                      $9::int8[], $10::int8[], $11::text[], $12::text[])
+                 ON CONFLICT (id) DO UPDATE SET
+                     member_id = EXCLUDED.member_id, phone_sealed = EXCLUDED.phone_sealed,
+                     nickname_sealed = EXCLUDED.nickname_sealed,
+                     status = EXCLUDED.status, message_status = EXCLUDED.message_status,
+                     registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
+                     registered_commit = EXCLUDED.registered_commit,
+                     registered_prepare = EXCLUDED.registered_prepare,
+                     last_position = EXCLUDED.last_position,
+                     rejoined_member_id = EXCLUDED.rejoined_member_id"
+            ),
+            &[
+                &c.id,
+                &c.member_id,
+                &c.phone_sealed,
+                &c.nickname_sealed,
+                &c.status,
+                &c.message_status,
+                &c.registered_at,
+                &c.updated_at,
+                &c.registered_commit,
+                &c.registered_prepare,
+                &c.last_position,
+                &c.rejoined_member_id,
+            ],
+        )
+        .await
+        .map(drop)
+    }
 }
 
 /// Rows turned into one array per column, for `UNNEST`.

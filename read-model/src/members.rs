@@ -1,12 +1,16 @@
 //! `members`: each member's status and points balance, with their phone
 //! number and nickname sealed (opened when read: see [`crate::people`]). The projector writes it
-//! with [`load`] and [`save`]; the query API reads it with [`by_id`].
+//! with [`MembersTable`]; the query API reads it with [`by_id`].
 
 use std::collections::HashMap;
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::{Row, Transaction};
+
+use crate::Table;
 
 /// The projection's name, and its live schema's.
 pub const NAME: &str = "members";
@@ -38,44 +42,103 @@ pub struct MemberRow {
     pub last_position: String,
 }
 
-/// Creates the tables in `schema` (idempotent).
-pub fn ddl(schema: &str) -> String {
-    format!(
-        "{}
-         CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.members (
-             id text PRIMARY KEY,
-             status text NOT NULL,
-             balance bigint NOT NULL,
-             phone_sealed text,
-             nickname_sealed text,
-             joined_at timestamptz NOT NULL,
-             updated_at timestamptz NOT NULL,
-             last_position text NOT NULL
-         );",
-        crate::drop_older_layout(schema, "members", "phone_masked")
-    )
-}
+/// The members read model's storage.
+pub struct MembersTable;
 
-/// The existing rows among `ids`.
-pub async fn load(
-    tx: &Transaction<'_>,
-    schema: &str,
-    ids: &[String],
-) -> Result<HashMap<String, MemberRow>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            &format!("SELECT {COLUMNS} FROM {schema}.members WHERE id = ANY($1)"),
-            &[&ids],
+#[async_trait]
+impl Table for MembersTable {
+    const NAME: &'static str = NAME;
+    const TABLES: &'static [(&'static str, &'static str)] = TABLES;
+    type Row = MemberRow;
+
+    /// Creates the tables in `schema` (idempotent).
+    fn ddl(schema: &str) -> String {
+        format!(
+            "{}
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.members (
+                 id text PRIMARY KEY,
+                 status text NOT NULL,
+                 balance bigint NOT NULL,
+                 phone_sealed text,
+                 nickname_sealed text,
+                 joined_at timestamptz NOT NULL,
+                 updated_at timestamptz NOT NULL,
+                 last_position text NOT NULL
+             );",
+            crate::drop_older_layout(schema, "members", "phone_masked")
         )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let member = member(row);
-            (member.id.clone(), member)
-        })
-        .collect())
+    }
+
+    /// The existing rows among `ids`.
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error> {
+        let rows = tx
+            .query(
+                &format!("SELECT {COLUMNS} FROM {schema}.members WHERE id = ANY($1)"),
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let member = member(row);
+                (member.id.clone(), member)
+            })
+            .collect())
+    }
+
+    /// Inserts or replaces `rows`.
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let n = rows.len();
+        let (mut id, mut status, mut balance) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut phone, mut nickname) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut joined, mut updated, mut last) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for row in rows {
+            id.push(row.id);
+            status.push(row.status);
+            balance.push(row.balance);
+            phone.push(row.phone_sealed);
+            nickname.push(row.nickname_sealed);
+            joined.push(row.joined_at);
+            updated.push(row.updated_at);
+            last.push(row.last_position);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.members
+                     (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at,
+                      last_position)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+                                      $6::timestamptz[], $7::timestamptz[], $8::text[])
+                 ON CONFLICT (id) DO UPDATE SET
+                     status = EXCLUDED.status, balance = EXCLUDED.balance,
+                     phone_sealed = EXCLUDED.phone_sealed, nickname_sealed = EXCLUDED.nickname_sealed,
+                     joined_at = EXCLUDED.joined_at,
+                     updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
+            ),
+            &[
+                &id, &status, &balance, &phone, &nickname, &joined, &updated, &last,
+            ],
+        )
+        .await
+        .map(drop)
+    }
 }
 
 /// A row read with [`COLUMNS`].
@@ -90,55 +153,6 @@ fn member(row: &Row) -> MemberRow {
         updated_at: row.get(6),
         last_position: row.get(7),
     }
-}
-
-/// Inserts or replaces `rows`.
-pub async fn save(
-    tx: &Transaction<'_>,
-    schema: &str,
-    rows: Vec<MemberRow>,
-) -> Result<(), tokio_postgres::Error> {
-    let n = rows.len();
-    let (mut id, mut status, mut balance) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut phone, mut nickname) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut joined, mut updated, mut last) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for row in rows {
-        id.push(row.id);
-        status.push(row.status);
-        balance.push(row.balance);
-        phone.push(row.phone_sealed);
-        nickname.push(row.nickname_sealed);
-        joined.push(row.joined_at);
-        updated.push(row.updated_at);
-        last.push(row.last_position);
-    }
-    tx.execute(
-        &format!(
-            "INSERT INTO {schema}.members
-                 (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at,
-                  last_position)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
-                                  $6::timestamptz[], $7::timestamptz[], $8::text[])
-             ON CONFLICT (id) DO UPDATE SET
-                 status = EXCLUDED.status, balance = EXCLUDED.balance,
-                 phone_sealed = EXCLUDED.phone_sealed, nickname_sealed = EXCLUDED.nickname_sealed,
-                 joined_at = EXCLUDED.joined_at,
-                 updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
-        ),
-        &[
-            &id, &status, &balance, &phone, &nickname, &joined, &updated, &last,
-        ],
-    )
-    .await
-    .map(drop)
 }
 
 /// The member `id` in the live read model.

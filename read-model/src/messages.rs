@@ -1,13 +1,17 @@
 //! `messages`: the dormant notice of each target: content, outcome,
 //! attempts, last error, and where it went (sealed, opened when read: see
-//! [`crate::people`]). The projector writes it with [`load`] and
-//! [`save`]; the query API reads it with [`by_target`].
+//! [`crate::people`]). The projector writes it with [`MessagesTable`];
+//! the query API reads it with [`by_target`].
 
 use std::collections::HashMap;
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Client;
 use tokio_postgres::{Row, Transaction};
+
+use crate::Table;
 
 /// The projection's name, and its live schema's.
 pub const NAME: &str = "messages";
@@ -41,45 +45,109 @@ pub struct MessageRow {
     pub last_position: String,
 }
 
-/// Creates the tables in `schema` (idempotent).
-pub fn ddl(schema: &str) -> String {
-    format!(
-        "{}
-         CREATE SCHEMA IF NOT EXISTS {schema};
-         CREATE TABLE IF NOT EXISTS {schema}.messages (
-             target_id text PRIMARY KEY,
-             member_id text NOT NULL,
-             content text NOT NULL,
-             status text NOT NULL,
-             attempts integer NOT NULL,
-             last_error text,
-             phone_sealed text,
-             updated_at timestamptz NOT NULL,
-             last_position text NOT NULL
-         );",
-        crate::drop_older_layout(schema, "messages", "phone_masked")
-    )
-}
+/// The messages read model's storage.
+pub struct MessagesTable;
 
-/// The existing rows among `ids`.
-pub async fn load(
-    tx: &Transaction<'_>,
-    schema: &str,
-    ids: &[String],
-) -> Result<HashMap<String, MessageRow>, tokio_postgres::Error> {
-    let rows = tx
-        .query(
-            &format!("SELECT {COLUMNS} FROM {schema}.messages WHERE target_id = ANY($1)"),
-            &[&ids],
+#[async_trait]
+impl Table for MessagesTable {
+    const NAME: &'static str = NAME;
+    const TABLES: &'static [(&'static str, &'static str)] = TABLES;
+    type Row = MessageRow;
+
+    /// Creates the tables in `schema` (idempotent).
+    fn ddl(schema: &str) -> String {
+        format!(
+            "{}
+             CREATE SCHEMA IF NOT EXISTS {schema};
+             CREATE TABLE IF NOT EXISTS {schema}.messages (
+                 target_id text PRIMARY KEY,
+                 member_id text NOT NULL,
+                 content text NOT NULL,
+                 status text NOT NULL,
+                 attempts integer NOT NULL,
+                 last_error text,
+                 phone_sealed text,
+                 updated_at timestamptz NOT NULL,
+                 last_position text NOT NULL
+             );",
+            crate::drop_older_layout(schema, "messages", "phone_masked")
         )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            let message = message(row);
-            (message.target_id.clone(), message)
-        })
-        .collect())
+    }
+
+    /// The existing rows among `ids`.
+    async fn load(
+        tx: &Transaction<'_>,
+        schema: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error> {
+        let rows = tx
+            .query(
+                &format!("SELECT {COLUMNS} FROM {schema}.messages WHERE target_id = ANY($1)"),
+                &[&ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                let message = message(row);
+                (message.target_id.clone(), message)
+            })
+            .collect())
+    }
+
+    /// Inserts or replaces `rows`.
+    async fn save(
+        tx: &Transaction<'_>,
+        schema: &str,
+        rows: Vec<Self::Row>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let n = rows.len();
+        let (mut target, mut member, mut content) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut status, mut attempts, mut error) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        let (mut phone, mut updated, mut last) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for row in rows {
+            target.push(row.target_id);
+            member.push(row.member_id);
+            content.push(row.content);
+            status.push(row.status);
+            attempts.push(row.attempts);
+            error.push(row.last_error);
+            phone.push(row.phone_sealed);
+            updated.push(row.updated_at);
+            last.push(row.last_position);
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.messages
+                     (target_id, member_id, content, status, attempts, last_error, phone_sealed,
+                      updated_at, last_position)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
+                                      $6::text[], $7::text[], $8::timestamptz[], $9::text[])
+                 ON CONFLICT (target_id) DO UPDATE SET
+                     member_id = EXCLUDED.member_id, content = EXCLUDED.content,
+                     status = EXCLUDED.status, attempts = EXCLUDED.attempts,
+                     last_error = EXCLUDED.last_error, phone_sealed = EXCLUDED.phone_sealed,
+                     updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
+            ),
+            &[
+                &target, &member, &content, &status, &attempts, &error, &phone, &updated, &last,
+            ],
+        )
+        .await
+        .map(drop)
+    }
 }
 
 /// A row read with [`COLUMNS`].
@@ -95,60 +163,6 @@ fn message(row: &Row) -> MessageRow {
         updated_at: row.get(7),
         last_position: row.get(8),
     }
-}
-
-/// Inserts or replaces `rows`.
-pub async fn save(
-    tx: &Transaction<'_>,
-    schema: &str,
-    rows: Vec<MessageRow>,
-) -> Result<(), tokio_postgres::Error> {
-    let n = rows.len();
-    let (mut target, mut member, mut content) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut status, mut attempts, mut error) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    let (mut phone, mut updated, mut last) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for row in rows {
-        target.push(row.target_id);
-        member.push(row.member_id);
-        content.push(row.content);
-        status.push(row.status);
-        attempts.push(row.attempts);
-        error.push(row.last_error);
-        phone.push(row.phone_sealed);
-        updated.push(row.updated_at);
-        last.push(row.last_position);
-    }
-    tx.execute(
-        &format!(
-            "INSERT INTO {schema}.messages
-                 (target_id, member_id, content, status, attempts, last_error, phone_sealed,
-                  updated_at, last_position)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
-                                  $6::text[], $7::text[], $8::timestamptz[], $9::text[])
-             ON CONFLICT (target_id) DO UPDATE SET
-                 member_id = EXCLUDED.member_id, content = EXCLUDED.content,
-                 status = EXCLUDED.status, attempts = EXCLUDED.attempts,
-                 last_error = EXCLUDED.last_error, phone_sealed = EXCLUDED.phone_sealed,
-                 updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
-        ),
-        &[
-            &target, &member, &content, &status, &attempts, &error, &phone, &updated, &last,
-        ],
-    )
-    .await
-    .map(drop)
 }
 
 /// The notice of dormant target `target_id` in the live read model.

@@ -1,16 +1,12 @@
 //! `managerpage`: one row per dormant target, as operators see it: phone
 //! number and nickname (sealed), status, the notice's status, times.
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
 use mileage_read_model::managerpage::{self as table, Target};
 use mileage_read_model::people::stored;
 use mileage_store::RecordedEvent;
-use tokio_postgres::Transaction;
 
 use super::{Model, decode_if};
 use crate::consumer::HandleError;
@@ -30,32 +26,9 @@ pub enum Event {
     Message(ManagerMessageEvent),
 }
 
-#[async_trait]
 impl Model for Managerpage {
-    const NAME: &'static str = table::NAME;
-    const TABLES: &'static [(&'static str, &'static str)] = table::TABLES;
-    type Row = Target;
+    type Table = table::ManagerpageTable;
     type Event = Event;
-
-    fn ddl(schema: &str) -> String {
-        table::ddl(schema)
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        schema: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, Target>, tokio_postgres::Error> {
-        table::load(tx, schema, ids).await
-    }
-
-    async fn save(
-        tx: &Transaction<'_>,
-        schema: &str,
-        rows: Vec<Target>,
-    ) -> Result<(), tokio_postgres::Error> {
-        table::save(tx, schema, rows).await
-    }
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {
         if let Some(target) = decode_if::<DormantMember>(event)? {

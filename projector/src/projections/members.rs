@@ -1,15 +1,10 @@
 //! `members`: each member's status and points balance, with their phone
 //! number and nickname (sealed).
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
-
 use mileage_domain::member::{Member, MemberEvent};
 use mileage_read_model::members::{self as table, MemberRow};
 use mileage_read_model::people::stored;
 use mileage_store::RecordedEvent;
-use tokio_postgres::Transaction;
 
 use super::{Model, decode_if};
 use crate::consumer::HandleError;
@@ -17,32 +12,9 @@ use crate::consumer::HandleError;
 /// The members model.
 pub struct Members;
 
-#[async_trait]
 impl Model for Members {
-    const NAME: &'static str = table::NAME;
-    const TABLES: &'static [(&'static str, &'static str)] = table::TABLES;
-    type Row = MemberRow;
+    type Table = table::MembersTable;
     type Event = MemberEvent;
-
-    fn ddl(schema: &str) -> String {
-        table::ddl(schema)
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        schema: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, MemberRow>, tokio_postgres::Error> {
-        table::load(tx, schema, ids).await
-    }
-
-    async fn save(
-        tx: &Transaction<'_>,
-        schema: &str,
-        rows: Vec<MemberRow>,
-    ) -> Result<(), tokio_postgres::Error> {
-        table::save(tx, schema, rows).await
-    }
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, MemberEvent)>, HandleError> {
         Ok(decode_if::<Member>(event)?.map(|member| {

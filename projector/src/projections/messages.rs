@@ -1,15 +1,10 @@
 //! `messages`: the dormant notice of each target: content, outcome,
 //! attempts, last error, and where it went (sealed).
 
-use std::collections::HashMap;
-
-use async_trait::async_trait;
-
 use mileage_domain::manager_message::{ManagerMessage, ManagerMessageEvent};
 use mileage_read_model::messages::{self as table, MessageRow};
 use mileage_read_model::people::stored;
 use mileage_store::RecordedEvent;
-use tokio_postgres::Transaction;
 
 use super::{Model, decode_if};
 use crate::consumer::HandleError;
@@ -20,32 +15,9 @@ pub struct Messages;
 /// What the messages model applies: the notice's outcome.
 pub type Event = ManagerMessageEvent;
 
-#[async_trait]
 impl Model for Messages {
-    const NAME: &'static str = table::NAME;
-    const TABLES: &'static [(&'static str, &'static str)] = table::TABLES;
-    type Row = MessageRow;
+    type Table = table::MessagesTable;
     type Event = Event;
-
-    fn ddl(schema: &str) -> String {
-        table::ddl(schema)
-    }
-
-    async fn load(
-        tx: &Transaction<'_>,
-        schema: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, MessageRow>, tokio_postgres::Error> {
-        table::load(tx, schema, ids).await
-    }
-
-    async fn save(
-        tx: &Transaction<'_>,
-        schema: &str,
-        rows: Vec<MessageRow>,
-    ) -> Result<(), tokio_postgres::Error> {
-        table::save(tx, schema, rows).await
-    }
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {
         if let Some(message) = decode_if::<ManagerMessage>(event)? {

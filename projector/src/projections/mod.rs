@@ -8,31 +8,26 @@ pub mod managerpage;
 pub mod members;
 pub mod messages;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mileage_domain::Aggregate;
+use mileage_read_model::{Storage, Table};
 use mileage_store::RecordedEvent;
 use tokio_postgres::{Client, Transaction};
 
 use crate::consumer::{Consumer, HandleError};
 
-/// One read model's rules (routing and folding events into rows, here) and
-/// storage (its tables, in `mileage-read-model`).
-#[async_trait]
+/// A row of model `M`'s table.
+pub type RowOf<M> = <<M as Model>::Table as Table>::Row;
+
+/// One read model's rules (routing and folding events into rows, here); its
+/// storage is its [`Table`], in `mileage-read-model`.
 pub trait Model: Send + Sync + 'static {
-    /// The name of the projection, and its schema's by default.
-    const NAME: &'static str;
-    /// Its tables in the schema, each with its key column.
-    const TABLES: &'static [(&'static str, &'static str)];
-    /// A row of the read model.
-    type Row: Send + Sync;
+    /// Where its rows live (name, tables, DDL, load, save).
+    type Table: Table;
     /// The events it applies, decoded.
     type Event: Send + Sync;
-
-    /// Creates the tables in `schema` (idempotent).
-    fn ddl(schema: &str) -> String;
 
     /// The event decoded and the id of the row it touches; `None` when the
     /// model ignores it.
@@ -43,24 +38,10 @@ pub trait Model: Send + Sync + 'static {
     /// holds it ([`mileage_read_model::people`]): a projection never sees
     /// a person in clear, so it never needs their key.
     fn apply(
-        row: Option<Self::Row>,
+        row: Option<RowOf<Self>>,
         event: Self::Event,
         recorded: &RecordedEvent,
-    ) -> Result<Option<Self::Row>, String>;
-
-    /// The existing rows among `ids`.
-    async fn load(
-        tx: &Transaction<'_>,
-        schema: &str,
-        ids: &[String],
-    ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error>;
-
-    /// Inserts or replaces `rows`.
-    async fn save(
-        tx: &Transaction<'_>,
-        schema: &str,
-        rows: Vec<Self::Row>,
-    ) -> Result<(), tokio_postgres::Error>;
+    ) -> Result<Option<RowOf<Self>>, String>;
 }
 
 /// Decodes `event` as one of `A`'s when it is on an `A` stream.
@@ -128,11 +109,12 @@ pub struct Known {
 }
 
 fn known<M: Model>() -> Known {
+    let storage = Storage::of::<M::Table>();
     Known {
-        name: M::NAME,
-        tables: M::TABLES,
+        name: storage.name,
+        tables: storage.tables,
         build: |consumer, schema| Arc::new(Projection::<M>::into_schema(consumer, schema)),
-        ddl: M::ddl,
+        ddl: storage.ddl,
     }
 }
 
@@ -159,7 +141,7 @@ pub struct Projection<M> {
 impl<M: Model> Projection<M> {
     /// The live projection: named and stored as `M::NAME`.
     pub fn live() -> Self {
-        Self::into_schema(M::NAME, M::NAME)
+        Self::into_schema(M::Table::NAME, M::Table::NAME)
     }
 
     /// The projection under another consumer name into another schema (a
@@ -184,7 +166,7 @@ impl<M: Model> Consumer for Projection<M> {
     }
 
     async fn prepare(&self, client: &Client) -> Result<(), HandleError> {
-        mileage_read_model::create_tables(client, &M::ddl(&self.schema)).await?;
+        mileage_read_model::create_tables(client, &M::Table::ddl(&self.schema)).await?;
         Ok(())
     }
 
@@ -205,7 +187,7 @@ impl<M: Model> Consumer for Projection<M> {
         let mut ids: Vec<String> = routed.iter().map(|(_, id, _)| id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut rows = M::load(tx, &self.schema, &ids).await?;
+        let mut rows = M::Table::load(tx, &self.schema, &ids).await?;
         for (recorded, id, event) in routed {
             let row = M::apply(rows.remove(&id), event, recorded)
                 .map_err(|reason| HandleError::poison(recorded, reason))?;
@@ -213,7 +195,7 @@ impl<M: Model> Consumer for Projection<M> {
                 rows.insert(id, row);
             }
         }
-        M::save(tx, &self.schema, rows.into_values().collect()).await?;
+        M::Table::save(tx, &self.schema, rows.into_values().collect()).await?;
         Ok(())
     }
 }
