@@ -17,7 +17,7 @@ const EVERY: Duration = Duration::from_secs(1);
 
 /// Events counted at most per measurement: a consumer further behind shows
 /// this many, marked as more.
-pub(crate) const BACKLOG_LIMIT: u64 = 10_000;
+pub const BACKLOG_LIMIT: u64 = 10_000;
 
 /// Each live consumer's lag as last measured, by name: what `/metrics`
 /// shows (a consumer whose row is gone, or a replay's scratch copy, is not

@@ -12,6 +12,9 @@ pub mod local_sms;
 mod notifier;
 mod process;
 pub mod projections;
-pub mod replay;
 pub mod runner;
 pub mod startup;
+
+/// How far the lag gauges count past a checkpoint before saying "at least
+/// this many" (also what `replay status` shows).
+pub use head::BACKLOG_LIMIT;

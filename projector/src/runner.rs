@@ -385,7 +385,7 @@ async fn handle_in_tx(
 /// Takes `name`'s consumer lock for `client`'s session (released when the
 /// session ends): the one replica that runs it, or a tool that must not
 /// run beside it.
-pub(crate) async fn try_lock(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
+pub async fn try_lock(client: &Client, name: &str) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT pg_try_advisory_lock(hashtext('mileage.consumer.' || $1))",

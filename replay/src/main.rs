@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mileage_projector::replay::{Context, adopt, archive, inspect, rebuild, status, verify};
+use mileage_replay::{Context, adopt, archive, inspect, rebuild, status, verify};
 use serde::Serialize;
 
 #[derive(Parser)]

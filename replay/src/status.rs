@@ -48,7 +48,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
         let same_store = s.store_id.as_ref().is_none_or(|id| *id == store_id);
         let backlog = if same_store {
             ctx.store
-                .backlog(s.checkpoint, crate::head::BACKLOG_LIMIT)
+                .backlog(s.checkpoint, mileage_projector::BACKLOG_LIMIT)
                 .await?
         } else {
             Backlog::default()
@@ -60,7 +60,7 @@ pub async fn status(ctx: &Context) -> anyhow::Result<Vec<Consumer>> {
         });
         let rebuild = all
             .iter()
-            .find(|r| r.name == crate::replay::rebuild::shadow_of(&s.name));
+            .find(|r| r.name == crate::rebuild::shadow_of(&s.name));
         out.push(Consumer {
             name: s.name.clone(),
             state: if rebuild.is_some() {

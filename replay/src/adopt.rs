@@ -33,7 +33,7 @@ pub async fn adopt(ctx: &Context, name: &str) -> anyhow::Result<Adopted> {
     // The consumer's own lock, held until this session ends with the
     // function: no projector runs it meanwhile.
     let mut client = ctx.read_client().await?;
-    let locked = crate::runner::try_lock(&client, name).await?;
+    let locked = mileage_projector::runner::try_lock(&client, name).await?;
     anyhow::ensure!(
         locked,
         "{name} is running in a projector; stop the projector first"

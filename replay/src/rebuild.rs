@@ -12,8 +12,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Context, identifier};
-use crate::projections::{Known, by_name};
-use crate::runner::{Exit, Runner};
+use mileage_projector::projections::{Known, by_name};
+use mileage_projector::runner::{Exit, Runner};
 use mileage_read_model::bookkeeping::{self, Claim, position_of};
 
 /// What a finished rebuild did.

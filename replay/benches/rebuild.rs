@@ -6,7 +6,7 @@
 //! with bulk INSERTs; each size is rebuilt `BENCH_RUNS` times. Prints
 //! numbers; asserts nothing.
 //!
-//! `bash deploy/local/with-pg.sh cargo bench -p mileage-projector --bench rebuild`
+//! `bash deploy/local/with-pg.sh cargo bench -p mileage-replay --bench rebuild`
 //! Settings: `BENCH_SIZES` (1000000,2000000 events), `BENCH_RUNS` (3),
 //! `PROJECTOR_BATCH` (1000).
 
@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mileage_domain::pii::{NONCE_LEN, PersonKey};
-use mileage_projector::replay::{Context, rebuild};
+use mileage_replay::{Context, rebuild};
 use mileage_store::keys::{KeyStore, PgKeyStore};
 use mileage_store::postgres::PgEventStore;
 
