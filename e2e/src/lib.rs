@@ -6,14 +6,9 @@
 
 pub mod search;
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::{Json, Router};
 use mileage_command_api::config::Settings as CommandSettings;
 use mileage_command_api::startup::Application;
 use mileage_service::auth::{Role, mint_hs256};
@@ -97,94 +92,56 @@ pub struct Received {
     pub traceparent: Option<String>,
 }
 
-#[derive(Default)]
-struct GatewayState {
-    rejected: HashSet<String>,
-    failures_left: u32,
-    refuse_with: Option<StatusCode>,
-    received: Vec<Received>,
-}
-
-/// An SMS gateway stand-in on a loopback port: answers 422 for rejected
-/// numbers (with a body that repeats the number, as real gateways do), 503
-/// while told to fail, a chosen status for everything when told to refuse
-/// (a wrong endpoint, expired credentials), 202 otherwise.
+/// The development SMS gateway (`mileage_sms_gateway`, what `run.sh`
+/// runs) on a loopback port: 422 for numbers that are not mobile numbers
+/// and for the ones a test names (with a body that repeats the number, as
+/// real gateways do), 503 while told to fail, a chosen status for
+/// everything when told to refuse (a wrong endpoint, expired credentials),
+/// 202 otherwise.
 #[derive(Clone)]
 pub struct Gateway {
-    state: Arc<Mutex<GatewayState>>,
+    sms: mileage_sms_gateway::LocalSms,
     /// `http://127.0.0.1:{port}/sms`.
     pub url: String,
 }
 
 impl Gateway {
-    /// Starts it; `rejected` numbers (digits only) get 422.
+    /// Starts it; `rejected` numbers (as the notifier sends them) get 422.
     pub async fn start(rejected: &[&str]) -> Self {
-        let state = Arc::new(Mutex::new(GatewayState {
-            rejected: rejected.iter().map(|s| (*s).to_owned()).collect(),
-            ..GatewayState::default()
-        }));
-        let app = Router::new()
-            .route("/sms", post(receive))
-            .with_state(Arc::clone(&state));
+        let sms = mileage_sms_gateway::LocalSms::new(mileage_sms_gateway::Behaviour {
+            refused: rejected.iter().map(|s| (*s).to_owned()).collect(),
+            ..mileage_sms_gateway::Behaviour::default()
+        });
+        let app = sms.clone().router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/sms", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { state, url }
+        Self { sms, url }
     }
 
     /// The next `n` requests answer 503.
     pub fn fail_next(&self, n: u32) {
-        self.state.lock().unwrap().failures_left = n;
+        self.sms.behave(|b| b.fail_next = n);
     }
 
     /// From now on every request answers `status` (401: credentials
     /// expired; 404: a wrong endpoint).
     pub fn refuse_everything_with(&self, status: u16) {
-        self.state.lock().unwrap().refuse_with = StatusCode::from_u16(status).ok();
+        self.sms.behave(|b| b.status = Some(status));
     }
 
     /// Every accepted or rejected request, in order (503s excluded).
     pub fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap().received.clone()
-    }
-}
-
-async fn receive(
-    State(state): State<Arc<Mutex<GatewayState>>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> (StatusCode, String) {
-    let mut state = state.lock().unwrap();
-    if let Some(status) = state.refuse_with {
-        return (status, format!("refused: {body}"));
-    }
-    if state.failures_left > 0 {
-        state.failures_left -= 1;
-        return (StatusCode::SERVICE_UNAVAILABLE, String::new());
-    }
-    let received = Received {
-        idempotency_key: headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        to: body["to"].as_str().unwrap_or_default().to_owned(),
-        text: body["text"].as_str().unwrap_or_default().to_owned(),
-        traceparent: headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    };
-    let rejected = state.rejected.contains(&received.to);
-    state.received.push(received);
-    if rejected {
-        let to = &state.received.last().expect("just pushed").to;
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            format!("{{\"error\":\"{to} cannot receive SMS\"}}"),
-        )
-    } else {
-        (StatusCode::ACCEPTED, String::new())
+        self.sms
+            .deliveries()
+            .into_iter()
+            .map(|d| Received {
+                idempotency_key: d.idempotency_key,
+                to: d.to,
+                text: d.text,
+                traceparent: d.traceparent,
+            })
+            .collect()
     }
 }
 

@@ -8,7 +8,6 @@ pub mod config;
 pub mod consumer;
 mod head;
 mod http;
-pub mod local_sms;
 mod notifier;
 mod process;
 pub mod projections;

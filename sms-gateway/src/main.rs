@@ -1,9 +1,9 @@
 //! `sms-gateway`: the local SMS gateway of `deploy/local/run.sh` (see
-//! [`mileage_projector::local_sms`]). Listens on `SMS_GATEWAY_ADDR`
+//! [`mileage_sms_gateway`]). Listens on `SMS_GATEWAY_ADDR`
 //! (default `127.0.0.1:8086`); point the projector's `NOTIFIER_URL` at
 //! `http://{addr}/sms`.
 
-use mileage_projector::local_sms::{Behaviour, LocalSms};
+use mileage_sms_gateway::{Behaviour, LocalSms};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -9,9 +9,11 @@
 //! its saga (notice failed, personal data destroyed) runs locally. Its 422
 //! body repeats the number, as real gateways' do: the notifier must never
 //! keep it. A repeated `Idempotency-Key` gets the first answer. For tests
-//! it can be told to misbehave (`PUT /behaviour`: slow, or answering every
-//! request with one status, 503 or 401 say); "down" is the process
-//! stopped. `GET /sms` lists what it received, numbers masked.
+//! it can be told to misbehave (`PUT /behaviour`: slow, answering every
+//! request with one status, 503 or 401 say, failing the next few, refusing
+//! more numbers); "down" is the process stopped. `GET /sms` lists what it
+//! received, numbers masked. The end-to-end tests run the same gateway
+//! in-process and read every delivery ([`LocalSms::deliveries`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -42,6 +44,14 @@ pub struct Behaviour {
     /// failing gateway; 401: expired credentials; 422: refusing everyone).
     #[serde(default)]
     pub status: Option<u16>,
+    /// Answer the next this many messages 503 (not kept as their answers: a
+    /// retry with the same key is handled).
+    #[serde(default)]
+    pub fail_next: u32,
+    /// Numbers refused (422) besides those that are not mobile numbers,
+    /// written as the notifier sends them.
+    #[serde(default)]
+    pub refused: Vec<String>,
 }
 
 /// A message as `GET /sms` lists it.
@@ -60,11 +70,28 @@ pub struct Received {
     pub received_at: DateTime<Utc>,
 }
 
+/// A message as it arrived, for tests in the same process: every one
+/// handled (a repeated key too), numbers in clear as a gateway gets them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The `Idempotency-Key` header.
+    pub idempotency_key: String,
+    /// The recipient.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// The `traceparent` header, when sent.
+    pub traceparent: Option<String>,
+    /// What the gateway answered.
+    pub status: u16,
+}
+
 #[derive(Default)]
 struct Inner {
     behaviour: Behaviour,
     answered: HashMap<String, u16>,
     received: VecDeque<Received>,
+    deliveries: VecDeque<Delivery>,
 }
 
 /// The gateway's state, shared by its handlers.
@@ -87,6 +114,16 @@ impl LocalSms {
             .route("/behaviour", get(behaviour).put(set_behaviour))
             .route("/health", get(|| async { Json(json!({ "status": "ok" })) }))
             .with_state(self)
+    }
+
+    /// Changes how it answers from now on.
+    pub fn behave(&self, change: impl FnOnce(&mut Behaviour)) {
+        change(&mut self.lock().behaviour);
+    }
+
+    /// Every message handled, oldest first (the last `10 * 1000`).
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.lock().deliveries.iter().cloned().collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -137,12 +174,24 @@ async fn receive(
     headers: HeaderMap,
     body: Result<Json<Sms>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let behaviour = sms.lock().behaviour.clone();
+    let behaviour = {
+        let mut inner = sms.lock();
+        let behaviour = inner.behaviour.clone();
+        inner.behaviour.fail_next = inner.behaviour.fail_next.saturating_sub(1);
+        behaviour
+    };
     if behaviour.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(behaviour.delay_ms)).await;
     }
     if let Some(status) = behaviour.status.and_then(|s| StatusCode::from_u16(s).ok()) {
         return (status, Json(json!({ "error": "told to answer so" }))).into_response();
+    }
+    if behaviour.fail_next > 0 {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "told to fail" })),
+        )
+            .into_response();
     }
     let Ok(Json(message)) = body else {
         return (
@@ -157,7 +206,21 @@ async fn receive(
         .map(str::to_owned);
     let mut inner = sms.lock();
     let repeated = key.as_ref().and_then(|k| inner.answered.get(k).copied());
-    let status = repeated.unwrap_or(if can_receive(&message.to) { 202 } else { 422 });
+    let reachable = can_receive(&message.to) && !behaviour.refused.contains(&message.to);
+    let status = repeated.unwrap_or(if reachable { 202 } else { 422 });
+    if inner.deliveries.len() == 10 * KEPT {
+        inner.deliveries.pop_front();
+    }
+    inner.deliveries.push_back(Delivery {
+        idempotency_key: key.clone().unwrap_or_default(),
+        to: message.to.clone(),
+        text: message.text.clone(),
+        traceparent: headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        status,
+    });
     if repeated.is_none() {
         if let Some(key) = key {
             inner.answered.insert(key, status);
@@ -211,7 +274,9 @@ async fn set_behaviour(
         }
         _ => (
             StatusCode::BAD_REQUEST,
-            Json(json!({ "error": "expected {delayMs?, status?} with an HTTP status" })),
+            Json(json!({
+                "error": "expected {delayMs?, status?, failNext?, refused?} with an HTTP status"
+            })),
         )
             .into_response(),
     }
@@ -280,10 +345,48 @@ mod tests {
     #[tokio::test]
     async fn told_to_fail_it_answers_that_status_to_everyone() {
         let app = LocalSms::new(Behaviour {
-            delay_ms: 0,
             status: Some(503),
+            ..Behaviour::default()
         })
         .router();
         assert_eq!(send(&app, "a", "01085581234").await, 503);
+    }
+
+    #[tokio::test]
+    async fn the_next_failures_are_not_kept_and_refused_numbers_get_422() {
+        let sms = LocalSms::new(Behaviour {
+            fail_next: 2,
+            refused: vec!["01085580002".into()],
+            ..Behaviour::default()
+        });
+        let app = sms.clone().router();
+        assert_eq!(send(&app, "a", "01085581234").await, 503);
+        assert_eq!(send(&app, "a", "01085581234").await, 503);
+        assert_eq!(send(&app, "a", "01085581234").await, 202, "handled now");
+        assert_eq!(send(&app, "b", "01085580002").await, 422);
+        assert_eq!(
+            send(&app, "b", "01085580002").await,
+            422,
+            "the first answer"
+        );
+        let deliveries = sms.deliveries();
+        let seen: Vec<(&str, &str, u16)> = deliveries
+            .iter()
+            .map(|d| (d.idempotency_key.as_str(), d.to.as_str(), d.status))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("a", "01085581234", 202),
+                ("b", "01085580002", 422),
+                ("b", "01085580002", 422)
+            ],
+            "every message handled, a repeat too; the 503s are not"
+        );
+        assert_eq!(
+            sms.lock().received.len(),
+            2,
+            "the list counts messages once"
+        );
     }
 }
