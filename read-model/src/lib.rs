@@ -14,6 +14,7 @@ pub mod managerpage;
 pub mod members;
 pub mod messages;
 pub mod people;
+mod upsert;
 
 use std::collections::HashMap;
 

@@ -120,24 +120,7 @@ impl Table for ManagerpageTable {
         }
         let c = &columns;
         tx.execute(
-            &format!(
-                "INSERT INTO {schema}.targets
-                     (id, member_id, phone_sealed, nickname_sealed, status, message_status,
-                      registered_at, updated_at, registered_commit, registered_prepare, last_position,
-                      rejoined_member_id)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
-                                      $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[],
-                                      $9::int8[], $10::int8[], $11::text[], $12::text[])
-                 ON CONFLICT (id) DO UPDATE SET
-                     member_id = EXCLUDED.member_id, phone_sealed = EXCLUDED.phone_sealed,
-                     nickname_sealed = EXCLUDED.nickname_sealed,
-                     status = EXCLUDED.status, message_status = EXCLUDED.message_status,
-                     registered_at = EXCLUDED.registered_at, updated_at = EXCLUDED.updated_at,
-                     registered_commit = EXCLUDED.registered_commit,
-                     registered_prepare = EXCLUDED.registered_prepare,
-                     last_position = EXCLUDED.last_position,
-                     rejoined_member_id = EXCLUDED.rejoined_member_id"
-            ),
+            &crate::upsert::upsert_sql(schema, "targets", "id", UPSERT),
             &[
                 &c.id,
                 &c.member_id,
@@ -157,6 +140,22 @@ impl Table for ManagerpageTable {
         .map(drop)
     }
 }
+
+/// The columns [`ManagerpageTable::save`] writes, in its parameters' order.
+const UPSERT: &[(&str, &str)] = &[
+    ("id", "text"),
+    ("member_id", "text"),
+    ("phone_sealed", "text"),
+    ("nickname_sealed", "text"),
+    ("status", "text"),
+    ("message_status", "text"),
+    ("registered_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("registered_commit", "int8"),
+    ("registered_prepare", "int8"),
+    ("last_position", "text"),
+    ("rejoined_member_id", "text"),
+];
 
 /// Rows turned into one array per column, for `UNNEST`.
 #[derive(Default)]

@@ -18,6 +18,18 @@ pub const NAME: &str = "members";
 const COLUMNS: &str =
     "id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, last_position";
 
+/// The columns [`MembersTable::save`] writes, in its parameters' order.
+const UPSERT: &[(&str, &str)] = &[
+    ("id", "text"),
+    ("status", "text"),
+    ("balance", "int8"),
+    ("phone_sealed", "text"),
+    ("nickname_sealed", "text"),
+    ("joined_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+    ("last_position", "text"),
+];
+
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("members", "id")];
 
@@ -120,18 +132,7 @@ impl Table for MembersTable {
             last.push(row.last_position);
         }
         tx.execute(
-            &format!(
-                "INSERT INTO {schema}.members
-                     (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at,
-                      last_position)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
-                                      $6::timestamptz[], $7::timestamptz[], $8::text[])
-                 ON CONFLICT (id) DO UPDATE SET
-                     status = EXCLUDED.status, balance = EXCLUDED.balance,
-                     phone_sealed = EXCLUDED.phone_sealed, nickname_sealed = EXCLUDED.nickname_sealed,
-                     joined_at = EXCLUDED.joined_at,
-                     updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
-            ),
+            &crate::upsert::upsert_sql(schema, "members", "id", UPSERT),
             &[
                 &id, &status, &balance, &phone, &nickname, &joined, &updated, &last,
             ],

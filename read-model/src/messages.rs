@@ -19,6 +19,19 @@ pub const NAME: &str = "messages";
 const COLUMNS: &str = "target_id, member_id, content, status, attempts, last_error, \
                        phone_sealed, updated_at, last_position";
 
+/// The columns [`MessagesTable::save`] writes, in its parameters' order.
+const UPSERT: &[(&str, &str)] = &[
+    ("target_id", "text"),
+    ("member_id", "text"),
+    ("content", "text"),
+    ("status", "text"),
+    ("attempts", "int4"),
+    ("last_error", "text"),
+    ("phone_sealed", "text"),
+    ("updated_at", "timestamptz"),
+    ("last_position", "text"),
+];
+
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("messages", "target_id")];
 
@@ -129,18 +142,7 @@ impl Table for MessagesTable {
             last.push(row.last_position);
         }
         tx.execute(
-            &format!(
-                "INSERT INTO {schema}.messages
-                     (target_id, member_id, content, status, attempts, last_error, phone_sealed,
-                      updated_at, last_position)
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int4[],
-                                      $6::text[], $7::text[], $8::timestamptz[], $9::text[])
-                 ON CONFLICT (target_id) DO UPDATE SET
-                     member_id = EXCLUDED.member_id, content = EXCLUDED.content,
-                     status = EXCLUDED.status, attempts = EXCLUDED.attempts,
-                     last_error = EXCLUDED.last_error, phone_sealed = EXCLUDED.phone_sealed,
-                     updated_at = EXCLUDED.updated_at, last_position = EXCLUDED.last_position"
-            ),
+            &crate::upsert::upsert_sql(schema, "messages", "target_id", UPSERT),
             &[
                 &target, &member, &content, &status, &attempts, &error, &phone, &updated, &last,
             ],
