@@ -29,6 +29,10 @@ fi
 # zero-downtime test runs Debian's nginx as the gateway.
 bash "$here/chromium.sh"
 bash "$here/gateway.sh" install
+# Every binary, for the tests that run them as processes (`cargo test`
+# builds a package's binaries only when that package has integration tests
+# of its own; `replay` and `sms-gateway` have none).
+cargo build --workspace --bins
 log=$(mktemp /tmp/mileage-test.XXXXXX.log)
 set +e
 bash "$here/with-pg.sh" cargo test --no-fail-fast "$@" 2>&1 | tee "$log"
