@@ -8,14 +8,14 @@
 
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use mileage_service::auth::Role;
 use mileage_store::testing::Service;
 use serde_json::json;
 
-use mileage_e2e::{JWT_SECRET, binary, free_port, start_gateway, token, wait_ready};
+use mileage_e2e::{JWT_SECRET, binary, eventually, free_port, start_gateway, token, wait_ready};
 
 fn command_api(database: &str, port: u16) -> Service {
     Service(
@@ -84,6 +84,7 @@ async fn client_loop(
     http: reqwest::Client,
     gateway: String,
     stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
     client: u32,
 ) -> Tally {
     let joined = http
@@ -113,6 +114,7 @@ async fn client_loop(
                 .send()
                 .await
         };
+        answered.fetch_add(1, Ordering::Relaxed);
         match response {
             Ok(r) if r.status().is_success() => {
                 if n.is_multiple_of(2) {
@@ -150,16 +152,29 @@ async fn restarting_each_command_api_in_turn_behind_the_gateway_loses_no_request
     let (_gateway, gateway, dir) = start_gateway(&http, &[a_port, b_port], 60_000).await;
 
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
     let mut clients = Vec::new();
     for client in 0..4u32 {
         let (http, gateway, stop) = (http.clone(), gateway.clone(), Arc::clone(&stop));
-        clients.push(tokio::spawn(client_loop(http, gateway, stop, client)));
+        let answered = Arc::clone(&answered);
+        clients.push(tokio::spawn(client_loop(
+            http, gateway, stop, answered, client,
+        )));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Traffic before, between and after the restarts: each time the
+    // clients have had another 40 answers.
+    let traffic = || async {
+        let from = answered.load(Ordering::Relaxed);
+        eventually("40 more answers", Duration::from_secs(60), || async {
+            (answered.load(Ordering::Relaxed) >= from + 40).then_some(())
+        })
+        .await;
+    };
+    traffic().await;
     restart(&mut first, &database, a_port, &http).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    traffic().await;
     restart(&mut second, &database, b_port, &http).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    traffic().await;
     stop.store(true, Ordering::Relaxed);
 
     let (mut earned, mut joins, mut failures, mut members) = (0, 0, Vec::new(), Vec::new());

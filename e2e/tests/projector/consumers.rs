@@ -50,7 +50,25 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
     })
     .await;
     let second = start_projector(&database, None).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Every consumer of the second replica has asked for its lock (a
+    // session of its name, holding none, whose last statement was the ask).
+    eventually("the second replica's consumers to stand by", WAIT, || async {
+        let standing_by: i64 = read
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity a
+                  WHERE a.datname = current_database()
+                    AND a.application_name LIKE 'mileage-projector:%'
+                    AND a.query LIKE '%pg_try_advisory_lock%'
+                    AND NOT EXISTS (SELECT 1 FROM pg_locks l
+                                     WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)",
+                &[],
+            )
+            .await
+            .ok()?
+            .get(0);
+        (standing_by >= 7).then_some(())
+    })
+    .await;
     let holders = lock_holders(&read).await;
     let names: Vec<&str> = holders.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
