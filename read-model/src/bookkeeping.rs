@@ -429,6 +429,121 @@ impl Lag {
     }
 }
 
+/// How many events `name` has handled (0 for a consumer never run): the
+/// progress of a rebuild or a verification.
+pub async fn events_handled(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<i64, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT events_handled FROM projector.consumers WHERE name = $1",
+            &[&name],
+        )
+        .await?
+        .map_or(0, |row| row.get(0)))
+}
+
+/// Forgets `name`'s row (a scratch or shadow consumer done with, or
+/// discarded).
+pub async fn forget(client: &impl GenericClient, name: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute("DELETE FROM projector.consumers WHERE name = $1", &[&name])
+        .await
+        .map(drop)
+}
+
+/// Inside a swap's transaction: `live`'s row made to exist, both rows
+/// locked until the transaction ends, and the event store each row there
+/// is belongs to (`live`'s first).
+pub async fn lock_for_swap(
+    tx: &impl GenericClient,
+    live: &str,
+    shadow: &str,
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+        &[&live],
+    )
+    .await?;
+    tx.query(
+        "SELECT name FROM projector.consumers WHERE name IN ($1, $2) FOR UPDATE",
+        &[&live, &shadow],
+    )
+    .await?;
+    Ok(tx
+        .query(
+            "SELECT store_id FROM projector.consumers WHERE name IN ($1, $2) ORDER BY name = $2",
+            &[&live, &shadow],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// Inside a swap's transaction: `live` takes `shadow`'s checkpoint, store
+/// and count (running, no error), and `shadow`'s row goes.
+pub async fn take_over(
+    tx: &impl GenericClient,
+    live: &str,
+    shadow: &str,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "UPDATE projector.consumers AS live
+            SET commit_position = shadow.commit_position,
+                prepare_position = shadow.prepare_position,
+                store_id = shadow.store_id,
+                events_handled = shadow.events_handled,
+                last_event_at = shadow.last_event_at,
+                state = 'running', error_position = NULL, error_event_type = NULL,
+                error_reason = NULL, updated_at = now()
+           FROM projector.consumers AS shadow
+          WHERE live.name = $1 AND shadow.name = $2",
+        &[&live, &shadow],
+    )
+    .await?;
+    forget(tx, shadow).await
+}
+
+/// Inside a transaction: the event store `name`'s checkpoint belongs to,
+/// its row locked until the transaction ends; `None` when there is no such
+/// consumer.
+pub async fn lock_owner(
+    tx: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Option<String>>, tokio_postgres::Error> {
+    Ok(tx
+        .query_opt(
+            "SELECT store_id FROM projector.consumers WHERE name = $1 FOR UPDATE",
+            &[&name],
+        )
+        .await?
+        .map(|row| row.get(0)))
+}
+
+/// Moves `name`'s checkpoint to `position` of the store `store_id` (an
+/// adoption: the consumer carries on there), clearing any error.
+pub async fn adopt(
+    tx: &impl GenericClient,
+    name: &str,
+    position: Option<Position>,
+    store_id: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let part =
+        |part: fn(&Position) -> u64| position.map(|p| i64::try_from(part(&p)).unwrap_or(i64::MAX));
+    tx.execute(
+        "UPDATE projector.consumers
+            SET commit_position = $2, prepare_position = $3, store_id = $4,
+                state = 'starting', error_position = NULL, error_event_type = NULL,
+                error_reason = NULL, backlog_events = NULL, updated_at = now()
+          WHERE name = $1",
+        &[&name, &part(|p| p.commit), &part(|p| p.prepare), &store_id],
+    )
+    .await
+    .map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, Utc};

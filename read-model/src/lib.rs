@@ -9,6 +9,7 @@
 //! rebuild can fill a fresh schema (`{name}__rebuild`) and swap it in.
 
 pub mod bookkeeping;
+pub mod compare;
 pub mod erasure;
 pub mod managerpage;
 pub mod members;

@@ -39,14 +39,9 @@ pub async fn adopt(ctx: &Context, name: &str) -> anyhow::Result<Adopted> {
         "{name} is running in a projector; stop the projector first"
     );
     let tx = client.transaction().await?;
-    let row = tx
-        .query_opt(
-            "SELECT store_id FROM projector.consumers WHERE name = $1 FOR UPDATE",
-            &[&name],
-        )
+    let owner = mileage_read_model::bookkeeping::lock_owner(&tx, name)
         .await?
         .ok_or_else(|| anyhow::anyhow!("no consumer named {name:?} (see `replay status`)"))?;
-    let owner: Option<String> = row.get(0);
     let from_store = match owner {
         Some(owner) if owner != store_id => owner,
         _ => anyhow::bail!(
@@ -54,20 +49,7 @@ pub async fn adopt(ctx: &Context, name: &str) -> anyhow::Result<Adopted> {
              nothing to adopt"
         ),
     };
-    tx.execute(
-        "UPDATE projector.consumers
-            SET commit_position = $2, prepare_position = $3, store_id = $4,
-                state = 'starting', error_position = NULL, error_event_type = NULL,
-                error_reason = NULL, backlog_events = NULL, updated_at = now()
-          WHERE name = $1",
-        &[
-            &name,
-            &head.map(|p| i64::try_from(p.commit).unwrap_or(i64::MAX)),
-            &head.map(|p| i64::try_from(p.prepare).unwrap_or(i64::MAX)),
-            &store_id,
-        ],
-    )
-    .await?;
+    mileage_read_model::bookkeeping::adopt(&tx, name, head, &store_id).await?;
     tx.commit().await?;
     Ok(Adopted {
         consumer: name.to_owned(),

@@ -283,14 +283,6 @@ async fn keep_recorded_times(pg: &PgEventStore, run: &[Envelope]) -> anyhow::Res
     let ids: Vec<uuid::Uuid> = run.iter().map(|e| e.event_id).collect();
     let times: Vec<chrono::DateTime<chrono::Utc>> =
         run.iter().map(|e| e.metadata.recorded_at).collect();
-    let client = pg.pool().get().await?;
-    client
-        .execute(
-            "UPDATE events SET recorded_at = t.at
-               FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
-              WHERE events.event_id = t.id AND events.recorded_at <> t.at",
-            &[&ids, &times],
-        )
-        .await?;
+    pg.keep_recorded_times(&ids, &times).await?;
     Ok(())
 }

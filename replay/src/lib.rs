@@ -121,12 +121,7 @@ impl Context {
     /// completeness check): counted on PostgreSQL, unknown on EventStoreDB
     /// (a spinner then).
     pub async fn log_size(&self) -> Option<u64> {
-        let client = self.postgres_log.as_ref()?.pool().get().await.ok()?;
-        let row = client
-            .query_one("SELECT count(*) FROM events", &[])
-            .await
-            .ok()?;
-        u64::try_from(row.get::<_, i64>(0)).ok()
+        self.postgres_log.as_ref()?.count_events().await.ok()
     }
 }
 

@@ -96,12 +96,7 @@ async fn rebuild_locked(
         client
             .batch_execute(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
             .await?;
-        client
-            .execute(
-                "DELETE FROM projector.consumers WHERE name = $1",
-                &[&shadow],
-            )
-            .await?;
+        bookkeeping::forget(&*client, &shadow).await?;
     }
     let resumed = position_of(&*client, &shadow).await?.is_some();
     let started = Instant::now();
@@ -158,7 +153,9 @@ async fn rebuild_locked(
     }
     bar.finish_and_clear();
     let position = position_of(&*client, known.name).await?;
-    let events = handled_i64(&*client, known.name).await;
+    let events = bookkeeping::events_handled(&*client, known.name)
+        .await
+        .unwrap_or(0);
     Ok(Outcome::Done(Rebuilt {
         projection: known.name.to_owned(),
         resumed,
@@ -168,20 +165,11 @@ async fn rebuild_locked(
     }))
 }
 
-async fn handled_i64(client: &tokio_postgres::Client, name: &str) -> i64 {
-    client
-        .query_opt(
-            "SELECT events_handled FROM projector.consumers WHERE name = $1",
-            &[&name],
-        )
-        .await
-        .ok()
-        .flatten()
-        .map_or(0, |row| row.get(0))
-}
-
+/// How many events `name` has handled, for the progress bar (0 when it
+/// cannot be read).
 async fn handled(client: &tokio_postgres::Client, name: &str) -> u64 {
-    u64::try_from(handled_i64(client, name).await).unwrap_or(0)
+    let handled = bookkeeping::events_handled(client, name).await.unwrap_or(0);
+    u64::try_from(handled).unwrap_or(0)
 }
 
 /// In one transaction: lock the live tables (waiting out a live batch),
@@ -211,27 +199,9 @@ async fn swap(
     ))
     .await
     .with_context(|| format!("could not lock the live {live} tables (a long batch?)"))?;
-    tx.execute(
-        "INSERT INTO projector.consumers (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-        &[&live],
-    )
-    .await?;
-    tx.query(
-        "SELECT name FROM projector.consumers WHERE name IN ($1, $2) FOR UPDATE",
-        &[&live, &shadow],
-    )
-    .await?;
+    let stores = bookkeeping::lock_for_swap(&tx, live, shadow).await?;
     let live_at = position_of(&tx, live).await?;
     let shadow_at = position_of(&tx, shadow).await?;
-    let stores: Vec<Option<String>> = tx
-        .query(
-            "SELECT store_id FROM projector.consumers WHERE name IN ($1, $2) ORDER BY name = $2",
-            &[&live, &shadow],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
     // Positions compare only within one store: a live copy of another store
     // (a migration) is replaced whatever its checkpoint says.
     let same_store = matches!(stores.as_slice(), [Some(l), Some(s)] if l == s)
@@ -248,25 +218,7 @@ async fn swap(
          DROP SCHEMA {old} CASCADE;"
     ))
     .await?;
-    tx.execute(
-        "UPDATE projector.consumers AS live
-            SET commit_position = shadow.commit_position,
-                prepare_position = shadow.prepare_position,
-                store_id = shadow.store_id,
-                events_handled = shadow.events_handled,
-                last_event_at = shadow.last_event_at,
-                state = 'running', error_position = NULL, error_event_type = NULL,
-                error_reason = NULL, updated_at = now()
-           FROM projector.consumers AS shadow
-          WHERE live.name = $1 AND shadow.name = $2",
-        &[&live, &shadow],
-    )
-    .await?;
-    tx.execute(
-        "DELETE FROM projector.consumers WHERE name = $1",
-        &[&shadow],
-    )
-    .await?;
+    bookkeeping::take_over(&tx, live, shadow).await?;
     if let Some(at) = shadow_at {
         tx.execute(
             "SELECT pg_notify($1, $2)",

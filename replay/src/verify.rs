@@ -114,49 +114,28 @@ async fn verify_locked(
     let mut tables = Vec::new();
     let mut first_differences = Vec::new();
     for (table, key) in known.tables {
-        let count = |schema: &str| format!("SELECT count(*) FROM {schema}.{table}");
-        let live_rows: i64 = client.query_one(&count(live), &[]).await?.get(0);
-        let rebuilt_rows: i64 = client.query_one(&count(&scratch), &[]).await?.get(0);
-        let after =
-            "(split_part(l.lp, '-', 1)::bigint, split_part(l.lp, '-', 2)::bigint) > ($1, $2)";
-        let changed_since: i64 = client
-            .query_one(
-                &format!(
-                    "SELECT count(*) FROM (SELECT last_position AS lp FROM {live}.{table}) l WHERE {after}"
-                ),
-                &[&commit, &prepare],
-            )
-            .await?
-            .get(0);
-        let rows = client
-            .query(
-                &format!(
-                    "WITH l AS (SELECT {key}::text AS k, row_to_json(t)::text AS j, t.last_position AS lp
-                                  FROM {live}.{table} t),
-                          s AS (SELECT {key}::text AS k, row_to_json(t)::text AS j FROM {scratch}.{table} t)
-                     SELECT coalesce(l.k, s.k), l.j, s.j, count(*) OVER ()
-                       FROM l FULL JOIN s ON l.k = s.k
-                      WHERE l.j IS DISTINCT FROM s.j AND (l.lp IS NULL OR NOT {after})
-                      ORDER BY 1 LIMIT $3"
-                ),
-                &[&commit, &prepare, &show.max(1)],
-            )
-            .await?;
-        let differences = rows.first().map_or(0, |r| r.get::<_, i64>(3));
-        for row in rows.iter().take(usize::try_from(show).unwrap_or(0)) {
+        let compared = mileage_read_model::compare::compare(
+            client,
+            (live, &scratch),
+            (table, key),
+            (commit, prepare),
+            show,
+        )
+        .await?;
+        for (key, live, rebuilt) in compared.first {
             first_differences.push(Difference {
                 table: (*table).to_owned(),
-                key: row.get(0),
-                live: row.get(1),
-                rebuilt: row.get(2),
+                key,
+                live,
+                rebuilt,
             });
         }
         tables.push(TableReport {
             table: (*table).to_owned(),
-            live_rows,
-            rebuilt_rows,
-            changed_since,
-            differences,
+            live_rows: compared.live_rows,
+            rebuilt_rows: compared.rebuilt_rows,
+            changed_since: compared.changed_since,
+            differences: compared.differences,
         });
     }
     reset(client, &scratch).await?;
@@ -191,10 +170,8 @@ async fn rebuild_scratch(
             tokio::select! {
                 exit = &mut run => break exit?,
                 () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                    let row = client
-                        .query_opt("SELECT events_handled FROM projector.consumers WHERE name = $1", &[&scratch])
-                        .await?;
-                    bar.set_position(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)));
+                    let handled = mileage_read_model::bookkeeping::events_handled(client, scratch).await?;
+                    bar.set_position(u64::try_from(handled).unwrap_or(0));
                 }
             }
         };
@@ -222,11 +199,6 @@ async fn reset(client: &tokio_postgres::Client, scratch: &str) -> anyhow::Result
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {scratch} CASCADE"))
         .await?;
-    client
-        .execute(
-            "DELETE FROM projector.consumers WHERE name = $1",
-            &[&scratch],
-        )
-        .await?;
+    mileage_read_model::bookkeeping::forget(client, scratch).await?;
     Ok(())
 }

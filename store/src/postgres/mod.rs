@@ -183,6 +183,37 @@ impl PgEventStore {
         &self.inner.pool
     }
 
+    /// How many events the log holds (the replay tool's progress bars and
+    /// its export's completeness check).
+    pub async fn count_events(&self) -> Result<u64, StoreError> {
+        let client = self.inner.pool.get().await.map_err(pool_error)?;
+        let row = client
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .map_err(pg_error)?;
+        Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
+    }
+
+    /// Gives the events `ids` the times `at` they were first recorded (an
+    /// import: an append stamps the time of the append).
+    pub async fn keep_recorded_times(
+        &self,
+        ids: &[uuid::Uuid],
+        at: &[chrono::DateTime<chrono::Utc>],
+    ) -> Result<(), StoreError> {
+        let client = self.inner.pool.get().await.map_err(pool_error)?;
+        client
+            .execute(
+                "UPDATE events SET recorded_at = t.at
+                   FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
+                  WHERE events.event_id = t.id AND events.recorded_at <> t.at",
+                &[&ids, &at],
+            )
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
     /// A small pool of connections to the same database whose commits do not
     /// wait for the disk (`synchronous_commit = off`), for writes that an
     /// append made later through this store makes durable (see
