@@ -49,6 +49,8 @@ impl Notices {
         }
     }
 
+    /// Sends `changed`'s notice, unless its outcome is already recorded,
+    /// and records the outcome under ids derived from `trigger`.
     async fn notify(
         &self,
         changed: DormantMemberChanged,
@@ -61,11 +63,30 @@ impl Notices {
             tracing::debug!(target_id = %changed.id, ?outcome, "notice already recorded; not sent again");
             return Ok(());
         }
+        let delivery = self.deliver(&changed, trigger).await?;
+        fail::fail_point!("notices::after_send", |_| Err(HandleError::Transient(
+            "failpoint notices::after_send: the process stopped".into()
+        )));
+        let command = outcome(&changed, delivery, trigger)?;
+        match decide_and_append::<ManagerMessage>(&self.executor, &stream, &command, trigger)
+            .await?
+        {
+            Step::Appended | Step::AlreadyDone => Ok(()),
+            Step::Refused(reason) => Err(HandleError::poison(trigger, reason)),
+        }
+    }
+
+    /// Opens the number and sends the notice (a span of the trigger's trace,
+    /// which the gateway gets as its parent; the number is never a span
+    /// attribute); a person erased meanwhile is a rejected delivery.
+    async fn deliver(
+        &self,
+        changed: &DormantMemberChanged,
+        trigger: &RecordedEvent,
+    ) -> Result<Delivery, HandleError> {
         let key = self.keys.get(&changed.phone_no.key_id).await?;
-        let delivery = match reveal(&changed.phone_no, key.as_ref()) {
+        match reveal(&changed.phone_no, key.as_ref()) {
             Ok(Revealed::Clear(phone)) => {
-                // Sending is a span of the trigger's trace; the gateway gets
-                // it as its parent. The number is never a span attribute.
                 let span = tracing::info_span!("notice", message_id = %trigger.event_id);
                 let trace = mileage_service::traces::enter(&span, trigger.metadata.trace);
                 let outgoing = Outgoing {
@@ -74,63 +95,65 @@ impl Notices {
                     text: CONTENT.to_owned(),
                     trace: Some(trace),
                 };
-                self.notifier.send(&outgoing).instrument(span).await
+                Ok(self.notifier.send(&outgoing).instrument(span).await)
             }
-            Ok(Revealed::Erased) => Delivery::Rejected {
+            Ok(Revealed::Erased) => Ok(Delivery::Rejected {
                 attempts: 0,
                 reason: "the person's data was erased before the notice was sent".into(),
-            },
-            Err(e) => return Err(HandleError::poison(trigger, e.to_string())),
-        };
-        fail::fail_point!("notices::after_send", |_| Err(HandleError::Transient(
-            "failpoint notices::after_send: the process stopped".into()
-        )));
-        let notice = |attempts: u32| Notice {
-            target_id: changed.id.clone(),
-            member_id: changed.member_id.clone(),
-            phone_no: changed.phone_no.clone(),
-            content: CONTENT.to_owned(),
-            attempts: attempts.max(1),
-            at: Utc::now(),
-        };
-        let command = match delivery {
-            Delivery::Delivered { attempts } => {
-                metrics::counter!("notices_total", "outcome" => "sent").increment(1);
-                ManagerMessageCommand::RecordSent(notice(attempts))
-            }
-            Delivery::Rejected { attempts, reason } => {
-                metrics::counter!("notices_total", "outcome" => "failed").increment(1);
-                tracing::warn!(target_id = %changed.id, %reason, "dormant notice failed");
-                ManagerMessageCommand::RecordFailed {
-                    notice: notice(attempts),
-                    reason,
-                }
-            }
-            Delivery::Misconfigured { reason } => {
-                metrics::counter!("notices_total", "outcome" => "misconfigured").increment(1);
-                tracing::error!(target_id = %changed.id, %reason, "the SMS gateway refuses our requests; notices stop until NOTIFIER_URL or its credentials are fixed");
-                return Err(HandleError::poison(
-                    trigger,
-                    format!(
-                        "the SMS gateway refused the request itself ({reason}): check NOTIFIER_URL \
-                         and its credentials, then restart the projector; nothing was recorded \
-                         about the recipient"
-                    ),
-                ));
-            }
-            Delivery::Unavailable { attempts, reason } => {
-                metrics::counter!("notices_total", "outcome" => "postponed").increment(1);
-                return Err(HandleError::Transient(format!(
-                    "notice for target {} not delivered after {attempts} attempts: {reason}",
-                    changed.id
-                )));
-            }
-        };
-        match decide_and_append::<ManagerMessage>(&self.executor, &stream, &command, trigger)
-            .await?
-        {
-            Step::Appended | Step::AlreadyDone => Ok(()),
-            Step::Refused(reason) => Err(HandleError::poison(trigger, reason)),
+            }),
+            Err(e) => Err(HandleError::poison(trigger, e.to_string())),
+        }
+    }
+}
+
+/// What a delivery means for the notice (counted by outcome): a command
+/// recording it sent or failed; or an error that stops the consumer at the
+/// trigger (a gateway refusing our requests themselves) or retries it
+/// later (a gateway unavailable).
+fn outcome(
+    changed: &DormantMemberChanged,
+    delivery: Delivery,
+    trigger: &RecordedEvent,
+) -> Result<ManagerMessageCommand, HandleError> {
+    let notice = |attempts: u32| Notice {
+        target_id: changed.id.clone(),
+        member_id: changed.member_id.clone(),
+        phone_no: changed.phone_no.clone(),
+        content: CONTENT.to_owned(),
+        attempts: attempts.max(1),
+        at: Utc::now(),
+    };
+    match delivery {
+        Delivery::Delivered { attempts } => {
+            metrics::counter!("notices_total", "outcome" => "sent").increment(1);
+            Ok(ManagerMessageCommand::RecordSent(notice(attempts)))
+        }
+        Delivery::Rejected { attempts, reason } => {
+            metrics::counter!("notices_total", "outcome" => "failed").increment(1);
+            tracing::warn!(target_id = %changed.id, %reason, "dormant notice failed");
+            Ok(ManagerMessageCommand::RecordFailed {
+                notice: notice(attempts),
+                reason,
+            })
+        }
+        Delivery::Misconfigured { reason } => {
+            metrics::counter!("notices_total", "outcome" => "misconfigured").increment(1);
+            tracing::error!(target_id = %changed.id, %reason, "the SMS gateway refuses our requests; notices stop until NOTIFIER_URL or its credentials are fixed");
+            Err(HandleError::poison(
+                trigger,
+                format!(
+                    "the SMS gateway refused the request itself ({reason}): check NOTIFIER_URL \
+                     and its credentials, then restart the projector; nothing was recorded \
+                     about the recipient"
+                ),
+            ))
+        }
+        Delivery::Unavailable { attempts, reason } => {
+            metrics::counter!("notices_total", "outcome" => "postponed").increment(1);
+            Err(HandleError::Transient(format!(
+                "notice for target {} not delivered after {attempts} attempts: {reason}",
+                changed.id
+            )))
         }
     }
 }
