@@ -140,30 +140,10 @@ impl Runner {
 
     async fn session(&self, consumer: &dyn Consumer) -> Result<SessionEnd, String> {
         let name = consumer.name();
-        let mut config = self.read_config.clone();
-        config.application_name(format!("mileage-projector:{name}"));
-        let (mut client, connection) = config
-            .connect(NoTls)
-            .await
-            .map_err(|e| format!("read database: {e}"))?;
-        let connection = AbortOnDrop(tokio::spawn(connection));
-        // A batch commits with its checkpoint, and the log is the record: a
-        // crash that loses the last commits loses both together, and they
-        // are handled again. So commits need not wait for the WAL flush.
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(db)?;
+        let (mut client, connection) = self.open(name).await?;
         let mut shutdown = self.shutdown.clone();
-        while !try_lock(&client, name).await.map_err(db)? {
-            metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(0.0);
-            tokio::select! {
-                () = tokio::time::sleep(LOCK_RETRY) => {}
-                _ = shutdown.changed() => return Ok(SessionEnd::Shutdown),
-            }
-            if connection.0.is_finished() {
-                return Err("read database connection closed".into());
-            }
+        if !self.stand_by(&client, &connection, name).await? {
+            return Ok(SessionEnd::Shutdown);
         }
         tracing::info!(consumer = name, "active");
         metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(1.0);
@@ -191,28 +171,11 @@ impl Runner {
             let Some(chunk) = chunk else {
                 return Err("the subscription ended".into());
             };
-            let mut batch = Vec::with_capacity(chunk.len());
-            let mut failure = None;
-            let mut reached = false;
-            for item in chunk {
-                match item {
-                    Ok(event) if self.until.is_some_and(|until| event.position > until) => {
-                        reached = true;
-                        break;
-                    }
-                    Ok(event) => {
-                        reached = self.until == Some(event.position);
-                        batch.push(event);
-                        if reached {
-                            break;
-                        }
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
+            let Taken {
+                batch,
+                reached,
+                failure,
+            } = self.take(chunk);
             if !batch.is_empty() {
                 match self
                     .commit(&mut client, consumer, checkpoint, &batch)
@@ -230,6 +193,81 @@ impl Runner {
                 return Err(format!("event store: {e}"));
             }
         }
+    }
+
+    /// Opens `name`'s session on the read database, named after it (what
+    /// `pg_stat_activity` and the lock holders show).
+    async fn open(
+        &self,
+        name: &str,
+    ) -> Result<(Client, AbortOnDrop<Result<(), tokio_postgres::Error>>), String> {
+        let mut config = self.read_config.clone();
+        config.application_name(format!("mileage-projector:{name}"));
+        let (client, connection) = config
+            .connect(NoTls)
+            .await
+            .map_err(|e| format!("read database: {e}"))?;
+        let connection = AbortOnDrop(tokio::spawn(connection));
+        // A batch commits with its checkpoint, and the log is the record: a
+        // crash that loses the last commits loses both together, and they
+        // are handled again. So commits need not wait for the WAL flush.
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .map_err(db)?;
+        Ok((client, connection))
+    }
+
+    /// Asks for `name`'s lock until this session holds it (`true`) or the
+    /// runner is shut down (`false`): a standby replica waits here.
+    async fn stand_by(
+        &self,
+        client: &Client,
+        connection: &AbortOnDrop<Result<(), tokio_postgres::Error>>,
+        name: &str,
+    ) -> Result<bool, String> {
+        let mut shutdown = self.shutdown.clone();
+        while !try_lock(client, name).await.map_err(db)? {
+            metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(0.0);
+            tokio::select! {
+                () = tokio::time::sleep(LOCK_RETRY) => {}
+                _ = shutdown.changed() => return Ok(false),
+            }
+            if connection.0.is_finished() {
+                return Err("read database connection closed".into());
+            }
+        }
+        Ok(true)
+    }
+
+    /// The events of `chunk` to handle now: up to the first error, and up
+    /// to and including [`Runner::until`] when set.
+    fn take(&self, chunk: Vec<Result<RecordedEvent, mileage_store::StoreError>>) -> Taken {
+        let mut taken = Taken {
+            batch: Vec::with_capacity(chunk.len()),
+            reached: false,
+            failure: None,
+        };
+        for item in chunk {
+            match item {
+                Ok(event) if self.until.is_some_and(|until| event.position > until) => {
+                    taken.reached = true;
+                    break;
+                }
+                Ok(event) => {
+                    taken.reached = self.until == Some(event.position);
+                    taken.batch.push(event);
+                    if taken.reached {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    taken.failure = Some(e);
+                    break;
+                }
+            }
+        }
+        taken
     }
 
     /// Why `name` must not run on the configured store (its checkpoint is
@@ -433,6 +471,16 @@ fn backoff() -> impl Iterator<Item = Duration> {
 
 /// Ends the connection task when the session ends.
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+/// What a session handles of one chunk of the subscription.
+struct Taken {
+    /// The events to handle, in order.
+    batch: Vec<RecordedEvent>,
+    /// [`Runner::until`] is reached with them.
+    reached: bool,
+    /// The store failed after them.
+    failure: Option<mileage_store::StoreError>,
+}
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
