@@ -88,16 +88,7 @@ async fn rebuild_locked(
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
     let shadow = shadow_of(identifier(known.name)?);
-    let store_id = ctx.store.identity().await?;
-    if let Claim::Other(owner) = bookkeeping::claim(&*client, &shadow, &store_id).await? {
-        // An interrupted rebuild from another store: its positions mean
-        // nothing here, so it starts over.
-        tracing::warn!(%owner, configured = %store_id, "discarding a rebuild of another event store");
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
-            .await?;
-        bookkeeping::forget(&*client, &shadow).await?;
-    }
+    discard_another_stores(ctx, client, &shadow).await?;
     let resumed = position_of(&*client, &shadow).await?.is_some();
     let started = Instant::now();
     let total = ctx.log_size().await;
@@ -128,25 +119,7 @@ async fn rebuild_locked(
                 }
             }
         };
-        match exit {
-            Exit::Reached => {}
-            Exit::Shutdown => anyhow::bail!("the rebuild was stopped"),
-            Exit::Stopped(error) => anyhow::bail!(
-                "the rebuild of {} stopped: {error}; the live read model is untouched",
-                known.name
-            ),
-            Exit::Refused(reason) => anyhow::bail!("{reason}; run the rebuild again"),
-            Exit::Failed(reason) => anyhow::bail!(
-                "the rebuild of {} was cut off ({reason}); the live read model is untouched; \
-                 run it again to resume from {}",
-                known.name,
-                position_of(&*client, &shadow)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map_or_else(|| "the start".to_owned(), |p| p.to_string())
-            ),
-        }
+        reached(exit, client, known.name, &shadow).await?;
         if swap(client, known, &shadow).await? {
             break;
         }
@@ -163,6 +136,51 @@ async fn rebuild_locked(
         seconds: started.elapsed().as_secs_f64(),
         position: position.map(|p| p.to_string()),
     }))
+}
+
+/// Starts `shadow` over when it holds an interrupted rebuild from another
+/// event store: its positions mean nothing on this one.
+async fn discard_another_stores(
+    ctx: &Context,
+    client: &tokio_postgres::Client,
+    shadow: &str,
+) -> anyhow::Result<()> {
+    let store_id = ctx.store.identity().await?;
+    if let Claim::Other(owner) = bookkeeping::claim(client, shadow, &store_id).await? {
+        tracing::warn!(%owner, configured = %store_id, "discarding a rebuild of another event store");
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
+            .await?;
+        bookkeeping::forget(client, shadow).await?;
+    }
+    Ok(())
+}
+
+/// Ok when a run of `shadow` reached its end; otherwise why the rebuild of
+/// `live` stops, and how to go on.
+async fn reached(
+    exit: Exit,
+    client: &tokio_postgres::Client,
+    live: &str,
+    shadow: &str,
+) -> anyhow::Result<()> {
+    match exit {
+        Exit::Reached => Ok(()),
+        Exit::Shutdown => anyhow::bail!("the rebuild was stopped"),
+        Exit::Stopped(error) => anyhow::bail!(
+            "the rebuild of {live} stopped: {error}; the live read model is untouched"
+        ),
+        Exit::Refused(reason) => anyhow::bail!("{reason}; run the rebuild again"),
+        Exit::Failed(reason) => anyhow::bail!(
+            "the rebuild of {live} was cut off ({reason}); the live read model is untouched; \
+             run it again to resume from {}",
+            position_of(client, shadow)
+                .await
+                .ok()
+                .flatten()
+                .map_or_else(|| "the start".to_owned(), |p| p.to_string())
+        ),
+    }
 }
 
 /// How many events `name` has handled, for the progress bar (0 when it
