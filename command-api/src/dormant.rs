@@ -175,52 +175,20 @@ pub(crate) async fn release(
 ) -> Result<Handled<DormantMember>, CommandError> {
     let stream = stream_name::<DormantMember>(id);
     let (target, version) = load::<DormantMember>(&state.ctx.executor, &stream).await?;
-    match &target {
-        DormantMember::Registered(registered) => {
-            caller
-                .require_member_or_manager(&registered.member_id)
-                .map_err(CommandError::from_authorisation)?;
-        }
-        DormantMember::Unregistered => caller
-            .require_manager()
-            .map_err(CommandError::from_authorisation)?,
-    }
+    may_release(caller, &target)?;
     let Some(registered) = target
         .releasable()
         .map_err(|e| CommandError::rejected(&e))?
     else {
-        // Released already: by this very request's first attempt, when the
-        // log says so, with its outcome; otherwise as it stands, with the
-        // position of the clear, whoever appended it. (An attempt running
-        // beside the one whose join made the `releases` process manager
-        // clear the target cannot tell itself from a later release; both
-        // answer what the first attempt answers: the clear, and where it
-        // is.)
-        let executor = &state.ctx.executor;
-        if let Some(first) = executor
-            .replayed::<DormantMember>(&stream, origin.ids)
-            .await?
-        {
-            return Ok(first);
-        }
         let standing = Handled {
             state: target,
             version,
             position: None,
             replayed: false,
         };
-        return cleared_at(state, &stream, standing).await;
+        return released_already(state, &stream, origin, standing).await;
     };
-    let erased = || {
-        CommandError::conflict(
-            "dormant_member.personal_data_erased",
-            "the target's personal data was erased; it cannot re-join",
-            None,
-        )
-    };
-    let key = state.ctx.keys.get(&stream).await?.ok_or_else(erased)?;
-    let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
-    let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
+    let (phone, nickname) = person(state, &stream, registered).await?;
     // The join is the release's, derived from the target and its version:
     // asked again (a retry after any failure), it answers the same member.
     let release = Release::of(id, version, origin, state.members.secret());
@@ -239,16 +207,84 @@ pub(crate) async fn release(
             if now.status() != Some(DormantStatus::Destruction) {
                 return Err(refused);
             }
-            // Destroyed while it was being released: the member it re-joined
-            // must not keep the destroyed person's data.
-            let undo = Origin::keyed(origin.causation, &release.key, "undo");
-            state.members.withdraw(&rejoined_member_id, undo).await?;
-            Err(CommandError::conflict(
-                "dormant_member.destroyed_during_release",
-                "the target was destroyed while it was being released; the member it \
-                 re-joined was withdrawn and their data erased",
-                None,
-            ))
+            Err(undo_rejoin(state, &rejoined_member_id, &release, origin).await)
         }
     }
+}
+
+/// Whether `caller` may release `target`: a manager, or the member it is
+/// about.
+fn may_release(caller: &Caller, target: &DormantMember) -> Result<(), CommandError> {
+    match target {
+        DormantMember::Registered(registered) => caller
+            .require_member_or_manager(&registered.member_id)
+            .map_err(CommandError::from_authorisation),
+        DormantMember::Unregistered => caller
+            .require_manager()
+            .map_err(CommandError::from_authorisation),
+    }
+}
+
+/// The answer to a release of a target released already: by this very
+/// request's first attempt, when the log says so, with its outcome;
+/// otherwise as it stands, with the position of the clear, whoever
+/// appended it. (An attempt running beside the one whose join made the
+/// `releases` process manager clear the target cannot tell itself from a
+/// later release; both answer what the first attempt answers: the clear,
+/// and where it is.)
+async fn released_already(
+    state: &AppState,
+    stream: &str,
+    origin: Origin,
+    standing: Handled<DormantMember>,
+) -> Result<Handled<DormantMember>, CommandError> {
+    let executor = &state.ctx.executor;
+    if let Some(first) = executor
+        .replayed::<DormantMember>(stream, origin.ids)
+        .await?
+    {
+        return Ok(first);
+    }
+    cleared_at(state, stream, standing).await
+}
+
+/// The person a target names, opened with its key (the re-join needs
+/// them in clear); a 409 when their data was erased.
+async fn person(
+    state: &AppState,
+    stream: &str,
+    registered: &mileage_domain::dormant_member::DormantTarget,
+) -> Result<(String, String), CommandError> {
+    let erased = || {
+        CommandError::conflict(
+            "dormant_member.personal_data_erased",
+            "the target's personal data was erased; it cannot re-join",
+            None,
+        )
+    };
+    let key = state.ctx.keys.get(stream).await?.ok_or_else(erased)?;
+    let phone = key.open(&registered.phone_no).map_err(|_| erased())?;
+    let nickname = key.open(&registered.nickname).map_err(|_| erased())?;
+    Ok((phone, nickname))
+}
+
+/// Destroyed while it was being released: the member the release
+/// re-joined must not keep the destroyed person's data, so it is withdrawn
+/// (under a key derived from the release's); the release's answer.
+async fn undo_rejoin(
+    state: &AppState,
+    rejoined_member_id: &MemberId,
+    release: &Release,
+    origin: Origin,
+) -> CommandError {
+    let undo = Origin::keyed(origin.causation, &release.key, "undo");
+    if let Err(error) = state.members.withdraw(rejoined_member_id, undo).await {
+        return error;
+    }
+    CommandError::conflict(
+        "dormant_member.destroyed_during_release",
+        "the target was destroyed while it was being released; the member it \
+         re-joined was withdrawn and their data erased",
+        None,
+    )
 }
