@@ -308,16 +308,8 @@ impl Executor {
             };
             let new_a = new_events(stream_a, &events_a, ids, causation);
             let new_b = new_events(stream_b, &events_b, ids, causation);
-            let parts: Vec<StreamAppend<'_>> =
-                [(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]
-                    .into_iter()
-                    .filter(|(_, _, events)| !events.is_empty())
-                    .map(|(stream, version, events)| StreamAppend {
-                        stream,
-                        expected: ExpectedVersion::from_last(version),
-                        events,
-                    })
-                    .collect();
+            let parts =
+                non_empty_parts([(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]);
             let started = std::time::Instant::now();
             let appended = self.store.append_many(&parts).await;
             metrics::histogram!("event_store_append_seconds")
@@ -331,22 +323,9 @@ impl Executor {
                         .ok_or_else(|| not_found_again(stream_a).into());
                 }
                 Ok(outcomes) => {
-                    // One outcome per part, in order; a part was left out
-                    // when its command decided nothing.
-                    let mut outcomes = outcomes.into_iter();
-                    let a = if events_a.is_empty() {
-                        unchanged(state_a, version_a)
-                    } else {
-                        let outcome = outcomes.next().ok_or_else(missing_outcome)?;
-                        self.applied(stream_a, state_a, &events_a, outcome)
-                    };
-                    let b = if events_b.is_empty() {
-                        unchanged(state_b, version_b)
-                    } else {
-                        let outcome = outcomes.next().ok_or_else(missing_outcome)?;
-                        self.applied(stream_b, state_b, &events_b, outcome)
-                    };
-                    return Ok((a, b));
+                    let a = (stream_a, state_a, version_a, events_a);
+                    let b = (stream_b, state_b, version_b, events_b);
+                    return Ok(self.pair_applied(a, b, outcomes)?);
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     if on_known {
@@ -370,6 +349,36 @@ impl Executor {
             }
         }
         Err(contended(stream_a))
+    }
+
+    /// The outcomes of a command on two streams whose decisions (each
+    /// stream, the state it was decided on, its version and its events)
+    /// were appended with `outcomes`: one per part, in order, a part being
+    /// left out when its command decided nothing.
+    fn pair_applied<A, B>(
+        &self,
+        (stream_a, state_a, version_a, events_a): (&str, A, Option<u64>, Vec<A::Event>),
+        (stream_b, state_b, version_b, events_b): (&str, B, Option<u64>, Vec<B::Event>),
+        outcomes: Vec<AppendOutcome>,
+    ) -> Result<(Executed<A>, Executed<B>), StoreError>
+    where
+        A: Aggregate + Send + Sync + 'static,
+        B: Aggregate + Send + Sync + 'static,
+    {
+        let mut outcomes = outcomes.into_iter();
+        let a = if events_a.is_empty() {
+            unchanged(state_a, version_a)
+        } else {
+            let outcome = outcomes.next().ok_or_else(missing_outcome)?;
+            self.applied(stream_a, state_a, &events_a, outcome)
+        };
+        let b = if events_b.is_empty() {
+            unchanged(state_b, version_b)
+        } else {
+            let outcome = outcomes.next().ok_or_else(missing_outcome)?;
+            self.applied(stream_b, state_b, &events_b, outcome)
+        };
+        Ok((a, b))
     }
 
     /// Whether a command with `ids` must look for an earlier attempt
@@ -564,6 +573,22 @@ fn not_found_again(stream: &str) -> StoreError {
     StoreError::Backend(format!(
         "the store recognised an earlier append to {stream}, which reading the stream does not find"
     ))
+}
+
+/// The parts of a multi-stream append that have events, each under the
+/// version its events were decided on.
+fn non_empty_parts<'a>(
+    decided: [(&'a str, Option<u64>, &'a Vec<NewEvent>); 2],
+) -> Vec<StreamAppend<'a>> {
+    decided
+        .into_iter()
+        .filter(|(_, _, events)| !events.is_empty())
+        .map(|(stream, version, events)| StreamAppend {
+            stream,
+            expected: ExpectedVersion::from_last(version),
+            events,
+        })
+        .collect()
 }
 
 /// The events to append, with their ids.
