@@ -24,7 +24,9 @@ pub(crate) struct Probe {
     pub lags: tokio::sync::watch::Receiver<crate::head::Lags>,
 }
 
-/// The routes.
+/// The projector's own port: the operations routes every service has
+/// (`/health`, `/ready` with the event store and read database, `/metrics`)
+/// and `/status`, each consumer's state.
 pub(crate) fn router(probe: Probe) -> Router {
     Router::new()
         .merge(mileage_service::ops::router(Arc::new(probe.clone()), None))

@@ -20,7 +20,6 @@ pub struct Outgoing {
     pub message_id: Uuid,
     /// The phone number, digits only.
     pub to: String,
-    /// The text.
     pub text: String,
     /// The span sending the notice, sent as the `traceparent` header (not in
     /// the body), so the gateway's handling joins the trace.

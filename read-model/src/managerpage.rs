@@ -32,7 +32,6 @@ pub struct Target {
     pub member_id: String,
     /// The phone number, sealed ([`crate::people::stored`]).
     pub phone_sealed: Option<String>,
-    /// The nickname, sealed.
     pub nickname_sealed: Option<String>,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
     pub status: String,

@@ -14,7 +14,6 @@ use super::{Context, identifier};
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Adopted {
-    /// The consumer.
     pub consumer: String,
     /// The store its checkpoint belonged to.
     pub from_store: String,

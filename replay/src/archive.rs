@@ -117,7 +117,6 @@ pub enum ImportError {
     AlreadyImported {
         /// The archive's path.
         archive: String,
-        /// Its events.
         events: u64,
     },
     /// The target holds other events where the archive's go.
@@ -130,7 +129,6 @@ pub enum ImportError {
         archive: String,
         /// The archived event.
         event_id: uuid::Uuid,
-        /// Its stream.
         stream: String,
         /// Its stream version.
         version: u64,

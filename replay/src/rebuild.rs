@@ -20,7 +20,6 @@ use mileage_read_model::bookkeeping::{self, Claim, position_of};
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rebuilt {
-    /// The projection.
     pub projection: String,
     /// It continued an interrupted rebuild.
     pub resumed: bool,

@@ -10,12 +10,10 @@ use mileage_read_model::bookkeeping::statuses;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consumer {
-    /// Its name.
     pub name: String,
     /// `running`, `stopped`, `starting`, or `rebuilding` while a rebuild's
     /// shadow exists.
     pub state: String,
-    /// Its checkpoint.
     pub checkpoint: Option<String>,
     /// Events of the log after the checkpoint (counted now, up to 10,000;
     /// system events never count).

@@ -15,7 +15,6 @@ use mileage_read_model::bookkeeping::position_of;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Difference {
-    /// The table.
     pub table: String,
     /// The row's key.
     pub key: String,
@@ -30,7 +29,6 @@ pub struct Difference {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TableReport {
-    /// The table.
     pub table: String,
     /// Rows in the live copy.
     pub live_rows: i64,
@@ -46,7 +44,6 @@ pub struct TableReport {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Verified {
-    /// The projection.
     pub projection: String,
     /// The position both copies were compared at.
     pub position: Option<String>,

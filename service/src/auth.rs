@@ -52,7 +52,6 @@ impl Role {
 pub struct Claims {
     /// Member id for members; operator name for managers.
     pub sub: String,
-    /// The role.
     pub role: Role,
     /// Expiry, seconds since the epoch.
     pub exp: u64,

@@ -27,23 +27,14 @@ pub const CONFIG_FILE_VAR: &str = "MILEAGE_CONFIG";
 /// [`shared`], so every key is declared once, here.
 #[derive(serde::Deserialize, Default)]
 pub struct RawTokens {
-    /// `JWT_HS256_SECRET`.
     pub jwt_hs256_secret: Option<String>,
-    /// `JWT_RS256_PUBLIC_KEY`.
     pub jwt_rs256_public_key: Option<String>,
-    /// `JWT_KEY_ID`.
     pub jwt_key_id: Option<String>,
-    /// `JWT_PREVIOUS_HS256_SECRET`.
     pub jwt_previous_hs256_secret: Option<String>,
-    /// `JWT_PREVIOUS_RS256_PUBLIC_KEY`.
     pub jwt_previous_rs256_public_key: Option<String>,
-    /// `JWT_PREVIOUS_KEY_ID`.
     pub jwt_previous_key_id: Option<String>,
-    /// `JWT_ISSUER`.
     pub jwt_issuer: Option<String>,
-    /// `JWT_AUDIENCE`.
     pub jwt_audience: Option<String>,
-    /// `JWT_MAX_LIFETIME_SECS`.
     pub jwt_max_lifetime_secs: Option<i64>,
 }
 
@@ -90,7 +81,6 @@ pub struct RawRateLimits {
     pub rate_limit_commands_per_second: Option<i64>,
     /// `RATE_LIMIT_AUTH_FAILURES_PER_MINUTE` (both APIs).
     pub rate_limit_auth_failures_per_minute: Option<i64>,
-    /// `TRUSTED_CLIENT_IP_HEADER`.
     pub trusted_client_ip_header: Option<String>,
 }
 

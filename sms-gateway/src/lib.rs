@@ -62,7 +62,6 @@ pub struct Received {
     pub message_id: Option<String>,
     /// The recipient, masked (`010****5678`).
     pub to: String,
-    /// The text.
     pub text: String,
     /// What the gateway answered.
     pub status: u16,
@@ -78,7 +77,6 @@ pub struct Delivery {
     pub idempotency_key: String,
     /// The recipient.
     pub to: String,
-    /// The text.
     pub text: String,
     /// The `traceparent` header, when sent.
     pub traceparent: Option<String>,

@@ -231,7 +231,6 @@ impl RecordedEvent {
 /// One stream's part of an append to several streams at once.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamAppend<'a> {
-    /// The stream.
     pub stream: &'a str,
     /// Its expected version.
     pub expected: ExpectedVersion,

@@ -98,7 +98,6 @@ pub type Build = fn(&str, &str) -> Arc<dyn Consumer>;
 
 /// What tooling needs of a projection known by name.
 pub struct Known {
-    /// Its name.
     pub name: &'static str,
     /// Its tables and their key columns.
     pub tables: &'static [(&'static str, &'static str)],

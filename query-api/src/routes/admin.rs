@@ -13,7 +13,8 @@ use crate::state::QueryState;
 const PAGE: &str = include_str!("../../static/admin.html");
 const SCRIPT: &str = include_str!("../../static/app.js");
 
-/// The routes.
+/// The operators' page and its script (the page asks for a token; the
+/// data comes from the other routes).
 pub(super) fn router() -> Router<QueryState> {
     Router::new()
         .route("/admin", get(page))

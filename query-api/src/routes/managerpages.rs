@@ -27,7 +27,9 @@ const PROJECTION: &str = managerpage::NAME;
 /// Largest page.
 const MAX_LIMIT: i64 = 200;
 
-/// The routes.
+/// The operators' reads of dormant targets: the list, its counts, one
+/// target, and `GET /dormantMembers/{id}` (which the member concerned may
+/// read too).
 pub(super) fn router() -> Router<QueryState> {
     Router::new()
         .route("/managerpages", get(list))

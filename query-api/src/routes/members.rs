@@ -16,7 +16,7 @@ use super::{db_error, fresh, fresh_error, wait};
 use crate::freshness::Wanted;
 use crate::state::QueryState;
 
-/// The routes.
+/// `GET /members/{id}`: a member's balance and status.
 pub(super) fn router() -> Router<QueryState> {
     Router::new().route("/members/{id}", get(member))
 }

@@ -15,7 +15,7 @@ use super::{db_error, fresh, fresh_error, wait};
 use crate::freshness::Wanted;
 use crate::state::QueryState;
 
-/// The routes.
+/// `GET /managerMessages/{id}`: a target's notice.
 pub(super) fn router() -> Router<QueryState> {
     Router::new().route("/managerMessages/{id}", get(message))
 }

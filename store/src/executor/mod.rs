@@ -119,10 +119,7 @@ pub enum ExecuteError<E> {
     Rejected(E),
     /// Other writers kept changing the stream; retrying later may work.
     #[error("stream {stream} kept changing; gave up after {MAX_ATTEMPTS} attempts")]
-    Contended {
-        /// The stream.
-        stream: String,
-    },
+    Contended { stream: String },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
