@@ -8,6 +8,7 @@
 //! Each read model lives in its own PostgreSQL schema, named after it, so a
 //! rebuild can fill a fresh schema (`{name}__rebuild`) and swap it in.
 
+mod batch;
 pub mod bookkeeping;
 pub mod compare;
 pub mod erasure;
@@ -15,7 +16,6 @@ pub mod managerpage;
 pub mod members;
 pub mod messages;
 pub mod people;
-mod upsert;
 
 use std::collections::HashMap;
 

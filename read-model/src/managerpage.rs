@@ -92,19 +92,14 @@ impl Table for ManagerpageTable {
         schema: &str,
         ids: &[String],
     ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error> {
-        let rows = tx
-            .query(
-                &format!("SELECT {COLUMNS} FROM {schema}.targets WHERE id = ANY($1)"),
-                &[&ids],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let target = Target::from(view(row));
-                (target.id.clone(), target)
-            })
-            .collect())
+        crate::batch::load(
+            tx,
+            (schema, "targets", "id"),
+            (COLUMNS, ids),
+            |row| Target::from(view(row)),
+            |target| target.id.clone(),
+        )
+        .await
     }
 
     /// Inserts or replaces `rows`.
@@ -119,7 +114,7 @@ impl Table for ManagerpageTable {
         }
         let c = &columns;
         tx.execute(
-            &crate::upsert::upsert_sql(schema, "targets", "id", UPSERT),
+            &crate::batch::upsert_sql(schema, "targets", "id", UPSERT),
             &[
                 &c.id,
                 &c.member_id,

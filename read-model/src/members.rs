@@ -88,19 +88,14 @@ impl Table for MembersTable {
         schema: &str,
         ids: &[String],
     ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error> {
-        let rows = tx
-            .query(
-                &format!("SELECT {COLUMNS} FROM {schema}.members WHERE id = ANY($1)"),
-                &[&ids],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let member = member(row);
-                (member.id.clone(), member)
-            })
-            .collect())
+        crate::batch::load(
+            tx,
+            (schema, "members", "id"),
+            (COLUMNS, ids),
+            member,
+            |member| member.id.clone(),
+        )
+        .await
     }
 
     /// Inserts or replaces `rows`.
@@ -132,7 +127,7 @@ impl Table for MembersTable {
             last.push(row.last_position);
         }
         tx.execute(
-            &crate::upsert::upsert_sql(schema, "members", "id", UPSERT),
+            &crate::batch::upsert_sql(schema, "members", "id", UPSERT),
             &[
                 &id, &status, &balance, &phone, &nickname, &joined, &updated, &last,
             ],

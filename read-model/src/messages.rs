@@ -93,19 +93,14 @@ impl Table for MessagesTable {
         schema: &str,
         ids: &[String],
     ) -> Result<HashMap<String, Self::Row>, tokio_postgres::Error> {
-        let rows = tx
-            .query(
-                &format!("SELECT {COLUMNS} FROM {schema}.messages WHERE target_id = ANY($1)"),
-                &[&ids],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let message = message(row);
-                (message.target_id.clone(), message)
-            })
-            .collect())
+        crate::batch::load(
+            tx,
+            (schema, "messages", "target_id"),
+            (COLUMNS, ids),
+            message,
+            |message| message.target_id.clone(),
+        )
+        .await
     }
 
     /// Inserts or replaces `rows`.
@@ -142,7 +137,7 @@ impl Table for MessagesTable {
             last.push(row.last_position);
         }
         tx.execute(
-            &crate::upsert::upsert_sql(schema, "messages", "target_id", UPSERT),
+            &crate::batch::upsert_sql(schema, "messages", "target_id", UPSERT),
             &[
                 &target, &member, &content, &status, &attempts, &error, &phone, &updated, &last,
             ],

@@ -1,7 +1,36 @@
-//! The one way rows are written: every row of a batch in one statement,
-//! each column as an array (`UNNEST`), inserted or replacing the row with
-//! the same key. Each read model names its columns once; the statement is
-//! built here.
+//! How a projection's batch meets its table, the same for every read
+//! model: the rows it touches loaded in one query, by key; and every row
+//! written in one statement, each column as an array (`UNNEST`), inserted
+//! or replacing the row with the same key. Each read model names its
+//! columns once; the statements are built here.
+
+use std::collections::HashMap;
+
+use tokio_postgres::{Row, Transaction};
+
+/// The rows of `{schema}.{table}` whose `key` is among `ids`, read with
+/// `columns` by `read`, by their key (`key_of`).
+pub(crate) async fn load<R>(
+    tx: &Transaction<'_>,
+    (schema, table, key): (&str, &str, &str),
+    (columns, ids): (&str, &[String]),
+    read: impl Fn(&Row) -> R,
+    key_of: impl Fn(&R) -> String,
+) -> Result<HashMap<String, R>, tokio_postgres::Error> {
+    let rows = tx
+        .query(
+            &format!("SELECT {columns} FROM {schema}.{table} WHERE {key} = ANY($1)"),
+            &[&ids],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let read = read(row);
+            (key_of(&read), read)
+        })
+        .collect())
+}
 
 /// `INSERT INTO {schema}.{table} (columns) SELECT * FROM UNNEST($1::type[],
 /// ...) ON CONFLICT (key) DO UPDATE SET` every column but the key. `columns`
