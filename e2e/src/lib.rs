@@ -276,6 +276,38 @@ pub async fn start_projector(database_url: &str, gateway: Option<&Gateway>) -> R
         .expect("the projector starts")
 }
 
+/// Waits until every consumer of `projector` (over `database_url`) runs on
+/// the configured store and has handled every event it holds: a test that
+/// stops the projector to look at checkpoints starts from a known state.
+pub async fn caught_up(projector: &Running, database_url: &str) {
+    let store = event_store(database_url).await;
+    let read = read_client(database_url).await;
+    let expected = projector.consumers();
+    eventually(
+        "every consumer caught up with the log",
+        Duration::from_secs(60),
+        || async {
+            let store_id = store.identity().await.ok()?;
+            let statuses = mileage_read_model::bookkeeping::statuses(&read)
+                .await
+                .ok()?;
+            let live: Vec<_> = statuses.iter().filter(|s| !s.is_scratch()).collect();
+            if live.len() < expected {
+                return None;
+            }
+            for consumer in live {
+                let here = consumer.store_id.as_deref() == Some(store_id.as_str());
+                let backlog = store.backlog(consumer.checkpoint, 1).await.ok()?;
+                if consumer.state != "running" || !here || backlog.events > 0 {
+                    return None;
+                }
+            }
+            Some(())
+        },
+    )
+    .await;
+}
+
 /// A client of the read database.
 pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)

@@ -34,6 +34,11 @@ impl Running {
         self.port
     }
 
+    /// How many consumers are still running (every one, until they stop).
+    pub fn consumers(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// Waits until every consumer has stopped (after [`Self::stop`], or each
     /// at a poison event).
     pub async fn wait(mut self) {

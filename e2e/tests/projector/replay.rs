@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mileage_e2e::{CommandApi, Gateway, Running, eventually, read_client, start_projector};
+use mileage_e2e::{
+    CommandApi, Gateway, Running, caught_up, eventually, read_client, start_projector,
+};
 use mileage_store::testing::fresh_database;
 use serde_json::Value;
 
@@ -104,6 +106,7 @@ async fn system_with_targets(
         (usize::try_from(count).ok()? == n).then_some(())
     })
     .await;
+    caught_up(&projector, &database).await;
     (database, commands, projector, ids)
 }
 
