@@ -308,6 +308,102 @@ pub async fn caught_up(projector: &Running, database_url: &str) {
     .await;
 }
 
+/// The read models and the projector's bookkeeping, read through the
+/// functions the query API and `replay` read them with (tests look at what
+/// the services show, not at tables).
+pub struct ReadSide(deadpool_postgres::Pool);
+
+impl ReadSide {
+    /// Reads the read side in the database at `database_url`.
+    pub fn of(database_url: &str) -> Self {
+        let config: tokio_postgres::Config = database_url.parse().expect("a database URL");
+        let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
+        Self(
+            deadpool_postgres::Pool::builder(manager)
+                .max_size(2)
+                .build()
+                .expect("a pool"),
+        )
+    }
+
+    /// The consumer `name`'s bookkeeping (state, checkpoint, events
+    /// handled, why it stopped), as `replay status` reads it.
+    pub async fn consumer(&self, name: &str) -> Option<mileage_read_model::bookkeeping::Status> {
+        self.consumers().await?.into_iter().find(|s| s.name == name)
+    }
+
+    /// Every consumer's bookkeeping.
+    pub async fn consumers(&self) -> Option<Vec<mileage_read_model::bookkeeping::Status>> {
+        let client = self.0.get().await.ok()?;
+        mileage_read_model::bookkeeping::statuses(&**client)
+            .await
+            .ok()
+    }
+
+    /// How many targets the managerpage holds (the query API's counts,
+    /// summed).
+    pub async fn target_count(&self) -> Option<i64> {
+        let client = self.0.get().await.ok()?;
+        let counts = mileage_read_model::managerpage::counts(&client)
+            .await
+            .ok()?;
+        Some(counts.iter().map(|(_, n)| n).sum())
+    }
+
+    /// The target `id`'s status on the managerpage, once projected.
+    pub async fn target_status(&self, id: &str) -> Option<String> {
+        let client = self.0.get().await.ok()?;
+        let targets = mileage_read_model::managerpage::by_id(&client, id)
+            .await
+            .ok()?;
+        targets.first().map(|t| t.status.to_owned())
+    }
+
+    /// The member `id`'s balance in the members read model, once projected.
+    pub async fn member_balance(&self, id: &str) -> Option<i64> {
+        Some(self.member(id).await?.balance)
+    }
+
+    /// The member `id`'s row in the members read model, once projected.
+    pub async fn member(&self, id: &str) -> Option<mileage_read_model::members::MemberRow> {
+        let client = self.0.get().await.ok()?;
+        mileage_read_model::members::by_id(&client, id).await.ok()?
+    }
+}
+
+/// Which of `key_ids` still open personal data (not erased), asked of the
+/// key store the services use.
+pub async fn live_keys(database_url: &str, key_ids: &[String]) -> Vec<String> {
+    use mileage_store::keys::KeyStore as _;
+    let live = person_keys(database_url)
+        .await
+        .get_many(key_ids)
+        .await
+        .expect("the key store answers");
+    live.into_keys().collect()
+}
+
+/// Runs the `replay` tool over the event store in `database` (and the
+/// read models there unless `env` names `READ_DATABASE_URL`), with `env`
+/// added to its otherwise empty environment: exit code, stdout, stderr.
+pub async fn replay(database: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut command = std::process::Command::new(binary("replay"));
+    command
+        .env_clear()
+        .envs(store_env(database))
+        .env("DATABASE_URL", database)
+        .envs(env.iter().copied())
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || command.output().expect("replay runs"))
+        .await
+        .expect("replay's wait ends");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// A client of the read database.
 pub async fn read_client(database_url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(database_url, tokio_postgres::NoTls)

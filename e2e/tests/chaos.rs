@@ -670,29 +670,19 @@ async fn withdrawn_are_erased(store: &dyn EventStore, database: &str, acked: &Ac
         },
     )
     .await;
+    let side = mileage_e2e::ReadSide::of(database);
     for member in &acked.withdrawn {
-        let key = read
-            .query_opt(
-                "SELECT 1 FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
-                &[&format!("member-{member}")],
-            )
-            .await
-            .unwrap();
-        assert!(key.is_none(), "member {member}'s key is gone");
+        let live = mileage_e2e::live_keys(database, &[format!("member-{member}")]).await;
+        assert!(live.is_empty(), "member {member}'s key is gone");
         // The row holds the person sealed; with the key gone it opens to
         // nothing, which is what every read shows.
-        let row = read
-            .query_one(
-                "SELECT NOT EXISTS (SELECT 1 FROM person_keys k
-                                     WHERE k.key_id IN (m.phone_sealed::json ->> 'keyId',
-                                                        m.nickname_sealed::json ->> 'keyId')
-                                       AND k.secret IS NOT NULL)
-                   FROM members.members m WHERE m.id = $1",
-                &[member],
-            )
-            .await
-            .unwrap();
-        assert!(row.get::<_, bool>(0), "member {member} shows as erased");
+        let row = side.member(member).await.expect("the member's row");
+        let sealed_with = mileage_read_model::people::key_ids([
+            row.phone_sealed.as_deref(),
+            row.nickname_sealed.as_deref(),
+        ]);
+        let live = mileage_e2e::live_keys(database, &sealed_with).await;
+        assert!(live.is_empty(), "member {member} shows as erased: {live:?}");
         checks += 2;
     }
 

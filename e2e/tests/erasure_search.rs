@@ -187,13 +187,7 @@ impl System {
                 .ok()?;
             let at_head =
                 statuses.len() >= 7 && statuses.iter().all(|s| s.checkpoint >= Some(head));
-            let left = client
-                .query(
-                    "SELECT 1 FROM person_keys WHERE key_id = ANY($1) AND secret IS NOT NULL",
-                    &[&keys],
-                )
-                .await
-                .ok()?;
+            let left = mileage_e2e::live_keys(&self.database, keys).await;
             (at_head && left.is_empty()).then_some(())
         })
         .await;

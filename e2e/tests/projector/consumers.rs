@@ -6,21 +6,12 @@ use mileage_domain::dormant_member::DormantMemberChanged;
 use mileage_domain::envelope::Causation;
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::pii::PersonKey;
-use mileage_e2e::{CommandApi, eventually, read_client, start_projector};
+use mileage_e2e::{CommandApi, ReadSide, eventually, read_client, start_projector};
 use mileage_store::postgres::PgEventStore;
 use mileage_store::testing::{Service, fresh_database};
 use mileage_store::{ExpectedVersion, NewEvent};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn balance(client: &tokio_postgres::Client, id: &str) -> Option<i64> {
-    client
-        .query_opt("SELECT balance FROM members.members WHERE id = $1", &[&id])
-        .await
-        .ok()
-        .flatten()
-        .map(|row| row.get(0))
-}
 
 /// Application names of the sessions holding consumer locks.
 async fn lock_holders(client: &tokio_postgres::Client) -> Vec<(String, i32)> {
@@ -43,10 +34,11 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
     let database = fresh_database().await;
     let commands = CommandApi::spawn(&database).await;
     let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     let first = start_projector(&database, None).await;
     let member = commands.join("01011112222", "first").await;
     eventually("the member is projected", WAIT, || async {
-        balance(&read, &member).await
+        side.member_balance(&member).await
     })
     .await;
     let second = start_projector(&database, None).await;
@@ -89,7 +81,7 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
     let stopped = Instant::now();
     let other = commands.join("01011113333", "second").await;
     eventually("the standby projects new events", WAIT, || async {
-        balance(&read, &other).await
+        side.member_balance(&other).await
     })
     .await;
     let failover = stopped.elapsed();
@@ -116,10 +108,11 @@ async fn it_reconnects_after_its_database_sessions_are_killed() {
     let database = fresh_database().await;
     let commands = CommandApi::spawn(&database).await;
     let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     let projector = start_projector(&database, None).await;
     let member = commands.join("01022223333", "before").await;
     eventually("the member is projected", WAIT, || async {
-        balance(&read, &member).await
+        side.member_balance(&member).await
     })
     .await;
     let killed = read
@@ -133,7 +126,7 @@ async fn it_reconnects_after_its_database_sessions_are_killed() {
     assert_eq!(killed.len(), 7, "one session per consumer");
     let later = commands.join("01022224444", "after").await;
     eventually("projection resumes after reconnecting", WAIT, || async {
-        balance(&read, &later).await
+        side.member_balance(&later).await
     })
     .await;
     projector.stop().await;
@@ -143,7 +136,7 @@ async fn it_reconnects_after_its_database_sessions_are_killed() {
 async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
     let database = fresh_database().await;
     let commands = CommandApi::spawn(&database).await;
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     let store = mileage_e2e::event_store(&database).await;
     let key = PersonKey::new("dormantMember-orphan", [1; 32]);
     let orphan = DormantMemberChanged {
@@ -184,21 +177,10 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
             .unwrap(),
     );
     let status = eventually("managerpage stops", WAIT, || async {
-        let row = read
-            .query_opt(
-                "SELECT state, error_position, error_event_type, error_reason FROM projector.consumers WHERE name = 'managerpage'",
-                &[],
-            )
-            .await
-            .ok()??;
-        let state: String = row.get(0);
-        (state == "stopped").then(|| {
-            (
-                row.get::<_, String>(1),
-                row.get::<_, String>(2),
-                row.get::<_, String>(3),
-            )
-        })
+        let managerpage = side.consumer("managerpage").await?;
+        (managerpage.state == "stopped")
+            .then_some(managerpage.error)
+            .flatten()
     })
     .await;
     assert_eq!(status.0, written.position.to_string());
@@ -207,7 +189,7 @@ async fn an_event_it_cannot_apply_stops_that_projection_and_says_where() {
 
     let member = commands.join("01033334444", "unaffected").await;
     eventually("other projections go on", WAIT, || async {
-        balance(&read, &member).await
+        side.member_balance(&member).await
     })
     .await;
 
@@ -283,6 +265,7 @@ async fn sigterm_mid_catch_up_commits_the_batch_in_hand_and_a_restart_goes_on_fr
     let database = fresh_database().await;
     PgEventStore::connect(&database).await.unwrap();
     let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     read.execute(
         "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, correlation_id, causation_id)
          SELECT 'padding-' || g, 0, gen_random_uuid(), 'Padding', 1, '{}'::json, gen_random_uuid(), gen_random_uuid()
@@ -305,16 +288,10 @@ async fn sigterm_mid_catch_up_commits_the_batch_in_hand_and_a_restart_goes_on_fr
         )
     };
     let handled = |name: &'static str| {
-        let read = &read;
+        let side = &side;
         async move {
-            read.query_opt(
-                "SELECT events_handled, commit_position, prepare_position FROM projector.consumers WHERE name = $1",
-                &[&name],
-            )
-            .await
-            .ok()
-            .flatten()
-            .map(|r| (r.get::<_, i64>(0), r.get::<_, Option<i64>>(1), r.get::<_, Option<i64>>(2)))
+            let consumer = side.consumer(name).await?;
+            Some((consumer.events_handled, consumer.checkpoint))
         }
     };
     let mut projector = spawn();
@@ -324,7 +301,12 @@ async fn sigterm_mid_catch_up_commits_the_batch_in_hand_and_a_restart_goes_on_fr
     .await;
     let exit = projector.terminate(WAIT).await;
     assert!(exit.success(), "SIGTERM is a clean stop: {exit}");
-    let (count, commit, prepare) = handled("managerpage").await.unwrap();
+    let (count, checkpoint) = handled("managerpage").await.unwrap();
+    let checkpoint = checkpoint.expect("a checkpoint after the first batch");
+    let (commit, prepare) = (
+        i64::try_from(checkpoint.commit).unwrap(),
+        i64::try_from(checkpoint.prepare).unwrap(),
+    );
     assert!(
         count < 200_000,
         "it stopped part-way ({count}), not after the whole log"
@@ -332,7 +314,7 @@ async fn sigterm_mid_catch_up_commits_the_batch_in_hand_and_a_restart_goes_on_fr
     let up_to: i64 = read
         .query_one(
             "SELECT count(*) FROM events WHERE (tx_id, global_position) <= ($1, $2)",
-            &[&commit.unwrap(), &prepare.unwrap()],
+            &[&commit, &prepare],
         )
         .await
         .unwrap()
@@ -403,7 +385,7 @@ async fn the_projector_records_the_logs_head_for_readers_of_the_read_side() {
 async fn the_largest_amounts_a_client_can_send_stop_no_projection() {
     let database = fresh_database().await;
     let commands = CommandApi::spawn(&database).await;
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     let _projector = start_projector(&database, None).await;
     let greedy = commands.join("01012120000", "greedy").await;
     let earn = |amount: i64| {
@@ -444,8 +426,8 @@ async fn the_largest_amounts_a_client_can_send_stop_no_projection() {
         200
     );
     eventually("both balances are projected", WAIT, || async {
-        (balance(&read, &greedy).await == Some(2_000_000)
-            && balance(&read, &other).await == Some(5))
+        (side.member_balance(&greedy).await == Some(2_000_000)
+            && side.member_balance(&other).await == Some(5))
         .then_some(())
     })
     .await;

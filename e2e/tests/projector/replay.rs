@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mileage_e2e::{
-    CommandApi, Gateway, Running, caught_up, eventually, read_client, start_projector,
+    CommandApi, Gateway, ReadSide, Running, caught_up, eventually, read_client, start_projector,
 };
 use mileage_store::testing::fresh_database;
 use serde_json::Value;
@@ -24,26 +24,7 @@ async fn replay_reading(
     read_database: &str,
     args: &[&str],
 ) -> (i32, String, String) {
-    replay_with(database, &[("READ_DATABASE_URL", read_database)], args).await
-}
-
-/// `replay` over `database` with more settings.
-async fn replay_with(database: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-    let mut command = std::process::Command::new(mileage_e2e::binary("replay"));
-    command
-        .env_clear()
-        .envs(mileage_e2e::store_env(database))
-        .env("DATABASE_URL", database)
-        .envs(env.iter().copied())
-        .args(args);
-    let output = tokio::task::spawn_blocking(move || command.output().expect("replay runs"))
-        .await
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    mileage_e2e::replay(database, &[("READ_DATABASE_URL", read_database)], args).await
 }
 
 fn json(stdout: &str) -> Value {
@@ -96,13 +77,9 @@ async fn system_with_targets(
                 .0,
         );
     }
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     eventually("the targets are projected", WAIT, || async {
-        let count: i64 = read
-            .query_one("SELECT count(*) FROM managerpage.targets", &[])
-            .await
-            .ok()?
-            .get(0);
+        let count = side.target_count().await?;
         (usize::try_from(count).ok()? == n).then_some(())
     })
     .await;
@@ -113,7 +90,7 @@ async fn system_with_targets(
 #[tokio::test]
 async fn rebuild_swaps_in_an_equal_copy_while_commands_keep_arriving_and_the_live_one_carries_on() {
     let (database, commands, projector, _) = system_with_targets(20).await;
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     let writer = tokio::spawn(async move {
         let mut ids = Vec::new();
         for i in 0..40 {
@@ -141,16 +118,8 @@ async fn rebuild_swaps_in_an_equal_copy_while_commands_keep_arriving_and_the_liv
         "every target, including those written during the rebuild",
         WAIT,
         || async {
-            let count: i64 = read
-                .query_one("SELECT count(*) FROM managerpage.targets", &[])
-                .await
-                .ok()?
-                .get(0);
-            let late_seen = read
-                .query_opt("SELECT 1 FROM managerpage.targets WHERE id = $1", &[&late])
-                .await
-                .ok()?
-                .is_some();
+            let count = side.target_count().await?;
+            let late_seen = side.target_status(&late).await.is_some();
             (count == 61 && late_seen).then_some(())
         },
     )
@@ -170,7 +139,7 @@ async fn an_interrupted_rebuild_resumes_and_two_at_once_are_refused() {
     let (database, _commands, projector, _) = system_with_targets(60).await;
     projector.stop().await;
     pad_log(&database, 5000).await;
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
 
     let child = std::process::Command::new(mileage_e2e::binary("replay"))
         .env_clear()
@@ -182,14 +151,8 @@ async fn an_interrupted_rebuild_resumes_and_two_at_once_are_refused() {
         .spawn()
         .unwrap();
     eventually("the shadow copy is part-way", WAIT, || async {
-        let row = read
-            .query_opt(
-                "SELECT events_handled FROM projector.consumers WHERE name = 'managerpage__rebuild'",
-                &[],
-            )
-            .await
-            .ok()??;
-        (row.get::<_, i64>(0) > 3).then_some(())
+        let shadow = side.consumer("managerpage__rebuild").await?;
+        (shadow.events_handled > 3).then_some(())
     })
     .await;
     let (code, _, stderr) = replay(&database, &["rebuild", "managerpage"]).await;
@@ -455,16 +418,9 @@ async fn destroyed_target() -> (String, Running, String, uuid::Uuid) {
         .send()
         .await
         .unwrap();
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     eventually("the target is destroyed", WAIT, || async {
-        let row = read
-            .query_opt(
-                "SELECT status FROM managerpage.targets WHERE id = $1",
-                &[&id],
-            )
-            .await
-            .ok()??;
-        (row.get::<_, String>(0) == "DESTRUCTION").then_some(())
+        (side.target_status(&id).await? == "DESTRUCTION").then_some(())
     })
     .await;
 
@@ -601,6 +557,7 @@ async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_a
     projector.stop().await;
     pad_log(&database, 5000).await;
     let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     let before = rows(&read, "SELECT * FROM managerpage.targets ORDER BY id").await;
     let child = std::process::Command::new(mileage_e2e::binary("replay"))
         .env_clear()
@@ -612,14 +569,8 @@ async fn a_database_cut_off_mid_rebuild_is_an_error_that_leaves_the_live_model_a
         .spawn()
         .unwrap();
     eventually("the shadow copy is part-way", WAIT, || async {
-        let row = read
-            .query_opt(
-                "SELECT events_handled FROM projector.consumers WHERE name = 'managerpage__rebuild'",
-                &[],
-            )
-            .await
-            .ok()??;
-        (row.get::<_, i64>(0) > 3).then_some(())
+        let shadow = side.consumer("managerpage__rebuild").await?;
+        (shadow.events_handled > 3).then_some(())
     })
     .await;
     let killed = read
@@ -683,13 +634,9 @@ async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_
         .unwrap();
 
     let projector = start_projector(&database, None).await;
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     eventually("the v1 points are projected", WAIT, || async {
-        let row = read
-            .query_opt("SELECT balance FROM members.members WHERE id = $1", &[&id])
-            .await
-            .ok()??;
-        (row.get::<_, i64>(0) == 30).then_some(())
+        (side.member_balance(&id).await? == 30).then_some(())
     })
     .await;
     projector.stop().await;
@@ -737,18 +684,22 @@ async fn a_checkpoint_of_another_store_is_refused_then_rebuilt_or_adopted() {
     settings.read_database_url = old_store.clone();
     let projector = mileage_projector::startup::start(&settings).await.unwrap();
     let read = read_client(&old_store).await;
-    eventually("every consumer refuses the old store's checkpoint", WAIT, || async {
-        let refused: i64 = read
-            .query_one(
-                "SELECT count(*) FROM projector.consumers
-                  WHERE state = 'stopped' AND error_reason LIKE '%belongs to event store postgresql:%'",
-                &[],
-            )
-            .await
-            .ok()?
-            .get(0);
-        (refused == 7).then_some(())
-    })
+    eventually(
+        "every consumer refuses the old store's checkpoint",
+        WAIT,
+        || async {
+            let statuses = mileage_read_model::bookkeeping::statuses(&read)
+                .await
+                .ok()?;
+            let refused = statuses.iter().filter(|s| {
+                s.state == "stopped"
+                    && s.error.as_ref().is_some_and(|(_, _, why)| {
+                        why.contains("belongs to event store postgresql:")
+                    })
+            });
+            (refused.count() == 7).then_some(())
+        },
+    )
     .await;
     projector.stop().await;
     let (code, stdout, stderr) =
@@ -813,7 +764,7 @@ async fn a_malformed_or_unreachable_eventstoredb_url_is_one_named_error() {
     ] {
         for command in [&["status"][..], &["export"], &["inspect", "--limit", "1"]] {
             let (code, stdout, stderr) =
-                replay_with(&database, &[("EVENTSTOREDB_URL", url)], command).await;
+                mileage_e2e::replay(&database, &[("EVENTSTOREDB_URL", url)], command).await;
             assert_eq!(code, 2, "{command:?}: {stdout}{stderr}");
             assert!(stderr.contains(expected), "{command:?}: {stderr}");
             assert!(!stderr.contains("s3cret"), "{stderr}");
@@ -833,18 +784,11 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
     let projector = mileage_projector::startup::start(&settings).await.unwrap();
     let (target, _) = commands.register_target("01055550001", "esdb").await;
     let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     eventually(
         "the target is projected from EventStoreDB",
         WAIT,
-        || async {
-            read.query_opt(
-                "SELECT 1 FROM managerpage.targets WHERE id = $1",
-                &[&target],
-            )
-            .await
-            .ok()?
-            .map(drop)
-        },
+        || async { side.target_status(&target).await.map(drop) },
     )
     .await;
     for _ in 0..5 {
@@ -854,18 +798,15 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
         "every consumer caught up, on this store, past the server's own events",
         WAIT,
         || async {
-            let rows = read
-                .query(
-                    "SELECT store_id, backlog_events FROM projector.consumers",
-                    &[],
-                )
+            let statuses = mileage_read_model::bookkeeping::statuses(&read)
                 .await
                 .ok()?;
-            let caught_up = rows.len() == 7
-                && rows.iter().all(|r| {
-                    r.get::<_, Option<String>>(0)
+            let caught_up = statuses.len() == 7
+                && statuses.iter().all(|s| {
+                    s.store_id
+                        .as_ref()
                         .is_some_and(|id| id.starts_with("eventstoredb:"))
-                        && r.get::<_, Option<i64>>(1) == Some(0)
+                        && s.backlog.as_ref().map(|b| b.events) == Some(0)
                 });
             caught_up.then_some(())
         },
@@ -875,7 +816,7 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
 
     let esdb = [("EVENTSTOREDB_URL", double.url())];
     let env: Vec<(&str, &str)> = esdb.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let (code, stdout, stderr) = replay_with(&database, &env, &["status", "--json"]).await;
+    let (code, stdout, stderr) = mileage_e2e::replay(&database, &env, &["status", "--json"]).await;
     assert_eq!(code, 0, "{stderr}");
     for consumer in json(&stdout).as_array().unwrap() {
         assert_eq!(consumer["sameStore"], true, "{consumer}");
@@ -883,9 +824,9 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
         assert_eq!(consumer["lagSeconds"], 0.0, "{consumer}");
     }
     let (code, stdout, stderr) =
-        replay_with(&database, &env, &["verify", "managerpage", "--json"]).await;
+        mileage_e2e::replay(&database, &env, &["verify", "managerpage", "--json"]).await;
     assert_eq!(code, 0, "{stdout}{stderr}");
-    let (code, stdout, stderr) = replay_with(
+    let (code, stdout, stderr) = mileage_e2e::replay(
         &database,
         &env,
         &["inspect", "--stream", &format!("dormantMember-{target}")],
@@ -894,7 +835,7 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(!stdout.contains("01055550001"), "sealed: {stdout}");
-    let (code, stdout, stderr) = replay_with(&database, &env, &["export"]).await;
+    let (code, stdout, stderr) = mileage_e2e::replay(&database, &env, &["export"]).await;
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.lines().all(|l| !l.contains("\"$stats")),
@@ -936,15 +877,9 @@ async fn one_operator_action_is_one_trace_from_the_request_through_the_log_to_th
     let sent = notice.traceparent.expect("the notice carries traceparent");
     assert!(sent.starts_with(&format!("00-{trace_id}-")), "{sent}");
     assert!(!sent.contains("01000002222"));
-    let read = read_client(&database).await;
+    let side = ReadSide::of(&database);
     eventually("the notice is recorded", WAIT, || async {
-        read.query_opt(
-            "SELECT 1 FROM managerpage.targets WHERE id = $1 AND status = 'DORMANT'",
-            &[&id],
-        )
-        .await
-        .ok()?
-        .map(drop)
+        (side.target_status(&id).await? == "DORMANT").then_some(())
     })
     .await;
     projector.stop().await;

@@ -121,15 +121,16 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
     )
     .await
     .unwrap();
-    let head = store_head(&*store).await;
+    let head = store
+        .head_position()
+        .await
+        .unwrap()
+        .expect("the log has events");
     let again = start_projector(&database, Some(&gateway)).await;
+    let side = mileage_e2e::ReadSide::of(&database);
     eventually("the replay reaches the head", WAIT, || async {
-        let row = read
-            .query_one("SELECT commit_position, prepare_position FROM projector.consumers WHERE name = 'notices'", &[])
-            .await
-            .ok()?;
-        let position: (Option<i64>, Option<i64>) = (row.get(0), row.get(1));
-        (position == head).then_some(())
+        let notices = side.consumer("notices").await?;
+        (notices.checkpoint == Some(head)).then_some(())
     })
     .await;
     again.stop().await;
@@ -158,14 +159,6 @@ async fn assert_never_in_clear(store: &dyn EventStore, digits: &str) {
     }
 }
 
-async fn store_head(store: &dyn EventStore) -> (Option<i64>, Option<i64>) {
-    let head = store.head_position().await.unwrap().unwrap();
-    (
-        Some(i64::try_from(head.commit).unwrap()),
-        Some(i64::try_from(head.prepare).unwrap()),
-    )
-}
-
 /// A gateway that refuses our requests themselves (expired credentials, a
 /// wrong endpoint) says nothing about the recipient: nobody is destroyed,
 /// the notices consumer stops and says why, and once the gateway is fixed
@@ -181,18 +174,14 @@ async fn a_gateway_refusing_our_requests_destroys_nobody_and_stops_the_notices_v
         let read = read_client(&database).await;
         let (id, _) = commands.register_target("010-0000-0004", "kept").await;
         commands.mark_dormant(&id).await;
-        let reason = eventually("the notices consumer stops", WAIT, || async {
-            let row = read
-                .query_one(
-                    "SELECT state, error_reason FROM projector.consumers WHERE name = 'notices'",
-                    &[],
-                )
-                .await
-                .ok()?;
-            (row.get::<_, String>(0) == "stopped").then(|| row.get::<_, Option<String>>(1))
+        let side = mileage_e2e::ReadSide::of(&database);
+        let (_, _, reason) = eventually("the notices consumer stops", WAIT, || async {
+            let notices = side.consumer("notices").await?;
+            (notices.state == "stopped")
+                .then_some(notices.error)
+                .flatten()
         })
-        .await
-        .unwrap_or_default();
+        .await;
         assert!(
             reason.contains(&status.to_string()) && reason.contains("NOTIFIER_URL"),
             "{reason}"

@@ -217,20 +217,13 @@ async fn a_withdrawn_members_target_cannot_be_released() {
         .await;
     assert_eq!(status, 200);
     // The erasure follows the withdrawal: the target's copy goes too.
-    let keys_db = mileage_e2e::read_client(&stack.database).await;
-    let key = format!("dormantMember-{target}");
+    let key = [format!("dormantMember-{target}")];
     mileage_e2e::eventually(
         "the target's key deleted",
         std::time::Duration::from_secs(60),
         || async {
-            let rows = keys_db
-                .query(
-                    "SELECT 1 FROM person_keys WHERE key_id = $1 AND secret IS NOT NULL",
-                    &[&key],
-                )
-                .await
-                .unwrap();
-            rows.is_empty().then_some(())
+            let live = mileage_e2e::live_keys(&stack.database, &key).await;
+            live.is_empty().then_some(())
         },
     )
     .await;
@@ -263,15 +256,7 @@ const READ_MODELS: &[&str] = &[
 
 /// Whether no key in the key table opens anything of `keys`.
 async fn keys_gone(database: &str, keys: &[String]) -> bool {
-    let client = mileage_e2e::read_client(database).await;
-    client
-        .query(
-            "SELECT 1 FROM person_keys WHERE key_id = ANY($1) AND secret IS NOT NULL",
-            &[&keys],
-        )
-        .await
-        .unwrap()
-        .is_empty()
+    mileage_e2e::live_keys(database, keys).await.is_empty()
 }
 
 #[tokio::test]
