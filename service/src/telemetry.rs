@@ -110,13 +110,35 @@ pub async fn track(request: Request, next: Next) -> Response {
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let method = method_label(request.method());
     let started = Instant::now();
+    let in_flight = InFlight::enter(&route, method);
     let response = next.run(request).await;
+    drop(in_flight);
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// One request counted in `http_requests_in_flight` until it is answered
+/// or dropped (a client that hangs up mid-request counts out too): what an
+/// operator watches while a service drains, and a sign of requests piling
+/// up behind a slow dependency.
+struct InFlight(metrics::Gauge);
+
+impl InFlight {
+    fn enter(route: &str, method: &'static str) -> Self {
+        let gauge = metrics::gauge!("http_requests_in_flight", "route" => route.to_owned(), "method" => method);
+        gauge.increment(1.0);
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
 }
 
 /// A method as a metric label: the standard ones by name, any other
@@ -167,6 +189,28 @@ mod tests {
             !super::prometheus().render().contains("probe_lag"),
             "not in the process's recorder"
         );
+    }
+
+    #[test]
+    fn a_request_counts_in_flight_until_answered_or_dropped() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let (first, second) = metrics::with_local_recorder(&recorder, || {
+            (
+                super::InFlight::enter("/members", "POST"),
+                super::InFlight::enter("/members", "POST"),
+            )
+        });
+        let line = r#"http_requests_in_flight{route="/members",method="POST"}"#;
+        assert!(
+            handle.render().contains(&format!("{line} 2")),
+            "{}",
+            handle.render()
+        );
+        drop(first);
+        assert!(handle.render().contains(&format!("{line} 1")));
+        drop(second);
+        assert!(handle.render().contains(&format!("{line} 0")));
     }
 
     #[test]

@@ -157,9 +157,20 @@ async fn sigterm_lets_a_read_in_flight_finish_then_exits_cleanly() {
             .bearer_auth(token("ops", Role::Manager))
             .send(),
     );
-    // Seconds of margin on both sides: the read is surely in flight after
-    // two, and still waiting (for eight) when SIGTERM arrives.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The read is in flight (the service counts it), and waits for eight
+    // seconds: SIGTERM arrives while it waits.
+    mileage_testkit::eventually("the read is in flight", Duration::from_secs(30), || async {
+        let metrics = mileage_testkit::scrape(&http, &base).await;
+        metrics
+            .lines()
+            .any(|line| {
+                line.starts_with("http_requests_in_flight{")
+                    && line.contains(r#"route="/managerpages""#)
+                    && line.ends_with(" 1")
+            })
+            .then_some(())
+    })
+    .await;
     let terminated = tokio::spawn(async move { child.terminate(Duration::from_secs(20)).await });
 
     let response = in_flight
