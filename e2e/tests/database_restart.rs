@@ -133,6 +133,10 @@ async fn earn(
     }
 }
 
+/// Earns answered before the restart, and again after it, before the load
+/// stops.
+const LOAD_BEFORE_RESTART: u64 = 200;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_database_restart_under_load_answers_503_or_applies_once_never_500() {
     let cluster = Cluster::start();
@@ -176,13 +180,22 @@ async fn a_database_restart_under_load_answers_503_or_applies_once_never_500() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The restart hits a running load (answers coming in), and the load
+    // goes on until the restarted server has answered as many again.
+    let answered = |at_least: u64| {
+        let seen = Arc::clone(&seen);
+        mileage_e2e::eventually("earns answered", Duration::from_secs(120), move || {
+            let ok = seen.ok.load(Ordering::Relaxed);
+            async move { (ok >= at_least).then_some(ok) }
+        })
+    };
+    let before = answered(LOAD_BEFORE_RESTART).await;
     let restart = tokio::task::spawn_blocking(move || {
         cluster.restart_immediately();
         cluster
     });
     let cluster = restart.await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    answered(before + LOAD_BEFORE_RESTART).await;
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
