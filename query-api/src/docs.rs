@@ -12,12 +12,19 @@ use utoipa::{IntoParams, IntoResponses};
 pub(crate) struct WaitFor {
     /// Wait (bounded) until the read model has reached this position (a
     /// command's `X-Position`; an `X-Position` header works too).
-    #[param(
-        nullable = false,
-        pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
-    )]
-    position: Option<String>,
+    #[param(inline, nullable = false)]
+    position: Option<PositionText>,
 }
+
+/// A log position, `{commit}-{prepare}`: a command's `X-Position`, or a
+/// page's `nextCursor`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(
+    value_type = String,
+    pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
+)]
+pub(crate) struct PositionText(pub(crate) String);
 
 /// 404: nothing under this id (documentation only).
 #[derive(IntoResponses)]

@@ -12,6 +12,7 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::person::{NicknameInput, PhoneInput};
 use super::{Problem, accepted, invalid_field};
 use crate::dormant;
 use crate::handle::Handled;
@@ -88,16 +89,9 @@ pub(super) struct RegisterRequest {
     /// The quiet member.
     #[schema(example = "2", schema_with = id_input_schema)]
     member_id: IdInput,
-    /// Where the dormant notice goes: 7 to 15 digits; `-`, spaces and a
-    /// leading `+` are ignored.
-    #[schema(example = "01085581234", pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$")]
-    phone_no: String,
-    /// 1 to 50 characters, no control characters (spaces around are dropped).
-    #[schema(
-        example = "DOR1",
-        pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,48}[^\x00-\x1F\x7F-\x9F ])? *$"
-    )]
-    nickname: String,
+    /// Where the dormant notice goes.
+    phone_no: PhoneInput,
+    nickname: NicknameInput,
     /// The source document sends `Pre-Dormant`; a new target is always that.
     #[schema(example = "Pre-Dormant", pattern = "^(Pre-Dormant|PRE_DORMANT)$")]
     member_status: Option<String>,
@@ -193,8 +187,8 @@ pub(super) async fn register(
     let (id, handled) = dormant::register(
         &state,
         member_id,
-        &request.phone_no,
-        &request.nickname,
+        &request.phone_no.0,
+        &request.nickname.0,
         origin,
     )
     .await?;

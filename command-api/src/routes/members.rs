@@ -14,6 +14,7 @@ use mileage_domain::pii::release_target;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::person::{NicknameInput, PhoneInput};
 use super::{Problem, accepted, invalid_field};
 use crate::state::AppState;
 use mileage_service::ApiError;
@@ -37,15 +38,8 @@ pub(super) fn router() -> Router<AppState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct JoinRequest {
-    /// 7 to 15 digits; `-`, spaces and a leading `+` are ignored.
-    #[schema(example = "01085580000", pattern = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$")]
-    phone_no: String,
-    /// 1 to 50 characters, no control characters (spaces around are dropped).
-    #[schema(
-        example = "SEQ1",
-        pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,48}[^\x00-\x1F\x7F-\x9F ])? *$"
-    )]
-    nickname: String,
+    phone_no: PhoneInput,
+    nickname: NicknameInput,
     /// The source document sends `READY`; nothing else is accepted.
     #[schema(example = "READY", pattern = "^READY$")]
     member_status: Option<String>,
@@ -146,7 +140,7 @@ pub(super) async fn join(
     };
     let (id, joined) = state
         .members
-        .join(&request.phone_no, &request.nickname, rejoining, origin)
+        .join(&request.phone_no.0, &request.nickname.0, rejoining, origin)
         .await?;
     let answer = MemberAnswer {
         balance: Some(joined.state.balance().0),

@@ -3,6 +3,7 @@
 mod dormant_members;
 mod members;
 pub mod openapi;
+mod person;
 
 use std::sync::Arc;
 

@@ -120,20 +120,15 @@ pub(super) struct ListQuery {
     #[param(nullable = false, minimum = 1, maximum = 200)]
     limit: Option<i64>,
     /// From a previous page's `nextCursor`.
-    #[param(
-        nullable = false,
-        pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
-    )]
-    cursor: Option<String>,
+    #[param(inline, nullable = false)]
+    cursor: Option<crate::docs::PositionText>,
     /// `desc` (default: newest first) or `asc`.
     #[param(nullable = false, pattern = "^(asc|desc)$")]
     order: Option<String>,
-    /// Wait (bounded) until the read model has reached this position.
+    /// Accepted here, read by the `Wanted` extractor, documented by
+    /// [`crate::docs::WaitFor`].
     #[allow(dead_code, reason = "read by the Wanted extractor")]
-    #[param(
-        nullable = false,
-        pattern = "^(0|[1-9][0-9]{0,17})-(0|[1-9][0-9]{0,17})$"
-    )]
+    #[param(ignore)]
     position: Option<String>,
 }
 
@@ -209,7 +204,7 @@ fn encode_cursor((commit, prepare): (i64, i64)) -> String {
 /// Lists dormant targets (managers).
 #[utoipa::path(
     get, path = "/managerpages", tag = "managerpages",
-    params(ListQuery),
+    params(ListQuery, crate::docs::WaitFor),
     responses(
         (status = 200, description = "A page", body = ManagerpagePage, headers(
             ("ETag" = String, description = "Weak validator; send back as If-None-Match"),
@@ -253,7 +248,11 @@ pub(super) async fn list(
             ));
         }
     };
-    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let after = query
+        .cursor
+        .as_ref()
+        .map(|cursor| decode_cursor(&cursor.0))
+        .transpose()?;
     let seen = wait(&state, PROJECTION, wanted).await;
     let tag = etag(&state, seen, raw_query.as_deref());
     if let Some(unchanged) = not_modified(&headers, &tag, seen) {
