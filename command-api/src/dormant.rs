@@ -1,6 +1,6 @@
 //! Dormant-target use cases: register, mark dormant, release.
 
-use crate::handle::Origin;
+use crate::command::Origin;
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::command_key::{CommandKey, CommandKeyCommand};
@@ -11,8 +11,8 @@ use mileage_domain::pii::PersonKey;
 use mileage_domain::values::{Nickname, PhoneNumber};
 use mileage_store::executor::FirstDecision;
 
+use crate::command::{Handled, load, run, run_pair};
 use crate::error::CommandError;
-use crate::handle::{Handled, handle, handle_pair, load};
 use crate::personal::seal;
 use crate::release_guard::Release;
 use crate::state::AppState;
@@ -57,8 +57,7 @@ pub(crate) async fn register(
         let stream = stream_name::<DormantMember>(&id);
         let key = state.ctx.keys.get_or_create(&stream).await?;
         let handled =
-            handle::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin)
-                .await?;
+            run::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
         return Ok((id, handled));
     };
     let key_stream = stream_name::<CommandKey>(&key_id);
@@ -77,7 +76,7 @@ pub(crate) async fn register(
             id: drawn.to_string(),
             at: Utc::now(),
         };
-        let created = handle_pair::<CommandKey, DormantMember>(
+        let created = run_pair::<CommandKey, DormantMember>(
             executor,
             (&key_stream, record),
             (&stream, registration(drawn.clone(), &key)),
@@ -103,7 +102,7 @@ pub(crate) async fn register(
     let stream = stream_name::<DormantMember>(&id);
     let key = state.ctx.keys.get_or_create(&stream).await?;
     let handled =
-        handle::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
+        run::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
     Ok((id, handled))
 }
 
@@ -154,7 +153,7 @@ pub(crate) async fn mark_dormant(
     origin: Origin,
 ) -> Result<Handled<DormantMember>, CommandError> {
     let command = DormantMemberCommand::MarkDormant { at: Utc::now() };
-    handle::<DormantMember>(
+    run::<DormantMember>(
         &state.ctx.executor,
         &stream_name::<DormantMember>(id),
         command,
@@ -200,7 +199,7 @@ pub(crate) async fn release(
         rejoined_member_id: rejoined_member_id.clone(),
         at: Utc::now(),
     };
-    match handle::<DormantMember>(&state.ctx.executor, &stream, command, origin).await {
+    match run::<DormantMember>(&state.ctx.executor, &stream, command, origin).await {
         Ok(cleared) => cleared_at(state, &stream, cleared).await,
         Err(refused) => {
             let (now, _) = load::<DormantMember>(&state.ctx.executor, &stream).await?;

@@ -14,8 +14,8 @@ use mileage_store::executor::Executor;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
+use crate::command::{Origin, run};
 use crate::error::CommandError;
-use crate::handle::{Origin, handle};
 
 /// Ids reserved per append at first and when ids are asked for slowly: a
 /// restart leaves a gap of at most this many.
@@ -71,7 +71,7 @@ impl IdAllocator {
             Some(block) => next_size(block.size, block.reserved_at.elapsed()),
             None => MIN_BLOCK,
         };
-        let reserved = handle::<IdSequence>(
+        let reserved = run::<IdSequence>(
             &self.executor,
             &stream_name::<IdSequence>(&kind),
             IdSequenceCommand {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::handle::Origin;
+use crate::command::Origin;
 use chrono::{DateTime, Utc};
 use mileage_domain::aggregate::stream_name;
 use mileage_domain::ids::{DormantMemberId, MemberId};
@@ -17,8 +17,8 @@ use mileage_domain::values::{Nickname, PhoneNumber};
 use crate::error::CommandError;
 use mileage_store::executor::{ExecuteError, FirstDecision, Refused};
 
+use crate::command::{Handled, load, run, run_pair};
 use crate::context::Context;
-use crate::handle::{Handled, handle, handle_pair, load};
 use crate::personal::seal;
 
 /// What a join's first attempt did.
@@ -134,7 +134,7 @@ impl Members {
         // The first attempt's member: its outcome, or the join completed.
         let member_stream = stream_name::<Member>(&member_id);
         let key = self.ctx.keys.get_or_create(&member_stream).await?;
-        let joined = handle::<Member>(
+        let joined = run::<Member>(
             executor,
             &member_stream,
             joining(&member_id, &key, Utc::now()),
@@ -258,7 +258,7 @@ impl Members {
             let origin = Origin::fresh(mileage_domain::envelope::Causation::root(
                 uuid::Uuid::now_v7(),
             ));
-            handle::<PhoneRegistry>(executor, claim_stream, release, origin).await?;
+            run::<PhoneRegistry>(executor, claim_stream, release, origin).await?;
             tracing::info!("a stale phone claim was given back");
         }
         Ok(stale)
@@ -271,7 +271,7 @@ impl Members {
         command: MemberCommand,
         origin: Origin,
     ) -> Result<Handled<Member>, CommandError> {
-        handle::<Member>(
+        run::<Member>(
             &self.ctx.executor,
             &stream_name::<Member>(member_id),
             command,
@@ -313,7 +313,7 @@ impl Members {
                     holder: holder.clone(),
                     at: Utc::now(),
                 };
-                handle_pair::<Member, PhoneRegistry>(
+                run_pair::<Member, PhoneRegistry>(
                     executor,
                     (&stream, withdraw),
                     (claim_stream, release),
@@ -323,7 +323,7 @@ impl Members {
                 .await?
                 .0
             }
-            _ => handle::<Member>(executor, &stream, withdraw, origin).await?,
+            _ => run::<Member>(executor, &stream, withdraw, origin).await?,
         };
         fail::fail_point!("withdraw::before_key_delete", |_| Err(
             CommandError::Internal(anyhow::anyhow!(

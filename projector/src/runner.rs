@@ -152,8 +152,12 @@ impl Runner {
         if let Some(reason) = self.refusal(&client, name).await? {
             return Ok(SessionEnd::Refused(reason));
         }
-        let mut checkpoint = bookkeeping::checkpoint(&client, name).await.map_err(db)?;
-        bookkeeping::mark_running(&client, name).await.map_err(db)?;
+        let mut checkpoint = bookkeeping::checkpoint(&client, name)
+            .await
+            .map_err(database_error)?;
+        bookkeeping::mark_running(&client, name)
+            .await
+            .map_err(database_error)?;
         if let (Some(until), Some(at)) = (self.until, checkpoint)
             && at >= until
         {
@@ -214,7 +218,7 @@ impl Runner {
         client
             .batch_execute("SET synchronous_commit = off")
             .await
-            .map_err(db)?;
+            .map_err(database_error)?;
         Ok((client, connection))
     }
 
@@ -227,7 +231,7 @@ impl Runner {
         name: &str,
     ) -> Result<bool, String> {
         let mut shutdown = self.shutdown.clone();
-        while !try_lock(client, name).await.map_err(db)? {
+        while !try_lock(client, name).await.map_err(database_error)? {
             metrics::gauge!("projector_active", "consumer" => name.to_owned()).set(0.0);
             tokio::select! {
                 () = tokio::time::sleep(LOCK_RETRY) => {}
@@ -280,7 +284,7 @@ impl Runner {
             .map_err(|e| format!("event store: {e}"))?;
         let Claim::Other(owner) = bookkeeping::claim(client, name, &store_id)
             .await
-            .map_err(db)?
+            .map_err(database_error)?
         else {
             return Ok(None);
         };
@@ -292,7 +296,7 @@ impl Runner {
         );
         bookkeeping::mark_refused(client, name, &reason)
             .await
-            .map_err(db)?;
+            .map_err(database_error)?;
         metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(1.0);
         tracing::error!(consumer = name, %owner, configured = %store_id, "checkpoint of another event store; not starting");
         Ok(Some(reason))
@@ -365,7 +369,7 @@ impl Runner {
                 let recorded =
                     bookkeeping::mark_stopped(&*client, name, at, position, &event_type, &reason)
                         .await
-                        .map_err(db)?;
+                        .map_err(database_error)?;
                 if !recorded {
                     metrics::gauge!("projector_stopped", "consumer" => name.to_owned()).set(0.0);
                     return Ok(Committed::LostLease);
@@ -399,7 +403,7 @@ async fn handle_in_tx(
     let Some(last) = batch.last() else {
         return Err("an empty batch".into());
     };
-    let tx = client.transaction().await.map_err(db)?;
+    let tx = client.transaction().await.map_err(database_error)?;
     if let Err(e) = consumer.handle(&tx, batch).await {
         return Ok(Err(e));
     }
@@ -412,11 +416,11 @@ async fn handle_in_tx(
         last.metadata.recorded_at,
     )
     .await
-    .map_err(db)?;
+    .map_err(database_error)?;
     if !moved {
         return Ok(Ok(Committed::LostLease));
     }
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(database_error)?;
     Ok(Ok(Committed::Yes(last.position)))
 }
 
@@ -433,8 +437,11 @@ pub async fn try_lock(client: &Client, name: &str) -> Result<bool, tokio_postgre
     Ok(row.get(0))
 }
 
-#[expect(clippy::needless_pass_by_value, reason = "used as map_err(db)")]
-fn db(error: tokio_postgres::Error) -> String {
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as map_err(database_error)"
+)]
+fn database_error(error: tokio_postgres::Error) -> String {
     format!("read database: {error}")
 }
 

@@ -11,6 +11,7 @@
 mod batch;
 pub mod bookkeeping;
 pub mod compare;
+pub mod copies;
 pub mod erasure;
 pub mod managerpage;
 pub mod members;

@@ -12,9 +12,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Context, identifier};
-use mileage_projector::projections::{Known, by_name};
+use mileage_projector::projections::{Blueprint, by_name};
 use mileage_projector::runner::{Exit, Runner};
 use mileage_read_model::bookkeeping::{self, Claim, position_of};
+use mileage_read_model::copies::{self, Purpose};
 
 /// What a finished rebuild did.
 #[derive(Debug, Serialize)]
@@ -58,40 +59,29 @@ pub async fn rebuild(
     batch: usize,
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
-    let known = by_name(projection).map_err(anyhow::Error::msg)?;
+    let blueprint = by_name(projection).map_err(anyhow::Error::msg)?;
     let mut client = ctx.read_client().await?;
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('mileage.rebuild.' || $1))",
-            &[&known.name],
-        )
-        .await?
-        .get(0);
-    anyhow::ensure!(locked, "a rebuild of {} is already running", known.name);
-    let outcome = rebuild_locked(ctx, &known, &mut client, batch, interrupt).await;
-    client
-        .execute(
-            "SELECT pg_advisory_unlock(hashtext('mileage.rebuild.' || $1))",
-            &[&known.name],
-        )
-        .await?;
+    let locked = copies::try_lock(&client, Purpose::Rebuild, blueprint.name).await?;
+    anyhow::ensure!(locked, "a rebuild of {} is already running", blueprint.name);
+    let outcome = rebuild_locked(ctx, &blueprint, &mut client, batch, interrupt).await;
+    copies::unlock(&client, Purpose::Rebuild, blueprint.name).await?;
     outcome
 }
 
 /// The rebuild itself, under the projection's rebuild lock.
 async fn rebuild_locked(
     ctx: &Context,
-    known: &Known,
+    blueprint: &Blueprint,
     client: &mut tokio_postgres::Client,
     batch: usize,
     interrupt: impl Future<Output = ()>,
 ) -> anyhow::Result<Outcome> {
-    let shadow = shadow_of(identifier(known.name)?);
+    let shadow = shadow_of(identifier(blueprint.name)?);
     discard_another_stores(ctx, client, &shadow).await?;
     let resumed = position_of(&*client, &shadow).await?.is_some();
     let started = Instant::now();
     let total = ctx.log_size().await;
-    let bar = ctx.bar(&format!("rebuild {}", known.name), total);
+    let bar = ctx.bar(&format!("rebuild {}", blueprint.name), total);
     tokio::pin!(interrupt);
     loop {
         let Some(head) = ctx.store.head_position().await? else {
@@ -101,7 +91,7 @@ async fn rebuild_locked(
         let runner = Runner::new(ctx.store.clone(), &ctx.read_url, batch, stopped)?
             .until(head)
             .fail_fast();
-        let consumer = (known.build)(&shadow, &shadow);
+        let consumer = (blueprint.build)(&shadow, &shadow);
         let run = tokio::spawn(async move { runner.run(consumer).await });
         tokio::pin!(run);
         let exit = loop {
@@ -118,18 +108,18 @@ async fn rebuild_locked(
                 }
             }
         };
-        reached(exit, client, known.name, &shadow).await?;
-        if swap(client, known, &shadow).await? {
+        reached(exit, client, blueprint.name, &shadow).await?;
+        if swap(client, blueprint, &shadow).await? {
             break;
         }
     }
     bar.finish_and_clear();
-    let position = position_of(&*client, known.name).await?;
-    let events = bookkeeping::events_handled(&*client, known.name)
+    let position = position_of(&*client, blueprint.name).await?;
+    let events = bookkeeping::events_handled(&*client, blueprint.name)
         .await
         .unwrap_or(0);
     Ok(Outcome::Done(Rebuilt {
-        projection: known.name.to_owned(),
+        projection: blueprint.name.to_owned(),
         resumed,
         events,
         seconds: started.elapsed().as_secs_f64(),
@@ -147,10 +137,7 @@ async fn discard_another_stores(
     let store_id = ctx.store.identity().await?;
     if let Claim::Other(owner) = bookkeeping::claim(client, shadow, &store_id).await? {
         tracing::warn!(%owner, configured = %store_id, "discarding a rebuild of another event store");
-        client
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS {shadow} CASCADE"))
-            .await?;
-        bookkeeping::forget(client, shadow).await?;
+        copies::discard(client, shadow).await?;
     }
     Ok(())
 }
@@ -195,27 +182,19 @@ async fn handled(client: &tokio_postgres::Client, name: &str) -> u64 {
 /// (catch up and try again).
 async fn swap(
     client: &mut tokio_postgres::Client,
-    known: &Known,
+    blueprint: &Blueprint,
     shadow: &str,
 ) -> anyhow::Result<bool> {
-    let live = known.name;
+    let live = blueprint.name;
     // The live tables must exist before the lock, and creating them (their
     // indexes) inside the swap would take a share lock first and deadlock
     // with a live batch waiting to write.
-    mileage_read_model::create_tables(client, &(known.ddl)(live)).await?;
+    mileage_read_model::create_tables(client, &(blueprint.ddl)(live)).await?;
     let tx = client.transaction().await?;
-    tx.batch_execute("SET LOCAL lock_timeout = '10s'").await?;
-    let tables: Vec<String> = known
-        .tables
-        .iter()
-        .map(|(table, _)| format!("{live}.{table}"))
-        .collect();
-    tx.batch_execute(&format!(
-        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
-        tables.join(", ")
-    ))
-    .await
-    .with_context(|| format!("could not lock the live {live} tables (a long batch?)"))?;
+    let tables: Vec<&str> = blueprint.tables.iter().map(|(table, _)| *table).collect();
+    copies::lock_live(&tx, live, &tables)
+        .await
+        .with_context(|| format!("could not lock the live {live} tables (a long batch?)"))?;
     let stores = bookkeeping::lock_for_swap(&tx, live, shadow).await?;
     let live_at = position_of(&tx, live).await?;
     let shadow_at = position_of(&tx, shadow).await?;
@@ -227,22 +206,7 @@ async fn swap(
         tx.rollback().await?;
         return Ok(false);
     }
-    let old = format!("{live}__replaced");
-    tx.batch_execute(&format!(
-        "DROP SCHEMA IF EXISTS {old} CASCADE;
-         ALTER SCHEMA {live} RENAME TO {old};
-         ALTER SCHEMA {shadow} RENAME TO {live};
-         DROP SCHEMA {old} CASCADE;"
-    ))
-    .await?;
-    bookkeeping::take_over(&tx, live, shadow).await?;
-    if let Some(at) = shadow_at {
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&bookkeeping::CHANNEL, &format!("{live} {at}")],
-        )
-        .await?;
-    }
+    copies::replace(&tx, live, shadow, shadow_at).await?;
     tx.commit().await?;
     Ok(true)
 }

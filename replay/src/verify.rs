@@ -7,9 +7,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::{Context, identifier};
-use mileage_projector::projections::{Known, by_name};
+use mileage_projector::projections::{Blueprint, by_name};
 use mileage_projector::runner::{Exit, Runner};
 use mileage_read_model::bookkeeping::position_of;
+use mileage_read_model::copies::{self, Purpose};
 
 /// One row that differs.
 #[derive(Debug, Serialize)]
@@ -67,41 +68,30 @@ pub async fn verify(
     batch: usize,
     show: i64,
 ) -> anyhow::Result<Verified> {
-    let known = by_name(projection).map_err(anyhow::Error::msg)?;
-    let live = identifier(known.name)?;
+    let blueprint = by_name(projection).map_err(anyhow::Error::msg)?;
+    let live = identifier(blueprint.name)?;
     let client = ctx.read_client().await?;
-    let locked: bool = client
-        .query_one(
-            "SELECT pg_try_advisory_lock(hashtext('mileage.verify.' || $1))",
-            &[&live],
-        )
-        .await?
-        .get(0);
+    let locked = copies::try_lock(&client, Purpose::Verify, live).await?;
     anyhow::ensure!(locked, "a verification of {live} is already running");
-    let verified = verify_locked(ctx, &known, &client, batch, show).await;
-    client
-        .execute(
-            "SELECT pg_advisory_unlock(hashtext('mileage.verify.' || $1))",
-            &[&live],
-        )
-        .await?;
+    let verified = verify_locked(ctx, &blueprint, &client, batch, show).await;
+    copies::unlock(&client, Purpose::Verify, live).await?;
     verified
 }
 
 /// The verification itself, under the projection's verification lock.
 async fn verify_locked(
     ctx: &Context,
-    known: &Known,
+    blueprint: &Blueprint,
     client: &tokio_postgres::Client,
     batch: usize,
     show: i64,
 ) -> anyhow::Result<Verified> {
-    let live = known.name;
+    let live = blueprint.name;
     let scratch = format!("{live}{}", mileage_read_model::bookkeeping::VERIFY_SUFFIX);
-    client.batch_execute(&(known.ddl)(live)).await?;
-    reset(client, &scratch).await?;
+    mileage_read_model::create_tables(client, &(blueprint.ddl)(live)).await?;
+    copies::discard(client, &scratch).await?;
     let target = position_of(client, live).await?;
-    rebuild_scratch(ctx, known, client, &scratch, target, batch).await?;
+    rebuild_scratch(ctx, blueprint, client, &scratch, target, batch).await?;
     let (commit, prepare) = target.map_or((i64::MAX, i64::MAX), |p: Position| {
         (
             i64::try_from(p.commit).unwrap_or(i64::MAX),
@@ -110,7 +100,7 @@ async fn verify_locked(
     });
     let mut tables = Vec::new();
     let mut first_differences = Vec::new();
-    for (table, key) in known.tables {
+    for (table, key) in blueprint.tables {
         let compared = mileage_read_model::compare::compare(
             client,
             (live, &scratch),
@@ -135,7 +125,7 @@ async fn verify_locked(
             differences: compared.differences,
         });
     }
-    reset(client, &scratch).await?;
+    copies::discard(client, &scratch).await?;
     Ok(Verified {
         projection: live.to_owned(),
         position: target.map(|p| p.to_string()),
@@ -148,7 +138,7 @@ async fn verify_locked(
 /// had reached, or creates empty tables when it has seen nothing.
 async fn rebuild_scratch(
     ctx: &Context,
-    known: &Known,
+    blueprint: &Blueprint,
     client: &tokio_postgres::Client,
     scratch: &str,
     target: Option<Position>,
@@ -159,8 +149,8 @@ async fn rebuild_scratch(
         let runner = Runner::new(ctx.store.clone(), &ctx.read_url, batch, stopped)?
             .until(target)
             .fail_fast();
-        let consumer = (known.build)(scratch, scratch);
-        let bar = ctx.bar(&format!("verify {}", known.name), ctx.log_size().await);
+        let consumer = (blueprint.build)(scratch, scratch);
+        let bar = ctx.bar(&format!("verify {}", blueprint.name), ctx.log_size().await);
         let run = tokio::spawn(async move { runner.run(consumer).await });
         tokio::pin!(run);
         let exit = loop {
@@ -175,27 +165,18 @@ async fn rebuild_scratch(
         bar.finish_and_clear();
         match exit {
             Exit::Stopped(error) => {
-                reset(client, scratch).await?;
-                anyhow::bail!("the log does not rebuild {}: {error}", known.name);
+                copies::discard(client, scratch).await?;
+                anyhow::bail!("the log does not rebuild {}: {error}", blueprint.name);
             }
             Exit::Failed(reason) => anyhow::bail!("the verification was cut off: {reason}"),
             Exit::Refused(reason) => {
-                reset(client, scratch).await?;
+                copies::discard(client, scratch).await?;
                 anyhow::bail!("{reason}");
             }
             Exit::Reached | Exit::Shutdown => {}
         }
     } else {
-        mileage_read_model::create_tables(client, &(known.ddl)(scratch)).await?;
+        mileage_read_model::create_tables(client, &(blueprint.ddl)(scratch)).await?;
     }
-    Ok(())
-}
-
-/// Drops the scratch copy and its checkpoint.
-async fn reset(client: &tokio_postgres::Client, scratch: &str) -> anyhow::Result<()> {
-    client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {scratch} CASCADE"))
-        .await?;
-    mileage_read_model::bookkeeping::forget(client, scratch).await?;
     Ok(())
 }

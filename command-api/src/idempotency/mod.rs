@@ -8,7 +8,7 @@
 //!
 //! **The log decides, this table only remembers.** Every id a keyed command
 //! creates derives from the key or is read back from what an earlier attempt
-//! appended (see [`crate::handle::Origin`]), so any number of attempts, one
+//! appended (see [`crate::command::Origin`]), so any number of attempts, one
 //! after another or at once, append at most once and answer the same
 //! outcome whatever this table says. The table keeps the request's
 //! fingerprint (422 for another request under the key) and the answer, so a
@@ -40,7 +40,7 @@ use mileage_service::ApiError;
 use mileage_service::auth::{Caller, Verifier};
 use mileage_service::error::RetryAnswer;
 
-use crate::handle::Origin;
+use crate::command::Origin;
 
 mod table;
 

@@ -1,7 +1,7 @@
 //! `/dormantMembers`: register a target, mark it dormant, release it; also
 //! the source document's `PATCH /dormantMembers/{id}` with `memberStatus`.
 
-use crate::handle::Origin;
+use crate::command::Origin;
 use axum::Router;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use super::person::{NicknameInput, PhoneInput};
 use super::{Problem, accepted, invalid_field};
+use crate::command::Handled;
 use crate::dormant;
-use crate::handle::Handled;
 use crate::state::AppState;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;

@@ -1,6 +1,6 @@
 //! `/members`: join, earn and use points, withdraw.
 
-use crate::handle::Origin;
+use crate::command::Origin;
 use axum::Router;
 use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
@@ -88,7 +88,7 @@ pub(super) struct MemberAnswer {
 impl MemberAnswer {
     fn new(
         member_id: MemberId,
-        handled: &crate::handle::Handled<mileage_domain::member::Member>,
+        handled: &crate::command::Handled<mileage_domain::member::Member>,
     ) -> Self {
         Self {
             id: member_id.clone(),

@@ -94,22 +94,22 @@ pub use mileage_read_model::NAMES;
 
 /// Builds a projection as a consumer named by the first argument, into the
 /// schema named by the second.
-pub type Build = fn(&str, &str) -> Arc<dyn Consumer>;
+pub type BuildConsumer = fn(&str, &str) -> Arc<dyn Consumer>;
 
 /// What tooling needs of a projection known by name.
-pub struct Known {
+pub struct Blueprint {
     pub name: &'static str,
     /// Its tables and their key columns.
     pub tables: &'static [(&'static str, &'static str)],
     /// The projection as a consumer named `consumer`, into `schema`.
-    pub build: Build,
+    pub build: BuildConsumer,
     /// Its DDL for `schema`.
     pub ddl: fn(&str) -> String,
 }
 
-fn known<M: Model>() -> Known {
+fn blueprint<M: Model>() -> Blueprint {
     let storage = Storage::of::<M::Table>();
-    Known {
+    Blueprint {
         name: storage.name,
         tables: storage.tables,
         build: |consumer, schema| Arc::new(Projection::<M>::into_schema(consumer, schema)),
@@ -118,11 +118,11 @@ fn known<M: Model>() -> Known {
 }
 
 /// The projection called `name`, or an error listing the ones there are.
-pub fn by_name(name: &str) -> Result<Known, String> {
+pub fn by_name(name: &str) -> Result<Blueprint, String> {
     match name {
-        "managerpage" => Ok(known::<managerpage::Managerpage>()),
-        "members" => Ok(known::<members::Members>()),
-        "messages" => Ok(known::<messages::Messages>()),
+        "managerpage" => Ok(blueprint::<managerpage::Managerpage>()),
+        "members" => Ok(blueprint::<members::Members>()),
+        "messages" => Ok(blueprint::<messages::Messages>()),
         other => Err(format!(
             "unknown projection {other:?}; the projections are {}",
             NAMES.join(", ")

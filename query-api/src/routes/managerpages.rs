@@ -97,7 +97,7 @@ impl<'a> Managerpage<'a> {
 /// One page of targets.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct ManagerpagePage<'a> {
+pub(super) struct TargetPage<'a> {
     /// The targets, newest registration first (or oldest, with `order=asc`).
     items: Vec<Managerpage<'a>>,
     /// Pass as `cursor` for the next page; `null` on the last.
@@ -206,7 +206,7 @@ fn encode_cursor((commit, prepare): (i64, i64)) -> String {
     get, path = "/managerpages", tag = "managerpages",
     params(ListQuery, crate::docs::WaitFor),
     responses(
-        (status = 200, description = "A page", body = ManagerpagePage, headers(
+        (status = 200, description = "A page", body = TargetPage, headers(
             ("ETag" = String, description = "Weak validator; send back as If-None-Match"),
             ("X-Projection-Position" = String, description = "The read model's position"),
             ("X-Stale" = String, description = "`true` when the position asked for was not reached in time"),
@@ -280,7 +280,7 @@ pub(super) async fn list(
         })
         .flatten()
         .map(|last| encode_cursor(last.registered_position));
-    let body = ManagerpagePage { items, next_cursor };
+    let body = TargetPage { items, next_cursor };
     Ok(tagged(fresh(body, seen), &tag))
 }
 

@@ -66,7 +66,7 @@ where
 
 /// Handles `command` against `stream`, re-deciding on version conflicts; a
 /// stream that keeps changing answers 409.
-pub(crate) async fn handle<A>(
+pub(crate) async fn run<A>(
     executor: &Executor,
     stream: &str,
     command: A::Command,
@@ -84,7 +84,7 @@ where
 
 /// Handles two commands on two streams as one (one atomic append), the
 /// first decision made on what `first_decision` says.
-pub(crate) async fn handle_pair<A, B>(
+pub(crate) async fn run_pair<A, B>(
     executor: &Executor,
     first: (&str, A::Command),
     second: (&str, B::Command),
