@@ -9,7 +9,7 @@ use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::Member;
 use mileage_domain::pii::PersonKey;
 use mileage_domain::values::{Nickname, PhoneNumber};
-use mileage_store::executor::FirstDecision;
+use mileage_store::executor::{Executor, FirstDecision};
 
 use crate::command::{Handled, load, run, run_pair};
 use crate::error::CommandError;
@@ -34,17 +34,7 @@ pub(crate) async fn register(
     let phone = PhoneNumber::parse(phone)?;
     let nickname = Nickname::parse(nickname)?;
     let executor = &state.ctx.executor;
-    // A member who withdrew is erased, and so would be a target registered
-    // for them (the erasure process manager deletes its key as soon as the
-    // log names it): refused here, so nobody is registered to be erased.
-    let (member, _) = load::<Member>(executor, &stream_name::<Member>(&member_id)).await?;
-    if matches!(member, Member::Withdrawn { .. }) {
-        return Err(CommandError::conflict(
-            "dormant_member.member_withdrawn",
-            format!("member {member_id} withdrew; their data is erased"),
-            Some("memberId"),
-        ));
-    }
+    not_withdrawn(executor, &member_id).await?;
     let registration = |id: DormantMemberId, key: &PersonKey| DormantMemberCommand::Register {
         id,
         member_id: member_id.clone(),
@@ -104,6 +94,21 @@ pub(crate) async fn register(
     let handled =
         run::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
     Ok((id, handled))
+}
+
+/// Refuses a member who withdrew: they are erased, and so would be a target
+/// registered for them (the erasure process manager deletes its key as soon
+/// as the log names it), so nobody is registered only to be erased.
+async fn not_withdrawn(executor: &Executor, member_id: &MemberId) -> Result<(), CommandError> {
+    let (member, _) = load::<Member>(executor, &stream_name::<Member>(member_id)).await?;
+    if matches!(member, Member::Withdrawn { .. }) {
+        return Err(CommandError::conflict(
+            "dormant_member.member_withdrawn",
+            format!("member {member_id} withdrew; their data is erased"),
+            Some("memberId"),
+        ));
+    }
+    Ok(())
 }
 
 /// A release's clear, with a position even when the `releases` process

@@ -94,14 +94,7 @@ pub async fn start_with(
         .read_database_url
         .parse()
         .map_err(|e| anyhow::anyhow!("malformed read_database_url: {e}"))?;
-    let (client, connection) = read_config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(|e| anyhow::anyhow!("read_database_url: cannot reach the read database: {e}"))?;
-    let connection = tokio::spawn(connection);
-    mileage_read_model::bookkeeping::migrate(&client).await?;
-    drop(client);
-    connection.abort();
+    prepare_bookkeeping(&read_config).await?;
 
     let (shutdown, stop_rx) = watch::channel(false);
     let runner = Runner::new(
@@ -110,21 +103,8 @@ pub async fn start_with(
         settings.batch_size,
         stop_rx.clone(),
     )?;
-    let consumers: Vec<Arc<dyn Consumer>> = vec![
-        Arc::new(Projection::<Managerpage>::live()),
-        Arc::new(Projection::<Members>::live()),
-        Arc::new(Projection::<Messages>::live()),
-        Arc::new(Notices::new(
-            Arc::clone(&store),
-            Arc::clone(&keys),
-            notifier,
-        )),
-        Arc::new(Destruction::new(Arc::clone(&store), Arc::clone(&keys))),
-        Arc::new(Erasure::new(Arc::clone(&keys))),
-        Arc::new(Releases::new(Arc::clone(&store))),
-    ];
     let mut tasks = JoinSet::new();
-    for consumer in consumers {
+    for consumer in consumers(&store, &keys, notifier) {
         let runner = runner.clone();
         tasks.spawn(async move {
             let name = consumer.name().to_owned();
@@ -159,6 +139,36 @@ pub async fn start_with(
         shutdown,
         tasks,
     })
+}
+
+/// Creates the bookkeeping tables in the read database, if missing.
+async fn prepare_bookkeeping(read_config: &tokio_postgres::Config) -> anyhow::Result<()> {
+    let (client, connection) = read_config
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(|e| anyhow::anyhow!("read_database_url: cannot reach the read database: {e}"))?;
+    let connection = tokio::spawn(connection);
+    let migrated = mileage_read_model::bookkeeping::migrate(&client).await;
+    drop(client);
+    connection.abort();
+    Ok(migrated?)
+}
+
+/// Every projection and process manager the projector runs.
+fn consumers(
+    store: &Arc<dyn EventStore>,
+    keys: &Arc<dyn KeyStore>,
+    notifier: Arc<dyn Notifier>,
+) -> Vec<Arc<dyn Consumer>> {
+    vec![
+        Arc::new(Projection::<Managerpage>::live()),
+        Arc::new(Projection::<Members>::live()),
+        Arc::new(Projection::<Messages>::live()),
+        Arc::new(Notices::new(Arc::clone(store), Arc::clone(keys), notifier)),
+        Arc::new(Destruction::new(Arc::clone(store), Arc::clone(keys))),
+        Arc::new(Erasure::new(Arc::clone(keys))),
+        Arc::new(Releases::new(Arc::clone(store))),
+    ]
 }
 
 /// Registers the process managers' counters (and the executor's, which

@@ -198,54 +198,75 @@ async fn receive(
         )
             .into_response();
     };
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut inner = sms.lock();
-    let repeated = key.as_ref().and_then(|k| inner.answered.get(k).copied());
-    let reachable = can_receive(&message.to) && !behaviour.refused.contains(&message.to);
-    let status = repeated.unwrap_or(if reachable { 202 } else { 422 });
-    if inner.deliveries.len() == 10 * KEPT {
-        inner.deliveries.pop_front();
-    }
-    inner.deliveries.push_back(Delivery {
-        idempotency_key: key.clone().unwrap_or_default(),
-        to: message.to.clone(),
-        text: message.text.clone(),
-        traceparent: headers
-            .get("traceparent")
+    let header = |name: &str| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        status,
-    });
-    if repeated.is_none() {
+            .map(str::to_owned)
+    };
+    let to = message.to.clone();
+    let status = sms.lock().deliver(
+        message,
+        header("idempotency-key"),
+        header("traceparent"),
+        &behaviour.refused,
+    );
+    if status == 422 {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "error": format!("{to} cannot receive SMS") })),
+        )
+            .into_response()
+    } else {
+        (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response()
+    }
+}
+
+impl Inner {
+    /// Takes `message` (sent under `key`): the status of its first delivery
+    /// for a repeated key, else 202, or 422 for a number that cannot
+    /// receive (or is `refused`). Every delivery is recorded; a message is
+    /// listed once per key.
+    fn deliver(
+        &mut self,
+        message: Sms,
+        key: Option<String>,
+        traceparent: Option<String>,
+        refused: &[String],
+    ) -> u16 {
+        let repeated = key.as_ref().and_then(|k| self.answered.get(k).copied());
+        let reachable = can_receive(&message.to) && !refused.contains(&message.to);
+        let status = repeated.unwrap_or(if reachable { 202 } else { 422 });
+        if self.deliveries.len() == 10 * KEPT {
+            self.deliveries.pop_front();
+        }
+        self.deliveries.push_back(Delivery {
+            idempotency_key: key.clone().unwrap_or_default(),
+            to: message.to.clone(),
+            text: message.text.clone(),
+            traceparent,
+            status,
+        });
+        if repeated.is_some() {
+            return status;
+        }
         if let Some(key) = key {
-            inner.answered.insert(key, status);
+            self.answered.insert(key, status);
         }
-        if inner.received.len() == KEPT {
-            inner.received.pop_front();
+        if self.received.len() == KEPT {
+            self.received.pop_front();
         }
-        inner.received.push_back(Received {
+        self.received.push_back(Received {
             message_id: message.message_id,
             to: mask_phone(&message.to),
             text: message.text,
             status,
             received_at: Utc::now(),
         });
-        if inner.answered.len() > 10 * KEPT {
-            inner.answered.clear();
+        if self.answered.len() > 10 * KEPT {
+            self.answered.clear();
         }
-    }
-    drop(inner);
-    if status == 422 {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({ "error": format!("{} cannot receive SMS", message.to) })),
-        )
-            .into_response()
-    } else {
-        (StatusCode::ACCEPTED, Json(json!({ "accepted": true }))).into_response()
+        status
     }
 }
 

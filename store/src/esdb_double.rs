@@ -393,29 +393,7 @@ impl pb::streams_server::Streams for Double {
             state.appends += 1;
             state.behaviour.clone()
         };
-        if behaviour.never_answer {
-            std::future::pending::<()>().await;
-        }
-        if let Some(stall) = behaviour.stall_appends {
-            tokio::time::sleep(stall).await;
-        }
-        if behaviour
-            .refuse_streams_starting
-            .as_deref()
-            .is_some_and(|prefix| stream.starts_with(prefix))
-        {
-            return Err(Status::unavailable(
-                "the double refuses appends to this stream",
-            ));
-        }
-        if let Some((host, port)) = &behaviour.not_leader {
-            let mut status = Status::not_found("not leader");
-            let metadata = status.metadata_mut();
-            metadata.insert("exception", "not-leader".parse().unwrap());
-            metadata.insert("leader-endpoint-host", host.parse().unwrap());
-            metadata.insert("leader-endpoint-port", port.to_string().parse().unwrap());
-            return Err(status);
-        }
+        misbehave(&behaviour, &stream).await?;
         let mut state = self.state.lock().unwrap();
         let current: Option<u64> = state
             .log
@@ -443,18 +421,9 @@ impl pb::streams_server::Streams for Double {
                 .take(ids.len())
                 .collect();
             if !ids.is_empty() && stored == ids {
-                return Ok(Response::new(pb::AppendResp {
-                    result: Some(pb::append_resp::Result::Success(pb::append_resp::Success {
-                        current_revision_option: Some(
-                            pb::append_resp::success::CurrentRevisionOption::CurrentRevision(
-                                first + ids.len() as u64 - 1,
-                            ),
-                        ),
-                        position_option: Some(
-                            pb::append_resp::success::PositionOption::NoPosition(shared::Empty {}),
-                        ),
-                    })),
-                }));
+                let no_position =
+                    pb::append_resp::success::PositionOption::NoPosition(shared::Empty {});
+                return Ok(appended(first + ids.len() as u64 - 1, no_position));
             }
         }
         let matches = match expected {
@@ -464,33 +433,7 @@ impl pb::streams_server::Streams for Double {
             _ => true,
         };
         if !matches {
-            use pb::append_resp::wrong_expected_version::{
-                CurrentRevisionOption, ExpectedRevisionOption,
-            };
-            return Ok(Response::new(pb::AppendResp {
-                result: Some(pb::append_resp::Result::WrongExpectedVersion(
-                    pb::append_resp::WrongExpectedVersion {
-                        current_revision_option_20_6_0: None,
-                        expected_revision_option_20_6_0: None,
-                        current_revision_option: Some(match current {
-                            Some(r) => CurrentRevisionOption::CurrentRevision(r),
-                            None => CurrentRevisionOption::CurrentNoStream(shared::Empty {}),
-                        }),
-                        expected_revision_option: Some(match expected {
-                            Some(ExpectedStreamRevision::Revision(r)) => {
-                                ExpectedRevisionOption::ExpectedRevision(r)
-                            }
-                            Some(ExpectedStreamRevision::NoStream(_)) => {
-                                ExpectedRevisionOption::ExpectedNoStream(shared::Empty {})
-                            }
-                            Some(ExpectedStreamRevision::StreamExists(_)) => {
-                                ExpectedRevisionOption::ExpectedStreamExists(shared::Empty {})
-                            }
-                            _ => ExpectedRevisionOption::ExpectedAny(shared::Empty {}),
-                        }),
-                    },
-                )),
-            }));
+            return Ok(wrong_expected_version(current, expected));
         }
         let mut revision = current.map_or(0, |r| r + 1);
         let mut position = 0;
@@ -520,14 +463,7 @@ impl pb::streams_server::Streams for Double {
                 prepare_position: position,
             })
         };
-        Ok(Response::new(pb::AppendResp {
-            result: Some(pb::append_resp::Result::Success(pb::append_resp::Success {
-                current_revision_option: Some(
-                    pb::append_resp::success::CurrentRevisionOption::CurrentRevision(revision - 1),
-                ),
-                position_option: Some(position_option),
-            })),
-        }))
+        Ok(appended(revision - 1, position_option))
     }
 
     async fn delete(&self, _: Request<pb::DeleteReq>) -> Result<Response<pb::DeleteResp>, Status> {
@@ -547,4 +483,82 @@ impl pb::streams_server::Streams for Double {
     ) -> Result<Response<Self::BatchAppendStream>, Status> {
         Err(Status::unimplemented("not in the double"))
     }
+}
+
+/// What `behaviour` makes of an append to `stream` before it is looked at:
+/// no answer ever, a stall, a refusal, or a not-leader redirect.
+async fn misbehave(behaviour: &Behaviour, stream: &str) -> Result<(), Status> {
+    if behaviour.never_answer {
+        std::future::pending::<()>().await;
+    }
+    if let Some(stall) = behaviour.stall_appends {
+        tokio::time::sleep(stall).await;
+    }
+    if behaviour
+        .refuse_streams_starting
+        .as_deref()
+        .is_some_and(|prefix| stream.starts_with(prefix))
+    {
+        return Err(Status::unavailable(
+            "the double refuses appends to this stream",
+        ));
+    }
+    if let Some((host, port)) = &behaviour.not_leader {
+        let mut status = Status::not_found("not leader");
+        let metadata = status.metadata_mut();
+        metadata.insert("exception", "not-leader".parse().unwrap());
+        metadata.insert("leader-endpoint-host", host.parse().unwrap());
+        metadata.insert("leader-endpoint-port", port.to_string().parse().unwrap());
+        return Err(status);
+    }
+    Ok(())
+}
+
+/// A successful append's answer: the stream's revision now, and where.
+fn appended(
+    revision: u64,
+    position: pb::append_resp::success::PositionOption,
+) -> Response<pb::AppendResp> {
+    Response::new(pb::AppendResp {
+        result: Some(pb::append_resp::Result::Success(pb::append_resp::Success {
+            current_revision_option: Some(
+                pb::append_resp::success::CurrentRevisionOption::CurrentRevision(revision),
+            ),
+            position_option: Some(position),
+        })),
+    })
+}
+
+/// The answer to an append whose expectation the stream (at `current`)
+/// does not meet.
+fn wrong_expected_version(
+    current: Option<u64>,
+    expected: Option<pb::append_req::options::ExpectedStreamRevision>,
+) -> Response<pb::AppendResp> {
+    use pb::append_req::options::ExpectedStreamRevision;
+    use pb::append_resp::wrong_expected_version::{CurrentRevisionOption, ExpectedRevisionOption};
+    Response::new(pb::AppendResp {
+        result: Some(pb::append_resp::Result::WrongExpectedVersion(
+            pb::append_resp::WrongExpectedVersion {
+                current_revision_option_20_6_0: None,
+                expected_revision_option_20_6_0: None,
+                current_revision_option: Some(match current {
+                    Some(r) => CurrentRevisionOption::CurrentRevision(r),
+                    None => CurrentRevisionOption::CurrentNoStream(shared::Empty {}),
+                }),
+                expected_revision_option: Some(match expected {
+                    Some(ExpectedStreamRevision::Revision(r)) => {
+                        ExpectedRevisionOption::ExpectedRevision(r)
+                    }
+                    Some(ExpectedStreamRevision::NoStream(_)) => {
+                        ExpectedRevisionOption::ExpectedNoStream(shared::Empty {})
+                    }
+                    Some(ExpectedStreamRevision::StreamExists(_)) => {
+                        ExpectedRevisionOption::ExpectedStreamExists(shared::Empty {})
+                    }
+                    _ => ExpectedRevisionOption::ExpectedAny(shared::Empty {}),
+                }),
+            },
+        )),
+    })
 }

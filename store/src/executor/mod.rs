@@ -209,13 +209,8 @@ impl Executor {
                 }
             };
             let new = new_events(stream, &events, ids, causation);
-            let started = std::time::Instant::now();
-            let appended = self
-                .store
-                .append(stream, ExpectedVersion::from_last(version), &new)
-                .await;
-            metrics::histogram!("event_store_append_seconds")
-                .record(started.elapsed().as_secs_f64());
+            let expected = ExpectedVersion::from_last(version);
+            let appended = timed(self.store.append(stream, expected, &new)).await;
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
             match appended {
                 // Stored by an earlier attempt, perhaps at another version
@@ -225,7 +220,7 @@ impl Executor {
                 }
                 Ok(outcome) => return Ok(self.applied(stream, state, &events, outcome)),
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    metrics::counter!("command_conflicts_total").increment(1);
+                    conflicted(false);
                     tracing::debug!(stream, "version conflict; deciding again");
                 }
                 Err(e @ StoreError::DuplicateEventId { .. }) => {
@@ -275,13 +270,7 @@ impl Executor {
             } else {
                 futures::try_join!(self.load::<A>(stream_a), self.load::<B>(stream_b))?
             };
-            let decided = state_a
-                .decide(command_a.clone())
-                .map_err(Refused::First)
-                .and_then(|a| {
-                    let b = state_b.decide(command_b.clone()).map_err(Refused::Second)?;
-                    Ok((a, b))
-                });
+            let decided = decide_both(&state_a, &command_a, &state_b, &command_b);
             let (events_a, events_b) = match decided {
                 Ok((a, b)) if !(a.is_empty() && b.is_empty()) => (a, b),
                 // Refused, or nothing to do, on what was only assumed: see
@@ -307,10 +296,7 @@ impl Executor {
             let new_b = new_events(stream_b, &events_b, ids, causation);
             let parts =
                 non_empty_parts([(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]);
-            let started = std::time::Instant::now();
-            let appended = self.store.append_many(&parts).await;
-            metrics::histogram!("event_store_append_seconds")
-                .record(started.elapsed().as_secs_f64());
+            let appended = timed(self.store.append_many(&parts)).await;
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
             match appended {
                 Ok(outcomes) if outcomes.iter().any(|o| o.already_appended) => {
@@ -325,12 +311,7 @@ impl Executor {
                     return Ok(self.pair_applied(a, b, outcomes)?);
                 }
                 Err(StoreError::WrongExpectedVersion { .. }) => {
-                    if on_known {
-                        on_known = false;
-                        metrics::counter!("command_assumptions_missed_total").increment(1);
-                    } else {
-                        metrics::counter!("command_conflicts_total").increment(1);
-                    }
+                    conflicted(std::mem::take(&mut on_known));
                     tracing::debug!(stream_a, stream_b, "version conflict; deciding again");
                 }
                 // Part of the append is an earlier attempt's (the first
@@ -614,6 +595,46 @@ pub fn series_at_zero() {
         metrics::counter!(counter).increment(0);
     }
     let _ = metrics::histogram!("event_store_append_seconds");
+}
+
+/// Counts an append refused for its expected version: a decision made on
+/// states only assumed (`assumed`: the streams are read next time) or a
+/// concurrent writer's win.
+fn conflicted(assumed: bool) {
+    if assumed {
+        metrics::counter!("command_assumptions_missed_total").increment(1);
+    } else {
+        metrics::counter!("command_conflicts_total").increment(1);
+    }
+}
+
+/// `append`, timed into `event_store_append_seconds`.
+async fn timed<T>(append: impl std::future::Future<Output = T>) -> T {
+    let started = std::time::Instant::now();
+    let outcome = append.await;
+    metrics::histogram!("event_store_append_seconds").record(started.elapsed().as_secs_f64());
+    outcome
+}
+
+/// Both decisions of a command on two streams, the first one's refusal
+/// first.
+#[expect(
+    clippy::type_complexity,
+    reason = "the two aggregates' events and refusals"
+)]
+fn decide_both<A: Aggregate, B: Aggregate>(
+    state_a: &A,
+    command_a: &A::Command,
+    state_b: &B,
+    command_b: &B::Command,
+) -> Result<(Vec<A::Event>, Vec<B::Event>), Refused<A::Error, B::Error>>
+where
+    A::Command: Clone,
+    B::Command: Clone,
+{
+    let a = state_a.decide(command_a.clone()).map_err(Refused::First)?;
+    let b = state_b.decide(command_b.clone()).map_err(Refused::Second)?;
+    Ok((a, b))
 }
 
 /// The error of a command that lost every race.
