@@ -190,7 +190,6 @@ pub struct Envelope {
     pub stream_version: u64,
     /// Global log position as text (opaque token, ordered by the store).
     pub position: String,
-    /// Event type name.
     #[serde(rename = "type")]
     pub event_type: String,
     /// Schema version of `data`.

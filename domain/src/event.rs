@@ -22,9 +22,7 @@ pub trait EventPayload: Sized {
 /// One event type's JSON Schema, as written to `schemas/events/<Type>.v<N>.json`.
 #[derive(Debug, Clone)]
 pub struct EventSchema {
-    /// Event type name.
     pub event_type: &'static str,
-    /// Schema version.
     pub version: u16,
     /// The JSON Schema document.
     pub schema: serde_json::Value,

@@ -37,9 +37,7 @@ pub enum HandleError {
     Poison {
         /// Where the event is.
         position: Position,
-        /// Its type.
         event_type: String,
-        /// Why.
         reason: String,
     },
     /// A dependency failed; the batch is tried again after a backoff.

@@ -16,7 +16,6 @@ use mileage_read_model::bookkeeping;
 /// What the endpoints read.
 #[derive(Clone)]
 pub(crate) struct Probe {
-    /// The event store.
     pub store: Arc<dyn EventStore>,
     /// The read database.
     pub read_config: tokio_postgres::Config,

@@ -55,7 +55,6 @@ pub const REBUILD_SUFFIX: &str = "__rebuild";
 /// A consumer's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
-    /// The consumer.
     pub name: String,
     /// Last event handled; `None` before the first.
     pub checkpoint: Option<Position>,

@@ -26,7 +26,6 @@ pub const STATUSES: [&str; 4] = ["PRE_DORMANT", "DORMANT", "DESTRUCTION", "CLEAR
 /// A dormant target's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
-    /// The target.
     pub id: String,
     /// The member it was registered for.
     pub member_id: String,

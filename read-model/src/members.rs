@@ -36,7 +36,6 @@ pub const TABLES: &[(&str, &str)] = &[("members", "id")];
 /// A member's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberRow {
-    /// The member.
     pub id: String,
     /// `READY` or `WITHDRAWN` (`ACTIVE` in rows written before 2026-12).
     pub status: String,

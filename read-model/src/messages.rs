@@ -40,7 +40,6 @@ pub const TABLES: &[(&str, &str)] = &[("messages", "target_id")];
 pub struct MessageRow {
     /// The dormant target it was about.
     pub target_id: String,
-    /// The member.
     pub member_id: String,
     /// What was sent.
     pub content: String,

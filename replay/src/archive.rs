@@ -130,7 +130,6 @@ pub enum ImportError {
         /// The archived event.
         event_id: uuid::Uuid,
         stream: String,
-        /// Its stream version.
         version: u64,
         /// What the store holds there instead.
         stored: String,

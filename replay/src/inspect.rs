@@ -165,9 +165,7 @@ fn reveal_in(value: &mut Value, keys: &HashMap<String, mileage_domain::pii::Pers
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
-    /// The event.
     pub event_id: Uuid,
-    /// Its type.
     pub event_type: String,
     /// Its stream and version.
     pub stream: String,

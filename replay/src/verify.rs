@@ -17,7 +17,6 @@ use mileage_read_model::copies::{self, Purpose};
 #[serde(rename_all = "camelCase")]
 pub struct Difference {
     pub table: String,
-    /// The row's key.
     pub key: String,
     /// The live row (JSON), `None` when missing.
     pub live: Option<String>,
@@ -37,7 +36,6 @@ pub struct TableReport {
     pub rebuilt_rows: i64,
     /// Live rows changed after the compared position (not compared).
     pub changed_since: i64,
-    /// Rows that differ.
     pub differences: i64,
 }
 

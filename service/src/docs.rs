@@ -15,7 +15,6 @@ pub struct Problem {
     kind: String,
     /// The HTTP status's reason phrase.
     title: String,
-    /// The HTTP status.
     status: u16,
     /// What went wrong, for people.
     detail: String,

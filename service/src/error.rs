@@ -41,7 +41,6 @@ pub enum ApiError {
     /// A header has a malformed value.
     #[error("header {header} is malformed: {detail}")]
     BadHeader {
-        /// Which header.
         header: &'static str,
         /// What is wrong.
         detail: String,
@@ -52,7 +51,6 @@ pub enum ApiError {
         /// `auth.missing_token`, `auth.invalid_token`, `auth.token_expired`,
         /// `auth.token_lifetime`, `auth.unknown_key`.
         code: &'static str,
-        /// Why.
         detail: String,
     },
     /// Valid credentials without the right to do this.

@@ -37,7 +37,6 @@ pub enum StoreError {
     Corrupt {
         /// Where in the global log.
         position: Position,
-        /// Its stored type.
         event_type: String,
         /// What is wrong.
         reason: String,

@@ -175,7 +175,6 @@ pub struct AppendOutcome {
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordedEvent {
-    /// Unique id.
     pub event_id: Uuid,
     /// The stream it belongs to.
     pub stream: String,
@@ -183,7 +182,6 @@ pub struct RecordedEvent {
     pub stream_version: u64,
     /// Place in the global log.
     pub position: Position,
-    /// Type name.
     pub event_type: String,
     /// Schema version of `data`.
     pub schema_version: u16,

@@ -157,7 +157,9 @@ fn kept(answer: &AnswerParts) -> bool {
         ))
 }
 
-/// The middleware.
+/// Runs a keyed command once per key: answers a kept answer again, refuses
+/// the key reused for another request (422), or runs the command and keeps
+/// its answer. Requests without a key pass with fresh event ids.
 pub(crate) async fn idempotent(
     State(keys): State<Keys>,
     request: Request,

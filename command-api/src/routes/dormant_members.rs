@@ -111,7 +111,6 @@ pub(super) struct StatusRequest {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct TargetAnswer {
-    /// The dormant target.
     #[schema(value_type = String, example = "1")]
     id: DormantMemberId,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.

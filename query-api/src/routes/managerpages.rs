@@ -42,7 +42,6 @@ pub(super) fn router() -> Router<QueryState> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Managerpage<'a> {
-    /// The target.
     #[schema(example = "1")]
     id: &'a str,
     /// The member it was registered for.
@@ -147,9 +146,7 @@ pub(super) struct Counts {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct DormantMember<'a> {
-    /// The target.
     id: &'a str,
-    /// The member.
     member_id: &'a str,
     /// `PRE_DORMANT`, `DORMANT`, `DESTRUCTION` or `CLEARED`.
     member_status: &'a str,

@@ -24,10 +24,8 @@ pub(super) fn router() -> Router<QueryState> {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct ManagerMessage {
-    /// The dormant target.
     #[schema(example = "1")]
     id: String,
-    /// The member.
     member_id: String,
     /// Where it went, masked; `null` once erased.
     phone_no: Option<String>,

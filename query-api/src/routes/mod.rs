@@ -22,7 +22,8 @@ use crate::freshness::{Wanted, mark};
 use crate::progress::Seen;
 use crate::state::QueryState;
 
-/// The whole router.
+/// Every route: the operations endpoints (health, readiness, metrics, the
+/// OpenAPI document) unlimited, the reads behind `guard`'s rate limits.
 pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
     let routes = Router::new()
         .merge(mileage_service::ops::router(
