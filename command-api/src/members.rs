@@ -199,11 +199,14 @@ impl Members {
                 Ok(FirstStep::Claimed(claimed))
             }
             Err(ExecuteError::Rejected(refused)) => {
-                // Refused: nothing was appended for this new id, so its keys
-                // seal nothing. (After any other failure the append may
-                // have committed unseen; the keys stay.)
+                // Refused: nothing was appended for this new id, so its key
+                // seals nothing. The claim's key stays: it is every
+                // attempt's of this join, and another one, running beside
+                // this one, may be sealing its claim with it; the key sweep
+                // deletes it once the log shows no claim of it. After any
+                // other failure the append may have committed unseen; the
+                // keys stay.
                 self.ctx.keys.discard(&member_stream).await?;
-                self.ctx.keys.discard(&claim_key_id).await?;
                 Err(match refused {
                     Refused::First(e) => CommandError::rejected(&e),
                     Refused::Second(e) => CommandError::rejected(&e),

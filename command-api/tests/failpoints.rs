@@ -231,6 +231,61 @@ async fn a_key_left_by_a_join_stopped_before_its_append_is_swept_and_used_keys_s
 }
 
 #[tokio::test]
+async fn a_refused_joins_claim_key_stays_for_its_other_attempts_and_is_swept_once_the_log_shows_no_claim_of_it()
+ {
+    let scenario = FailScenario::setup();
+    let app = spawn_app().await;
+    let body = json!({ "phoneNo": "01070000019", "nickname": "holder" });
+    let held = keyed(&app, reqwest::Method::POST, "/members", "hold", Some(body)).await;
+    assert_eq!(held.status, 201, "{}", held.body);
+    let body = json!({ "phoneNo": "01070000019", "nickname": "second" });
+    let refused = keyed(&app, reqwest::Method::POST, "/members", "late", Some(body)).await;
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert_eq!(refused.body["code"], "member.phone_taken");
+
+    let store = app.store().await;
+    let claim_keys = || async {
+        let rows = store
+            .pool()
+            .get()
+            .await
+            .unwrap()
+            .query(
+                "SELECT key_id FROM person_keys
+                  WHERE secret IS NOT NULL AND key_id LIKE 'memberPhone-%'",
+                &[],
+            )
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
+    };
+    // An attempt of the refused join running beside this one (a store that
+    // appends in order, a retry at once) may be sealing its claim with it.
+    assert_eq!(
+        claim_keys().await.len(),
+        2,
+        "the holder's and the refused join's"
+    );
+    let keys = mileage_store::keys::PgKeyStore::new(store.pool().clone());
+    let swept = keys.sweep_unused(&store, Duration::ZERO).await.unwrap();
+    assert_eq!(swept.deleted, 1, "{swept:?}");
+    let left = claim_keys().await;
+    let claim = store
+        .read_all(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.event_type == "PhoneClaimed")
+        .unwrap();
+    assert_eq!(
+        left,
+        [format!("{}#{}", claim.stream, claim.event_id)],
+        "the holder's claim still opens"
+    );
+    scenario.teardown();
+}
+
+#[tokio::test]
 async fn a_withdrawal_stopped_after_its_append_completes_once_when_retried() {
     let scenario = FailScenario::setup();
     let app = spawn_app().await;

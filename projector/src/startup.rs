@@ -166,7 +166,7 @@ fn consumers(
         Arc::new(Projection::<Messages>::live()),
         Arc::new(Notices::new(Arc::clone(store), Arc::clone(keys), notifier)),
         Arc::new(Destruction::new(Arc::clone(store), Arc::clone(keys))),
-        Arc::new(Erasure::new(Arc::clone(keys))),
+        Arc::new(Erasure::new(Arc::clone(store), Arc::clone(keys))),
         Arc::new(Releases::new(Arc::clone(store))),
     ]
 }
@@ -182,6 +182,7 @@ fn series_at_zero() {
         "destructions_refused_total",
         "releases_undone_total",
         "person_keys_erased_total",
+        "phone_claims_given_back_total",
     ] {
         metrics::counter!(counter).increment(0);
     }

@@ -90,9 +90,10 @@ const SWEEP_BATCH: i64 = 500;
 
 impl PgKeyStore {
     /// Deletes the keys that seal nothing: created more than `grace` ago
-    /// for a stream (the key id is the stream's name, up to a `#`) that still has no
-    /// event, because the process stopped between creating the key and the
-    /// append that would have used it. Keys found in use are marked, so
+    /// for a stream (the key id is the stream's name) that still has no
+    /// event, or for one event (`{stream}#{event id}`) the log does not
+    /// hold, because the process stopped between creating the key and the
+    /// append that would have used it, or the append was refused. Keys found in use are marked, so
     /// each key is checked once. `grace` must outlast any append still
     /// under way (an hour in the services). Safe to run on several
     /// instances at once.
@@ -119,14 +120,10 @@ impl PgKeyStore {
             let (mut used, mut unused) = (Vec::new(), Vec::new());
             for row in &rows {
                 let key_id: String = row.get(0);
-                if events
-                    .read_stream(sealed_stream(&key_id), 0, 1)
-                    .await?
-                    .is_empty()
-                {
-                    unused.push(key_id);
-                } else {
+                if seals_something(events, &key_id).await? {
                     used.push(key_id);
+                } else {
+                    unused.push(key_id);
                 }
             }
             let client = self.pool.get().await.map_err(pool_error)?;
@@ -152,10 +149,17 @@ impl PgKeyStore {
     }
 }
 
-/// The stream whose events a key seals: the key id, up to a `#` (a phone
-/// claim's key is `memberPhone-{hash}#{claim event id}`).
-fn sealed_stream(key_id: &str) -> &str {
-    key_id.split_once('#').map_or(key_id, |(stream, _)| stream)
+/// Whether the log holds what the key `key_id` was made for: an event of
+/// its stream, or, for a key named after one event
+/// (`memberPhone-{hash}#{claim event id}`, a phone claim's), that event.
+async fn seals_something(events: &dyn crate::EventStore, key_id: &str) -> Result<bool, StoreError> {
+    match key_id.split_once('#') {
+        Some((stream, event)) => match event.parse::<uuid::Uuid>() {
+            Ok(event_id) => Ok(events.find_in_stream(stream, event_id).await?.is_some()),
+            Err(_) => Ok(!events.read_stream(stream, 0, 1).await?.is_empty()),
+        },
+        None => Ok(!events.read_stream(key_id, 0, 1).await?.is_empty()),
+    }
 }
 
 /// Creates a key unless one exists; true when it was created.

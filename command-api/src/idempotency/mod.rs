@@ -229,9 +229,10 @@ pub(crate) async fn idempotent(
             fail::fail_point!("idempotency::before_record", |_| Err(ApiError::Internal(
                 anyhow::anyhow!("failpoint idempotency::before_record: the process stopped")
             )));
-            // The command ran: its answer goes out even when the table
-            // cannot keep it (a retry is then answered from the log).
-            if let Err(error) = store.record(&key, claim, &parts, &bytes).await {
+            // The command ran: its answer goes out without waiting for
+            // the table to keep it, and even when it cannot (a retry is
+            // then answered from the log).
+            if let Err(error) = store.record(&key, claim, &parts, &bytes) {
                 tracing::warn!(%error, "the answer of a keyed command was not kept");
             }
             Ok(Response::from_parts(parts, Body::from(bytes)))

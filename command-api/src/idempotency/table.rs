@@ -61,10 +61,8 @@ type QueuedClaim = (String, String, oneshot::Sender<Result<Claimed, ApiError>>);
 /// A queued answer: key, claim, status, kept headers and body.
 type AnswerRow = (String, Uuid, i16, serde_json::Value, Vec<u8>);
 
-/// Where a write's outcome goes.
-type Written = oneshot::Sender<Result<(), ApiError>>;
-
-/// One queued write and where its outcome goes.
+/// One queued write: a claim, and where its outcome goes; an answer or a
+/// release, which nobody waits for.
 enum Write {
     Claim {
         key: String,
@@ -77,12 +75,10 @@ enum Write {
         status: i16,
         headers: serde_json::Value,
         body: Vec<u8>,
-        reply: Written,
     },
     Release {
         key: String,
         claim: Uuid,
-        reply: Written,
     },
 }
 
@@ -104,8 +100,11 @@ impl IdempotencyStore {
                  headers     jsonb,
                  body        bytea,
                  created_at  timestamptz NOT NULL DEFAULT now());
-             CREATE INDEX IF NOT EXISTS idempotency_keys_created_at
-                 ON idempotency_keys (created_at);
+             -- The purge's index: a BRIN index, as rows arrive in time
+             -- order (a claim adds nothing to it but a page's summary).
+             DROP INDEX IF EXISTS idempotency_keys_created_at;
+             CREATE INDEX IF NOT EXISTS idempotency_keys_created_brin
+                 ON idempotency_keys USING brin (created_at);
              ALTER TABLE idempotency_keys
                  ADD COLUMN IF NOT EXISTS claimed_at timestamptz NOT NULL DEFAULT now();
              ALTER TABLE idempotency_keys ADD COLUMN IF NOT EXISTS claim uuid;
@@ -169,17 +168,20 @@ impl IdempotencyStore {
         Ok(Claim::InFlight)
     }
 
-    /// Keeps the answer of the attempt that holds `claim`, or lets the key
-    /// go when the answer is not kept; a claim taken over since (the lease
-    /// passed) is the other attempt's to answer, and nothing is written.
-    pub(super) async fn record(
+    /// Queues the answer of the attempt that holds `claim` to be kept, or
+    /// the key to be let go when the answer is not kept; a claim taken over
+    /// since (the lease passed) is the other attempt's to answer, and
+    /// nothing is written. Does not wait for the write: the answer goes out
+    /// at once, and a retry of the key, queued after this write, finds
+    /// what it wrote (writes go out in queue order on one connection). A
+    /// write that fails is logged by the writer; the log answers the retry.
+    pub(super) fn record(
         &self,
         key: &str,
         claim: Uuid,
         answer: &AnswerParts,
         body: &[u8],
     ) -> Result<(), ApiError> {
-        let (reply, written) = oneshot::channel();
         let key = key.to_owned();
         self.send(if kept(answer) {
             let headers: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
@@ -195,12 +197,10 @@ impl IdempotencyStore {
                 status: i16::try_from(answer.status.as_u16()).unwrap_or(200),
                 headers: serde_json::Value::Object(headers),
                 body: body.to_vec(),
-                reply,
             }
         } else {
-            Write::Release { key, claim, reply }
-        })?;
-        written.await.map_err(|_| writer_gone())?
+            Write::Release { key, claim }
+        })
     }
 
     fn send(&self, write: Write) -> Result<(), ApiError> {
@@ -241,9 +241,8 @@ async fn write_batch(pool: &Pool, lease: Duration, batch: Vec<Write>) {
                 status,
                 headers,
                 body,
-                reply,
-            } => answers.push(((key, claim, status, headers, body), reply)),
-            Write::Release { key, claim, reply } => releases.push(((key, claim), reply)),
+            } => answers.push((key, claim, status, headers, body)),
+            Write::Release { key, claim } => releases.push((key, claim)),
         }
     }
     let client = match pool.get().await {
@@ -251,10 +250,6 @@ async fn write_batch(pool: &Pool, lease: Duration, batch: Vec<Write>) {
         Err(error) => {
             log_unavailable(&error);
             for (_, _, reply) in claims {
-                let _ = reply.send(Err(table_unavailable()));
-            }
-            let replies = answers.into_iter().map(|(_, reply)| reply);
-            for reply in replies.chain(releases.into_iter().map(|(_, reply)| reply)) {
                 let _ = reply.send(Err(table_unavailable()));
             }
             return;
@@ -345,13 +340,12 @@ async fn claim_all(
 }
 
 /// Keeps every queued answer in one statement.
-async fn answer_all(client: &deadpool_postgres::Client, answers: Vec<(AnswerRow, Written)>) {
+async fn answer_all(client: &deadpool_postgres::Client, answers: Vec<AnswerRow>) {
     if answers.is_empty() {
         return;
     }
-    let (rows, replies): (Vec<_>, Vec<_>) = answers.into_iter().unzip();
     let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (key, claim, status, headers, body) in rows {
+    for (key, claim, status, headers, body) in answers {
         columns.0.push(key);
         columns.1.push(claim);
         columns.2.push(status);
@@ -368,37 +362,24 @@ async fn answer_all(client: &deadpool_postgres::Client, answers: Vec<(AnswerRow,
             .await
     }
     .await;
-    answer_each(replies, &written);
+    if let Err(error) = written {
+        log_unavailable(&error);
+    }
 }
 
 /// Lets every queued key go in one statement.
-async fn release_all(client: &deadpool_postgres::Client, releases: Vec<((String, Uuid), Written)>) {
+async fn release_all(client: &deadpool_postgres::Client, releases: Vec<(String, Uuid)>) {
     if releases.is_empty() {
         return;
     }
-    let (rows, replies): (Vec<(String, Uuid)>, Vec<_>) = releases.into_iter().unzip();
-    let (keys, claims): (Vec<String>, Vec<Uuid>) = rows.into_iter().unzip();
+    let (keys, claims): (Vec<String>, Vec<Uuid>) = releases.into_iter().unzip();
     let written = async {
         let statement = client.prepare_cached(RELEASE).await?;
         client.execute(&statement, &[&keys, &claims]).await
     }
     .await;
-    answer_each(replies, &written);
-}
-
-/// Tells every write of a statement how it went.
-fn answer_each(
-    replies: Vec<Written>,
-    written: &Result<u64, deadpool_postgres::tokio_postgres::Error>,
-) {
     if let Err(error) = written {
-        log_unavailable(error);
-    }
-    for reply in replies {
-        let _ = reply.send(match written {
-            Ok(_) => Ok(()),
-            Err(_) => Err(table_unavailable()),
-        });
+        log_unavailable(&error);
     }
 }
 

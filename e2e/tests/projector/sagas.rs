@@ -330,3 +330,64 @@ async fn a_withdrawal_erases_the_member_and_every_copy_held_for_them_even_if_the
         "withdrawal and release are one append"
     );
 }
+
+/// On a store that appends a withdrawal's two parts in order, the second
+/// (the number given back) can be lost with its process, and once the
+/// member's keys are erased nobody can tell which number was theirs: the
+/// erasure process manager gives it back before it deletes the keys, under
+/// ids derived from the withdrawal, so the number is free for the next
+/// person and the log says so.
+#[tokio::test]
+async fn a_withdrawal_whose_number_was_not_given_back_has_it_given_back_by_the_erasure() {
+    let double = mileage_store::esdb_double::Double::start().await;
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn_on(&database, Some(double.url())).await;
+    let member = commands.join("01055550001", "lost").await;
+    double.behave(|b| b.refuse_streams_starting = Some("memberPhone-".into()));
+    let (status, body) = commands
+        .send(reqwest::Method::DELETE, &format!("/members/{member}"), None)
+        .await;
+    assert_eq!(status, 503, "the release was refused: {body}");
+    double.behave(|b| b.refuse_streams_starting = None);
+    let claim_events = || {
+        double
+            .log()
+            .into_iter()
+            .filter(|e| e.stream.starts_with("memberPhone-"))
+            .map(|e| e.event_type)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(claim_events(), ["PhoneClaimed"], "withdrawn, still held");
+
+    let mut settings = mileage_e2e::projector_settings(&database, None);
+    settings.eventstoredb_url = Some(double.url());
+    let projector = mileage_projector::startup::start(&settings).await.unwrap();
+    eventually("the number given back", WAIT, || async {
+        (claim_events() == ["PhoneClaimed", "PhoneReleased"]).then_some(())
+    })
+    .await;
+    let withdrawn = double
+        .log()
+        .into_iter()
+        .find(|e| e.event_type == "MemberWithdrawn")
+        .unwrap();
+    let released = double
+        .log()
+        .into_iter()
+        .find(|e| e.event_type == "PhoneReleased")
+        .unwrap();
+    let metadata: serde_json::Value = serde_json::from_slice(&released.custom_metadata).unwrap();
+    assert_eq!(
+        metadata["$causationId"],
+        withdrawn.id.to_string(),
+        "caused by the withdrawal: {metadata}"
+    );
+    let next = commands.join("01055550001", "next").await;
+    assert_ne!(next, member);
+    assert_eq!(
+        claim_events(),
+        ["PhoneClaimed", "PhoneReleased", "PhoneClaimed"],
+        "claimed again without freeing a stale claim"
+    );
+    projector.stop().await;
+}

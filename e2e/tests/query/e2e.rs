@@ -400,20 +400,27 @@ async fn one_operator_action_can_be_followed_through_every_event_it_caused() {
         })
         .await;
     let store = mileage_e2e::event_store(&stack.database).await;
-    let chain: Vec<_> = store
-        .read_all(None, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.metadata.correlation_id == correlation)
-        .collect();
+    // The destroyed person's number is given back by the erasure, which
+    // follows the destruction on its own.
+    let chain = mileage_e2e::eventually("the whole chain", WAIT, || async {
+        let chain: Vec<_> = store
+            .read_all(None, 10_000)
+            .await
+            .ok()?
+            .into_iter()
+            .filter(|e| e.metadata.correlation_id == correlation)
+            .collect();
+        (chain.len() >= 4).then_some(chain)
+    })
+    .await;
     let types: Vec<&str> = chain.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
         types,
         [
             "DormantMemberChanged",
             "MessageFailed",
-            "DormantMemberDestroyed"
+            "DormantMemberDestroyed",
+            "PhoneReleased"
         ]
     );
     assert_eq!(
@@ -423,5 +430,9 @@ async fn one_operator_action_can_be_followed_through_every_event_it_caused() {
     assert_eq!(
         chain[2].metadata.causation_id, chain[1].event_id,
         "the destruction by the failed notice"
+    );
+    assert_eq!(
+        chain[3].metadata.causation_id, chain[2].event_id,
+        "the number given back by the destruction"
     );
 }

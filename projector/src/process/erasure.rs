@@ -10,6 +10,12 @@
 //! event died right after (the command API also deletes the keys it knows
 //! at once; this is what makes it certain). Deleting a key twice is
 //! harmless, so a batch delivered again does no harm.
+//!
+//! A number an erased person still holds is given back first (its claim's
+//! key is among theirs): on a store that appends a withdrawal's two parts
+//! in order, the release may have been lost with its process, and nobody
+//! could give the number back once the keys are gone. Its ids derive from
+//! the erasing event, so a redelivery appends nothing.
 
 use std::sync::Arc;
 
@@ -18,12 +24,14 @@ use mileage_domain::aggregate::stream_name;
 use mileage_domain::dormant_member::{DormantMember, DormantMemberEvent};
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberEvent};
+use mileage_domain::phone_registry::PhoneRegistryCommand;
 use mileage_domain::phone_registry::{
     Holder, PhoneClaimed, PhoneRegistry, PhoneRegistryEvent, PhoneReleased,
 };
 use mileage_read_model::erasure;
-use mileage_store::RecordedEvent;
+use mileage_store::executor::Executor;
 use mileage_store::keys::KeyStore;
+use mileage_store::{EventStore, RecordedEvent};
 use tokio_postgres::{Client, Transaction};
 
 use crate::consumer::{Consumer, HandleError};
@@ -32,12 +40,51 @@ use crate::projections::decode_if;
 /// The erasure process manager.
 pub(crate) struct Erasure {
     keys: Arc<dyn KeyStore>,
+    executor: Executor,
 }
 
 impl Erasure {
-    /// Deletes through `keys`.
-    pub(crate) fn new(keys: Arc<dyn KeyStore>) -> Self {
-        Self { keys }
+    /// Deletes through `keys`; gives numbers back through `store`.
+    pub(crate) fn new(store: Arc<dyn EventStore>, keys: Arc<dyn KeyStore>) -> Self {
+        Self {
+            keys,
+            executor: super::executor(store),
+        }
+    }
+
+    /// Gives back the number whose claim's key is `key_id`
+    /// (`memberPhone-{hash}#{claim event id}`) when its claim still names
+    /// the holder sealed under that key; anything else is left as it is.
+    async fn give_back(&self, key_id: &str, trigger: &RecordedEvent) -> Result<(), HandleError> {
+        let Some((claim_stream, _)) = key_id
+            .split_once('#')
+            .filter(|(stream, _)| stream.starts_with("memberPhone-"))
+        else {
+            return Ok(());
+        };
+        let (state, _) = super::load::<PhoneRegistry>(&self.executor, claim_stream).await?;
+        let PhoneRegistry::Held { holder } = state else {
+            return Ok(());
+        };
+        if !matches!(&holder, Holder::Sealed(sealed) if sealed.key_id == key_id) {
+            return Ok(());
+        }
+        let release = PhoneRegistryCommand::Release {
+            holder,
+            at: trigger.metadata.recorded_at,
+        };
+        let step = super::decide_and_append::<PhoneRegistry>(
+            &self.executor,
+            claim_stream,
+            &release,
+            trigger,
+        )
+        .await?;
+        if step == super::Step::Appended {
+            metrics::counter!("phone_claims_given_back_total").increment(1);
+            tracing::info!(claim_stream, "an erased person's number given back");
+        }
+        Ok(())
     }
 
     async fn erase(&self, key_id: &str) -> Result<(), HandleError> {
@@ -105,8 +152,12 @@ impl Consumer for Erasure {
         batch: &[RecordedEvent],
     ) -> Result<(), HandleError> {
         for recorded in batch {
-            for key_id in self.erased_by(tx, recorded).await? {
-                self.erase(&key_id).await?;
+            let erased = self.erased_by(tx, recorded).await?;
+            for key_id in &erased {
+                self.give_back(key_id, recorded).await?;
+            }
+            for key_id in &erased {
+                self.erase(key_id).await?;
             }
         }
         Ok(())
