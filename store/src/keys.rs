@@ -91,9 +91,10 @@ const SWEEP_BATCH: i64 = 500;
 impl PgKeyStore {
     /// Deletes the keys that seal nothing: created more than `grace` ago
     /// for a stream (the key id is the stream's name) that still has no
-    /// event, or for one event (`{stream}#{event id}`) the log does not
-    /// hold, because the process stopped between creating the key and the
-    /// append that would have used it, or the append was refused. Keys found in use are marked, so
+    /// event, or for one claim on a shared stream (`{stream}#{id}`) that
+    /// no event there names, because the process stopped between creating
+    /// the key and the append that would have used it, or the append was
+    /// refused. Keys found in use are marked, so
     /// each key is checked once. `grace` must outlast any append still
     /// under way (an hour in the services). Safe to run on several
     /// instances at once.
@@ -149,16 +150,32 @@ impl PgKeyStore {
     }
 }
 
+/// Events of one stream read per page while looking for a key's use.
+const SEALED_PAGE: usize = 500;
+
 /// Whether the log holds what the key `key_id` was made for: an event of
-/// its stream, or, for a key named after one event
-/// (`memberPhone-{hash}#{claim event id}`, a phone claim's), that event.
+/// its stream, or, for a key of one claim on a shared stream
+/// (`memberPhone-{hash}#{claim event id}`), an event there that names the
+/// key (a value sealed under it).
 async fn seals_something(events: &dyn crate::EventStore, key_id: &str) -> Result<bool, StoreError> {
-    match key_id.split_once('#') {
-        Some((stream, event)) => match event.parse::<uuid::Uuid>() {
-            Ok(event_id) => Ok(events.find_in_stream(stream, event_id).await?.is_some()),
-            Err(_) => Ok(!events.read_stream(stream, 0, 1).await?.is_empty()),
-        },
-        None => Ok(!events.read_stream(key_id, 0, 1).await?.is_empty()),
+    let Some((stream, _)) = key_id.split_once('#') else {
+        return Ok(!events.read_stream(key_id, 0, 1).await?.is_empty());
+    };
+    let named = format!("\"{key_id}\"");
+    let named = named.as_bytes();
+    let mut from = 0;
+    loop {
+        let page = events.read_stream(stream, from, SEALED_PAGE).await?;
+        if page
+            .iter()
+            .any(|event| event.data.windows(named.len()).any(|w| w == named))
+        {
+            return Ok(true);
+        }
+        if page.len() < SEALED_PAGE {
+            return Ok(false);
+        }
+        from += SEALED_PAGE as u64;
     }
 }
 

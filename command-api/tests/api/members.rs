@@ -77,7 +77,16 @@ async fn instances_with_stale_or_cold_caches_never_give_one_number_twice() {
     assert_eq!(members.len(), 3, "{members:?}");
     assert!(members.contains(&format!("member-{first}")));
     // Nor a person key: only the members who hold data have one (the
-    // withdrawn one's is gone).
+    // withdrawn one's is gone). A refused join's claim key stays for its
+    // other attempts until the sweep finds no claim of it in the log.
+    let swept = mileage_store::keys::PgKeyStore::new(store.pool().clone())
+        .sweep_unused(&store, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        swept.deleted, 2,
+        "the two refused joins' claim keys: {swept:?}"
+    );
     let client = store.pool().get().await.unwrap();
     let mut keys: Vec<String> = client
         .query(
@@ -91,8 +100,8 @@ async fn instances_with_stale_or_cold_caches_never_give_one_number_twice() {
         .collect();
     keys.sort();
     // Each claim seals its holder under a key of its own: one per number
-    // held now (the withdrawn member's went with them; the refused joins
-    // made none that stayed).
+    // held now (the withdrawn member's went with them; the refused joins'
+    // were swept).
     let (claims, keys): (Vec<String>, Vec<String>) = keys
         .into_iter()
         .partition(|k| k.starts_with("memberPhone-"));
