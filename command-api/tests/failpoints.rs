@@ -150,6 +150,24 @@ async fn a_join_whose_answer_was_lost_answers_the_same_member_and_holds_the_numb
     scenario.teardown();
 }
 
+/// The ids of the keys that still open something, starting with `prefix`,
+/// in order: what the key table holds, which these tests are about.
+async fn live_keys(store: &mileage_store::postgres::PgEventStore, prefix: &str) -> Vec<String> {
+    let rows = store
+        .pool()
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT key_id FROM person_keys
+              WHERE secret IS NOT NULL AND starts_with(key_id, $1) ORDER BY key_id",
+            &[&prefix],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 #[tokio::test]
 async fn a_key_left_by_a_join_stopped_before_its_append_is_swept_and_used_keys_stay() {
     let scenario = FailScenario::setup();
@@ -178,20 +196,7 @@ async fn a_key_left_by_a_join_stopped_before_its_append_is_swept_and_used_keys_s
     let member = retried.body["memberId"].as_str().unwrap().to_owned();
 
     let store = app.store().await;
-    let key_ids = || async {
-        let rows = store
-            .pool()
-            .get()
-            .await
-            .unwrap()
-            .query(
-                "SELECT key_id FROM person_keys WHERE secret IS NOT NULL ORDER BY key_id",
-                &[],
-            )
-            .await
-            .unwrap();
-        rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
-    };
+    let key_ids = || live_keys(&store, "");
     let before = key_ids().await;
     assert_eq!(
         before.len(),
@@ -244,21 +249,7 @@ async fn a_refused_joins_claim_key_stays_for_its_other_attempts_and_is_swept_onc
     assert_eq!(refused.body["code"], "member.phone_taken");
 
     let store = app.store().await;
-    let claim_keys = || async {
-        let rows = store
-            .pool()
-            .get()
-            .await
-            .unwrap()
-            .query(
-                "SELECT key_id FROM person_keys
-                  WHERE secret IS NOT NULL AND key_id LIKE 'memberPhone-%'",
-                &[],
-            )
-            .await
-            .unwrap();
-        rows.iter().map(|r| r.get(0)).collect::<Vec<String>>()
-    };
+    let claim_keys = || live_keys(&store, "memberPhone-");
     // An attempt of the refused join running beside this one (a store that
     // appends in order, a retry at once) may be sealing its claim with it.
     assert_eq!(
