@@ -71,6 +71,10 @@ pub struct Behaviour {
     pub not_leader: Option<(String, u16)>,
     /// Appends are stored, then answered DEADLINE_EXCEEDED.
     pub store_then_deadline: bool,
+    /// Appends are stored, then answered ABORTED "Operation timed out":
+    /// the server's own commit timeout (`RequestManagerBase.cs`, answered
+    /// by `Streams.Append.cs`), after which the write may well be there.
+    pub store_then_commit_timeout: bool,
     /// Appends are never answered (nor stored).
     pub never_answer: bool,
     /// Appends wait this long before they are decided, as behind a lock
@@ -454,6 +458,9 @@ impl pb::streams_server::Streams for Double {
             return Err(Status::deadline_exceeded(
                 "the double let the deadline pass",
             ));
+        }
+        if behaviour.store_then_commit_timeout {
+            return Err(Status::aborted("Operation timed out"));
         }
         let position_option = if behaviour.no_position {
             pb::append_resp::success::PositionOption::NoPosition(shared::Empty {})

@@ -487,9 +487,11 @@ fn is_transient_code(code: tonic::Code) -> bool {
     )
 }
 
-/// An append's error in ours: a deadline that passed, or a call cut off
-/// after it was sent, leaves the outcome unknown (the server may have
-/// stored it), unlike a refusal or a server that was never reached.
+/// An append's error in ours: a deadline that passed, a call cut off
+/// after it was sent, or the server's own commit timeout (ABORTED,
+/// "Operation timed out": the write was sent to the cluster and may have
+/// committed) leaves the outcome unknown, unlike a refusal or a server
+/// that was never reached.
 pub(crate) fn append_error(
     stream: &str,
     expected: ExpectedVersion,
@@ -499,7 +501,7 @@ pub(crate) fn append_error(
     match e {
         E::DeadlineExceeded
         | E::Grpc {
-            code: tonic::Code::DeadlineExceeded | tonic::Code::Cancelled,
+            code: tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Aborted,
             ..
         } => StoreError::OutcomeUnknown(format!("append to {stream}: {e}")),
         other => store_error(stream, expected, other),
@@ -977,12 +979,16 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_or_a_cut_call_leaves_the_append_outcome_unknown() {
+    fn a_deadline_a_cut_call_or_the_servers_commit_timeout_leaves_the_append_outcome_unknown() {
         for e in [
             kurrentdb::Error::DeadlineExceeded,
             kurrentdb::Error::Grpc {
                 code: tonic::Code::DeadlineExceeded,
                 message: "late".into(),
+            },
+            kurrentdb::Error::Grpc {
+                code: tonic::Code::Aborted,
+                message: "Operation timed out".into(),
             },
         ] {
             let mapped = append_error("member-1", ExpectedVersion::Exact(1), e);

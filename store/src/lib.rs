@@ -65,7 +65,7 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Whether [`EventStore::append_many`] is all-or-nothing on this store.
     /// PostgreSQL: yes (one transaction). EventStoreDB through the
-    /// `eventstore` 4.x client: no; the parts are appended in order and a
+    /// `kurrentdb` client: no; the parts are appended in order and a
     /// failure part-way leaves the earlier parts appended, which the callers
     /// complete (a retry with the same event ids appends only what is
     /// missing) and the process managers that follow the log repair.

@@ -184,6 +184,31 @@ async fn a_timed_out_append_is_an_unknown_outcome_and_its_retry_appends_nothing(
 }
 
 #[tokio::test]
+async fn the_servers_commit_timeout_is_an_unknown_outcome_and_the_retry_finds_the_append() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("commit-timeout");
+    let batch = vec![event("A", 1), event("B", 2)];
+    double.behave(|b| b.store_then_commit_timeout = true);
+    let timed_out = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await;
+    assert!(
+        matches!(timed_out, Err(StoreError::OutcomeUnknown(_))),
+        "{timed_out:?}"
+    );
+    double.behave(|b| b.store_then_commit_timeout = false);
+    let retry = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("the retry with the same ids succeeds");
+    assert!(retry.already_appended);
+    assert_eq!(retry.last_version, 1);
+    let stored = store.read_stream(&stream, 0, 10).await.unwrap();
+    assert_eq!(stored.len(), 2, "stored once");
+    assert_eq!(retry.position, stored[1].position, "the stored position");
+}
+
+#[tokio::test]
 async fn an_append_never_answered_is_cut_off_as_an_unknown_outcome() {
     let double = Double::start().await;
     let store = EsdbEventStore::connect(&double.url())
