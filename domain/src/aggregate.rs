@@ -42,3 +42,41 @@ pub trait Aggregate: Default + Clone + Debug + PartialEq {
 pub fn stream_name<A: Aggregate>(id: &impl std::fmt::Display) -> String {
     format!("{}-{id}", A::CATEGORY)
 }
+
+/// Every aggregate's stream category. A stream named otherwise is not
+/// ours: another application's, in an event store it shares with us.
+pub const CATEGORIES: [&str; 6] = [
+    crate::member::Member::CATEGORY,
+    crate::dormant_member::DormantMember::CATEGORY,
+    crate::manager_message::ManagerMessage::CATEGORY,
+    crate::phone_registry::PhoneRegistry::CATEGORY,
+    crate::command_key::CommandKey::CATEGORY,
+    crate::id_sequence::IdSequence::CATEGORY,
+];
+
+/// Whether `stream` (`{category}-{id}`) belongs to one of our aggregates.
+pub fn is_ours(stream: &str) -> bool {
+    stream
+        .split_once('-')
+        .is_some_and(|(category, _)| CATEGORIES.contains(&category))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ours;
+
+    #[test]
+    fn our_streams_are_those_of_our_categories() {
+        for ours in [
+            "member-1",
+            "dormantMember-2",
+            "memberPhone-ab#c",
+            "idSequence-member",
+        ] {
+            assert!(is_ours(ours), "{ours}");
+        }
+        for theirs in ["orders-1", "member", "$ce-member", "members-1", ""] {
+            assert!(!is_ours(theirs), "{theirs}");
+        }
+    }
+}

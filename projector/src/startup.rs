@@ -183,6 +183,7 @@ fn series_at_zero() {
         "releases_undone_total",
         "person_keys_erased_total",
         "phone_claims_given_back_total",
+        "eventstoredb_foreign_events_total",
     ] {
         metrics::counter!(counter).increment(0);
     }

@@ -419,18 +419,35 @@ pub(crate) fn recorded_at(ticks: Option<&str>, fallback: DateTime<Utc>) -> DateT
 
 /// A recorded event in our terms. Events written without our metadata (by
 /// other tools) get nil causal ids and schema version 1 rather than failing.
+/// Metadata we cannot read is corruption on one of our streams (it stops
+/// whoever reads it, naming the position); on another application's stream
+/// (one sharing the database) it is that application's business: the event
+/// is passed on without it, counted in `eventstoredb_foreign_events_total`
+/// and logged by stream and type, never by content.
 pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
     let position = position(e.position);
     let metadata: Option<CustomMetadata> = if e.custom_metadata.is_empty() {
         None
     } else {
-        Some(
-            serde_json::from_slice(e.custom_metadata).map_err(|err| StoreError::Corrupt {
-                position,
-                event_type: e.event_type.to_owned(),
-                reason: format!("custom metadata is not ours: {err}"),
-            })?,
-        )
+        match serde_json::from_slice(e.custom_metadata) {
+            Ok(metadata) => Some(metadata),
+            Err(_) if !mileage_domain::aggregate::is_ours(e.stream) => {
+                metrics::counter!("eventstoredb_foreign_events_total").increment(1);
+                tracing::warn!(
+                    stream = e.stream,
+                    event_type = e.event_type,
+                    "an event of another application (metadata not ours) passed over"
+                );
+                None
+            }
+            Err(err) => {
+                return Err(StoreError::Corrupt {
+                    position,
+                    event_type: e.event_type.to_owned(),
+                    reason: format!("custom metadata is not ours: {err}"),
+                });
+            }
+        }
     };
     Ok(RecordedEvent {
         event_id: e.id,
@@ -889,6 +906,19 @@ mod tests {
         let mapped = recorded(&raw(&data, b"")).unwrap();
         assert_eq!(mapped.schema_version, 1);
         assert_eq!(mapped.metadata.correlation_id, Uuid::nil());
+    }
+
+    #[test]
+    fn another_applications_event_with_metadata_not_ours_is_passed_on_without_it() {
+        let data = Bytes::from_static(b"{}");
+        let mut foreign = raw(&data, b"<xml/>");
+        foreign.stream = "orders-17";
+        foreign.event_type = "OrderPlaced";
+        let mapped = recorded(&foreign).expect("not a stop");
+        assert_eq!(mapped.stream, "orders-17");
+        assert_eq!(mapped.metadata.correlation_id, Uuid::nil());
+        let ours = raw(&data, b"<xml/>");
+        assert!(matches!(recorded(&ours), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]
