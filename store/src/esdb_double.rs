@@ -67,7 +67,8 @@ pub struct Behaviour {
     /// Reads of `$all` end with OK after this many events although more
     /// were asked for and exist.
     pub end_reads_after: Option<usize>,
-    /// Appends answer not-leader, naming this leader.
+    /// Appends and reads answer not-leader, naming this leader (a
+    /// follower does both: the client asks for the leader on each call).
     pub not_leader: Option<(String, u16)>,
     /// Appends are stored, then answered DEADLINE_EXCEEDED.
     pub store_then_deadline: bool,
@@ -289,6 +290,9 @@ impl pb::streams_server::Streams for Double {
         };
         let mut state = self.state.lock().unwrap();
         let behaviour = state.behaviour.clone();
+        if let Some(leader) = &behaviour.not_leader {
+            return Err(not_leader(leader));
+        }
         let mut messages: Vec<Result<pb::ReadResp, Status>> = Vec::new();
         let selected: Vec<Stored> = match options.stream_option {
             Some(options::StreamOption::Stream(StreamOptions {
@@ -312,6 +316,8 @@ impl pb::streams_server::Streams for Double {
                     use options::stream_options::RevisionOption;
                     let selected: Vec<&Stored> = match (revision_option, backwards) {
                         (Some(RevisionOption::End(_)), true) => events.into_iter().rev().collect(),
+                        // Forwards from the end: nothing is after it.
+                        (Some(RevisionOption::End(_)), false) => Vec::new(),
                         (Some(RevisionOption::Revision(r)), true) => events
                             .into_iter()
                             .rev()
@@ -340,6 +346,8 @@ impl pb::streams_server::Streams for Double {
                         .rev()
                         .filter(|e| e.position < p.commit_position)
                         .collect(),
+                    // Forwards from the end: nothing is after it.
+                    (Some(AllOption::End(_)), false) => Vec::new(),
                     (_, false) => state.log.iter().collect(),
                     (_, true) => state.log.iter().rev().collect(),
                 };
@@ -510,15 +518,20 @@ async fn misbehave(behaviour: &Behaviour, stream: &str) -> Result<(), Status> {
             "the double refuses appends to this stream",
         ));
     }
-    if let Some((host, port)) = &behaviour.not_leader {
-        let mut status = Status::not_found("not leader");
-        let metadata = status.metadata_mut();
-        metadata.insert("exception", "not-leader".parse().unwrap());
-        metadata.insert("leader-endpoint-host", host.parse().unwrap());
-        metadata.insert("leader-endpoint-port", port.to_string().parse().unwrap());
-        return Err(status);
+    if let Some(leader) = &behaviour.not_leader {
+        return Err(not_leader(leader));
     }
     Ok(())
+}
+
+/// The server's not-leader answer, naming the leader.
+fn not_leader((host, port): &(String, u16)) -> Status {
+    let mut status = Status::not_found("not leader");
+    let metadata = status.metadata_mut();
+    metadata.insert("exception", "not-leader".parse().unwrap());
+    metadata.insert("leader-endpoint-host", host.parse().unwrap());
+    metadata.insert("leader-endpoint-port", port.to_string().parse().unwrap());
+    status
 }
 
 /// A successful append's answer: the stream's revision now, and where.

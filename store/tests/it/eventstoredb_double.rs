@@ -276,6 +276,33 @@ async fn not_leader_is_a_transient_error_and_the_next_call_reaches_the_leader() 
     assert!(follower.log().is_empty());
 }
 
+#[tokio::test]
+async fn a_read_on_a_follower_is_a_transient_error_and_a_later_one_reaches_the_leader() {
+    let leader = Double::start().await;
+    let follower = Double::start().await;
+    let stream = fresh_stream("leader-read");
+    let on_leader = EsdbEventStore::connect(&leader.url()).expect("a valid URL");
+    on_leader
+        .append(&stream, ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    follower.behave(|b| b.not_leader = Some(("127.0.0.1".into(), leader.port)));
+    let store = EsdbEventStore::connect(&follower.url()).expect("a valid URL");
+    let first = store.read_stream(&stream, 0, 10).await;
+    assert!(
+        matches!(&first, Err(e) if e.is_transient()),
+        "not-leader is worth retrying: {first:?}"
+    );
+    let read = mileage_testkit::until_every(
+        Duration::from_millis(100),
+        Duration::from_secs(10),
+        || store.read_stream(&stream, 0, 10),
+        Result::is_ok,
+    )
+    .await;
+    assert_eq!(read.unwrap().len(), 1, "read on the leader");
+}
+
 /// The shared conformance case, over the wire: the adapter's backwards
 /// read is not cut off after a window (it once looked at the last 500).
 #[tokio::test]
