@@ -78,6 +78,9 @@ pub struct Behaviour {
     pub store_then_commit_timeout: bool,
     /// Appends are never answered (nor stored).
     pub never_answer: bool,
+    /// Reads are accepted and then send nothing, ever (a hung server or
+    /// connection that keepalives alone would not notice).
+    pub hang_reads: bool,
     /// Appends wait this long before they are decided, as behind a lock
     /// another writer holds.
     pub stall_appends: Option<std::time::Duration>,
@@ -292,6 +295,9 @@ impl pb::streams_server::Streams for Double {
         let behaviour = state.behaviour.clone();
         if let Some(leader) = &behaviour.not_leader {
             return Err(not_leader(leader));
+        }
+        if behaviour.hang_reads {
+            return Ok(Response::new(Box::pin(futures::stream::pending())));
         }
         let mut messages: Vec<Result<pb::ReadResp, Status>> = Vec::new();
         let selected: Vec<Stored> = match options.stream_option {

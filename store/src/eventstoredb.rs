@@ -49,6 +49,11 @@ const NAMESPACE_PARAMETER: &str = "namespace";
 /// How long an append may take before its outcome counts as unknown.
 const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 
+/// How long one read (a page of the log, a stream, a search of one) may
+/// take before it counts as failed: a read is always safe to retry, and a
+/// hung server or connection must not hold a reader for good.
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+
 /// How long a reader that found nothing new waits before reading again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -62,6 +67,7 @@ pub struct EsdbEventStore {
     /// `{namespace}.` when the store is one namespace of a shared server.
     prefix: Option<String>,
     append_deadline: Duration,
+    read_deadline: Duration,
     poll: Duration,
 }
 
@@ -85,6 +91,7 @@ impl EsdbEventStore {
             client,
             prefix: namespace.map(|n| format!("{n}.")),
             append_deadline: APPEND_DEADLINE,
+            read_deadline: READ_DEADLINE,
             poll: POLL,
         })
     }
@@ -92,6 +99,14 @@ impl EsdbEventStore {
     /// One read of `$all`: every event the server sends (system events
     /// too), checkpoints and other messages skipped.
     async fn read_all_page(
+        &self,
+        options: &ReadAllOptions,
+    ) -> Result<Vec<kurrentdb::RecordedEvent>, StoreError> {
+        self.bounded("$all", self.read_all_page_unbounded(options))
+            .await
+    }
+
+    async fn read_all_page_unbounded(
         &self,
         options: &ReadAllOptions,
     ) -> Result<Vec<kurrentdb::RecordedEvent>, StoreError> {
@@ -141,6 +156,30 @@ impl EsdbEventStore {
         recorded(&raw)
     }
 
+    /// The same store with reads cut off after `deadline` (then
+    /// unavailable: retry) instead of the default 30 s.
+    #[must_use]
+    pub fn with_read_deadline(mut self, deadline: Duration) -> Self {
+        self.read_deadline = deadline;
+        self
+    }
+
+    /// `read`, cut off after the read deadline: unavailable, worth a retry.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        read: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.read_deadline, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "no answer to a read of {what} within {} s",
+                    self.read_deadline.as_secs_f64()
+                )))
+            })
+    }
+
     /// The same store with appends cut off after `deadline` (their outcome
     /// then unknown) instead of the default 10 s.
     #[must_use]
@@ -164,21 +203,24 @@ impl EsdbEventStore {
     }
 
     async fn read_identity(&self) -> Result<Option<String>, StoreError> {
-        let stream = self.identity_stream();
-        let options = ReadStreamOptions::default()
-            .backwards()
-            .position(StreamPosition::End)
-            .max_count(1);
-        let mut read = match self.client.read_stream(stream.as_str(), &options).await {
-            Ok(read) => read,
-            Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
-            Err(e) => return Err(store_error(&stream, ExpectedVersion::Any, e)),
-        };
-        match read.next().await {
-            Ok(Some(resolved)) => Ok(resolved.event.and_then(|e| identity_of(&e.data))),
-            Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => Ok(None),
-            Err(e) => Err(store_error(&stream, ExpectedVersion::Any, e)),
-        }
+        self.bounded("the store identity", async {
+            let stream = self.identity_stream();
+            let options = ReadStreamOptions::default()
+                .backwards()
+                .position(StreamPosition::End)
+                .max_count(1);
+            let mut read = match self.client.read_stream(stream.as_str(), &options).await {
+                Ok(read) => read,
+                Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
+                Err(e) => return Err(store_error(&stream, ExpectedVersion::Any, e)),
+            };
+            match read.next().await {
+                Ok(Some(resolved)) => Ok(resolved.event.and_then(|e| identity_of(&e.data))),
+                Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => Ok(None),
+                Err(e) => Err(store_error(&stream, ExpectedVersion::Any, e)),
+            }
+        })
+        .await
     }
 
     async fn append_once(
@@ -592,35 +634,38 @@ impl EventStore for EsdbEventStore {
         stream: &str,
         event_id: uuid::Uuid,
     ) -> Result<Option<RecordedEvent>, StoreError> {
-        // The whole stream, newest first, until the id turns up: a retry
-        // comes soon after its first attempt in the common case, so the
-        // search ends early; a command never applied reads the stream
-        // (the server streams it; nothing is held but the current event).
-        let options = ReadStreamOptions::default()
-            .backwards()
-            .position(StreamPosition::End);
-        let mut read = match self
-            .client
-            .read_stream(self.on_server(stream), &options)
-            .await
-        {
-            Ok(read) => read,
-            Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
-            Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
-        };
-        loop {
-            match read.next().await {
-                Ok(Some(resolved)) => {
-                    if let Some(e) = &resolved.event
-                        && e.id == event_id
-                    {
-                        return self.ours(e).map(Some);
-                    }
-                }
-                Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
+        self.bounded(stream, async {
+            // The whole stream, newest first, until the id turns up: a retry
+            // comes soon after its first attempt in the common case, so the
+            // search ends early; a command never applied reads the stream
+            // (the server streams it; nothing is held but the current event).
+            let options = ReadStreamOptions::default()
+                .backwards()
+                .position(StreamPosition::End);
+            let mut read = match self
+                .client
+                .read_stream(self.on_server(stream), &options)
+                .await
+            {
+                Ok(read) => read,
+                Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
                 Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
+            };
+            loop {
+                match read.next().await {
+                    Ok(Some(resolved)) => {
+                        if let Some(e) = &resolved.event
+                            && e.id == event_id
+                        {
+                            return self.ours(e).map(Some);
+                        }
+                    }
+                    Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(None),
+                    Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn read_stream(
@@ -629,31 +674,34 @@ impl EventStore for EsdbEventStore {
         from_version: u64,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let options = ReadStreamOptions::default()
-            .forwards()
-            .position(StreamPosition::Position(from_version))
-            .max_count(max_count);
-        let mut read = match self
-            .client
-            .read_stream(self.on_server(stream), &options)
-            .await
-        {
-            Ok(read) => read,
-            Err(kurrentdb::Error::ResourceNotFound) => return Ok(Vec::new()),
-            Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
-        };
-        let mut events = Vec::new();
-        loop {
-            match read.next().await {
-                Ok(Some(resolved)) => {
-                    if let Some(e) = &resolved.event {
-                        events.push(self.ours(e)?);
-                    }
-                }
-                Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(events),
+        self.bounded(stream, async {
+            let options = ReadStreamOptions::default()
+                .forwards()
+                .position(StreamPosition::Position(from_version))
+                .max_count(max_count);
+            let mut read = match self
+                .client
+                .read_stream(self.on_server(stream), &options)
+                .await
+            {
+                Ok(read) => read,
+                Err(kurrentdb::Error::ResourceNotFound) => return Ok(Vec::new()),
                 Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
+            };
+            let mut events = Vec::new();
+            loop {
+                match read.next().await {
+                    Ok(Some(resolved)) => {
+                        if let Some(e) = &resolved.event {
+                            events.push(self.ours(e)?);
+                        }
+                    }
+                    Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(events),
+                    Err(e) => return Err(store_error(stream, ExpectedVersion::Any, e)),
+                }
             }
-        }
+        })
+        .await
     }
 
     async fn read_all(

@@ -277,6 +277,45 @@ async fn not_leader_is_a_transient_error_and_the_next_call_reaches_the_leader() 
 }
 
 #[tokio::test]
+async fn a_read_the_server_never_answers_is_cut_off_as_unavailable() {
+    let double = Double::start().await;
+    let store = EsdbEventStore::connect(&double.url())
+        .unwrap()
+        .with_read_deadline(Duration::from_secs(1));
+    let stream = fresh_stream("hung-read");
+    store
+        .append(&stream, ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    double.behave(|b| b.hang_reads = true);
+    // Without the deadline these would wait for good: bounded here.
+    let stream_read =
+        tokio::time::timeout(Duration::from_secs(20), store.read_stream(&stream, 0, 10))
+            .await
+            .expect("cut off by the store, not hung");
+    assert!(
+        matches!(&stream_read, Err(StoreError::Unavailable(_))),
+        "{stream_read:?}"
+    );
+    let log_read = tokio::time::timeout(Duration::from_secs(20), store.read_all(None, 10))
+        .await
+        .expect("cut off by the store, not hung");
+    assert!(
+        matches!(&log_read, Err(e) if e.is_transient()),
+        "{log_read:?}"
+    );
+    let search = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.find_in_stream(&stream, uuid::Uuid::nil()),
+    )
+    .await
+    .expect("cut off by the store, not hung");
+    assert!(matches!(&search, Err(e) if e.is_transient()), "{search:?}");
+    double.behave(|b| b.hang_reads = false);
+    assert_eq!(store.read_stream(&stream, 0, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn a_read_on_a_follower_is_a_transient_error_and_a_later_one_reaches_the_leader() {
     let leader = Double::start().await;
     let follower = Double::start().await;
