@@ -465,7 +465,8 @@ pub(crate) fn recorded_at(ticks: Option<&str>, fallback: DateTime<Utc>) -> DateT
 /// whoever reads it, naming the position); on another application's stream
 /// (one sharing the database) it is that application's business: the event
 /// is passed on without it, counted in `eventstoredb_foreign_events_total`
-/// and logged by stream and type, never by content.
+/// and logged by its stream's category, type and position, never by
+/// content or full stream name.
 pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
     let position = position(e.position);
     let metadata: Option<CustomMetadata> = if e.custom_metadata.is_empty() {
@@ -475,9 +476,13 @@ pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
             Ok(metadata) => Some(metadata),
             Err(_) if !mileage_domain::aggregate::is_ours(e.stream) => {
                 metrics::counter!("eventstoredb_foreign_events_total").increment(1);
+                // Its category and position only: another application's
+                // stream names may hold its users' data.
+                let category = e.stream.split_once('-').map_or("", |(c, _)| c);
                 tracing::warn!(
-                    stream = e.stream,
+                    category,
                     event_type = e.event_type,
+                    %position,
                     "an event of another application (metadata not ours) passed over"
                 );
                 None

@@ -11,7 +11,7 @@ use mileage_store::conformance::{event, fresh_stream};
 use mileage_store::eventstoredb::EsdbEventStore;
 use mileage_store::{EventStore, ExpectedVersion, RecordedEvent, StoreError};
 
-use mileage_store::esdb_double::{Double, STRIDE};
+use mileage_store::esdb_double::{Behaviour, Double, STRIDE};
 
 async fn started() -> (Double, Arc<dyn EventStore>) {
     let double = Double::start().await;
@@ -158,12 +158,14 @@ async fn following_the_log_survives_cut_reads_early_ends_and_interleaved_checkpo
     assert_eq!(store.read_all(None, 100).await.unwrap().len(), 7);
 }
 
-#[tokio::test]
-async fn a_timed_out_append_is_an_unknown_outcome_and_its_retry_appends_nothing() {
+/// An append the double stores and then answers with a failure (`fail`
+/// turns that answer on or off) is an unknown outcome, and its retry with
+/// the same ids appends nothing and answers the stored position.
+async fn stored_then_failed(name: &str, fail: fn(&mut Behaviour, bool)) {
     let (double, store) = started().await;
-    let stream = fresh_stream("deadline");
+    let stream = fresh_stream(name);
     let batch = vec![event("A", 1), event("B", 2)];
-    double.behave(|b| b.store_then_deadline = true);
+    double.behave(|b| fail(b, true));
     let timed_out = store
         .append(&stream, ExpectedVersion::NoStream, &batch)
         .await;
@@ -171,7 +173,7 @@ async fn a_timed_out_append_is_an_unknown_outcome_and_its_retry_appends_nothing(
         matches!(timed_out, Err(StoreError::OutcomeUnknown(_))),
         "{timed_out:?}"
     );
-    double.behave(|b| b.store_then_deadline = false);
+    double.behave(|b| fail(b, false));
     let retry = store
         .append(&stream, ExpectedVersion::NoStream, &batch)
         .await
@@ -184,28 +186,13 @@ async fn a_timed_out_append_is_an_unknown_outcome_and_its_retry_appends_nothing(
 }
 
 #[tokio::test]
+async fn a_timed_out_append_is_an_unknown_outcome_and_its_retry_appends_nothing() {
+    stored_then_failed("deadline", |b, on| b.store_then_deadline = on).await;
+}
+
+#[tokio::test]
 async fn the_servers_commit_timeout_is_an_unknown_outcome_and_the_retry_finds_the_append() {
-    let (double, store) = started().await;
-    let stream = fresh_stream("commit-timeout");
-    let batch = vec![event("A", 1), event("B", 2)];
-    double.behave(|b| b.store_then_commit_timeout = true);
-    let timed_out = store
-        .append(&stream, ExpectedVersion::NoStream, &batch)
-        .await;
-    assert!(
-        matches!(timed_out, Err(StoreError::OutcomeUnknown(_))),
-        "{timed_out:?}"
-    );
-    double.behave(|b| b.store_then_commit_timeout = false);
-    let retry = store
-        .append(&stream, ExpectedVersion::NoStream, &batch)
-        .await
-        .expect("the retry with the same ids succeeds");
-    assert!(retry.already_appended);
-    assert_eq!(retry.last_version, 1);
-    let stored = store.read_stream(&stream, 0, 10).await.unwrap();
-    assert_eq!(stored.len(), 2, "stored once");
-    assert_eq!(retry.position, stored[1].position, "the stored position");
+    stored_then_failed("commit-timeout", |b, on| b.store_then_commit_timeout = on).await;
 }
 
 #[tokio::test]
