@@ -191,9 +191,10 @@ pub async fn idempotency_rules(store: Arc<dyn EventStore>) {
         .expect("a retry under the same expectation succeeds");
     assert_eq!(exact.last_version, first.last_version);
     assert_eq!(exact.position, first.position, "the first position again");
-    if rules.retry_reported {
-        assert!(exact.already_appended, "the retry says it was one");
-    }
+    assert_eq!(
+        exact.already_appended, rules.retry_reported,
+        "the retry says it was one exactly where the store declares it does"
+    );
     let ids = |stored: &[RecordedEvent]| stored.iter().map(|e| e.event_id).collect::<Vec<_>>();
     assert_eq!(
         ids(&store.read_stream(&stream, 0, 10).await.unwrap()),

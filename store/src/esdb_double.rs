@@ -3,8 +3,8 @@
 //! from the client's published `streams.proto` (see `build.rs`), holding
 //! events in memory, with switches that make it misbehave the ways a real
 //! cluster does (a read cut off, a read that ends early with OK, a
-//! not-leader answer, an append that times out or never answers, an
-//! answer without a position, checkpoints and caught-up messages between
+//! not-leader answer, an append that times out or never answers, a
+//! retry answered without a position or dropped, checkpoints and caught-up messages between
 //! events, system events of its own).
 //!
 //! It tests the adapter's handling of those answers, not EventStoreDB's
@@ -30,6 +30,12 @@ pub mod proto {
             pub mod streams {
                 include!(concat!(env!("OUT_DIR"), "/event_store.client.streams.rs"));
             }
+            pub mod server_features {
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/event_store.client.server_features.rs"
+                ));
+            }
         }
     }
     pub mod google {
@@ -39,7 +45,10 @@ pub mod proto {
     }
 }
 
-use proto::event_store::client::{self as shared, streams as pb};
+use proto::event_store::client::{self as shared, server_features as features, streams as pb};
+
+/// The server version the double reports unless told otherwise.
+pub const VERSION: &str = "24.10.0";
 
 /// Distance between consecutive positions: the server's are byte offsets,
 /// so a lag computed from them would be 100 times the events.
@@ -78,14 +87,33 @@ pub struct Behaviour {
     pub store_then_commit_timeout: bool,
     /// Appends are never answered (nor stored).
     pub never_answer: bool,
+    /// How many recently written event ids the server remembers for
+    /// recognising a retry under `Any` (`None`: [`RECENT_IDS`]).
+    pub recent_ids: Option<usize>,
+    /// The version the server reports (`None`: [`VERSION`]); the empty
+    /// string answers as a server without the features service (older
+    /// than 21.6) does: `UNIMPLEMENTED`.
+    pub version: Option<String>,
+    /// Every call is refused as access denied (`PERMISSION_DENIED`,
+    /// `exception: access-denied`, `RpcExceptions.AccessDenied`): the
+    /// configured user may not do this.
+    pub access_denied: bool,
     /// Reads are accepted and then send nothing, ever (a hung server or
     /// connection that keepalives alone would not notice).
     pub hang_reads: bool,
     /// Appends wait this long before they are decided, as behind a lock
     /// another writer holds.
     pub stall_appends: Option<std::time::Duration>,
-    /// Successful appends are answered without a position.
-    pub no_position: bool,
+    /// A recognised retry is answered without a position: what the server
+    /// does when the retried events can no longer be read (scavenged or
+    /// truncated; `IndexWriter.CheckCommit` finds log position -1, which
+    /// `Streams.Append.cs` answers as `NoPosition`).
+    pub retries_unreadable: bool,
+    /// A recognised retry is dropped, never answered: what the server does
+    /// when the original write is not yet replicated (`IdempotentNotReady`
+    /// in `IndexWriter.CheckCommit`, dropped by `StorageWriterService.cs`'s
+    /// `VerifyCommitChecks`); the caller sees its deadline pass.
+    pub retries_not_ready: bool,
     /// Reads send a checkpoint and a caught-up message before each event.
     pub interleave: bool,
     /// Appends to streams whose name starts with this are refused with
@@ -99,6 +127,181 @@ struct State {
     log: Vec<Stored>,
     behaviour: Behaviour,
     appends: usize,
+    /// Streams tombstoned, never to be written again.
+    deleted: std::collections::HashSet<String>,
+    /// Ids of recently written events, newest last, with their stream
+    /// and revision: the server's bounded cache of committed events
+    /// (`IndexWriter._committedEvents`), the only place a retry under
+    /// `Any` is recognised.
+    recent: std::collections::VecDeque<Recent>,
+}
+
+/// A recently written event, as the recent-id cache holds it.
+struct Recent {
+    id: uuid::Uuid,
+    stream: String,
+    revision: u64,
+    position: u64,
+}
+
+/// Events the double's recent-id cache holds unless told otherwise.
+pub const RECENT_IDS: usize = 100_000;
+
+/// An append's expectation of its stream, from either protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    NoStream,
+    Exists,
+    At(u64),
+}
+
+impl Expect {
+    fn from_v1(expected: Option<&pb::append_req::options::ExpectedStreamRevision>) -> Self {
+        use pb::append_req::options::ExpectedStreamRevision as E;
+        match expected {
+            Some(E::Revision(r)) => Self::At(*r),
+            Some(E::NoStream(_)) => Self::NoStream,
+            Some(E::StreamExists(_)) => Self::Exists,
+            Some(E::Any(_)) | None => Self::Any,
+        }
+    }
+}
+
+/// What the server decides for an append (`IndexWriter.CheckCommit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Write the events after `current`.
+    Write { current: Option<u64> },
+    /// A retry of events stored: the last at revision `last`, `position`.
+    Retry { last: u64, position: u64 },
+    /// The expectation is not met, or the ids match only in part (the
+    /// server's `CorruptedIdempotency`, answered as this).
+    Wrong { current: Option<u64> },
+    /// The stream is tombstoned.
+    Deleted,
+}
+
+/// An event to write.
+struct Record {
+    id: uuid::Uuid,
+    event_type: String,
+    data: Vec<u8>,
+    custom_metadata: Vec<u8>,
+}
+
+impl State {
+    /// The stream's last revision, `None` when it has no events.
+    fn current(&self, stream: &str) -> Option<u64> {
+        self.log
+            .iter()
+            .filter(|e| e.stream == stream)
+            .map(|e| e.revision)
+            .max()
+    }
+
+    /// The server's decision for appending `ids` to `stream` under
+    /// `expect`, following `IndexWriter.CheckCommit`: under an exact
+    /// expectation behind the stream, the same ids right after it are a
+    /// retry (in part: a conflict); under `Any` or `Exists`, ids the
+    /// recent-id cache holds for this stream are a retry.
+    fn check(&self, stream: &str, expect: Expect, ids: &[uuid::Uuid]) -> Check {
+        if self.deleted.contains(stream) {
+            return Check::Deleted;
+        }
+        let current = self.current(stream);
+        let retry = |stored: Vec<(u64, u64)>| {
+            let (last, position) = stored.last().copied().unwrap_or_default();
+            Check::Retry { last, position }
+        };
+        match expect {
+            Expect::Any | Expect::Exists => {
+                if expect == Expect::Exists && current.is_none() {
+                    return Check::Wrong { current };
+                }
+                let found: Vec<(u64, u64)> = ids
+                    .iter()
+                    .map_while(|id| {
+                        self.recent
+                            .iter()
+                            .find(|r| r.id == *id && r.stream == stream)
+                            .map(|r| (r.revision, r.position))
+                    })
+                    .collect();
+                match found.len() {
+                    0 => Check::Write { current },
+                    n if n == ids.len() => retry(found),
+                    _ => Check::Wrong { current },
+                }
+            }
+            Expect::NoStream | Expect::At(_) => {
+                let after = match expect {
+                    Expect::At(r) => Some(r),
+                    _ => None,
+                };
+                if after == current {
+                    return Check::Write { current };
+                }
+                if after.map_or(-1, |r| r as i128) > current.map_or(-1, |r| r as i128) {
+                    return Check::Wrong { current };
+                }
+                let first = after.map_or(0, |r| r + 1);
+                let stored: Vec<&Stored> = self
+                    .log
+                    .iter()
+                    .filter(|e| e.stream == stream && e.revision >= first)
+                    .take(ids.len())
+                    .collect();
+                let matching = stored
+                    .iter()
+                    .zip(ids)
+                    .take_while(|(e, id)| e.id == **id)
+                    .count();
+                if ids.is_empty() || matching == 0 || matching < ids.len() {
+                    // The first differs: a plain conflict; a later one: the
+                    // server's `CorruptedIdempotency`, answered alike.
+                    Check::Wrong { current }
+                } else {
+                    retry(stored.iter().map(|e| (e.revision, e.position)).collect())
+                }
+            }
+        }
+    }
+
+    /// Writes `records` after `current`, remembering their ids; answers
+    /// the last revision and its position.
+    fn write(
+        &mut self,
+        stream: &str,
+        current: Option<u64>,
+        records: impl IntoIterator<Item = Record>,
+    ) -> (u64, u64) {
+        let capacity = self.behaviour.recent_ids.unwrap_or(RECENT_IDS);
+        let mut revision = current.map_or(0, |r| r + 1);
+        let mut position = 0;
+        for record in records {
+            position = push(
+                &mut self.log,
+                stream.to_owned(),
+                revision,
+                record.id,
+                record.event_type,
+                record.data,
+                record.custom_metadata,
+            );
+            self.recent.push_back(Recent {
+                id: record.id,
+                stream: stream.to_owned(),
+                revision,
+                position,
+            });
+            while self.recent.len() > capacity {
+                self.recent.pop_front();
+            }
+            revision += 1;
+        }
+        (revision - 1, position)
+    }
 }
 
 /// The running double. Dropping it leaves the server running until the
@@ -119,9 +322,11 @@ impl Double {
             port,
         };
         let service = pb::streams_server::StreamsServer::new(double.clone());
+        let features = features::server_features_server::ServerFeaturesServer::new(double.clone());
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(features)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await
                 .expect("double serves");
@@ -147,6 +352,24 @@ impl Double {
     /// Every stored event, in order.
     pub fn log(&self) -> Vec<Stored> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// Tombstones `stream`, as an operator's `$tombstone` would: reading
+    /// or appending to it is refused as deleted, while its events stay in
+    /// `$all` (until a scavenge) and are followed there by the server's
+    /// `$streamDeleted` event.
+    pub fn tombstone(&self, stream: &str) {
+        let mut state = self.state.lock().unwrap();
+        state.deleted.insert(stream.to_owned());
+        push(
+            &mut state.log,
+            stream.to_owned(),
+            i64::MAX as u64,
+            uuid::Uuid::new_v4(),
+            "$streamDeleted".into(),
+            Vec::new(),
+            Vec::new(),
+        );
     }
 
     /// Writes a system event of the server's own (statistics), as a real
@@ -296,6 +519,9 @@ impl pb::streams_server::Streams for Double {
         if let Some(leader) = &behaviour.not_leader {
             return Err(not_leader(leader));
         }
+        if behaviour.access_denied {
+            return Err(access_denied());
+        }
         if behaviour.hang_reads {
             return Ok(Response::new(Box::pin(futures::stream::pending())));
         }
@@ -306,6 +532,9 @@ impl pb::streams_server::Streams for Double {
                 revision_option,
             })) => {
                 let name = stream_name(stream_identifier);
+                if state.deleted.contains(&name) {
+                    return Err(stream_deleted(&name));
+                }
                 let events: Vec<&Stored> = state.log.iter().filter(|e| e.stream == name).collect();
                 if events.is_empty() {
                     messages.push(Ok(pb::ReadResp {
@@ -391,7 +620,7 @@ impl pb::streams_server::Streams for Double {
         &self,
         request: Request<Streaming<pb::AppendReq>>,
     ) -> Result<Response<pb::AppendResp>, Status> {
-        use pb::append_req::{Content, options::ExpectedStreamRevision};
+        use pb::append_req::Content;
         let mut incoming = request.into_inner();
         let mut stream = String::new();
         let mut expected = None;
@@ -412,79 +641,59 @@ impl pb::streams_server::Streams for Double {
             state.behaviour.clone()
         };
         misbehave(&behaviour, &stream).await?;
-        let mut state = self.state.lock().unwrap();
-        let current: Option<u64> = state
-            .log
-            .iter()
-            .filter(|e| e.stream == stream)
-            .map(|e| e.revision)
-            .max();
         let ids = proposed
             .iter()
             .map(|m| uuid_of(m.id.clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        // EventStoreDB's idempotence: the same ids right after the expected
-        // revision are a retry, answered with success and no position.
-        let first = match expected {
-            Some(ExpectedStreamRevision::Revision(r)) => Some(r + 1),
-            Some(ExpectedStreamRevision::NoStream(_)) => Some(0),
-            _ => None,
-        };
-        if let Some(first) = first {
-            let stored: Vec<uuid::Uuid> = state
-                .log
-                .iter()
-                .filter(|e| e.stream == stream && e.revision >= first)
-                .map(|e| e.id)
-                .take(ids.len())
-                .collect();
-            if !ids.is_empty() && stored == ids {
-                let no_position =
-                    pb::append_resp::success::PositionOption::NoPosition(shared::Empty {});
-                return Ok(appended(first + ids.len() as u64 - 1, no_position));
+        let expect = Expect::from_v1(expected.as_ref());
+        let decided = {
+            let mut state = self.state.lock().unwrap();
+            match state.check(&stream, expect, &ids) {
+                Check::Write { current } => {
+                    let records = proposed.into_iter().zip(ids).map(|(m, id)| Record {
+                        id,
+                        event_type: m.metadata.get("type").cloned().unwrap_or_default(),
+                        data: m.data,
+                        custom_metadata: m.custom_metadata,
+                    });
+                    let (last, position) = state.write(&stream, current, records);
+                    Ok((last, position))
+                }
+                other => Err(other),
             }
-        }
-        let matches = match expected {
-            Some(ExpectedStreamRevision::Revision(r)) => current == Some(r),
-            Some(ExpectedStreamRevision::NoStream(_)) => current.is_none(),
-            Some(ExpectedStreamRevision::StreamExists(_)) => current.is_some(),
-            _ => true,
         };
-        if !matches {
-            return Ok(wrong_expected_version(current, expected));
+        match decided {
+            Ok((last, position)) => {
+                if behaviour.store_then_deadline {
+                    return Err(Status::deadline_exceeded(
+                        "the double let the deadline pass",
+                    ));
+                }
+                if behaviour.store_then_commit_timeout {
+                    return Err(Status::aborted("Operation timed out"));
+                }
+                Ok(appended(last, position_at(position)))
+            }
+            // A retry is answered as a success at the last of the stored
+            // events, with its position (the server's `AlreadyCommitted`,
+            // `RequestManagerBase.ReturnCommitAt`): alike to a first
+            // write's answer.
+            Err(Check::Retry { last, position }) => {
+                if behaviour.retries_not_ready {
+                    std::future::pending::<()>().await;
+                }
+                if behaviour.retries_unreadable {
+                    let none =
+                        pb::append_resp::success::PositionOption::NoPosition(shared::Empty {});
+                    return Ok(appended(last, none));
+                }
+                Ok(appended(last, position_at(position)))
+            }
+            Err(Check::Wrong { current }) | Err(Check::Write { current }) => {
+                Ok(wrong_expected_version(current, expected))
+            }
+            Err(Check::Deleted) => Err(stream_deleted(&stream)),
         }
-        let mut revision = current.map_or(0, |r| r + 1);
-        let mut position = 0;
-        for (m, id) in proposed.into_iter().zip(ids) {
-            let event_type = m.metadata.get("type").cloned().unwrap_or_default();
-            position = push(
-                &mut state.log,
-                stream.clone(),
-                revision,
-                id,
-                event_type,
-                m.data,
-                m.custom_metadata,
-            );
-            revision += 1;
-        }
-        if behaviour.store_then_deadline {
-            return Err(Status::deadline_exceeded(
-                "the double let the deadline pass",
-            ));
-        }
-        if behaviour.store_then_commit_timeout {
-            return Err(Status::aborted("Operation timed out"));
-        }
-        let position_option = if behaviour.no_position {
-            pb::append_resp::success::PositionOption::NoPosition(shared::Empty {})
-        } else {
-            pb::append_resp::success::PositionOption::Position(pb::append_resp::Position {
-                commit_position: position,
-                prepare_position: position,
-            })
-        };
-        Ok(appended(revision - 1, position_option))
     }
 
     async fn delete(&self, _: Request<pb::DeleteReq>) -> Result<Response<pb::DeleteResp>, Status> {
@@ -503,6 +712,29 @@ impl pb::streams_server::Streams for Double {
         _: Request<Streaming<pb::BatchAppendReq>>,
     ) -> Result<Response<Self::BatchAppendStream>, Status> {
         Err(Status::unimplemented("not in the double"))
+    }
+}
+
+#[tonic::async_trait]
+impl features::server_features_server::ServerFeatures for Double {
+    async fn get_supported_methods(
+        &self,
+        _: Request<shared::Empty>,
+    ) -> Result<Response<features::SupportedMethods>, Status> {
+        let version = self.state.lock().unwrap().behaviour.version.clone();
+        let version = version.unwrap_or_else(|| VERSION.to_owned());
+        if version.is_empty() {
+            return Err(Status::unimplemented("no server features before 21.6"));
+        }
+        let method = |name: &str| features::SupportedMethod {
+            method_name: name.to_owned(),
+            service_name: "event_store.client.streams.streams".to_owned(),
+            features: Vec::new(),
+        };
+        Ok(Response::new(features::SupportedMethods {
+            methods: vec![method("read"), method("append")],
+            event_store_server_version: version,
+        }))
     }
 }
 
@@ -527,7 +759,31 @@ async fn misbehave(behaviour: &Behaviour, stream: &str) -> Result<(), Status> {
     if let Some(leader) = &behaviour.not_leader {
         return Err(not_leader(leader));
     }
+    if behaviour.access_denied {
+        return Err(access_denied());
+    }
     Ok(())
+}
+
+/// The server's answer for a tombstoned stream (`RpcExceptions.StreamDeleted`).
+fn stream_deleted(stream: &str) -> Status {
+    let mut status = Status::failed_precondition(format!("Event stream '{stream}' is deleted."));
+    let metadata = status.metadata_mut();
+    metadata.insert("exception", "stream-deleted".parse().unwrap());
+    if let Ok(name) = stream.parse() {
+        metadata.insert("stream-name", name);
+    }
+    status
+}
+
+/// The server's answer to a call the user may not make
+/// (`RpcExceptions.AccessDenied`).
+fn access_denied() -> Status {
+    let mut status = Status::permission_denied("Access Denied");
+    status
+        .metadata_mut()
+        .insert("exception", "access-denied".parse().unwrap());
+    status
 }
 
 /// The server's not-leader answer, naming the leader.
@@ -538,6 +794,15 @@ fn not_leader((host, port): &(String, u16)) -> Status {
     metadata.insert("leader-endpoint-host", host.parse().unwrap());
     metadata.insert("leader-endpoint-port", port.to_string().parse().unwrap());
     status
+}
+
+/// An append answer's position: the double's commit and prepare
+/// positions are one.
+fn position_at(position: u64) -> pb::append_resp::success::PositionOption {
+    pb::append_resp::success::PositionOption::Position(pb::append_resp::Position {
+        commit_position: position,
+        prepare_position: position,
+    })
 }
 
 /// A successful append's answer: the stream's revision now, and where.

@@ -3,8 +3,8 @@
 //!
 //! The mapping between our types and the client's is plain functions with
 //! unit tests; the adapter's behaviour on the wire (dropped reads, deadlines,
-//! not-leader answers, answers without a position, checkpoints between
-//! events) is tested against a gRPC double built from the client's own
+//! not-leader answers, retries answered by the server's rules, deleted
+//! streams, access denied, checkpoints between events) is tested against a gRPC double built from the client's own
 //! `.proto` files; the conformance suite runs whenever `EVENTSTOREDB_URL`
 //! points at a real server. Our causal metadata travels as the event's
 //! custom metadata under EventStoreDB's own `$correlationId` and
@@ -54,6 +54,12 @@ const APPEND_DEADLINE: Duration = Duration::from_secs(10);
 /// hung server or connection must not hold a reader for good.
 const READ_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The oldest server version this adapter works with (major, minor):
+/// before 22.6 the server gives an event read from a stream the position
+/// `u64::MAX`, which [`position`] refuses; 22.10 is the long-term release
+/// after it.
+pub const MINIMUM_SERVER: (usize, usize) = (22, 10);
+
 /// How long a reader that found nothing new waits before reading again.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -69,6 +75,45 @@ pub struct EsdbEventStore {
     append_deadline: Duration,
     read_deadline: Duration,
     poll: Duration,
+    /// The server's version, checked once (see [`EsdbEventStore::server_version`]).
+    version: std::sync::Arc<tokio::sync::OnceCell<ServerVersion>>,
+}
+
+/// A server's version, as it reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerVersion {
+    /// The release year, e.g. 25.
+    pub major: usize,
+    /// The release within the year, e.g. 1.
+    pub minor: usize,
+    /// The patch.
+    pub patch: usize,
+}
+
+impl std::fmt::Display for ServerVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl ServerVersion {
+    /// Whether this adapter works with it ([`MINIMUM_SERVER`] or later);
+    /// the refusal says why not.
+    pub fn supported(self) -> Result<Self, StoreError> {
+        if (self.major, self.minor) >= MINIMUM_SERVER {
+            return Ok(self);
+        }
+        let (major, minor) = MINIMUM_SERVER;
+        let reported = if self.major == 0 {
+            "reports no version (older than 21.6)".to_owned()
+        } else {
+            format!("is version {self}")
+        };
+        Err(StoreError::Config(format!(
+            "the EventStoreDB server {reported}; Mileage needs {major}.{minor} or later \
+             (before 22.6 an event read from a stream carries no position): upgrade the server"
+        )))
+    }
 }
 
 impl EsdbEventStore {
@@ -93,6 +138,7 @@ impl EsdbEventStore {
             append_deadline: APPEND_DEADLINE,
             read_deadline: READ_DEADLINE,
             poll: POLL,
+            version: std::sync::Arc::default(),
         })
     }
 
@@ -154,6 +200,30 @@ impl EsdbEventStore {
                 .unwrap_or(raw.stream);
         }
         recorded(&raw)
+    }
+
+    /// The server's version, asked once per store and checked against
+    /// [`MINIMUM_SERVER`]: a server too old is a configuration error, so
+    /// start-up (which asks for the store's identity, which asks this
+    /// first) refuses to run on it.
+    pub async fn server_version(&self) -> Result<ServerVersion, StoreError> {
+        let version =
+            self.version
+                .get_or_try_init(|| async {
+                    let info = self.bounded("the server's version", async {
+                        self.client.server_info().await.map_err(|e| {
+                            store_error("the server's version", ExpectedVersion::Any, e)
+                        })
+                    });
+                    let reported = info.await?.version();
+                    Ok::<_, StoreError>(ServerVersion {
+                        major: reported.major(),
+                        minor: reported.minor(),
+                        patch: reported.patch(),
+                    })
+                })
+                .await?;
+        version.supported()
     }
 
     /// The same store with reads cut off after `deadline` (then
@@ -261,9 +331,12 @@ impl EsdbEventStore {
                 already_appended: false,
             });
         }
-        // Answered without a position: what the server does when it
-        // recognised the append as a retry of one it stored. The position
-        // readers wait for is the stored last event's.
+        // Answered without a position: the server recognised the append
+        // as a retry of one it stored, whose last event it could not read
+        // back (scavenged or truncated, `IndexWriter.CheckCommit`). Any
+        // other recognised retry is answered with the stored position,
+        // alike to a first write. The position readers wait for is the
+        // stored last event's, when the stream still has it.
         let Some(last) = events.last() else {
             return Err(StoreError::InvalidRequest(format!(
                 "append to {stream} has no events"
@@ -281,27 +354,6 @@ impl EsdbEventStore {
                 last.event_id
             ))),
         }
-    }
-}
-
-impl EsdbEventStore {
-    /// Whether the events `outcome` says are the part's hold the part's
-    /// data, not another attempt's under the same ids.
-    async fn stored_as_sent(
-        &self,
-        part: &crate::StreamAppend<'_>,
-        outcome: &AppendOutcome,
-    ) -> Result<bool, StoreError> {
-        let count = part.events.len() as u64;
-        let first = (outcome.last_version + 1).saturating_sub(count);
-        let stored = self
-            .read_stream(part.stream, first, part.events.len())
-            .await?;
-        let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).ok();
-        Ok(stored.len() == part.events.len()
-            && stored.iter().zip(part.events).all(|(stored, sent)| {
-                stored.event_id == sent.event_id && json(&stored.data) == json(&sent.data)
-            }))
     }
 }
 
@@ -536,6 +588,14 @@ pub(crate) fn store_error(
         | E::ServerError(_) => StoreError::Unavailable(e.to_string()),
         E::Grpc { code, .. } if is_transient_code(code) => StoreError::Unavailable(e.to_string()),
         E::InitializationError(_) => StoreError::Config(e.to_string()),
+        E::AccessDenied => StoreError::Config(format!(
+            "EventStoreDB denied access to {stream}: the user of the connection string \
+             may not do this (its ACL, or no user where the server needs one)"
+        )),
+        E::ResourceDeleted => StoreError::Backend(format!(
+            "stream {stream} is deleted on the server: deleted outside Mileage, which never \
+             deletes a stream"
+        )),
         other => StoreError::Backend(other.to_string()),
     }
 }
@@ -605,7 +665,7 @@ impl EventStore for EsdbEventStore {
             // all. The executor answers the first attempt's outcome, and
             // the use case completes what that attempt left missing.
             let is_last = index + 1 == parts.len();
-            if !is_last && !self.stored_as_sent(part, &outcome).await? {
+            if !is_last && !crate::stored_as_sent(self, part.stream, part.events, &outcome).await? {
                 outcomes.push(AppendOutcome {
                     already_appended: true,
                     ..outcome
@@ -819,6 +879,7 @@ impl EventStore for EsdbEventStore {
     /// identity stream, appended only if the stream does not exist, so two
     /// processes starting together agree on the first one written.
     async fn identity(&self) -> Result<String, StoreError> {
+        self.server_version().await?;
         if let Some(id) = self.read_identity().await? {
             return Ok(id);
         }

@@ -20,6 +20,7 @@ pub mod eventstoredb;
 pub mod executor;
 pub mod keys;
 pub mod postgres;
+mod sent;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod types;
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
+pub use sent::stored_as_sent;
 pub use types::{
     AppendOutcome, Backlog, ExpectedVersion, Idempotency, NewEvent, Position, RecordedEvent,
     StreamAppend,
@@ -53,7 +55,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// Appends to several streams as one: each part under its own expected
     /// version, every part or none (see [`EventStore::multi_stream_atomic`]).
     /// A retry of the same parts with the same event ids answers the first
-    /// outcomes with `already_appended`. Where the parts go in one by one,
+    /// outcomes (marked `already_appended` where the store reports
+    /// retries, see [`Idempotency::retry_reported`]). Where the parts go in one by one,
     /// a part found stored under its ids with other data (another attempt
     /// of the command got there first) ends the append there, marked
     /// `already_appended`: the later parts are not appended. Streams must

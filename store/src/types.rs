@@ -139,7 +139,7 @@ pub struct Backlog {
 /// | --- | --- | --- |
 /// | same ids, same exact or no-stream expectation | nothing stored, first outcome | nothing stored, success |
 /// | same ids under `Any` | nothing stored | only while the server's recent-id cache holds them |
-/// | the retry says so (`already_appended`) | always | only when the server answers without a position |
+/// | the retry says so (`already_appended`) | always | only when the server answers without a position (the retried events unreadable); otherwise alike to a first write |
 /// | an id stored in another stream | `DuplicateEventId` | stored again |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[expect(
@@ -168,7 +168,10 @@ pub struct AppendOutcome {
     pub position: Position,
     /// True when every event was already stored by an earlier identical
     /// append and nothing new was written. The PostgreSQL adapter always
-    /// tells; EventStoreDB reports such a retry as a plain success.
+    /// tells; EventStoreDB answers such a retry like a first write, with
+    /// the stored position (see [`Idempotency::retry_reported`]), so false
+    /// there means "written, or a retry": a caller that must know reads
+    /// the events back ([`crate::stored_as_sent`]).
     pub already_appended: bool,
 }
 

@@ -208,3 +208,28 @@ async fn a_withdrawal_whose_number_release_was_lost_gives_the_number_back_on_its
     let again = app.join("01077770005", "back").await;
     assert_ne!(again, member, "the number joins again");
 }
+
+#[tokio::test]
+async fn the_service_refuses_to_start_on_a_server_older_than_the_minimum() {
+    let double = Double::start().await;
+    double.behave(|b| b.version = Some("21.10.0".into()));
+    let mut settings = mileage_command_api::config::Settings::with_defaults(
+        &mileage_store::testing::fresh_database().await,
+        crate::helpers::JWT_SECRET,
+        "test-phone-index-secret",
+    )
+    .expect("valid settings");
+    settings.addr = "127.0.0.1:0".parse().unwrap();
+    settings.eventstoredb_url = Some(double.url());
+    let refused = mileage_command_api::startup::Application::build(&settings).await;
+    let error = refused.err().expect("refused").to_string();
+    assert!(
+        error.contains("eventstoredb_url"),
+        "names the setting: {error}"
+    );
+    assert!(
+        error.contains("21.10.0"),
+        "names the server's version: {error}"
+    );
+    assert!(error.contains("22.10 or later"), "and the minimum: {error}");
+}

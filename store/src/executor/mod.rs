@@ -213,12 +213,16 @@ impl Executor {
             let appended = timed(self.store.append(stream, expected, &new)).await;
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
             match appended {
-                // Stored by an earlier attempt, perhaps at another version
-                // and on another state: its outcome, from the log.
-                Ok(outcome) if outcome.already_appended => {
-                    return self.first_outcome::<A>(stream, ids).await;
+                Ok(outcome) => {
+                    // Stored by an earlier attempt, perhaps at another
+                    // version and on another state: its outcome, from the
+                    // log.
+                    let parts = [(stream, new.as_slice(), &outcome)];
+                    if outcome.already_appended || self.another_attempts(ids, &parts).await? {
+                        return self.first_outcome::<A>(stream, ids).await;
+                    }
+                    return Ok(self.applied(stream, state, &events, outcome));
                 }
-                Ok(outcome) => return Ok(self.applied(stream, state, &events, outcome)),
                 Err(StoreError::WrongExpectedVersion { .. }) => {
                     conflicted(false);
                     tracing::debug!(stream, "version conflict; deciding again");
@@ -298,8 +302,17 @@ impl Executor {
                 non_empty_parts([(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]);
             let appended = timed(self.store.append_many(&parts)).await;
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
+            let another = match &appended {
+                Ok(outcomes) => {
+                    let sent = parts.iter().zip(outcomes);
+                    let sent: Vec<_> = sent.map(|(p, o)| (p.stream, p.events, o)).collect();
+                    outcomes.iter().any(|o| o.already_appended)
+                        || self.another_attempts(ids, &sent).await?
+                }
+                Err(_) => false,
+            };
             match appended {
-                Ok(outcomes) if outcomes.iter().any(|o| o.already_appended) => {
+                Ok(_) if another => {
                     return self
                         .pair_replayed::<A, B>(streams, ids)
                         .await?
@@ -411,6 +424,30 @@ impl Executor {
             None => self.current::<B>(stream_b).await?,
         };
         Ok(Some((a, b)))
+    }
+
+    /// Whether a successful append of events with `ids` (each part: its
+    /// stream, the events sent, the store's outcome) was another attempt's
+    /// after all: only on a store that answers a recognised retry like a
+    /// first write (EventStoreDB), and only for derived ids, the one case
+    /// where two attempts share ids. Another attempt of the same command
+    /// may have decided other data under them (a later time, a sealed
+    /// value with its own nonce), which is then what the stream holds,
+    /// and what its outcome and cached state must follow.
+    async fn another_attempts(
+        &self,
+        ids: EventIds,
+        parts: &[(&str, &[NewEvent], &AppendOutcome)],
+    ) -> Result<bool, StoreError> {
+        if ids == EventIds::Fresh || self.store.idempotency().retry_reported {
+            return Ok(false);
+        }
+        for (stream, events, outcome) in parts {
+            if !crate::stored_as_sent(self.store.as_ref(), stream, events, outcome).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The outcome of the earlier attempt a store said it recognised.

@@ -178,7 +178,10 @@ async fn stored_then_failed(name: &str, fail: fn(&mut Behaviour, bool)) {
         .append(&stream, ExpectedVersion::NoStream, &batch)
         .await
         .expect("the retry with the same ids succeeds");
-    assert!(retry.already_appended);
+    assert!(
+        !retry.already_appended,
+        "answered like a first write, as the server answers a recognised retry"
+    );
     assert_eq!(retry.last_version, 1);
     let stored = store.read_stream(&stream, 0, 10).await.unwrap();
     assert_eq!(stored.len(), 2, "stored once");
@@ -213,17 +216,136 @@ async fn an_append_never_answered_is_cut_off_as_an_unknown_outcome() {
 }
 
 #[tokio::test]
-async fn an_answer_without_a_position_is_resolved_to_the_stored_one() {
+async fn a_retry_answered_without_a_position_is_resolved_to_the_stored_one() {
     let (double, store) = started().await;
     let stream = fresh_stream("noposition");
-    double.behave(|b| b.no_position = true);
-    let outcome = store
-        .append(&stream, ExpectedVersion::NoStream, &[event("A", 1)])
+    let batch = [event("A", 1)];
+    store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .unwrap();
+    double.behave(|b| b.retries_unreadable = true);
+    let retry = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
         .await
         .unwrap();
     let stored = double.log();
-    assert_eq!(outcome.position.commit, stored[0].position);
-    assert_ne!(outcome.position.commit, 0, "never the start of the log");
+    assert!(retry.already_appended, "no position: only a retry has none");
+    assert_eq!(retry.position.commit, stored[0].position);
+    assert_ne!(retry.position.commit, 0, "never the start of the log");
+    assert_eq!(stored.len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_the_server_drops_until_the_first_write_is_replicated_is_an_unknown_outcome() {
+    let double = Double::start().await;
+    let store = EsdbEventStore::connect(&double.url())
+        .unwrap()
+        .with_append_deadline(Duration::from_secs(1));
+    let stream = fresh_stream("notready");
+    let batch = [event("A", 1)];
+    store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .unwrap();
+    double.behave(|b| b.retries_not_ready = true);
+    let dropped = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await;
+    assert!(
+        matches!(dropped, Err(StoreError::OutcomeUnknown(_))),
+        "{dropped:?}"
+    );
+    double.behave(|b| b.retries_not_ready = false);
+    let later = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("once replicated, the retry is answered");
+    assert_eq!(later.position.commit, double.log()[0].position);
+    assert_eq!(double.log().len(), 1, "stored once");
+}
+
+#[tokio::test]
+async fn a_retry_under_any_is_recognised_only_while_the_server_remembers_its_ids() {
+    let (double, store) = started().await;
+    double.behave(|b| b.recent_ids = Some(2));
+    let stream = fresh_stream("any");
+    let first = [event("A", 1)];
+    store
+        .append(&stream, ExpectedVersion::Any, &first)
+        .await
+        .unwrap();
+    store
+        .append(&stream, ExpectedVersion::Any, &first)
+        .await
+        .unwrap();
+    assert_eq!(double.log().len(), 1, "remembered: a retry, stored once");
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            &[event("B", 2), event("C", 3)],
+        )
+        .await
+        .unwrap();
+    store
+        .append(&stream, ExpectedVersion::Any, &first)
+        .await
+        .unwrap();
+    assert_eq!(
+        double.log().len(),
+        4,
+        "forgotten after two newer events: stored again, as the server does"
+    );
+    assert!(
+        !store.idempotency().any_retry_recognised,
+        "and the adapter does not claim otherwise"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_deleted_outside_mileage_is_a_named_error_and_the_log_reads_on() {
+    let (double, store) = started().await;
+    let stream = fresh_stream("deleted");
+    store
+        .append(&stream, ExpectedVersion::NoStream, &[event("A", 1)])
+        .await
+        .unwrap();
+    double.tombstone(&stream);
+    let append = store
+        .append(&stream, ExpectedVersion::Any, &[event("B", 2)])
+        .await;
+    let read = store.read_stream(&stream, 0, 10).await;
+    for error in [append.map(|_| ()), read.map(|_| ())] {
+        match error {
+            Err(e @ StoreError::Backend(_)) => {
+                assert!(e.to_string().contains("deleted"), "{e}");
+                assert!(!e.is_transient(), "a retry cannot help: {e}");
+            }
+            other => panic!("a deleted stream: {other:?}"),
+        }
+    }
+    let log = store.read_all(None, 10).await.expect("$all reads on");
+    assert_eq!(log.len(), 1, "the tombstone is the server's own event");
+}
+
+#[tokio::test]
+async fn access_denied_is_a_configuration_error_not_worth_retrying() {
+    let (double, store) = started().await;
+    double.behave(|b| b.access_denied = true);
+    let append = store
+        .append(&fresh_stream("acl"), ExpectedVersion::Any, &[event("A", 1)])
+        .await;
+    let read = store.read_all(None, 10).await;
+    for error in [append.map(|_| ()), read.map(|_| ())] {
+        match error {
+            Err(e @ StoreError::Config(_)) => {
+                assert!(e.to_string().contains("denied access"), "{e}");
+                assert!(!e.is_transient());
+            }
+            other => panic!("access denied: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -327,14 +449,6 @@ async fn a_read_on_a_follower_is_a_transient_error_and_a_later_one_reaches_the_l
     )
     .await;
     assert_eq!(read.unwrap().len(), 1, "read on the leader");
-}
-
-/// The shared conformance case, over the wire: the adapter's backwards
-/// read is not cut off after a window (it once looked at the last 500).
-#[tokio::test]
-async fn an_event_is_found_by_its_id_however_far_back() {
-    let (_double, store) = started().await;
-    mileage_store::conformance::find_in_stream_looks_through_the_whole_stream(store).await;
 }
 
 #[tokio::test]
@@ -482,4 +596,103 @@ fn two_parts<'a>(
             events: join_events,
         },
     ]
+}
+
+/// Two attempts of one join, their event ids derived from one key, each
+/// decided on the empty stream with its own time and nonces: the second's
+/// append reaches the server after the first's is stored, and the server
+/// answers it as it answers a first write. Both must answer the first
+/// attempt's outcome, and the second instance must cache what the log
+/// holds, not its own decision.
+#[tokio::test]
+async fn an_attempt_the_server_takes_for_a_retry_answers_the_first_attempts_outcome() {
+    use mileage_domain::Aggregate;
+    use mileage_domain::envelope::Causation;
+    use mileage_domain::ids::MemberId;
+    use mileage_domain::member::{Member, MemberCommand};
+    use mileage_domain::pii::PersonKey;
+    use mileage_store::executor::{EventIds, Executor};
+
+    let (double, store) = started().await;
+    let cached = std::num::NonZeroUsize::new(16).unwrap();
+    let (first, second) = (
+        Executor::new(store.clone(), cached),
+        Executor::new(store.clone(), cached),
+    );
+    let member_id = MemberId::parse("7").unwrap();
+    let stream = mileage_domain::aggregate::stream_name::<Member>(&member_id);
+    let key = PersonKey::new("member-7", [7; 32]);
+    let join = |nonce: u8, second: i64| MemberCommand::Join {
+        member_id: member_id.clone(),
+        phone: key.seal("phone", "01012345678", [nonce; 24]),
+        nickname: key.seal("nickname", "kim", [nonce; 24]),
+        at: chrono::DateTime::from_timestamp(1_700_000_000 + second, 0).unwrap(),
+        rejoining: None,
+    };
+    let ids = EventIds::DerivedFrom(uuid::Uuid::new_v4());
+    let causation = Causation::root(uuid::Uuid::new_v4());
+
+    double.behave(|b| b.stall_appends = Some(Duration::from_secs(2)));
+    let late = second.execute::<Member>(&stream, join(2, 2), ids, causation);
+    let early = async {
+        while double.appends() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        double.behave(|b| b.stall_appends = None);
+        first
+            .execute::<Member>(&stream, join(1, 1), ids, causation)
+            .await
+            .expect("the first attempt")
+    };
+    let (late, early) = tokio::join!(late, early);
+    let late = late.expect("the second attempt");
+    assert!(!early.replayed);
+    assert!(late.replayed, "the first attempt's outcome, from the log");
+    assert_eq!(late.state, early.state, "the first attempt's data");
+    assert_eq!(
+        (late.version, late.position),
+        (early.version, early.position)
+    );
+    let stored: Vec<_> = store
+        .read_stream(&stream, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert_eq!(stored.len(), 1, "appended once");
+    let (cached, _) = second.load::<Member>(&stream).await.unwrap();
+    assert_eq!(
+        cached,
+        Member::from_events(&stored),
+        "the cache holds the log"
+    );
+}
+
+#[tokio::test]
+async fn a_server_older_than_the_minimum_is_refused_at_connect_naming_both_versions() {
+    for (reported, says) in [
+        ("21.10.5", "is version 21.10.5"),
+        ("22.6.0", "is version 22.6.0"),
+        ("", "reports no version"),
+    ] {
+        let double = Double::start().await;
+        double.behave(|b| b.version = Some(reported.to_owned()));
+        let store = EsdbEventStore::connect(&double.url()).unwrap();
+        match store.identity().await {
+            Err(e @ StoreError::Config(_)) => {
+                let text = e.to_string();
+                assert!(text.contains(says), "{text}");
+                assert!(text.contains("22.10 or later"), "{text}");
+            }
+            other => panic!("{reported}: {other:?}"),
+        }
+        assert_eq!(double.log().len(), 0, "{reported}: nothing written to it");
+    }
+    let double = Double::start().await;
+    double.behave(|b| b.version = Some("22.10.0".to_owned()));
+    let store = EsdbEventStore::connect(&double.url()).unwrap();
+    store.identity().await.expect("22.10 is supported");
+    let version = store.server_version().await.unwrap();
+    assert_eq!((version.major, version.minor), (22, 10));
 }

@@ -2,6 +2,7 @@
 
 mod eventstoredb;
 mod eventstoredb_double;
+mod eventstoredb_double_conformance;
 mod helpers;
 mod keys;
 mod postgres;
