@@ -127,6 +127,8 @@ struct State {
     log: Vec<Stored>,
     behaviour: Behaviour,
     appends: usize,
+    /// System events (types starting with `$`) sent by reads so far.
+    system_sent: usize,
     /// Streams tombstoned, never to be written again.
     deleted: std::collections::HashSet<String>,
     /// Ids of recently written events, newest last, with their stream
@@ -349,6 +351,12 @@ impl Double {
         self.state.lock().unwrap().appends
     }
 
+    /// System events (types starting with `$`) sent by reads so far:
+    /// none when reads are filtered by the server.
+    pub fn system_events_sent(&self) -> usize {
+        self.state.lock().unwrap().system_sent
+    }
+
     /// Every stored event, in order.
     pub fn log(&self) -> Vec<Stored> {
         self.state.lock().unwrap().log.clone()
@@ -506,6 +514,7 @@ impl pb::streams_server::Streams for Double {
             .options
             .ok_or_else(|| Status::invalid_argument("no options"))?;
         let backwards = options.read_direction == options::ReadDirection::Backwards as i32;
+        let filter = Filter::from_options(options.filter_option.as_ref())?;
         let count = match options.count_option {
             Some(options::CountOption::Count(n)) => n as usize,
             _ => {
@@ -586,6 +595,7 @@ impl pb::streams_server::Streams for Double {
                     (_, false) => state.log.iter().collect(),
                     (_, true) => state.log.iter().rev().collect(),
                 };
+                let selected = selected.into_iter().filter(|e| filter.passes(e));
                 let mut selected: Vec<Stored> = selected.into_iter().take(count).cloned().collect();
                 if let Some(n) = behaviour.end_reads_after {
                     selected.truncate(n);
@@ -593,6 +603,7 @@ impl pb::streams_server::Streams for Double {
                 if let Some(n) = behaviour.cut_read_after {
                     selected.truncate(n);
                     state.behaviour.cut_read_after = None;
+                    state.system_sent += system_count(&selected);
                     let messages: Vec<Result<pb::ReadResp, Status>> = selected
                         .iter()
                         .map(|e| Ok(event_message(e)))
@@ -606,6 +617,7 @@ impl pb::streams_server::Streams for Double {
             }
             None => return Err(Status::invalid_argument("no stream option")),
         };
+        state.system_sent += system_count(&selected);
         for e in &selected {
             if behaviour.interleave {
                 messages.push(Ok(checkpoint(e.position)));
@@ -763,6 +775,73 @@ async fn misbehave(behaviour: &Behaviour, stream: &str) -> Result<(), Status> {
         return Err(access_denied());
     }
     Ok(())
+}
+
+fn system_count(events: &[Stored]) -> usize {
+    events
+        .iter()
+        .filter(|e| e.event_type.starts_with('$'))
+        .count()
+}
+
+/// A read's server-side filter on `$all` (`Streams.Read.cs`,
+/// `ConvertToEventFilter`): by event type or stream name, a regex or any
+/// of some prefixes.
+enum Filter {
+    None,
+    EventType(Match),
+    Stream(Match),
+}
+
+enum Match {
+    Regex(regex::Regex),
+    Prefixes(Vec<String>),
+}
+
+impl Match {
+    fn from_expression(
+        e: &pb::read_req::options::filter_options::Expression,
+    ) -> Result<Self, Status> {
+        if e.regex.is_empty() {
+            return Ok(Self::Prefixes(e.prefix.clone()));
+        }
+        regex::Regex::new(&e.regex)
+            .map(Self::Regex)
+            .map_err(|_| Status::invalid_argument("a filter's regex does not parse"))
+    }
+
+    fn matches(&self, value: &str) -> bool {
+        match self {
+            Self::Regex(regex) => regex.is_match(value),
+            Self::Prefixes(prefixes) => prefixes.iter().any(|p| value.starts_with(p.as_str())),
+        }
+    }
+}
+
+impl Filter {
+    fn from_options(option: Option<&pb::read_req::options::FilterOption>) -> Result<Self, Status> {
+        use pb::read_req::options::{FilterOption, filter_options};
+        match option {
+            Some(FilterOption::Filter(f)) => match &f.filter {
+                Some(filter_options::Filter::EventType(e)) => {
+                    Ok(Self::EventType(Match::from_expression(e)?))
+                }
+                Some(filter_options::Filter::StreamIdentifier(e)) => {
+                    Ok(Self::Stream(Match::from_expression(e)?))
+                }
+                None => Err(Status::invalid_argument("a filter without a kind")),
+            },
+            _ => Ok(Self::None),
+        }
+    }
+
+    fn passes(&self, e: &Stored) -> bool {
+        match self {
+            Self::None => true,
+            Self::EventType(m) => m.matches(&e.event_type),
+            Self::Stream(m) => m.matches(&e.stream),
+        }
+    }
 }
 
 /// The server's answer for a tombstoned stream (`RpcExceptions.StreamDeleted`).

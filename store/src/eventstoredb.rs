@@ -167,6 +167,20 @@ impl EsdbEventStore {
         Ok(events)
     }
 
+    /// Reads of `$all` for this store's events, filtered by the server:
+    /// by the namespace's stream prefix when there is one (which no system
+    /// stream has), otherwise by event types not starting with `$`. The
+    /// server then skips its own events (statistics, scavenges, epochs,
+    /// the identity) instead of sending them all for the client to drop;
+    /// `is_ours` still checks each event it sends.
+    fn filtered(&self, options: ReadAllOptions) -> ReadAllOptions {
+        let filter = match &self.prefix {
+            Some(prefix) => kurrentdb::SubscriptionFilter::on_stream_name().add_prefix(prefix),
+            None => kurrentdb::SubscriptionFilter::on_event_type().exclude_system_events(),
+        };
+        options.filter(filter)
+    }
+
     /// A stream's name on the server.
     fn on_server(&self, stream: &str) -> String {
         match &self.prefix {
@@ -774,18 +788,20 @@ impl EventStore for EsdbEventStore {
         after: Option<Position>,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        // $all reads are inclusive of the start position and include system
-        // events: page until `max_count` of ours are found or the log ends.
+        // $all reads are inclusive of the start position: page until
+        // `max_count` of ours are found or the log ends.
         let mut events = Vec::new();
         let mut from = after;
         loop {
             let page_size = max_count.saturating_sub(events.len()).max(1) + 1;
-            let options = ReadAllOptions::default()
-                .forwards()
-                .position(from.map_or(StreamPosition::Start, |p| {
-                    StreamPosition::Position(esdb_position(p))
-                }))
-                .max_count(page_size);
+            let options = self.filtered(
+                ReadAllOptions::default()
+                    .forwards()
+                    .position(from.map_or(StreamPosition::Start, |p| {
+                        StreamPosition::Position(esdb_position(p))
+                    }))
+                    .max_count(page_size),
+            );
             let page = self.read_all_page(&options).await?;
             let raw_count = page.len();
             let mut moved = false;
@@ -853,10 +869,12 @@ impl EventStore for EsdbEventStore {
         const PAGE: usize = 200;
         let mut from = StreamPosition::End;
         loop {
-            let options = ReadAllOptions::default()
-                .backwards()
-                .position(from)
-                .max_count(PAGE);
+            let options = self.filtered(
+                ReadAllOptions::default()
+                    .backwards()
+                    .position(from)
+                    .max_count(PAGE),
+            );
             let page = self.read_all_page(&options).await?;
             let count = page.len();
             let mut last = None;

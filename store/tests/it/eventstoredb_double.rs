@@ -122,6 +122,48 @@ async fn system_events_are_never_the_head_and_never_lag() {
 }
 
 #[tokio::test]
+async fn the_server_filters_its_own_events_out_of_reads_of_the_log() {
+    for namespace in [None, Some("ns")] {
+        let double = Double::start().await;
+        let url = match namespace {
+            Some(n) => format!("{}&namespace={n}", double.url()),
+            None => double.url(),
+        };
+        let store = EsdbEventStore::connect(&url).unwrap();
+        let other = EsdbEventStore::connect(&format!("{}&namespace=other", double.url())).unwrap();
+        for _ in 0..50 {
+            double.write_system_event();
+        }
+        other
+            .append(
+                &fresh_stream("theirs"),
+                ExpectedVersion::NoStream,
+                &[event("X", 9)],
+            )
+            .await
+            .unwrap();
+        store
+            .append(
+                &fresh_stream("ours"),
+                ExpectedVersion::NoStream,
+                &[event("A", 1)],
+            )
+            .await
+            .unwrap();
+        let read = store.read_all(None, 100).await.unwrap();
+        let head = store.head_position().await.unwrap();
+        let expected = if namespace.is_some() { 1 } else { 2 };
+        assert_eq!(read.len(), expected, "{namespace:?}");
+        assert_eq!(head, read.last().map(|e| e.position), "{namespace:?}");
+        assert_eq!(
+            double.system_events_sent(),
+            0,
+            "{namespace:?}: none of the 50 system events crossed the wire"
+        );
+    }
+}
+
+#[tokio::test]
 async fn following_the_log_survives_cut_reads_early_ends_and_interleaved_checkpoints() {
     let (double, store) = started().await;
     let stream = fresh_stream("follow");
