@@ -280,7 +280,16 @@ pub async fn start_projector(database_url: &str, gateway: Option<&Gateway>) -> R
 /// the configured store and has handled every event it holds: a test that
 /// stops the projector to look at checkpoints starts from a known state.
 pub async fn caught_up(projector: &Running, database_url: &str) {
-    let store = event_store(database_url).await;
+    caught_up_on(projector, database_url, &*event_store(database_url).await).await;
+}
+
+/// [`caught_up`] on `store`, for a projector configured with another
+/// event store than its database's tests use (a move between stores).
+pub async fn caught_up_on(
+    projector: &Running,
+    database_url: &str,
+    store: &dyn mileage_store::EventStore,
+) {
     let read = read_client(database_url).await;
     let expected = projector.consumers();
     eventually(

@@ -407,16 +407,9 @@ async fn handle_in_tx(
     if let Err(e) = consumer.handle(&tx, batch).await {
         return Ok(Err(e));
     }
-    let moved = bookkeeping::advance(
-        &tx,
-        consumer.name(),
-        from,
-        last.position,
-        batch.len(),
-        last.metadata.recorded_at,
-    )
-    .await
-    .map_err(database_error)?;
+    let moved = bookkeeping::advance(&tx, consumer.name(), from, last, batch.len())
+        .await
+        .map_err(database_error)?;
     if !moved {
         return Ok(Ok(Committed::LostLease));
     }

@@ -4,7 +4,7 @@
 //! a consumer is ([`Lag`]), computed here and nowhere else.
 
 use chrono::{DateTime, Utc};
-use mileage_store::Position;
+use mileage_store::{Position, RecordedEvent};
 use tokio_postgres::{Client, GenericClient};
 
 /// The channel a commit notifies with `{name} {position}`, for readers
@@ -41,7 +41,10 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
              ADD COLUMN IF NOT EXISTS backlog_more boolean,
              ADD COLUMN IF NOT EXISTS backlog_oldest_at timestamptz,
              ADD COLUMN IF NOT EXISTS backlog_commit bigint,
-             ADD COLUMN IF NOT EXISTS backlog_prepare bigint;",
+             ADD COLUMN IF NOT EXISTS backlog_prepare bigint;
+         ALTER TABLE projector.consumers
+             ADD COLUMN IF NOT EXISTS last_stream text,
+             ADD COLUMN IF NOT EXISTS last_event_id uuid;",
     )
     .await
 }
@@ -225,22 +228,26 @@ fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Moves the checkpoint from `from` to `to` if nobody else moved it: `false`
-/// means another replica is (or was) active and this one must stand down.
-/// Notifies [`CHANNEL`] on commit.
+/// Moves the checkpoint from `from` to `last`'s position (the last of
+/// `handled` events) if nobody else moved it: `false` means another replica
+/// is (or was) active and this one must stand down. The last event's
+/// stream and id are kept with it, so a move to another event store can
+/// find the same place there (`replay adopt`). Notifies [`CHANNEL`] on
+/// commit.
 pub async fn advance(
     client: &impl GenericClient,
     name: &str,
     from: Option<Position>,
-    to: Position,
+    last: &RecordedEvent,
     handled: usize,
-    last_event_at: DateTime<Utc>,
 ) -> Result<bool, tokio_postgres::Error> {
+    let to = last.position;
     let updated = client
         .execute(
             "UPDATE projector.consumers
                 SET commit_position = $2, prepare_position = $3,
                     events_handled = events_handled + $4, last_event_at = $5,
+                    last_stream = $8, last_event_id = $9,
                     state = 'running', error_position = NULL, error_event_type = NULL,
                     error_reason = NULL, updated_at = now()
               WHERE name = $1
@@ -251,9 +258,11 @@ pub async fn advance(
                 &to_i64(to.commit),
                 &to_i64(to.prepare),
                 &i64::try_from(handled).unwrap_or(i64::MAX),
-                &last_event_at,
+                &last.metadata.recorded_at,
                 &from.map(|p| to_i64(p.commit)),
                 &from.map(|p| to_i64(p.prepare)),
+                &last.stream,
+                &last.event_id,
             ],
         )
         .await?;
@@ -495,6 +504,8 @@ pub async fn take_over(
                 store_id = shadow.store_id,
                 events_handled = shadow.events_handled,
                 last_event_at = shadow.last_event_at,
+                last_stream = shadow.last_stream,
+                last_event_id = shadow.last_event_id,
                 state = 'running', error_position = NULL, error_event_type = NULL,
                 error_reason = NULL, updated_at = now()
            FROM projector.consumers AS shadow
@@ -503,6 +514,27 @@ pub async fn take_over(
     )
     .await?;
     forget(tx, shadow).await
+}
+
+/// The last event `name` handled (its stream and id), as its checkpoint
+/// recorded it; `None` before the first, or for a checkpoint written
+/// before events were recorded with it.
+pub async fn last_handled(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<(String, uuid::Uuid)>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT last_stream, last_event_id FROM projector.consumers WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.and_then(|row| {
+        Some((
+            row.get::<_, Option<String>>(0)?,
+            row.get::<_, Option<uuid::Uuid>>(1)?,
+        ))
+    }))
 }
 
 /// Inside a transaction: the event store `name`'s checkpoint belongs to,

@@ -11,7 +11,6 @@ use std::io::{BufRead, Write};
 use std::path::Path;
 
 use mileage_domain::envelope::{Causation, Envelope};
-use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent, Position, StoreError};
 use serde::Serialize;
 
@@ -144,8 +143,8 @@ struct Run<'a> {
 }
 
 /// Appends the archive at `path` to the configured store, keeping ids,
-/// versions and causal metadata (and, on the PostgreSQL store, the recorded
-/// times). First every stream is compared with the target: events already
+/// versions, causal metadata and the times the events were first recorded
+/// (each store keeps them, see `NewEvent::recorded_at`). First every stream is compared with the target: events already
 /// there (same ids at the same versions: an import cut off and run again)
 /// are skipped, a clash stops the import before anything is appended, and
 /// an archive entirely there already is [`ImportError::AlreadyImported`].
@@ -190,9 +189,6 @@ pub async fn import(ctx: &Context, path: &Path) -> anyhow::Result<Archived> {
         if !missing.is_empty() {
             append_run(target, &archive, missing).await?;
             report.events += missing.len() as u64;
-            if let Some(pg) = &ctx.postgres_log {
-                keep_recorded_times(pg, missing).await?;
-            }
         }
         done += run.events.len() as u64;
         bar.set_position(done);
@@ -252,6 +248,7 @@ async fn append_run(
                 causation_id: e.metadata.causation_id,
                 trace: e.metadata.trace,
             },
+            recorded_at: Some(e.metadata.recorded_at),
         })
         .collect();
     match target.append(&first.stream, expected, &events).await {
@@ -272,14 +269,4 @@ async fn append_run(
             first.stream_version
         )),
     }
-}
-
-/// The PostgreSQL store stamps appends with the time of the append; an
-/// imported event keeps the time it was first recorded.
-async fn keep_recorded_times(pg: &PgEventStore, run: &[Envelope]) -> anyhow::Result<()> {
-    let ids: Vec<uuid::Uuid> = run.iter().map(|e| e.event_id).collect();
-    let times: Vec<chrono::DateTime<chrono::Utc>> =
-        run.iter().map(|e| e.metadata.recorded_at).collect();
-    pg.keep_recorded_times(&ids, &times).await?;
-    Ok(())
 }

@@ -109,10 +109,17 @@ enum Command {
     /// Every projection and process manager: state, checkpoint, lag.
     Status,
     /// Move a consumer whose checkpoint belongs to another event store (a
-    /// migration) to the configured store's head.
+    /// migration) to the same place in the configured store: right after
+    /// the last event it handled, found by its id, so what it had not done
+    /// yet is done there.
     Adopt {
         /// The consumer (see `replay status`).
         consumer: String,
+        /// Move it to the configured store's head: only for a checkpoint
+        /// that does not name its last event, and only once `replay
+        /// status` on the old store showed it with no lag.
+        #[arg(long)]
+        at_head: bool,
     },
 }
 
@@ -188,15 +195,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export { out } => run_export(&ctx, json, out).await,
         Command::Import { archive: path } => run_import(&ctx, json, &path).await,
         Command::Status => run_status(&ctx, json).await,
-        Command::Adopt { consumer } => {
-            let adopted = adopt::adopt(&ctx, &consumer).await?;
+        Command::Adopt { consumer, at_head } => {
+            let adopted = adopt::adopt(&ctx, &consumer, at_head).await?;
             print(json, &adopted, || {
                 format!(
-                    "{} moved from {} to {} at {}\n",
+                    "{} moved from {} to {} at {}; {}{} events to handle there\n",
                     adopted.consumer,
                     adopted.from_store,
                     adopted.to_store,
-                    adopted.position.as_deref().unwrap_or("the start")
+                    adopted.position.as_deref().unwrap_or("the start"),
+                    adopted.pending_events,
+                    if adopted.pending_more { "+" } else { "" },
                 )
             })?;
             Ok(ExitCode::SUCCESS)

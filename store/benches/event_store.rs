@@ -34,6 +34,7 @@ fn new_event() -> NewEvent {
         schema_version: 1,
         data: Bytes::from_static(DATA.as_bytes()),
         causation: Causation::root(Uuid::new_v4()),
+        recorded_at: None,
     }
 }
 

@@ -29,6 +29,7 @@ pub fn event(event_type: &str, n: u64) -> NewEvent {
         schema_version: 1,
         data: Bytes::from(format!("{{\"n\":{n}}}")),
         causation: Causation::root(Uuid::new_v4()),
+        recorded_at: None,
     }
 }
 
@@ -478,6 +479,42 @@ pub async fn metadata_round_trip(store: Arc<dyn EventStore>) {
     assert_eq!(envelope.data["n"], 1);
 }
 
+/// An event appended with the time it was first recorded (an import of
+/// an archive) reads back with that time, from its stream and from the
+/// log, on a store that stamps appends with their own time; a retry of the
+/// import changes nothing.
+pub async fn imported_events_keep_their_recorded_time(store: Arc<dyn EventStore>) {
+    let stream = fresh_stream("imported");
+    let first_recorded = chrono::DateTime::parse_from_rfc3339("2021-03-04T05:06:07.089Z")
+        .expect("a time")
+        .with_timezone(&chrono::Utc);
+    let mut imported = event("TestHappened", 1);
+    imported.recorded_at = Some(first_recorded);
+    let fresh = event("TestHappened", 2);
+    let before = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let batch = [imported, fresh];
+    let outcome = store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("append");
+    store
+        .append(&stream, ExpectedVersion::NoStream, &batch)
+        .await
+        .expect("the import run again");
+    let read = store.read_stream(&stream, 0, 2).await.unwrap();
+    assert_eq!(
+        read[0].metadata.recorded_at, first_recorded,
+        "from the stream"
+    );
+    assert!(read[1].metadata.recorded_at > before, "a new event: now");
+    let logged = read_until_seen(&*store, None, 100, &|e| e.stream == stream, 2).await;
+    assert_eq!(
+        logged[0].metadata.recorded_at, first_recorded,
+        "from the log"
+    );
+    assert_eq!(logged[1].position, outcome.position);
+}
+
 /// Reads the global log after `start`, `batch` events at a time, until
 /// `count` events matching `ours` are visible (a store may show a commit a
 /// moment late, never out of order) or 20 s pass; returns the matching ones.
@@ -699,6 +736,7 @@ macro_rules! conformance_tests {
             subscription_catches_up_then_follows,
             concurrent_writers_reader_sees_every_event_once,
             metadata_round_trip,
+            imported_events_keep_their_recorded_time,
             multi_stream_append_and_retry,
             multi_stream_append_is_all_or_nothing_where_atomic,
             find_in_stream_looks_through_the_whole_stream);

@@ -383,6 +383,15 @@ struct CustomMetadata {
     /// The W3C trace context the event was appended in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     traceparent: Option<TraceContext>,
+    /// When the event was first recorded, for an event imported from an
+    /// archive (the server's own time is that of the import); read back as
+    /// the event's recorded time.
+    #[serde(
+        rename = "recordedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    recorded_at: Option<DateTime<Utc>>,
 }
 
 /// `url` without our `namespace` parameter, and the namespace.
@@ -454,6 +463,7 @@ pub(crate) fn event_data(event: &NewEvent) -> Result<EventData, StoreError> {
         causation_id: event.causation.causation_id,
         schema_version: event.schema_version,
         traceparent: event.causation.trace,
+        recorded_at: event.recorded_at,
     };
     EventData::json(&event.event_type, &raw)
         .and_then(|data| data.metadata_as_json(&metadata))
@@ -573,7 +583,10 @@ pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
         metadata: EventMetadata {
             correlation_id: metadata.as_ref().map_or(Uuid::nil(), |m| m.correlation_id),
             causation_id: metadata.as_ref().map_or(Uuid::nil(), |m| m.causation_id),
-            recorded_at: recorded_at(e.created_ticks, e.created),
+            recorded_at: metadata
+                .as_ref()
+                .and_then(|m| m.recorded_at)
+                .unwrap_or_else(|| recorded_at(e.created_ticks, e.created)),
             trace: metadata.as_ref().and_then(|m| m.traceparent),
         },
     })
@@ -937,6 +950,7 @@ mod tests {
             schema_version: 2,
             data: Bytes::from_static(br#"{"memberId":"1"}"#),
             causation: Causation::caused_by(Uuid::from_u128(1), Uuid::from_u128(2)),
+            recorded_at: None,
         }
     }
 
@@ -980,6 +994,7 @@ mod tests {
             causation_id: Uuid::from_u128(2),
             schema_version: 2,
             traceparent: Some(trace),
+            recorded_at: None,
         };
         let json = serde_json::to_value(&metadata).unwrap();
         assert_eq!(json["$correlationId"], Uuid::from_u128(1).to_string());

@@ -103,6 +103,12 @@ pub struct NewEvent {
     pub data: Bytes,
     /// Correlation and causation ids.
     pub causation: Causation,
+    /// When the event was first recorded, when that was before this append
+    /// (an import of an archive); `None` for a new event. Stores keep it:
+    /// PostgreSQL as the row's time, EventStoreDB (which stamps every
+    /// append with the time of the append) in the event's metadata, read
+    /// back in its place.
+    pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl NewEvent {
@@ -114,6 +120,7 @@ impl NewEvent {
             schema_version: event.schema_version(),
             data: Bytes::from(event.to_json()),
             causation,
+            recorded_at: None,
         }
     }
 }

@@ -232,11 +232,30 @@ async fn a_stop_seen_from_a_checkpoint_someone_else_moved_is_not_recorded() {
         bookkeeping::checkpoint(&client, "model").await.unwrap(),
         None
     );
-    let now = chrono::Utc::now();
+    let last = mileage_store::RecordedEvent {
+        event_id: uuid::Uuid::new_v4(),
+        stream: "member-1".into(),
+        stream_version: 0,
+        position: at(10),
+        event_type: "T".into(),
+        schema_version: 1,
+        data: bytes::Bytes::from_static(b"{}"),
+        metadata: mileage_domain::envelope::EventMetadata {
+            correlation_id: uuid::Uuid::nil(),
+            causation_id: uuid::Uuid::nil(),
+            recorded_at: chrono::Utc::now(),
+            trace: None,
+        },
+    };
     assert!(
-        bookkeeping::advance(&client, "model", None, at(10), 10, now)
+        bookkeeping::advance(&client, "model", None, &last, 10)
             .await
             .unwrap()
+    );
+    assert_eq!(
+        bookkeeping::last_handled(&client, "model").await.unwrap(),
+        Some(("member-1".to_owned(), last.event_id)),
+        "the checkpoint names its event"
     );
     let stale = bookkeeping::mark_stopped(&client, "model", Some(at(5)), at(6), "T", "why")
         .await

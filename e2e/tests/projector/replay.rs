@@ -622,6 +622,7 @@ async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_
             .unwrap()
             .into(),
             causation: mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
+            recorded_at: None,
         })
         .collect();
     store
@@ -924,4 +925,151 @@ async fn one_operator_action_is_one_trace_from_the_request_through_the_log_to_th
             );
         }
     }
+}
+
+/// A move from PostgreSQL to EventStoreDB (the wire double) while the
+/// process managers still have work the old store's log asked for: two
+/// notices not sent yet, one of them to a number the gateway refuses
+/// (whose destruction then follows). Each consumer is adopted at the event
+/// it last handled, found in the new store by id; on the new store every
+/// pending notice goes out once, the refused one's personal data is
+/// destroyed, and nothing done on the old store is done again.
+#[tokio::test]
+#[cfg_attr(
+    eventstoredb_url_set,
+    ignore = "PostgreSQL only: moves a PostgreSQL log to the EventStoreDB double"
+)]
+async fn a_move_to_eventstoredb_carries_pending_notices_and_destructions_over_each_done_once() {
+    let gateway = Gateway::start(&["01046000003"]).await;
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let projector = start_projector(&database, Some(&gateway)).await;
+    let (done, _) = commands.register_target("01046000001", "done").await;
+    commands.mark_dormant(&done).await;
+    eventually("the first notice is sent", WAIT, || async {
+        (gateway.received().len() == 1).then_some(())
+    })
+    .await;
+    caught_up(&projector, &database).await;
+    let consumers = projector.consumers();
+    projector.stop().await;
+    // Work the old store's process managers will never do.
+    let (pending, _) = commands.register_target("01046000002", "pending").await;
+    let (refused, _) = commands.register_target("01046000003", "refused").await;
+    commands.mark_dormant(&pending).await;
+    commands.mark_dormant(&refused).await;
+
+    let dir = std::env::temp_dir().join(format!("mileage-move-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("log.jsonl");
+    let archive = archive.to_str().unwrap();
+    let (code, _, stderr) = replay(&database, &["export", "--out", archive]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let double = mileage_store::esdb_double::Double::start().await;
+    let url = double.url();
+    let env = [("EVENTSTOREDB_URL", url.as_str())];
+    let (code, _, stderr) = mileage_e2e::replay(&database, &env, &["adopt", "notices"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("notices last handled event") && stderr.contains("replay import"),
+        "adopting before the import names what is missing: {stderr}"
+    );
+    let (code, _, stderr) = mileage_e2e::replay(&database, &env, &["import", archive]).await;
+    assert_eq!(code, 0, "{stderr}");
+
+    refused_without_its_event(&database, &env, "managerpage").await;
+    let pending_work = adopt_every_consumer(&database, &env, consumers).await;
+    assert!(pending_work > 0, "the work not done was carried over");
+
+    let mut settings = mileage_e2e::projector_settings(&database, Some(&gateway));
+    settings.eventstoredb_url = Some(double.url());
+    let projector = mileage_projector::startup::start(&settings).await.unwrap();
+    let side = ReadSide::of(&database);
+    eventually(
+        "the pending notices are handled on the new store",
+        WAIT,
+        || async {
+            let destroyed = side.target_status(&refused).await? == "DESTRUCTION";
+            (gateway.received().len() == 3 && destroyed).then_some(())
+        },
+    )
+    .await;
+    let keys = mileage_e2e::person_keys(&database).await;
+    let key = |id: &str| format!("dormantMember-{id}");
+    assert!(
+        mileage_store::keys::KeyStore::get(&keys, &key(&refused))
+            .await
+            .unwrap()
+            .is_none(),
+        "the refused target's personal data destroyed"
+    );
+    let new_store = mileage_store::eventstoredb::EsdbEventStore::connect(&url).unwrap();
+    mileage_e2e::caught_up_on(&projector, &database, &new_store).await;
+    let to: Vec<String> = gateway.received().into_iter().map(|r| r.to).collect();
+    let mut sorted = to.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        ["01046000001", "01046000002", "01046000003"],
+        "each notice once, the one sent before the move not again: {to:?}"
+    );
+    projector.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `replay adopt` of `name`, whose checkpoint is made to look like one
+/// from before checkpoints named their event: refused, naming the way out
+/// (then put back).
+async fn refused_without_its_event(database: &str, env: &[(&str, &str)], name: &str) {
+    let read = read_client(database).await;
+    let untamper = read
+        .query_one(
+            "UPDATE projector.consumers SET last_event_id = NULL WHERE name = $1
+             RETURNING (SELECT last_event_id FROM projector.consumers WHERE name = $1)",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .get::<_, uuid::Uuid>(0);
+    let (code, _, stderr) = mileage_e2e::replay(database, env, &["adopt", name]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("replay adopt {name} --at-head")),
+        "{stderr}"
+    );
+    read.execute(
+        "UPDATE projector.consumers SET last_event_id = $1 WHERE name = $2",
+        &[&untamper, &name],
+    )
+    .await
+    .unwrap();
+}
+
+/// `replay adopt` of every consumer (there are `expected`): the events
+/// each has still to handle on the new store, summed.
+async fn adopt_every_consumer(database: &str, env: &[(&str, &str)], expected: usize) -> u64 {
+    let read = read_client(database).await;
+    let names: Vec<String> = mileage_read_model::bookkeeping::statuses(&read)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| !s.is_scratch())
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names.len(), expected);
+    let mut pending_work = 0;
+    for name in &names {
+        let args = ["adopt", name.as_str(), "--json"];
+        let (code, stdout, stderr) = mileage_e2e::replay(database, env, &args).await;
+        assert_eq!(code, 0, "{name}: {stdout}{stderr}");
+        let adopted = json(&stdout);
+        assert!(
+            adopted["fromStore"]
+                .as_str()
+                .unwrap()
+                .starts_with("postgresql:")
+        );
+        pending_work += adopted["pendingEvents"].as_u64().unwrap();
+    }
+    pending_work
 }

@@ -194,13 +194,18 @@ impl PgEventStore {
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
-    /// Gives the events `ids` the times `at` they were first recorded (an
-    /// import: an append stamps the time of the append).
-    pub async fn keep_recorded_times(
-        &self,
-        ids: &[uuid::Uuid],
-        at: &[chrono::DateTime<chrono::Utc>],
-    ) -> Result<(), StoreError> {
+    /// Gives appended events that carry the time they were first recorded
+    /// ([`NewEvent::recorded_at`], an import) that time instead of the
+    /// append's. A second statement after the append (imports only; an
+    /// import runs with the projector stopped), so a rerun sets it again.
+    async fn keep_times_of(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        let (ids, at): (Vec<uuid::Uuid>, Vec<chrono::DateTime<chrono::Utc>>) = events
+            .iter()
+            .filter_map(|e| e.recorded_at.map(|at| (e.event_id, at)))
+            .unzip();
+        if ids.is_empty() {
+            return Ok(());
+        }
         let client = self.inner.pool.get().await.map_err(pool_error)?;
         client
             .execute(
@@ -385,6 +390,7 @@ impl EventStore for PgEventStore {
             Some(result) => result?.pop().ok_or_else(missing_outcome)?,
             None => append::append(&self.inner.pool, stream, expected, events).await?,
         };
+        self.keep_times_of(events).await?;
         if !outcome.already_appended {
             self.announce();
         }
@@ -401,6 +407,9 @@ impl EventStore for PgEventStore {
             Some(result) => result?,
             None => append::append_many(&self.inner.pool, parts).await?,
         };
+        for part in parts {
+            self.keep_times_of(part.events).await?;
+        }
         if outcomes.iter().any(|o| !o.already_appended) {
             self.announce();
         }
