@@ -15,7 +15,11 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT`), `BENCH_KEYS` (`both`, the default: every
 //! measurement without and with a fresh `Idempotency-Key` on each request,
 //! as every command carries through the gateway; `on` or `off`: one of
-//! them).
+//! them), `BENCH_STORE` (`postgres`, the default; or `double`: the
+//! EventStoreDB adapter on the in-process wire double, to compare the
+//! adapter's paths, not to measure a server), `BENCH_DOUBLE_VERSION` (the
+//! version the double reports, default `25.1.0`, whose multi-stream append
+//! is atomic; `24.10.0`: a command's parts go in one by one).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,7 +33,6 @@ use mileage_domain::ids::MemberId;
 use mileage_domain::member::{MemberEvent, PointsEarned};
 use mileage_domain::values::Points;
 use mileage_service::auth::{Role, mint_hs256};
-use mileage_store::postgres::PgEventStore;
 use mileage_store::{EventStore, ExpectedVersion, NewEvent};
 use mileage_testkit::Sample;
 use serde_json::json;
@@ -107,7 +110,7 @@ fn label(what: &str, keys: bool) -> String {
 }
 
 /// Gives member `id` a history of `HISTORY` earned points, appended directly.
-async fn history(store: &PgEventStore, id: &str) {
+async fn history(store: &dyn EventStore, id: &str) {
     let member_id = MemberId::parse(id).expect("an id");
     for chunk in 0..HISTORY / 100 {
         let events: Vec<NewEvent> = (0..100)
@@ -136,12 +139,22 @@ async fn history(store: &PgEventStore, id: &str) {
 }
 
 /// Starts the service over a fresh database; returns its base URL, a manager
-/// token, a client and the store under it.
-async fn start() -> (String, String, reqwest::Client, PgEventStore) {
+/// token, a client and the store under it (see `BENCH_STORE`).
+async fn start() -> (String, String, reqwest::Client, Arc<dyn EventStore>) {
     let database_url = mileage_store::testing::fresh_database().await;
     let mut settings = Settings::with_defaults(&database_url, SECRET, "benchmark-phone-secret")
         .expect("valid settings");
     settings.addr = "127.0.0.1:0".parse().expect("an address");
+    let double = if std::env::var("BENCH_STORE").as_deref() == Ok("double") {
+        let double = mileage_store::esdb_double::Double::start().await;
+        let version = std::env::var("BENCH_DOUBLE_VERSION")
+            .unwrap_or_else(|_| mileage_store::esdb_double::VERSION.to_owned());
+        double.behave(|b| b.version = Some(version));
+        Some(double)
+    } else {
+        None
+    };
+    settings.eventstoredb_url = double.as_ref().map(mileage_store::esdb_double::Double::url);
     // One address and one token send everything: the limits would measure
     // themselves. With BENCH_LIMITS=on they run, but never refuse.
     settings.rate_limits = if std::env::var("BENCH_LIMITS").as_deref() == Ok("on") {
@@ -165,9 +178,17 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
         .pool_max_idle_per_host(128)
         .build()
         .expect("a client");
-    let store = PgEventStore::connect(&database_url)
-        .await
-        .expect("the store");
+    let store: Arc<dyn EventStore> = match &double {
+        Some(double) => Arc::new(
+            mileage_store::eventstoredb::EsdbEventStore::connect(&double.url())
+                .expect("the double's URL"),
+        ),
+        None => Arc::new(
+            mileage_store::postgres::PgEventStore::connect(&database_url)
+                .await
+                .expect("the store"),
+        ),
+    };
     (base, token, client, store)
 }
 
@@ -175,7 +196,7 @@ async fn start() -> (String, String, reqwest::Client, PgEventStore) {
 async fn members(
     base: &str,
     client: &reqwest::Client,
-    store: &PgEventStore,
+    store: &dyn EventStore,
 ) -> (Vec<String>, Vec<String>) {
     let mut fresh = Vec::new();
     let mut long = Vec::new();
@@ -246,7 +267,7 @@ async fn main() {
     let seconds = env_number("BENCH_SECONDS", 5);
     let runs = env_number("BENCH_RUNS", 3);
     let (base, token, client, store) = start().await;
-    let (fresh, long) = members(&base, &client, &store).await;
+    let (fresh, long) = members(&base, &client, &*store).await;
 
     println!(
         "command API benchmark: {seconds} s per measurement, median of {runs} runs, load generator in-process"

@@ -17,6 +17,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use futures::Stream;
+use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -47,8 +48,16 @@ pub mod proto {
 
 use proto::event_store::client::{self as shared, server_features as features, streams as pb};
 
-/// The server version the double reports unless told otherwise.
-pub const VERSION: &str = "24.10.0";
+use crate::protocol_v2::kurrentdb::protocol::v2::streams as v2;
+
+/// The server version the double reports unless told otherwise: one with
+/// the atomic multi-stream append (`AppendSession`, 25.1 and later).
+pub const VERSION: &str = "25.1.0";
+
+/// A version before the atomic multi-stream append: the double answers
+/// `AppendSession` `UNIMPLEMENTED`, as such a server does, and the adapter
+/// appends a command's parts in order.
+pub const VERSION_BEFORE_SESSIONS: &str = "24.10.0";
 
 /// Distance between consecutive positions: the server's are byte offsets,
 /// so a lag computed from them would be 100 times the events.
@@ -159,6 +168,17 @@ pub enum Expect {
 }
 
 impl Expect {
+    /// The v2 protocol's expected revision (`ExpectedRevisionConstants`:
+    /// -1 no stream, -2 any, -4 exists; absent: any).
+    fn from_v2(expected: Option<i64>) -> Self {
+        match expected {
+            Some(-1) => Self::NoStream,
+            Some(-4) => Self::Exists,
+            Some(r) if r >= 0 => Self::At(r as u64),
+            _ => Self::Any,
+        }
+    }
+
     fn from_v1(expected: Option<&pb::append_req::options::ExpectedStreamRevision>) -> Self {
         use pb::append_req::options::ExpectedStreamRevision as E;
         match expected {
@@ -324,10 +344,12 @@ impl Double {
             port,
         };
         let service = pb::streams_server::StreamsServer::new(double.clone());
+        let sessions = v2::streams_service_server::StreamsServiceServer::new(double.clone());
         let features = features::server_features_server::ServerFeaturesServer::new(double.clone());
         tokio::spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(service)
+                .add_service(sessions)
                 .add_service(features)
                 .serve_with_incoming(TcpListenerStream::new(listener))
                 .await
@@ -748,6 +770,262 @@ impl features::server_features_server::ServerFeatures for Double {
             event_store_server_version: version,
         }))
     }
+}
+
+#[tonic::async_trait]
+impl v2::streams_service_server::StreamsService for Double {
+    /// `AppendSession` as `StreamsService.cs` of 25.1 answers it: every
+    /// part checked as one write (`StorageWriterService.VerifyCommitChecks`)
+    /// and written all together, or none.
+    async fn append_session(
+        &self,
+        request: Request<Streaming<v2::AppendRequest>>,
+    ) -> Result<Response<v2::AppendSessionResponse>, Status> {
+        let behaviour = self.state.lock().unwrap().behaviour.clone();
+        if !sessions_served(&behaviour) {
+            return Err(Status::unimplemented("no AppendSession before 25.1"));
+        }
+        let mut incoming = request.into_inner();
+        let mut requests: Vec<v2::AppendRequest> = Vec::new();
+        while let Some(request) = incoming.message().await? {
+            if requests
+                .iter()
+                .any(|r| r.stream.eq_ignore_ascii_case(&request.stream))
+            {
+                return Err(Status::aborted(format!(
+                    "Stream '{}' is already part of this append session.",
+                    request.stream
+                )));
+            }
+            requests.push(request);
+        }
+        if requests.is_empty() {
+            return Err(Status::failed_precondition("no append requests"));
+        }
+        self.state.lock().unwrap().appends += 1;
+        for request in &requests {
+            misbehave_v2(&behaviour, &request.stream).await?;
+        }
+        let decided = self.decide_session(&requests)?;
+        if let SessionAnswer::Retry(_) = &decided {
+            if behaviour.retries_not_ready {
+                std::future::pending::<()>().await;
+            }
+        } else if behaviour.store_then_deadline {
+            return Err(Status::deadline_exceeded(
+                "the double let the deadline pass",
+            ));
+        } else if behaviour.store_then_commit_timeout {
+            return Err(Status::aborted("Operation timed out"));
+        }
+        let (SessionAnswer::Written(answer) | SessionAnswer::Retry(answer)) = decided;
+        Ok(Response::new(answer))
+    }
+}
+
+/// A session's answer: written now, or a retry of one written before.
+enum SessionAnswer {
+    Written(v2::AppendSessionResponse),
+    Retry(v2::AppendSessionResponse),
+}
+
+impl Double {
+    /// Checks every part of a session under one lock and writes them all,
+    /// or answers why not.
+    fn decide_session(&self, requests: &[v2::AppendRequest]) -> Result<SessionAnswer, Status> {
+        let mut state = self.state.lock().unwrap();
+        let mut checks = Vec::new();
+        for request in requests {
+            let ids = request
+                .records
+                .iter()
+                .map(|r| {
+                    r.record_id
+                        .as_deref()
+                        .and_then(|id| id.parse().ok())
+                        .ok_or_else(|| {
+                            Status::invalid_argument(
+                                "Record ID must be a valid and non-empty UUID.",
+                            )
+                        })
+                })
+                .collect::<Result<Vec<uuid::Uuid>, _>>()?;
+            let expect = Expect::from_v2(request.expected_revision);
+            checks.push(state.check(&request.stream, expect, &ids));
+        }
+        if let Some(index) = checks.iter().position(|c| *c == Check::Deleted) {
+            return Err(session_error(
+                tonic::Code::FailedPrecondition,
+                "the stream has been tombstoned",
+                "kurrentdb.protocol.v2.streams.errors.StreamTombstonedErrorDetails",
+                v2::errors::StreamTombstonedErrorDetails {
+                    stream: requests[index].stream.clone(),
+                }
+                .encode_to_vec(),
+            ));
+        }
+        let retries = checks
+            .iter()
+            .filter(|c| matches!(c, Check::Retry { .. }))
+            .count();
+        if retries == checks.len() {
+            let mut position = 0;
+            let output = requests
+                .iter()
+                .zip(&checks)
+                .map(|(request, check)| {
+                    let Check::Retry { last, position: at } = *check else {
+                        unreachable!("all retries")
+                    };
+                    position = position.max(at);
+                    v2::AppendResponse {
+                        stream: request.stream.clone(),
+                        stream_revision: last as i64,
+                        position: None,
+                    }
+                })
+                .collect();
+            return Ok(SessionAnswer::Retry(v2::AppendSessionResponse {
+                output,
+                position: position as i64,
+            }));
+        }
+        if retries > 0 {
+            // Part a retry, part not: `VerifyCommitChecks` answers a wrong
+            // expected version without naming a stream, and 25.1's
+            // `MapToError` then fails reading the stream it names.
+            return Err(Status::internal("Exception was thrown by handler."));
+        }
+        if let Some(index) = checks.iter().position(|c| matches!(c, Check::Wrong { .. })) {
+            let Check::Wrong { current } = checks[index] else {
+                unreachable!("found as wrong")
+            };
+            let request = &requests[index];
+            return Err(session_error(
+                tonic::Code::FailedPrecondition,
+                "Append failed due to a revision conflict",
+                "kurrentdb.protocol.v2.streams.errors.StreamRevisionConflictErrorDetails",
+                v2::errors::StreamRevisionConflictErrorDetails {
+                    stream: request.stream.clone(),
+                    expected_revision: request.expected_revision.unwrap_or(-2),
+                    actual_revision: current.map_or(-1, |r| r as i64),
+                }
+                .encode_to_vec(),
+            ));
+        }
+        let mut position = 0;
+        let mut output = Vec::new();
+        for (request, check) in requests.iter().zip(checks) {
+            let Check::Write { current } = check else {
+                unreachable!("every other answer returned above")
+            };
+            let records = request.records.iter().map(|r| Record {
+                id: r
+                    .record_id
+                    .as_deref()
+                    .and_then(|id| id.parse().ok())
+                    .unwrap_or_default(),
+                event_type: r
+                    .schema
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
+                data: r.data.clone(),
+                custom_metadata: synthesized_metadata(r),
+            });
+            let (last, at) = state.write(&request.stream, current, records);
+            position = at;
+            output.push(v2::AppendResponse {
+                stream: request.stream.clone(),
+                stream_revision: last as i64,
+                position: None,
+            });
+        }
+        Ok(SessionAnswer::Written(v2::AppendSessionResponse {
+            output,
+            position: position as i64,
+        }))
+    }
+}
+
+/// Whether the version the double reports has `AppendSession`.
+fn sessions_served(behaviour: &Behaviour) -> bool {
+    let version = behaviour.version.as_deref().unwrap_or(VERSION);
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (25, 1)
+}
+
+/// The JSON metadata a v1 read returns for a record appended with
+/// properties (`EventRecord.SynthesizeMetadataFromProperties`): the
+/// properties, the schema's name and, for JSON, its format. Whole numbers
+/// print as integers, as the server's JSON formatter prints them.
+fn synthesized_metadata(record: &v2::AppendRecord) -> Vec<u8> {
+    fn json(value: &prost_types::Value) -> serde_json::Value {
+        use prost_types::value::Kind;
+        match &value.kind {
+            Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+            Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 1e15 => {
+                serde_json::Value::from(*n as i64)
+            }
+            Some(Kind::NumberValue(n)) => serde_json::Value::from(*n),
+            Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+            Some(Kind::ListValue(l)) => l.values.iter().map(json).collect(),
+            Some(Kind::StructValue(s)) => {
+                s.fields.iter().map(|(k, v)| (k.clone(), json(v))).collect()
+            }
+            Some(Kind::NullValue(_)) | None => serde_json::Value::Null,
+        }
+    }
+    let mut map: serde_json::Map<String, serde_json::Value> = record
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), json(v)))
+        .collect();
+    let schema = record.schema.clone().unwrap_or_default();
+    map.insert("$schema.name".into(), schema.name.into());
+    if schema.format == v2::SchemaFormat::Json as i32 {
+        map.insert("$schema.format".into(), "Json".into());
+    }
+    serde_json::to_vec(&map).unwrap_or_default()
+}
+
+/// An error answer with one detail, as `RpcExceptions.FromError` builds it
+/// (a `google.rpc.Status` in the trailers).
+fn session_error(code: tonic::Code, message: &str, detail: &str, value: Vec<u8>) -> Status {
+    let details = crate::protocol_v2::google::rpc::Status {
+        code: code as i32,
+        message: message.to_owned(),
+        details: vec![prost_types::Any {
+            type_url: format!("type.googleapis.com/{detail}"),
+            value,
+        }],
+    };
+    Status::with_details(code, message, details.encode_to_vec().into())
+}
+
+/// What `behaviour` makes of a session's part: as [`misbehave`], with the
+/// v2 protocol's not-leader answer.
+async fn misbehave_v2(behaviour: &Behaviour, stream: &str) -> Result<(), Status> {
+    if let Some((host, port)) = &behaviour.not_leader {
+        use crate::protocol_v2::kurrent::rpc::{
+            NotLeaderNodeErrorDetails, not_leader_node_error_details::NodeInfo,
+        };
+        let details = NotLeaderNodeErrorDetails {
+            current_leader: Some(NodeInfo {
+                host: host.clone(),
+                port: i32::from(*port),
+                node_id: Some(uuid::Uuid::nil().to_string()),
+            }),
+        };
+        return Err(session_error(
+            tonic::Code::FailedPrecondition,
+            "The server is not the leader node",
+            "kurrent.rpc.NotLeaderNodeErrorDetails",
+            details.encode_to_vec(),
+        ));
+    }
+    misbehave(behaviour, stream).await
 }
 
 /// What `behaviour` makes of an append to `stream` before it is looked at:

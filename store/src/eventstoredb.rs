@@ -19,6 +19,8 @@
 //!   already installed a default rustls crypto provider; `kurrentdb` 1.2
 //!   does not, and a test installs one first and connects.
 
+mod session;
+
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,6 +79,9 @@ pub struct EsdbEventStore {
     poll: Duration,
     /// The server's version, checked once (see [`EsdbEventStore::server_version`]).
     version: std::sync::Arc<tokio::sync::OnceCell<ServerVersion>>,
+    /// Atomic multi-stream appends, used once the server says it is 25.1
+    /// or later; `None` where the settings rule them out.
+    sessions: Option<std::sync::Arc<session::Sessions>>,
 }
 
 /// A server's version, as it reports it.
@@ -130,6 +135,7 @@ impl EsdbEventStore {
     pub fn connect(url: &str) -> Result<Self, StoreError> {
         let (url, namespace) = split_namespace(url)?;
         let settings = Self::parse(&url)?;
+        let sessions = session::Sessions::new(&settings)?.map(std::sync::Arc::new);
         let client = Client::new(settings)
             .map_err(|e| StoreError::Config(format!("EventStoreDB client: {e}")))?;
         Ok(Self {
@@ -139,6 +145,7 @@ impl EsdbEventStore {
             read_deadline: READ_DEADLINE,
             poll: POLL,
             version: std::sync::Arc::default(),
+            sessions,
         })
     }
 
@@ -371,6 +378,23 @@ impl EsdbEventStore {
     }
 }
 
+/// A `u16` written as an integer or as a whole double.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    let n = f64::deserialize(deserializer)?;
+    if n.fract() == 0.0 && (0.0..=f64::from(u16::MAX)).contains(&n) {
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked whole and in range just above"
+        )]
+        Ok(n as u16)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "schemaVersion {n} is not a whole number from 0 to 65535"
+        )))
+    }
+}
+
 /// The custom metadata we store with every event.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 struct CustomMetadata {
@@ -378,7 +402,9 @@ struct CustomMetadata {
     correlation_id: Uuid,
     #[serde(rename = "$causationId")]
     causation_id: Uuid,
-    #[serde(rename = "schemaVersion")]
+    /// A number; written by the v2 protocol's properties (a protobuf
+    /// `Struct`, whose numbers are doubles), it may read back as `2.0`.
+    #[serde(rename = "schemaVersion", deserialize_with = "whole_number")]
     schema_version: u16,
     /// The W3C trace context the event was appended in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -458,19 +484,24 @@ pub(crate) fn event_data(event: &NewEvent) -> Result<EventData, StoreError> {
     let raw: &serde_json::value::RawValue = serde_json::from_slice(&event.data).map_err(|e| {
         StoreError::InvalidRequest(format!("event {} data is not JSON: {e}", event.event_id))
     })?;
-    let metadata = CustomMetadata {
-        correlation_id: event.causation.correlation_id,
-        causation_id: event.causation.causation_id,
-        schema_version: event.schema_version,
-        traceparent: event.causation.trace,
-        recorded_at: event.recorded_at,
-    };
+    let metadata = custom_metadata(event);
     EventData::json(&event.event_type, &raw)
         .and_then(|data| data.metadata_as_json(&metadata))
         .map(|data| data.id(event.event_id))
         .map_err(|e| {
             StoreError::InvalidRequest(format!("event {} cannot be encoded: {e}", event.event_id))
         })
+}
+
+/// The metadata stored with `event`, whichever protocol appends it.
+fn custom_metadata(event: &NewEvent) -> CustomMetadata {
+    CustomMetadata {
+        correlation_id: event.causation.correlation_id,
+        causation_id: event.causation.causation_id,
+        schema_version: event.schema_version,
+        traceparent: event.causation.trace,
+        recorded_at: event.recorded_at,
+    }
 }
 
 /// The client's position in ours (the same pair, ordered the same way).
@@ -675,13 +706,31 @@ impl EventStore for EsdbEventStore {
         self.append_once(stream, expected, events).await
     }
 
-    /// Not atomic here (the client has no multi-stream append): the parts
-    /// are appended in order, each under its own expected version.
+    /// Atomic on KurrentDB 25.1 and later (`AppendSession`, see
+    /// `session`); before, or where the settings rule it out, the parts are
+    /// appended in order, each under its own expected version.
     async fn append_many(
         &self,
         parts: &[crate::StreamAppend<'_>],
     ) -> Result<Vec<AppendOutcome>, StoreError> {
         crate::types::validate_append_many(parts)?;
+        self.server_version().await?;
+        if let Some(sessions) = self
+            .sessions
+            .as_ref()
+            .filter(|_| self.multi_stream_atomic())
+        {
+            let parts: Vec<session::Part<'_>> = parts
+                .iter()
+                .map(|p| session::Part {
+                    on_server: self.on_server(p.stream),
+                    stream: p.stream,
+                    expected: p.expected,
+                    events: p.events,
+                })
+                .collect();
+            return sessions.append(&parts, self.append_deadline).await;
+        }
         let mut outcomes = Vec::with_capacity(parts.len());
         for (index, part) in parts.iter().enumerate() {
             let outcome = self.append(part.stream, part.expected, part.events).await?;
@@ -704,8 +753,14 @@ impl EventStore for EsdbEventStore {
         Ok(outcomes)
     }
 
+    /// True once the server said it is 25.1 or later (at start-up, or the
+    /// first multi-stream append), unless the settings rule it out.
     fn multi_stream_atomic(&self) -> bool {
-        false
+        self.sessions.is_some()
+            && self
+                .version
+                .get()
+                .is_some_and(|v| (v.major, v.minor) >= session::ATOMIC_FROM)
     }
 
     /// EventStoreDB's own rules: a retry under the same exact expectation

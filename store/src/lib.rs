@@ -20,6 +20,8 @@ pub mod eventstoredb;
 pub mod executor;
 pub mod keys;
 pub mod postgres;
+#[doc(hidden)]
+pub mod protocol_v2;
 mod sent;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -1,8 +1,9 @@
 //! The command API on EventStoreDB, through the wire-level double
 //! (`mileage_store::esdb_double`): what a client sees when the server lets
-//! an append's deadline pass after storing it, or answers a retry without a
-//! position. (The conformance and end-to-end suites against a real server
-//! prove EventStoreDB's own rules.)
+//! an append's deadline pass after storing it, when a command's second part
+//! is lost after its first (before 25.1, whose atomic append stores both or
+//! neither), and when the server is too old. (The conformance and
+//! end-to-end suites against a real server prove EventStoreDB's own rules.)
 
 use mileage_store::esdb_double::Double;
 use serde_json::json;
@@ -10,7 +11,18 @@ use serde_json::json;
 use crate::helpers::{TestApp, spawn_app_with};
 
 async fn on_double() -> (Double, TestApp) {
+    on_double_reporting(mileage_store::esdb_double::VERSION).await
+}
+
+/// A server before the atomic multi-stream append (25.1): a command's
+/// parts go in one by one, and a part can be lost after another.
+async fn on_double_before_sessions() -> (Double, TestApp) {
+    on_double_reporting(mileage_store::esdb_double::VERSION_BEFORE_SESSIONS).await
+}
+
+async fn on_double_reporting(version: &str) -> (Double, TestApp) {
     let double = Double::start().await;
+    double.behave(|b| b.version = Some(version.to_owned()));
     let url = double.url();
     let app = spawn_app_with(mileage_store::testing::fresh_database().await, |s| {
         s.eventstoredb_url = Some(url);
@@ -95,7 +107,7 @@ fn stored(double: &Double, event_type: &str) -> Vec<mileage_store::esdb_double::
 #[tokio::test]
 async fn a_join_whose_member_part_was_lost_is_completed_by_its_retry_for_the_member_its_claim_names()
  {
-    let (double, app) = on_double().await;
+    let (double, app) = on_double_before_sessions().await;
     let body = json!({ "phoneNo": "01077770003", "nickname": "half" });
     double.behave(|b| b.refuse_streams_starting = Some("member-".into()));
     let cut = app.send(app.keyed("/members", "join-half", &body)).await;
@@ -134,7 +146,7 @@ async fn a_join_whose_member_part_was_lost_is_completed_by_its_retry_for_the_mem
 #[tokio::test]
 async fn a_registration_whose_target_part_was_lost_is_completed_by_its_retry_under_the_recorded_id()
 {
-    let (double, app) = on_double().await;
+    let (double, app) = on_double_before_sessions().await;
     let body = json!({ "memberId": "m-9", "phoneNo": "01077770004", "nickname": "half" });
     double.behave(|b| b.refuse_streams_starting = Some("dormantMember-".into()));
     let cut = app
@@ -173,7 +185,7 @@ async fn a_registration_whose_target_part_was_lost_is_completed_by_its_retry_und
 
 #[tokio::test]
 async fn a_withdrawal_whose_number_release_was_lost_gives_the_number_back_on_its_retry() {
-    let (double, app) = on_double().await;
+    let (double, app) = on_double_before_sessions().await;
     let member = app.join("01077770005", "leaving").await;
     double.behave(|b| b.refuse_streams_starting = Some("memberPhone-".into()));
     let path = format!("{}/members/{member}", app.address);
@@ -232,4 +244,22 @@ async fn the_service_refuses_to_start_on_a_server_older_than_the_minimum() {
         "names the server's version: {error}"
     );
     assert!(error.contains("22.10 or later"), "and the minimum: {error}");
+}
+
+#[tokio::test]
+async fn on_kurrentdb_25_1_a_join_refused_in_part_stores_nothing_and_its_retry_joins_once() {
+    let (double, app) = on_double().await;
+    let body = json!({ "phoneNo": "01077770009", "nickname": "whole" });
+    double.behave(|b| b.refuse_streams_starting = Some("member-".into()));
+    let cut = app.send(app.keyed("/members", "join-whole", &body)).await;
+    assert_eq!(cut.status, 503, "{}", cut.body);
+    assert!(
+        stored(&double, "PhoneClaimed").is_empty(),
+        "one atomic append: no claim without its member"
+    );
+    double.behave(|b| b.refuse_streams_starting = None);
+    let retried = app.send(app.keyed("/members", "join-whole", &body)).await;
+    assert_eq!(retried.status, 201, "{}", retried.body);
+    assert_eq!(stored(&double, "PhoneClaimed").len(), 1);
+    assert_eq!(stored(&double, "MemberJoined").len(), 1);
 }
