@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -140,6 +140,8 @@ struct State {
     system_sent: usize,
     /// Streams tombstoned, never to be written again.
     deleted: std::collections::HashSet<String>,
+    /// Where each stream's events are in `log`, in order.
+    streams: HashMap<String, Vec<usize>>,
     /// Ids of recently written events, newest last, with their stream
     /// and revision: the server's bounded cache of committed events
     /// (`IndexWriter._committedEvents`), the only place a retry under
@@ -213,13 +215,19 @@ struct Record {
 }
 
 impl State {
+    /// The stream's events, in order.
+    fn stream<'a>(&'a self, stream: &str) -> impl DoubleEndedIterator<Item = &'a Stored> + 'a {
+        self.streams
+            .get(stream)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|&i| &self.log[i])
+    }
+
     /// The stream's last revision, `None` when it has no events.
     fn current(&self, stream: &str) -> Option<u64> {
-        self.log
-            .iter()
-            .filter(|e| e.stream == stream)
-            .map(|e| e.revision)
-            .max()
+        self.stream(stream).map(|e| e.revision).max()
     }
 
     /// The server's decision for appending `ids` to `stream` under
@@ -269,9 +277,8 @@ impl State {
                 }
                 let first = after.map_or(0, |r| r + 1);
                 let stored: Vec<&Stored> = self
-                    .log
-                    .iter()
-                    .filter(|e| e.stream == stream && e.revision >= first)
+                    .stream(stream)
+                    .filter(|e| e.revision >= first)
                     .take(ids.len())
                     .collect();
                 let matching = stored
@@ -303,7 +310,7 @@ impl State {
         let mut position = 0;
         for record in records {
             position = push(
-                &mut self.log,
+                self,
                 stream.to_owned(),
                 revision,
                 record.id,
@@ -351,7 +358,14 @@ impl Double {
                 .add_service(service)
                 .add_service(sessions)
                 .add_service(features)
-                .serve_with_incoming(TcpListenerStream::new(listener))
+                .serve_with_incoming(TcpListenerStream::new(listener).map(|socket| {
+                    // As a server's sockets are: small answers go out at
+                    // once, not after the peer's delayed acknowledgement.
+                    if let Ok(socket) = &socket {
+                        let _ = socket.set_nodelay(true);
+                    }
+                    socket
+                }))
                 .await
                 .expect("double serves");
         });
@@ -392,7 +406,7 @@ impl Double {
         let mut state = self.state.lock().unwrap();
         state.deleted.insert(stream.to_owned());
         push(
-            &mut state.log,
+            &mut state,
             stream.to_owned(),
             i64::MAX as u64,
             uuid::Uuid::new_v4(),
@@ -407,9 +421,9 @@ impl Double {
     pub fn write_system_event(&self) {
         let mut state = self.state.lock().unwrap();
         let stream = "$stats-127.0.0.1:2113".to_owned();
-        let revision = state.log.iter().filter(|e| e.stream == stream).count() as u64;
+        let revision = state.stream(&stream).count() as u64;
         push(
-            &mut state.log,
+            &mut state,
             stream,
             revision,
             uuid::Uuid::new_v4(),
@@ -421,7 +435,7 @@ impl Double {
 }
 
 fn push(
-    log: &mut Vec<Stored>,
+    state: &mut State,
     stream: String,
     revision: u64,
     id: uuid::Uuid,
@@ -429,9 +443,14 @@ fn push(
     data: Vec<u8>,
     custom_metadata: Vec<u8>,
 ) -> u64 {
-    let position = (log.len() as u64 + 1) * STRIDE;
+    let position = (state.log.len() as u64 + 1) * STRIDE;
     let created_ticks = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0) / 100;
-    log.push(Stored {
+    state
+        .streams
+        .entry(stream.clone())
+        .or_default()
+        .push(state.log.len());
+    state.log.push(Stored {
         stream,
         revision,
         position,
@@ -566,7 +585,7 @@ impl pb::streams_server::Streams for Double {
                 if state.deleted.contains(&name) {
                     return Err(stream_deleted(&name));
                 }
-                let events: Vec<&Stored> = state.log.iter().filter(|e| e.stream == name).collect();
+                let events: Vec<&Stored> = state.stream(&name).collect();
                 if events.is_empty() {
                     messages.push(Ok(pb::ReadResp {
                         content: Some(pb::read_resp::Content::StreamNotFound(
@@ -600,25 +619,36 @@ impl pb::streams_server::Streams for Double {
             }
             Some(options::StreamOption::All(AllOptions { all_option })) => {
                 use options::all_options::AllOption;
-                let selected: Vec<&Stored> = match (all_option, backwards) {
-                    (Some(AllOption::Position(p)), false) => state
-                        .log
-                        .iter()
-                        .filter(|e| e.position >= p.commit_position)
-                        .collect(),
-                    (Some(AllOption::Position(p)), true) => state
-                        .log
-                        .iter()
-                        .rev()
-                        .filter(|e| e.position < p.commit_position)
-                        .collect(),
-                    // Forwards from the end: nothing is after it.
-                    (Some(AllOption::End(_)), false) => Vec::new(),
-                    (_, false) => state.log.iter().collect(),
-                    (_, true) => state.log.iter().rev().collect(),
+                // Positions are (index + 1) * STRIDE: where a position
+                // falls in the log, without a scan.
+                let log = &state.log;
+                let at = |p: u64| {
+                    usize::try_from(p.div_ceil(STRIDE).saturating_sub(1))
+                        .unwrap_or(usize::MAX)
+                        .min(log.len())
                 };
-                let selected = selected.into_iter().filter(|e| filter.passes(e));
-                let mut selected: Vec<Stored> = selected.into_iter().take(count).cloned().collect();
+                let selected: Box<dyn Iterator<Item = &Stored>> = match (all_option, backwards) {
+                    (Some(AllOption::Position(p)), false) => Box::new(
+                        log[at(p.commit_position)..]
+                            .iter()
+                            .filter(move |e| e.position >= p.commit_position),
+                    ),
+                    (Some(AllOption::Position(p)), true) => Box::new(
+                        log[..at(p.commit_position)]
+                            .iter()
+                            .rev()
+                            .filter(move |e| e.position < p.commit_position),
+                    ),
+                    // Forwards from the end: nothing is after it.
+                    (Some(AllOption::End(_)), false) => Box::new(std::iter::empty()),
+                    (_, false) => Box::new(log.iter()),
+                    (_, true) => Box::new(log.iter().rev()),
+                };
+                let mut selected: Vec<Stored> = selected
+                    .filter(|e| filter.passes(e))
+                    .take(count)
+                    .cloned()
+                    .collect();
                 if let Some(n) = behaviour.end_reads_after {
                     selected.truncate(n);
                 }
