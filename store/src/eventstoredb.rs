@@ -670,10 +670,12 @@ fn is_transient_code(code: tonic::Code) -> bool {
 }
 
 /// An append's error in ours: a deadline that passed, a call cut off
-/// after it was sent, or the server's own commit timeout (ABORTED,
+/// after it was sent, the server's own commit timeout (ABORTED,
 /// "Operation timed out": the write was sent to the cluster and may have
-/// committed) leaves the outcome unknown, unlike a refusal or a server
-/// that was never reached.
+/// committed), or an error the server answered after taking the request
+/// (`INTERNAL`, `UNKNOWN`, `UNAVAILABLE`, `DATA_LOSS`: the client's `ServerError`)
+/// leaves the outcome unknown, unlike a refusal or a server that was
+/// never reached (no connection).
 pub(crate) fn append_error(
     stream: &str,
     expected: ExpectedVersion,
@@ -685,7 +687,8 @@ pub(crate) fn append_error(
         | E::Grpc {
             code: tonic::Code::DeadlineExceeded | tonic::Code::Cancelled | tonic::Code::Aborted,
             ..
-        } => StoreError::OutcomeUnknown(format!("append to {stream}: {e}")),
+        }
+        | E::ServerError(_) => StoreError::OutcomeUnknown(format!("append to {stream}: {e}")),
         other => store_error(stream, expected, other),
     }
 }
@@ -1211,7 +1214,7 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_a_cut_call_or_the_servers_commit_timeout_leaves_the_append_outcome_unknown() {
+    fn a_deadline_a_cut_call_the_servers_timeout_or_its_error_leaves_the_append_outcome_unknown() {
         for e in [
             kurrentdb::Error::DeadlineExceeded,
             kurrentdb::Error::Grpc {
@@ -1222,6 +1225,7 @@ mod tests {
                 code: tonic::Code::Aborted,
                 message: "Operation timed out".into(),
             },
+            kurrentdb::Error::ServerError("status: Internal".into()),
         ] {
             let mapped = append_error("member-1", ExpectedVersion::Exact(1), e);
             assert!(matches!(mapped, StoreError::OutcomeUnknown(_)), "{mapped}");
