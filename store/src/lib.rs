@@ -69,9 +69,10 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<AppendOutcome>, StoreError>;
 
     /// Whether [`EventStore::append_many`] is all-or-nothing on this store.
-    /// PostgreSQL: yes (one transaction). EventStoreDB through the
-    /// `kurrentdb` client: no; the parts are appended in order and a
-    /// failure part-way leaves the earlier parts appended, which the callers
+    /// PostgreSQL: yes (one transaction). EventStoreDB: yes on KurrentDB
+    /// 25.1 and later (`AppendSession`), once the server has said its
+    /// version; before, the parts are appended in order and a failure
+    /// part-way leaves the earlier parts appended, which the callers
     /// complete (a retry with the same event ids appends only what is
     /// missing) and the process managers that follow the log repair.
     fn multi_stream_atomic(&self) -> bool;
