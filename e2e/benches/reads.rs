@@ -1,7 +1,8 @@
 //! The read side under load, on this machine, load generator in-process:
 //!
-//! - `GET /managerpages` (a page of 50) and `GET /managerpages/{id}` at 32
-//!   clients over 10,000 targets;
+//! - `GET /managerpages` (a page of 50), `GET /managerpages/{id}` and
+//!   `GET /managerpages/counts` at 32 clients over 10,000 targets
+//!   (`BENCH_TARGETS`);
 //! - end-to-end lag: a probe earns points and reads its member back through
 //!   the query API with the command's position, while 32 other clients run
 //!   the command benchmark's `earn points` load; lag is the time from the
@@ -10,7 +11,8 @@
 //! Prints numbers; asserts nothing.
 //! `bash deploy/local/with-pg.sh cargo bench -p mileage-query-api --bench reads`
 //! Settings: `BENCH_SECONDS` (5), `BENCH_RUNS` (3), `BENCH_CLIENTS` (32),
-//! `BENCH_ONLY` (`reads` or `lag`; both by default).
+//! `BENCH_ONLY` (`reads` or `lag`; both by default), `BENCH_TARGETS`
+//! (10,000).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,8 +22,6 @@ use mileage_query_api::config::Settings;
 use mileage_query_api::startup::Application;
 use mileage_service::settings::JwtKey;
 use serde_json::json;
-
-const TARGETS: i64 = 10_000;
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -48,24 +48,25 @@ async fn query_api(database: &str, command_api: &str) -> String {
     address
 }
 
-/// 10,000 managerpage rows, written straight into the read model as the
+/// `targets` managerpage rows, written straight into the read model as the
 /// projector writes them: each target's phone number and nickname sealed
-/// under a person key of its own, which every read opens.
-async fn fill_managerpage(database: &str) {
+/// under a person key of its own, which every read opens. The per-status
+/// counts are then made from the rows, as for a schema from before them.
+async fn fill_managerpage(database: &str, targets: i64) {
     use mileage_domain::pii::PersonKey;
     use mileage_read_model::people::stored;
     let (client, connection) = tokio_postgres::connect(database, tokio_postgres::NoTls)
         .await
         .expect("the database");
     tokio::spawn(connection);
-    let n = usize::try_from(TARGETS).expect("a count");
+    let n = usize::try_from(targets).expect("a count");
     let (mut ids, mut secrets, mut phones, mut nicknames) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for g in 1..=TARGETS {
+    for g in 1..=targets {
         let secret: [u8; 32] = rand::random();
         let key = PersonKey::new(format!("dormantMember-{g}"), secret);
         ids.push(g.to_string());
@@ -103,6 +104,15 @@ async fn fill_managerpage(database: &str) {
         )
         .await
         .expect("fill");
+    client
+        .batch_execute(&format!(
+            "DROP TABLE managerpage.status_counts; {}",
+            <mileage_read_model::managerpage::ManagerpageTable as mileage_read_model::Table>::ddl(
+                mileage_read_model::managerpage::NAME
+            )
+        ))
+        .await
+        .expect("the counts");
     for table in ["managerpage.targets", "person_keys"] {
         client
             .batch_execute(&format!("VACUUM ANALYZE {table}"))
@@ -178,37 +188,37 @@ fn print(name: &str, sample: &Sample) {
     );
 }
 
-async fn reads(seconds: Duration, runs: u64, clients: u64) {
+async fn reads(seconds: Duration, runs: u64, clients: u64, targets: i64) {
     let database = mileage_store::testing::fresh_database().await;
     let address = query_api(&database, "").await;
     // The event store's migrations make the person-key table.
     mileage_store::postgres::PgEventStore::connect(&database)
         .await
         .expect("the event store");
-    fill_managerpage(&database).await;
+    fill_managerpage(&database, targets).await;
     let token = Arc::<str>::from(mileage_e2e::token(
         "ops",
         mileage_service::auth::Role::Manager,
     ));
-    for (name, by_id) in [
-        ("GET /managerpages (page of 50)", false),
-        ("GET /managerpages/{id}", true),
+    let modulus = u64::try_from(targets).unwrap_or(1).max(1);
+    for (name, read) in [
+        ("GET /managerpages (page of 50)", "list"),
+        ("GET /managerpages/{id}", "id"),
+        ("GET /managerpages/counts", "counts"),
     ] {
         let mut samples = Vec::new();
         for _ in 0..runs {
             samples.push(
-                get_load(clients, seconds, &address, &token, move |c, n| {
-                    if by_id {
-                        format!("/managerpages/{}", (c * 7919 + n * 104_729) % 10_000 + 1)
-                    } else {
-                        "/managerpages?limit=50".to_owned()
-                    }
+                get_load(clients, seconds, &address, &token, move |c, n| match read {
+                    "id" => format!("/managerpages/{}", (c * 7919 + n * 104_729) % modulus + 1),
+                    "counts" => "/managerpages/counts".to_owned(),
+                    _ => "/managerpages?limit=50".to_owned(),
                 })
                 .await,
             );
         }
         print(
-            &format!("{name}, {clients} clients"),
+            &format!("{name}, {clients} clients, {targets} targets"),
             &Sample::median(samples),
         );
     }
@@ -302,7 +312,8 @@ async fn main() {
     let clients = env_number("BENCH_CLIENTS", 32);
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "reads" {
-        reads(seconds, runs, clients).await;
+        let targets = i64::try_from(env_number("BENCH_TARGETS", 10_000)).unwrap_or(10_000);
+        reads(seconds, runs, clients, targets).await;
     }
     if only.is_empty() || only == "lag" {
         lag(seconds, runs, clients).await;

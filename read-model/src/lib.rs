@@ -51,6 +51,55 @@ pub trait Table: Send + Sync + 'static {
         schema: &str,
         rows: Vec<Self::Row>,
     ) -> Result<(), tokio_postgres::Error>;
+
+    /// What of a row the table counts beside the rows (managerpage: its
+    /// status); `None` for tables that keep no count.
+    fn tally(_row: &Self::Row) -> Option<&'static str> {
+        None
+    }
+
+    /// Moves the kept counts by `moved` (a value, and how many more or
+    /// fewer rows have it), in the batch's transaction.
+    async fn recount(
+        _tx: &Transaction<'_>,
+        _schema: &str,
+        _moved: &[(&'static str, i64)],
+    ) -> Result<(), tokio_postgres::Error> {
+        Ok(())
+    }
+}
+
+/// The tallies ([`Table::tally`]) of rows as loaded, before a batch
+/// changes them: what [`write`] takes away from the counts.
+pub fn tallies<T: Table, S: std::hash::BuildHasher>(
+    rows: &HashMap<String, T::Row, S>,
+) -> Vec<&'static str> {
+    rows.values().filter_map(T::tally).collect()
+}
+
+/// Writes a batch's `rows` and moves the table's counts by what the batch
+/// changed: one less for each value the rows had (`before`, their
+/// [`tallies`] as loaded), one more for each they have now. In the batch's
+/// transaction, so the counts and the rows never disagree.
+pub async fn write<T: Table>(
+    tx: &Transaction<'_>,
+    schema: &str,
+    before: &[&'static str],
+    rows: Vec<T::Row>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut moved: HashMap<&'static str, i64> = HashMap::new();
+    for value in before {
+        *moved.entry(value).or_default() -= 1;
+    }
+    for value in rows.iter().filter_map(T::tally) {
+        *moved.entry(value).or_default() += 1;
+    }
+    T::save(tx, schema, rows).await?;
+    let moved: Vec<(&'static str, i64)> = moved.into_iter().filter(|(_, n)| *n != 0).collect();
+    if moved.is_empty() {
+        return Ok(());
+    }
+    T::recount(tx, schema, &moved).await
 }
 
 /// What tooling needs to know of a read model's storage, whatever its rows.

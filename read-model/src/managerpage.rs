@@ -80,8 +80,10 @@ impl Table for ManagerpageTable {
              CREATE INDEX IF NOT EXISTS targets_status_order
                  ON {schema}.targets (status, registered_commit, registered_prepare);
              CREATE INDEX IF NOT EXISTS targets_member ON {schema}.targets (member_id);
-             ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;",
-            crate::drop_older_layout(schema, "targets", "phone_masked")
+             ALTER TABLE {schema}.targets ADD COLUMN IF NOT EXISTS rejoined_member_id text;
+             {}",
+            crate::drop_older_layout(schema, "targets", "phone_masked"),
+            status_counts_ddl(schema)
         )
     }
 
@@ -132,6 +134,50 @@ impl Table for ManagerpageTable {
         .await
         .map(drop)
     }
+
+    /// Its status: the counts [`counts`] reads.
+    fn tally(row: &Self::Row) -> Option<&'static str> {
+        STATUSES.iter().copied().find(|s| *s == row.status)
+    }
+
+    /// Moves the per-status counts.
+    async fn recount(
+        tx: &Transaction<'_>,
+        schema: &str,
+        moved: &[(&'static str, i64)],
+    ) -> Result<(), tokio_postgres::Error> {
+        let (statuses, changes): (Vec<&str>, Vec<i64>) = moved.iter().copied().unzip();
+        tx.execute(
+            &format!(
+                "INSERT INTO {schema}.status_counts AS counts (status, targets)
+                      SELECT * FROM UNNEST($1::text[], $2::int8[])
+                 ON CONFLICT (status) DO UPDATE SET targets = counts.targets + EXCLUDED.targets"
+            ),
+            &[&statuses, &changes],
+        )
+        .await
+        .map(drop)
+    }
+}
+
+/// The targets per status, kept beside the rows in the same transaction
+/// ([`crate::write`], [`ManagerpageTable::recount`]), so reading them
+/// ([`counts`]) costs the same at a million targets as at ten. Created filled from the rows the first time
+/// (a schema from before it), with the rows locked meanwhile.
+fn status_counts_ddl(schema: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+             IF to_regclass('{schema}.status_counts') IS NULL THEN
+                 CREATE TABLE {schema}.status_counts (
+                     status text PRIMARY KEY,
+                     targets bigint NOT NULL
+                 );
+                 LOCK TABLE {schema}.targets IN SHARE MODE;
+                 INSERT INTO {schema}.status_counts
+                      SELECT status, count(*) FROM {schema}.targets GROUP BY status;
+             END IF;
+         END $$;"
+    )
 }
 
 /// The columns [`ManagerpageTable::save`] writes, in its parameters' order.
@@ -330,7 +376,7 @@ pub async fn page(
 /// The number of targets per status (statuses with none left out).
 pub async fn counts(client: &Client) -> Result<Vec<(String, i64)>, tokio_postgres::Error> {
     let statement = client
-        .prepare_cached("SELECT status, count(*) FROM managerpage.targets GROUP BY status")
+        .prepare_cached("SELECT status, targets FROM managerpage.status_counts WHERE targets <> 0")
         .await?;
     let rows = client.query(&statement, &[]).await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())

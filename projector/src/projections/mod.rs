@@ -187,6 +187,7 @@ impl<M: Model> Consumer for Projection<M> {
         ids.sort_unstable();
         ids.dedup();
         let mut rows = M::Table::load(tx, &self.schema, &ids).await?;
+        let before = mileage_read_model::tallies::<M::Table, _>(&rows);
         for (recorded, id, event) in routed {
             let row = M::apply(rows.remove(&id), event, recorded)
                 .map_err(|reason| HandleError::poison(recorded, reason))?;
@@ -194,7 +195,13 @@ impl<M: Model> Consumer for Projection<M> {
                 rows.insert(id, row);
             }
         }
-        M::Table::save(tx, &self.schema, rows.into_values().collect()).await?;
+        mileage_read_model::write::<M::Table>(
+            tx,
+            &self.schema,
+            &before,
+            rows.into_values().collect(),
+        )
+        .await?;
         Ok(())
     }
 }
