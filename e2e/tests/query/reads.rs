@@ -384,3 +384,57 @@ async fn more_reads_at_once_than_connections_all_answer() {
         .expect("every read answers; none waits on another for a connection");
     assert!(answers.iter().all(|a| a.status == 200));
 }
+
+#[tokio::test]
+async fn the_read_sides_health_shows_each_consumer_its_lag_and_a_stop_with_its_reason() {
+    let stack = Stack::start().await;
+    stack
+        .commands
+        .register_target("01023330000", "health")
+        .await;
+    let projector = stack.projector.as_ref().expect("the stack's projector");
+    mileage_e2e::caught_up(projector, &stack.database).await;
+    let health = stack.query.get("/projections").await;
+    assert_eq!(health.status, 200, "{}", health.body);
+    let items = health.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), projector.consumers(), "{}", health.body);
+    for item in items {
+        assert_eq!(item["state"], "running", "{item}");
+        assert_eq!(item["lagEvents"], 0, "{item}");
+        assert!(item["stopped"].is_null(), "{item}");
+    }
+    let member = token("someone", Role::Member);
+    let refused = stack.query.get_as(Some(&member), "/projections", &[]).await;
+    refused.assert_problem(403, "auth.forbidden");
+
+    // A stop, recorded where and as the projector records one.
+    let read = mileage_e2e::read_client(&stack.database).await;
+    let at = mileage_read_model::bookkeeping::position_of(&read, "notices")
+        .await
+        .unwrap()
+        .expect("notices has a checkpoint");
+    let reason = "the notifier answered what it cannot read";
+    let recorded = mileage_read_model::bookkeeping::mark_stopped(
+        &read,
+        "notices",
+        Some(at),
+        at,
+        "DormantMemberChanged",
+        reason,
+    )
+    .await
+    .unwrap();
+    assert!(recorded);
+    let health = stack.query.get("/projections").await;
+    let notices = health.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "notices")
+        .expect("notices listed")
+        .clone();
+    assert_eq!(notices["state"], "stopped", "{notices}");
+    assert_eq!(notices["stopped"]["eventType"], "DormantMemberChanged");
+    assert_eq!(notices["stopped"]["reason"], reason);
+    assert_eq!(notices["stopped"]["position"], at.to_string());
+}

@@ -6,6 +6,7 @@ mod managerpages;
 mod members;
 mod messages;
 pub mod openapi;
+mod projections;
 
 use std::sync::Arc;
 
@@ -34,6 +35,7 @@ pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
             managerpages::router()
                 .merge(members::router())
                 .merge(messages::router())
+                .merge(projections::router())
                 .layer(axum::middleware::from_fn_with_state(
                     guard,
                     mileage_service::limits::limit,

@@ -6,7 +6,7 @@ use mileage_service::docs::{BearerAuth, ID_PARAMETERS};
 use mileage_service::ops;
 use utoipa::OpenApi;
 
-use super::{managerpages, members, messages};
+use super::{managerpages, members, messages, projections};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use super::{managerpages, members, messages};
         managerpages::dormant_member,
         messages::message,
         members::member,
+        projections::projections,
         ops::health,
         ops::ready,
     ),
@@ -28,7 +29,7 @@ use super::{managerpages, members, messages};
     tags(
         (name = "managerpages", description = "Dormant targets as operators see them"),
         (name = "members", description = "Members' balances"),
-        (name = "operations", description = "Liveness and readiness"),
+        (name = "operations", description = "Liveness, readiness and the read side's health"),
     )
 )]
 struct ApiDoc;
