@@ -369,7 +369,7 @@ impl Executor {
             let outcome = outcomes.next().ok_or_else(missing_outcome)?;
             self.applied(stream_b, state_b, &events_b, outcome)
         };
-        Ok((a, b))
+        Ok(at_the_later_position(a, b))
     }
 
     /// Whether a command with `ids` must look for an earlier attempt
@@ -423,7 +423,7 @@ impl Executor {
             Some(b) => b,
             None => self.current::<B>(stream_b).await?,
         };
-        Ok(Some((a, b)))
+        Ok(Some(at_the_later_position(a, b)))
     }
 
     /// Whether a successful append of events with `ids` (each part: its
@@ -564,6 +564,24 @@ fn lost_answer<E>() -> ExecuteError<E> {
     ExecuteError::Store(StoreError::OutcomeUnknown(
         "failpoint executor::after_append: the answer was lost".into(),
     ))
+}
+
+/// The outcomes of one command on two streams, both at the later of the
+/// positions it wrote: where readers see all of it. One rule for every way
+/// the outcome is known, so every attempt of a command answers the same
+/// position: a store may answer each part at its own last event (in order,
+/// PostgreSQL) or every part at the append's last event (KurrentDB's
+/// `AppendSession`), and a replay reads each part's last event from the
+/// log; the later of the two is the same in all of them.
+fn at_the_later_position<A, B>(
+    mut a: Executed<A>,
+    mut b: Executed<B>,
+) -> (Executed<A>, Executed<B>) {
+    if let (Some(pa), Some(pb)) = (a.position, b.position) {
+        let later = pa.max(pb);
+        (a.position, b.position) = (Some(later), Some(later));
+    }
+    (a, b)
 }
 
 /// An outcome that appended nothing.

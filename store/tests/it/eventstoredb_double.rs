@@ -796,3 +796,65 @@ async fn an_atomic_append_on_a_follower_is_transient_and_the_next_one_reaches_th
     assert_eq!(leader.log().len(), 2, "both parts on the leader");
     assert!(follower.log().is_empty());
 }
+
+/// A command on two streams answers one position however its outcome is
+/// known: the first attempt's append (which on 25.1 answers every part at
+/// the session's last record, and in order each part at its own), and a
+/// second attempt that finds it in the log (which reads each part's last
+/// event). Found by the crash run: two attempts of one withdrawal answered
+/// 81800 and 81700.
+#[tokio::test]
+async fn every_attempt_of_a_command_on_two_streams_answers_the_same_position() {
+    use mileage_domain::envelope::Causation;
+    use mileage_domain::id_sequence::{IdSequence, IdSequenceCommand};
+    use mileage_store::executor::{EventIds, Executor, FirstDecision};
+
+    for version in [mileage_store::esdb_double::VERSION, VERSION_BEFORE_SESSIONS] {
+        let double = Double::start().await;
+        double.behave(|b| b.version = Some(version.into()));
+        let store: Arc<dyn EventStore> = Arc::new(EsdbEventStore::connect(&double.url()).unwrap());
+        let cached = std::num::NonZeroUsize::new(16).unwrap();
+        let (first, second) = (
+            Executor::new(store.clone(), cached),
+            Executor::new(store.clone(), cached),
+        );
+        let reserve = IdSequenceCommand {
+            size: 10,
+            at: chrono::Utc::now(),
+        };
+        let (a, b) = (fresh_stream("idSequence"), fresh_stream("idSequence"));
+        let ids = EventIds::DerivedFrom(uuid::Uuid::new_v4());
+        let causation = Causation::root(uuid::Uuid::new_v4());
+        let mut answers = Vec::new();
+        for executor in [&first, &second] {
+            answers.push(
+                executor
+                    .execute_pair::<IdSequence, IdSequence>(
+                        (&a, reserve.clone()),
+                        (&b, reserve.clone()),
+                        FirstDecision::OnRead,
+                        ids,
+                        causation,
+                    )
+                    .await
+                    .expect("an attempt"),
+            );
+        }
+        let [(a1, b1), (a2, b2)] = <[_; 2]>::try_from(answers).ok().unwrap();
+        assert!(a2.replayed, "{version}: found in the log");
+        assert_eq!(
+            (a1.position, b1.position),
+            (a2.position, b2.position),
+            "{version}"
+        );
+        assert_eq!(
+            a1.position, b1.position,
+            "{version}: one command, one position"
+        );
+        assert_eq!(
+            a1.position.map(|p| p.commit),
+            double.log().last().map(|e| e.position),
+            "{version}: where readers see all of it"
+        );
+    }
+}
