@@ -104,10 +104,11 @@ pub struct NewEvent {
     /// Correlation and causation ids.
     pub causation: Causation,
     /// When the event was first recorded, when that was before this append
-    /// (an import of an archive); `None` for a new event. Stores keep it:
-    /// PostgreSQL as the row's time, EventStoreDB (which stamps every
-    /// append with the time of the append) in the event's metadata, read
-    /// back in its place.
+    /// (an import of an archive); `None` for a new event. Stores keep it
+    /// with the event, in the append's own transaction: PostgreSQL as the
+    /// row's time (through [`crate::EventStore::append`], which imports
+    /// use), EventStoreDB (which stamps every append with the time of the
+    /// append) in the event's metadata, read back in its place.
     pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 

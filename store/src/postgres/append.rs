@@ -45,6 +45,63 @@ pub(super) async fn append(
     )))
 }
 
+/// Appends `events` (an import's: each carries the time it was first
+/// recorded) and gives them those times in the same transaction, so a
+/// crash never leaves them stamped with the import's time. When they are
+/// there already (the import run again), the plain append tells, and the
+/// times are given again (idempotent).
+pub(super) async fn append_keeping_times(
+    pool: &Pool,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<AppendOutcome, StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(write_error)?;
+    let written = match insert(&tx, stream, expected, &Columns::of(events)).await {
+        Ok(Some(outcome)) => {
+            keep_times(&tx, events).await.map_err(write_error)?;
+            Some(outcome)
+        }
+        Ok(None) => None,
+        Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => None,
+        Err(e) => return Err(write_error(e)),
+    };
+    if let Some(outcome) = written {
+        tx.commit().await.map_err(write_error)?;
+        return Ok(outcome);
+    }
+    drop(tx);
+    let outcome = append(pool, stream, expected, events).await?;
+    let client = pool.get().await.map_err(pool_error)?;
+    keep_times(&client, events).await.map_err(write_error)?;
+    Ok(outcome)
+}
+
+/// Gives `events` that carry the time they were first recorded
+/// ([`NewEvent::recorded_at`]) that time instead of the append's.
+async fn keep_times(
+    client: &impl deadpool_postgres::GenericClient,
+    events: &[NewEvent],
+) -> Result<(), tokio_postgres::Error> {
+    let (ids, at): (Vec<Uuid>, Vec<chrono::DateTime<chrono::Utc>>) = events
+        .iter()
+        .filter_map(|e| e.recorded_at.map(|at| (e.event_id, at)))
+        .unzip();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(
+            "UPDATE events SET recorded_at = t.at
+               FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
+              WHERE events.event_id = t.id AND events.recorded_at <> t.at",
+            &[&ids, &at],
+        )
+        .await
+        .map(drop)
+}
+
 /// Appends every part in one transaction, or none. On a clash, each part
 /// is looked at alone: all of them already stored is a retry (the first
 /// outcomes again); a real refusal of any part is that refusal; otherwise

@@ -194,31 +194,6 @@ impl PgEventStore {
         Ok(u64::try_from(row.get::<_, i64>(0)).unwrap_or(0))
     }
 
-    /// Gives appended events that carry the time they were first recorded
-    /// ([`NewEvent::recorded_at`], an import) that time instead of the
-    /// append's. A second statement after the append (imports only; an
-    /// import runs with the projector stopped), so a rerun sets it again.
-    async fn keep_times_of(&self, events: &[NewEvent]) -> Result<(), StoreError> {
-        let (ids, at): (Vec<uuid::Uuid>, Vec<chrono::DateTime<chrono::Utc>>) = events
-            .iter()
-            .filter_map(|e| e.recorded_at.map(|at| (e.event_id, at)))
-            .unzip();
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let client = self.inner.pool.get().await.map_err(pool_error)?;
-        client
-            .execute(
-                "UPDATE events SET recorded_at = t.at
-                   FROM unnest($1::uuid[], $2::timestamptz[]) AS t(id, at)
-                  WHERE events.event_id = t.id AND events.recorded_at <> t.at",
-                &[&ids, &at],
-            )
-            .await
-            .map_err(write_error)?;
-        Ok(())
-    }
-
     /// A small pool of connections to the same database whose commits do not
     /// wait for the disk (`synchronous_commit = off`), for writes that an
     /// append made later through this store makes durable (see
@@ -380,6 +355,12 @@ impl EventStore for PgEventStore {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
         crate::types::validate_append(stream, events)?;
+        if events.iter().any(|e| e.recorded_at.is_some()) {
+            let outcome =
+                append::append_keeping_times(&self.inner.pool, stream, expected, events).await?;
+            self.announce();
+            return Ok(outcome);
+        }
         let (_in_flight, others) = InFlight::enter(&self.inner.in_flight);
         let part = [crate::StreamAppend {
             stream,
@@ -390,7 +371,6 @@ impl EventStore for PgEventStore {
             Some(result) => result?.pop().ok_or_else(missing_outcome)?,
             None => append::append(&self.inner.pool, stream, expected, events).await?,
         };
-        self.keep_times_of(events).await?;
         if !outcome.already_appended {
             self.announce();
         }
@@ -407,9 +387,7 @@ impl EventStore for PgEventStore {
             Some(result) => result?,
             None => append::append_many(&self.inner.pool, parts).await?,
         };
-        for part in parts {
-            self.keep_times_of(part.events).await?;
-        }
+
         if outcomes.iter().any(|o| !o.already_appended) {
             self.announce();
         }
