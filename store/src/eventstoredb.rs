@@ -646,16 +646,27 @@ pub(crate) fn store_error(
         | E::ServerError(_) => StoreError::Unavailable(e.to_string()),
         E::Grpc { code, .. } if is_transient_code(code) => StoreError::Unavailable(e.to_string()),
         E::InitializationError(_) => StoreError::Config(e.to_string()),
-        E::AccessDenied => StoreError::Config(format!(
-            "EventStoreDB denied access to {stream}: the user of the connection string \
-             may not do this (its ACL, or no user where the server needs one)"
-        )),
-        E::ResourceDeleted => StoreError::Backend(format!(
-            "stream {stream} is deleted on the server: deleted outside Mileage, which never \
-             deletes a stream"
-        )),
+        E::AccessDenied => access_denied(stream),
+        E::ResourceDeleted => deleted(stream),
         other => StoreError::Backend(other.to_string()),
     }
+}
+
+/// The server refused `what` to the connection's user: its settings are
+/// wrong, and a retry cannot help.
+pub(crate) fn access_denied(what: &str) -> StoreError {
+    StoreError::Config(format!(
+        "EventStoreDB denied access to {what}: the user of the connection string \
+         may not do this (its ACL, or no user where the server needs one)"
+    ))
+}
+
+/// A stream of `what` was deleted on the server, by someone else.
+pub(crate) fn deleted(what: &str) -> StoreError {
+    StoreError::Backend(format!(
+        "stream {what} is deleted on the server: deleted outside Mileage, which never \
+         deletes a stream"
+    ))
 }
 
 fn is_transient_code(code: tonic::Code) -> bool {

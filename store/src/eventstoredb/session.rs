@@ -216,17 +216,12 @@ impl Sessions {
         let message = format!("append to {streams}: {}", status.message());
         match status.code() {
             tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => {
-                StoreError::Config(format!(
-                    "EventStoreDB denied access to {streams}: the user of the connection string may not do this"
-                ))
+                super::access_denied(&streams)
             }
             tonic::Code::FailedPrecondition
                 if detail(".StreamTombstonedErrorDetails").is_some() =>
             {
-                StoreError::Backend(format!(
-                    "a stream of {streams} is deleted on the server: deleted outside Mileage, which \
-                     never deletes a stream"
-                ))
+                super::deleted(&streams)
             }
             tonic::Code::Unavailable => StoreError::Unavailable(message),
             // Sent, and then no clear answer: the server's own timeout, a
