@@ -18,7 +18,7 @@ pub(crate) type Handled<A> = Executed<A>;
 
 /// Where a command comes from: its correlation and causation, and the ids
 /// its events get. Put on every command request by the idempotency layer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Origin {
     pub(crate) causation: Causation,
     pub(crate) ids: EventIds,
@@ -70,14 +70,14 @@ pub(crate) async fn run<A>(
     executor: &Executor,
     stream: &str,
     command: A::Command,
-    origin: Origin,
+    origin: &Origin,
 ) -> Result<Handled<A>, CommandError>
 where
     A: Aggregate + Send + Sync + 'static,
     A::Command: Clone,
 {
     executor
-        .execute::<A>(stream, command, origin.ids, origin.causation)
+        .execute::<A>(stream, command, origin.ids, origin.causation.clone())
         .await
         .map_err(|e| command_error(e, |refusal| CommandError::rejected(&refusal)))
 }
@@ -89,7 +89,7 @@ pub(crate) async fn run_pair<A, B>(
     first: (&str, A::Command),
     second: (&str, B::Command),
     first_decision: FirstDecision,
-    origin: Origin,
+    origin: &Origin,
 ) -> Result<(Handled<A>, Handled<B>), CommandError>
 where
     A: Aggregate + Send + Sync + 'static,
@@ -98,7 +98,13 @@ where
     B::Command: Clone,
 {
     executor
-        .execute_pair::<A, B>(first, second, first_decision, origin.ids, origin.causation)
+        .execute_pair::<A, B>(
+            first,
+            second,
+            first_decision,
+            origin.ids,
+            origin.causation.clone(),
+        )
         .await
         .map_err(|e| {
             command_error(e, |refusal| match refusal {

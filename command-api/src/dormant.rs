@@ -47,7 +47,8 @@ pub(crate) async fn register(
         let stream = stream_name::<DormantMember>(&id);
         let key = state.ctx.keys.get_or_create(&stream).await?;
         let handled =
-            run::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
+            run::<DormantMember>(executor, &stream, registration(id.clone(), &key), &origin)
+                .await?;
         return Ok((id, handled));
     };
     let key_stream = stream_name::<CommandKey>(&key_id);
@@ -72,7 +73,7 @@ pub(crate) async fn register(
             (&stream, registration(drawn.clone(), &key)),
             // Both streams are new: no read on the happy path.
             FirstDecision::OnKnown,
-            origin,
+            &origin,
         )
         .await;
         match created {
@@ -92,7 +93,7 @@ pub(crate) async fn register(
     let stream = stream_name::<DormantMember>(&id);
     let key = state.ctx.keys.get_or_create(&stream).await?;
     let handled =
-        run::<DormantMember>(executor, &stream, registration(id.clone(), &key), origin).await?;
+        run::<DormantMember>(executor, &stream, registration(id.clone(), &key), &origin).await?;
     Ok((id, handled))
 }
 
@@ -162,7 +163,7 @@ pub(crate) async fn mark_dormant(
         &state.ctx.executor,
         &stream_name::<DormantMember>(id),
         command,
-        origin,
+        &origin,
     )
     .await
 }
@@ -195,7 +196,7 @@ pub(crate) async fn release(
     let (phone, nickname) = person(state, &stream, registered).await?;
     // The join is the release's, derived from the target and its version:
     // asked again (a retry after any failure), it answers the same member.
-    let release = Release::of(id, version, origin, state.members.secret());
+    let release = Release::of(id, version, origin.clone(), state.members.secret());
     let rejoined_member_id = state.join.join(&phone, &nickname, &release).await?;
     fail::fail_point!("release::after_join", |_| Err(CommandError::Internal(
         anyhow::anyhow!("failpoint release::after_join: the process stopped")
@@ -204,7 +205,7 @@ pub(crate) async fn release(
         rejoined_member_id: rejoined_member_id.clone(),
         at: Utc::now(),
     };
-    match run::<DormantMember>(&state.ctx.executor, &stream, command, origin).await {
+    match run::<DormantMember>(&state.ctx.executor, &stream, command, &origin).await {
         Ok(cleared) => cleared_at(state, &stream, cleared).await,
         Err(refused) => {
             let (now, _) = load::<DormantMember>(&state.ctx.executor, &stream).await?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use mileage_domain::aggregate::stream_name;
-use mileage_domain::envelope::Causation;
+use mileage_domain::envelope::{Actor, Causation};
 use mileage_domain::id_sequence::{IdSequence, IdSequenceCommand};
 use mileage_store::executor::Executor;
 use tokio::sync::Mutex;
@@ -78,7 +78,7 @@ impl IdAllocator {
                 size,
                 at: Utc::now(),
             },
-            Origin::fresh(Causation::root(Uuid::now_v7())),
+            &Origin::fresh(Causation::root(Uuid::now_v7()).by(Actor::system("id-blocks"))),
         )
         .await?;
         let last = reserved.state.next - 1;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::command::Origin;
 use chrono::{DateTime, Utc};
 use mileage_domain::aggregate::stream_name;
+use mileage_domain::envelope::{Actor, Causation};
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberCommand, MemberError, MemberEvent};
 use mileage_domain::phone_registry::{
@@ -116,7 +117,7 @@ impl Members {
             .await?;
         let claimed = match first {
             Some(claimed) => claimed,
-            None => match self.join_new(&claim_stream, &joining, origin).await? {
+            None => match self.join_new(&claim_stream, &joining, &origin).await? {
                 FirstStep::Joined(member_id, joined) => return Ok((member_id, joined)),
                 FirstStep::Claimed(claimed) => claimed,
             },
@@ -138,7 +139,7 @@ impl Members {
             executor,
             &member_stream,
             joining(&member_id, &key, Utc::now()),
-            origin,
+            &origin,
         )
         .await?;
         Ok((member_id, joined))
@@ -153,7 +154,7 @@ impl Members {
         &self,
         claim_stream: &str,
         joining: &impl Fn(&MemberId, &PersonKey, DateTime<Utc>) -> MemberCommand,
-        origin: Origin,
+        origin: &Origin,
     ) -> Result<FirstStep, CommandError> {
         let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
         let member_stream = stream_name::<Member>(&member_id);
@@ -179,7 +180,7 @@ impl Members {
                 // The member's id is new and most numbers are free: no read.
                 FirstDecision::OnKnown,
                 origin.ids,
-                origin.causation,
+                origin.causation.clone(),
             )
         };
         let mut joined = pair().await;
@@ -258,10 +259,10 @@ impl Members {
                 holder,
                 at: Utc::now(),
             };
-            let origin = Origin::fresh(mileage_domain::envelope::Causation::root(
-                uuid::Uuid::now_v7(),
-            ));
-            run::<PhoneRegistry>(executor, claim_stream, release, origin).await?;
+            let origin = Origin::fresh(
+                Causation::root(uuid::Uuid::now_v7()).by(Actor::system("phone-claims")),
+            );
+            run::<PhoneRegistry>(executor, claim_stream, release, &origin).await?;
             tracing::info!("a stale phone claim was given back");
         }
         Ok(stale)
@@ -278,7 +279,7 @@ impl Members {
             &self.ctx.executor,
             &stream_name::<Member>(member_id),
             command,
-            origin,
+            &origin,
         )
         .await
     }
@@ -300,7 +301,7 @@ impl Members {
             _ => None,
         };
         if matches!(current, Member::Withdrawn { .. }) && !executor.store().multi_stream_atomic() {
-            self.complete_release(&stream, member_id, origin).await?;
+            self.complete_release(&stream, member_id, &origin).await?;
         }
         let withdraw = MemberCommand::Withdraw { at: Utc::now() };
         let claim_stream = phone
@@ -321,12 +322,12 @@ impl Members {
                     (&stream, withdraw),
                     (claim_stream, release),
                     FirstDecision::OnRead,
-                    origin,
+                    &origin,
                 )
                 .await?
                 .0
             }
-            _ => run::<Member>(executor, &stream, withdraw, origin).await?,
+            _ => run::<Member>(executor, &stream, withdraw, &origin).await?,
         };
         fail::fail_point!("withdraw::before_key_delete", |_| Err(
             CommandError::Internal(anyhow::anyhow!(
@@ -350,7 +351,7 @@ impl Members {
         &self,
         stream: &str,
         member_id: &MemberId,
-        origin: Origin,
+        origin: &Origin,
     ) -> Result<(), CommandError> {
         let executor = &self.ctx.executor;
         let Some(key) = self.ctx.keys.get(stream).await? else {
@@ -379,7 +380,7 @@ impl Members {
             at: Utc::now(),
         };
         match executor
-            .execute::<PhoneRegistry>(&stream, release, origin.ids, origin.causation)
+            .execute::<PhoneRegistry>(&stream, release, origin.ids, origin.causation.clone())
             .await
         {
             Ok(_) | Err(ExecuteError::Rejected(PhoneRegistryError::NotHolder)) => Ok(()),

@@ -274,7 +274,7 @@ impl Join for Members {
             phone,
             nickname,
             Some(release.target.clone()),
-            release.origin,
+            release.origin.clone(),
         )
         .await
         .map(|(id, _)| id)

@@ -119,12 +119,129 @@ impl JsonSchema for TraceContext {
     }
 }
 
+/// Who caused an event: the verified caller of the command (`manager:kim`,
+/// `member:12`, `partner:shop`), `public` for the self-service join, which
+/// needs no token, or `system:{process manager}` for a follow-up. Role and
+/// subject only: a member's subject is their id, an operator's their login,
+/// so an audit trail can say who did what without holding personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Actor(String);
+
+/// The roles an [`Actor`] can have besides `public`.
+const ACTOR_ROLES: [&str; 4] = ["manager", "member", "partner", "system"];
+
+/// The longest subject an [`Actor`] holds, in characters.
+pub const MAX_ACTOR_SUBJECT: usize = 128;
+
+/// Text that is not an [`Actor`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "malformed actor: expected public, or manager:, member:, partner: or system: followed by 1 to {MAX_ACTOR_SUBJECT} characters, none a control character"
+)]
+pub struct MalformedActor;
+
+impl Actor {
+    /// The caller of a request, by its token's role and subject.
+    ///
+    /// # Errors
+    /// [`MalformedActor`] for an unknown role, or a subject that is empty,
+    /// longer than [`MAX_ACTOR_SUBJECT`] characters or holds a control
+    /// character.
+    pub fn caller(role: &str, subject: &str) -> Result<Self, MalformedActor> {
+        format!("{role}:{subject}").parse()
+    }
+
+    /// A process manager acting on what it saw in the log.
+    ///
+    /// # Panics
+    /// Never for the names the services use; a name that breaks the rules
+    /// of [`Actor::caller`] is a programming error.
+    pub fn system(name: &str) -> Self {
+        Self::caller("system", name).expect("a process manager's name is a valid subject")
+    }
+
+    /// Anyone: the join, which needs no token.
+    pub fn public() -> Self {
+        Self("public".into())
+    }
+
+    /// `role:subject`, or `public`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// `manager`, `member`, `partner`, `system` or `public`.
+    pub fn role(&self) -> &str {
+        self.0
+            .split_once(':')
+            .map_or(self.0.as_str(), |(role, _)| role)
+    }
+
+    /// Who in the role, when the role names anyone.
+    pub fn subject(&self) -> Option<&str> {
+        self.0.split_once(':').map(|(_, subject)| subject)
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl FromStr for Actor {
+    type Err = MalformedActor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "public" {
+            return Ok(Self::public());
+        }
+        let (role, subject) = s.split_once(':').ok_or(MalformedActor)?;
+        let count = subject.chars().count();
+        if ACTOR_ROLES.contains(&role)
+            && (1..=MAX_ACTOR_SUBJECT).contains(&count)
+            && !subject.chars().any(char::is_control)
+        {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(MalformedActor)
+        }
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for Actor {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Actor".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Who caused the event: public, or role:subject (manager, member, partner, or system for a process manager); never personal data",
+            "pattern": "^(public|(manager|member|partner|system):[^\\u0000-\\u001f\\u007f-\\u009f]{1,128})$"
+        })
+    }
+}
+
 /// Where an event came from, supplied by whoever appends it.
 ///
 /// `correlation_id` is shared by everything one operator action caused;
 /// `causation_id` is the id of the message (request or event) that directly
 /// caused this one. Following both reconstructs the causal tree.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Causation {
     /// Shared by every event of one operator action.
@@ -134,6 +251,9 @@ pub struct Causation {
     /// The distributed trace it belongs to, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// Who caused it, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
 }
 
 impl Causation {
@@ -143,6 +263,7 @@ impl Causation {
             correlation_id: request_id,
             causation_id: request_id,
             trace: None,
+            actor: None,
         }
     }
 
@@ -152,6 +273,7 @@ impl Causation {
             correlation_id,
             causation_id: event_id,
             trace: None,
+            actor: None,
         }
     }
 
@@ -160,10 +282,19 @@ impl Causation {
     pub fn in_trace(self, trace: Option<TraceContext>) -> Self {
         Self { trace, ..self }
     }
+
+    /// The same, caused by `actor`.
+    #[must_use]
+    pub fn by(self, actor: Actor) -> Self {
+        Self {
+            actor: Some(actor),
+            ..self
+        }
+    }
 }
 
 /// Metadata stored with every event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventMetadata {
     /// Shared by every event of one operator action.
@@ -176,6 +307,10 @@ pub struct EventMetadata {
     /// before traces were recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceContext>,
+    /// Who caused it (absent on events appended before actors were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
 }
 
 /// The versioned JSON form of a stored event, as exported and inspected.
@@ -198,6 +333,64 @@ pub struct Envelope {
     pub data: serde_json::Value,
     /// Causal metadata and recorded time.
     pub metadata: EventMetadata,
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::{Actor, Causation};
+
+    #[test]
+    fn an_actor_is_a_known_role_and_a_short_printable_subject() {
+        let kim: Actor = "manager:kim".parse().unwrap();
+        assert_eq!((kim.role(), kim.subject()), ("manager", Some("kim")));
+        assert_eq!(Actor::caller("member", "12").unwrap().as_str(), "member:12");
+        assert_eq!(Actor::system("notices").to_string(), "system:notices");
+        assert_eq!(Actor::public().role(), "public");
+        assert_eq!(Actor::public().subject(), None);
+        assert!("manager:김 대리".parse::<Actor>().is_ok());
+        assert!("partner:a:b".parse::<Actor>().is_ok());
+        let longest = format!("manager:{}", "가".repeat(128));
+        assert!(longest.parse::<Actor>().is_ok());
+        for bad in [
+            "",
+            "public:x",
+            "manager",
+            "manager:",
+            "admin:kim",
+            "Manager:kim",
+            "manager:k\nim",
+            "manager:k\u{7f}",
+            "manager:k\u{85}",
+            &format!("manager:{}", "가".repeat(129)),
+        ] {
+            assert!(bad.parse::<Actor>().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_actor_round_trips_in_json_and_is_optional_in_a_causation() {
+        let causation = Causation::root(uuid::Uuid::nil()).by(Actor::system("releases"));
+        let json = serde_json::to_value(&causation).unwrap();
+        assert_eq!(json["actor"], "system:releases");
+        assert_eq!(
+            serde_json::from_value::<Causation>(json).unwrap(),
+            causation
+        );
+        let old = serde_json::json!({
+            "correlationId": uuid::Uuid::nil(),
+            "causationId": uuid::Uuid::nil(),
+        });
+        assert_eq!(
+            serde_json::from_value::<Causation>(old).unwrap().actor,
+            None
+        );
+        let forged = serde_json::json!({
+            "correlationId": uuid::Uuid::nil(),
+            "causationId": uuid::Uuid::nil(),
+            "actor": "root:me",
+        });
+        assert!(serde_json::from_value::<Causation>(forged).is_err());
+    }
 }
 
 #[cfg(test)]

@@ -247,6 +247,7 @@ async fn append_run(
                 correlation_id: e.metadata.correlation_id,
                 causation_id: e.metadata.causation_id,
                 trace: e.metadata.trace,
+                actor: e.metadata.actor.clone(),
             },
             recorded_at: Some(e.metadata.recorded_at),
         })

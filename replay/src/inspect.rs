@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
-use mileage_domain::envelope::Envelope;
+use mileage_domain::envelope::{Actor, Envelope};
 use mileage_domain::pii::{Sealed, reveal};
 use mileage_store::{Position, RecordedEvent};
 use serde::Serialize;
@@ -31,6 +31,8 @@ pub struct Filter {
     pub until: Option<DateTime<Utc>>,
     /// Only this correlation id.
     pub correlation: Option<Uuid>,
+    /// Only events this actor caused.
+    pub actor: Option<Actor>,
     /// At most this many.
     pub limit: Option<usize>,
     /// Show personal data whose key still exists.
@@ -50,6 +52,10 @@ impl Filter {
             && self
                 .correlation
                 .is_none_or(|c| c == event.metadata.correlation_id)
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|a| event.metadata.actor.as_ref() == Some(a))
     }
 }
 
@@ -175,6 +181,10 @@ pub struct Step {
     pub position: String,
     /// When it was recorded.
     pub recorded_at: DateTime<Utc>,
+    /// Who caused it; `None` for events appended before actors were
+    /// recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
     /// The events it caused.
     pub caused: Vec<Step>,
 }
@@ -241,6 +251,7 @@ fn step(event: &Envelope, children: &HashMap<Uuid, Vec<&Envelope>>) -> Step {
         stream_version: event.stream_version,
         position: event.position.clone(),
         recorded_at: event.metadata.recorded_at,
+        actor: event.metadata.actor.clone(),
         caused: children
             .get(&event.event_id)
             .map(|kids| kids.iter().map(|k| step(k, children)).collect())
@@ -252,7 +263,7 @@ fn step(event: &Envelope, children: &HashMap<Uuid, Vec<&Envelope>>) -> Step {
 pub fn render_trace(requests: &[Request]) -> String {
     use std::fmt::Write as _;
     fn lines(step: &Step, depth: usize, out: &mut String) {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{}└─ {}  {}#{}  at {}  {}",
             "   ".repeat(depth),
@@ -262,6 +273,10 @@ pub fn render_trace(requests: &[Request]) -> String {
             step.position,
             step.recorded_at.to_rfc3339()
         );
+        let _ = match &step.actor {
+            Some(actor) => writeln!(out, "  by {actor}"),
+            None => writeln!(out),
+        };
         for child in &step.caused {
             lines(child, depth + 1, out);
         }

@@ -78,6 +78,10 @@ enum Command {
         /// Only this correlation id.
         #[arg(long)]
         correlation: Option<uuid::Uuid>,
+        /// Only events caused by this actor (`manager:kim`, `system:notices`,
+        /// `public`): who did what.
+        #[arg(long)]
+        actor: Option<mileage_domain::envelope::Actor>,
         /// At most this many events.
         #[arg(long)]
         limit: Option<usize>,
@@ -165,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             until,
             correlation,
+            actor,
             limit,
             reveal,
             upcast,
@@ -175,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 since,
                 until,
                 correlation,
+                actor,
                 limit,
                 reveal,
                 upcast,

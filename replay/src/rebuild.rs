@@ -84,7 +84,25 @@ async fn rebuild_locked(
     let bar = ctx.bar(&format!("rebuild {}", blueprint.name), total);
     tokio::pin!(interrupt);
     loop {
-        let Some(head) = ctx.store.head_position().await? else {
+        let head = loop {
+            match ctx.store.head_position().await? {
+                // Events committed but not readable yet: PostgreSQL shows a
+                // commit to readers only once every transaction older than
+                // it has ended, anywhere on the server. Wait for them, not
+                // call a log that holds events empty.
+                None if ctx.log_size().await.is_some_and(|n| n > 0) => {
+                    tokio::select! {
+                        () = &mut interrupt => {
+                            bar.abandon();
+                            return Ok(Outcome::Interrupted { position: None });
+                        }
+                        () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                    }
+                }
+                head => break head,
+            }
+        };
+        let Some(head) = head else {
             break;
         };
         let (stop, stopped) = watch::channel(false);

@@ -16,6 +16,7 @@ use jsonwebtoken::errors::ErrorKind as JwtError;
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
 };
+use mileage_domain::envelope::Actor;
 use mileage_domain::ids::MemberId;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
@@ -199,6 +200,7 @@ impl Verifier {
                 _ => unauthorized("auth.invalid_token", "the bearer token is not valid here"),
             }
         })?;
+        Actor::caller(claims.role.as_str(), &claims.sub).map_err(|_| invalid_subject())?;
         // The lifetime counts from `iat`, which must be there and not in
         // the future (beyond the clock leeway): otherwise a token could
         // claim to be issued tomorrow and live a day longer than allowed.
@@ -242,6 +244,15 @@ fn validation(algorithm: Algorithm) -> Validation {
     validation
 }
 
+/// A token whose subject is not 1 to 128 characters
+/// without control characters: no event could say who acted.
+fn invalid_subject() -> ApiError {
+    unauthorized(
+        "auth.invalid_subject",
+        "the bearer token's sub must be 1 to 128 characters, none a control character",
+    )
+}
+
 fn unauthorized(code: &'static str, detail: &str) -> ApiError {
     ApiError::Unauthorized {
         code,
@@ -264,6 +275,15 @@ impl Caller {
             Role::Manager => Ok(()),
             Role::Member | Role::Partner => Err(forbidden("this action needs the manager role")),
         }
+    }
+
+    /// The caller as the events it causes record it (`role:subject`).
+    ///
+    /// # Errors
+    /// 401 for a subject no event could record; [`Verifier::verify`]
+    /// refuses those already.
+    pub fn actor(&self) -> Result<Actor, ApiError> {
+        Actor::caller(self.0.role.as_str(), &self.0.sub).map_err(|_| invalid_subject())
     }
 
     /// An operator, or the member themselves.

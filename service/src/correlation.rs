@@ -85,6 +85,7 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
         correlation_id,
         causation_id: request_id,
         trace: Some(trace),
+        actor: None,
     });
     let started = std::time::Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;

@@ -460,10 +460,14 @@ pub async fn metadata_round_trip(store: Arc<dyn EventStore>) {
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
             .parse()
             .expect("a traceparent");
-    e.causation = Causation::caused_by(correlation, cause).in_trace(Some(trace));
+    let actor: mileage_domain::envelope::Actor = "manager:김 대리".parse().expect("an actor");
+    e.causation = Causation::caused_by(correlation, cause)
+        .in_trace(Some(trace))
+        .by(actor.clone());
     let mut untraced = event("TestHappened", 2);
     untraced.causation = Causation::caused_by(correlation, cause);
     let before = chrono::Utc::now() - chrono::Duration::minutes(5);
+    let head_before = store.head_position().await.expect("the head");
     store
         .append(&stream, ExpectedVersion::NoStream, &[e.clone(), untraced])
         .await
@@ -478,6 +482,26 @@ pub async fn metadata_round_trip(store: Arc<dyn EventStore>) {
     assert_eq!(
         read[1].metadata.trace, None,
         "and an event without one has none"
+    );
+    assert_eq!(
+        (
+            stored.metadata.actor.as_ref(),
+            read[1].metadata.actor.as_ref()
+        ),
+        (Some(&actor), None),
+        "the actor is kept, and an event without one has none"
+    );
+    let in_log = store
+        .read_all(head_before, 10_000)
+        .await
+        .expect("the log")
+        .into_iter()
+        .find(|r| r.event_id == e.event_id)
+        .expect("the event in the log");
+    assert_eq!(
+        in_log.metadata.actor.as_ref(),
+        Some(&actor),
+        "in the log too"
     );
     assert_eq!(stored.metadata.correlation_id, correlation);
     assert_eq!(stored.metadata.causation_id, cause);

@@ -32,7 +32,7 @@ use kurrentdb::{
     AppendToStreamOptions, Client, ClientSettings, EventData, ReadAllOptions, ReadStreamOptions,
     StreamPosition, StreamState,
 };
-use mileage_domain::envelope::{EventMetadata, TraceContext};
+use mileage_domain::envelope::{Actor, EventMetadata, TraceContext};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -409,6 +409,9 @@ struct CustomMetadata {
     /// The W3C trace context the event was appended in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     traceparent: Option<TraceContext>,
+    /// Who caused the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    actor: Option<Actor>,
     /// When the event was first recorded, for an event imported from an
     /// archive (the server's own time is that of the import); read back as
     /// the event's recorded time.
@@ -500,6 +503,7 @@ fn custom_metadata(event: &NewEvent) -> CustomMetadata {
         causation_id: event.causation.causation_id,
         schema_version: event.schema_version,
         traceparent: event.causation.trace,
+        actor: event.causation.actor.clone(),
         recorded_at: event.recorded_at,
     }
 }
@@ -619,6 +623,7 @@ pub(crate) fn recorded(e: &Raw<'_>) -> Result<RecordedEvent, StoreError> {
                 .and_then(|m| m.recorded_at)
                 .unwrap_or_else(|| recorded_at(e.created_ticks, e.created)),
             trace: metadata.as_ref().and_then(|m| m.traceparent),
+            actor: metadata.as_ref().and_then(|m| m.actor.clone()),
         },
     })
 }
@@ -1063,6 +1068,7 @@ mod tests {
             causation_id: Uuid::from_u128(2),
             schema_version: 2,
             traceparent: Some(trace),
+            actor: Some(Actor::system("notices")),
             recorded_at: None,
         };
         let json = serde_json::to_value(&metadata).unwrap();
@@ -1070,14 +1076,16 @@ mod tests {
         assert_eq!(json["$causationId"], Uuid::from_u128(2).to_string());
         assert_eq!(json["schemaVersion"], 2);
         assert_eq!(json["traceparent"], trace.to_string());
+        assert_eq!(json["actor"], "system:notices");
         assert!(event_data(&new_event()).is_ok());
         let old: CustomMetadata = serde_json::from_value(serde_json::json!({
             "$correlationId": Uuid::from_u128(1), "$causationId": Uuid::from_u128(2), "schemaVersion": 1
         }))
         .unwrap();
         assert_eq!(
-            old.traceparent, None,
-            "events written before traces still read"
+            (old.traceparent, old.actor),
+            (None, None),
+            "events written before traces and actors still read"
         );
     }
 

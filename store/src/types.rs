@@ -232,7 +232,7 @@ impl RecordedEvent {
             event_type: self.event_type.clone(),
             version: self.schema_version,
             data,
-            metadata: self.metadata,
+            metadata: self.metadata.clone(),
         })
     }
 }

@@ -33,7 +33,7 @@ use axum::http::response::Parts as AnswerParts;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
-use mileage_domain::envelope::Causation;
+use mileage_domain::envelope::{Actor, Causation};
 use sha2::{Digest, Sha256};
 
 use mileage_service::ApiError;
@@ -114,13 +114,17 @@ impl FromRef<Keys> for Arc<Verifier> {
     }
 }
 
-/// Whose a key is: `role:subject`, or `public` on a public route.
-async fn owner(keys: &Keys, parts: &mut Parts) -> Result<String, ApiError> {
+/// Who sends the request, as its events record it and as its keys are
+/// scoped: `public` on a public route, else the verified caller, kept in
+/// the request so its handler does not verify the token again.
+async fn caller(keys: &Keys, parts: &mut Parts) -> Result<Actor, ApiError> {
     if keys.public {
-        return Ok("public".into());
+        return Ok(Actor::public());
     }
-    let Caller(claims) = Caller::from_request_parts(parts, keys).await?;
-    Ok(format!("{}:{}", claims.role.as_str(), claims.sub))
+    let caller = Caller::from_request_parts(parts, keys).await?;
+    let actor = caller.actor()?;
+    parts.extensions.insert(caller);
+    Ok(actor)
 }
 
 /// The key as stored: the client's key within its owner and route, hashed
@@ -169,15 +173,20 @@ pub(crate) async fn idempotent(
         *request.method(),
         Method::POST | Method::PATCH | Method::DELETE
     );
-    let causation = request
-        .extensions()
+    let (mut parts, body) = request.into_parts();
+    let causation = parts
+        .extensions
         .get::<Causation>()
-        .copied()
+        .cloned()
         .unwrap_or_else(|| Causation::root(uuid::Uuid::now_v7()));
-    let Some(key) = request.headers().get(HEADER).filter(|_| unsafe_method) else {
-        let mut request = request;
-        request.extensions_mut().insert(Origin::fresh(causation));
-        return Ok(next.run(request).await);
+    let Some(key) = parts.headers.get(HEADER).filter(|_| unsafe_method) else {
+        // Without a token the handler refuses the request, saying why.
+        let causation = match caller(&keys, &mut parts).await {
+            Ok(actor) => causation.by(actor),
+            Err(_) => causation,
+        };
+        parts.extensions.insert(Origin::fresh(causation));
+        return Ok(next.run(Request::from_parts(parts, body)).await);
     };
     let key = key
         .to_str()
@@ -190,16 +199,15 @@ pub(crate) async fn idempotent(
             detail: format!("expected 1 to {MAX_KEY_LEN} visible ASCII characters"),
         })?
         .to_owned();
-    let (mut parts, body) = request.into_parts();
-    let owner = owner(&keys, &mut parts).await?;
+    let actor = caller(&keys, &mut parts).await?;
     let body = to_bytes(body, crate::BODY_LIMIT)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
-    let key = scoped(&owner, &parts.method, parts.uri.path(), &key);
+    let key = scoped(actor.as_str(), &parts.method, parts.uri.path(), &key);
     let print = fingerprint(&parts.method, parts.uri.path(), &body);
     parts
         .extensions
-        .insert(Origin::keyed(causation, &key, &print));
+        .insert(Origin::keyed(causation.by(actor), &key, &print));
     let store = &keys.store;
     match store.claim(&key, &print).await? {
         Claim::Replay(response) => Ok(response),

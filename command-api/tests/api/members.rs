@@ -3,7 +3,8 @@ use mileage_store::EventStore;
 use mileage_store::keys::{KeyStore, PgKeyStore};
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app, token};
+use mileage_service::auth::Role;
 
 #[tokio::test]
 async fn a_member_joins_with_a_phone_number_and_gets_a_sequential_id() {
@@ -249,6 +250,71 @@ async fn every_event_carries_the_requests_correlation_id() {
         ours.iter()
             .all(|e| e.metadata.causation_id == ours[0].metadata.causation_id)
     );
+}
+
+/// The actors the events of a request with a fresh correlation id record.
+async fn actors_of(app: &TestApp, request: reqwest::RequestBuilder, events: usize) -> Vec<String> {
+    let correlation = uuid::Uuid::new_v4();
+    let reply = app
+        .send(request.header("X-Correlation-Id", correlation.to_string()))
+        .await;
+    assert!(reply.status < 300, "{}", reply.body);
+    app.events_correlated_with(correlation, events)
+        .await
+        .iter()
+        .map(|e| {
+            e.metadata
+                .actor
+                .as_ref()
+                .map_or("none".into(), ToString::to_string)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_event_records_the_verified_caller_as_its_actor() {
+    let app = spawn_app().await;
+    let join = json!({ "phoneNo": "01077770001", "nickname": "A" });
+    let url = |path: &str| format!("{}{path}", app.address);
+    let joined = actors_of(&app, app.client.post(url("/members")).json(&join), 2).await;
+    assert_eq!(joined, ["public", "public"], "the join needs no token");
+    let id = app.join("01077770002", "B").await;
+    let earn = url(&format!("/members/{id}/points/earn"));
+    let shop = token("shop", Role::Partner);
+    let partner = app.client.post(&earn).bearer_auth(&shop);
+    let earned = actors_of(&app, partner.json(&json!({ "amount": 5 })), 1).await;
+    assert_eq!(earned, ["partner:shop"]);
+    let keyed = app
+        .client
+        .post(&earn)
+        .bearer_auth(&app.manager_token)
+        .header("Idempotency-Key", "actor-1")
+        .json(&json!({ "amount": 5 }));
+    assert_eq!(
+        actors_of(&app, keyed, 1).await,
+        ["manager:ops"],
+        "keyed too"
+    );
+    let member = token(&id, Role::Member);
+    let spend = app
+        .client
+        .post(url(&format!("/members/{id}/points/use")))
+        .bearer_auth(&member)
+        .json(&json!({ "amount": 1 }));
+    assert_eq!(actors_of(&app, spend, 1).await, [format!("member:{id}")]);
+
+    for sub in ["x".repeat(129), "kim\nroot".into(), String::new()] {
+        let odd = token(&sub, Role::Manager);
+        for key in [None, Some("odd")] {
+            let mut request = app.client.post(&earn).bearer_auth(&odd);
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            app.send(request.json(&json!({ "amount": 1 })))
+                .await
+                .assert_problem(401, "auth.invalid_subject");
+        }
+    }
 }
 
 #[tokio::test]

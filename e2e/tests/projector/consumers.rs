@@ -245,6 +245,7 @@ async fn a_stop_seen_from_a_checkpoint_someone_else_moved_is_not_recorded() {
             causation_id: uuid::Uuid::nil(),
             recorded_at: chrono::Utc::now(),
             trace: None,
+            actor: None,
         },
     };
     assert!(

@@ -55,8 +55,14 @@ impl Consumer for Destruction {
                 reason: format!("dormant notice failed: {}", failed.reason),
                 at: Utc::now(),
             };
-            match decide_and_append::<DormantMember>(&self.executor, &stream, &command, recorded)
-                .await?
+            match decide_and_append::<DormantMember>(
+                self.name(),
+                &self.executor,
+                &stream,
+                &command,
+                recorded,
+            )
+            .await?
             {
                 Step::Appended | Step::AlreadyDone => {
                     fail::fail_point!("destruction::before_key_delete", |_| Err(

@@ -74,6 +74,7 @@ impl Erasure {
             at: trigger.metadata.recorded_at,
         };
         let step = super::decide_and_append::<PhoneRegistry>(
+            self.name(),
             &self.executor,
             claim_stream,
             &release,

@@ -9,7 +9,7 @@ pub(crate) mod notices;
 pub(crate) mod releases;
 
 use mileage_domain::Aggregate;
-use mileage_domain::envelope::Causation;
+use mileage_domain::envelope::{Actor, Causation};
 use mileage_store::executor::{EventIds, ExecuteError, Executor};
 use mileage_store::{RecordedEvent, StoreError};
 use tracing::Instrument;
@@ -48,8 +48,10 @@ where
 
 /// Load -> decide -> append for a step caused by `trigger`, through the
 /// one executor. Event ids derive from the trigger, so a second delivery of
-/// it cannot append twice.
+/// it cannot append twice. The events record `system:{manager}` as their
+/// actor.
 pub(crate) async fn decide_and_append<A>(
+    manager: &str,
     executor: &Executor,
     stream: &str,
     command: &A::Command,
@@ -63,7 +65,8 @@ where
     let span = tracing::info_span!("follow_up", %stream, cause = %trigger.event_type);
     let trace = mileage_service::traces::enter(&span, trigger.metadata.trace);
     let causation = Causation::caused_by(trigger.metadata.correlation_id, trigger.event_id)
-        .in_trace(Some(trace));
+        .in_trace(Some(trace))
+        .by(Actor::system(manager));
     match executor
         .execute::<A>(
             stream,

@@ -68,8 +68,14 @@ impl Notices {
             "failpoint notices::after_send: the process stopped".into()
         )));
         let command = outcome(&changed, delivery, trigger)?;
-        match decide_and_append::<ManagerMessage>(&self.executor, &stream, &command, trigger)
-            .await?
+        match decide_and_append::<ManagerMessage>(
+            self.name(),
+            &self.executor,
+            &stream,
+            &command,
+            trigger,
+        )
+        .await?
         {
             Step::Appended | Step::AlreadyDone => Ok(()),
             Step::Refused(reason) => Err(HandleError::poison(trigger, reason)),

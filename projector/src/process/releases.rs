@@ -61,8 +61,14 @@ impl Consumer for Releases {
                 rejoined_member_id: joined.member_id.clone(),
                 at: Utc::now(),
             };
-            match decide_and_append::<DormantMember>(&self.executor, &stream, &clear, recorded)
-                .await?
+            match decide_and_append::<DormantMember>(
+                self.name(),
+                &self.executor,
+                &stream,
+                &clear,
+                recorded,
+            )
+            .await?
             {
                 Step::Appended | Step::AlreadyDone => {}
                 Step::Refused(reason) => {
@@ -73,8 +79,14 @@ impl Consumer for Releases {
                     }
                     let member = stream_name::<Member>(&joined.member_id);
                     let withdraw = MemberCommand::Withdraw { at: Utc::now() };
-                    decide_and_append::<Member>(&self.executor, &member, &withdraw, recorded)
-                        .await?;
+                    decide_and_append::<Member>(
+                        self.name(),
+                        &self.executor,
+                        &member,
+                        &withdraw,
+                        recorded,
+                    )
+                    .await?;
                     metrics::counter!("releases_undone_total").increment(1);
                     tracing::info!(%target, member_id = %joined.member_id,
                         "target destroyed during its release; the re-joined member is withdrawn");

@@ -85,6 +85,7 @@ pub(crate) fn recorded(
                 .timestamp_opt(1_700_000_000 + i64::try_from(position).unwrap_or(0), 0)
                 .unwrap(),
             trace: None,
+            actor: None,
         },
     }
 }

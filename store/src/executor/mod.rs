@@ -208,7 +208,7 @@ impl Executor {
                         .map_err(ExecuteError::Rejected);
                 }
             };
-            let new = new_events(stream, &events, ids, causation);
+            let new = new_events(stream, &events, ids, &causation);
             let expected = ExpectedVersion::from_last(version);
             let appended = timed(self.store.append(stream, expected, &new)).await;
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
@@ -296,8 +296,8 @@ impl Executor {
                         .map_err(ExecuteError::Rejected);
                 }
             };
-            let new_a = new_events(stream_a, &events_a, ids, causation);
-            let new_b = new_events(stream_b, &events_b, ids, causation);
+            let new_a = new_events(stream_a, &events_a, ids, &causation);
+            let new_b = new_events(stream_b, &events_b, ids, &causation);
             let parts =
                 non_empty_parts([(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]);
             let appended = timed(self.store.append_many(&parts)).await;
@@ -629,12 +629,12 @@ fn new_events<E: mileage_domain::event::EventPayload>(
     stream: &str,
     events: &[E],
     ids: EventIds,
-    causation: Causation,
+    causation: &Causation,
 ) -> Vec<NewEvent> {
     events
         .iter()
         .enumerate()
-        .map(|(i, e)| NewEvent::from_domain(ids.id(stream, i), e, causation))
+        .map(|(i, e)| NewEvent::from_domain(ids.id(stream, i), e, causation.clone()))
         .collect()
 }
 

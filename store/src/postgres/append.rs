@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use deadpool_postgres::Pool;
+use mileage_domain::envelope::Actor;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
@@ -247,6 +248,7 @@ pub(super) struct StreamColumns<'a> {
     causations: Vec<Uuid>,
     appends: Vec<i32>,
     traces: Vec<Option<String>>,
+    actors: Vec<Option<&'a str>>,
 }
 
 impl<'a> StreamColumns<'a> {
@@ -277,11 +279,12 @@ impl<'a> StreamColumns<'a> {
             self.appends.push(append);
             self.traces
                 .push(event.causation.trace.map(|t| t.to_string()));
+            self.actors.push(actor(event));
         }
     }
 
-    /// The statement's eleven parameters, in order.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    /// The statement's twelve parameters, in order.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.streams,
             &self.versions,
@@ -294,6 +297,7 @@ impl<'a> StreamColumns<'a> {
             &self.causations,
             &self.appends,
             &self.traces,
+            &self.actors,
         ]
     }
 }
@@ -301,7 +305,13 @@ impl<'a> StreamColumns<'a> {
 /// The events as the parameters of the insert: scalars for one event, the
 /// column arrays the statement unnests for several.
 enum Columns<'a> {
-    One(&'a NewEvent, [Uuid; 1], RawJson, Option<String>),
+    One(
+        &'a NewEvent,
+        [Uuid; 1],
+        RawJson,
+        Option<String>,
+        Option<&'a str>,
+    ),
     Many {
         ids: Vec<Uuid>,
         types: Vec<&'a str>,
@@ -310,7 +320,13 @@ enum Columns<'a> {
         correlations: Vec<Uuid>,
         causations: Vec<Uuid>,
         traces: Vec<Option<String>>,
+        actors: Vec<Option<&'a str>>,
     },
+}
+
+/// The actor column of `event`.
+fn actor(event: &NewEvent) -> Option<&str> {
+    event.causation.actor.as_ref().map(Actor::as_str)
 }
 
 impl<'a> Columns<'a> {
@@ -321,6 +337,7 @@ impl<'a> Columns<'a> {
                 [one.event_id],
                 RawJson(one.data.clone()),
                 one.causation.trace.map(|t| t.to_string()),
+                actor(one),
             );
         }
         Self::Many {
@@ -334,12 +351,13 @@ impl<'a> Columns<'a> {
                 .iter()
                 .map(|e| e.causation.trace.map(|t| t.to_string()))
                 .collect(),
+            actors: events.iter().map(actor).collect(),
         }
     }
 
     fn ids(&self) -> &[Uuid] {
         match self {
-            Self::One(_, id, _, _) => id,
+            Self::One(_, id, _, _, _) => id,
             Self::Many { ids, .. } => ids,
         }
     }
@@ -359,10 +377,10 @@ async fn insert(
         ExpectedVersion::Any | ExpectedVersion::NoStream => -1,
     };
     let schema_version;
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(9);
+    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(10);
     params.push(&stream);
     let sql = match columns {
-        Columns::One(event, id, data, trace) => {
+        Columns::One(event, id, data, trace, actor) => {
             schema_version = i32::from(event.schema_version);
             params.extend([
                 &id[0] as &(dyn ToSql + Sync),
@@ -372,6 +390,7 @@ async fn insert(
                 &event.causation.correlation_id,
                 &event.causation.causation_id,
                 trace,
+                actor,
             ]);
             match expected {
                 ExpectedVersion::NoStream => sql::APPEND_ONE_NO_STREAM,
@@ -387,6 +406,7 @@ async fn insert(
             correlations,
             causations,
             traces,
+            actors,
         } => {
             params.extend([
                 ids as &(dyn ToSql + Sync),
@@ -396,6 +416,7 @@ async fn insert(
                 correlations,
                 causations,
                 traces,
+                actors,
             ]);
             match expected {
                 ExpectedVersion::NoStream => sql::APPEND_NO_STREAM,

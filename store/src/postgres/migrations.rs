@@ -29,6 +29,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "person_key_tombstones",
         include_str!("migrations/0005_person_key_tombstones.sql"),
     ),
+    (6, "actor", include_str!("migrations/0006_actor.sql")),
 ];
 
 /// Arbitrary constant identifying the migration lock.

@@ -273,6 +273,7 @@ fn row_to_event(row: &Row) -> Result<RecordedEvent, StoreError> {
             causation_id: row.get(9),
             recorded_at: row.get(10),
             trace: row.get::<_, Option<&str>>(11).and_then(|t| t.parse().ok()),
+            actor: row.get::<_, Option<&str>>(12).and_then(|a| a.parse().ok()),
         },
     })
 }

@@ -10,18 +10,18 @@ use postgres_types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 macro_rules! insert_into {
     () => {
         "INSERT INTO events (stream_id, stream_version, event_id, event_type, \
-         schema_version, data, correlation_id, causation_id, trace_parent) "
+         schema_version, data, correlation_id, causation_id, trace_parent, actor) "
     };
 }
 macro_rules! unnest_events {
     () => {
         " FROM unnest($2::uuid[], $3::text[], $4::int4[], $5::json[], $6::uuid[], $7::uuid[], \
-         $8::text[]) WITH ORDINALITY AS e(id, ty, sv, data, corr, caus, trace, ord) "
+         $8::text[], $9::text[]) WITH ORDINALITY AS e(id, ty, sv, data, corr, caus, trace, actor, ord) "
     };
 }
 macro_rules! one_event {
     () => {
-        "$2::uuid, $3::text, $4::int4, $5::json, $6::uuid, $7::uuid, $8::text"
+        "$2::uuid, $3::text, $4::int4, $5::json, $6::uuid, $7::uuid, $8::text, $9::text"
     };
 }
 macro_rules! returning {
@@ -33,26 +33,26 @@ macro_rules! returning {
 /// Several events to a stream that must not exist yet: versions 0..n.
 pub(super) const APPEND_NO_STREAM: &str = concat!(
     insert_into!(),
-    "SELECT $1, e.ord - 1, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace",
+    "SELECT $1, e.ord - 1, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace, e.actor",
     unnest_events!(),
     "ORDER BY e.ord",
     returning!()
 );
 
-/// Several events after version `$9`, which must exist; a concurrent writer
+/// Several events after version `$10`, which must exist; a concurrent writer
 /// at the same version trips the (stream, version) unique index.
 pub(super) const APPEND_EXACT: &str = concat!(
     insert_into!(),
-    "SELECT $1, $9 + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace",
+    "SELECT $1, $10 + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace, e.actor",
     unnest_events!(),
-    "WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $9) ORDER BY e.ord",
+    "WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $10) ORDER BY e.ord",
     returning!()
 );
 
 /// Several events after whatever the last version is.
 pub(super) const APPEND_ANY: &str = concat!(
     insert_into!(),
-    "SELECT $1, base.v + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace",
+    "SELECT $1, base.v + e.ord, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace, e.actor",
     unnest_events!(),
     ", (SELECT coalesce(max(stream_version), -1) AS v FROM events WHERE stream_id = $1) base ORDER BY e.ord",
     returning!()
@@ -62,12 +62,12 @@ pub(super) const APPEND_ANY: &str = concat!(
 pub(super) const APPEND_ONE_NO_STREAM: &str =
     concat!(insert_into!(), "SELECT $1, 0, ", one_event!(), returning!());
 
-/// One event after version `$9`, which must exist.
+/// One event after version `$10`, which must exist.
 pub(super) const APPEND_ONE_EXACT: &str = concat!(
     insert_into!(),
-    "SELECT $1, $9::bigint + 1, ",
+    "SELECT $1, $10::bigint + 1, ",
     one_event!(),
-    " WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $9::bigint)",
+    " WHERE EXISTS (SELECT 1 FROM events WHERE stream_id = $1 AND stream_version = $10::bigint)",
     returning!()
 );
 
@@ -82,7 +82,7 @@ pub(super) const APPEND_ONE_ANY: &str = concat!(
 
 /// Columns of a recorded event, in the order `read::row_to_event` reads them.
 pub(super) const EVENT_COLUMNS: &str = "tx_id, global_position, event_id, stream_id, stream_version, \
-     event_type, schema_version, data, correlation_id, causation_id, recorded_at, trace_parent";
+     event_type, schema_version, data, correlation_id, causation_id, recorded_at, trace_parent, actor";
 
 /// Global log after ($1, $2), only rows of transactions older than every
 /// running one: the gap-free read.
@@ -182,10 +182,10 @@ impl<'a> FromSql<'a> for RawJson {
 /// statement.
 pub(super) const APPEND_GROUP: &str = concat!(
     insert_into!(),
-    "SELECT e.stream, e.version, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace \
+    "SELECT e.stream, e.version, e.id, e.ty, e.sv, e.data, e.corr, e.caus, e.trace, e.actor \
      FROM unnest($1::text[], $2::int8[], $3::int8[], $4::uuid[], $5::text[], $6::int4[], $7::json[], \
-                 $8::uuid[], $9::uuid[], $10::int4[], $11::text[]) \
-     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, append, trace, ord) \
+                 $8::uuid[], $9::uuid[], $10::int4[], $11::text[], $12::text[]) \
+     WITH ORDINALITY AS e(stream, version, expected, id, ty, sv, data, corr, caus, append, trace, actor, ord) \
      WHERE e.append NOT IN (SELECT p.append FROM unnest($1::text[], $3::int8[], $10::int4[]) AS p(stream, expected, append) \
                             WHERE p.expected >= 0 AND NOT EXISTS \
                               (SELECT 1 FROM events x WHERE x.stream_id = p.stream AND x.stream_version = p.expected)) \

@@ -710,7 +710,7 @@ async fn an_attempt_the_server_takes_for_a_retry_answers_the_first_attempts_outc
     let causation = Causation::root(uuid::Uuid::new_v4());
 
     double.behave(|b| b.stall_appends = Some(Duration::from_secs(2)));
-    let late = second.execute::<Member>(&stream, join(2, 2), ids, causation);
+    let late = second.execute::<Member>(&stream, join(2, 2), ids, causation.clone());
     let early = async {
         while double.appends() == 0 {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -834,7 +834,7 @@ async fn every_attempt_of_a_command_on_two_streams_answers_the_same_position() {
                         (&b, reserve.clone()),
                         FirstDecision::OnRead,
                         ids,
-                        causation,
+                        causation.clone(),
                     )
                     .await
                     .expect("an attempt"),
