@@ -41,6 +41,7 @@ async fn query_api(database: &str, command_api: &str) -> String {
         wait_limit: Duration::from_secs(5),
         command_api_url: command_api.to_owned(),
         pool_size: 16,
+        phone_secret: Some(mileage_e2e::PHONE_INDEX_SECRET.into()),
     };
     let app = Application::build(&settings).await.expect("the query API");
     let address = format!("http://127.0.0.1:{}", app.port());

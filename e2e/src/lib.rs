@@ -164,7 +164,7 @@ impl CommandApi {
     /// as the event store when given.
     pub async fn spawn_on(database_url: &str, eventstoredb_url: Option<String>) -> Self {
         let mut settings =
-            CommandSettings::with_defaults(database_url, JWT_SECRET, "test-phone-index-secret")
+            CommandSettings::with_defaults(database_url, JWT_SECRET, PHONE_INDEX_SECRET)
                 .expect("valid settings");
         settings.addr = "127.0.0.1:0".parse().unwrap();
         settings.cors_allowed_origins = vec!["*".into()];
@@ -245,6 +245,9 @@ impl CommandApi {
         body["position"].as_str().unwrap().to_owned()
     }
 }
+
+/// The `PHONE_INDEX_SECRET` the services of these tests share.
+pub const PHONE_INDEX_SECRET: &str = "test-phone-index-secret";
 
 /// A valid token for `sub` in `role`.
 pub fn token(sub: &str, role: Role) -> String {

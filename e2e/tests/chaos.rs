@@ -726,7 +726,7 @@ async fn nothing_of_the_withdrawn_anywhere(place: &Place, acked: &Acknowledged) 
 /// Every read model equals a fresh rebuild (`replay verify`).
 fn read_models_equal_a_rebuild(place: &Place) -> u64 {
     let mut checks = 0u64;
-    for projection in ["managerpage", "members", "messages"] {
+    for projection in mileage_read_model::NAMES {
         let output = std::process::Command::new(binary("replay"))
             .env_clear()
             .envs(place.store_env())

@@ -19,6 +19,8 @@ use crate::projections::Projection;
 use crate::projections::managerpage::Managerpage;
 use crate::projections::members::Members;
 use crate::projections::messages::Messages;
+use crate::projections::phones::Phones;
+use crate::projections::timeline::Timeline;
 use crate::runner::{Exit, Runner};
 
 /// A running projector.
@@ -164,6 +166,8 @@ fn consumers(
         Arc::new(Projection::<Managerpage>::live()),
         Arc::new(Projection::<Members>::live()),
         Arc::new(Projection::<Messages>::live()),
+        Arc::new(Projection::<Phones>::live()),
+        Arc::new(Projection::<Timeline>::live()),
         Arc::new(Notices::new(Arc::clone(store), Arc::clone(keys), notifier)),
         Arc::new(Destruction::new(Arc::clone(store), Arc::clone(keys))),
         Arc::new(Erasure::new(Arc::clone(store), Arc::clone(keys))),

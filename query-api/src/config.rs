@@ -8,6 +8,7 @@ use mileage_service::settings::{
     JwtKeys, RateLimits, RawRateLimits, RawTokens, TokenRules, layered, positive, postgres_url,
     shared, socket_addr,
 };
+use secrecy::SecretString;
 use serde::Deserialize;
 
 /// What the query API needs to start. Secrets never print.
@@ -38,6 +39,10 @@ pub struct Settings {
     pub command_api_url: String,
     /// Read-database connections (`QUERY_POOL_SIZE`, 16).
     pub pool_size: usize,
+    /// The command API's `PHONE_INDEX_SECRET`, for the search by number
+    /// (which looks the number up by its keyed index, never stored in
+    /// clear); unset, that search answers 503 saying so.
+    pub phone_secret: Option<SecretString>,
 }
 
 #[derive(Deserialize, Default)]
@@ -54,17 +59,19 @@ struct Raw {
     query_wait_ms: Option<i64>,
     command_api_url: Option<String>,
     query_pool_size: Option<i64>,
+    phone_index_secret: Option<String>,
 }
 
 /// The environment variables read (besides the shared ones,
 /// [`mileage_service::settings::shared`]).
-const KEYS: [&str; 6] = [
+const KEYS: [&str; 7] = [
     "QUERY_API_ADDR",
     "DATABASE_URL",
     "READ_DATABASE_URL",
     "QUERY_WAIT_MS",
     "COMMAND_API_URL",
     "QUERY_POOL_SIZE",
+    "PHONE_INDEX_SECRET",
 ];
 
 impl Settings {
@@ -96,6 +103,16 @@ impl Settings {
                 || command_api_url.starts_with("https://"),
             "command_api_url={command_api_url:?} must be empty or an http(s) URL"
         );
+        let phone_secret = raw
+            .phone_index_secret
+            .map(|secret| {
+                anyhow::ensure!(
+                    secret.len() >= 16,
+                    "phone_index_secret must be at least 16 bytes (the command API's)"
+                );
+                Ok(SecretString::from(secret))
+            })
+            .transpose()?;
         let (jwt, token_rules) = raw.tokens.check()?;
         // The read routes limit refused tokens only; the command quotas,
         // which a shared file may set, are the command API's.
@@ -114,6 +131,7 @@ impl Settings {
             wait_limit: Duration::from_millis(positive("query_wait_ms", raw.query_wait_ms, 2000)?),
             command_api_url: command_api_url.trim_end_matches('/').to_owned(),
             pool_size: usize::try_from(positive("query_pool_size", raw.query_pool_size, 16)?)?,
+            phone_secret,
         })
     }
 }

@@ -71,6 +71,7 @@ impl Application {
                 progress: Progress::follow(read_config),
                 wait_limit: settings.wait_limit,
                 command_api_url: settings.command_api_url.as_str().into(),
+                phone_secret: settings.phone_secret.clone().map(Arc::new),
             },
         })
     }

@@ -7,6 +7,7 @@ use axum::extract::FromRef;
 use deadpool_postgres::Pool;
 use mileage_service::auth::Verifier;
 use mileage_store::keys::KeyStore;
+use secrecy::SecretString;
 
 use crate::progress::Progress;
 
@@ -26,6 +27,9 @@ pub struct QueryState {
     pub wait_limit: Duration,
     /// Where the admin page sends commands.
     pub command_api_url: Arc<str>,
+    /// Keys the phone-number index the search by number looks numbers up
+    /// by; `None` when not configured.
+    pub phone_secret: Option<Arc<SecretString>>,
 }
 
 impl FromRef<QueryState> for Arc<Verifier> {

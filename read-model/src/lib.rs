@@ -17,6 +17,8 @@ pub mod managerpage;
 pub mod members;
 pub mod messages;
 pub mod people;
+pub mod phones;
+pub mod timeline;
 
 use std::collections::HashMap;
 
@@ -125,14 +127,22 @@ impl Storage {
 }
 
 /// The storage of every read model: the one list of them.
-pub const STORAGE: [Storage; 3] = [
+pub const STORAGE: [Storage; 5] = [
     Storage::of::<managerpage::ManagerpageTable>(),
     Storage::of::<members::MembersTable>(),
     Storage::of::<messages::MessagesTable>(),
+    Storage::of::<phones::PhonesTable>(),
+    Storage::of::<timeline::TimelineTable>(),
 ];
 
 /// The read models there are, by name, in [`STORAGE`] order.
-pub const NAMES: [&str; 3] = [STORAGE[0].name, STORAGE[1].name, STORAGE[2].name];
+pub const NAMES: [&str; 5] = [
+    STORAGE[0].name,
+    STORAGE[1].name,
+    STORAGE[2].name,
+    STORAGE[3].name,
+    STORAGE[4].name,
+];
 
 /// SQL that drops `schema` and forgets its consumer's checkpoint when its
 /// `table` still has `column`: a layout from before personal data was

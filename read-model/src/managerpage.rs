@@ -262,6 +262,13 @@ static LIST_SQL: LazyLock<[String; 4]> = LazyLock::new(|| {
 static BY_ID_SQL: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {COLUMNS} FROM managerpage.targets WHERE id = $1"));
 
+static OF_MEMBER_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM managerpage.targets WHERE member_id = $1 \
+         ORDER BY registered_commit DESC, registered_prepare DESC LIMIT $2"
+    )
+});
+
 /// A target as read, borrowing the database row's text.
 #[derive(Debug, Clone, Copy)]
 pub struct TargetView<'a> {
@@ -301,6 +308,7 @@ impl From<TargetView<'_>> for Target {
 }
 
 /// Targets read for the query API; [`Targets::views`] reads them in place.
+#[derive(Default)]
 pub struct Targets(Vec<Row>);
 
 impl Targets {
@@ -380,6 +388,17 @@ pub async fn counts(client: &Client) -> Result<Vec<(String, i64)>, tokio_postgre
         .await?;
     let rows = client.query(&statement, &[]).await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Up to `limit` targets registered for member `member_id`, newest first.
+pub async fn of_member(
+    client: &Client,
+    member_id: &str,
+    limit: i64,
+) -> Result<Targets, tokio_postgres::Error> {
+    let statement = client.prepare_cached(&OF_MEMBER_SQL).await?;
+    let rows = client.query(&statement, &[&member_id, &limit]).await?;
+    Ok(Targets(rows))
 }
 
 /// The target `id`, as [`Targets`] of at most one row.

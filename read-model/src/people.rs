@@ -99,6 +99,75 @@ impl People {
     }
 }
 
+/// A sealed value inside event data (an object with exactly a sealed
+/// value's four fields).
+fn as_sealed(value: &serde_json::Value) -> Option<Sealed> {
+    let object = value.as_object()?;
+    (object.len() == 4 && object.contains_key("ciphertext") && object.contains_key("keyId"))
+        .then(|| serde_json::from_value(value.clone()).ok())
+        .flatten()
+}
+
+/// The keys that open the sealed values inside `data` (event data as
+/// JSON), each once.
+pub fn key_ids_in(data: &serde_json::Value, ids: &mut Vec<String>) {
+    if let Some(sealed) = as_sealed(data) {
+        if !ids.contains(&sealed.key_id) {
+            ids.push(sealed.key_id);
+        }
+        return;
+    }
+    match data {
+        serde_json::Value::Object(map) => map.values().for_each(|v| key_ids_in(v, ids)),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| key_ids_in(v, ids)),
+        _ => {}
+    }
+}
+
+/// Replaces each sealed value inside `data` by what a reader may see of
+/// it: a phone number masked, any other field masked but its first
+/// character ([`mask_text`]), `"erased"` once its key is gone (or when it
+/// does not open: reported through `unopenable`, never shown).
+pub fn show_in(
+    data: &mut serde_json::Value,
+    people: &People,
+    unopenable: &mut impl FnMut(&OpenError),
+) {
+    if let Some(sealed) = as_sealed(data) {
+        let shown = match people.reveal(&sealed) {
+            Ok(Some(clear)) if sealed.field == "phoneNo" => mask_phone(&clear),
+            Ok(Some(clear)) => mask_text(&clear),
+            Ok(None) => ERASED.to_owned(),
+            Err(error) => {
+                unopenable(&error);
+                ERASED.to_owned()
+            }
+        };
+        *data = serde_json::Value::String(shown);
+        return;
+    }
+    match data {
+        serde_json::Value::Object(map) => map
+            .values_mut()
+            .for_each(|v| show_in(v, people, unopenable)),
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| show_in(v, people, unopenable)),
+        _ => {}
+    }
+}
+
+/// What a personal value whose key is gone shows as.
+pub const ERASED: &str = "erased";
+
+/// A text with all but its first character hidden: `Kim` -> `K**`.
+pub fn mask_text(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        std::iter::once(first).chain(chars.map(|_| '*')).collect()
+    })
+}
+
 /// A phone number with all but its first three and last four digits hidden:
 /// `01012345678` -> `010****5678`. Short numbers keep only the last two.
 pub fn mask_phone(phone: &str) -> String {
@@ -125,6 +194,38 @@ mod tests {
         assert_eq!(mask_phone("010-1234-5678"), "010****5678");
         assert_eq!(mask_phone("0212345678"), "021***5678");
         assert_eq!(mask_phone("1234567"), "*****67");
+    }
+
+    #[test]
+    fn sealed_values_inside_event_data_show_masked_or_erased() {
+        let kim = PersonKey::new("member-1", [7; 32]);
+        let gone = PersonKey::new("member-2", [8; 32]);
+        let mut data = serde_json::json!({
+            "memberId": "1",
+            "phoneNo": kim.seal("phoneNo", "01012345678", [1; 24]),
+            "nickname": kim.seal("nickname", "김철수", [2; 24]),
+            "earlier": [{ "phoneNo": gone.seal("phoneNo", "01099998888", [3; 24]) }],
+            "reason": "refused",
+        });
+        let mut ids = Vec::new();
+        super::key_ids_in(&data, &mut ids);
+        ids.sort();
+        assert_eq!(ids, ["member-1", "member-2"]);
+        let people = People::new([("member-1".to_owned(), kim)].into());
+        let mut failures = 0;
+        super::show_in(&mut data, &people, &mut |_| failures += 1);
+        assert_eq!(
+            data,
+            serde_json::json!({
+                "memberId": "1",
+                "phoneNo": "010****5678",
+                "nickname": "김**",
+                "earlier": [{ "phoneNo": "erased" }],
+                "reason": "refused",
+            })
+        );
+        assert_eq!(failures, 0);
+        assert_eq!(super::mask_text(""), "");
     }
 
     #[test]

@@ -574,7 +574,9 @@ async fn trace_inspect_and_status_follow_the_destruction_saga() {
             "members:running",
             "messages:running",
             "notices:running",
-            "releases:running"
+            "phones:running",
+            "releases:running",
+            "timeline:running"
         ]
     );
     let (_, text, _) = replay(&database, &["status"]).await;
@@ -733,7 +735,7 @@ async fn a_checkpoint_of_another_store_is_refused_then_rebuilt_or_adopted() {
                         why.contains("belongs to event store postgresql:")
                     })
             });
-            (refused.count() == 7).then_some(())
+            (refused.count() == 9).then_some(())
         },
     )
     .await;
@@ -879,7 +881,7 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
             let statuses = mileage_read_model::bookkeeping::statuses(&read)
                 .await
                 .ok()?;
-            let caught_up = statuses.len() == 7
+            let caught_up = statuses.len() == 9
                 && statuses.iter().all(|s| {
                     s.store_id
                         .as_ref()

@@ -96,6 +96,7 @@ impl QueryApi {
             wait_limit,
             command_api_url: command_api.to_owned(),
             pool_size: 8,
+            phone_secret: Some(mileage_e2e::PHONE_INDEX_SECRET.into()),
         };
         let app = Application::build(&settings)
             .await

@@ -3,6 +3,7 @@
 //! admin page in a real browser.
 
 mod browser;
+mod console;
 mod e2e;
 mod helpers;
 mod reads;

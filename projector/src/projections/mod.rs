@@ -7,6 +7,8 @@
 pub mod managerpage;
 pub mod members;
 pub mod messages;
+pub mod phones;
+pub mod timeline;
 
 use std::sync::Arc;
 
@@ -124,6 +126,8 @@ pub fn by_name(name: &str) -> Result<Blueprint, String> {
         "managerpage" => Ok(blueprint::<managerpage::Managerpage>()),
         "members" => Ok(blueprint::<members::Members>()),
         "messages" => Ok(blueprint::<messages::Messages>()),
+        "phones" => Ok(blueprint::<phones::Phones>()),
+        "timeline" => Ok(blueprint::<timeline::Timeline>()),
         other => Err(format!(
             "unknown projection {other:?}; the projections are {}",
             NAMES.join(", ")

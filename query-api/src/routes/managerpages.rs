@@ -75,7 +75,7 @@ pub(super) struct Managerpage<'a> {
 
 impl<'a> Managerpage<'a> {
     /// The row as shown, its person opened with `people`.
-    fn shown(target: TargetView<'a>, people: &People) -> Self {
+    pub(super) fn shown(target: TargetView<'a>, people: &People) -> Self {
         let person = crate::people::person(people, target.phone_sealed, target.nickname_sealed);
         Self {
             id: target.id,
@@ -177,7 +177,8 @@ fn status_param(raw: &str) -> Result<&'static str, ApiError> {
         })
 }
 
-fn decode_cursor(raw: &str) -> Result<(i64, i64), ApiError> {
+/// A page's `cursor`: a position, as two numbers.
+pub(super) fn decode_cursor(raw: &str) -> Result<(i64, i64), ApiError> {
     let bad = || {
         ApiError::invalid(
             "cursor",

@@ -6,7 +6,8 @@ use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use mileage_domain::ids::MemberId;
-use mileage_read_model::members;
+use mileage_read_model::members::{self, MemberRow};
+use mileage_read_model::people::People;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
 use serde::Serialize;
@@ -84,26 +85,32 @@ pub(super) async fn member(
         [row.phone_sealed.as_deref(), row.nickname_sealed.as_deref()],
     )
     .await?;
-    let person = crate::people::person(
-        &people,
-        row.phone_sealed.as_deref(),
-        row.nickname_sealed.as_deref(),
-    );
-    let body = MemberView {
-        id: row.id.clone(),
-        member_id: row.id,
-        // Rows projected before the vocabulary was one said ACTIVE.
-        member_status: if row.status == "ACTIVE" {
-            "READY".to_owned()
-        } else {
-            row.status
-        },
-        balance: row.balance,
-        phone_no: person.phone_masked,
-        nickname: person.nickname,
-        erased: person.erased,
-        joined_at: row.joined_at,
-        updated_at: row.updated_at,
-    };
-    Ok(fresh(body, seen))
+    Ok(fresh(MemberView::shown(row, &people), seen))
+}
+
+impl MemberView {
+    /// The row as shown, its person opened with `people`.
+    pub(super) fn shown(row: MemberRow, people: &People) -> Self {
+        let person = crate::people::person(
+            people,
+            row.phone_sealed.as_deref(),
+            row.nickname_sealed.as_deref(),
+        );
+        Self {
+            id: row.id.clone(),
+            member_id: row.id,
+            // Rows projected before the vocabulary was one said ACTIVE.
+            member_status: if row.status == "ACTIVE" {
+                "READY".to_owned()
+            } else {
+                row.status
+            },
+            balance: row.balance,
+            phone_no: person.phone_masked,
+            nickname: person.nickname,
+            erased: person.erased,
+            joined_at: row.joined_at,
+            updated_at: row.updated_at,
+        }
+    }
 }

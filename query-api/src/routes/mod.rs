@@ -7,6 +7,8 @@ mod members;
 mod messages;
 pub mod openapi;
 mod projections;
+mod search;
+mod timeline;
 
 use std::sync::Arc;
 
@@ -36,6 +38,8 @@ pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
                 .merge(members::router())
                 .merge(messages::router())
                 .merge(projections::router())
+                .merge(timeline::router())
+                .merge(search::router())
                 .layer(axum::middleware::from_fn_with_state(
                     guard,
                     mileage_service::limits::limit,

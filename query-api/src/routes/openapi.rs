@@ -6,7 +6,7 @@ use mileage_service::docs::{BearerAuth, ID_PARAMETERS};
 use mileage_service::ops;
 use utoipa::OpenApi;
 
-use super::{managerpages, members, messages, projections};
+use super::{managerpages, members, messages, projections, search, timeline};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,9 @@ use super::{managerpages, members, messages, projections};
         managerpages::dormant_member,
         messages::message,
         members::member,
+        timeline::of_target,
+        timeline::of_member,
+        search::search,
         projections::projections,
         ops::health,
         ops::ready,

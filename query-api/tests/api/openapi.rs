@@ -42,6 +42,7 @@ async fn spawn() -> String {
         wait_limit: std::time::Duration::from_millis(100),
         command_api_url: String::new(),
         pool_size: 2,
+        phone_secret: None,
     })
     .await
     .expect("the query API starts on an empty read database");

@@ -1,0 +1,258 @@
+//! The reads the operator console is made of: timelines, search, counts
+//! over time.
+
+use mileage_e2e::token;
+use mileage_service::auth::Role;
+use serde_json::{Value, json};
+
+use crate::helpers::Stack;
+
+/// `field` of every item of a timeline answer.
+fn each(body: &Value, field: &str) -> Vec<Value> {
+    body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item[field].clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_targets_timeline_shows_who_did_what_with_the_person_masked() {
+    let stack = Stack::start().await;
+    let (id, _) = stack
+        .commands
+        .register_target("01023451111", "Timeline")
+        .await;
+    let kim = token("kim", Role::Manager);
+    let marked = reqwest::Client::new()
+        .post(format!(
+            "{}/dormantMembers/{id}/dormant",
+            stack.commands.address
+        ))
+        .bearer_auth(&kim)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(marked.status(), 200);
+    let path = format!("/managerpages/{id}/timeline");
+    let body = stack
+        .query
+        .until(&path, |body| {
+            body["items"].as_array().is_some_and(|i| i.len() == 3)
+        })
+        .await;
+    assert_eq!(
+        each(&body, "type"),
+        [
+            "DormantMemberRegistered",
+            "DormantMemberChanged",
+            "MessageSent"
+        ]
+    );
+    assert_eq!(
+        each(&body, "actor"),
+        ["manager:ops", "manager:kim", "system:notices"],
+        "registered by one operator, marked by another, the notice by the process manager"
+    );
+    let correlations = each(&body, "correlationId");
+    assert_eq!(
+        correlations[1], correlations[2],
+        "the notice is the marking's"
+    );
+    assert_ne!(correlations[0], correlations[1]);
+    assert_eq!(body["items"][0]["data"]["phoneNo"], "010****1111");
+    assert_eq!(body["items"][0]["data"]["nickname"], "T*******");
+    assert_eq!(body["items"][2]["stream"], format!("managerMessage-{id}"));
+    assert!(body["nextCursor"].is_null());
+    let text = body.to_string();
+    assert!(
+        !text.contains("01023451111") && !text.contains("Timeline"),
+        "{text}"
+    );
+
+    let mut paged = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = stack.query.get(&format!("{path}?limit=1{cursor}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        paged.extend(each(&page.body, "eventId"));
+        match page.body["nextCursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, each(&body, "eventId"), "pages of one hold the same");
+
+    let member = token("1", Role::Member);
+    let refused = stack.query.get_as(Some(&member), &path, &[]).await;
+    refused.assert_problem(403, "auth.forbidden");
+    stack
+        .query
+        .get("/managerpages/999999/timeline")
+        .await
+        .assert_problem(404, "dormant_member.not_found");
+    stack
+        .query
+        .get("/managerpages/x!/timeline")
+        .await
+        .assert_problem(400, "validation.id");
+    let limit = stack.query.get(&format!("{path}?limit=0")).await;
+    limit.assert_problem(400, "validation.limit");
+}
+
+#[tokio::test]
+async fn a_members_timeline_is_their_points_history_until_they_are_erased() {
+    let stack = Stack::start().await;
+    let id = stack.commands.join("01023452222", "Points").await;
+    let shop = token("shop", Role::Partner);
+    let own = token(&id, Role::Member);
+    let http = reqwest::Client::new();
+    let command = |path: &str, as_token: &str, amount: u32| {
+        http.post(format!("{}/members/{id}/{path}", stack.commands.address))
+            .bearer_auth(as_token)
+            .json(&json!({ "amount": amount }))
+            .send()
+    };
+    assert_eq!(
+        command("points/earn", &shop, 5).await.unwrap().status(),
+        200
+    );
+    assert_eq!(command("points/use", &own, 2).await.unwrap().status(), 200);
+    let path = format!("/members/{id}/timeline");
+    let body = stack
+        .query
+        .until(&path, |body| {
+            body["items"].as_array().is_some_and(|i| i.len() == 3)
+        })
+        .await;
+    assert_eq!(
+        each(&body, "type"),
+        ["MemberJoined", "PointsEarned", "PointsUsed"]
+    );
+    assert_eq!(
+        each(&body, "actor"),
+        [
+            json!("public"),
+            json!("partner:shop"),
+            json!(format!("member:{id}"))
+        ]
+    );
+    let balances: Vec<Value> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["data"]["balance"].clone())
+        .collect();
+    assert_eq!(balances, [Value::Null, json!(5), json!(3)]);
+    let mine = stack.query.get_as(Some(&own), &path, &[]).await;
+    assert_eq!(mine.status, 200, "the member reads their own");
+    let other = token("424242", Role::Member);
+    let refused = stack.query.get_as(Some(&other), &path, &[]).await;
+    refused.assert_problem(403, "auth.forbidden");
+
+    let withdrawn = http
+        .delete(format!("{}/members/{id}", stack.commands.address))
+        .bearer_auth(&own)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+    let erased = stack
+        .query
+        .until(&path, |body| {
+            body["items"][0]["data"]["phoneNo"] == "erased"
+                && body["items"].as_array().is_some_and(|i| i.len() >= 4)
+        })
+        .await;
+    assert_eq!(erased["items"][0]["data"]["nickname"], "erased");
+    assert_eq!(
+        erased["items"][1]["data"]["balance"], 5,
+        "the history stays"
+    );
+}
+
+/// `POST /search` with `body` as `as_token`.
+async fn search(stack: &Stack, as_token: &str, body: &Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/search", stack.query.address))
+        .bearer_auth(as_token)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_number_finds_its_member_and_their_targets_until_they_are_erased() {
+    let stack = Stack::start().await;
+    let (target, _) = stack
+        .commands
+        .register_target("010-2345-3333", "Search")
+        .await;
+    let ops = &stack.query.manager_token;
+    let by_number = json!({ "phoneNo": "01023453333" });
+    let found = mileage_e2e::eventually("the number's holder", crate::helpers::WAIT, || async {
+        let (status, body) = search(&stack, ops, &by_number).await;
+        (status == 200 && body["targets"].as_array().is_some_and(|t| t.len() == 1)).then_some(body)
+    })
+    .await;
+    let member = found["members"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(found["members"][0]["phoneNo"], "010****3333");
+    assert_eq!(found["targets"][0]["id"], target.as_str());
+    assert_eq!(found["targets"][0]["memberId"], member.as_str());
+    assert!(!found.to_string().contains("01023453333"));
+
+    let (_, by_member) = search(&stack, ops, &json!({ "memberId": member })).await;
+    assert_eq!(by_member["targets"][0]["id"], target.as_str());
+    let (_, by_target) = search(&stack, ops, &json!({ "targetId": target })).await;
+    assert_eq!(by_target["members"][0]["id"], member.as_str());
+
+    let (status, nobody) = search(&stack, ops, &json!({ "phoneNo": "01023459999" })).await;
+    assert_eq!(status, 200);
+    assert_eq!(nobody, json!({ "members": [], "targets": [] }));
+    let (status, unknown) = search(&stack, ops, &json!({ "memberId": "999999" })).await;
+    assert_eq!((status, unknown["members"].clone()), (200, json!([])));
+
+    let (status, bad) = search(&stack, ops, &json!({ "phoneNo": "12ab" })).await;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["code"], "validation.phone_number", "{bad}");
+    assert!(
+        bad["detail"].as_str().unwrap().contains("digits"),
+        "the rule: {bad}"
+    );
+    for both in [
+        json!({}),
+        json!({ "phoneNo": "01023453333", "memberId": member }),
+    ] {
+        let (status, body) = search(&stack, ops, &both).await;
+        assert_eq!(
+            (status, body["code"].clone()),
+            (400, json!("validation.search"))
+        );
+    }
+    let (status, body) = search(&stack, ops, &json!({ "name": "Search" })).await;
+    assert_eq!(status, 400, "{body}");
+    let member_token = token(&member, Role::Member);
+    let (status, _) = search(&stack, &member_token, &by_number).await;
+    assert_eq!(status, 403, "a member sees nothing of the console's reads");
+
+    let withdrawn = reqwest::Client::new()
+        .delete(format!("{}/members/{member}", stack.commands.address))
+        .bearer_auth(&member_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(withdrawn.status(), 200);
+    mileage_e2e::eventually(
+        "the number leads to no one",
+        crate::helpers::WAIT,
+        || async {
+            let (_, body) = search(&stack, ops, &by_number).await;
+            (body["members"] == json!([])).then_some(())
+        },
+    )
+    .await;
+}
