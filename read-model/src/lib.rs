@@ -1,6 +1,7 @@
 //! The read side's tables, in one place: for each read model its schema, its
 //! row type, the projector's batch load and upsert, and the query API's
-//! typed queries ([`managerpage`], [`members`], [`messages`]); and the
+//! typed queries ([`managerpage`], [`members`], [`messages`], [`phones`],
+//! [`timeline`]); and the
 //! [`bookkeeping`] every consumer shares (checkpoints, status, the log's
 //! head, lag). The projector writes through this crate and the query API
 //! reads through it, so no SQL or column position lives in either.
@@ -21,6 +22,8 @@ pub mod phones;
 pub mod timeline;
 
 use std::collections::HashMap;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 
 use async_trait::async_trait;
 use tokio_postgres::{Client, Transaction};
@@ -69,6 +72,188 @@ pub trait Table: Send + Sync + 'static {
     ) -> Result<(), tokio_postgres::Error> {
         Ok(())
     }
+
+    /// Adds a batch's [`Moves`] (per hour, how many rows took each tally
+    /// and how many left it) to the kept history, in the batch's
+    /// transaction; `None` for tables that keep none.
+    fn history_table() -> Option<&'static str> {
+        None
+    }
+}
+
+/// How a batch moved a table's tallies over time: per hour (UTC) of the
+/// events' recorded times and per value, how many rows took the value
+/// (`entered`) and how many left it. Kept per hour beside the rows
+/// ([`Table::history_table`]), so counts over time are read from a few
+/// rows per hour, never from the rows or the log; a rebuild writes the same
+/// history, since the hours are the events' own.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Moves(HashMap<(DateTime<Utc>, &'static str), (i64, i64)>);
+
+impl Moves {
+    /// One row went from tally `from` to `to` (either `None`: no tally) by
+    /// an event recorded `at`.
+    pub fn record(
+        &mut self,
+        at: DateTime<Utc>,
+        from: Option<&'static str>,
+        to: Option<&'static str>,
+    ) {
+        if from == to {
+            return;
+        }
+        let hour = at.duration_trunc(TimeDelta::hours(1)).unwrap_or(at);
+        if let Some(from) = from {
+            self.0.entry((hour, from)).or_default().1 += 1;
+        }
+        if let Some(to) = to {
+            self.0.entry((hour, to)).or_default().0 += 1;
+        }
+    }
+
+    /// Nothing moved.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Adds `moves` to `{schema}.{table}` (see [`history_ddl`]).
+async fn add_history(
+    tx: &Transaction<'_>,
+    schema: &str,
+    table: &str,
+    moves: &Moves,
+) -> Result<(), tokio_postgres::Error> {
+    let n = moves.0.len();
+    let (mut hours, mut values) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut entered, mut left) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for ((hour, value), (took, went)) in &moves.0 {
+        hours.push(*hour);
+        values.push(*value);
+        entered.push(*took);
+        left.push(*went);
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.{table} AS h (hour, status, entered, \"left\")
+                  SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[], $4::int8[])
+             ON CONFLICT (hour, status) DO UPDATE
+                SET entered = h.entered + EXCLUDED.entered, \"left\" = h.\"left\" + EXCLUDED.\"left\""
+        ),
+        &[&hours, &values, &entered, &left],
+    )
+    .await
+    .map(drop)
+}
+
+/// How long a bucket of [`history`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket {
+    /// An hour (UTC).
+    Hour,
+    /// A day (UTC).
+    Day,
+}
+
+/// One bucket of one status in [`history`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+    /// The bucket's start.
+    pub at: DateTime<Utc>,
+    /// The status (or outcome).
+    pub status: String,
+    /// Rows that took it during the bucket.
+    pub entered: i64,
+    /// Rows that left it during the bucket.
+    pub left: i64,
+    /// Rows with it at the bucket's end.
+    pub total: i64,
+}
+
+/// The kept history ([`Moves`]) of `{schema}.{table}` in buckets from
+/// `from` to before `to`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// How many rows had each status when `from` began (statuses that ever
+    /// moved before it).
+    pub before: HashMap<String, i64>,
+    /// Per bucket that saw a move and status, in time order: what entered
+    /// and left and how many there were at its end.
+    pub buckets: Vec<Counted>,
+}
+
+/// The [`History`] of `{schema}.{table}` from `from` to before `to`, in
+/// buckets. Reads the history's rows up to `to` (a few per hour), never
+/// the read model's rows.
+pub async fn history(
+    client: &impl tokio_postgres::GenericClient,
+    (schema, table): (&str, &str),
+    bucket: Bucket,
+    (from, to): (DateTime<Utc>, DateTime<Utc>),
+) -> Result<History, tokio_postgres::Error> {
+    let unit = match bucket {
+        Bucket::Hour => "hour",
+        Bucket::Day => "day",
+    };
+    let rows = client
+        .query(
+            &format!(
+                "WITH per_bucket AS (
+                      SELECT date_trunc('{unit}', hour, 'UTC') AS at, status,
+                             sum(entered)::int8 AS entered, sum(\"left\")::int8 AS gone
+                        FROM {schema}.{table} WHERE hour < $2 GROUP BY 1, 2),
+                  running AS (
+                      SELECT at, status, entered, gone,
+                             (sum(entered - gone) OVER (PARTITION BY status ORDER BY at))::int8 AS total
+                        FROM per_bucket)
+                 SELECT at, status, entered, gone, total, at < $1 FROM running r
+                  WHERE at >= $1
+                     OR at = (SELECT max(p.at) FROM per_bucket p WHERE p.status = r.status AND p.at < $1)
+                  ORDER BY at, status"
+            ),
+            &[&from, &to],
+        )
+        .await?;
+    let mut history = History::default();
+    for row in &rows {
+        if row.get::<_, bool>(5) {
+            history.before.insert(row.get(1), row.get(4));
+        } else {
+            history.buckets.push(Counted {
+                at: row.get(0),
+                status: row.get(1),
+                entered: row.get(2),
+                left: row.get(3),
+                total: row.get(4),
+            });
+        }
+    }
+    Ok(history)
+}
+
+/// A history of tallies ([`Moves`]) per hour and status. Created on a
+/// schema that already has rows, it starts with each status's rows as
+/// entered in the hour of its creation (the rows locked meanwhile): the
+/// counts over time are right from then on, and `replay rebuild` fills the
+/// hours before from the log.
+pub(crate) fn history_ddl(schema: &str, table: &str, rows: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+             IF to_regclass('{schema}.{table}') IS NULL THEN
+                 CREATE TABLE {schema}.{table} (
+                     hour timestamptz NOT NULL,
+                     status text NOT NULL,
+                     entered bigint NOT NULL,
+                     \"left\" bigint NOT NULL,
+                     PRIMARY KEY (hour, status)
+                 );
+                 LOCK TABLE {schema}.{rows} IN SHARE MODE;
+                 INSERT INTO {schema}.{table}
+                      SELECT date_trunc('hour', now(), 'UTC'), status, count(*), 0
+                        FROM {schema}.{rows} GROUP BY status;
+             END IF;
+         END $$;"
+    )
 }
 
 /// The tallies ([`Table::tally`]) of rows as loaded, before a batch
@@ -88,7 +273,11 @@ pub async fn write<T: Table>(
     schema: &str,
     before: &[&'static str],
     rows: Vec<T::Row>,
+    over_time: &Moves,
 ) -> Result<(), tokio_postgres::Error> {
+    if let Some(table) = T::history_table().filter(|_| !over_time.is_empty()) {
+        add_history(tx, schema, table, over_time).await?;
+    }
     let mut moved: HashMap<&'static str, i64> = HashMap::new();
     for value in before {
         *moved.entry(value).or_default() -= 1;

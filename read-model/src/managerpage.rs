@@ -84,7 +84,7 @@ impl Table for ManagerpageTable {
              {}",
             crate::drop_older_layout(schema, "targets", "phone_masked"),
             status_counts_ddl(schema)
-        )
+        ) + &crate::history_ddl(schema, HISTORY, "targets")
     }
 
     /// The existing rows among `ids`.
@@ -140,6 +140,12 @@ impl Table for ManagerpageTable {
         STATUSES.iter().copied().find(|s| *s == row.status)
     }
 
+    /// Targets entering and leaving each status, per hour: the counts over
+    /// time ([`history`]).
+    fn history_table() -> Option<&'static str> {
+        Some(HISTORY)
+    }
+
     /// Moves the per-status counts.
     async fn recount(
         tx: &Transaction<'_>,
@@ -179,6 +185,9 @@ fn status_counts_ddl(schema: &str) -> String {
          END $$;"
     )
 }
+
+/// The table of targets entering and leaving each status per hour.
+pub const HISTORY: &str = "status_history";
 
 /// The columns [`ManagerpageTable::save`] writes, in its parameters' order.
 const UPSERT: &[(&str, &str)] = &[

@@ -32,6 +32,12 @@ const UPSERT: &[(&str, &str)] = &[
     ("last_position", "text"),
 ];
 
+/// A notice's outcomes.
+pub const OUTCOMES: [&str; 2] = ["SENT", "FAILED"];
+
+/// The table of notices sent and failed per hour.
+pub const HISTORY: &str = "outcome_history";
+
 /// Its tables and their key columns.
 pub const TABLES: &[(&str, &str)] = &[("messages", "target_id")];
 
@@ -83,7 +89,17 @@ impl Table for MessagesTable {
                  last_position text NOT NULL
              );",
             crate::drop_older_layout(schema, "messages", "phone_masked")
-        )
+        ) + &crate::history_ddl(schema, HISTORY, "messages")
+    }
+
+    /// Its outcome, `SENT` or `FAILED`: the notices over time.
+    fn tally(row: &Self::Row) -> Option<&'static str> {
+        OUTCOMES.iter().copied().find(|s| *s == row.status)
+    }
+
+    /// Notices sent and failed, per hour ([`crate::history`]).
+    fn history_table() -> Option<&'static str> {
+        Some(HISTORY)
     }
 
     /// The existing rows among `ids`.

@@ -7,9 +7,10 @@
 
 use std::collections::HashMap;
 
+use chrono::TimeDelta;
 use chrono::Utc;
-use mileage_read_model::Table;
 use mileage_read_model::managerpage::{self, ManagerpageTable, STATUSES, Target};
+use mileage_read_model::{Bucket, Moves, Table};
 use rand::{Rng, SeedableRng};
 
 /// A pool on a fresh database, the managerpage's tables created.
@@ -69,6 +70,9 @@ async fn the_counts_equal_a_count_of_the_rows_after_any_batches() {
     let pool = managerpage_database().await;
     let mut client = pool.get().await.unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(27);
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     for batch in 0..60 {
         // Unique ids within a batch, as the projector writes them; ids
         // come back across batches, with a new status or the same one.
@@ -84,11 +88,18 @@ async fn the_counts_equal_a_count_of_the_rows_after_any_batches() {
             .await
             .unwrap();
         let before = mileage_read_model::tallies::<ManagerpageTable, _>(&loaded);
+        let mut moves = Moves::default();
+        for row in rows.values() {
+            let was = loaded.get(&row.id).and_then(ManagerpageTable::tally);
+            let at = start + TimeDelta::minutes(rng.random_range(0..3 * 24 * 60));
+            moves.record(at, was, ManagerpageTable::tally(row));
+        }
         mileage_read_model::write::<ManagerpageTable>(
             &tx,
             managerpage::NAME,
             &before,
             rows.into_values().collect(),
+            &moves,
         )
         .await
         .unwrap();
@@ -96,6 +107,61 @@ async fn the_counts_equal_a_count_of_the_rows_after_any_batches() {
         let (kept, counted) = kept_and_counted(&client).await;
         assert_eq!(kept, counted, "after batch {batch}");
     }
+    let (_, counted) = kept_and_counted(&client).await;
+    for bucket in [Bucket::Hour, Bucket::Day] {
+        let history = mileage_read_model::history(
+            &**client,
+            (managerpage::NAME, managerpage::HISTORY),
+            bucket,
+            (start, start + TimeDelta::days(4)),
+        )
+        .await
+        .unwrap();
+        let mut last: HashMap<String, i64> = HashMap::new();
+        assert!(history.before.is_empty());
+        for counted in &history.buckets {
+            assert!(counted.at >= start, "{counted:?}");
+            last.insert(counted.status.clone(), counted.total);
+        }
+        last.retain(|_, n| *n != 0);
+        assert_eq!(last, counted, "{bucket:?}: the history ends at the rows");
+    }
+    let days = mileage_read_model::history(
+        &**client,
+        (managerpage::NAME, managerpage::HISTORY),
+        Bucket::Day,
+        (start, start + TimeDelta::days(4)),
+    )
+    .await
+    .unwrap();
+    let distinct: std::collections::BTreeSet<_> = days.buckets.iter().map(|c| c.at).collect();
+    assert_eq!(distinct.len(), 3, "three days of moves: {distinct:?}");
+    let last_day = mileage_read_model::history(
+        &**client,
+        (managerpage::NAME, managerpage::HISTORY),
+        Bucket::Day,
+        (start + TimeDelta::days(2), start + TimeDelta::days(3)),
+    )
+    .await
+    .unwrap();
+    let mut at_end = last_day.before.clone();
+    for counted in &last_day.buckets {
+        at_end.insert(counted.status.clone(), counted.total);
+    }
+    at_end.retain(|_, n| *n != 0);
+    assert_eq!(
+        at_end, counted,
+        "a range that starts late begins from what there was before it"
+    );
+    let before_start = mileage_read_model::history(
+        &**client,
+        (managerpage::NAME, managerpage::HISTORY),
+        Bucket::Day,
+        (start - TimeDelta::days(9), start),
+    )
+    .await
+    .unwrap();
+    assert_eq!(before_start, mileage_read_model::History::default());
 }
 
 #[tokio::test]
@@ -112,7 +178,7 @@ async fn a_schema_from_before_the_counts_gets_them_from_its_rows() {
         .unwrap();
     tx.commit().await.unwrap();
     client
-        .batch_execute("DROP TABLE managerpage.status_counts")
+        .batch_execute("DROP TABLE managerpage.status_counts, managerpage.status_history")
         .await
         .unwrap();
     client
@@ -128,4 +194,19 @@ async fn a_schema_from_before_the_counts_gets_them_from_its_rows() {
         .unwrap();
     let (again, _) = kept_and_counted(&client).await;
     assert_eq!(again, kept, "the DDL run again counts nothing twice");
+    let now = Utc::now();
+    let history = mileage_read_model::history(
+        &**client,
+        (managerpage::NAME, managerpage::HISTORY),
+        Bucket::Day,
+        (now - TimeDelta::days(1), now + TimeDelta::hours(1)),
+    )
+    .await
+    .unwrap();
+    let started: HashMap<String, i64> = history
+        .buckets
+        .iter()
+        .map(|c| (c.status.clone(), c.total))
+        .collect();
+    assert_eq!(started, kept, "the history starts from the rows, once");
 }

@@ -242,7 +242,11 @@ async fn a_killed_projector_resumes_to_what_a_rebuild_builds_and_notifies_once()
     second.wait().unwrap();
 
     let compared = verified(&database).await;
-    assert_eq!(compared.len(), mileage_read_model::NAMES.len(), "{compared:?}");
+    assert_eq!(
+        compared.len(),
+        mileage_read_model::NAMES.len(),
+        "{compared:?}"
+    );
     // The log is written straight to the store: no phone claims.
     assert!(
         compared

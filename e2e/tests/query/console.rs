@@ -256,3 +256,92 @@ async fn a_number_finds_its_member_and_their_targets_until_they_are_erased() {
     )
     .await;
 }
+
+/// `group[key]` summed over the buckets.
+fn sum(items: &[Value], group: &str, key: &str) -> i64 {
+    items.iter().map(|i| i[group][key].as_i64().unwrap()).sum()
+}
+
+#[tokio::test]
+async fn counts_over_time_end_at_the_counts_now_with_each_hours_moves_and_notices() {
+    let stack = Stack::start().await;
+    let (kept, _) = stack.commands.register_target("01023454444", "Kept").await;
+    let (doomed, _) = stack
+        .commands
+        .register_target(crate::helpers::REJECTED_PHONE, "Doomed")
+        .await;
+    stack.commands.register_target("01023455555", "Quiet").await;
+    stack.commands.mark_dormant(&kept).await;
+    stack.commands.mark_dormant(&doomed).await;
+    let now = stack
+        .query
+        .until("/managerpages/counts", |body| {
+            body["byStatus"]["DESTRUCTION"] == 1 && body["byStatus"]["DORMANT"] == 1
+        })
+        .await;
+    let history = stack
+        .query
+        .until("/managerpages/counts/history?bucket=hour", |body| {
+            body["items"]
+                .as_array()
+                .is_some_and(|items| sum(items, "notices", "FAILED") == 1)
+        })
+        .await;
+    let items = history["items"].as_array().unwrap();
+    assert_eq!(items.len(), 48, "two days of hours by default");
+    assert_eq!(history["bucket"], "hour");
+    let last = items.last().unwrap();
+    assert_eq!(
+        last["targets"], now["byStatus"],
+        "the last hour ends at the counts now"
+    );
+    // Summed: the test may well run across the turn of an hour.
+    assert_eq!(sum(items, "notices", "SENT"), 1);
+    assert_eq!(sum(items, "entered", "PRE_DORMANT"), 3);
+    assert_eq!(
+        sum(items, "entered", "DORMANT"),
+        2,
+        "both were dormant before one was destroyed"
+    );
+    assert_eq!(sum(items, "entered", "DESTRUCTION"), 1);
+    assert_eq!(
+        items[0]["targets"]["PRE_DORMANT"], 0,
+        "nothing two days ago"
+    );
+
+    let days = stack.query.get("/managerpages/counts/history").await;
+    assert_eq!(days.status, 200, "{}", days.body);
+    assert_eq!(days.body["bucket"], "day");
+    assert_eq!(days.body["items"].as_array().unwrap().len(), 30);
+    let later = stack
+        .query
+        .get("/managerpages/counts/history?bucket=hour&from=2099-01-01T00:00:00Z&to=2099-01-01T02:00:00Z")
+        .await;
+    assert_eq!(later.status, 200, "{}", later.body);
+    let later_items = later.body["items"].as_array().unwrap();
+    assert_eq!(later_items.len(), 2);
+    assert_eq!(
+        later_items[0]["targets"], now["byStatus"],
+        "a range after the last move starts from the counts before it"
+    );
+    assert_eq!(later_items[0]["entered"]["PRE_DORMANT"], 0);
+
+    for bad in [
+        "bucket=week",
+        "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "bucket=hour&from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+        "from=yesterday",
+    ] {
+        let reply = stack
+            .query
+            .get(&format!("/managerpages/counts/history?{bad}"))
+            .await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+    }
+    let member = token("1", Role::Member);
+    let refused = stack
+        .query
+        .get_as(Some(&member), "/managerpages/counts/history", &[])
+        .await;
+    refused.assert_problem(403, "auth.forbidden");
+}

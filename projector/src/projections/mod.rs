@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mileage_domain::Aggregate;
-use mileage_read_model::{Storage, Table};
+use mileage_read_model::{Moves, Storage, Table};
 use mileage_store::RecordedEvent;
 use tokio_postgres::{Client, Transaction};
 
@@ -193,9 +193,14 @@ impl<M: Model> Consumer for Projection<M> {
         ids.dedup();
         let mut rows = M::Table::load(tx, &self.schema, &ids).await?;
         let before = mileage_read_model::tallies::<M::Table, _>(&rows);
+        let mut moves = Moves::default();
         for (recorded, id, event) in routed {
-            let row = M::apply(rows.remove(&id), event, recorded)
+            let old = rows.remove(&id);
+            let was = old.as_ref().and_then(M::Table::tally);
+            let row = M::apply(old, event, recorded)
                 .map_err(|reason| HandleError::poison(recorded, reason))?;
+            let is = row.as_ref().and_then(M::Table::tally);
+            moves.record(recorded.metadata.recorded_at, was, is);
             if let Some(row) = row {
                 rows.insert(id, row);
             }
@@ -205,6 +210,7 @@ impl<M: Model> Consumer for Projection<M> {
             &self.schema,
             &before,
             rows.into_values().collect(),
+            &moves,
         )
         .await?;
         Ok(())

@@ -8,9 +8,11 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use mileage_domain::ids::MemberId;
+use mileage_read_model::Bucket;
 use mileage_read_model::managerpage::{self, Order, STATUSES, TargetView, Targets};
+use mileage_read_model::messages;
 use mileage_read_model::people::People;
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
@@ -34,6 +36,7 @@ pub(super) fn router() -> Router<QueryState> {
     Router::new()
         .route("/managerpages", get(list))
         .route("/managerpages/counts", get(counts))
+        .route("/managerpages/counts/history", get(counts_over_time))
         .route("/managerpages/{id}", get(by_id))
         .route("/dormantMembers/{id}", get(dormant_member))
 }
@@ -409,4 +412,156 @@ pub(super) async fn dormant_member(
         updated_at: target.updated_at,
     };
     Ok(fresh(body, seen))
+}
+
+/// How long the buckets of the counts over time are, at most how many.
+const MAX_BUCKETS: i64 = 1000;
+
+/// The counts over time's query.
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct HistoryQuery {
+    /// `day` (default) or `hour`, in UTC.
+    #[param(nullable = false, pattern = "^(day|hour)$")]
+    bucket: Option<String>,
+    /// The first bucket's start (RFC 3339; default: 30 days or 48 hours
+    /// before `to`).
+    #[param(nullable = false)]
+    from: Option<DateTime<Utc>>,
+    /// The end, exclusive (RFC 3339; default: the end of the current
+    /// bucket). At most 1000 buckets after `from`.
+    #[param(nullable = false)]
+    to: Option<DateTime<Utc>>,
+}
+
+/// One bucket of the counts over time.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CountsAt {
+    /// The bucket's start.
+    at: DateTime<Utc>,
+    /// Targets per status at the bucket's end.
+    #[schema(example = json!({"PRE_DORMANT": 3, "DORMANT": 2, "DESTRUCTION": 1, "CLEARED": 0}))]
+    targets: BTreeMap<String, i64>,
+    /// Targets that entered each status during the bucket.
+    entered: BTreeMap<String, i64>,
+    /// Dormant notices sent and failed during the bucket.
+    #[schema(example = json!({"SENT": 2, "FAILED": 1}))]
+    notices: BTreeMap<String, i64>,
+}
+
+/// The counts over time.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CountsOverTime {
+    /// `day` or `hour`.
+    bucket: &'static str,
+    /// Every bucket from `from` to `to`, oldest first, empty ones included.
+    items: Vec<CountsAt>,
+}
+
+/// Targets per status and notice outcomes over time, per day or hour
+/// (managers). Read from counters the projector keeps per hour in the same
+/// transaction as the rows: no read scans the targets or the log.
+#[utoipa::path(
+    get, path = "/managerpages/counts/history", tag = "managerpages",
+    params(HistoryQuery, crate::docs::WaitFor),
+    responses(
+        (status = 200, description = "The buckets", body = CountsOverTime),
+        crate::docs::Invalid,
+        crate::docs::AuthRefusals,
+        crate::docs::RateLimited,
+        crate::docs::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn counts_over_time(
+    State(state): State<QueryState>,
+    caller: Caller,
+    wanted: Wanted,
+    AppQuery(query): AppQuery<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    caller.require_manager()?;
+    let (bucket, name, step, default_span) = match query.bucket.as_deref() {
+        None | Some("day") => (Bucket::Day, "day", TimeDelta::days(1), 30),
+        Some("hour") => (Bucket::Hour, "hour", TimeDelta::hours(1), 48),
+        Some(other) => {
+            return Err(ApiError::invalid(
+                "bucket",
+                "validation.bucket",
+                format!("bucket must be day or hour, not {other:?}"),
+            ));
+        }
+    };
+    let start_of = |at: DateTime<Utc>| at.duration_trunc(step).unwrap_or(at);
+    let to = query.to.unwrap_or_else(|| start_of(Utc::now()) + step);
+    let from = start_of(query.from.unwrap_or(to - step * default_span));
+    let span = (to - from).num_seconds();
+    let buckets = if span > 0 {
+        (span + step.num_seconds() - 1) / step.num_seconds()
+    } else {
+        0
+    };
+    if !(1..=MAX_BUCKETS).contains(&buckets) {
+        return Err(ApiError::invalid(
+            "from",
+            "validation.range",
+            format!("from must be before to, at most {MAX_BUCKETS} {name}s before it"),
+        ));
+    }
+    let seen = wait(&state, PROJECTION, wanted).await;
+    let client = state.pool.get().await.map_err(db_error)?;
+    let targets = mileage_read_model::history(
+        &**client,
+        (PROJECTION, managerpage::HISTORY),
+        bucket,
+        (from, to),
+    )
+    .await
+    .map_err(db_error)?;
+    let notices = mileage_read_model::history(
+        &**client,
+        (messages::NAME, messages::HISTORY),
+        bucket,
+        (from, to),
+    )
+    .await
+    .map_err(db_error)?;
+    let mut items: Vec<CountsAt> = (0..buckets)
+        .map(|i| CountsAt {
+            at: from + step * i32::try_from(i).unwrap_or(i32::MAX),
+            targets: STATUSES.iter().map(|s| ((*s).to_owned(), 0)).collect(),
+            entered: STATUSES.iter().map(|s| ((*s).to_owned(), 0)).collect(),
+            notices: messages::OUTCOMES
+                .iter()
+                .map(|s| ((*s).to_owned(), 0))
+                .collect(),
+        })
+        .collect();
+    let index = |at: DateTime<Utc>| usize::try_from((at - from).num_seconds() / step.num_seconds());
+    // A status's total holds until it next moves: the buckets in order,
+    // each starting from the one before (the rows come in time order).
+    let mut moved = targets.buckets.iter().peekable();
+    let mut totals: BTreeMap<String, i64> = STATUSES.iter().map(|s| ((*s).to_owned(), 0)).collect();
+    totals.extend(targets.before);
+    for (i, item) in items.iter_mut().enumerate() {
+        while let Some(counted) = moved.next_if(|c| index(c.at).is_ok_and(|at| at <= i)) {
+            item.entered.insert(counted.status.clone(), counted.entered);
+            totals.insert(counted.status.clone(), counted.total);
+        }
+        item.targets.clone_from(&totals);
+    }
+    for counted in &notices.buckets {
+        if let Some(item) = index(counted.at).ok().and_then(|i| items.get_mut(i)) {
+            item.notices.insert(counted.status.clone(), counted.entered);
+        }
+    }
+    Ok(fresh(
+        CountsOverTime {
+            bucket: name,
+            items,
+        },
+        seen,
+    ))
 }

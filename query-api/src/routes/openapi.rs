@@ -17,6 +17,7 @@ use super::{managerpages, members, messages, projections, search, timeline};
     paths(
         managerpages::list,
         managerpages::counts,
+        managerpages::counts_over_time,
         managerpages::by_id,
         managerpages::dormant_member,
         messages::message,
