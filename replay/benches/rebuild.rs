@@ -2,7 +2,9 @@
 //! from position zero in a shadow schema, then swapped in; events/s and the
 //! process's memory, at two log sizes to show memory does not grow with the
 //! log. The log (each target registered, marked dormant and notified, one
-//! kind after another, so every batch touches 1,000 distinct rows) is written
+//! kind after another, so every batch touches 1,000 distinct rows; a target
+//! every 100 s, so the events span days to months and each batch moves the
+//! counts of a day's hours) is written
 //! with bulk INSERTs; each size is rebuilt `BENCH_RUNS` times. Prints
 //! numbers; asserts nothing.
 //!
@@ -64,7 +66,7 @@ async fn seed(store: &PgEventStore, keys: &PgKeyStore, from: i64, to: i64) {
     let started = Instant::now();
     client
         .execute(
-            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, correlation_id, causation_id)
+            "INSERT INTO events (stream_id, stream_version, event_id, event_type, schema_version, data, correlation_id, causation_id, recorded_at)
              SELECT CASE WHEN kind < 2 THEN 'dormantMember-' ELSE 'managerMessage-' END || t,
                     CASE kind WHEN 1 THEN 1 ELSE 0 END,
                     gen_random_uuid(),
@@ -78,7 +80,8 @@ async fn seed(store: &PgEventStore, keys: &PgKeyStore, from: i64, to: i64) {
                                     'phoneNo', ($1::text[])[t % $3 + 1]::json,
                                     'nickname', ($2::text[])[t % $3 + 1]::json, 'at', now())
                     END,
-                    gen_random_uuid(), gen_random_uuid()
+                    gen_random_uuid(), gen_random_uuid(),
+                    now() - make_interval(secs => ($5 - t) * 100 + (2 - kind) * 30)
                FROM generate_series(0, 2) kind, generate_series($4::bigint, $5::bigint - 1) t
               ORDER BY kind, t",
             &[&phones, &nicknames, &i64::try_from(KEYS).unwrap(), &from, &to],

@@ -125,6 +125,21 @@ pub enum KeyReused {
 /// `DormantMemberId::parse` accept.
 pub const ID_PATTERN: &str = "^[A-Za-z0-9_-]{1,64}$";
 
+/// The pattern of a phone number as requests send it: what
+/// `PhoneNumber::parse` accepts (7 to 15 digits; `-`, spaces and a leading
+/// `+` ignored). The command API's tests generate inputs and check the two
+/// agree.
+pub const PHONE_PATTERN: &str = r"^ *\+?[ -]*(?:[0-9][ -]*){7,15}$";
+
+/// A phone number's schema: a string of [`PHONE_PATTERN`].
+pub fn phone_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(PHONE_PATTERN))
+        .examples([serde_json::json!("01012345678")])
+        .build()
+}
+
 /// An id's schema: a string of [`ID_PATTERN`].
 pub fn id_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()

@@ -59,6 +59,11 @@ mod tests {
     #[test]
     fn the_documented_phone_pattern_accepts_exactly_what_the_domain_does() {
         let documented = pattern::<super::PhoneInput>();
+        assert_eq!(
+            documented.as_str(),
+            mileage_service::docs::PHONE_PATTERN,
+            "the query API's search documents the same rule"
+        );
         let mut alphabet: Vec<char> = ('0'..='9').collect();
         alphabet.extend([' ', ' ', '-', '+', 'a', '\u{3000}', '.']);
         let mut accepted = 0;

@@ -1,15 +1,21 @@
-//! The admin page in Debian's headless Chromium, driven over WebDriver
-//! (chromedriver): register a target, mark it dormant, see the notice go out.
+//! The operator console in Debian's headless Chromium, driven over
+//! WebDriver (chromedriver), through the gateway (nginx) as operators reach
+//! it: register a target, mark it dormant, see the notice land in its
+//! timeline, release it (a double click applies once) and see it cleared
+//! with the operator as actor; find the person by number; see the health
+//! banner when a consumer stops; the chart; and `axe-core` (vendored, for
+//! this test only) finds no serious or critical violation on any view.
 //! `deploy/local/test.sh` installs Chromium when it is missing; without it
 //! this test fails and says so.
 
 use std::process::{Child, Command, Stdio};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use mileage_e2e::eventually;
+use mileage_e2e::{eventually, token};
+use mileage_service::auth::Role;
 use serde_json::json;
 
-use crate::helpers::{Stack, WAIT};
+use crate::helpers::{QueryApi, Stack, WAIT};
 
 /// chromedriver on a free loopback port, killed on drop.
 struct Driver {
@@ -92,53 +98,107 @@ async fn text(client: &Client, css: &str) -> Option<String> {
     element.text().await.ok()
 }
 
-#[tokio::test]
-async fn an_operator_registers_a_target_marks_it_dormant_and_sees_the_notice_sent() {
-    let stack = Stack::start().await;
-    let member = stack.commands.join("01077770000", "browser").await;
-    let driver = driver().await;
-    let client = browser(&driver).await;
+/// Clicks the first element matching `css`, finding it again until a click
+/// lands (the console refreshes itself: an element found just before a
+/// refresh is gone by the click).
+async fn click(client: &Client, css: &str) {
+    eventually(&format!("a click on {css}"), WAIT, || async {
+        let element = client.find(Locator::Css(css)).await.ok()?;
+        element.click().await.ok()
+    })
+    .await;
+}
 
-    client
-        .goto(&format!("{}/admin", stack.query.address))
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(&stack.query.manager_token)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("#save-token"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+async fn type_into(client: &Client, css: &str, value: &str) {
+    let element = client.find(Locator::Css(css)).await.unwrap();
+    element.clear().await.unwrap();
+    element.send_keys(value).await.unwrap();
+}
 
-    for (css, value) in [
-        ("#register-member", member.as_str()),
-        ("#register-phone", "010-7777-0000"),
-        ("#register-nickname", "browser"),
-    ] {
+/// axe-core, as vendored.
+const AXE: &str = include_str!("vendor/axe-core/axe.min.js");
+
+/// The serious and critical accessibility violations axe-core finds on the
+/// page as it is now (`view` names it in the failure).
+async fn accessible(client: &Client, view: &str) {
+    let loaded = client
+        .execute("return typeof window.axe === 'object';", vec![])
+        .await
+        .unwrap();
+    if loaded != json!(true) {
         client
-            .find(Locator::Css(css))
-            .await
-            .unwrap()
-            .send_keys(value)
+            .execute(
+                "const s = document.createElement('script'); s.text = arguments[0]; document.head.appendChild(s); return true;",
+                vec![json!(AXE)],
+            )
             .await
             .unwrap();
     }
-    client
-        .find(Locator::Css("#register"))
-        .await
-        .unwrap()
-        .click()
+    let found = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] })
+               .then(r => done(r.violations
+                   .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                   .map(v => ({ id: v.id, impact: v.impact, help: v.help,
+                                nodes: v.nodes.map(n => n.target.join(' ')) }))))
+               .catch(e => done([{ id: 'axe-error', help: String(e) }]));",
+            vec![],
+        )
         .await
         .unwrap();
+    assert_eq!(found, json!([]), "{view}: serious or critical violations");
+}
 
+/// How many timeline entries of `event_type` the page shows.
+async fn entries(client: &Client, event_type: &str) -> usize {
+    client
+        .find_all(Locator::Css(&format!(
+            "#timeline li[data-type='{event_type}']"
+        )))
+        .await
+        .map_or(0, |found| found.len())
+}
+
+/// The port of a service at `http://127.0.0.1:{port}`.
+fn port_of(address: &str) -> u16 {
+    address.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+#[allow(
+    clippy::too_many_lines,
+    reason = "one operator's session, step by step"
+)]
+async fn an_operator_works_a_target_through_the_console_from_registration_to_release() {
+    let stack = Stack::start().await;
+    // The console as operators reach it: the query API's page behind the
+    // gateway, sending commands to the same origin.
+    let console = QueryApi::spawn(&stack.database, std::time::Duration::from_secs(5), "").await;
+    let http = reqwest::Client::new();
+    let (_gateway, gateway, _dir) = mileage_e2e::start_gateway_for(
+        &http,
+        &[port_of(&stack.commands.address)],
+        &[port_of(&console.address)],
+        600,
+    )
+    .await;
+    let driver = driver().await;
+    let client = browser(&driver).await;
+    client.set_window_size(1400, 1000).await.unwrap();
+    client.goto(&format!("{gateway}/admin")).await.unwrap();
+    type_into(&client, "#token", &token("kim", Role::Manager)).await;
+    click(&client, "#save-token").await;
+    accessible(&client, "the empty console").await;
+
+    for (css, value) in [
+        ("#register-member", "quiet-1"),
+        ("#register-phone", "010-7777-0000"),
+        ("#register-nickname", "browser"),
+    ] {
+        type_into(&client, css, value).await;
+    }
+    click(&client, "#register").await;
     let id = eventually("the registered target is listed", WAIT, || async {
         let status = text(&client, "#rows tr td.status").await?;
         (status == "PRE_DORMANT").then_some(())?;
@@ -151,35 +211,172 @@ async fn an_operator_registers_a_target_marks_it_dormant_and_sees_the_notice_sen
         Some("010****0000"),
         "the phone number is masked"
     );
+    accessible(&client, "the list").await;
 
-    // The list refreshes itself: a button found just before a refresh is
-    // gone by the click (a stale element), so find it again until a click
-    // lands. Marking dormant twice would change nothing.
-    eventually("the mark-dormant button is clicked", WAIT, || async {
-        let selector = format!("#rows tr[data-id='{id}'] button.mark-dormant");
-        let button = client.find(Locator::Css(&selector)).await.ok()?;
-        button.click().await.ok()
+    click(&client, &format!("#rows tr[data-id='{id}'] button.open")).await;
+    eventually("the target's timeline", WAIT, || async {
+        let actor = text(
+            &client,
+            "#timeline li[data-type='DormantMemberRegistered'] .actor",
+        )
+        .await?;
+        (actor == "manager:kim").then_some(())
+    })
+    .await;
+    click(&client, "#action-dormant").await;
+    accessible(&client, "the confirmation").await;
+    click(&client, "#confirm-yes").await;
+    eventually("the notice lands in the timeline", WAIT, || async {
+        let actor = text(&client, "#timeline li[data-type='MessageSent'] .actor").await?;
+        let status = text(&client, "#detail-status").await?;
+        (actor == "system:notices" && status == "DORMANT").then_some(())
+    })
+    .await;
+    assert_eq!(entries(&client, "DormantMemberChanged").await, 1);
+    accessible(&client, "a target's detail").await;
+
+    // A double click on the confirmation: one release.
+    click(&client, "#action-release").await;
+    eventually("the confirmation opens", WAIT, || async {
+        let open = client
+            .execute("return document.getElementById('confirm').open;", vec![])
+            .await
+            .ok()?;
+        (open == json!(true)).then_some(())
+    })
+    .await;
+    client
+        .execute(
+            "const yes = document.getElementById('confirm-yes'); yes.click(); yes.click();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    eventually("the target is cleared by the operator", WAIT, || async {
+        let actor = text(
+            &client,
+            "#timeline li[data-type='DormantMemberCleared'] .actor",
+        )
+        .await?;
+        let status = text(&client, "#detail-status").await?;
+        (actor == "manager:kim" && status == "CLEARED").then_some(())
+    })
+    .await;
+    assert_eq!(
+        entries(&client, "DormantMemberCleared").await,
+        1,
+        "released once"
+    );
+    let notice = text(&client, "#notice").await.unwrap_or_default();
+    assert!(notice.contains("released"), "{notice}");
+    let found = stack
+        .query
+        .until(&format!("/managerpages/{id}"), |t| {
+            t["rejoinedMemberId"].is_string()
+        })
+        .await;
+    let rejoined = found["rejoinedMemberId"].as_str().unwrap().to_owned();
+    let shop = token("shop", Role::Partner);
+    let earned = http
+        .post(format!(
+            "{}/members/{rejoined}/points/earn",
+            stack.commands.address
+        ))
+        .bearer_auth(&shop)
+        .json(&json!({ "amount": 7 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(earned.status(), 200);
+
+    // The person, by number; and nobody by another.
+    let select = client.find(Locator::Css("#search-kind")).await.unwrap();
+    select.select_by_value("phoneNo").await.unwrap();
+    type_into(&client, "#search-text", "01077770000").await;
+    click(&client, "#search").await;
+    let found = eventually("the person found by number", WAIT, || async {
+        text(&client, "#search-results .found-member").await
+    })
+    .await;
+    assert_eq!(found, format!("Member {rejoined}"));
+    click(&client, "#search-results .found-member").await;
+    eventually("the member's points", WAIT, || async {
+        let balance = text(&client, "#member-balance").await?;
+        let earned = text(
+            &client,
+            "#points tr[data-type='PointsEarned'] td:nth-child(3)",
+        )
+        .await?;
+        (balance == "7" && earned == "7").then_some(())
+    })
+    .await;
+    assert!(
+        text(&client, "#chart-desc").await.is_some()
+            || client.find(Locator::Css("#chart svg")).await.is_ok(),
+        "the chart is drawn"
+    );
+    click(&client, "#refresh").await;
+    eventually("the chart draws from the counts", WAIT, || async {
+        let lines = client
+            .find_all(Locator::Css("#chart polyline"))
+            .await
+            .ok()?;
+        let described = client
+            .execute(
+                "return document.getElementById('chart-desc').textContent;",
+                vec![],
+            )
+            .await
+            .ok()?;
+        (lines.len() == 4 && described.as_str()?.contains("CLEARED 1")).then_some(())
+    })
+    .await;
+    accessible(&client, "a member and the chart").await;
+    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+        client.set_window_size(1400, 1500).await.unwrap();
+        client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        let png = client.screenshot().await.unwrap();
+        client.set_window_size(1400, 1000).await.unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/console.png");
+        std::fs::write(path, png).unwrap();
+    }
+    type_into(&client, "#search-text", "01077779999").await;
+    click(&client, "#search").await;
+    eventually("nobody by another number", WAIT, || async {
+        text(&client, "#search-results .nobody").await
     })
     .await;
 
-    eventually(
-        "the target turns DORMANT with its notice SENT",
-        WAIT,
-        || async {
-            let status = text(&client, &format!("#rows tr[data-id='{id}'] td.status")).await?;
-            let message = text(
-                &client,
-                &format!("#rows tr[data-id='{id}'] td.message-status"),
-            )
-            .await?;
-            (status == "DORMANT" && message == "SENT").then_some(())
-        },
+    // A stopped consumer: the banner says the lists may be stale.
+    let read = mileage_e2e::read_client(&stack.database).await;
+    let at = mileage_read_model::bookkeeping::position_of(&read, "notices")
+        .await
+        .unwrap()
+        .expect("notices has a checkpoint");
+    mileage_read_model::bookkeeping::mark_stopped(
+        &read,
+        "notices",
+        Some(at),
+        at,
+        "DormantMemberChanged",
+        "the notifier answered what it cannot read",
     )
+    .await
+    .unwrap();
+    let banner = eventually("the health banner", WAIT, || async {
+        let banner = client.find(Locator::Css("#health")).await.ok()?;
+        banner.is_displayed().await.ok()?.then_some(())?;
+        banner.text().await.ok()
+    })
     .await;
-    let count = text(&client, "#counts span[data-status='DORMANT']").await;
-    assert_eq!(count.as_deref(), Some("DORMANT: 1"));
-    let notice = text(&client, "#notice").await.unwrap_or_default();
-    assert!(notice.contains("marked dormant"), "{notice}");
+    assert!(
+        banner.contains("notices stopped") && banner.contains("cannot read"),
+        "{banner}"
+    );
+    accessible(&client, "the health banner").await;
     assert_eq!(stack.gateway.received().len(), 1, "one notice went out");
     client.close().await.unwrap();
 }

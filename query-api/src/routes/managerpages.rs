@@ -430,9 +430,15 @@ pub(super) struct HistoryQuery {
     #[param(nullable = false)]
     from: Option<DateTime<Utc>>,
     /// The end, exclusive (RFC 3339; default: the end of the current
-    /// bucket). At most 1000 buckets after `from`.
+    /// bucket). At most the 1000 buckets before it are answered: a longer
+    /// range is cut to its end (the answer's `from` says where it starts).
     #[param(nullable = false)]
     to: Option<DateTime<Utc>>,
+    /// Accepted here, read by the `Wanted` extractor, documented by
+    /// [`crate::docs::WaitFor`].
+    #[allow(dead_code, reason = "read by the Wanted extractor")]
+    #[param(ignore)]
+    position: Option<String>,
 }
 
 /// One bucket of the counts over time.
@@ -457,6 +463,10 @@ pub(super) struct CountsAt {
 pub(super) struct CountsOverTime {
     /// `day` or `hour`.
     bucket: &'static str,
+    /// The first bucket's start.
+    from: DateTime<Utc>,
+    /// The end, exclusive.
+    to: DateTime<Utc>,
     /// Every bucket from `from` to `to`, oldest first, empty ones included.
     items: Vec<CountsAt>,
 }
@@ -496,20 +506,14 @@ pub(super) async fn counts_over_time(
     };
     let start_of = |at: DateTime<Utc>| at.duration_trunc(step).unwrap_or(at);
     let to = query.to.unwrap_or_else(|| start_of(Utc::now()) + step);
-    let from = start_of(query.from.unwrap_or(to - step * default_span));
-    let span = (to - from).num_seconds();
-    let buckets = if span > 0 {
-        (span + step.num_seconds() - 1) / step.num_seconds()
+    let asked = start_of(query.from.unwrap_or(to - step * default_span));
+    let span = (to - asked).num_seconds().max(0);
+    let buckets = ((span + step.num_seconds() - 1) / step.num_seconds()).min(MAX_BUCKETS);
+    let from = if buckets == MAX_BUCKETS {
+        start_of(to - step * i32::try_from(MAX_BUCKETS).unwrap_or(i32::MAX)).max(asked)
     } else {
-        0
+        asked
     };
-    if !(1..=MAX_BUCKETS).contains(&buckets) {
-        return Err(ApiError::invalid(
-            "from",
-            "validation.range",
-            format!("from must be before to, at most {MAX_BUCKETS} {name}s before it"),
-        ));
-    }
     let seen = wait(&state, PROJECTION, wanted).await;
     let client = state.pool.get().await.map_err(db_error)?;
     let targets = mileage_read_model::history(
@@ -560,6 +564,8 @@ pub(super) async fn counts_over_time(
     Ok(fresh(
         CountsOverTime {
             bucket: name,
+            from,
+            to,
             items,
         },
         seen,

@@ -26,7 +26,17 @@ pub(super) fn router() -> Router<QueryState> {
 #[serde(rename_all = "camelCase")]
 pub(super) struct Projections {
     items: Vec<Projection>,
+    /// The lag, in seconds, beyond which operators are alerted
+    /// (`mileage:projector_lag_threshold_seconds` in
+    /// `deploy/observability/rules.yml`); the console shows its banner past
+    /// it too.
+    #[schema(example = 120)]
+    lag_alert_seconds: u64,
 }
+
+/// The lag beyond which operators are alerted: the same number as the
+/// Prometheus rules' threshold (a test keeps them equal).
+pub(crate) const LAG_ALERT_SECONDS: u64 = 120;
 
 /// One projection or process manager.
 #[derive(Serialize, ToSchema)]
@@ -101,5 +111,25 @@ pub(super) async fn projections(
             }
         })
         .collect();
-    Ok(axum::Json(Projections { items }).into_response())
+    Ok(axum::Json(Projections {
+        items,
+        lag_alert_seconds: LAG_ALERT_SECONDS,
+    })
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_consoles_lag_threshold_is_the_alerts() {
+        let rules = include_str!("../../../deploy/observability/rules.yml");
+        let threshold = format!(
+            "record: mileage:projector_lag_threshold_seconds\n        expr: vector({})",
+            super::LAG_ALERT_SECONDS
+        );
+        assert!(
+            rules.contains(&threshold),
+            "rules.yml must say {threshold:?}"
+        );
+    }
 }

@@ -35,20 +35,43 @@ pub(super) fn router() -> Router<QueryState> {
     Router::new().route("/search", post(search))
 }
 
-/// What to look for: exactly one of the three.
+/// What to look for: exactly one of a phone number, a member id or a
+/// target id.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub(super) enum SearchQuery {
+    /// By phone number.
+    Phone(ByPhone),
+    /// By member id.
+    Member(ByMember),
+    /// By target id.
+    Target(ByTarget),
+}
+
+/// A search by phone number.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SearchQuery {
-    /// A phone number, exactly, as the join takes it (the rule is the
-    /// join's `phoneNo`; anything else answers 400 with it).
-    #[schema(nullable = false, example = "01012345678")]
-    phone_no: Option<String>,
-    /// A member id.
-    #[schema(nullable = false)]
-    member_id: Option<String>,
-    /// A dormant target's id.
-    #[schema(nullable = false)]
-    target_id: Option<String>,
+pub(super) struct ByPhone {
+    /// The number, exactly, as the join takes it (the rule is the join's
+    /// `phoneNo`; anything else answers 400 with it).
+    #[schema(schema_with = mileage_service::docs::phone_schema)]
+    phone_no: String,
+}
+
+/// A search by member id.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ByMember {
+    #[schema(schema_with = mileage_service::docs::id_schema)]
+    member_id: String,
+}
+
+/// A search by target id.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ByTarget {
+    #[schema(schema_with = mileage_service::docs::id_schema)]
+    target_id: String,
 }
 
 /// Who was found: nobody, or a member and the targets registered for them.
@@ -83,14 +106,14 @@ pub(super) async fn search(
 ) -> Result<Response, ApiError> {
     caller.require_manager()?;
     let client = state.pool.get().await.map_err(db_error)?;
-    let (member, targets) = match (&query.phone_no, &query.member_id, &query.target_id) {
-        (Some(phone), None, None) => {
-            let member = holder(&state, &client, phone).await?;
+    let (member, targets) = match &query {
+        SearchQuery::Phone(ByPhone { phone_no }) => {
+            let member = holder(&state, &client, phone_no).await?;
             (member, None)
         }
-        (None, Some(member), None) => (Some(MemberId::parse(member)?), None),
-        (None, None, Some(target)) => {
-            let target = DormantMemberId::parse(target)?;
+        SearchQuery::Member(ByMember { member_id }) => (Some(MemberId::parse(member_id)?), None),
+        SearchQuery::Target(ByTarget { target_id }) => {
+            let target = DormantMemberId::parse(target_id)?;
             let found = managerpage::by_id(&client, target.as_str())
                 .await
                 .map_err(db_error)?;
@@ -100,13 +123,6 @@ pub(super) async fn search(
                 .map(|t| MemberId::parse(t.member_id))
                 .transpose()?;
             (member, Some(found))
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "phoneNo",
-                "validation.search",
-                "search by exactly one of phoneNo, memberId or targetId",
-            ));
         }
     };
     let member_row = match &member {
