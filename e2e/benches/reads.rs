@@ -1,8 +1,13 @@
 //! The read side under load, on this machine, load generator in-process:
 //!
-//! - `GET /managerpages` (a page of 50), `GET /managerpages/{id}` and
-//!   `GET /managerpages/counts` at 32 clients over 10,000 targets
-//!   (`BENCH_TARGETS`);
+//! - `GET /managerpages` (a page of 50), `GET /managerpages/{id}`,
+//!   `GET /managerpages/counts`, and the console's reads: a target's
+//!   timeline of 20 events (`GET /managerpages/{id}/timeline`), the search
+//!   by number (`POST /search`), the health (`GET /projections`) and the
+//!   counts over time (`GET /managerpages/counts/history`, 30 days), at 32
+//!   clients over 10,000 targets (`BENCH_TARGETS`), each with its member,
+//!   its number's claim, a timeline entry (twenty for the first
+//!   1,000) and a year of hourly counts;
 //! - end-to-end lag: a probe earns points and reads its member back through
 //!   the query API with the command's position, while 32 other clients run
 //!   the command benchmark's `earn points` load; lag is the time from the
@@ -61,6 +66,7 @@ async fn fill_managerpage(database: &str, targets: i64) {
         .expect("the database");
     tokio::spawn(connection);
     let n = usize::try_from(targets).expect("a count");
+    let mut holders = Vec::with_capacity(n);
     let (mut ids, mut secrets, mut phones, mut nicknames) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -74,7 +80,7 @@ async fn fill_managerpage(database: &str, targets: i64) {
         secrets.push(secret.to_vec());
         phones.push(stored(&key.seal(
             "phoneNo",
-            &format!("0101234{:04}", g % 10_000),
+            &bench_phone(u64::try_from(g).unwrap_or(0)),
             rand::random(),
         )));
         nicknames.push(stored(&key.seal(
@@ -82,6 +88,9 @@ async fn fill_managerpage(database: &str, targets: i64) {
             &format!("target {g}"),
             rand::random(),
         )));
+        // Sealed as a claim seals its holder; the target's key stands in
+        // for the claim's (one key read either way).
+        holders.push(stored(&key.seal_comparable("memberId", &g.to_string())));
     }
     client
         .execute(
@@ -114,7 +123,14 @@ async fn fill_managerpage(database: &str, targets: i64) {
         ))
         .await
         .expect("the counts");
-    for table in ["managerpage.targets", "person_keys"] {
+    fill_console(&client, &ids, (&phones, &nicknames), &holders).await;
+    for table in [
+        "managerpage.targets",
+        "person_keys",
+        "members.members",
+        "phones.phones",
+        "timeline.entries",
+    ] {
         client
             .batch_execute(&format!("VACUUM ANALYZE {table}"))
             .await
@@ -122,8 +138,123 @@ async fn fill_managerpage(database: &str, targets: i64) {
     }
 }
 
-/// `clients` keep-alive connections, each sending GET `path(client, n)`
-/// with the bearer token back to back for `duration`: a lean load generator
+/// What the console reads besides the list: each target's member (its
+/// data sealed as the target's), the claim of its number (sealed under the
+/// same key), a timeline entry (twenty for the first 1,000 targets),
+/// a year of hourly counts, and nine consumers at the head.
+async fn fill_console(
+    client: &tokio_postgres::Client,
+    ids: &[String],
+    (phones, nicknames): (&[String], &[String]),
+    holders: &[String],
+) {
+    use mileage_domain::pii::phone_index;
+    use mileage_domain::values::PhoneNumber;
+    let secret = mileage_e2e::PHONE_INDEX_SECRET.as_bytes();
+    let indexes: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let g: u64 = id.parse().expect("a numeric id");
+            phone_index(
+                secret,
+                &PhoneNumber::parse(&bench_phone(g)).expect("a phone"),
+            )
+        })
+        .collect();
+    client
+        .execute(
+            "INSERT INTO members.members
+                 (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, last_position)
+             SELECT id, 'READY', 100, phone, nickname, now(), now(), id || '-' || id
+               FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, phone, nickname)",
+            &[&ids, &phones, &nicknames],
+        )
+        .await
+        .expect("members");
+    client
+        .execute(
+            "INSERT INTO phones.phones (phone_index, holder, updated_at, last_position)
+             SELECT idx, holder, now(), '1-1' FROM UNNEST($1::text[], $2::text[]) AS t(idx, holder)",
+            &[&indexes, &holders.to_vec()],
+        )
+        .await
+        .expect("phones");
+    client
+        .execute(
+            "INSERT INTO timeline.entries
+                 (event_id, subject, stream, commit_pos, prepare_pos, at, event_type, actor,
+                  correlation_id, data, last_position)
+             SELECT gen_random_uuid()::text, 'dormantMember-' || id, 'dormantMember-' || id,
+                    id::bigint * 100 + n, n, now(), 'DormantMemberChanged', 'manager:ops',
+                    gen_random_uuid(),
+                    json_build_object('id', id, 'memberId', id, 'phoneNo', phone::json,
+                                      'nickname', nickname::json, 'at', now())::text,
+                    (id::bigint * 100 + n) || '-' || n
+               FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, phone, nickname),
+                    generate_series(1, CASE WHEN id::int <= 1000 THEN 20 ELSE 1 END) n",
+            &[&ids, &phones, &nicknames],
+        )
+        .await
+        .expect("timeline");
+    for (table, values) in [
+        (
+            "managerpage.status_history",
+            "ARRAY['PRE_DORMANT', 'DORMANT', 'DESTRUCTION', 'CLEARED']",
+        ),
+        ("messages.outcome_history", "ARRAY['SENT', 'FAILED']"),
+    ] {
+        client
+            .batch_execute(&format!(
+                "INSERT INTO {table} (hour, status, entered, \"left\")
+                 SELECT date_trunc('hour', now()) - make_interval(hours => h), s, 5, 3
+                   FROM generate_series(0, 24 * 365) h, unnest({values}) s
+                 ON CONFLICT DO NOTHING"
+            ))
+            .await
+            .expect("the history");
+    }
+    let head = mileage_store::RecordedEvent {
+        event_id: uuid::Uuid::new_v4(),
+        stream: "bench-1".into(),
+        stream_version: 0,
+        position: mileage_store::Position {
+            commit: 1,
+            prepare: 1,
+        },
+        event_type: "Bench".into(),
+        schema_version: 1,
+        data: bytes::Bytes::from_static(b"{}"),
+        metadata: mileage_domain::envelope::EventMetadata {
+            correlation_id: uuid::Uuid::nil(),
+            causation_id: uuid::Uuid::nil(),
+            recorded_at: chrono::Utc::now(),
+            trace: None,
+            actor: None,
+        },
+    };
+    for name in mileage_read_model::NAMES.into_iter().chain([
+        "notices",
+        "destruction",
+        "erasure",
+        "releases",
+    ]) {
+        mileage_read_model::bookkeeping::claim(client, name, "postgresql:bench")
+            .await
+            .expect("a consumer");
+        mileage_read_model::bookkeeping::advance(client, name, None, &head, 1)
+            .await
+            .expect("a checkpoint");
+    }
+}
+
+/// The phone number of bench target `g`: one per target.
+fn bench_phone(g: u64) -> String {
+    format!("010{:08}", g % 100_000_000)
+}
+
+/// `clients` keep-alive connections, each sending `read(client, n)` (a GET
+/// of its path, or a POST of its JSON body) with the bearer token back to
+/// back for `duration`: a lean load generator
 /// (one hyper connection per client, requests built once per call), so the
 /// machine's two cores go to the service rather than to the client.
 async fn get_load(
@@ -131,20 +262,20 @@ async fn get_load(
     duration: Duration,
     address: &str,
     token: &str,
-    path: impl Fn(u64, u64) -> String + Send + Sync + 'static,
+    read: impl Fn(u64, u64) -> (String, Option<String>) + Send + Sync + 'static,
 ) -> Sample {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::{BodyExt, Full};
     let authority = address.trim_start_matches("http://").to_owned();
     let authorization: Arc<str> = format!("Bearer {token}").into();
-    let path = Arc::new(path);
+    let read = Arc::new(read);
     let deadline = Instant::now() + duration;
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|client| {
-            let (authority, authorization, path) = (
+            let (authority, authorization, read) = (
                 authority.clone(),
                 Arc::clone(&authorization),
-                Arc::clone(&path),
+                Arc::clone(&read),
             );
             tokio::spawn(async move {
                 let stream = tokio::net::TcpStream::connect(&authority)
@@ -159,11 +290,17 @@ async fn get_load(
                 let mut micros = Vec::new();
                 let mut n = 0;
                 while Instant::now() < deadline {
-                    let request = hyper::Request::get(path(client, n))
-                        .header("host", &authority)
-                        .header("authorization", &*authorization)
-                        .body(Empty::<bytes::Bytes>::new())
-                        .expect("a request");
+                    let (path, body) = read(client, n);
+                    let request = match body {
+                        None => hyper::Request::get(path),
+                        Some(_) => {
+                            hyper::Request::post(path).header("content-type", "application/json")
+                        }
+                    }
+                    .header("host", &authority)
+                    .header("authorization", &*authorization)
+                    .body(Full::new(bytes::Bytes::from(body.unwrap_or_default())))
+                    .expect("a request");
                     let t = Instant::now();
                     let response = sender.send_request(request).await.expect("an answer");
                     assert!(response.status().is_success(), "{}", response.status());
@@ -202,18 +339,36 @@ async fn reads(seconds: Duration, runs: u64, clients: u64, targets: i64) {
         mileage_service::auth::Role::Manager,
     ));
     let modulus = u64::try_from(targets).unwrap_or(1).max(1);
+    let timelines = modulus.min(1000);
     for (name, read) in [
         ("GET /managerpages (page of 50)", "list"),
         ("GET /managerpages/{id}", "id"),
         ("GET /managerpages/counts", "counts"),
+        ("GET /managerpages/{id}/timeline (20 events)", "timeline"),
+        ("POST /search (by number)", "search"),
+        ("GET /projections", "health"),
+        ("GET /managerpages/counts/history (30 days)", "history"),
     ] {
         let mut samples = Vec::new();
         for _ in 0..runs {
             samples.push(
-                get_load(clients, seconds, &address, &token, move |c, n| match read {
-                    "id" => format!("/managerpages/{}", (c * 7919 + n * 104_729) % modulus + 1),
-                    "counts" => "/managerpages/counts".to_owned(),
-                    _ => "/managerpages?limit=50".to_owned(),
+                get_load(clients, seconds, &address, &token, move |c, n| {
+                    let pick = (c * 7919 + n * 104_729) % modulus + 1;
+                    match read {
+                        "id" => (format!("/managerpages/{pick}"), None),
+                        "counts" => ("/managerpages/counts".to_owned(), None),
+                        "timeline" => (
+                            format!("/managerpages/{}/timeline", pick % timelines + 1),
+                            None,
+                        ),
+                        "search" => (
+                            "/search".to_owned(),
+                            Some(json!({ "phoneNo": bench_phone(pick) }).to_string()),
+                        ),
+                        "health" => ("/projections".to_owned(), None),
+                        "history" => ("/managerpages/counts/history".to_owned(), None),
+                        _ => ("/managerpages?limit=50".to_owned(), None),
+                    }
                 })
                 .await,
             );

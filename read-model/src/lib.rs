@@ -174,8 +174,7 @@ pub struct Counted {
 /// `from` to before `to`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
-    /// How many rows had each status when `from` began (statuses that ever
-    /// moved before it).
+    /// How many rows had each status when `from` began.
     pub before: HashMap<String, i64>,
     /// Per bucket that saw a move and status, in time order: what entered
     /// and left and how many there were at its end.
@@ -183,13 +182,16 @@ pub struct History {
 }
 
 /// The [`History`] of `{schema}.{table}` from `from` to before `to`, in
-/// buckets. Reads the history's rows up to `to` (a few per hour), never
-/// the read model's rows.
-pub async fn history(
+/// buckets, its totals counted back from `now` (the counts kept beside the
+/// rows, read in the same snapshot): reads only the history's rows from
+/// `from` on (a few per hour, by its key), never the rows before or the
+/// read model's own.
+pub async fn history<S: std::hash::BuildHasher>(
     client: &impl tokio_postgres::GenericClient,
     (schema, table): (&str, &str),
     bucket: Bucket,
     (from, to): (DateTime<Utc>, DateTime<Utc>),
+    now: &HashMap<String, i64, S>,
 ) -> Result<History, tokio_postgres::Error> {
     let unit = match bucket {
         Bucket::Hour => "hour",
@@ -198,37 +200,39 @@ pub async fn history(
     let rows = client
         .query(
             &format!(
-                "WITH per_bucket AS (
-                      SELECT date_trunc('{unit}', hour, 'UTC') AS at, status,
-                             sum(entered)::int8 AS entered, sum(\"left\")::int8 AS gone
-                        FROM {schema}.{table} WHERE hour < $2 GROUP BY 1, 2),
-                  running AS (
-                      SELECT at, status, entered, gone,
-                             (sum(entered - gone) OVER (PARTITION BY status ORDER BY at))::int8 AS total
-                        FROM per_bucket)
-                 SELECT at, status, entered, gone, total, at < $1 FROM running r
-                  WHERE at >= $1
-                     OR at = (SELECT max(p.at) FROM per_bucket p WHERE p.status = r.status AND p.at < $1)
-                  ORDER BY at, status"
+                "SELECT date_trunc('{unit}', hour, 'UTC') AS at, status,
+                        sum(entered)::int8, sum(\"left\")::int8
+                   FROM {schema}.{table} WHERE hour >= $1
+                  GROUP BY 1, 2 ORDER BY 1 DESC, 2"
             ),
-            &[&from, &to],
+            &[&from],
         )
         .await?;
-    let mut history = History::default();
+    // Back from now: each bucket's total is what there is now less what
+    // moved after it.
+    let mut running: HashMap<String, i64> =
+        now.iter().map(|(status, n)| (status.clone(), *n)).collect();
+    let mut buckets = Vec::new();
     for row in &rows {
-        if row.get::<_, bool>(5) {
-            history.before.insert(row.get(1), row.get(4));
-        } else {
-            history.buckets.push(Counted {
-                at: row.get(0),
-                status: row.get(1),
-                entered: row.get(2),
-                left: row.get(3),
-                total: row.get(4),
+        let (at, status): (DateTime<Utc>, String) = (row.get(0), row.get(1));
+        let (entered, left): (i64, i64) = (row.get(2), row.get(3));
+        let total = running.entry(status.clone()).or_default();
+        if at < to {
+            buckets.push(Counted {
+                at,
+                status,
+                entered,
+                left,
+                total: *total,
             });
         }
+        *total -= entered - left;
     }
-    Ok(history)
+    buckets.reverse();
+    Ok(History {
+        before: running,
+        buckets,
+    })
 }
 
 /// A history of tallies ([`Moves`]) per hour and status. Created on a

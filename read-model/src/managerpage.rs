@@ -410,6 +410,39 @@ pub async fn of_member(
     Ok(Targets(rows))
 }
 
+/// Targets per status and notice outcomes from `from` to before `to`, in
+/// buckets: both histories and the counts they are counted back from, read
+/// in one snapshot so they agree.
+pub async fn over_time(
+    client: &mut Client,
+    bucket: crate::Bucket,
+    range: (DateTime<Utc>, DateTime<Utc>),
+) -> Result<(crate::History, crate::History), tokio_postgres::Error> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let now: HashMap<String, i64> = tx
+        .query("SELECT status, targets FROM managerpage.status_counts", &[])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let targets = crate::history(&*tx, (NAME, HISTORY), bucket, range, &now).await?;
+    let notices = crate::history(
+        &*tx,
+        (crate::messages::NAME, crate::messages::HISTORY),
+        bucket,
+        range,
+        &HashMap::new(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((targets, notices))
+}
+
 /// The target `id`, as [`Targets`] of at most one row.
 pub async fn by_id(client: &Client, id: &str) -> Result<Targets, tokio_postgres::Error> {
     let statement = client.prepare_cached(&BY_ID_SQL).await?;

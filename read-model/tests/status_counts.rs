@@ -13,17 +13,14 @@ use mileage_read_model::managerpage::{self, ManagerpageTable, STATUSES, Target};
 use mileage_read_model::{Bucket, Moves, Table};
 use rand::{Rng, SeedableRng};
 
-/// A pool on a fresh database, the managerpage's tables created.
+/// A pool on a fresh database, the read side's tables created.
 async fn managerpage_database() -> deadpool_postgres::Pool {
     let url = mileage_store::testing::fresh_database().await;
     let config: tokio_postgres::Config = url.parse().expect("a database URL");
     let manager = deadpool_postgres::Manager::new(config, tokio_postgres::NoTls);
     let pool = deadpool_postgres::Pool::builder(manager).build().unwrap();
     let client = pool.get().await.unwrap();
-    client
-        .batch_execute(&ManagerpageTable::ddl(managerpage::NAME))
-        .await
-        .unwrap();
+    mileage_read_model::create_read_side(&client).await.unwrap();
     pool
 }
 
@@ -73,6 +70,7 @@ async fn the_counts_equal_a_count_of_the_rows_after_any_batches() {
     let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
         .unwrap()
         .with_timezone(&Utc);
+    let mut recorded = Vec::new();
     for batch in 0..60 {
         // Unique ids within a batch, as the projector writes them; ids
         // come back across batches, with a new status or the same one.
@@ -93,6 +91,9 @@ async fn the_counts_equal_a_count_of_the_rows_after_any_batches() {
             let was = loaded.get(&row.id).and_then(ManagerpageTable::tally);
             let at = start + TimeDelta::minutes(rng.random_range(0..3 * 24 * 60));
             moves.record(at, was, ManagerpageTable::tally(row));
+            if was != ManagerpageTable::tally(row) {
+                recorded.push((at, was, ManagerpageTable::tally(row)));
+            }
         }
         mileage_read_model::write::<ManagerpageTable>(
             &tx,
@@ -107,61 +108,66 @@ async fn the_counts_equal_a_count_of_the_rows_after_any_batches() {
         let (kept, counted) = kept_and_counted(&client).await;
         assert_eq!(kept, counted, "after batch {batch}");
     }
-    let (_, counted) = kept_and_counted(&client).await;
-    for bucket in [Bucket::Hour, Bucket::Day] {
-        let history = mileage_read_model::history(
-            &**client,
-            (managerpage::NAME, managerpage::HISTORY),
-            bucket,
-            (start, start + TimeDelta::days(4)),
-        )
-        .await
-        .unwrap();
-        let mut last: HashMap<String, i64> = HashMap::new();
-        assert!(history.before.is_empty());
-        for counted in &history.buckets {
-            assert!(counted.at >= start, "{counted:?}");
-            last.insert(counted.status.clone(), counted.total);
+    // The counts over time against a model: every move replayed up to
+    // each bucket's end.
+    let model = |until: chrono::DateTime<Utc>, status: &str| -> i64 {
+        recorded
+            .iter()
+            .filter(|(at, _, _)| *at < until)
+            .map(|(_, from, to)| i64::from(*to == Some(status)) - i64::from(*from == Some(status)))
+            .sum()
+    };
+    let entered =
+        |from: chrono::DateTime<Utc>, until: chrono::DateTime<Utc>, status: &str| -> i64 {
+            let moved = recorded
+                .iter()
+                .filter(|(at, _, _)| *at >= from && *at < until);
+            i64::try_from(moved.filter(|(_, _, to)| *to == Some(status)).count()).unwrap()
+        };
+    let ranges = [
+        (Bucket::Day, start, start + TimeDelta::days(4)),
+        (
+            Bucket::Day,
+            start + TimeDelta::days(1),
+            start + TimeDelta::days(2),
+        ),
+        (
+            Bucket::Hour,
+            start + TimeDelta::hours(30),
+            start + TimeDelta::hours(41),
+        ),
+        (Bucket::Day, start - TimeDelta::days(9), start),
+    ];
+    for (bucket, from, to) in ranges {
+        let step = match bucket {
+            Bucket::Day => TimeDelta::days(1),
+            Bucket::Hour => TimeDelta::hours(1),
+        };
+        let (history, _) = managerpage::over_time(&mut client, bucket, (from, to))
+            .await
+            .unwrap();
+        for status in STATUSES {
+            assert_eq!(
+                history.before.get(status).copied().unwrap_or(0),
+                model(from, status),
+                "{bucket:?} {from}: {status} before the range"
+            );
         }
-        last.retain(|_, n| *n != 0);
-        assert_eq!(last, counted, "{bucket:?}: the history ends at the rows");
+        assert!(
+            !history.buckets.is_empty() || from < start,
+            "{bucket:?} {from}"
+        );
+        for counted in &history.buckets {
+            assert!(counted.at >= from && counted.at < to, "{counted:?}");
+            let end = counted.at + step;
+            assert_eq!(counted.total, model(end, &counted.status), "{counted:?}");
+            assert_eq!(
+                counted.entered,
+                entered(counted.at, end, &counted.status),
+                "{counted:?}"
+            );
+        }
     }
-    let days = mileage_read_model::history(
-        &**client,
-        (managerpage::NAME, managerpage::HISTORY),
-        Bucket::Day,
-        (start, start + TimeDelta::days(4)),
-    )
-    .await
-    .unwrap();
-    let distinct: std::collections::BTreeSet<_> = days.buckets.iter().map(|c| c.at).collect();
-    assert_eq!(distinct.len(), 3, "three days of moves: {distinct:?}");
-    let last_day = mileage_read_model::history(
-        &**client,
-        (managerpage::NAME, managerpage::HISTORY),
-        Bucket::Day,
-        (start + TimeDelta::days(2), start + TimeDelta::days(3)),
-    )
-    .await
-    .unwrap();
-    let mut at_end = last_day.before.clone();
-    for counted in &last_day.buckets {
-        at_end.insert(counted.status.clone(), counted.total);
-    }
-    at_end.retain(|_, n| *n != 0);
-    assert_eq!(
-        at_end, counted,
-        "a range that starts late begins from what there was before it"
-    );
-    let before_start = mileage_read_model::history(
-        &**client,
-        (managerpage::NAME, managerpage::HISTORY),
-        Bucket::Day,
-        (start - TimeDelta::days(9), start),
-    )
-    .await
-    .unwrap();
-    assert_eq!(before_start, mileage_read_model::History::default());
 }
 
 #[tokio::test]
@@ -195,14 +201,14 @@ async fn a_schema_from_before_the_counts_gets_them_from_its_rows() {
     let (again, _) = kept_and_counted(&client).await;
     assert_eq!(again, kept, "the DDL run again counts nothing twice");
     let now = Utc::now();
-    let history = mileage_read_model::history(
-        &**client,
-        (managerpage::NAME, managerpage::HISTORY),
+    let (history, _) = managerpage::over_time(
+        &mut client,
         Bucket::Day,
         (now - TimeDelta::days(1), now + TimeDelta::hours(1)),
     )
     .await
     .unwrap();
+    assert!(history.before.values().all(|n| *n == 0), "{history:?}");
     let started: HashMap<String, i64> = history
         .buckets
         .iter()

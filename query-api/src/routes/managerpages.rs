@@ -515,23 +515,11 @@ pub(super) async fn counts_over_time(
         asked
     };
     let seen = wait(&state, PROJECTION, wanted).await;
-    let client = state.pool.get().await.map_err(db_error)?;
-    let targets = mileage_read_model::history(
-        &**client,
-        (PROJECTION, managerpage::HISTORY),
-        bucket,
-        (from, to),
-    )
-    .await
-    .map_err(db_error)?;
-    let notices = mileage_read_model::history(
-        &**client,
-        (messages::NAME, messages::HISTORY),
-        bucket,
-        (from, to),
-    )
-    .await
-    .map_err(db_error)?;
+    let mut client = state.pool.get().await.map_err(db_error)?;
+    let (targets, notices) = managerpage::over_time(&mut client, bucket, (from, to))
+        .await
+        .map_err(db_error)?;
+    drop(client);
     let mut items: Vec<CountsAt> = (0..buckets)
         .map(|i| CountsAt {
             at: from + step * i32::try_from(i).unwrap_or(i32::MAX),
