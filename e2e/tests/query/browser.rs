@@ -350,6 +350,42 @@ async fn an_operator_works_a_target_through_the_console_from_registration_to_rel
     })
     .await;
 
+    // Data is shown as text, never as HTML.
+    let (status, body) = stack
+        .commands
+        .send(
+            reqwest::Method::POST,
+            "/dormantMembers",
+            Some(json!({
+                "memberId": "quiet-2",
+                "phoneNo": "01077771111",
+                "nickname": "<b id=\"injected\">x</b>",
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    click(&client, "#refresh").await;
+    let shown = eventually("the odd nickname listed", WAIT, || async {
+        let cells = client.find_all(Locator::Css("#rows td")).await.ok()?;
+        for cell in cells {
+            let text = cell.text().await.ok()?;
+            if text.contains("<b id=") {
+                return Some(text);
+            }
+        }
+        None
+    })
+    .await;
+    assert_eq!(shown, "<b id=\"injected\">x</b>");
+    let injected = client
+        .execute(
+            "return document.getElementById('injected') === null;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!(true), "no element made from data");
+
     // A stopped consumer: the banner says the lists may be stale.
     let read = mileage_e2e::read_client(&stack.database).await;
     let at = mileage_read_model::bookkeeping::position_of(&read, "notices")
