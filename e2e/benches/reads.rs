@@ -164,8 +164,9 @@ async fn fill_console(
     client
         .execute(
             "INSERT INTO members.members
-                 (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, last_position)
-             SELECT id, 'READY', 100, phone, nickname, now(), now(), id || '-' || id
+                 (id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at,
+                  last_position, last_active_at)
+             SELECT id, 'READY', 100, phone, nickname, now(), now(), id || '-' || id, now()
                FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(id, phone, nickname)",
             &[&ids, &phones, &nicknames],
         )

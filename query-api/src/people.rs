@@ -41,6 +41,12 @@ pub(crate) fn open(people: &People, stored: Option<&str>) -> Option<String> {
     })
 }
 
+/// Event data as shown: each sealed value in it masked, or `erased` (an
+/// unopenable one too, logged as above).
+pub(crate) fn show_in(data: &mut serde_json::Value, people: &People) {
+    mileage_read_model::people::show_in(data, people, &mut unopenable);
+}
+
 fn unopenable(error: &OpenError) {
     tracing::error!(%error, "a stored personal value does not open; shown as erased");
 }

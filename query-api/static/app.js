@@ -315,6 +315,7 @@ async function openMember(id) {
     field(fields, "Phone", phone);
     field(fields, "Nickname", nickname);
     field(fields, "Joined", when(member.joinedAt));
+    field(fields, "Last active", when(member.lastActiveAt));
     $("member-title").textContent = `Member ${member.id}`;
     $("points").replaceChildren(
       ...history.items.filter((e) => e.type.startsWith("Points")).map(pointsRow),

@@ -15,8 +15,8 @@ use crate::Table;
 /// The projection's name, and its live schema's.
 pub const NAME: &str = "members";
 /// The columns [`member`] reads, in its order.
-const COLUMNS: &str =
-    "id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, last_position";
+const COLUMNS: &str = "id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, \
+                       last_position, last_active_at";
 
 /// The columns [`MembersTable::save`] writes, in its parameters' order.
 const UPSERT: &[(&str, &str)] = &[
@@ -28,6 +28,7 @@ const UPSERT: &[(&str, &str)] = &[
     ("joined_at", "timestamptz"),
     ("updated_at", "timestamptz"),
     ("last_position", "text"),
+    ("last_active_at", "timestamptz"),
 ];
 
 /// Its tables and their key columns.
@@ -51,6 +52,10 @@ pub struct MemberRow {
     pub updated_at: DateTime<Utc>,
     /// The last event applied.
     pub last_position: String,
+    /// Their last activity: when they joined (a release's re-join too),
+    /// last earned or last used points. What the dormancy policy measures
+    /// quiet from.
+    pub last_active_at: DateTime<Utc>,
 }
 
 /// The members read model's storage.
@@ -78,7 +83,7 @@ impl Table for MembersTable {
                  last_position text NOT NULL
              );",
             crate::drop_older_layout(schema, "members", "phone_masked")
-        )
+        ) + &last_active_ddl(schema)
     }
 
     /// The existing rows among `ids`.
@@ -115,7 +120,9 @@ impl Table for MembersTable {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
+        let mut active = Vec::with_capacity(n);
         for row in rows {
+            active.push(row.last_active_at);
             id.push(row.id);
             status.push(row.status);
             balance.push(row.balance);
@@ -128,7 +135,7 @@ impl Table for MembersTable {
         tx.execute(
             &crate::batch::upsert_sql(schema, "members", "id", UPSERT),
             &[
-                &id, &status, &balance, &phone, &nickname, &joined, &updated, &last,
+                &id, &status, &balance, &phone, &nickname, &joined, &updated, &last, &active,
             ],
         )
         .await
@@ -147,7 +154,28 @@ fn member(row: &Row) -> MemberRow {
         joined_at: row.get(5),
         updated_at: row.get(6),
         last_position: row.get(7),
+        last_active_at: row.get(8),
     }
+}
+
+/// Each member's last activity, and the index the dormancy policy scans
+/// quiet members by. Added to a schema from before it from the rows: a
+/// member still `READY` has had no event but their join, earns and uses,
+/// so their last change is their last activity.
+fn last_active_ddl(schema: &str) -> String {
+    format!(
+        "DO $$ BEGIN
+             IF NOT EXISTS (SELECT 1 FROM information_schema.columns
+                             WHERE table_schema = '{schema}' AND table_name = 'members'
+                               AND column_name = 'last_active_at') THEN
+                 ALTER TABLE {schema}.members ADD COLUMN last_active_at timestamptz;
+                 UPDATE {schema}.members SET last_active_at = updated_at;
+                 ALTER TABLE {schema}.members ALTER COLUMN last_active_at SET NOT NULL;
+             END IF;
+         END $$;
+         CREATE INDEX IF NOT EXISTS members_quiet
+             ON {schema}.members (last_active_at) WHERE status = 'READY';"
+    )
 }
 
 /// The member `id` in the live read model.

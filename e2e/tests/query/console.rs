@@ -145,6 +145,11 @@ async fn a_members_timeline_is_their_points_history_until_they_are_erased() {
         .map(|i| i["data"]["balance"].clone())
         .collect();
     assert_eq!(balances, [Value::Null, json!(5), json!(3)]);
+    let member = stack.query.get(&format!("/members/{id}")).await;
+    assert_eq!(
+        member.body["lastActiveAt"], body["items"][2]["at"],
+        "the last use is their last activity"
+    );
     let mine = stack.query.get_as(Some(&own), &path, &[]).await;
     assert_eq!(mine.status, 200, "the member reads their own");
     let other = token("424242", Role::Member);

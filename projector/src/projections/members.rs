@@ -45,6 +45,7 @@ impl Model for Members {
                 joined_at: at,
                 updated_at: at,
                 last_position: String::new(),
+                last_active_at: at,
             },
             (Some(member), MemberEvent::MemberJoined(_)) => {
                 return Err(format!("member {} joined twice", member.id));
@@ -52,10 +53,12 @@ impl Model for Members {
             (None, _) => return Err("the member never joined".into()),
             (Some(mut member), MemberEvent::PointsEarned(e)) => {
                 member.balance = balance(e.balance.0)?;
+                member.last_active_at = at;
                 member
             }
             (Some(mut member), MemberEvent::PointsUsed(e)) => {
                 member.balance = balance(e.balance.0)?;
+                member.last_active_at = at;
                 member
             }
             (Some(mut member), MemberEvent::PointsForfeited(_)) => {
@@ -136,6 +139,23 @@ mod tests {
         let active = row.clone().unwrap();
         assert_eq!((active.status.as_str(), active.balance), ("READY", 70));
         assert_eq!(
+            active.last_active_at,
+            recorded(
+                "member-5",
+                3,
+                &MemberEvent::from(PointsUsed {
+                    member_id: id.clone(),
+                    amount: Points(30),
+                    balance: Points(70),
+                    at: Utc::now(),
+                })
+            )
+            .metadata
+            .recorded_at,
+            "the last use is the last activity"
+        );
+        assert!(active.last_active_at > active.joined_at);
+        assert_eq!(
             shown(&active, &people).phone_masked.as_deref(),
             Some("010****8888")
         );
@@ -159,6 +179,10 @@ mod tests {
         }
         let gone = row.unwrap();
         assert_eq!((gone.status.as_str(), gone.balance), ("WITHDRAWN", 0));
+        assert_eq!(
+            gone.last_active_at, active.last_active_at,
+            "a forfeiture or a withdrawal is no activity"
+        );
         let erased = shown(&gone, &People::default());
         assert!(erased.erased && erased.nickname.is_none() && erased.phone_masked.is_none());
     }

@@ -26,8 +26,6 @@ use crate::state::QueryState;
 
 /// The projection these routes read.
 const PROJECTION: &str = managerpage::NAME;
-/// Largest page.
-const MAX_LIMIT: i64 = 200;
 
 /// The operators' reads of dormant targets: the list, its counts, one
 /// target, and `GET /dormantMembers/{id}` (which the member concerned may
@@ -230,14 +228,7 @@ pub(super) async fn list(
 ) -> Result<Response, ApiError> {
     caller.require_manager()?;
     let status = query.status.as_deref().map(status_param).transpose()?;
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "validation.limit",
-            format!("limit must be 1 to {MAX_LIMIT}, not {limit}"),
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let order = match query.order.as_deref() {
         None | Some("desc") => Order::NewestFirst,
         Some("asc") => Order::OldestFirst,

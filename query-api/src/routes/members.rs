@@ -47,6 +47,9 @@ pub(super) struct MemberView {
     joined_at: DateTime<Utc>,
     /// When the row last changed.
     updated_at: DateTime<Utc>,
+    /// Their last activity (joined, earned or used points): what the
+    /// dormancy policy measures quiet from.
+    last_active_at: DateTime<Utc>,
 }
 
 /// A member's balance and status (managers, or the member themself).
@@ -111,6 +114,7 @@ impl MemberView {
             erased: person.erased,
             joined_at: row.joined_at,
             updated_at: row.updated_at,
+            last_active_at: row.last_active_at,
         }
     }
 }

@@ -54,6 +54,23 @@ pub(crate) fn router(state: QueryState, guard: Guard) -> Router {
         .with_state(state)
 }
 
+/// The largest page any list answers.
+const MAX_LIMIT: i64 = 200;
+
+/// A page's `limit`: 1 to [`MAX_LIMIT`], 50 when not given.
+fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(
+            "limit",
+            "validation.limit",
+            format!("limit must be 1 to {MAX_LIMIT}, not {limit}"),
+        ))
+    }
+}
+
 /// Waits for the wanted position on `projection`, bounded.
 async fn wait(state: &QueryState, projection: &str, wanted: Wanted) -> Seen {
     state

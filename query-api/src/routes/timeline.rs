@@ -10,7 +10,7 @@ use axum::response::Response;
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use mileage_domain::ids::{DormantMemberId, MemberId};
-use mileage_read_model::people::{People, key_ids_in, show_in};
+use mileage_read_model::people::{People, key_ids_in};
 use mileage_read_model::timeline::{self, Entry};
 use mileage_service::ApiError;
 use mileage_service::auth::Caller;
@@ -21,9 +21,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::{db_error, fresh, fresh_error, wait};
 use crate::freshness::Wanted;
 use crate::state::QueryState;
-
-/// Largest page.
-const MAX_LIMIT: i64 = 200;
 
 /// The timelines of targets (managers) and of members (managers, or the
 /// member themself).
@@ -166,14 +163,7 @@ async fn page(
     query: &TimelineQuery,
     missing: impl FnOnce() -> ApiError,
 ) -> Result<Response, ApiError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(
-            "limit",
-            "validation.limit",
-            format!("limit must be 1 to {MAX_LIMIT}, not {limit}"),
-        ));
-    }
+    let limit = super::page_limit(query.limit)?;
     let after = query
         .cursor
         .as_ref()
@@ -224,9 +214,7 @@ async fn page(
 
 /// An entry as a reader sees it.
 fn shown(entry: Entry, mut data: serde_json::Value, people: &People) -> TimelineEntry {
-    show_in(&mut data, people, &mut |error| {
-        tracing::error!(%error, "a stored personal value does not open; shown as erased");
-    });
+    crate::people::show_in(&mut data, people);
     TimelineEntry {
         event_id: entry.event_id,
         event_type: entry.event_type,
