@@ -386,6 +386,60 @@ async fn an_operator_works_a_target_through_the_console_from_registration_to_rel
         .unwrap();
     assert_eq!(injected, json!(true), "no element made from data");
 
+    // A release the rules refuse says why: the member withdrew, and
+    // their data went with them.
+    let (gone, _) = stack
+        .commands
+        .register_target("01077772222", "withdrawn")
+        .await;
+    let refused_member = stack
+        .query
+        .until(&format!("/managerpages/{gone}"), |t| {
+            t["memberId"].is_string()
+        })
+        .await["memberId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    stack.commands.mark_dormant(&gone).await;
+    stack
+        .query
+        .until(&format!("/managerpages/{gone}"), |t| {
+            t["messageStatus"] == "SENT"
+        })
+        .await;
+    let (status, body) = stack
+        .commands
+        .send(
+            reqwest::Method::DELETE,
+            &format!("/members/{refused_member}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let select = client.find(Locator::Css("#search-kind")).await.unwrap();
+    select.select_by_value("targetId").await.unwrap();
+    type_into(&client, "#search-text", &gone).await;
+    click(&client, "#search").await;
+    click(&client, "#search-results .found-target").await;
+    eventually("the withdrawn member's target is DORMANT", WAIT, || async {
+        let status = text(&client, "#detail-status").await?;
+        (status == "DORMANT").then_some(())
+    })
+    .await;
+    click(&client, "#action-release").await;
+    click(&client, "#confirm-yes").await;
+    let said = eventually("the refusal is said", WAIT, || async {
+        let notice = text(&client, "#notice").await?;
+        notice.contains("refused").then_some(notice)
+    })
+    .await;
+    assert!(
+        said.contains("personal data was erased")
+            && said.contains("dormant_member.personal_data_erased"),
+        "{said}"
+    );
+
     // A stopped consumer: the banner says the lists may be stale.
     let read = mileage_e2e::read_client(&stack.database).await;
     let at = mileage_read_model::bookkeeping::position_of(&read, "notices")
@@ -413,6 +467,10 @@ async fn an_operator_works_a_target_through_the_console_from_registration_to_rel
         "{banner}"
     );
     accessible(&client, "the health banner").await;
-    assert_eq!(stack.gateway.received().len(), 1, "one notice went out");
+    assert_eq!(
+        stack.gateway.received().len(),
+        2,
+        "one notice per target marked dormant, the released one's once"
+    );
     client.close().await.unwrap();
 }
