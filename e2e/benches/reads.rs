@@ -197,6 +197,12 @@ async fn fill_console(
         )
         .await
         .expect("timeline");
+    fill_history_and_health(client).await;
+}
+
+/// A year of hourly counts (and their daily roll-up), and nine consumers at
+/// the head.
+async fn fill_history_and_health(client: &tokio_postgres::Client) {
     for (table, values) in [
         (
             "managerpage.status_history",
@@ -209,6 +215,10 @@ async fn fill_console(
                 "INSERT INTO {table} (hour, status, entered, \"left\")
                  SELECT date_trunc('hour', now()) - make_interval(hours => h), s, 5, 3
                    FROM generate_series(0, 24 * 365) h, unnest({values}) s
+                 ON CONFLICT DO NOTHING;
+                 INSERT INTO {table}_daily (day, status, entered, \"left\")
+                 SELECT date_trunc('day', hour, 'UTC'), status, sum(entered), sum(\"left\")
+                   FROM {table} GROUP BY 1, 2
                  ON CONFLICT DO NOTHING"
             ))
             .await

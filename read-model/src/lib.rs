@@ -117,7 +117,8 @@ impl Moves {
     }
 }
 
-/// Adds `moves` to `{schema}.{table}` (see [`history_ddl`]).
+/// Adds `moves` to `{schema}.{table}` and to its daily roll-up
+/// `{schema}.{table}_daily` in one statement (see [`history_ddl`]).
 async fn add_history(
     tx: &Transaction<'_>,
     schema: &str,
@@ -135,10 +136,20 @@ async fn add_history(
     }
     tx.execute(
         &format!(
-            "INSERT INTO {schema}.{table} AS h (hour, status, entered, \"left\")
+            "WITH moved AS (
                   SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::int8[], $4::int8[])
-             ON CONFLICT (hour, status) DO UPDATE
-                SET entered = h.entered + EXCLUDED.entered, \"left\" = h.\"left\" + EXCLUDED.\"left\""
+                      AS m(hour, status, entered, gone)),
+              hourly AS (
+                  INSERT INTO {schema}.{table} AS h (hour, status, entered, \"left\")
+                       SELECT hour, status, entered, gone FROM moved
+                  ON CONFLICT (hour, status) DO UPDATE
+                     SET entered = h.entered + EXCLUDED.entered,
+                         \"left\" = h.\"left\" + EXCLUDED.\"left\")
+             INSERT INTO {schema}.{table}_daily AS d (day, status, entered, \"left\")
+                  SELECT date_trunc('day', hour, 'UTC'), status, sum(entered)::int8, sum(gone)::int8
+                    FROM moved GROUP BY 1, 2
+             ON CONFLICT (day, status) DO UPDATE
+                SET entered = d.entered + EXCLUDED.entered, \"left\" = d.\"left\" + EXCLUDED.\"left\""
         ),
         &[&hours, &values, &entered, &left],
     )
@@ -181,11 +192,12 @@ pub struct History {
     pub buckets: Vec<Counted>,
 }
 
-/// The [`History`] of `{schema}.{table}` from `from` to before `to`, in
-/// buckets, its totals counted back from `now` (the counts kept beside the
-/// rows, read in the same snapshot): reads only the history's rows from
-/// `from` on (a few per hour, by its key), never the rows before or the
-/// read model's own.
+/// The [`History`] of `{schema}.{table}` from `from` (the start of a
+/// bucket) to before `to`, in buckets, its totals counted back from `now`
+/// (the counts kept beside the rows, read in the same snapshot): reads only
+/// the history's rows from `from` on (per hour, or from the daily roll-up
+/// per day: a few rows per bucket, by its key), never the rows before or
+/// the read model's own.
 pub async fn history<S: std::hash::BuildHasher>(
     client: &impl tokio_postgres::GenericClient,
     (schema, table): (&str, &str),
@@ -193,17 +205,15 @@ pub async fn history<S: std::hash::BuildHasher>(
     (from, to): (DateTime<Utc>, DateTime<Utc>),
     now: &HashMap<String, i64, S>,
 ) -> Result<History, tokio_postgres::Error> {
-    let unit = match bucket {
-        Bucket::Hour => "hour",
-        Bucket::Day => "day",
+    let (table, at) = match bucket {
+        Bucket::Hour => (table.to_owned(), "hour"),
+        Bucket::Day => (format!("{table}_daily"), "day"),
     };
     let rows = client
         .query(
             &format!(
-                "SELECT date_trunc('{unit}', hour, 'UTC') AS at, status,
-                        sum(entered)::int8, sum(\"left\")::int8
-                   FROM {schema}.{table} WHERE hour >= $1
-                  GROUP BY 1, 2 ORDER BY 1 DESC, 2"
+                "SELECT {at}, status, entered, \"left\" FROM {schema}.{table}
+                  WHERE {at} >= $1 ORDER BY 1 DESC, 2"
             ),
             &[&from],
         )
@@ -235,11 +245,12 @@ pub async fn history<S: std::hash::BuildHasher>(
     })
 }
 
-/// A history of tallies ([`Moves`]) per hour and status. Created on a
-/// schema that already has rows, it starts with each status's rows as
-/// entered in the hour of its creation (the rows locked meanwhile): the
-/// counts over time are right from then on, and `replay rebuild` fills the
-/// hours before from the log.
+/// A history of tallies ([`Moves`]) per hour and status, and its daily
+/// roll-up (`{table}_daily`). Created on a schema that already has rows,
+/// it starts with each status's rows as entered in the hour of its creation
+/// (the rows locked meanwhile): the counts over time are right from then
+/// on, and `replay rebuild` fills the hours before from the log. A roll-up
+/// created after its history is summed from it.
 pub(crate) fn history_ddl(schema: &str, table: &str, rows: &str) -> String {
     format!(
         "DO $$ BEGIN
@@ -255,6 +266,19 @@ pub(crate) fn history_ddl(schema: &str, table: &str, rows: &str) -> String {
                  INSERT INTO {schema}.{table}
                       SELECT date_trunc('hour', now(), 'UTC'), status, count(*), 0
                         FROM {schema}.{rows} GROUP BY status;
+             END IF;
+             IF to_regclass('{schema}.{table}_daily') IS NULL THEN
+                 CREATE TABLE {schema}.{table}_daily (
+                     day timestamptz NOT NULL,
+                     status text NOT NULL,
+                     entered bigint NOT NULL,
+                     \"left\" bigint NOT NULL,
+                     PRIMARY KEY (day, status)
+                 );
+                 LOCK TABLE {schema}.{table} IN SHARE MODE;
+                 INSERT INTO {schema}.{table}_daily
+                      SELECT date_trunc('day', hour, 'UTC'), status, sum(entered), sum(\"left\")
+                        FROM {schema}.{table} GROUP BY 1, 2;
              END IF;
          END $$;"
     )

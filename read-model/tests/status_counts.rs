@@ -184,7 +184,10 @@ async fn a_schema_from_before_the_counts_gets_them_from_its_rows() {
         .unwrap();
     tx.commit().await.unwrap();
     client
-        .batch_execute("DROP TABLE managerpage.status_counts, managerpage.status_history")
+        .batch_execute(
+            "DROP TABLE managerpage.status_counts, managerpage.status_history, \
+             managerpage.status_history_daily",
+        )
         .await
         .unwrap();
     client

@@ -491,12 +491,10 @@ pub async fn metadata_round_trip(store: Arc<dyn EventStore>) {
         (Some(&actor), None),
         "the actor is kept, and an event without one has none"
     );
-    let in_log = store
-        .read_all(head_before, 10_000)
+    let in_log = read_until_seen(&*store, head_before, 1000, &|r| r.event_id == e.event_id, 1)
         .await
-        .expect("the log")
         .into_iter()
-        .find(|r| r.event_id == e.event_id)
+        .next()
         .expect("the event in the log");
     assert_eq!(
         in_log.metadata.actor.as_ref(),
