@@ -43,6 +43,13 @@ pub fn stream_name<A: Aggregate>(id: &impl std::fmt::Display) -> String {
     format!("{}-{id}", A::CATEGORY)
 }
 
+/// The instance id a stream name holds: what [`stream_name`] put after
+/// its category (`"memberPhone-ab12"` -> `"ab12"`); empty for a name
+/// without a category.
+pub fn stream_id(stream: &str) -> &str {
+    stream.split_once('-').map_or("", |(_, id)| id)
+}
+
 /// Every aggregate's stream category. A stream named otherwise is not
 /// ours: another application's, in an event store it shares with us.
 pub const CATEGORIES: [&str; 6] = [
@@ -63,7 +70,14 @@ pub fn is_ours(stream: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_ours;
+    use super::{is_ours, stream_id, stream_name};
+
+    #[test]
+    fn a_streams_id_is_what_its_name_was_made_from() {
+        let name = stream_name::<crate::member::Member>(&"12-b");
+        assert_eq!(stream_id(&name), "12-b");
+        assert_eq!(stream_id("nocategory"), "");
+    }
 
     #[test]
     fn our_streams_are_those_of_our_categories() {

@@ -12,11 +12,15 @@ pub(crate) async fn people<'a>(
     state: &QueryState,
     stored: impl IntoIterator<Item = Option<&'a str>>,
 ) -> Result<People, ApiError> {
-    let ids = key_ids(stored);
+    keyed(state, &key_ids(stored)).await
+}
+
+/// The keys `ids` name (one round trip; none for no ids).
+pub(crate) async fn keyed(state: &QueryState, ids: &[String]) -> Result<People, ApiError> {
     if ids.is_empty() {
         return Ok(People::default());
     }
-    Ok(People::new(state.keys.get_many(&ids).await?))
+    Ok(People::new(state.keys.get_many(ids).await?))
 }
 
 /// A stored person, shown. A value that does not open with the key now

@@ -1,6 +1,7 @@
 //! `phones`: who holds each phone number, by the number's keyed index,
 //! the holder as the claim names them (sealed).
 
+use mileage_domain::aggregate::stream_id;
 use mileage_domain::phone_registry::{Holder, PhoneRegistry, PhoneRegistryEvent};
 use mileage_read_model::people::stored;
 use mileage_read_model::phones::{self as table, PhoneRow};
@@ -20,8 +21,7 @@ impl Model for Phones {
         let Some(claim) = decode_if::<PhoneRegistry>(event)? else {
             return Ok(None);
         };
-        let index = event.stream.split_once('-').map_or("", |(_, index)| index);
-        Ok(Some((index.to_owned(), claim)))
+        Ok(Some((stream_id(&event.stream).to_owned(), claim)))
     }
 
     fn apply(
@@ -29,11 +29,7 @@ impl Model for Phones {
         event: Self::Event,
         recorded: &RecordedEvent,
     ) -> Result<Option<PhoneRow>, String> {
-        let phone_index = recorded
-            .stream
-            .split_once('-')
-            .map_or("", |(_, index)| index)
-            .to_owned();
+        let phone_index = stream_id(&recorded.stream).to_owned();
         let holder = match event {
             PhoneRegistryEvent::PhoneClaimed(claimed) => Some(as_stored(&claimed.holder)),
             PhoneRegistryEvent::PhoneReleased(_) => None,

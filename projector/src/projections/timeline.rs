@@ -3,6 +3,7 @@
 //! its time, type, actor and correlation id.
 
 use mileage_domain::Aggregate;
+use mileage_domain::aggregate::stream_id;
 use mileage_domain::dormant_member::DormantMember;
 use mileage_domain::event::EventPayload;
 use mileage_domain::manager_message::ManagerMessage;
@@ -31,7 +32,7 @@ impl Timeline {
         subject: impl FnOnce(&str) -> String,
     ) -> Result<Option<Event>, HandleError> {
         Ok(decode_if::<A>(event)?.map(|decoded| Event {
-            subject: subject(event.stream.split_once('-').map_or("", |(_, id)| id)),
+            subject: subject(stream_id(&event.stream)),
             data: decoded.to_json(),
         }))
     }

@@ -193,11 +193,7 @@ async fn page(
     for value in &data {
         key_ids_in(value, &mut ids);
     }
-    let people = if ids.is_empty() {
-        People::default()
-    } else {
-        People::new(state.keys.get_many(&ids).await?)
-    };
+    let people = crate::people::keyed(state, &ids).await?;
     let items = entries
         .into_iter()
         .zip(data)
