@@ -41,6 +41,7 @@ pub(crate) async fn register(
         phone: seal(key, "phoneNo", phone.as_str()),
         nickname: seal(key, "nickname", nickname.as_str()),
         at: Utc::now(),
+        quiet_since: None,
     };
     let Some(key_id) = origin.key else {
         let id = new_target_id(state).await?;

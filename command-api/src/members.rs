@@ -268,8 +268,9 @@ impl Members {
         Ok(stale)
     }
 
-    /// Earns or uses points.
-    pub(crate) async fn points(
+    /// Runs a command that needs nothing but the member's own stream:
+    /// earning or using points, an exclusion from the dormancy policy.
+    pub(crate) async fn command(
         &self,
         member_id: &MemberId,
         command: MemberCommand,

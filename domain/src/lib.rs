@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod command_key;
+pub mod dormancy;
 pub mod dormant_member;
 pub mod envelope;
 pub mod error;

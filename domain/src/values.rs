@@ -26,6 +26,12 @@ pub enum ValidationError {
         /// The field that held the id.
         field: &'static str,
     },
+    /// An operator's reason: empty, too long or with control characters.
+    #[error("reason must be 1 to {max} characters without control characters")]
+    InvalidReason {
+        /// The longest reason accepted.
+        max: usize,
+    },
     /// Zero or a negative amount of points.
     #[error("amount must be a positive whole number of points, got {amount}")]
     AmountNotPositive {
@@ -41,6 +47,7 @@ impl ValidationError {
             Self::InvalidPhoneNumber => "phoneNo",
             Self::InvalidNickname { .. } => "nickname",
             Self::InvalidId { field } => field,
+            Self::InvalidReason { .. } => "reason",
             Self::AmountNotPositive { .. } => "amount",
         }
     }
@@ -52,6 +59,7 @@ impl DomainError for ValidationError {
             Self::InvalidPhoneNumber => "validation.phone_number",
             Self::InvalidNickname { .. } => "validation.nickname",
             Self::InvalidId { .. } => "validation.id",
+            Self::InvalidReason { .. } => "validation.reason",
             Self::AmountNotPositive { .. } => "validation.amount_not_positive",
         }
     }
@@ -113,6 +121,34 @@ impl PhoneNumber {
 impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PhoneNumber({})", self.masked())
+    }
+}
+
+/// Why an operator did something, kept in the log with the act (an
+/// exclusion from the dormancy policy): operator text, not personal data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    /// The longest reason accepted, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Parses a reason: spaces around dropped, then 1 to 200 characters, no
+    /// control characters.
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        let trimmed = raw.trim_matches(' ');
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS || trimmed.chars().any(char::is_control) {
+            return Err(ValidationError::InvalidReason {
+                max: Self::MAX_CHARS,
+            });
+        }
+        Ok(Self(trimmed.to_owned()))
+    }
+
+    /// The reason as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 

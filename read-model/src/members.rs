@@ -16,7 +16,7 @@ use crate::Table;
 pub const NAME: &str = "members";
 /// The columns [`member`] reads, in its order.
 const COLUMNS: &str = "id, status, balance, phone_sealed, nickname_sealed, joined_at, updated_at, \
-                       last_position, last_active_at";
+                       last_position, last_active_at, dormancy_exclusion";
 
 /// The columns [`MembersTable::save`] writes, in its parameters' order.
 const UPSERT: &[(&str, &str)] = &[
@@ -29,6 +29,7 @@ const UPSERT: &[(&str, &str)] = &[
     ("updated_at", "timestamptz"),
     ("last_position", "text"),
     ("last_active_at", "timestamptz"),
+    ("dormancy_exclusion", "text"),
 ];
 
 /// Its tables and their key columns.
@@ -54,8 +55,11 @@ pub struct MemberRow {
     pub last_position: String,
     /// Their last activity: when they joined (a release's re-join too),
     /// last earned or last used points. What the dormancy policy measures
-    /// quiet from.
+    /// quiet from (the events' own times, as the policy reads them from
+    /// the log).
     pub last_active_at: DateTime<Utc>,
+    /// Why an operator took them out of the dormancy policy, while out.
+    pub dormancy_exclusion: Option<String>,
 }
 
 /// The members read model's storage.
@@ -120,9 +124,10 @@ impl Table for MembersTable {
             Vec::with_capacity(n),
             Vec::with_capacity(n),
         );
-        let mut active = Vec::with_capacity(n);
+        let (mut active, mut excluded) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for row in rows {
             active.push(row.last_active_at);
+            excluded.push(row.dormancy_exclusion);
             id.push(row.id);
             status.push(row.status);
             balance.push(row.balance);
@@ -136,6 +141,7 @@ impl Table for MembersTable {
             &crate::batch::upsert_sql(schema, "members", "id", UPSERT),
             &[
                 &id, &status, &balance, &phone, &nickname, &joined, &updated, &last, &active,
+                &excluded,
             ],
         )
         .await
@@ -155,6 +161,7 @@ fn member(row: &Row) -> MemberRow {
         updated_at: row.get(6),
         last_position: row.get(7),
         last_active_at: row.get(8),
+        dormancy_exclusion: row.get(9),
     }
 }
 
@@ -173,6 +180,7 @@ fn last_active_ddl(schema: &str) -> String {
                  ALTER TABLE {schema}.members ALTER COLUMN last_active_at SET NOT NULL;
              END IF;
          END $$;
+         ALTER TABLE {schema}.members ADD COLUMN IF NOT EXISTS dormancy_exclusion text;
          CREATE INDEX IF NOT EXISTS members_quiet
              ON {schema}.members (last_active_at) WHERE status = 'READY';"
     )

@@ -1,4 +1,5 @@
-//! `/members`: join, earn and use points, withdraw.
+//! `/members`: join, earn and use points, withdraw; an operator's
+//! exclusion from the dormancy policy.
 
 use crate::command::Origin;
 use axum::Router;
@@ -6,15 +7,16 @@ use axum::extract::{Extension, Path, State};
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, post};
+use axum::routing::{delete, post, put};
 use chrono::Utc;
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{MemberCommand, PointLimits};
 use mileage_domain::pii::release_target;
+use mileage_domain::values::Reason;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::person::{NicknameInput, PhoneInput};
+use super::person::{NicknameInput, PhoneInput, ReasonInput};
 use super::{Problem, accepted, invalid_field};
 use crate::state::AppState;
 use mileage_service::ApiError;
@@ -32,6 +34,19 @@ pub(super) fn router() -> Router<AppState> {
         .route("/members/{id}", delete(withdraw))
         .route("/members/{id}/points/earn", post(earn))
         .route("/members/{id}/points/use", post(use_points))
+        .route(
+            "/members/{id}/dormancy-exclusion",
+            put(exclude).delete(include),
+        )
+}
+
+/// `PUT /members/{id}/dormancy-exclusion`: why the member is taken out of
+/// the dormancy policy.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ExclusionRequest {
+    /// Operator text, kept in the log with who asked (not personal data).
+    reason: ReasonInput,
 }
 
 /// `POST /members`: a new member.
@@ -243,13 +258,87 @@ async fn points(
 ) -> Result<Response, ApiError> {
     let handled = state
         .members
-        .points(&id, command(amount, Utc::now(), state.points), origin)
+        .command(&id, command(amount, Utc::now(), state.points), origin)
         .await?;
     let answer = MemberAnswer {
         balance: Some(handled.state.balance().0),
         ..MemberAnswer::new(id, &handled)
     };
     Ok(accepted(StatusCode::OK, answer, handled.position))
+}
+
+/// Takes a member out of the dormancy policy (a manager): no target is made
+/// of them, and the policy's target still `PRE_DORMANT` is lifted. Already
+/// out: nothing changes.
+#[utoipa::path(
+    put, path = "/members/{id}/dormancy-exclusion", tag = "members",
+    request_body = ExclusionRequest,
+    params(super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Out of the policy", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::BodyRefusals,
+        super::AuthRefusals,
+        super::RateLimited,
+        super::StateRefusals,
+        super::KeyReused,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn exclude(
+    State(state): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    caller: Caller,
+    Path(id): Path<String>,
+    AppJson(request): AppJson<ExclusionRequest>,
+) -> Result<Response, ApiError> {
+    let id = MemberId::parse(&id)?;
+    caller.require_manager()?;
+    let reason = Reason::parse(&request.reason.0)?;
+    let command = MemberCommand::ExcludeFromDormancy {
+        reason,
+        at: Utc::now(),
+    };
+    let handled = state.members.command(&id, command, origin).await?;
+    Ok(accepted(
+        StatusCode::OK,
+        MemberAnswer::new(id, &handled),
+        handled.position,
+    ))
+}
+
+/// Puts a member back under the dormancy policy (a manager). Not out:
+/// nothing changes.
+#[utoipa::path(
+    delete, path = "/members/{id}/dormancy-exclusion", tag = "members",
+    params(super::IdempotencyKey, super::CorrelationId),
+    responses(
+        (status = 200, description = "Under the policy", body = MemberAnswer, headers(("X-Position" = String, description = "Global position written"))),
+        super::Invalid,
+        super::AuthRefusals,
+        super::RateLimited,
+        super::StateRefusals,
+        super::KeyReused,
+        super::Unavailable,
+    ),
+    security(("bearer" = []))
+)]
+pub(super) async fn include(
+    State(state): State<AppState>,
+    Extension(origin): Extension<Origin>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = MemberId::parse(&id)?;
+    caller.require_manager()?;
+    let command = MemberCommand::IncludeInDormancy { at: Utc::now() };
+    let handled = state.members.command(&id, command, origin).await?;
+    Ok(accepted(
+        StatusCode::OK,
+        MemberAnswer::new(id, &handled),
+        handled.position,
+    ))
 }
 
 /// Withdraws a member: remaining points are forfeited, personal data erased.

@@ -19,6 +19,8 @@ use super::{dormant_members, members};
         members::earn,
         members::use_points,
         members::withdraw,
+        members::exclude,
+        members::include,
         dormant_members::register,
         dormant_members::change_status,
         dormant_members::mark_dormant,

@@ -1,6 +1,7 @@
 //! The personal data a request carries (a phone number, a nickname), as
 //! the API documents it: one schema each, named in every request that takes
-//! them, so the documented rule is written once.
+//! them, so the documented rule is written once. With them the one other
+//! free text a request carries, an operator's reason.
 
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -27,9 +28,20 @@ pub(super) struct PhoneInput(pub(super) String);
 )]
 pub(super) struct NicknameInput(pub(super) String);
 
+/// An operator's reason as sent: 1 to 200 characters, no control
+/// characters (spaces around are dropped).
+#[derive(Deserialize, ToSchema)]
+#[serde(transparent)]
+#[schema(
+    value_type = String,
+    example = "VIP contract until 2027",
+    pattern = r"^ *[^\x00-\x1F\x7F-\x9F ](?:[^\x00-\x1F\x7F-\x9F]{0,198}[^\x00-\x1F\x7F-\x9F ])? *$"
+)]
+pub(super) struct ReasonInput(pub(super) String);
+
 #[cfg(test)]
 mod tests {
-    use mileage_domain::values::{Nickname, PhoneNumber};
+    use mileage_domain::values::{Nickname, PhoneNumber, Reason};
     use utoipa::PartialSchema;
 
     /// The documented pattern of `T`.
@@ -92,6 +104,23 @@ mod tests {
         assert!(
             accepted > 100,
             "the search reached nicknames that pass: {accepted}"
+        );
+    }
+
+    #[test]
+    fn the_documented_reason_pattern_accepts_exactly_what_the_domain_does() {
+        let documented = pattern::<super::ReasonInput>();
+        let alphabet = [' ', 'a', '가', '\u{1}', '\u{7f}', '\u{85}', '\t', '-'];
+        let long = "가".repeat(Reason::MAX_CHARS);
+        let mut accepted = 0;
+        for reason in sent(&alphabet).chain([long.clone(), format!("{long}a"), " a ".into()]) {
+            let parsed = Reason::parse(&reason).is_ok();
+            assert_eq!(documented.is_match(&reason), parsed, "{reason:?}");
+            accepted += usize::from(parsed);
+        }
+        assert!(
+            accepted > 100,
+            "the search reached reasons that pass: {accepted}"
         );
     }
 }

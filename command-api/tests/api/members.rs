@@ -455,3 +455,85 @@ async fn every_member_answer_names_its_id_and_status_the_same_way() {
         left.body
     );
 }
+
+/// An operator takes a member out of the dormancy policy with a reason and
+/// puts them back; the log records both with the operator, a repeat
+/// changes nothing, and nobody else may.
+#[tokio::test]
+async fn an_operator_excludes_a_member_from_the_policy_with_a_reason() {
+    let app = spawn_app().await;
+    let id = app.join("01077770101", "Q").await;
+    let path = format!("/members/{id}/dormancy-exclusion");
+    let url = format!("{}{path}", app.address);
+    let put =
+        |token: &str, body: serde_json::Value| app.client.put(&url).bearer_auth(token).json(&body);
+    let reason = json!({ "reason": " VIP contract " });
+    let out = app.send(put(&app.manager_token, reason.clone())).await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    assert!(out.body["position"].is_string(), "{}", out.body);
+    let again = app.send(put(&app.manager_token, reason.clone())).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(
+        again.body["position"].is_null(),
+        "already out: nothing appended"
+    );
+    for odd in [
+        json!({ "reason": "" }),
+        json!({ "reason": "a\u{7}b" }),
+        json!({ "reason": "x".repeat(201) }),
+    ] {
+        app.send(put(&app.manager_token, odd))
+            .await
+            .assert_problem(400, "validation.reason");
+    }
+    let member = token(&id, Role::Member);
+    app.send(put(&member, reason.clone()))
+        .await
+        .assert_problem(403, "auth.forbidden");
+    let back = app.delete(&path).await;
+    assert_eq!(back.status, 200, "{}", back.body);
+    assert!(back.body["position"].is_string());
+    let events = app
+        .store()
+        .await
+        .read_stream(&format!("member-{id}"), 0, 10)
+        .await
+        .unwrap();
+    let told: Vec<(String, String, Option<String>)> = events
+        .iter()
+        .map(|e| {
+            let reason = match e.decode::<MemberEvent>().unwrap() {
+                MemberEvent::ExcludedFromDormancy(e) => Some(e.reason),
+                _ => None,
+            };
+            (
+                e.event_type.clone(),
+                e.metadata
+                    .actor
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                reason,
+            )
+        })
+        .collect();
+    assert_eq!(
+        told[1..],
+        [
+            (
+                "ExcludedFromDormancy".into(),
+                "manager:ops".into(),
+                Some("VIP contract".into())
+            ),
+            ("IncludedInDormancy".into(), "manager:ops".into(), None),
+        ]
+    );
+    app.send(
+        app.client
+            .put(format!("{}/members/404/dormancy-exclusion", app.address))
+            .bearer_auth(&app.manager_token)
+            .json(&reason),
+    )
+    .await
+    .assert_problem(404, "member.not_found");
+}

@@ -19,12 +19,23 @@ pub enum DormantMemberCommand {
         /// Nickname, validated and sealed under the target's key.
         nickname: Sealed,
         at: DateTime<Utc>,
+        /// Set when the dormancy policy registers the target: the member's
+        /// last activity, which began the quiet period it is for.
+        quiet_since: Option<DateTime<Utc>>,
     },
     /// An operator marks the target dormant; a notice follows.
     MarkDormant { at: DateTime<Utc> },
     /// The notice failed: destroy the target's personal data.
     Destroy {
         /// Why the notice failed.
+        reason: String,
+        at: DateTime<Utc>,
+    },
+    /// The member was active again, or was excluded from the policy, while
+    /// the target was still `PRE_DORMANT`: it comes off the list without a
+    /// release. Lifted already: nothing to do.
+    Lift {
+        /// Why, for the operators.
         reason: String,
         at: DateTime<Utc>,
     },

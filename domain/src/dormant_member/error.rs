@@ -13,6 +13,10 @@ pub enum DormantMemberError {
     /// A target with this id is already registered.
     #[error("dormant target already registered")]
     AlreadyRegistered,
+    /// The target came off the list while `PRE_DORMANT`: the member is
+    /// active, and there is nothing to release or mark.
+    #[error("the target was lifted: the member is active again or excluded from the policy")]
+    Lifted,
     /// The lifecycle does not allow moving from `from` to `to`.
     #[error("cannot change a {from} target to {to}")]
     InvalidTransition {
@@ -28,6 +32,7 @@ impl DomainError for DormantMemberError {
         match self {
             Self::NotFound => "dormant_member.not_found",
             Self::AlreadyRegistered => "dormant_member.already_registered",
+            Self::Lifted => "dormant_member.lifted",
             Self::InvalidTransition { .. } => "dormant_member.invalid_transition",
         }
     }
@@ -35,7 +40,9 @@ impl DomainError for DormantMemberError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound => ErrorKind::NotFound,
-            Self::AlreadyRegistered | Self::InvalidTransition { .. } => ErrorKind::Conflict,
+            Self::AlreadyRegistered | Self::Lifted | Self::InvalidTransition { .. } => {
+                ErrorKind::Conflict
+            }
         }
     }
 }

@@ -17,6 +17,6 @@ pub use command::DormantMemberCommand;
 pub use error::DormantMemberError;
 pub use event::{
     DormantMemberChanged, DormantMemberCleared, DormantMemberDestroyed, DormantMemberEvent,
-    DormantMemberRegistered,
+    DormantMemberLifted, DormantMemberRegistered,
 };
 pub use state::{DormantMember, DormantStatus, DormantTarget};

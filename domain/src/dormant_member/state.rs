@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +14,7 @@ use super::command::DormantMemberCommand;
 use super::error::DormantMemberError;
 use super::event::{
     DormantMemberChanged, DormantMemberCleared, DormantMemberDestroyed, DormantMemberEvent,
-    DormantMemberRegistered,
+    DormantMemberLifted, DormantMemberRegistered,
 };
 
 /// Where a target is in its lifecycle.
@@ -83,8 +84,15 @@ pub struct DormantTarget {
     pub nickname: Sealed,
     /// Lifecycle status.
     pub status: DormantStatus,
-    /// Set once cleared.
+    /// Set once cleared by a release.
     pub rejoined_member_id: Option<MemberId>,
+    /// When it was registered.
+    pub registered_at: DateTime<Utc>,
+    /// Set for the dormancy policy's targets: the last activity that began
+    /// the quiet period.
+    pub quiet_since: Option<DateTime<Utc>>,
+    /// Why it was lifted, once lifted.
+    pub lifted: Option<String>,
 }
 
 impl DormantMember {
@@ -110,6 +118,9 @@ impl DormantMember {
         let Self::Registered(target) = self else {
             return Err(DormantMemberError::NotFound);
         };
+        if target.lifted.is_some() {
+            return Err(DormantMemberError::Lifted);
+        }
         if target.status == to {
             Ok(None)
         } else if target.status.can_become(to) {
@@ -141,6 +152,7 @@ impl Aggregate for DormantMember {
                 phone,
                 nickname,
                 at,
+                quiet_since,
             } => match self {
                 Self::Unregistered => Ok(vec![
                     DormantMemberRegistered {
@@ -149,6 +161,7 @@ impl Aggregate for DormantMember {
                         phone_no: phone,
                         nickname,
                         at,
+                        quiet_since,
                     }
                     .into(),
                 ]),
@@ -181,6 +194,27 @@ impl Aggregate for DormantMember {
                 })
                 .into_iter()
                 .collect()),
+            DormantMemberCommand::Lift { reason, at } => {
+                let Self::Registered(target) = self else {
+                    return Err(DormantMemberError::NotFound);
+                };
+                match target.status {
+                    DormantStatus::PreDormant => Ok(vec![
+                        DormantMemberLifted {
+                            id: target.id.clone(),
+                            member_id: target.member_id.clone(),
+                            reason,
+                            at,
+                        }
+                        .into(),
+                    ]),
+                    DormantStatus::Cleared if target.lifted.is_some() => Ok(vec![]),
+                    from => Err(DormantMemberError::InvalidTransition {
+                        from,
+                        to: DormantStatus::Cleared,
+                    }),
+                }
+            }
             DormantMemberCommand::Clear {
                 rejoined_member_id,
                 at,
@@ -210,6 +244,9 @@ impl Aggregate for DormantMember {
                     nickname: e.nickname.clone(),
                     status: DormantStatus::PreDormant,
                     rejoined_member_id: None,
+                    registered_at: e.at,
+                    quiet_since: e.quiet_since,
+                    lifted: None,
                 })
             }
             (Self::Registered(mut t), DormantMemberEvent::DormantMemberChanged(_)) => {
@@ -223,6 +260,11 @@ impl Aggregate for DormantMember {
             (Self::Registered(mut t), DormantMemberEvent::DormantMemberCleared(e)) => {
                 t.status = DormantStatus::Cleared;
                 t.rejoined_member_id = Some(e.rejoined_member_id.clone());
+                Self::Registered(t)
+            }
+            (Self::Registered(mut t), DormantMemberEvent::DormantMemberLifted(e)) => {
+                t.status = DormantStatus::Cleared;
+                t.lifted = Some(e.reason.clone());
                 Self::Registered(t)
             }
             (state, _) => state,

@@ -35,6 +35,7 @@ fn register() -> DormantMemberCommand {
         phone: sealed("phoneNo", "01085581234"),
         nickname: sealed("nickname", "DOR1"),
         at: at(),
+        quiet_since: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn registered() -> DormantMemberEvent {
         phone_no: sealed("phoneNo", "01085581234"),
         nickname: sealed("nickname", "DOR1"),
         at: at(),
+        quiet_since: None,
     }
     .into()
 }
@@ -96,6 +98,113 @@ fn clear() -> DormantMemberCommand {
         rejoined_member_id: rejoined(),
         at: at(),
     }
+}
+
+fn lift() -> DormantMemberCommand {
+    DormantMemberCommand::Lift {
+        reason: "active again".into(),
+        at: at(),
+    }
+}
+
+fn lifted() -> DormantMemberEvent {
+    DormantMemberLifted {
+        id: id(),
+        member_id: member(),
+        reason: "active again".into(),
+        at: at(),
+    }
+    .into()
+}
+
+#[test]
+fn activity_while_pre_dormant_lifts_the_target_with_its_reason() {
+    let state = given::<DormantMember>([registered()])
+        .when(lift())
+        .then([lifted()]);
+    assert_eq!(state.status(), Some(DormantStatus::Cleared));
+}
+
+#[test]
+fn lifting_a_lifted_target_changes_nothing() {
+    given::<DormantMember>([registered(), lifted()])
+        .when(lift())
+        .then([]);
+}
+
+#[test]
+fn a_dormant_target_is_not_lifted_but_released() {
+    given::<DormantMember>([registered(), changed()])
+        .when(lift())
+        .then_err(DormantMemberError::InvalidTransition {
+            from: DormantStatus::Dormant,
+            to: DormantStatus::Cleared,
+        });
+}
+
+#[test]
+fn a_lifted_target_is_neither_released_nor_marked() {
+    given::<DormantMember>([registered(), lifted()])
+        .when(clear())
+        .then_err(DormantMemberError::Lifted);
+    given::<DormantMember>([registered(), lifted()])
+        .when(mark_dormant())
+        .then_err(DormantMemberError::Lifted);
+}
+
+#[test]
+fn a_policy_registration_keeps_the_quiet_period_it_is_for() {
+    let since = at() - chrono::TimeDelta::days(335);
+    let DormantMemberCommand::Register {
+        id,
+        member_id,
+        phone,
+        nickname,
+        at,
+        ..
+    } = register()
+    else {
+        unreachable!()
+    };
+    let state = given::<DormantMember>([])
+        .when(DormantMemberCommand::Register {
+            id: id.clone(),
+            member_id: member_id.clone(),
+            phone: phone.clone(),
+            nickname: nickname.clone(),
+            at,
+            quiet_since: Some(since),
+        })
+        .then([DormantMemberRegistered {
+            id,
+            member_id,
+            phone_no: phone,
+            nickname,
+            at,
+            quiet_since: Some(since),
+        }
+        .into()]);
+    let DormantMember::Registered(target) = state else {
+        panic!("registered")
+    };
+    assert_eq!(
+        (target.quiet_since, target.registered_at),
+        (Some(since), at)
+    );
+}
+
+#[test]
+fn an_operators_registration_reads_as_before() {
+    let stored = serde_json::to_value(DormantMemberRegistered {
+        id: id(),
+        member_id: member(),
+        phone_no: sealed("phoneNo", "01085581234"),
+        nickname: sealed("nickname", "DOR1"),
+        at: at(),
+        quiet_since: None,
+    })
+    .unwrap();
+    assert!(stored.get("quietSince").is_none(), "{stored}");
 }
 
 #[test]
@@ -230,7 +339,8 @@ fn any_command() -> impl Strategy<Value = DormantMemberCommand> {
         Just(register()),
         Just(mark_dormant()),
         Just(destroy()),
-        Just(clear())
+        Just(clear()),
+        Just(lift())
     ]
 }
 
@@ -247,10 +357,16 @@ proptest! {
                 DormantMemberCommand::Register { .. } => DormantStatus::PreDormant,
                 DormantMemberCommand::MarkDormant { .. } => DormantStatus::Dormant,
                 DormantMemberCommand::Destroy { .. } => DormantStatus::Destruction,
-                DormantMemberCommand::Clear { .. } => DormantStatus::Cleared,
+                DormantMemberCommand::Clear { .. } | DormantMemberCommand::Lift { .. } => {
+                    DormantStatus::Cleared
+                }
             };
+            let lifting = matches!(command, DormantMemberCommand::Lift { .. });
+            // A lift and a release do not stand in for each other.
+            let other_way = lifting
+                || matches!(&state, DormantMember::Registered(t) if t.lifted.is_some());
             let Ok(events) = state.decide(command) else {
-                prop_assert!(before.is_none_or(|s| s != target || target == DormantStatus::PreDormant));
+                prop_assert!(before.is_none_or(|s| s != target || target == DormantStatus::PreDormant || other_way));
                 continue;
             };
             state = events.iter().fold(state, Aggregate::evolve);
@@ -259,7 +375,11 @@ proptest! {
             match before {
                 None => prop_assert_eq!(after, Some(DormantStatus::PreDormant)),
                 Some(from) if from.is_terminal() => prop_assert_eq!(Some(from), after),
-                Some(from) => prop_assert!(from == target || from.can_become(target)),
+                Some(from) => prop_assert!(
+                    from == target
+                        || from.can_become(target)
+                        || (lifting && from == DormantStatus::PreDormant)
+                ),
             }
         }
     }

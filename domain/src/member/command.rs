@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::ids::{DormantMemberId, MemberId};
 use crate::pii::Sealed;
+use crate::values::Reason;
 
 use super::PointLimits;
 
@@ -45,4 +46,14 @@ pub enum MemberCommand {
     },
     /// Leave the programme, forfeiting the remaining balance.
     Withdraw { at: DateTime<Utc> },
+    /// An operator takes the member out of the dormancy policy. Already
+    /// out: nothing to do.
+    ExcludeFromDormancy {
+        /// Why, as the operator says.
+        reason: Reason,
+        at: DateTime<Utc>,
+    },
+    /// An operator puts the member back under the dormancy policy. Not
+    /// out: nothing to do.
+    IncludeInDormancy { at: DateTime<Utc> },
 }

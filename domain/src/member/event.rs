@@ -106,6 +106,56 @@ pub struct MemberWithdrawn {
     pub at: DateTime<Utc>,
 }
 
+/// An operator took the member out of the dormancy policy: the scheduler
+/// makes no target of them, and lifts the one it made and is still
+/// `PRE_DORMANT`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExcludedFromDormancy {
+    pub member_id: MemberId,
+    /// The operator's reason (operator text, not personal data).
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An operator put the member back under the dormancy policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncludedInDormancy {
+    pub member_id: MemberId,
+    pub at: DateTime<Utc>,
+}
+
+impl MemberEvent {
+    /// The member the event is about.
+    pub fn member_id(&self) -> &MemberId {
+        match self {
+            Self::MemberJoined(e) => &e.member_id,
+            Self::PointsEarned(e) => &e.member_id,
+            Self::PointsUsed(e) => &e.member_id,
+            Self::PointsForfeited(e) => &e.member_id,
+            Self::MemberWithdrawn(e) => &e.member_id,
+            Self::ExcludedFromDormancy(e) => &e.member_id,
+            Self::IncludedInDormancy(e) => &e.member_id,
+        }
+    }
+
+    /// When the member was active, if this event is activity: joining
+    /// (a release's re-join too), earning and using points. A forfeiture,
+    /// a withdrawal or an operator's act is not the member's activity.
+    pub fn activity_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::MemberJoined(e) => Some(e.joined_at),
+            Self::PointsEarned(e) => Some(e.at),
+            Self::PointsUsed(e) => Some(e.at),
+            Self::PointsForfeited(_)
+            | Self::MemberWithdrawn(_)
+            | Self::ExcludedFromDormancy(_)
+            | Self::IncludedInDormancy(_) => None,
+        }
+    }
+}
+
 domain_events! {
     /// Every event of the member stream.
     pub enum MemberEvent {
@@ -119,5 +169,9 @@ domain_events! {
         PointsForfeited = 1,
         /// See [`MemberWithdrawn`].
         MemberWithdrawn = 1,
+        /// See [`ExcludedFromDormancy`].
+        ExcludedFromDormancy = 1,
+        /// See [`IncludedInDormancy`].
+        IncludedInDormancy = 1,
     }
 }

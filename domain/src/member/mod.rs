@@ -16,8 +16,8 @@ mod tests;
 pub use command::MemberCommand;
 pub use error::MemberError;
 pub use event::{
-    MemberEvent, MemberJoined, MemberWithdrawn, POINTS_VALID_FOR, PointsEarned, PointsEarnedV1,
-    PointsForfeited, PointsUsed,
+    ExcludedFromDormancy, IncludedInDormancy, MemberEvent, MemberJoined, MemberWithdrawn,
+    POINTS_VALID_FOR, PointsEarned, PointsEarnedV1, PointsForfeited, PointsUsed,
 };
 pub use limits::{InvalidLimits, POINTS_CEILING, PointLimits};
 pub use state::{ActiveMember, Member};

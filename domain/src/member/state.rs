@@ -1,5 +1,7 @@
 //! A member's state and its decide/evolve pair.
 
+use chrono::{DateTime, Utc};
+
 use crate::aggregate::Aggregate;
 use crate::ids::MemberId;
 use crate::pii::Sealed;
@@ -8,7 +10,8 @@ use crate::values::Points;
 use super::command::MemberCommand;
 use super::error::MemberError;
 use super::event::{
-    MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
+    ExcludedFromDormancy, IncludedInDormancy, MemberEvent, MemberJoined, MemberWithdrawn,
+    PointsEarned, PointsForfeited, PointsUsed,
 };
 use super::limits::PointLimits;
 
@@ -34,6 +37,12 @@ pub struct ActiveMember {
     pub nickname: Sealed,
     /// Current balance; never negative by construction.
     pub balance: Points,
+    /// The member's last activity (see [`MemberEvent::activity_at`]): what
+    /// the dormancy policy counts from.
+    pub last_active_at: DateTime<Utc>,
+    /// Why an operator took the member out of the dormancy policy, while
+    /// they are out.
+    pub dormancy_exclusion: Option<String>,
 }
 
 impl Member {
@@ -124,6 +133,9 @@ impl Aggregate for Member {
                     .into(),
                 ])
             }
+            MemberCommand::ExcludeFromDormancy { .. } | MemberCommand::IncludeInDormancy { .. } => {
+                self.exclusion(command)
+            }
             MemberCommand::Withdraw { at } => {
                 let member = self.active()?;
                 let member_id = member.member_id.clone();
@@ -151,13 +163,24 @@ impl Aggregate for Member {
                 phone_no: e.phone_no.clone(),
                 nickname: e.nickname.clone(),
                 balance: Points::ZERO,
+                last_active_at: e.joined_at,
+                dormancy_exclusion: None,
             }),
             (
                 Self::Active(mut m),
-                MemberEvent::PointsEarned(PointsEarned { balance, .. })
-                | MemberEvent::PointsUsed(PointsUsed { balance, .. }),
+                MemberEvent::PointsEarned(PointsEarned { balance, at, .. })
+                | MemberEvent::PointsUsed(PointsUsed { balance, at, .. }),
             ) => {
                 m.balance = *balance;
+                m.last_active_at = m.last_active_at.max(*at);
+                Self::Active(m)
+            }
+            (Self::Active(mut m), MemberEvent::ExcludedFromDormancy(e)) => {
+                m.dormancy_exclusion = Some(e.reason.clone());
+                Self::Active(m)
+            }
+            (Self::Active(mut m), MemberEvent::IncludedInDormancy(_)) => {
+                m.dormancy_exclusion = None;
                 Self::Active(m)
             }
             (Self::Active(mut m), MemberEvent::PointsForfeited(_)) => {
@@ -169,6 +192,29 @@ impl Aggregate for Member {
             },
             (state, _) => state,
         }
+    }
+}
+
+impl Member {
+    /// An operator's exclusion from the dormancy policy, or its end; a
+    /// repeat changes nothing.
+    fn exclusion(&self, command: MemberCommand) -> Result<Vec<MemberEvent>, MemberError> {
+        let member = self.active()?;
+        let member_id = member.member_id.clone();
+        Ok(match (command, &member.dormancy_exclusion) {
+            (MemberCommand::ExcludeFromDormancy { reason, at }, None) => vec![
+                ExcludedFromDormancy {
+                    member_id,
+                    reason: reason.as_str().to_owned(),
+                    at,
+                }
+                .into(),
+            ],
+            (MemberCommand::IncludeInDormancy { at }, Some(_)) => {
+                vec![IncludedInDormancy { member_id, at }.into()]
+            }
+            _ => vec![],
+        })
     }
 }
 

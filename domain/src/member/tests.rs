@@ -339,7 +339,100 @@ fn any_command() -> impl Strategy<Value = MemberCommand> {
             limits: PointLimits::DEFAULT
         }),
         Just(MemberCommand::Withdraw { at: at() }),
+        Just(MemberCommand::ExcludeFromDormancy {
+            reason: crate::values::Reason::parse("VIP").unwrap(),
+            at: at()
+        }),
+        Just(MemberCommand::IncludeInDormancy { at: at() }),
     ]
+}
+
+#[test]
+fn an_operator_excludes_a_member_from_the_policy_and_includes_them_again() {
+    let reason = crate::values::Reason::parse("  VIP contract ").unwrap();
+    let excluded = given::<Member>([joined()])
+        .when(MemberCommand::ExcludeFromDormancy {
+            reason: reason.clone(),
+            at: at(),
+        })
+        .then([ExcludedFromDormancy {
+            member_id: id(),
+            reason: "VIP contract".into(),
+            at: at(),
+        }
+        .into()]);
+    let Member::Active(active) = &excluded else {
+        panic!("active")
+    };
+    assert_eq!(active.dormancy_exclusion.as_deref(), Some("VIP contract"));
+    given::<Member>([
+        joined(),
+        ExcludedFromDormancy {
+            member_id: id(),
+            reason: "VIP contract".into(),
+            at: at(),
+        }
+        .into(),
+    ])
+    .when(MemberCommand::ExcludeFromDormancy { reason, at: at() })
+    .then([]);
+    given::<Member>([joined()])
+        .when(MemberCommand::IncludeInDormancy { at: at() })
+        .then([]);
+}
+
+#[test]
+fn a_reason_is_short_text_without_control_characters() {
+    use crate::values::Reason;
+    assert!(Reason::parse("").is_err());
+    assert!(Reason::parse("   ").is_err());
+    assert!(Reason::parse("a\nb").is_err());
+    assert!(Reason::parse(&"x".repeat(201)).is_err());
+    assert_eq!(
+        Reason::parse(&"한".repeat(200))
+            .unwrap()
+            .as_str()
+            .chars()
+            .count(),
+        200
+    );
+}
+
+#[test]
+fn joining_earning_and_using_are_activity_and_nothing_else_is() {
+    let mut state = Member::default().evolve(&joined());
+    let Member::Active(first) = &state else {
+        panic!("active")
+    };
+    let joined_at = first.last_active_at;
+    let later = joined_at + chrono::TimeDelta::days(3);
+    for (event, active) in [
+        (
+            MemberEvent::from(ExcludedFromDormancy {
+                member_id: id(),
+                reason: "r".into(),
+                at: later,
+            }),
+            joined_at,
+        ),
+        (
+            PointsEarned {
+                member_id: id(),
+                amount: Points(5),
+                balance: Points(5),
+                at: later,
+                expires_at: later + POINTS_VALID_FOR,
+            }
+            .into(),
+            later,
+        ),
+    ] {
+        state = state.evolve(&event);
+        let Member::Active(m) = &state else {
+            panic!("active")
+        };
+        assert_eq!(m.last_active_at, active);
+    }
 }
 
 proptest! {
@@ -369,7 +462,10 @@ proptest! {
                         prop_assert_eq!(e.amount, before.balance());
                         ledger -= i128::from(e.amount.0);
                     }
-                    MemberEvent::MemberJoined(_) | MemberEvent::MemberWithdrawn(_) => {}
+                    MemberEvent::MemberJoined(_)
+                    | MemberEvent::MemberWithdrawn(_)
+                    | MemberEvent::ExcludedFromDormancy(_)
+                    | MemberEvent::IncludedInDormancy(_) => {}
                 }
                 prop_assert!(ledger >= 0, "balance went negative");
                 state = state.evolve(event);

@@ -40,6 +40,7 @@ async fn seed(store: &dyn EventStore, keys: &PgKeyStore) {
                 phone_no: phone.clone(),
                 nickname: nickname.clone(),
                 at: Utc::now(),
+                quiet_since: None,
             }
             .into(),
         ];

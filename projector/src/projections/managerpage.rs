@@ -32,13 +32,8 @@ impl Model for Managerpage {
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, Event)>, HandleError> {
         if let Some(target) = decode_if::<DormantMember>(event)? {
-            let id = match &target {
-                DormantMemberEvent::DormantMemberRegistered(e) => &e.id,
-                DormantMemberEvent::DormantMemberChanged(e) => &e.id,
-                DormantMemberEvent::DormantMemberDestroyed(e) => &e.id,
-                DormantMemberEvent::DormantMemberCleared(e) => &e.id,
-            };
-            return Ok(Some((id.to_string(), Event::Target(target))));
+            let id = target.target_id().to_string();
+            return Ok(Some((id, Event::Target(target))));
         }
         if let Some(message) = decode_if::<ManagerMessage>(event)? {
             let id = match &message {
@@ -88,6 +83,11 @@ impl Model for Managerpage {
                     DormantMemberEvent::DormantMemberCleared(e) => {
                         target.status = "CLEARED".into();
                         target.rejoined_member_id = Some(e.rejoined_member_id.to_string());
+                    }
+                    // Off the list with no re-join; the reason is in its
+                    // timeline.
+                    DormantMemberEvent::DormantMemberLifted(_) => {
+                        target.status = "CLEARED".into();
                     }
                     DormantMemberEvent::DormantMemberRegistered(_) => unreachable!("matched above"),
                 }
@@ -139,6 +139,7 @@ mod tests {
             phone_no: key().seal("phoneNo", "01012345678", [1; 24]),
             nickname: key().seal("nickname", "kim", [2; 24]),
             at: Utc::now(),
+            quiet_since: None,
         }
         .into()
     }

@@ -17,16 +17,7 @@ impl Model for Members {
     type Event = MemberEvent;
 
     fn route(event: &RecordedEvent) -> Result<Option<(String, MemberEvent)>, HandleError> {
-        Ok(decode_if::<Member>(event)?.map(|member| {
-            let id = match &member {
-                MemberEvent::MemberJoined(e) => &e.member_id,
-                MemberEvent::PointsEarned(e) => &e.member_id,
-                MemberEvent::PointsUsed(e) => &e.member_id,
-                MemberEvent::PointsForfeited(e) => &e.member_id,
-                MemberEvent::MemberWithdrawn(e) => &e.member_id,
-            };
-            (id.to_string(), member)
-        }))
+        Ok(decode_if::<Member>(event)?.map(|member| (member.member_id().to_string(), member)))
     }
 
     fn apply(
@@ -35,6 +26,7 @@ impl Model for Members {
         recorded: &RecordedEvent,
     ) -> Result<Option<MemberRow>, String> {
         let at = recorded.metadata.recorded_at;
+        let active = event.activity_at();
         let mut member = match (row, event) {
             (None, MemberEvent::MemberJoined(e)) => MemberRow {
                 id: e.member_id.to_string(),
@@ -45,7 +37,8 @@ impl Model for Members {
                 joined_at: at,
                 updated_at: at,
                 last_position: String::new(),
-                last_active_at: at,
+                last_active_at: e.joined_at,
+                dormancy_exclusion: None,
             },
             (Some(member), MemberEvent::MemberJoined(_)) => {
                 return Err(format!("member {} joined twice", member.id));
@@ -53,12 +46,18 @@ impl Model for Members {
             (None, _) => return Err("the member never joined".into()),
             (Some(mut member), MemberEvent::PointsEarned(e)) => {
                 member.balance = balance(e.balance.0)?;
-                member.last_active_at = at;
                 member
             }
             (Some(mut member), MemberEvent::PointsUsed(e)) => {
                 member.balance = balance(e.balance.0)?;
-                member.last_active_at = at;
+                member
+            }
+            (Some(mut member), MemberEvent::ExcludedFromDormancy(e)) => {
+                member.dormancy_exclusion = Some(e.reason);
+                member
+            }
+            (Some(mut member), MemberEvent::IncludedInDormancy(_)) => {
+                member.dormancy_exclusion = None;
                 member
             }
             (Some(mut member), MemberEvent::PointsForfeited(_)) => {
@@ -71,6 +70,9 @@ impl Model for Members {
                 member
             }
         };
+        if let Some(active) = active {
+            member.last_active_at = member.last_active_at.max(active);
+        }
         member.updated_at = at;
         member.last_position = recorded.position.to_string();
         Ok(Some(member))
@@ -86,7 +88,8 @@ mod tests {
     use chrono::Utc;
     use mileage_domain::ids::MemberId;
     use mileage_domain::member::{
-        MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned, PointsForfeited, PointsUsed,
+        ExcludedFromDormancy, MemberEvent, MemberJoined, MemberWithdrawn, PointsEarned,
+        PointsForfeited, PointsUsed,
     };
     use mileage_domain::pii::PersonKey;
     use mileage_domain::values::Points;
@@ -106,12 +109,14 @@ mod tests {
                 .unwrap()
         };
         let id = MemberId::parse("5").unwrap();
+        let start = Utc::now();
+        let day = |n: i64| start - chrono::TimeDelta::days(100 - n);
         let events: Vec<MemberEvent> = vec![
             MemberJoined {
                 member_id: id.clone(),
                 phone_no: key.seal("phoneNo", "01099998888", [1; 24]),
                 nickname: key.seal("nickname", "lee", [2; 24]),
-                joined_at: Utc::now(),
+                joined_at: day(0),
                 rejoining: None,
             }
             .into(),
@@ -119,15 +124,21 @@ mod tests {
                 member_id: id.clone(),
                 amount: Points(100),
                 balance: Points(100),
-                at: Utc::now(),
-                expires_at: (Utc::now()) + mileage_domain::member::POINTS_VALID_FOR,
+                at: day(1),
+                expires_at: day(1) + mileage_domain::member::POINTS_VALID_FOR,
             }
             .into(),
             PointsUsed {
                 member_id: id.clone(),
                 amount: Points(30),
                 balance: Points(70),
-                at: Utc::now(),
+                at: day(2),
+            }
+            .into(),
+            ExcludedFromDormancy {
+                member_id: id.clone(),
+                reason: "VIP".into(),
+                at: day(3),
             }
             .into(),
         ];
@@ -140,21 +151,10 @@ mod tests {
         assert_eq!((active.status.as_str(), active.balance), ("READY", 70));
         assert_eq!(
             active.last_active_at,
-            recorded(
-                "member-5",
-                3,
-                &MemberEvent::from(PointsUsed {
-                    member_id: id.clone(),
-                    amount: Points(30),
-                    balance: Points(70),
-                    at: Utc::now(),
-                })
-            )
-            .metadata
-            .recorded_at,
-            "the last use is the last activity"
+            day(2),
+            "the last use is the last activity, at the event's own time"
         );
-        assert!(active.last_active_at > active.joined_at);
+        assert_eq!(active.dormancy_exclusion.as_deref(), Some("VIP"));
         assert_eq!(
             shown(&active, &people).phone_masked.as_deref(),
             Some("010****8888")

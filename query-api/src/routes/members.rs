@@ -50,6 +50,10 @@ pub(super) struct MemberView {
     /// Their last activity (joined, earned or used points): what the
     /// dormancy policy measures quiet from.
     last_active_at: DateTime<Utc>,
+    /// Why an operator took them out of the dormancy policy; `null` while
+    /// the policy applies to them.
+    #[schema(example = json!(null))]
+    dormancy_exclusion: Option<String>,
 }
 
 /// A member's balance and status (managers, or the member themself).
@@ -115,6 +119,7 @@ impl MemberView {
             joined_at: row.joined_at,
             updated_at: row.updated_at,
             last_active_at: row.last_active_at,
+            dormancy_exclusion: row.dormancy_exclusion,
         }
     }
 }
