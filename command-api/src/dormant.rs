@@ -13,10 +13,10 @@ use mileage_store::executor::{Executor, FirstDecision};
 
 use crate::command::{Handled, load, run, run_pair};
 use crate::error::CommandError;
-use crate::personal::seal;
 use crate::release_guard::Release;
 use crate::state::AppState;
 use mileage_service::auth::Caller;
+use mileage_store::keys::seal;
 
 /// Registers `member_id` as a dormant target under a new sequential id.
 /// With an `Idempotency-Key`, the id is recorded on the key's own stream in

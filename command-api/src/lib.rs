@@ -17,7 +17,6 @@ mod error;
 mod idempotency;
 mod ids;
 mod members;
-mod personal;
 mod release_guard;
 mod routes;
 pub mod startup;

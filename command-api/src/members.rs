@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::command::Origin;
 use chrono::{DateTime, Utc};
 use mileage_domain::aggregate::stream_name;
+use mileage_domain::dormant_member::{DormantMember, DormantStatus};
 use mileage_domain::envelope::{Actor, Causation};
 use mileage_domain::ids::{DormantMemberId, MemberId};
 use mileage_domain::member::{Member, MemberCommand, MemberError, MemberEvent};
@@ -20,7 +21,7 @@ use mileage_store::executor::{ExecuteError, FirstDecision, Refused};
 
 use crate::command::{Handled, load, run, run_pair};
 use crate::context::Context;
-use crate::personal::seal;
+use mileage_store::keys::seal;
 
 /// What a join's first attempt did.
 enum FirstStep {
@@ -117,7 +118,10 @@ impl Members {
             .await?;
         let claimed = match first {
             Some(claimed) => claimed,
-            None => match self.join_new(&claim_stream, &joining, &origin).await? {
+            None => match self
+                .join_new(&claim_stream, &joining, rejoining.as_ref(), &origin)
+                .await?
+            {
                 FirstStep::Joined(member_id, joined) => return Ok((member_id, joined)),
                 FirstStep::Claimed(claimed) => claimed,
             },
@@ -154,6 +158,7 @@ impl Members {
         &self,
         claim_stream: &str,
         joining: &impl Fn(&MemberId, &PersonKey, DateTime<Utc>) -> MemberCommand,
+        rejoining: Option<&DormantMemberId>,
         origin: &Origin,
     ) -> Result<FirstStep, CommandError> {
         let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
@@ -189,7 +194,7 @@ impl Members {
             Err(ExecuteError::Rejected(Refused::First(
                 PhoneRegistryError::Taken
             )))
-        ) && self.free_stale_claim(claim_stream).await?
+        ) && self.free_stale_claim(claim_stream, rejoining).await?
         {
             joined = pair().await;
         }
@@ -223,8 +228,14 @@ impl Members {
     /// target was destroyed meanwhile is undone by withdrawing its member),
     /// or, on a store whose multi-stream append is not atomic, one whose
     /// join never got past the claim (after a minute, so a join still under
-    /// way is left alone). True when the number is free now.
-    async fn free_stale_claim(&self, claim_stream: &str) -> Result<bool, CommandError> {
+    /// way is left alone); and, for a release's re-join, the dormant
+    /// member the release is for, whose old membership hands the number to
+    /// the new one. True when the number is free now.
+    async fn free_stale_claim(
+        &self,
+        claim_stream: &str,
+        rejoining: Option<&DormantMemberId>,
+    ) -> Result<bool, CommandError> {
         let executor = &self.ctx.executor;
         let (PhoneRegistry::Held { holder }, Some(version)) =
             load::<PhoneRegistry>(executor, claim_stream).await?
@@ -241,8 +252,15 @@ impl Members {
             ),
             None => None,
         };
+        let released_from = match rejoining {
+            Some(target) => self.dormant_member_of(target).await?,
+            None => None,
+        };
         let stale = match holder_state {
             None | Some(Member::Withdrawn { .. }) => true,
+            Some(Member::Active(active)) if Some(&active.member_id) == released_from.as_ref() => {
+                true
+            }
             Some(Member::NotJoined) if !executor.store().multi_stream_atomic() => {
                 let claimed = executor
                     .store()
@@ -266,6 +284,21 @@ impl Members {
             tracing::info!("a stale phone claim was given back");
         }
         Ok(stale)
+    }
+
+    /// The member a target is for, while it is `DORMANT` (the one state a
+    /// release starts from).
+    async fn dormant_member_of(
+        &self,
+        target: &DormantMemberId,
+    ) -> Result<Option<MemberId>, CommandError> {
+        let (state, _) =
+            load::<DormantMember>(&self.ctx.executor, &stream_name::<DormantMember>(target))
+                .await?;
+        Ok(match state {
+            DormantMember::Registered(t) if t.status == DormantStatus::Dormant => Some(t.member_id),
+            _ => None,
+        })
     }
 
     /// Runs a command that needs nothing but the member's own stream:

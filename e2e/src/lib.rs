@@ -269,6 +269,7 @@ pub fn projector_settings(database_url: &str, gateway: Option<&Gateway>) -> Sett
             max_attempts: 3,
             backoff: Duration::from_millis(20),
         },
+        dormancy: mileage_projector::config::DormancySettings::default(),
     }
 }
 

@@ -2,7 +2,10 @@
 //! environment (which wins), checked before anything starts.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
+
+use mileage_domain::dormancy::Policy;
 
 use mileage_service::settings::{
     eventstoredb_url, http_url, layered, positive, postgres_url, socket_addr,
@@ -28,6 +31,42 @@ pub struct Settings {
     pub batch_size: usize,
     /// How dormant notices are delivered.
     pub notifier: NotifierSettings,
+    /// The dormancy policy and its scheduler.
+    pub dormancy: DormancySettings,
+}
+
+/// The dormancy policy and how its scheduler applies it.
+#[derive(Clone, Debug)]
+pub struct DormancySettings {
+    /// Days without activity before a member becomes a target
+    /// (`DORMANCY_AFTER_DAYS`, 335), and days more before the target is
+    /// marked dormant (`DORMANCY_GRACE_DAYS`, 30).
+    pub policy: Policy,
+    /// Targets registered, marked or lifted per second at most
+    /// (`DORMANCY_RATE`, 20): a pass after downtime catches up at this pace,
+    /// and so do the notices the marks send, whatever the backlog.
+    pub rate: NonZeroU32,
+    /// Seconds between passes (`DORMANCY_SCAN_SECONDS`, 60).
+    pub every: Duration,
+    /// Whether this projector runs the scheduler (`DORMANCY_SCHEDULER`,
+    /// `on`; `off` leaves targets to the operators). Replicas that run it
+    /// take turns: one acts, the others stand by.
+    pub scheduler: bool,
+    /// The policy's clock (`DORMANCY_CLOCK_OFFSET_SECONDS`, 0): for tests
+    /// and drills only.
+    pub clock: crate::clock::Clock,
+}
+
+impl Default for DormancySettings {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            rate: NonZeroU32::new(20).expect("not zero"),
+            every: Duration::from_secs(60),
+            scheduler: true,
+            clock: crate::clock::Clock::default(),
+        }
+    }
 }
 
 /// The dormant notice's delivery.
@@ -51,6 +90,7 @@ impl std::fmt::Debug for Settings {
             .field("addr", &self.addr)
             .field("batch_size", &self.batch_size)
             .field("notifier", &self.notifier)
+            .field("dormancy", &self.dormancy)
             .finish_non_exhaustive()
     }
 }
@@ -66,9 +106,15 @@ struct Raw {
     notifier_timeout_ms: Option<i64>,
     notifier_max_attempts: Option<i64>,
     notifier_backoff_ms: Option<i64>,
+    dormancy_after_days: Option<i64>,
+    dormancy_grace_days: Option<i64>,
+    dormancy_rate: Option<i64>,
+    dormancy_scan_seconds: Option<i64>,
+    dormancy_scheduler: Option<String>,
+    dormancy_clock_offset_seconds: Option<i64>,
 }
 
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 15] = [
     "PROJECTOR_ADDR",
     "DATABASE_URL",
     "EVENTSTOREDB_URL",
@@ -78,6 +124,12 @@ const KEYS: [&str; 9] = [
     "NOTIFIER_TIMEOUT_MS",
     "NOTIFIER_MAX_ATTEMPTS",
     "NOTIFIER_BACKOFF_MS",
+    "DORMANCY_AFTER_DAYS",
+    "DORMANCY_GRACE_DAYS",
+    "DORMANCY_RATE",
+    "DORMANCY_SCAN_SECONDS",
+    "DORMANCY_SCHEDULER",
+    "DORMANCY_CLOCK_OFFSET_SECONDS",
 ];
 
 impl Settings {
@@ -88,6 +140,7 @@ impl Settings {
     }
 
     fn check(raw: Raw) -> anyhow::Result<Self> {
+        let dormancy = dormancy(&raw)?;
         let addr = socket_addr("projector_addr", raw.projector_addr, "127.0.0.1:8085")?;
         let database_url = postgres_url("database_url", raw.database_url)?;
         let read_database_url = match raw.read_database_url {
@@ -119,8 +172,42 @@ impl Settings {
                     200,
                 )?),
             },
+            dormancy,
         })
     }
+}
+
+/// The dormancy settings of `raw`; the error names the setting.
+fn dormancy(raw: &Raw) -> anyhow::Result<DormancySettings> {
+    let days = |value: Option<i64>, default| value.unwrap_or(default);
+    let policy = Policy::new(
+        days(raw.dormancy_after_days, Policy::DEFAULT_AFTER_DAYS),
+        days(raw.dormancy_grace_days, Policy::DEFAULT_GRACE_DAYS),
+    )?;
+    let rate = positive("dormancy_rate", raw.dormancy_rate, 20)?;
+    let scheduler = match raw.dormancy_scheduler.as_deref().map(str::trim) {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => anyhow::bail!("dormancy_scheduler={other:?} must be on or off"),
+    };
+    let offset = raw.dormancy_clock_offset_seconds.unwrap_or(0);
+    if offset.unsigned_abs() > 20 * 366 * 86_400 {
+        anyhow::bail!("dormancy_clock_offset_seconds={offset} is more than twenty years");
+    }
+    Ok(DormancySettings {
+        policy,
+        rate: NonZeroU32::new(u32::try_from(rate).map_err(|_| {
+            anyhow::anyhow!("dormancy_rate={rate} is more than {} per second", u32::MAX)
+        })?)
+        .expect("positive"),
+        every: Duration::from_secs(positive(
+            "dormancy_scan_seconds",
+            raw.dormancy_scan_seconds,
+            60,
+        )?),
+        scheduler,
+        clock: crate::clock::Clock::offset_by(offset),
+    })
 }
 
 #[cfg(test)]
@@ -151,6 +238,22 @@ mod tests {
                 Some("http://127.0.0.1:9/sms")
             );
             assert_eq!(settings.batch_size, 1000);
+            assert_eq!(settings.dormancy.policy.after_days(), 335);
+            assert_eq!(settings.dormancy.policy.grace_days(), 30);
+            assert!(settings.dormancy.scheduler);
+            jail.set_env("DORMANCY_AFTER_DAYS", "0");
+            let text = Settings::load().err().ok_or("zero days")?.to_string();
+            assert!(text.contains("DORMANCY_AFTER_DAYS"), "{text}");
+            jail.set_env("DORMANCY_AFTER_DAYS", "100");
+            jail.set_env("DORMANCY_SCHEDULER", "maybe");
+            let text = Settings::load().err().ok_or("bad switch")?.to_string();
+            assert!(text.contains("dormancy_scheduler"), "{text}");
+            jail.set_env("DORMANCY_SCHEDULER", "off");
+            jail.set_env("DORMANCY_CLOCK_OFFSET_SECONDS", "-86400");
+            let moved = Settings::load().map_err(|e| e.to_string())?;
+            assert_eq!(moved.dormancy.policy.after_days(), 100);
+            assert!(!moved.dormancy.scheduler);
+            assert_eq!(moved.dormancy.clock.offset(), chrono::TimeDelta::days(-1));
             jail.set_env("NOTIFIER_URL", "ftp://nowhere");
             let text = Settings::load().err().ok_or("bad url")?.to_string();
             assert!(text.contains("notifier_url"), "{text}");

@@ -1,5 +1,5 @@
-//! `/health`, `/ready`, `/metrics` (the shared ops routes) and `/status`
-//! of a projector process.
+//! `/health`, `/ready`, `/metrics` (the shared ops routes), `/status` and
+//! `/dormancy` of a projector process.
 
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ pub(crate) struct Probe {
     pub read_config: tokio_postgres::Config,
     /// The live consumers' lags, as last measured.
     pub lags: tokio::sync::watch::Receiver<crate::head::Lags>,
+    /// The dormancy policy this process applies.
+    pub dormancy: crate::config::DormancySettings,
 }
 
 /// The projector's own port: the operations routes every service has
@@ -30,6 +32,7 @@ pub(crate) fn router(probe: Probe) -> Router {
     Router::new()
         .merge(mileage_service::ops::router(Arc::new(probe.clone()), None))
         .route("/status", get(status))
+        .route("/dormancy", get(dormancy))
         .with_state(probe)
 }
 
@@ -78,6 +81,51 @@ async fn status(State(probe): State<Probe>) -> (StatusCode, Json<Value>) {
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": format!("read database: {e}") })),
+        ),
+    }
+}
+
+/// The dormancy policy in force, this process's part in applying it, and
+/// what the scheduler's passes (on whichever replica) have done.
+async fn dormancy(State(probe): State<Probe>) -> (StatusCode, Json<Value>) {
+    let settings = &probe.dormancy;
+    let policy = json!({
+        "afterDays": settings.policy.after_days(),
+        "graceDays": settings.policy.grace_days(),
+        "ratePerSecond": settings.rate.get(),
+        "scanEverySeconds": settings.every.as_secs(),
+        "schedulerHere": settings.scheduler,
+        "clockOffsetSeconds": settings.clock.offset().num_seconds(),
+        "now": settings.clock.now(),
+    });
+    let result = async {
+        let client = connect(&probe.read_config).await?;
+        let row = mileage_read_model::dormancy::scheduler(&client).await?;
+        let pending = mileage_read_model::dormancy::pending_count(&client).await?;
+        Ok::<_, tokio_postgres::Error>((row, pending))
+    }
+    .await;
+    match result {
+        Ok((row, pending)) => (
+            StatusCode::OK,
+            Json(json!({
+                "policy": policy,
+                "scheduler": {
+                    "passes": row.passes,
+                    "registered": row.registered,
+                    "marked": row.marked,
+                    "lifted": row.lifted,
+                    "pending": pending,
+                    "scannedThrough": row.cursor.map(|(at, id)| json!({ "lastActiveAt": at, "memberId": id })),
+                    "lastPassStarted": row.last_pass_started,
+                    "lastPassFinished": row.last_pass_finished,
+                    "lastPassNow": row.last_pass_now,
+                },
+            })),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "policy": policy, "error": format!("read database: {e}") })),
         ),
     }
 }

@@ -4,6 +4,7 @@
 //! managers ([`process`]) that send dormant notices and destroy targets whose
 //! notice failed. Each consumer has its own checkpoint and advisory lock.
 
+pub mod clock;
 pub mod config;
 pub mod consumer;
 mod head;
@@ -12,6 +13,7 @@ mod notifier;
 mod process;
 pub mod projections;
 pub mod runner;
+mod scheduler;
 pub mod startup;
 
 /// How far the lag gauges count past a checkpoint before saying "at least

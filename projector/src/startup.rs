@@ -12,6 +12,7 @@ use crate::config::Settings;
 use crate::consumer::Consumer;
 use crate::notifier::{self, Notifier};
 use crate::process::destruction::Destruction;
+use crate::process::dormancy::Dormancy;
 use crate::process::erasure::Erasure;
 use crate::process::notices::Notices;
 use crate::process::releases::Releases;
@@ -28,6 +29,8 @@ pub struct Running {
     port: u16,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<(String, Exit)>,
+    /// The dormancy scheduler, when this process runs it.
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
@@ -42,8 +45,9 @@ impl Running {
     }
 
     /// Waits until every consumer has stopped (after [`Self::stop`], or each
-    /// at a poison event).
+    /// at a poison event), and the dormancy scheduler with them.
     pub async fn wait(mut self) {
+        let scheduler = self.scheduler.take();
         while let Some(joined) = self.tasks.join_next().await {
             match joined {
                 Ok((name, Exit::Stopped(error))) => {
@@ -57,6 +61,14 @@ impl Running {
                 }
                 Err(e) => tracing::error!(error = %e, "consumer task failed"),
             }
+        }
+        // With every consumer stopped the scheduler stops too, between two
+        // of its steps.
+        let _ = self.shutdown.send(true);
+        if let Some(scheduler) = scheduler
+            && let Err(e) = scheduler.await
+        {
+            tracing::error!(error = %e, "dormancy scheduler task failed");
         }
     }
 
@@ -106,13 +118,25 @@ pub async fn start_with(
         stop_rx.clone(),
     )?;
     let mut tasks = JoinSet::new();
-    for consumer in consumers(&store, &keys, notifier) {
+    for consumer in consumers(&store, &keys, notifier, &settings.dormancy) {
         let runner = runner.clone();
         tasks.spawn(async move {
             let name = consumer.name().to_owned();
             (name, runner.run(consumer).await)
         });
     }
+    let scheduler = if settings.dormancy.scheduler {
+        let scheduler = crate::scheduler::Scheduler::new(
+            Arc::clone(&store),
+            Arc::clone(&keys),
+            read_config.clone(),
+            settings.dormancy.clone(),
+            stop_rx.clone(),
+        );
+        Some(tokio::spawn(scheduler.run()))
+    } else {
+        None
+    };
     let (lags, lags_rx) = watch::channel(crate::head::Lags::new());
     tokio::spawn(crate::head::publish(
         Arc::clone(&store),
@@ -126,6 +150,7 @@ pub async fn start_with(
         store,
         read_config,
         lags: lags_rx,
+        dormancy: settings.dormancy.clone(),
     });
     let mut http_stop = stop_rx;
     tokio::spawn(async move {
@@ -140,17 +165,22 @@ pub async fn start_with(
         port,
         shutdown,
         tasks,
+        scheduler,
     })
 }
 
-/// Creates the bookkeeping tables in the read database, if missing.
+/// Creates the bookkeeping tables in the read database, and the dormancy
+/// scheduler's, if missing.
 async fn prepare_bookkeeping(read_config: &tokio_postgres::Config) -> anyhow::Result<()> {
     let (client, connection) = read_config
         .connect(tokio_postgres::NoTls)
         .await
         .map_err(|e| anyhow::anyhow!("read_database_url: cannot reach the read database: {e}"))?;
     let connection = tokio::spawn(connection);
-    let migrated = mileage_read_model::bookkeeping::migrate(&client).await;
+    let migrated = match mileage_read_model::bookkeeping::migrate(&client).await {
+        Ok(()) => mileage_read_model::dormancy::migrate(&client).await,
+        failed => failed,
+    };
     drop(client);
     connection.abort();
     Ok(migrated?)
@@ -161,6 +191,7 @@ fn consumers(
     store: &Arc<dyn EventStore>,
     keys: &Arc<dyn KeyStore>,
     notifier: Arc<dyn Notifier>,
+    dormancy: &crate::config::DormancySettings,
 ) -> Vec<Arc<dyn Consumer>> {
     vec![
         Arc::new(Projection::<Managerpage>::live()),
@@ -172,6 +203,11 @@ fn consumers(
         Arc::new(Destruction::new(Arc::clone(store), Arc::clone(keys))),
         Arc::new(Erasure::new(Arc::clone(store), Arc::clone(keys))),
         Arc::new(Releases::new(Arc::clone(store))),
+        Arc::new(Dormancy::new(
+            Arc::clone(store),
+            dormancy.policy,
+            dormancy.clock.clone(),
+        )),
     ]
 }
 
@@ -180,6 +216,7 @@ fn consumers(
 /// the first scrape; each consumer registers its own when it starts.
 fn series_at_zero() {
     mileage_store::executor::series_at_zero();
+    crate::scheduler::series_at_zero();
     for counter in [
         "notifier_retries_total",
         "destructions_total",

@@ -1,9 +1,9 @@
 //! The read side's tables, in one place: for each read model its schema, its
 //! row type, the projector's batch load and upsert, and the query API's
 //! typed queries ([`managerpage`], [`members`], [`messages`], [`phones`],
-//! [`timeline`]); and the
-//! [`bookkeeping`] every consumer shares (checkpoints, status, the log's
-//! head, lag). The projector writes through this crate and the query API
+//! [`timeline`]); the [`bookkeeping`] every consumer shares (checkpoints,
+//! status, the log's head, lag); and what the dormancy policy's scheduler
+//! keeps ([`dormancy`]). The projector writes through this crate and the query API
 //! reads through it, so no SQL or column position lives in either.
 //!
 //! Each read model lives in its own PostgreSQL schema, named after it, so a
@@ -13,6 +13,7 @@ mod batch;
 pub mod bookkeeping;
 pub mod compare;
 pub mod copies;
+pub mod dormancy;
 pub mod erasure;
 pub mod managerpage;
 pub mod members;

@@ -166,7 +166,8 @@ fn member(row: &Row) -> MemberRow {
 }
 
 /// Each member's last activity, and the index the dormancy policy scans
-/// quiet members by. Added to a schema from before it from the rows: a
+/// quiet members by (in order of last activity, then id, so a scan can
+/// resume after the last member it handled). Added to a schema from before it from the rows: a
 /// member still `READY` has had no event but their join, earns and uses,
 /// so their last change is their last activity.
 fn last_active_ddl(schema: &str) -> String {
@@ -181,8 +182,9 @@ fn last_active_ddl(schema: &str) -> String {
              END IF;
          END $$;
          ALTER TABLE {schema}.members ADD COLUMN IF NOT EXISTS dormancy_exclusion text;
-         CREATE INDEX IF NOT EXISTS members_quiet
-             ON {schema}.members (last_active_at) WHERE status = 'READY';"
+         DROP INDEX IF EXISTS {schema}.members_quiet;
+         CREATE INDEX IF NOT EXISTS members_quiet_since
+             ON {schema}.members (last_active_at, id) WHERE status = 'READY';"
     )
 }
 

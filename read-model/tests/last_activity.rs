@@ -41,7 +41,7 @@ async fn a_schema_from_before_last_activity_gets_it_from_its_rows_once() {
     assert!(row.get::<_, bool>(0), "the last change of a READY member");
     let index = client
         .query_one(
-            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'members' AND indexname = 'members_quiet'",
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = 'members' AND indexname = 'members_quiet_since'",
             &[],
         )
         .await

@@ -8,11 +8,20 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use mileage_domain::pii::{KEY_LEN, PersonKey};
+use mileage_domain::pii::{KEY_LEN, NONCE_LEN, PersonKey, Sealed};
 use rand::RngCore;
 
 use crate::StoreError;
 use crate::postgres::{pg_error, pool_error};
+
+/// Seals `value` as `field` under `key` with a fresh random nonce: how
+/// every service seals what it appends (the domain draws no random
+/// numbers).
+pub fn seal(key: &PersonKey, field: &str, value: &str) -> Sealed {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rng().fill_bytes(&mut nonce);
+    key.seal(field, value, nonce)
+}
 
 /// Where person keys live.
 #[async_trait]

@@ -180,3 +180,61 @@ async fn a_target_for_a_member_who_withdrew_is_refused() {
     .await
     .assert_problem(409, "dormant_member.member_withdrawn");
 }
+
+/// A dormant member who still holds their number gets it back in their
+/// release: the old membership hands it to the new one. Nobody else's
+/// number moves: a target for another member, or one not dormant, frees
+/// nothing.
+#[tokio::test]
+async fn a_release_hands_the_dormant_members_number_to_the_new_member() {
+    let app = spawn_app().await;
+    let old = app.join("01052990001", "QUIET").await;
+    let other = app.join("01052990002", "OTHER").await;
+    let register = |member: &str, phone: &str| json!({ "phoneNo": phone, "nickname": "QUIET", "memberId": member });
+    // A target naming a number someone else holds releases into nothing.
+    let wrong = app
+        .post("/dormantMembers", register(&old, "01052990002"))
+        .await;
+    let wrong_id = wrong.body["id"].as_str().unwrap().to_owned();
+    app.patch(
+        &format!("/dormantMembers/{wrong_id}"),
+        json!({ "memberStatus": "DORMANT" }),
+    )
+    .await;
+    app.post(&format!("/dormantMembers/{wrong_id}/release"), json!({}))
+        .await
+        .assert_problem(409, "member.phone_taken");
+
+    let target = app
+        .post("/dormantMembers", register(&old, "01052990001"))
+        .await;
+    let id = target.body["id"].as_str().unwrap().to_owned();
+    // Not dormant yet: the number stays where it is.
+    app.post(&format!("/dormantMembers/{id}/release"), json!({}))
+        .await
+        .assert_problem(409, "dormant_member.invalid_transition");
+    app.patch(
+        &format!("/dormantMembers/{id}"),
+        json!({ "memberStatus": "DORMANT" }),
+    )
+    .await;
+    let released = app
+        .post(&format!("/dormantMembers/{id}/release"), json!({}))
+        .await;
+    assert_eq!(released.status, 200, "{}", released.body);
+    let rejoined = released.body["rejoinedMemberId"].as_str().unwrap();
+    assert_ne!(rejoined, old);
+    assert_ne!(rejoined, other);
+    // The new member holds it now.
+    app.post(
+        "/members",
+        json!({ "phoneNo": "01052990001", "nickname": "X" }),
+    )
+    .await
+    .assert_problem(409, "member.phone_taken");
+    assert_eq!(
+        app.delete(&format!("/members/{rejoined}")).await.status,
+        200
+    );
+    app.join("01052990001", "free again").await;
+}

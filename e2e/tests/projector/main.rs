@@ -4,5 +4,6 @@
 
 mod consumers;
 mod crash;
+mod dormancy;
 mod replay;
 mod sagas;

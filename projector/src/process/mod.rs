@@ -4,6 +4,7 @@
 //! with event ids derived from the triggering event.
 
 pub(crate) mod destruction;
+pub(crate) mod dormancy;
 pub(crate) mod erasure;
 pub(crate) mod notices;
 pub(crate) mod releases;
