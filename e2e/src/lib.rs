@@ -130,6 +130,12 @@ impl Gateway {
         self.sms.behave(|b| b.status = Some(status));
     }
 
+    /// How many requests it took and how many distinct messages (by
+    /// idempotency key) among them, all of them counted.
+    pub fn tally(&self) -> mileage_sms_gateway::Tally {
+        self.sms.tally()
+    }
+
     /// Every accepted or rejected request, in order (503s excluded).
     pub fn received(&self) -> Vec<Received> {
         self.sms
@@ -244,6 +250,35 @@ impl CommandApi {
         assert_eq!(status, 200, "{body}");
         body["position"].as_str().unwrap().to_owned()
     }
+}
+
+/// A member who joined at `joined_at`, written straight to the log (the
+/// command API joins at the present).
+pub async fn seed_member(
+    store: &dyn mileage_store::EventStore,
+    keys: &dyn mileage_store::keys::KeyStore,
+    id: &str,
+    phone: &str,
+    joined_at: chrono::DateTime<chrono::Utc>,
+) {
+    let stream = format!("member-{id}");
+    let key = keys.get_or_create(&stream).await.unwrap();
+    let joined = mileage_domain::member::MemberEvent::from(mileage_domain::member::MemberJoined {
+        member_id: mileage_domain::ids::MemberId::parse(id).unwrap(),
+        phone_no: mileage_store::keys::seal(&key, "phoneNo", phone),
+        nickname: mileage_store::keys::seal(&key, "nickname", &format!("quiet {id}")),
+        joined_at,
+        rejoining: None,
+    });
+    let event = mileage_store::NewEvent::from_domain(
+        uuid::Uuid::new_v4(),
+        &joined,
+        mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
+    );
+    store
+        .append(&stream, mileage_store::ExpectedVersion::NoStream, &[event])
+        .await
+        .unwrap();
 }
 
 /// The `PHONE_INDEX_SECRET` the services of these tests share.

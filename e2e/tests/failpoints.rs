@@ -72,3 +72,57 @@ async fn a_notice_sent_but_not_recorded_is_sent_again_under_the_same_key_and_rec
     );
     scenario.teardown();
 }
+
+/// The dormancy scheduler stopped right after a registration and right
+/// after a mark (before it saved its place), three times each: it starts
+/// over from its last saved place, finds what it did in the log, and no
+/// member gets a second target, no target a second mark or notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduler_stopped_mid_pass_appends_nothing_twice() {
+    let scenario = FailScenario::setup();
+    fail::cfg("dormancy::after_register", "3*return").unwrap();
+    fail::cfg("dormancy::after_mark", "3*return").unwrap();
+    let database = fresh_database().await;
+    let gateway = Gateway::start(&[]).await;
+    let store = mileage_e2e::event_store(&database).await;
+    let keys = mileage_e2e::person_keys(&database).await;
+    let quiet_since = chrono::Utc::now() - chrono::TimeDelta::days(400);
+    for n in 0..40 {
+        let at = quiet_since + chrono::TimeDelta::minutes(n);
+        let phone = format!("0103500{n:04}");
+        mileage_e2e::seed_member(&*store, &keys, &format!("fp{n}"), &phone, at).await;
+    }
+    let mut settings = mileage_e2e::projector_settings(&database, Some(&gateway));
+    settings.dormancy.every = Duration::from_secs(1);
+    let clock = settings.dormancy.clock.clone();
+    let _projector = mileage_projector::startup::start(&settings).await.unwrap();
+    let registered = |events: &[mileage_store::RecordedEvent], kind: &str| {
+        let mut per_stream = std::collections::HashMap::<String, usize>::new();
+        for e in events.iter().filter(|e| e.event_type == kind) {
+            *per_stream.entry(e.stream.clone()).or_default() += 1;
+        }
+        per_stream
+    };
+    let all = || async { store.read_all(None, 10_000).await.unwrap() };
+    eventually("every quiet member registered", WAIT, || async {
+        (registered(&all().await, "DormantMemberRegistered").len() == 40).then_some(())
+    })
+    .await;
+    clock.advance(chrono::TimeDelta::days(31));
+    eventually("every target noticed", WAIT, || async {
+        (registered(&all().await, "MessageSent").len() == 40).then_some(())
+    })
+    .await;
+    let events = all().await;
+    for kind in [
+        "DormantMemberRegistered",
+        "DormantMemberChanged",
+        "MessageSent",
+    ] {
+        let seen = registered(&events, kind);
+        assert_eq!(seen.len(), 40, "{kind}");
+        assert!(seen.values().all(|n| *n == 1), "{kind} twice: {seen:?}");
+    }
+    assert_eq!(gateway.tally().messages, 40, "one notice each");
+    scenario.teardown();
+}

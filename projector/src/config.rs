@@ -48,10 +48,11 @@ pub struct DormancySettings {
     pub rate: NonZeroU32,
     /// Seconds between passes (`DORMANCY_SCAN_SECONDS`, 60).
     pub every: Duration,
-    /// Whether this projector runs the scheduler (`DORMANCY_SCHEDULER`,
-    /// `on`; `off` leaves targets to the operators). Replicas that run it
+    /// Whether this projector applies the policy: its scheduler and the
+    /// `dormancy` process manager (`DORMANCY_POLICY`, `on`; `off` on every
+    /// replica leaves dormancy to the operators). Replicas that apply it
     /// take turns: one acts, the others stand by.
-    pub scheduler: bool,
+    pub applies: bool,
     /// The policy's clock (`DORMANCY_CLOCK_OFFSET_SECONDS`, 0): for tests
     /// and drills only.
     pub clock: crate::clock::Clock,
@@ -63,7 +64,7 @@ impl Default for DormancySettings {
             policy: Policy::default(),
             rate: NonZeroU32::new(20).expect("not zero"),
             every: Duration::from_secs(60),
-            scheduler: true,
+            applies: true,
             clock: crate::clock::Clock::default(),
         }
     }
@@ -110,7 +111,7 @@ struct Raw {
     dormancy_grace_days: Option<i64>,
     dormancy_rate: Option<i64>,
     dormancy_scan_seconds: Option<i64>,
-    dormancy_scheduler: Option<String>,
+    dormancy_policy: Option<String>,
     dormancy_clock_offset_seconds: Option<i64>,
 }
 
@@ -128,7 +129,7 @@ const KEYS: [&str; 15] = [
     "DORMANCY_GRACE_DAYS",
     "DORMANCY_RATE",
     "DORMANCY_SCAN_SECONDS",
-    "DORMANCY_SCHEDULER",
+    "DORMANCY_POLICY",
     "DORMANCY_CLOCK_OFFSET_SECONDS",
 ];
 
@@ -185,10 +186,10 @@ fn dormancy(raw: &Raw) -> anyhow::Result<DormancySettings> {
         days(raw.dormancy_grace_days, Policy::DEFAULT_GRACE_DAYS),
     )?;
     let rate = positive("dormancy_rate", raw.dormancy_rate, 20)?;
-    let scheduler = match raw.dormancy_scheduler.as_deref().map(str::trim) {
+    let applies = match raw.dormancy_policy.as_deref().map(str::trim) {
         None | Some("on") => true,
         Some("off") => false,
-        Some(other) => anyhow::bail!("dormancy_scheduler={other:?} must be on or off"),
+        Some(other) => anyhow::bail!("dormancy_policy={other:?} must be on or off"),
     };
     let offset = raw.dormancy_clock_offset_seconds.unwrap_or(0);
     if offset.unsigned_abs() > 20 * 366 * 86_400 {
@@ -205,7 +206,7 @@ fn dormancy(raw: &Raw) -> anyhow::Result<DormancySettings> {
             raw.dormancy_scan_seconds,
             60,
         )?),
-        scheduler,
+        applies,
         clock: crate::clock::Clock::offset_by(offset),
     })
 }
@@ -240,19 +241,19 @@ mod tests {
             assert_eq!(settings.batch_size, 1000);
             assert_eq!(settings.dormancy.policy.after_days(), 335);
             assert_eq!(settings.dormancy.policy.grace_days(), 30);
-            assert!(settings.dormancy.scheduler);
+            assert!(settings.dormancy.applies);
             jail.set_env("DORMANCY_AFTER_DAYS", "0");
             let text = Settings::load().err().ok_or("zero days")?.to_string();
             assert!(text.contains("DORMANCY_AFTER_DAYS"), "{text}");
             jail.set_env("DORMANCY_AFTER_DAYS", "100");
-            jail.set_env("DORMANCY_SCHEDULER", "maybe");
+            jail.set_env("DORMANCY_POLICY", "maybe");
             let text = Settings::load().err().ok_or("bad switch")?.to_string();
-            assert!(text.contains("dormancy_scheduler"), "{text}");
-            jail.set_env("DORMANCY_SCHEDULER", "off");
+            assert!(text.contains("dormancy_policy"), "{text}");
+            jail.set_env("DORMANCY_POLICY", "off");
             jail.set_env("DORMANCY_CLOCK_OFFSET_SECONDS", "-86400");
             let moved = Settings::load().map_err(|e| e.to_string())?;
             assert_eq!(moved.dormancy.policy.after_days(), 100);
-            assert!(!moved.dormancy.scheduler);
+            assert!(!moved.dormancy.applies);
             assert_eq!(moved.dormancy.clock.offset(), chrono::TimeDelta::days(-1));
             jail.set_env("NOTIFIER_URL", "ftp://nowhere");
             let text = Settings::load().err().ok_or("bad url")?.to_string();

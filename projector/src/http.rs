@@ -94,7 +94,7 @@ async fn dormancy(State(probe): State<Probe>) -> (StatusCode, Json<Value>) {
         "graceDays": settings.policy.grace_days(),
         "ratePerSecond": settings.rate.get(),
         "scanEverySeconds": settings.every.as_secs(),
-        "schedulerHere": settings.scheduler,
+        "appliedHere": settings.applies,
         "clockOffsetSeconds": settings.clock.offset().num_seconds(),
         "now": settings.clock.now(),
     });

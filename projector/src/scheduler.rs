@@ -44,7 +44,10 @@ use crate::config::DormancySettings;
 /// its lock and its database session.
 pub(crate) const NAME: &str = "dormancy-scheduler";
 /// Members or targets read per page; the scan's place is saved after each.
-const PAGE: i64 = 500;
+const PAGE: i64 = 512;
+/// Members or targets looked at together (each its own streams; the pace
+/// is the rate limiter's); a stop waits for the chunk under way.
+const CHUNK: usize = 16;
 /// How often a standby replica asks for the lock again.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// Streams whose folded state the scheduler keeps between uses.
@@ -192,14 +195,15 @@ impl Scheduler {
                 .await
                 .map_err(database)?;
             let mut progress = Progress::default();
-            for (last_active_at, id) in &page {
+            for chunk in page.chunks(CHUNK) {
                 if self.stopping() {
                     table::advance(client, &progress).await.map_err(database)?;
                     return Ok(Pass::Stopped);
                 }
-                let outcome = self.consider(client, id, now).await?;
-                progress.registered += i64::from(outcome == Outcome::Registered);
-                progress.cursor = Some((*last_active_at, id.clone()));
+                let looks = chunk.iter().map(|(_, id)| self.consider(client, id, now));
+                let outcomes = futures::future::try_join_all(looks).await?;
+                progress.registered += count_of(&outcomes, Outcome::Registered);
+                progress.cursor = chunk.last().cloned();
             }
             table::advance(client, &progress).await.map_err(database)?;
             if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
@@ -219,17 +223,16 @@ impl Scheduler {
                 .await
                 .map_err(database)?;
             let mut progress = Progress::default();
-            for pending in &page {
+            for chunk in page.chunks(CHUNK) {
                 if self.stopping() {
                     table::advance(client, &progress).await.map_err(database)?;
                     return Ok(Pass::Stopped);
                 }
-                match self.review(&pending.id, &pending.member_id, now).await? {
-                    Outcome::Marked => progress.marked += 1,
-                    Outcome::Lifted => progress.lifted += 1,
-                    Outcome::Registered | Outcome::Nothing => {}
-                }
-                after = Some((pending.registered_at, pending.id.clone()));
+                let looks = chunk.iter().map(|p| self.review(&p.id, &p.member_id, now));
+                let outcomes = futures::future::try_join_all(looks).await?;
+                progress.marked += count_of(&outcomes, Outcome::Marked);
+                progress.lifted += count_of(&outcomes, Outcome::Lifted);
+                after = chunk.last().map(|p| (p.registered_at, p.id.clone()));
             }
             table::advance(client, &progress).await.map_err(database)?;
             if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
@@ -399,6 +402,11 @@ impl Scheduler {
     fn stopping(&self) -> bool {
         *self.shutdown.borrow()
     }
+}
+
+/// How many of `outcomes` are `which`.
+fn count_of(outcomes: &[Outcome], which: Outcome) -> i64 {
+    i64::try_from(outcomes.iter().filter(|o| **o == which).count()).unwrap_or(i64::MAX)
 }
 
 /// Whether a pass finished or was stopped.

@@ -125,7 +125,7 @@ pub async fn start_with(
             (name, runner.run(consumer).await)
         });
     }
-    let scheduler = if settings.dormancy.scheduler {
+    let scheduler = if settings.dormancy.applies {
         let scheduler = crate::scheduler::Scheduler::new(
             Arc::clone(&store),
             Arc::clone(&keys),
@@ -193,7 +193,7 @@ fn consumers(
     notifier: Arc<dyn Notifier>,
     dormancy: &crate::config::DormancySettings,
 ) -> Vec<Arc<dyn Consumer>> {
-    vec![
+    let mut consumers: Vec<Arc<dyn Consumer>> = vec![
         Arc::new(Projection::<Managerpage>::live()),
         Arc::new(Projection::<Members>::live()),
         Arc::new(Projection::<Messages>::live()),
@@ -203,12 +203,15 @@ fn consumers(
         Arc::new(Destruction::new(Arc::clone(store), Arc::clone(keys))),
         Arc::new(Erasure::new(Arc::clone(store), Arc::clone(keys))),
         Arc::new(Releases::new(Arc::clone(store))),
-        Arc::new(Dormancy::new(
+    ];
+    if dormancy.applies {
+        consumers.push(Arc::new(Dormancy::new(
             Arc::clone(store),
             dormancy.policy,
             dormancy.clock.clone(),
-        )),
-    ]
+        )));
+    }
+    consumers
 }
 
 /// Registers the process managers' counters (and the executor's, which

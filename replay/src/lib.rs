@@ -8,6 +8,7 @@
 
 pub mod adopt;
 pub mod archive;
+pub mod forecast;
 pub mod inspect;
 pub mod rebuild;
 pub mod status;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mileage_replay::{Context, adopt, archive, inspect, rebuild, status, verify};
+use mileage_replay::{Context, adopt, archive, forecast, inspect, rebuild, status, verify};
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -112,6 +112,19 @@ enum Command {
     },
     /// Every projection and process manager: state, checkpoint, lag.
     Status,
+    /// When the dormancy policy makes a member a target and marks it
+    /// dormant, from their events in the log.
+    Forecast {
+        /// The member's id.
+        member: String,
+        /// Days without activity before a member becomes a target, as the
+        /// projector is configured.
+        #[arg(long, env = "DORMANCY_AFTER_DAYS", default_value_t = mileage_domain::dormancy::Policy::DEFAULT_AFTER_DAYS)]
+        after_days: i64,
+        /// Days a target stays `PRE_DORMANT`, as the projector is configured.
+        #[arg(long, env = "DORMANCY_GRACE_DAYS", default_value_t = mileage_domain::dormancy::Policy::DEFAULT_GRACE_DAYS)]
+        grace_days: i64,
+    },
     /// Move a consumer whose checkpoint belongs to another event store (a
     /// migration) to the same place in the configured store: right after
     /// the last event it handled, found by its id, so what it had not done
@@ -201,6 +214,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export { out } => run_export(&ctx, json, out).await,
         Command::Import { archive: path } => run_import(&ctx, json, &path).await,
         Command::Status => run_status(&ctx, json).await,
+        Command::Forecast {
+            member,
+            after_days,
+            grace_days,
+        } => {
+            let policy = mileage_domain::dormancy::Policy::new(after_days, grace_days)?;
+            let report = forecast::forecast(&ctx, &member, policy).await?;
+            print(json, &report, || forecast::render(&report))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Adopt { consumer, at_head } => {
             let adopted = adopt::adopt(&ctx, &consumer, at_head).await?;
             print(json, &adopted, || {

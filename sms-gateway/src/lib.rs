@@ -84,10 +84,22 @@ pub struct Delivery {
     pub status: u16,
 }
 
+/// What [`LocalSms::tally`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests taken (202 or 422).
+    pub requests: usize,
+    /// Distinct messages among them, by `Idempotency-Key` (a key repeated
+    /// after the gateway forgot it, past 10,000 keys, counts again).
+    pub messages: usize,
+}
+
 #[derive(Default)]
 struct Inner {
     behaviour: Behaviour,
     answered: HashMap<String, u16>,
+    requests: usize,
+    messages: usize,
     received: VecDeque<Received>,
     deliveries: VecDeque<Delivery>,
 }
@@ -117,6 +129,17 @@ impl LocalSms {
     /// Changes how it answers from now on.
     pub fn behave(&self, change: impl FnOnce(&mut Behaviour)) {
         change(&mut self.lock().behaviour);
+    }
+
+    /// How many requests it took, and how many distinct messages among
+    /// them (by `Idempotency-Key`): every one counted, not only the last
+    /// ones listed.
+    pub fn tally(&self) -> Tally {
+        let inner = self.lock();
+        Tally {
+            requests: inner.requests,
+            messages: inner.messages,
+        }
     }
 
     /// Every message handled, oldest first (the last `10 * 1000`).
@@ -234,6 +257,7 @@ impl Inner {
         traceparent: Option<String>,
         refused: &[String],
     ) -> u16 {
+        self.requests += 1;
         let repeated = key.as_ref().and_then(|k| self.answered.get(k).copied());
         let reachable = can_receive(&message.to) && !refused.contains(&message.to);
         let status = repeated.unwrap_or(if reachable { 202 } else { 422 });
@@ -250,6 +274,7 @@ impl Inner {
         if repeated.is_some() {
             return status;
         }
+        self.messages += 1;
         if let Some(key) = key {
             self.answered.insert(key, status);
         }

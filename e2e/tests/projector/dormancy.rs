@@ -6,15 +6,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use mileage_domain::envelope::Causation;
-use mileage_domain::ids::MemberId;
-use mileage_domain::member::{MemberEvent, MemberJoined};
-use mileage_e2e::{CommandApi, Gateway, eventually, projector_settings};
+use mileage_e2e::{CommandApi, Gateway, eventually, projector_settings, seed_member};
 use mileage_projector::clock::Clock;
 use mileage_projector::startup::Running;
-use mileage_store::keys::{KeyStore, seal};
 use mileage_store::testing::fresh_database;
-use mileage_store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent};
+use mileage_store::{EventStore, RecordedEvent};
 use reqwest::Method;
 use serde_json::json;
 
@@ -29,35 +25,6 @@ async fn projector(database: &str, gateway: &Gateway, clock: &Clock) -> Running 
     mileage_projector::startup::start(&settings)
         .await
         .expect("the projector starts")
-}
-
-/// A member who joined at `joined_at`, written straight to the log (the
-/// command API joins at the present).
-pub(crate) async fn seed_member(
-    store: &dyn EventStore,
-    keys: &dyn KeyStore,
-    id: &str,
-    phone: &str,
-    joined_at: DateTime<Utc>,
-) {
-    let stream = format!("member-{id}");
-    let key = keys.get_or_create(&stream).await.unwrap();
-    let joined = MemberEvent::from(MemberJoined {
-        member_id: MemberId::parse(id).unwrap(),
-        phone_no: seal(&key, "phoneNo", phone),
-        nickname: seal(&key, "nickname", &format!("quiet {id}")),
-        joined_at,
-        rejoining: None,
-    });
-    let event = NewEvent::from_domain(
-        uuid::Uuid::new_v4(),
-        &joined,
-        Causation::root(uuid::Uuid::new_v4()),
-    );
-    store
-        .append(&stream, ExpectedVersion::NoStream, &[event])
-        .await
-        .unwrap();
 }
 
 /// Every event of the targets of `member`, in log order.
@@ -290,4 +257,66 @@ async fn an_excluded_member_is_taken_off_the_list_and_left_alone() {
     assert_eq!(target_events(&*store, "s2").await.len(), 2, "never again");
     assert!(target_events(&*store, "s3").await.is_empty(), "never");
     assert!(gateway.received().is_empty());
+}
+
+/// `replay forecast` says, from the log, when a member becomes a target and
+/// dormant, under the policy the projector is configured with; and what
+/// stands in the way (an exclusion, a withdrawal).
+#[tokio::test]
+async fn replay_forecasts_when_a_member_becomes_a_target() {
+    let database = fresh_database().await;
+    let commands = CommandApi::spawn(&database).await;
+    let store = mileage_e2e::event_store(&database).await;
+    let keys = mileage_e2e::person_keys(&database).await;
+    let joined = Utc::now() - TimeDelta::days(100);
+    seed_member(&*store, &keys, "f1", "01034000011", joined).await;
+    let forecast = |env: Vec<(&'static str, &'static str)>, member: &'static str| {
+        let database = database.clone();
+        async move {
+            let (code, out, err) =
+                mileage_e2e::replay(&database, &env, &["forecast", member, "--json"]).await;
+            assert_eq!(code, 0, "{out}{err}");
+            serde_json::from_str::<serde_json::Value>(out.trim()).unwrap()
+        }
+    };
+    let at = |v: &serde_json::Value| v.as_str().unwrap().parse::<DateTime<Utc>>().unwrap();
+    let report = forecast(vec![], "f1").await;
+    assert_eq!(report["state"], "scheduled", "{report}");
+    assert_eq!(at(&report["targetAt"]), joined + TimeDelta::days(335));
+    assert_eq!(at(&report["dormantAt"]), joined + TimeDelta::days(365));
+    assert_eq!(
+        report["targetId"],
+        format!("q-f1-{}", joined.timestamp_micros())
+    );
+    let shorter = forecast(vec![("DORMANCY_AFTER_DAYS", "30")], "f1").await;
+    assert_eq!(at(&shorter["targetAt"]), joined + TimeDelta::days(30));
+
+    let (status, body) = commands
+        .send(
+            Method::PUT,
+            "/members/f1/dormancy-exclusion",
+            Some(json!({ "reason": "court order" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let excluded = forecast(vec![], "f1").await;
+    assert_eq!(
+        (
+            excluded["state"].as_str(),
+            excluded["excludedBecause"].as_str()
+        ),
+        (Some("excluded"), Some("court order"))
+    );
+    assert_eq!(forecast(vec![], "nobody").await["state"], "not joined");
+    let (code, _, err) = mileage_e2e::replay(&database, &[], &["forecast", "no/such"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("member id"), "{err}");
+    let (code, _, err) = mileage_e2e::replay(
+        &database,
+        &[("DORMANCY_AFTER_DAYS", "0")],
+        &["forecast", "f1"],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("DORMANCY_AFTER_DAYS"), "{err}");
 }
