@@ -56,7 +56,7 @@ async fn a_quiet_member_becomes_a_target_then_dormant_with_a_notice_and_can_come
     let commands = CommandApi::spawn(&database).await;
     let store = mileage_e2e::event_store(&database).await;
     let clock = Clock::default();
-    let _projector = projector(&database, &gateway, &clock).await;
+    let projector = projector(&database, &gateway, &clock).await;
     let member = commands.join("010-3350-0001", "quiet").await;
 
     clock.advance(TimeDelta::days(334));
@@ -101,6 +101,27 @@ async fn a_quiet_member_becomes_a_target_then_dormant_with_a_notice_and_can_come
         types(&events),
         ["DormantMemberRegistered", "DormantMemberChanged"],
         "one registration, one mark, whatever the passes since"
+    );
+    let shown: serde_json::Value =
+        reqwest::get(format!("http://127.0.0.1:{}/dormancy", projector.port()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(shown["policy"]["afterDays"], 335, "{shown}");
+    assert_eq!(shown["policy"]["graceDays"], 30, "{shown}");
+    assert_eq!(shown["policy"]["appliedHere"], true, "{shown}");
+    assert!(
+        shown["policy"]["clockOffsetSeconds"].as_i64().unwrap() > 365 * 86_400,
+        "{shown}"
+    );
+    assert_eq!(shown["scheduler"]["registered"], 1, "{shown}");
+    assert_eq!(shown["scheduler"]["marked"], 1, "{shown}");
+    assert_eq!(shown["scheduler"]["pending"], 0, "{shown}");
+    assert_eq!(
+        shown["scheduler"]["scannedThrough"]["memberId"], member,
+        "{shown}"
     );
 
     // The release works as before (on today's clock, so the member it
