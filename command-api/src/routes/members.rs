@@ -293,19 +293,12 @@ pub(super) async fn exclude(
     Path(id): Path<String>,
     AppJson(request): AppJson<ExclusionRequest>,
 ) -> Result<Response, ApiError> {
-    let id = MemberId::parse(&id)?;
-    caller.require_manager()?;
     let reason = Reason::parse(&request.reason.0)?;
     let command = MemberCommand::ExcludeFromDormancy {
         reason,
         at: Utc::now(),
     };
-    let handled = state.members.command(&id, command, origin).await?;
-    Ok(accepted(
-        StatusCode::OK,
-        MemberAnswer::new(id, &handled),
-        handled.position,
-    ))
+    by_a_manager(&state, origin, &caller, &id, command).await
 }
 
 /// Puts a member back under the dormancy policy (a manager). Not out:
@@ -330,15 +323,24 @@ pub(super) async fn include(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = MemberId::parse(&id)?;
-    caller.require_manager()?;
     let command = MemberCommand::IncludeInDormancy { at: Utc::now() };
+    by_a_manager(&state, origin, &caller, &id, command).await
+}
+
+/// Runs a manager's `command` on member `id`, answering as every member
+/// route does.
+async fn by_a_manager(
+    state: &AppState,
+    origin: Origin,
+    caller: &Caller,
+    id: &str,
+    command: MemberCommand,
+) -> Result<Response, ApiError> {
+    let id = MemberId::parse(id)?;
+    caller.require_manager()?;
     let handled = state.members.command(&id, command, origin).await?;
-    Ok(accepted(
-        StatusCode::OK,
-        MemberAnswer::new(id, &handled),
-        handled.position,
-    ))
+    let answer = MemberAnswer::new(id, &handled);
+    Ok(accepted(StatusCode::OK, answer, handled.position))
 }
 
 /// Withdraws a member: remaining points are forfeited, personal data erased.
