@@ -173,7 +173,8 @@ impl Scheduler {
         table::pass_started(client, Utc::now(), now)
             .await
             .map_err(database)?;
-        if self.register_quiet(client, now).await? == Pass::Stopped
+        if self.register_revisits(client, now).await? == Pass::Stopped
+            || self.register_quiet(client, now).await? == Pass::Stopped
             || self.mark_due(client, now).await? == Pass::Stopped
         {
             return Ok(Pass::Stopped);
@@ -183,6 +184,30 @@ impl Scheduler {
             .map_err(database)?;
         metrics::histogram!("dormancy_pass_seconds").record(started.elapsed().as_secs_f64());
         Ok(Pass::Finished)
+    }
+
+    /// Looks again at the members put back under the policy since the last
+    /// pass, wherever the scan has got to.
+    async fn register_revisits(&self, client: &Client, now: DateTime<Utc>) -> Result<Pass, String> {
+        loop {
+            let page = table::revisits(client, PAGE).await.map_err(database)?;
+            for chunk in page.chunks(CHUNK) {
+                if self.stopping() {
+                    return Ok(Pass::Stopped);
+                }
+                let looks = chunk.iter().map(|id| self.consider(client, id, now));
+                let outcomes = futures::future::try_join_all(looks).await?;
+                let progress = Progress {
+                    registered: count_of(&outcomes, Outcome::Registered),
+                    ..Progress::default()
+                };
+                table::advance(client, &progress).await.map_err(database)?;
+                table::revisited(client, chunk).await.map_err(database)?;
+            }
+            if page.len() < usize::try_from(PAGE).unwrap_or(usize::MAX) {
+                return Ok(Pass::Finished);
+            }
+        }
     }
 
     /// Registers the members quiet at `now`, from where the last pass left

@@ -4,7 +4,9 @@
 //! the transaction of each batch it handles, so it is exactly as far along
 //! the log as that consumer's checkpoint. `dormancy.scheduler` (one row)
 //! holds where the scan of quiet members has got to and what the passes
-//! did. Neither holds personal data: ids and times.
+//! did. `dormancy.revisit` holds members put back under the policy after
+//! the scan passed them, for the next pass to look at again. None holds
+//! personal data: ids and times.
 //!
 //! Neither is what makes the scheduler exactly-once (the ids it derives
 //! are): they make it cheap. A lost or stale row costs a look at the log,
@@ -17,7 +19,7 @@ use tokio_postgres::{Client, GenericClient};
 pub const SCHEMA: &str = "dormancy";
 
 /// Its tables, for the erasure search and the docs.
-pub const TABLES: &[&str] = &["pending", "scheduler"];
+pub const TABLES: &[&str] = &["pending", "scheduler", "revisit"];
 
 /// Creates the tables (idempotent, safe to race).
 pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
@@ -44,7 +46,8 @@ pub async fn migrate(client: &Client) -> Result<(), tokio_postgres::Error> {
              last_pass_finished timestamptz,
              last_pass_now timestamptz
          );
-         INSERT INTO dormancy.scheduler (singleton) VALUES (true) ON CONFLICT DO NOTHING;",
+         INSERT INTO dormancy.scheduler (singleton) VALUES (true) ON CONFLICT DO NOTHING;
+         CREATE TABLE IF NOT EXISTS dormancy.revisit (member_id text PRIMARY KEY);",
     )
     .await
 }
@@ -97,6 +100,45 @@ pub async fn pending_of(
         )
         .await?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Asks the next pass to look at `member` again (an operator put them back
+/// under the policy: the scan may have passed them while they were out).
+pub async fn revisit(tx: &impl GenericClient, member: &str) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "INSERT INTO dormancy.revisit (member_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&member],
+    )
+    .await
+    .map(drop)
+}
+
+/// Up to `limit` members to look at again.
+pub async fn revisits(
+    client: &impl GenericClient,
+    limit: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT member_id FROM dormancy.revisit ORDER BY member_id LIMIT $1",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Forgets `members`, looked at again.
+pub async fn revisited(
+    client: &impl GenericClient,
+    members: &[String],
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM dormancy.revisit WHERE member_id = ANY($1)",
+            &[&members],
+        )
+        .await
+        .map(drop)
 }
 
 /// Up to `limit` pending targets registered at or before `before`, in

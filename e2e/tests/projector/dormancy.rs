@@ -278,6 +278,23 @@ async fn an_excluded_member_is_taken_off_the_list_and_left_alone() {
     assert_eq!(target_events(&*store, "s2").await.len(), 2, "never again");
     assert!(target_events(&*store, "s3").await.is_empty(), "never");
     assert!(gateway.received().is_empty());
+
+    // Put back under the policy after the scan passed them, s3 is looked
+    // at again: quiet for 410 days, a target now.
+    let (status, body) = commands
+        .send(Method::DELETE, "/members/s3/dormancy-exclusion", None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let events = eventually(
+        "s3 is a target once back under the policy",
+        WAIT,
+        || async {
+            let events = target_events(&*store, "s3").await;
+            (!events.is_empty()).then_some(events)
+        },
+    )
+    .await;
+    assert_eq!(types(&events), ["DormantMemberRegistered"]);
 }
 
 /// `replay forecast` says, from the log, when a member becomes a target and

@@ -4,6 +4,10 @@
 //! such a target as soon as the log shows its member active again,
 //! excluded from the policy, or withdrawn.
 //!
+//! A member put back under the policy is queued for the scheduler's next
+//! pass (`dormancy.revisit`): its scan of quiet members may have passed
+//! them while they were out.
+//!
 //! A registration is checked against the member as the log has them: an
 //! earn appended between the scheduler's look at the member and its
 //! registration comes before the registration in the log, so no later
@@ -176,12 +180,16 @@ impl Consumer for Dormancy {
                         targets.retain(|t| *t != target);
                     }
                 }
-            } else if let Some(event) = decode_if::<Member>(recorded)?
-                && let Some(reason) = Self::lifts(&event)
-                && let Some(targets) = pending.remove(&event.member_id().to_string())
-            {
-                for target in targets {
-                    self.lift(&target, reason.clone(), recorded).await?;
+            } else if let Some(event) = decode_if::<Member>(recorded)? {
+                if let MemberEvent::IncludedInDormancy(e) = &event {
+                    table::revisit(tx, e.member_id.as_str()).await?;
+                }
+                if let Some(reason) = Self::lifts(&event)
+                    && let Some(targets) = pending.remove(&event.member_id().to_string())
+                {
+                    for target in targets {
+                        self.lift(&target, reason.clone(), recorded).await?;
+                    }
                 }
             }
         }
