@@ -228,12 +228,16 @@ pub struct Scheduler {
     pub cursor: Option<(DateTime<Utc>, String)>,
     /// Passes finished.
     pub passes: i64,
-    /// Targets registered, marked dormant, lifted, by every pass together.
+    /// Targets registered by every pass together.
     pub registered: i64,
+    /// Targets marked dormant by every pass together.
     pub marked: i64,
+    /// Targets lifted by every pass together (the process manager's lifts
+    /// not counted).
     pub lifted: i64,
-    /// When the last pass started and finished (wall time).
+    /// When the last pass started (wall time).
     pub last_pass_started: Option<DateTime<Utc>>,
+    /// When the last pass finished (wall time).
     pub last_pass_finished: Option<DateTime<Utc>>,
     /// The policy's time during the last pass (differs from wall time only
     /// when the clock is moved: `DORMANCY_CLOCK_OFFSET_SECONDS`).
@@ -268,9 +272,13 @@ pub async fn scheduler(client: &impl GenericClient) -> Result<Scheduler, tokio_p
 /// counts.
 #[derive(Debug, Clone, Default)]
 pub struct Progress {
+    /// The last member the scan handled, when it moved.
     pub cursor: Option<(DateTime<Utc>, String)>,
+    /// Targets registered.
     pub registered: i64,
+    /// Targets marked dormant.
     pub marked: i64,
+    /// Targets lifted.
     pub lifted: i64,
 }
 

@@ -18,12 +18,15 @@ use crate::Context;
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Report {
+    /// The member asked about.
     pub member_id: String,
     /// `scheduled`, `excluded`, `withdrawn` or `not joined`.
     pub state: &'static str,
+    /// Their last activity in the log.
     pub last_active_at: Option<DateTime<Utc>>,
-    /// The target this quiet period makes, and when.
+    /// The target this quiet period makes.
     pub target_id: Option<String>,
+    /// When it is made, without further activity.
     pub target_at: Option<DateTime<Utc>>,
     /// When that target is marked dormant, at the earliest.
     pub dormant_at: Option<DateTime<Utc>>,
@@ -31,7 +34,9 @@ pub struct Report {
     pub target_status: Option<String>,
     /// The operator's reason, when excluded.
     pub excluded_because: Option<String>,
+    /// The policy's period without activity, in days.
     pub after_days: i64,
+    /// The policy's grace, in days.
     pub grace_days: i64,
 }
 

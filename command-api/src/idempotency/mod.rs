@@ -171,7 +171,7 @@ pub(crate) async fn idempotent(
 ) -> Result<Response, ApiError> {
     let unsafe_method = matches!(
         *request.method(),
-        Method::POST | Method::PATCH | Method::DELETE
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
     let (mut parts, body) = request.into_parts();
     let causation = parts

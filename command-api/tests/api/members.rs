@@ -490,6 +490,10 @@ async fn an_operator_excludes_a_member_from_the_policy_with_a_reason() {
     app.send(put(&member, reason.clone()))
         .await
         .assert_problem(403, "auth.forbidden");
+    // A PUT is a command: its key is checked and honoured like any other.
+    app.send(put(&app.manager_token, reason.clone()).header("Idempotency-Key", "has space"))
+        .await
+        .assert_problem(400, "request.bad_header");
     let back = app.delete(&path).await;
     assert_eq!(back.status, 200, "{}", back.body);
     assert!(back.body["position"].is_string());

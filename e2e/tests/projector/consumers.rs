@@ -42,8 +42,9 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
     })
     .await;
     let second = start_projector(&database, None).await;
-    // Every consumer of the second replica has asked for its lock (a
-    // session of its name, holding none, whose last statement was the ask).
+    // Every consumer of the second replica, and its dormancy scheduler,
+    // has asked for its lock (a session of its name, holding none, whose
+    // last statement was the ask).
     eventually("the second replica's consumers to stand by", WAIT, || async {
         let standing_by: i64 = read
             .query_one(
@@ -58,7 +59,8 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
             .await
             .ok()?
             .get(0);
-        (standing_by >= i64::try_from(first.consumers()).unwrap()).then_some(())
+        // Its consumers and its dormancy scheduler.
+        (standing_by > i64::try_from(first.consumers()).unwrap()).then_some(())
     })
     .await;
     let holders = lock_holders(&read).await;
@@ -67,6 +69,8 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
         names,
         [
             "mileage-projector:destruction",
+            "mileage-projector:dormancy",
+            "mileage-projector:dormancy-scheduler",
             "mileage-projector:erasure",
             "mileage-projector:managerpage",
             "mileage-projector:members",
@@ -76,7 +80,7 @@ async fn one_replica_is_active_per_consumer_and_a_standby_takes_over() {
             "mileage-projector:releases",
             "mileage-projector:timeline",
         ],
-        "one lock per consumer, none twice"
+        "one lock per consumer and the dormancy scheduler's, none twice"
     );
 
     first.stop().await;
@@ -127,8 +131,8 @@ async fn it_reconnects_after_its_database_sessions_are_killed() {
         .unwrap();
     assert_eq!(
         killed.len(),
-        projector.consumers(),
-        "one session per consumer"
+        projector.consumers() + 1,
+        "one session per consumer, and the dormancy scheduler's"
     );
     let later = commands.join("01022224444", "after").await;
     eventually("projection resumes after reconnecting", WAIT, || async {

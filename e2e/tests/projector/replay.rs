@@ -569,6 +569,7 @@ async fn trace_inspect_and_status_follow_the_destruction_saga() {
         names,
         [
             "destruction:running",
+            "dormancy:running",
             "erasure:running",
             "managerpage:running",
             "members:running",
@@ -735,7 +736,7 @@ async fn a_checkpoint_of_another_store_is_refused_then_rebuilt_or_adopted() {
                         why.contains("belongs to event store postgresql:")
                     })
             });
-            (refused.count() == 9).then_some(())
+            (refused.count() == projector.consumers()).then_some(())
         },
     )
     .await;
@@ -881,7 +882,7 @@ async fn on_eventstoredb_the_system_projects_replays_and_shows_no_lag_past_the_s
             let statuses = mileage_read_model::bookkeeping::statuses(&read)
                 .await
                 .ok()?;
-            let caught_up = statuses.len() == 9
+            let caught_up = statuses.len() == projector.consumers()
                 && statuses.iter().all(|s| {
                     s.store_id
                         .as_ref()
