@@ -182,7 +182,7 @@ impl Scheduler {
         table::pass_finished(client, Utc::now())
             .await
             .map_err(database)?;
-        metrics::histogram!("dormancy_pass_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("dormancy_last_pass_seconds").set(started.elapsed().as_secs_f64());
         Ok(Pass::Finished)
     }
 
@@ -461,6 +461,7 @@ pub(crate) fn series_at_zero() {
     }
     metrics::counter!("dormancy_lifted_total").increment(0);
     metrics::gauge!("dormancy_scheduler_active").increment(0.0);
+    metrics::gauge!("dormancy_last_pass_seconds").increment(0.0);
 }
 
 #[expect(clippy::needless_pass_by_value, reason = "used as map_err(database)")]
