@@ -163,12 +163,15 @@ impl Members {
     ) -> Result<FirstStep, CommandError> {
         let member_id = MemberId::parse(&self.ctx.ids.next("member").await?.to_string())?;
         let member_stream = stream_name::<Member>(&member_id);
-        let key = self.ctx.keys.get_or_create(&member_stream).await?;
         // The claim names the member sealed under a key of its own: named by
         // the claim stream (whose events the key sweep looks for) and the
-        // claim's event id, the same for every attempt of one join.
+        // claim's event id, the same for every attempt of one join. Both
+        // keys are asked for at once (they share a batch of the key store).
         let claim_key_id = format!("{claim_stream}#{}", origin.ids.id(claim_stream, 0));
-        let claim_key = self.ctx.keys.get_or_create(&claim_key_id).await?;
+        let (key, claim_key) = tokio::try_join!(
+            self.ctx.keys.get_or_create(&member_stream),
+            self.ctx.keys.get_or_create(&claim_key_id),
+        )?;
         fail::fail_point!("join::after_key", |_| Err(CommandError::Internal(
             anyhow::anyhow!("failpoint join::after_key")
         )));

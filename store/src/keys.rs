@@ -4,12 +4,14 @@
 //! ([`mileage_domain::pii`]). Deleting the key is how a withdrawal or a
 //! destruction erases that person from an immutable log.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use mileage_domain::pii::{KEY_LEN, NONCE_LEN, PersonKey, Sealed};
 use rand::RngCore;
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::StoreError;
 use crate::postgres::{pg_error, pool_error};
@@ -47,13 +49,34 @@ pub trait KeyStore: Send + Sync {
 }
 
 /// Person keys in the `person_keys` table of the event store's database.
+/// Keys asked for at once are created together, one statement for the
+/// whole batch (as the event store's group commit shares one among
+/// appends): a join asks for two, and one statement of its own for each
+/// cost it more than its append did.
 #[derive(Clone)]
 pub struct PgKeyStore {
     pool: Pool,
     /// Where new keys are inserted: `pool`, or connections whose commits do
     /// not wait for the disk (see [`PgKeyStore::sharing_wal_with_events`]).
     create_pool: Pool,
+    /// The queue of keys to create, shared by the store's clones; its
+    /// writers start on the first key asked for.
+    creates: Arc<OnceLock<mpsc::UnboundedSender<Create>>>,
 }
+
+/// A key asked for by [`KeyStore::get_or_create`]: its name, the bytes it
+/// gets if it is new, and where the key goes.
+struct Create {
+    key_id: String,
+    secret: [u8; KEY_LEN],
+    reply: oneshot::Sender<Result<PersonKey, StoreError>>,
+}
+
+/// Tasks writing the queue of new keys, each a batch at a time.
+const CREATE_WRITERS: usize = 2;
+
+/// Most keys one batch creates.
+const MAX_CREATE_BATCH: usize = 256;
 
 impl PgKeyStore {
     /// A key store over `pool` (e.g. [`crate::postgres::PgEventStore::pool`],
@@ -63,6 +86,7 @@ impl PgKeyStore {
         Self {
             create_pool: pool.clone(),
             pool,
+            creates: Arc::default(),
         }
     }
 
@@ -81,8 +105,126 @@ impl PgKeyStore {
         Ok(Self {
             pool: events.pool().clone(),
             create_pool: events.lazy_commit_pool(4)?,
+            creates: Arc::default(),
         })
     }
+
+    /// The queue of new keys, its writers started on first use (inside
+    /// the runtime that asks for a key).
+    fn creates(&self) -> &mpsc::UnboundedSender<Create> {
+        self.creates.get_or_init(|| {
+            let (sender, queue) = mpsc::unbounded_channel();
+            let queue = Arc::new(Mutex::new(queue));
+            for _ in 0..CREATE_WRITERS {
+                tokio::spawn(create_forever(self.create_pool.clone(), Arc::clone(&queue)));
+            }
+            sender
+        })
+    }
+}
+
+/// Creates the queued keys, a batch at a time, until every sender is gone.
+async fn create_forever(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Create>>>) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_CREATE_BATCH {
+                match queue.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        match create_batch(&pool, &batch).await {
+            Ok(keys) => {
+                // A name asked for twice in one batch: both askers get its key.
+                for create in batch {
+                    let key = keys.get(&create.key_id).cloned().map_or_else(
+                        || {
+                            Err(StoreError::Backend(format!(
+                                "person key {} was neither created nor found",
+                                create.key_id
+                            )))
+                        },
+                        Ok,
+                    );
+                    let _ = create.reply.send(key);
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for create in batch {
+                    let _ = create.reply.send(Err(StoreError::Backend(message.clone())));
+                }
+            }
+        }
+    }
+}
+
+/// One batch of [`KeyStore::get_or_create`]: every new name inserted in
+/// one statement (a name asked for twice gets the first asker's bytes),
+/// then the names that were there already read in a second one (a new
+/// statement: it sees a key another writer committed while the insert
+/// waited for it). Answers each name's key, shared by all its askers.
+async fn create_batch(
+    pool: &Pool,
+    batch: &[Create],
+) -> Result<HashMap<String, PersonKey>, StoreError> {
+    let mut seen = HashSet::new();
+    let (mut ids, mut secrets) = (Vec::new(), Vec::new());
+    for create in batch {
+        if seen.insert(create.key_id.as_str()) {
+            ids.push(create.key_id.as_str());
+            secrets.push(create.secret.as_slice());
+        }
+    }
+    let client = pool.get().await.map_err(pool_error)?;
+    let insert = client.prepare_cached(INSERT_KEYS).await.map_err(pg_error)?;
+    let created: HashSet<String> = client
+        .query(&insert, &[&ids, &secrets])
+        .await
+        .map_err(pg_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut keys = HashMap::with_capacity(ids.len());
+    let mut existing = Vec::new();
+    for (id, secret) in ids.iter().zip(&secrets) {
+        if created.contains(*id) {
+            keys.insert((*id).to_owned(), to_key(id, secret)?);
+        } else {
+            existing.push(*id);
+        }
+    }
+    if !existing.is_empty() {
+        let stored = client
+            .query(
+                "SELECT key_id, secret FROM person_keys WHERE key_id = ANY($1)",
+                &[&existing],
+            )
+            .await
+            .map_err(pg_error)?;
+        let stored: HashMap<String, Option<Vec<u8>>> =
+            stored.iter().map(|row| (row.get(0), row.get(1))).collect();
+        for (id, secret) in ids.iter().zip(&secrets) {
+            if created.contains(*id) {
+                continue;
+            }
+            let key = match stored.get(*id) {
+                Some(Some(stored)) => to_key(id, stored)?,
+                // Erased (or discarded this instant): the fresh bytes,
+                // never stored, so nothing sealed under them can be opened.
+                _ => to_key(id, secret)?,
+            };
+            keys.insert((*id).to_owned(), key);
+        }
+    }
+    Ok(keys)
 }
 
 /// What one pass of [`PgKeyStore::sweep_unused`] did.
@@ -188,9 +330,11 @@ async fn seals_something(events: &dyn crate::EventStore, key_id: &str) -> Result
     }
 }
 
-/// Creates a key unless one exists; true when it was created.
-const INSERT_KEY: &str =
-    "INSERT INTO person_keys (key_id, secret) VALUES ($1, $2) ON CONFLICT (key_id) DO NOTHING";
+/// Creates each key unless one exists under its name; returns the names
+/// created.
+const INSERT_KEYS: &str = "INSERT INTO person_keys (key_id, secret)
+     SELECT * FROM unnest($1::text[], $2::bytea[])
+     ON CONFLICT (key_id) DO NOTHING RETURNING key_id";
 
 fn to_key(key_id: &str, secret: &[u8]) -> Result<PersonKey, StoreError> {
     let secret: [u8; KEY_LEN] = secret.try_into().map_err(|_| {
@@ -207,28 +351,16 @@ impl KeyStore for PgKeyStore {
     async fn get_or_create(&self, key_id: &str) -> Result<PersonKey, StoreError> {
         let mut secret = [0u8; KEY_LEN];
         rand::rng().fill_bytes(&mut secret);
-        let client = self.create_pool.get().await.map_err(pool_error)?;
-        let insert = client.prepare_cached(INSERT_KEY).await.map_err(pg_error)?;
-        let inserted = client
-            .execute(&insert, &[&key_id, &secret.as_slice()])
-            .await
-            .map_err(pg_error)?;
-        if inserted == 1 {
-            return Ok(PersonKey::new(key_id, secret));
-        }
-        let row = client
-            .query_opt(
-                "SELECT secret FROM person_keys WHERE key_id = $1",
-                &[&key_id],
-            )
-            .await
-            .map_err(pg_error)?;
-        match row.and_then(|row| row.get::<_, Option<&[u8]>>(0).map(<[u8]>::to_vec)) {
-            Some(stored) => to_key(key_id, &stored),
-            // Erased (or discarded this instant): the fresh bytes, never
-            // stored, so nothing sealed under them can be opened.
-            None => Ok(PersonKey::new(key_id, secret)),
-        }
+        let (reply, key) = oneshot::channel();
+        let gone = || StoreError::Backend("the person key writer stopped".into());
+        self.creates()
+            .send(Create {
+                key_id: key_id.to_owned(),
+                secret,
+                reply,
+            })
+            .map_err(|_| gone())?;
+        key.await.map_err(|_| gone())?
     }
 
     async fn get(&self, key_id: &str) -> Result<Option<PersonKey>, StoreError> {

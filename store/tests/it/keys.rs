@@ -45,6 +45,54 @@ async fn only_the_key_creation_pool_commits_without_waiting_for_the_disk() {
     );
 }
 
+/// Keys asked for at once share batches: every asker of one name gets the
+/// same key, the one stored (a name asked for twice in one batch too),
+/// every name its own, and an erased name stays erased for all of them.
+#[tokio::test]
+async fn keys_asked_for_at_once_are_created_once_each() {
+    let store = pg_store().await;
+    let keys = PgKeyStore::sharing_wal_with_events(&store).unwrap();
+    keys.get_or_create("member-erased").await.expect("create");
+    assert!(keys.delete("member-erased").await.expect("erase"));
+    let names: Vec<String> = (0..400)
+        .map(|n| match n % 4 {
+            0 => "member-erased".to_owned(),
+            1 => "member-shared".to_owned(),
+            _ => format!("member-{n}"),
+        })
+        .collect();
+    let asked = futures::future::join_all(names.iter().map(|name| keys.get_or_create(name))).await;
+    let mut by_name: std::collections::HashMap<&str, Vec<_>> = std::collections::HashMap::new();
+    for (name, key) in names.iter().zip(asked) {
+        by_name
+            .entry(name.as_str())
+            .or_default()
+            .push(key.expect("a key for every asker"));
+    }
+    let shared = &by_name["member-shared"];
+    assert_eq!(shared.len(), 100);
+    assert!(shared.iter().all(|k| k == &shared[0]), "one key per name");
+    assert_eq!(
+        keys.get("member-shared").await.expect("get"),
+        Some(shared[0].clone()),
+        "the key every asker got is the one stored"
+    );
+    let erased = &by_name["member-erased"];
+    let sealed = erased[0].seal("phoneNo", "01085581234", [7; NONCE_LEN]);
+    assert_eq!(keys.get("member-erased").await.expect("get"), None);
+    assert_eq!(reveal(&sealed, None), Ok(Revealed::Erased));
+    for (name, asked) in &by_name {
+        if *name != "member-erased" {
+            assert!(asked.iter().all(|k| k == &asked[0]), "{name}: one key");
+            assert_eq!(
+                keys.get(name).await.expect("get"),
+                Some(asked[0].clone()),
+                "{name} is stored as answered"
+            );
+        }
+    }
+}
+
 async fn created_once_and_deleted_for_good(keys: &PgKeyStore) {
     let key = keys.get_or_create("member-1").await.expect("create");
     assert_eq!(
