@@ -31,6 +31,16 @@ enum FirstStep {
     Claimed(Handled<PhoneRegistry>),
 }
 
+/// What [`Members::stale_claim`] found on a taken number.
+enum Stale {
+    /// Its holder holds it: the number is taken.
+    No,
+    /// Its holder held it no longer in fact: given back, free now.
+    Freed,
+    /// The dormant member a release re-joins holds it: theirs to hand over.
+    HandOver(Holder),
+}
+
 /// The member context: what its use cases command through, and the secret
 /// that names phone numbers' uniqueness streams.
 pub(crate) struct Members {
@@ -176,14 +186,15 @@ impl Members {
             anyhow::anyhow!("failpoint join::after_key")
         )));
         let at = Utc::now();
+        let holder = Holder::Sealed(claim_key.seal_comparable("memberId", member_id.as_str()));
         let claim = PhoneRegistryCommand::Claim {
-            holder: Holder::Sealed(claim_key.seal_comparable("memberId", member_id.as_str())),
+            holder: holder.clone(),
             at,
         };
         let join = joining(&member_id, &key, at);
-        let pair = || {
+        let pair = |claim: PhoneRegistryCommand| {
             self.ctx.executor.execute_pair::<PhoneRegistry, Member>(
-                (claim_stream, claim.clone()),
+                (claim_stream, claim),
                 (&member_stream, join.clone()),
                 // The member's id is new and most numbers are free: no read.
                 FirstDecision::OnKnown,
@@ -191,15 +202,25 @@ impl Members {
                 origin.causation.clone(),
             )
         };
-        let mut joined = pair().await;
+        let mut joined = pair(claim.clone()).await;
         if matches!(
             joined,
             Err(ExecuteError::Rejected(Refused::First(
                 PhoneRegistryError::Taken
             )))
-        ) && self.free_stale_claim(claim_stream, rejoining).await?
-        {
-            joined = pair().await;
+        ) {
+            match self.stale_claim(claim_stream, rejoining).await? {
+                Stale::Freed => joined = pair(claim).await,
+                Stale::HandOver(from) => {
+                    let hand_over = PhoneRegistryCommand::HandOver {
+                        from,
+                        to: holder,
+                        at,
+                    };
+                    joined = pair(hand_over).await;
+                }
+                Stale::No => {}
+            }
         }
         match joined {
             Ok((claimed, joined)) if !claimed.replayed => Ok(FirstStep::Joined(member_id, joined)),
@@ -226,24 +247,25 @@ impl Members {
         }
     }
 
-    /// Gives back a number held by a member who no longer holds it in fact:
-    /// one who withdrew without the release being appended (a release whose
-    /// target was destroyed meanwhile is undone by withdrawing its member),
-    /// or, on a store whose multi-stream append is not atomic, one whose
-    /// join never got past the claim (after a minute, so a join still under
-    /// way is left alone); and, for a release's re-join, the dormant
-    /// member the release is for, whose old membership hands the number to
-    /// the new one. True when the number is free now.
-    async fn free_stale_claim(
+    /// Looks at the holder of a number a join found taken. Gives the number
+    /// back when its holder no longer holds it in fact: one who withdrew
+    /// without the release being appended (a release whose target was
+    /// destroyed meanwhile is undone by withdrawing its member), or, on a
+    /// store whose multi-stream append is not atomic, one whose join never
+    /// got past the claim (after a minute, so a join still under way is
+    /// left alone). For a release's re-join, when the holder is the
+    /// dormant member the release is for, releases nothing: their old
+    /// membership hands the number over in the join's own append.
+    async fn stale_claim(
         &self,
         claim_stream: &str,
         rejoining: Option<&DormantMemberId>,
-    ) -> Result<bool, CommandError> {
+    ) -> Result<Stale, CommandError> {
         let executor = &self.ctx.executor;
         let (PhoneRegistry::Held { holder }, Some(version)) =
             load::<PhoneRegistry>(executor, claim_stream).await?
         else {
-            return Ok(false);
+            return Ok(Stale::No);
         };
         // A holder nobody can read any more was erased (withdrawn, or their
         // data destroyed): the number is theirs no longer.
@@ -262,7 +284,7 @@ impl Members {
         let stale = match holder_state {
             None | Some(Member::Withdrawn { .. }) => true,
             Some(Member::Active(active)) if Some(&active.member_id) == released_from.as_ref() => {
-                true
+                return Ok(Stale::HandOver(holder));
             }
             Some(Member::NotJoined) if !executor.store().multi_stream_atomic() => {
                 let claimed = executor
@@ -285,8 +307,9 @@ impl Members {
             );
             run::<PhoneRegistry>(executor, claim_stream, release, &origin).await?;
             tracing::info!("a stale phone claim was given back");
+            return Ok(Stale::Freed);
         }
-        Ok(stale)
+        Ok(Stale::No)
     }
 
     /// The member a target is for, while it is `DORMANT` (the one state a

@@ -225,6 +225,26 @@ async fn a_release_hands_the_dormant_members_number_to_the_new_member() {
     let rejoined = released.body["rejoinedMemberId"].as_str().unwrap();
     assert_ne!(rejoined, old);
     assert_ne!(rejoined, other);
+    // Handed over in the re-join's own append: the number was never free
+    // (nobody could take it between, and a release stopped half-way moved
+    // nothing).
+    let log = mileage_store::EventStore::read_all(&app.store().await, None, 10_000)
+        .await
+        .expect("read the log");
+    let joined = log
+        .iter()
+        .find(|e| e.event_type == "MemberJoined" && e.stream == format!("member-{rejoined}"))
+        .expect("the re-join");
+    let with_it: Vec<&str> = log
+        .iter()
+        .filter(|e| e.position.commit == joined.position.commit)
+        .map(|e| e.event_type.as_str())
+        .collect();
+    assert_eq!(
+        with_it,
+        ["PhoneReleased", "PhoneClaimed", "MemberJoined"],
+        "one append hands the number over and joins"
+    );
     // The new member holds it now.
     app.post(
         "/members",

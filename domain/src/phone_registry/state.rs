@@ -53,6 +53,17 @@ pub enum PhoneRegistryCommand {
         holder: Holder,
         at: DateTime<Utc>,
     },
+    /// A released dormant member's old membership gives the number to the
+    /// member the release re-joins them as: released and claimed in one
+    /// append, so the number is never free in between (nobody else can
+    /// take it, and a release that stops half-way has moved nothing).
+    HandOver {
+        /// The old membership, as its claim names it.
+        from: Holder,
+        /// The new member.
+        to: Holder,
+        at: DateTime<Utc>,
+    },
 }
 
 /// A member claimed the phone number.
@@ -173,6 +184,21 @@ impl Aggregate for PhoneRegistry {
                 }
             }
             (Self::Free, PhoneRegistryCommand::Release { .. }) => Ok(vec![]),
+            (Self::Free, PhoneRegistryCommand::HandOver { to, at, .. }) => {
+                Ok(vec![PhoneClaimed { holder: to, at }.into()])
+            }
+            (Self::Held { holder: current }, PhoneRegistryCommand::HandOver { from, to, at }) => {
+                if *current == to {
+                    Ok(vec![])
+                } else if *current == from {
+                    Ok(vec![
+                        PhoneReleased { holder: from, at }.into(),
+                        PhoneClaimed { holder: to, at }.into(),
+                    ])
+                } else {
+                    Err(PhoneRegistryError::Taken)
+                }
+            }
             (Self::Held { holder: current }, PhoneRegistryCommand::Release { holder, at }) => {
                 if *current == holder {
                     Ok(vec![PhoneReleased { holder, at }.into()])

@@ -45,6 +45,42 @@ fn release(id: &str) -> PhoneRegistryCommand {
     }
 }
 
+fn hand_over(from: &str, to: &str) -> PhoneRegistryCommand {
+    PhoneRegistryCommand::HandOver {
+        from: m(from),
+        to: m(to),
+        at: at(),
+    }
+}
+
+#[test]
+fn a_number_is_handed_over_released_and_claimed_at_once() {
+    given::<PhoneRegistry>([claimed("1")])
+        .when(hand_over("1", "2"))
+        .then([released("1"), claimed("2")]);
+}
+
+#[test]
+fn a_hand_over_done_already_changes_nothing() {
+    given::<PhoneRegistry>([claimed("1"), released("1"), claimed("2")])
+        .when(hand_over("1", "2"))
+        .then([]);
+}
+
+#[test]
+fn a_free_number_handed_over_is_claimed() {
+    given::<PhoneRegistry>([claimed("1"), released("1")])
+        .when(hand_over("1", "2"))
+        .then([claimed("2")]);
+}
+
+#[test]
+fn nobody_hands_over_a_number_someone_else_holds() {
+    given::<PhoneRegistry>([claimed("3")])
+        .when(hand_over("1", "2"))
+        .then_err(PhoneRegistryError::Taken);
+}
+
 #[test]
 fn a_free_number_is_claimed() {
     given::<PhoneRegistry>([])
