@@ -316,6 +316,11 @@ async function openMember(id) {
     field(fields, "Nickname", nickname);
     field(fields, "Joined", when(member.joinedAt));
     field(fields, "Last active", when(member.lastActiveAt));
+    const excluded = member.dormancyExclusion;
+    field(fields, "Dormancy policy", el("span", { id: "member-policy" },
+      excluded === null || excluded === undefined ? "applies" : `excluded: ${excluded}`));
+    $("exclusion-form").hidden = excluded !== null && excluded !== undefined;
+    $("include").hidden = !$("exclusion-form").hidden;
     $("member-title").textContent = `Member ${member.id}`;
     $("points").replaceChildren(
       ...history.items.filter((e) => e.type.startsWith("Points")).map(pointsRow),
@@ -324,6 +329,34 @@ async function openMember(id) {
     $("member-title").focus();
   } catch (e) {
     notice(explain(e, `Opening member ${id}`), true);
+  }
+}
+
+/** Takes the shown member out of the dormancy policy, with the reason
+ * typed, or puts them back under it. */
+async function exclusion(exclude) {
+  const member = shown.member;
+  if (!member) return;
+  const reason = $("exclusion-reason").value.trim();
+  const question = exclude
+    ? `Exclude member ${member.id} from the dormancy policy ("${reason}")? An open target of the policy is lifted.`
+    : `Put member ${member.id} back under the dormancy policy?`;
+  if (!(await confirmAction(question))) return;
+  const button = $(exclude ? "exclude" : "include");
+  button.disabled = true;
+  try {
+    const path = `/members/${encodeURIComponent(member.id)}/dormancy-exclusion`;
+    await command(exclude ? "PUT" : "DELETE", path, exclude ? { reason } : null,
+      `exclusion:${member.id}:${exclude}:${reason}`);
+    notice(exclude
+      ? `Member ${member.id} is excluded from the dormancy policy.`
+      : `Member ${member.id} is under the dormancy policy again.`);
+    if (exclude) $("exclusion-reason").value = "";
+    await openMember(member.id);
+  } catch (e) {
+    notice(explain(e, exclude ? "The exclusion" : "Putting them back"), true);
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -488,6 +521,8 @@ $("timeline-more").addEventListener("click", () => shown.target && loadTimeline(
 $("open-member").addEventListener("click", () => shown.target && openMember(shown.target.memberId));
 $("close-detail").addEventListener("click", () => { $("detail").hidden = true; shown.target = null; });
 $("close-member").addEventListener("click", () => { $("member").hidden = true; shown.member = null; });
+$("exclusion-form").addEventListener("submit", (event) => { event.preventDefault(); exclusion(true); });
+$("include").addEventListener("click", () => exclusion(false));
 $("chart-bucket").addEventListener("change", chart);
 setInterval(() => {
   if (!token()) return;

@@ -316,6 +316,32 @@ async fn an_operator_works_a_target_through_the_console_from_registration_to_rel
         (balance == "7" && earned == "7").then_some(())
     })
     .await;
+    // Taken out of the dormancy policy with a reason, behind the
+    // confirmation, and put back.
+    assert_eq!(
+        text(&client, "#member-policy").await.as_deref(),
+        Some("applies")
+    );
+    type_into(&client, "#exclusion-reason", "VIP contract").await;
+    click(&client, "#exclude").await;
+    click(&client, "#confirm-yes").await;
+    eventually("the exclusion shown", WAIT, || async {
+        (text(&client, "#member-policy").await? == "excluded: VIP contract").then_some(())
+    })
+    .await;
+    let member = stack
+        .query
+        .until(&format!("/members/{rejoined}"), |m| {
+            !m["dormancyExclusion"].is_null()
+        })
+        .await;
+    assert_eq!(member["dormancyExclusion"], "VIP contract", "{member}");
+    click(&client, "#include").await;
+    click(&client, "#confirm-yes").await;
+    eventually("back under the policy", WAIT, || async {
+        (text(&client, "#member-policy").await? == "applies").then_some(())
+    })
+    .await;
     assert!(
         text(&client, "#chart-desc").await.is_some()
             || client.find(Locator::Css("#chart svg")).await.is_ok(),
