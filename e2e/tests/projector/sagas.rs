@@ -128,9 +128,11 @@ async fn a_dormant_target_is_notified_once_and_a_rejected_number_is_destroyed() 
         .expect("the log has events");
     let again = start_projector(&database, Some(&gateway)).await;
     let side = mileage_e2e::ReadSide::of(&database);
+    // At the head or past it: an event appended after the head was read
+    // (a process manager's follow-up) takes the checkpoint beyond it.
     eventually("the replay reaches the head", WAIT, || async {
         let notices = side.consumer("notices").await?;
-        (notices.checkpoint == Some(head)).then_some(())
+        (notices.checkpoint >= Some(head)).then_some(())
     })
     .await;
     again.stop().await;
