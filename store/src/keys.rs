@@ -125,21 +125,7 @@ impl PgKeyStore {
 
 /// Creates the queued keys, a batch at a time, until every sender is gone.
 async fn create_forever(pool: Pool, queue: Arc<Mutex<mpsc::UnboundedReceiver<Create>>>) {
-    loop {
-        let batch = {
-            let mut queue = queue.lock().await;
-            let Some(first) = queue.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_CREATE_BATCH {
-                match queue.try_recv() {
-                    Ok(next) => batch.push(next),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+    while let Some(batch) = crate::batch::next_batch(&queue, MAX_CREATE_BATCH, |_| 1).await {
         match create_batch(&pool, &batch).await {
             Ok(keys) => {
                 // A name asked for twice in one batch: both askers get its key.
@@ -192,37 +178,36 @@ async fn create_batch(
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let mut keys = HashMap::with_capacity(ids.len());
-    let mut existing = Vec::new();
-    for (id, secret) in ids.iter().zip(&secrets) {
-        if created.contains(*id) {
-            keys.insert((*id).to_owned(), to_key(id, secret)?);
-        } else {
-            existing.push(*id);
-        }
-    }
-    if !existing.is_empty() {
-        let stored = client
+    let existing: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !created.contains(*id))
+        .collect();
+    let stored: HashMap<String, Option<Vec<u8>>> = if existing.is_empty() {
+        HashMap::new()
+    } else {
+        client
             .query(
                 "SELECT key_id, secret FROM person_keys WHERE key_id = ANY($1)",
                 &[&existing],
             )
             .await
-            .map_err(pg_error)?;
-        let stored: HashMap<String, Option<Vec<u8>>> =
-            stored.iter().map(|row| (row.get(0), row.get(1))).collect();
-        for (id, secret) in ids.iter().zip(&secrets) {
-            if created.contains(*id) {
-                continue;
-            }
-            let key = match stored.get(*id) {
-                Some(Some(stored)) => to_key(id, stored)?,
-                // Erased (or discarded this instant): the fresh bytes,
-                // never stored, so nothing sealed under them can be opened.
-                _ => to_key(id, secret)?,
-            };
-            keys.insert((*id).to_owned(), key);
-        }
+            .map_err(pg_error)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    };
+    let mut keys = HashMap::with_capacity(ids.len());
+    for (id, secret) in ids.iter().zip(&secrets) {
+        let key = match stored.get(*id) {
+            // There before this batch (only those were read back).
+            Some(Some(stored)) => to_key(id, stored)?,
+            // Created now with these bytes; or erased (or discarded this
+            // instant): the fresh bytes, never stored, so nothing sealed
+            // under them can be opened.
+            _ => to_key(id, secret)?,
+        };
+        keys.insert((*id).to_owned(), key);
     }
     Ok(keys)
 }

@@ -12,6 +12,7 @@
 //! erasing personal data from an immutable log possible.
 
 #[cfg(feature = "testing")]
+mod batch;
 pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]

@@ -91,25 +91,9 @@ impl GroupCommit {
 }
 
 async fn run(pool: Pool, receiver: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>) {
-    loop {
-        let group = {
-            let mut receiver = receiver.lock().await;
-            let Some(first) = receiver.recv().await else {
-                return;
-            };
-            let mut size = first.events();
-            let mut group = vec![first];
-            while size < MAX_GROUP_EVENTS {
-                match receiver.try_recv() {
-                    Ok(next) => {
-                        size += next.events();
-                        group.push(next);
-                    }
-                    Err(_) => break,
-                }
-            }
-            group
-        };
+    while let Some(group) =
+        crate::batch::next_batch(&receiver, MAX_GROUP_EVENTS, Request::events).await
+    {
         commit(&pool, group).await;
     }
 }
