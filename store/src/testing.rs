@@ -17,16 +17,26 @@ pub fn server_url() -> String {
     })
 }
 
+/// Whether this process has dropped the databases of ended ones.
+static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// Creates a new, empty database on the test server and returns its URL.
+/// Its name carries this process's id: the first database a test process
+/// asks for drops those of test processes that have ended
+/// ([`drop_databases_of_ended_processes`]), so a whole run's databases never
+/// pile up on the server's disk.
 pub async fn fresh_database() -> String {
     let server = server_url();
-    let name = format!("test_{}", Uuid::new_v4().simple());
+    let name = format!("test_{}_{}", std::process::id(), Uuid::new_v4().simple());
     let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
         .await
         .unwrap_or_else(|e| {
             panic!("the test PostgreSQL at {DATABASE_URL} should accept connections: {e}")
         });
     let driver = tokio::spawn(connection);
+    if !SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        drop_databases_of_ended_processes(&client).await;
+    }
     client
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .await
@@ -34,6 +44,38 @@ pub async fn fresh_database() -> String {
     drop(client);
     let _ = driver.await;
     with_database(&server, &name)
+}
+
+/// Drops the test databases ([`fresh_database`]) whose process has ended
+/// (no `/proc/{pid}`), terminating what is still connected to them (a
+/// service a killed test left running). Databases of running test
+/// processes, and any other database, are left alone. A drop that fails is
+/// skipped: it only costs disk.
+pub async fn drop_databases_of_ended_processes(client: &tokio_postgres::Client) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(rows) = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let Some(pid) = name.split('_').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
 }
 
 /// `url` with its database name replaced by `name`.

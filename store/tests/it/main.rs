@@ -6,3 +6,4 @@ mod eventstoredb_double_conformance;
 mod helpers;
 mod keys;
 mod postgres;
+mod test_databases;
