@@ -10,6 +10,7 @@
 use crate::error::CommandError;
 use mileage_domain::Aggregate;
 use mileage_domain::envelope::Causation;
+use mileage_store::RequestKey;
 use mileage_store::executor::{EventIds, ExecuteError, Executed, Executor, FirstDecision, Refused};
 use uuid::Uuid;
 
@@ -44,11 +45,38 @@ impl Origin {
     /// A command sent with an idempotency key, as `request` (what makes two
     /// requests the same one): event ids derive from both.
     pub(crate) fn keyed(causation: Causation, key: &str, request: &str) -> Self {
-        let seed = Uuid::new_v5(&KEY_NAMESPACE, format!("{key}\n{request}").as_bytes());
+        let request_key = RequestKey {
+            key: Uuid::new_v5(&KEY_NAMESPACE, key.as_bytes()),
+            request: Uuid::new_v5(&KEY_NAMESPACE, format!("{key}\n{request}").as_bytes()),
+        };
         Self {
             causation,
-            ids: EventIds::DerivedFrom(seed),
-            key: Some(Uuid::new_v5(&KEY_NAMESPACE, key.as_bytes())),
+            ids: EventIds::Keyed(request_key),
+            key: Some(request_key.key),
+        }
+    }
+
+    /// A follow-up command of a keyed one (`key`), as `request`: its event
+    /// ids derive from both as [`Origin::keyed`]'s do, but it writes no
+    /// request key (the keyed command holds it), so it is never stopped as
+    /// another request under that key.
+    pub(crate) fn follow_up(causation: Causation, key: &str, request: &str) -> Self {
+        let keyed = Self::keyed(causation, key, request);
+        Self {
+            ids: match keyed.ids {
+                EventIds::Keyed(key) => EventIds::DerivedFrom(key.request),
+                other => other,
+            },
+            key: None,
+            ..keyed
+        }
+    }
+
+    /// The request key of a keyed command.
+    pub(crate) fn request_key(&self) -> Option<RequestKey> {
+        match self.ids {
+            EventIds::Keyed(key) => Some(key),
+            EventIds::Fresh | EventIds::DerivedFrom(_) => None,
         }
     }
 }

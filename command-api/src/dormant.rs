@@ -283,7 +283,7 @@ async fn undo_rejoin(
     release: &Release,
     origin: Origin,
 ) -> CommandError {
-    let undo = Origin::keyed(origin.causation, &release.key, "undo");
+    let undo = Origin::follow_up(origin.causation, &release.key, "undo");
     if let Err(error) = state.members.withdraw(rejoined_member_id, undo).await {
         return error;
     }

@@ -44,6 +44,11 @@ pub(crate) enum CommandError {
     /// `Idempotency-Key` finds out.
     #[error("the append's outcome is unknown: {0}")]
     OutcomeUnknown(String),
+    /// The command's `Idempotency-Key` is held by another request or a
+    /// refusal kept for it: nothing was applied; the idempotency layer
+    /// answers what holds it.
+    #[error("the request key is held by an earlier request")]
+    KeyHeld,
     /// A fault of ours.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -106,6 +111,7 @@ impl From<StoreError> for CommandError {
                 Self::OutcomeUnknown(detail)
             }
             StoreError::WrongExpectedVersion { .. } => Self::Conflict,
+            StoreError::RequestKeyUsed { .. } => Self::KeyHeld,
             other => Self::Internal(other.into()),
         }
     }
@@ -135,6 +141,7 @@ impl From<CommandError> for ApiError {
                     .into(),
                 retry_after: 1,
             },
+            CommandError::KeyHeld => Self::KeyHeld,
             CommandError::Internal(error) => Self::Internal(error),
         }
     }

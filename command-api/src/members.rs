@@ -17,7 +17,7 @@ use mileage_domain::pii::{PersonKey, phone_index};
 use mileage_domain::values::{Nickname, PhoneNumber};
 
 use crate::error::CommandError;
-use mileage_store::executor::{ExecuteError, FirstDecision, Refused};
+use mileage_store::executor::{EventIds, ExecuteError, FirstDecision, Refused};
 
 use crate::command::{Handled, load, run, run_pair};
 use crate::context::Context;
@@ -389,6 +389,7 @@ impl Members {
             }
             _ => run::<Member>(executor, &stream, withdraw, &origin).await?,
         };
+        let withdrawn = self.at_the_withdrawal(&stream, withdrawn, &origin).await?;
         fail::fail_point!("withdraw::before_key_delete", |_| Err(
             CommandError::Internal(anyhow::anyhow!(
                 "failpoint withdraw::before_key_delete: the process stopped"
@@ -398,6 +399,30 @@ impl Members {
             self.ctx.keys.delete(&sealed.key_id).await?;
         }
         self.ctx.keys.delete(&stream).await?;
+        Ok(withdrawn)
+    }
+
+    /// A keyed withdrawal's outcome at the position of its own event in the
+    /// member's stream, whichever way this attempt went: with the number's
+    /// release (an attempt that read the number) or without (an attempt
+    /// after another one had deleted the key that opens it), so every
+    /// attempt of one key answers the same position.
+    async fn at_the_withdrawal(
+        &self,
+        stream: &str,
+        mut withdrawn: Handled<Member>,
+        origin: &Origin,
+    ) -> Result<Handled<Member>, CommandError> {
+        if origin.ids == EventIds::Fresh || withdrawn.position.is_none() {
+            return Ok(withdrawn);
+        }
+        let store = self.ctx.executor.store();
+        if let Some(event) = store
+            .find_in_stream(stream, origin.ids.id(stream, 0))
+            .await?
+        {
+            withdrawn.position = Some(event.position);
+        }
         Ok(withdrawn)
     }
 

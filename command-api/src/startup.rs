@@ -66,13 +66,15 @@ impl Application {
         } else {
             PgKeyStore::new(pg.pool().clone())
         });
-        let idempotency = IdempotencyStore::new(
-            pg.lazy_commit_pool(IDEMPOTENCY_CONNECTIONS)?,
-            settings.idempotency_lease,
-        )
-        .await?;
+        let idempotency_pool = pg.lazy_commit_pool(IDEMPOTENCY_CONNECTIONS)?;
         let person_keys = Arc::clone(&keys);
         let store = event_store(settings.eventstoredb_url.as_deref(), pg).await?;
+        let idempotency = IdempotencyStore::new(
+            idempotency_pool,
+            settings.idempotency_lease,
+            store.idempotency().records_request_keys,
+        )
+        .await?;
         let executor = Arc::new(Executor::new(store, STATE_CACHE_STREAMS));
         let listener = mileage_service::bind(settings.addr).await?;
         let ctx = Context {

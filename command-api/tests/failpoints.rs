@@ -350,11 +350,19 @@ async fn a_withdrawal_stopped_after_its_append_completes_once_when_retried() {
     scenario.teardown();
 }
 
+/// On EventStoreDB, where nothing beside the events is written in an
+/// append's transaction, a keyed command claims its key first: a second
+/// attempt while the first runs is told so (409), and once the first
+/// attempt's lease passes (its request died) a retry runs, finds the first
+/// attempt's earn in the log and answers it.
 #[tokio::test]
 async fn a_key_whose_request_died_in_flight_is_taken_over_after_its_lease() {
     let scenario = FailScenario::setup();
+    let double = mileage_store::esdb_double::Double::start().await;
+    let url = double.url();
     let app = spawn_app_with(mileage_store::testing::fresh_database().await, |s| {
         s.idempotency_lease = Duration::from_secs(2);
+        s.eventstoredb_url = Some(url);
     })
     .await;
     let id = app.join("01070000004", "fp").await;
@@ -410,15 +418,95 @@ async fn a_key_whose_request_died_in_flight_is_taken_over_after_its_lease() {
         taken_over.body["balance"], 7,
         "the earn the dead request made, once"
     );
-    assert_eq!(
-        types(&app, &format!("member-{id}")).await,
-        ["MemberJoined", "PointsEarned"]
-    );
+    let member_stream = format!("member-{id}");
+    let logged: Vec<String> = double
+        .log()
+        .into_iter()
+        .filter(|e| e.stream == member_stream)
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(logged, ["MemberJoined", "PointsEarned"]);
 
     let replayed = keyed(&app, reqwest::Method::POST, &path, "earn-lease", Some(body)).await;
     assert_eq!(
         replayed.headers["idempotent-replayed"], "true",
         "now kept under the key"
+    );
+    scenario.teardown();
+}
+
+/// On PostgreSQL nothing is claimed: an attempt of a keyed command runs at
+/// once even while another one of it is stalled, and the first append
+/// wins. Here the first attempt stalls after its append and a second one
+/// is sent meanwhile, with a lease of an hour: the second appends nothing
+/// and answers the first's earn (no 409, no wait for a lease), and the
+/// first answers it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_attempt_beside_a_stalled_one_answers_the_first_append_without_waiting_for_it() {
+    let scenario = FailScenario::setup();
+    let app = spawn_app_with(mileage_store::testing::fresh_database().await, |s| {
+        s.idempotency_lease = Duration::from_secs(3600);
+    })
+    .await;
+    let id = app.join("01070000014", "stall").await;
+    let path = format!("/members/{id}/points/earn");
+    let body = json!({ "amount": 7 });
+
+    // The first attempt to pass this point stalls there for a while (its
+    // thread asleep); later ones go on.
+    fail::cfg("executor::after_append", "1*sleep(3000)->off").unwrap();
+    let stalled = tokio::spawn({
+        let (client, address, token) = (
+            app.client.clone(),
+            app.address.clone(),
+            app.manager_token.clone(),
+        );
+        let (path, body) = (path.clone(), body.clone());
+        async move {
+            client
+                .post(format!("{address}{path}"))
+                .header("Idempotency-Key", "earn-stall")
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+        }
+    });
+    mileage_testkit::eventually(
+        "the first attempt's earn to be in the log",
+        Duration::from_secs(30),
+        || async {
+            let logged = types(&app, &format!("member-{id}")).await;
+            (logged.len() == 2).then_some(())
+        },
+    )
+    .await;
+    let second = keyed(
+        &app,
+        reqwest::Method::POST,
+        &path,
+        "earn-stall",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(
+        (second.status, second.body["balance"].clone()),
+        (200, json!(7)),
+        "{}",
+        second.body
+    );
+    assert_eq!(second.headers["idempotent-replayed"], "true");
+    fail::remove("executor::after_append");
+    let first = stalled
+        .await
+        .expect("the stalled attempt")
+        .expect("its answer");
+    assert_eq!(first.status(), 200);
+    let first: serde_json::Value = first.json().await.expect("json");
+    assert_eq!(first["balance"], 7);
+    assert_eq!(
+        types(&app, &format!("member-{id}")).await,
+        ["MemberJoined", "PointsEarned"]
     );
     scenario.teardown();
 }

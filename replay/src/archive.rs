@@ -250,6 +250,7 @@ async fn append_run(
                 actor: e.metadata.actor.clone(),
             },
             recorded_at: Some(e.metadata.recorded_at),
+            request: None,
         })
         .collect();
     match target.append(&first.stream, expected, &events).await {

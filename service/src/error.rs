@@ -75,6 +75,12 @@ pub enum ApiError {
         /// Seconds until the limit lets a request through again.
         retry_after: u64,
     },
+    /// A keyed command's key is held by an earlier request or a refusal
+    /// kept for it: nothing of this attempt was applied. The idempotency
+    /// layer answers what holds the key instead (see [`KeyHeld`]); this
+    /// answer only reaches a client when it cannot.
+    #[error("this Idempotency-Key is held by an earlier request; retry with the same key")]
+    KeyHeld,
     /// A dependency is down or slow; the client should retry later.
     #[error("{detail}")]
     Unavailable {
@@ -94,12 +100,18 @@ pub enum ApiError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAnswer;
 
+/// Marks the answer of a command stopped by its key's holder
+/// ([`ApiError::KeyHeld`]), for the idempotency layer to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHeld;
+
 impl ApiError {
     /// Whether this answer says "try again" (see [`RetryAnswer`]).
     pub fn says_retry(&self) -> bool {
         matches!(
             self,
             Self::Conflict
+                | Self::KeyHeld
                 | Self::RateLimited { .. }
                 | Self::Unavailable { .. }
                 | Self::Internal(_)
@@ -151,7 +163,7 @@ impl ApiError {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::Conflict => StatusCode::CONFLICT,
+            Self::Conflict | Self::KeyHeld => StatusCode::CONFLICT,
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -172,6 +184,7 @@ impl ApiError {
             Self::BadHeader { .. } => "request.bad_header",
             Self::Forbidden(_) => "auth.forbidden",
             Self::Conflict => "request.conflict",
+            Self::KeyHeld => "idempotency.in_flight",
             Self::NoRoute => "request.no_route",
             Self::MethodNotAllowed => "request.method_not_allowed",
             Self::Unavailable { .. } => "service.unavailable",
@@ -280,6 +293,9 @@ impl IntoResponse for ApiError {
         }
         if says_retry {
             response.extensions_mut().insert(RetryAnswer);
+        }
+        if let Self::KeyHeld = &self {
+            response.extensions_mut().insert(KeyHeld);
         }
         response
     }

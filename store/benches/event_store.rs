@@ -35,6 +35,7 @@ fn new_event() -> NewEvent {
         data: Bytes::from_static(DATA.as_bytes()),
         causation: Causation::root(Uuid::new_v4()),
         recorded_at: None,
+        request: None,
     }
 }
 

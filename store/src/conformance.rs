@@ -30,6 +30,7 @@ pub fn event(event_type: &str, n: u64) -> NewEvent {
         data: Bytes::from(format!("{{\"n\":{n}}}")),
         causation: Causation::root(Uuid::new_v4()),
         recorded_at: None,
+        request: None,
     }
 }
 

@@ -28,6 +28,14 @@ pub enum StoreError {
         /// At which version.
         stored_version: u64,
     },
+    /// The append's request key ([`crate::NewEvent::request`]) is another
+    /// request's, or was refused: this command must not be applied under
+    /// it. Its holder says what to answer.
+    #[error("request key {key} is held by another request or a refusal")]
+    RequestKeyUsed {
+        /// The key.
+        key: uuid::Uuid,
+    },
     /// The caller asked for something the store cannot do (empty append,
     /// data that is not JSON, an invalid stream name).
     #[error("invalid request: {0}")]

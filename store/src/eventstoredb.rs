@@ -785,13 +785,16 @@ impl EventStore for EsdbEventStore {
     /// EventStoreDB's own rules: a retry under the same exact expectation
     /// is recognised; under `Any` only while the server's cache of recent
     /// ids holds it; ids are unique per stream only; a retry is reported
-    /// only when the server answers it without a position.
+    /// only when the server answers it without a position. Request keys
+    /// are not recorded: nothing beside the events is written in an
+    /// append's transaction there.
     fn idempotency(&self) -> Idempotency {
         Idempotency {
             exact_retry_recognised: true,
             any_retry_recognised: false,
             retry_reported: false,
             ids_unique_across_streams: false,
+            records_request_keys: false,
         }
     }
 
@@ -1025,6 +1028,7 @@ mod tests {
             data: Bytes::from_static(br#"{"memberId":"1"}"#),
             causation: Causation::caused_by(Uuid::from_u128(1), Uuid::from_u128(2)),
             recorded_at: None,
+            request: None,
         }
     }
 

@@ -11,8 +11,8 @@
 //! [`keys::KeyStore`] is the port of the per-person key table that makes
 //! erasing personal data from an immutable log possible.
 
-#[cfg(feature = "testing")]
 mod batch;
+#[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
 #[cfg(feature = "testing")]
@@ -35,7 +35,7 @@ pub use error::StoreError;
 pub use sent::stored_as_sent;
 pub use types::{
     AppendOutcome, Backlog, ExpectedVersion, Idempotency, NewEvent, Position, RecordedEvent,
-    StreamAppend,
+    RequestKey, StreamAppend,
 };
 
 /// An append-only log of events, grouped into streams, with one global order.

@@ -110,6 +110,23 @@ pub struct NewEvent {
     /// use), EventStoreDB (which stamps every append with the time of the
     /// append) in the event's metadata, read back in its place.
     pub recorded_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// On the first event of a keyed command's append: the command's
+    /// request key, which a store that records them
+    /// ([`Idempotency::records_request_keys`]) writes with the append, so a
+    /// second command under the key is refused
+    /// ([`StoreError::RequestKeyUsed`](crate::StoreError::RequestKeyUsed)).
+    pub request: Option<RequestKey>,
+}
+
+/// A keyed command's identity: its key (an `Idempotency-Key` within its
+/// caller and route) and its request (that key with the request's
+/// fingerprint). One key is applied by one request, at most once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestKey {
+    /// The key alone.
+    pub key: Uuid,
+    /// The key and the request: what the command's event ids derive from.
+    pub request: Uuid,
 }
 
 impl NewEvent {
@@ -122,6 +139,7 @@ impl NewEvent {
             data: Bytes::from(event.to_json()),
             causation,
             recorded_at: None,
+            request: None,
         }
     }
 }
@@ -152,7 +170,7 @@ pub struct Backlog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[expect(
     clippy::struct_excessive_bools,
-    reason = "four independent yes-or-no rules, one per row of the table"
+    reason = "independent yes-or-no rules, one per row of the table"
 )]
 pub struct Idempotency {
     /// A retry of the same events under the same exact (or no-stream)
@@ -165,6 +183,10 @@ pub struct Idempotency {
     /// An event id stored in another stream is refused
     /// ([`StoreError::DuplicateEventId`]) instead of stored again.
     pub ids_unique_across_streams: bool,
+    /// A request key ([`NewEvent::request`]) is written with the append,
+    /// in its own transaction: the key's first append or refusal wins, and
+    /// a command on this store needs no claim of its key beforehand.
+    pub records_request_keys: bool,
 }
 
 /// What an append did.

@@ -1,28 +1,39 @@
-//! `Idempotency-Key` on POST, PATCH and DELETE: the same key with the same
-//! request answers the first response again and appends nothing; the same key
-//! with a different request is refused (422). A key belongs to its caller
-//! (role and subject; the public join: anyone) and its route (method and
-//! path): another caller's, or another route's, same key is another key, and
-//! its commands derive other event ids. The token is checked before a key is
-//! claimed (nothing is written for a request that is refused at the door).
+//! `Idempotency-Key` on POST, PUT, PATCH and DELETE: the same key with the
+//! same request answers the first outcome again and appends nothing; the
+//! same key with a different request is refused (422). A key belongs to its
+//! caller (role and subject; the public join: anyone) and its route (method
+//! and path): another caller's, or another route's, same key is another
+//! key, and its commands derive other event ids. The token is checked
+//! before anything is run or written for a key.
 //!
-//! **The log decides, this table only remembers.** Every id a keyed command
-//! creates derives from the key or is read back from what an earlier attempt
-//! appended (see [`crate::command::Origin`]), so any number of attempts, one
-//! after another or at once, append at most once and answer the same
-//! outcome whatever this table says. The table keeps the request's
-//! fingerprint (422 for another request under the key) and the answer, so a
-//! retry is answered without running the command; a second attempt while
-//! the first still runs gets a courtesy 409 until the first one's lease
-//! passes, after which it runs (and the log answers it). Its writes commit
-//! without waiting for the disk: a row lost in a crash costs a re-run, never
-//! a second application. An answer is written only by the attempt that
-//! claimed the key (a takeover's answer is never overwritten by a slow first
-//! attempt), and answers that say "try again" (409 conflict, 429, 5xx) or
-//! say nothing of the state (400, 401, 403, 413, 415) are not kept. Keys are
-//! kept for a retention period (a day by default) and then deleted; the
-//! gateway gives every command without a key one of its own, so it can retry
-//! a command on another instance without running it twice.
+//! **The log decides.** Every id a keyed command creates derives from the
+//! key and the request or is read back from what an earlier attempt
+//! appended (see [`crate::command::Origin`]), so any number of attempts,
+//! one after another or at once, append at most once and answer the same
+//! outcome. Two modes, after what the event store can do:
+//!
+//! - **PostgreSQL** (the store records request keys): nothing is claimed.
+//!   The command runs at once; its append writes the key in the same
+//!   statement, so the first append of a key wins by the key's primary key,
+//!   and an attempt that finds the key held answers what holds it
+//!   ([`decided_by_the_log`]). A refusal is kept under the key in the same
+//!   table (the first of a refusal and an append wins), so a refused key
+//!   stays refused. A keyed command costs no statement of its own on the
+//!   happy path.
+//! - **EventStoreDB** (nothing beside the events in an append's
+//!   transaction): the key table claims each key before its command runs
+//!   and keeps its answer; a second attempt while the first still runs gets
+//!   a courtesy 409 until the first one's lease passes, after which it runs
+//!   (and the log answers it). An answer is written only by the attempt
+//!   that claimed the key.
+//!
+//! Either way the table's writes commit without waiting for the disk: a row
+//! lost in a crash costs a re-run, never a second application. Answers that
+//! say "try again" (409 conflict, 429, 5xx) or say nothing of the state
+//! (400, 401, 403, 413, 415) are not kept. Keys are kept for a retention
+//! period (a day by default) and then deleted; the gateway gives every
+//! command without a key one of its own, so it can retry a command on
+//! another instance without running it twice.
 
 use axum::body::{Body, to_bytes};
 use std::sync::Arc;
@@ -38,7 +49,8 @@ use sha2::{Digest, Sha256};
 
 use mileage_service::ApiError;
 use mileage_service::auth::{Caller, Verifier};
-use mileage_service::error::RetryAnswer;
+use mileage_service::error::{KeyHeld, RetryAnswer};
+use mileage_store::RequestKey;
 
 use crate::command::Origin;
 
@@ -205,29 +217,18 @@ pub(crate) async fn idempotent(
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let key = scoped(actor.as_str(), &parts.method, parts.uri.path(), &key);
     let print = fingerprint(&parts.method, parts.uri.path(), &body);
-    parts
-        .extensions
-        .insert(Origin::keyed(causation.by(actor), &key, &print));
+    let origin = Origin::keyed(causation.by(actor), &key, &print);
+    let request_key = origin.request_key();
+    parts.extensions.insert(origin);
     let store = &keys.store;
+    if let Some(request_key) = request_key.filter(|_| store.log_decides()) {
+        let request = Request::from_parts(parts, Body::from(body));
+        return decided_by_the_log(store, request_key, request, next).await;
+    }
     match store.claim(&key, &print).await? {
         Claim::Replay(response) => Ok(response),
-        Claim::Mismatch => Err(ApiError::Domain {
-            kind: mileage_domain::ErrorKind::Rule,
-            code: "idempotency.key_reused",
-            detail: "this Idempotency-Key was used for a different request".into(),
-            field: None,
-        }),
-        Claim::InFlight => Err({
-            metrics::counter!("idempotency_in_flight_total").increment(1);
-            ApiError::Domain {
-                kind: mileage_domain::ErrorKind::Conflict,
-                code: "idempotency.in_flight",
-                detail:
-                    "a request with this Idempotency-Key is still being processed; retry shortly"
-                        .into(),
-                field: None,
-            }
-        }),
+        Claim::Mismatch => Err(key_reused()),
+        Claim::InFlight => Err(in_flight()),
         Claim::Fresh(claim) => {
             let response = next.run(Request::from_parts(parts, Body::from(body))).await;
             let (parts, body) = response.into_parts();
@@ -245,6 +246,57 @@ pub(crate) async fn idempotent(
             }
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
+    }
+}
+
+/// A keyed command on an event store that records request keys: it runs
+/// at once, its append writing its key (the first append of a key wins);
+/// a refusal is kept under the key (the first of a refusal and an append
+/// wins); and an attempt stopped by the key's holder answers what holds it.
+/// No claim, no lease: the log and the key's row decide.
+async fn decided_by_the_log(
+    store: &IdempotencyStore,
+    key: RequestKey,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let response = next.run(request).await;
+    let (answer, body) = response.into_parts();
+    if answer.extensions.get::<KeyHeld>().is_some() {
+        return store.held(key).await;
+    }
+    if answer.status.is_success() || !kept(&answer) {
+        return Ok(Response::from_parts(answer, body));
+    }
+    let bytes = to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("reading our own answer: {e}")))?;
+    match store.keep_refusal(key, &answer, &bytes).await? {
+        None => Ok(Response::from_parts(answer, Body::from(bytes))),
+        Some(holder) => Ok(holder),
+    }
+}
+
+/// 422: the key was used for another request.
+fn key_reused() -> ApiError {
+    ApiError::Domain {
+        kind: mileage_domain::ErrorKind::Rule,
+        code: "idempotency.key_reused",
+        detail: "this Idempotency-Key was used for a different request".into(),
+        field: None,
+    }
+}
+
+/// 409: another attempt of the request holds the key; a retry gets its
+/// answer.
+fn in_flight() -> ApiError {
+    metrics::counter!("idempotency_in_flight_total").increment(1);
+    ApiError::Domain {
+        kind: mileage_domain::ErrorKind::Conflict,
+        code: "idempotency.in_flight",
+        detail: "a request with this Idempotency-Key is still being processed; retry shortly"
+            .into(),
+        field: None,
     }
 }
 

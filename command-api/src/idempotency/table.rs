@@ -1,11 +1,11 @@
-//! The key table: each keyed request's fingerprint and, once it has one,
-//! its answer. A cache in front of the log, never a gate (see the
-//! module above): its writes commit without waiting for the disk, and the
-//! writes of concurrent requests are queued and written together, one
-//! statement per kind (claims, answers, releases) for everything queued,
-//! the kinds pipelined on one connection. So a keyed command costs its
-//! share of two statements, not two statements of its own: the same
-//! batching the event store's group commit gives appends.
+//! The key table: on EventStoreDB each keyed request's fingerprint and,
+//! once it has one, its answer; on PostgreSQL the refusals kept under their
+//! request keys (`request_keys`, which the event store's appends write for
+//! the commands they apply). A cache in front of the log, never a gate (see
+//! the module above): its writes commit without waiting for the disk, and
+//! the claims and answers of concurrent requests are queued and written
+//! together, one statement per kind (claims, answers, releases) for
+//! everything queued, the kinds pipelined on one connection.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use deadpool_postgres::Pool;
 use deadpool_postgres::tokio_postgres::Row;
 use mileage_service::ApiError;
+use mileage_store::RequestKey;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -33,6 +34,9 @@ const CLAIM_TRIES: usize = 3;
 pub(crate) struct IdempotencyStore {
     pool: Pool,
     writes: mpsc::UnboundedSender<Write>,
+    /// The event store writes each keyed command's key with its append
+    /// (`request_keys`): nothing is claimed, only refusals are kept here.
+    log_decides: bool,
 }
 
 /// What the key table says about a request.
@@ -88,7 +92,13 @@ impl IdempotencyStore {
     /// should commit without waiting for the disk
     /// (`PgEventStore::lazy_commit_pool`): the table is a cache. A claim
     /// in flight for longer than `lease` may be taken over by a retry.
-    pub(crate) async fn new(pool: Pool, lease: Duration) -> Result<Self, ApiError> {
+    /// With `log_decides` (an event store that records request keys) the
+    /// claims are not used: see [`IdempotencyStore::keep_refusal`].
+    pub(crate) async fn new(
+        pool: Pool,
+        lease: Duration,
+        log_decides: bool,
+    ) -> Result<Self, ApiError> {
         let client = pool.get().await.map_err(internal)?;
         mileage_store::postgres::create_under_lock(
             &client,
@@ -116,7 +126,81 @@ impl IdempotencyStore {
         .map_err(internal)?;
         let (writes, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_forever(pool.clone(), lease, queue));
-        Ok(Self { pool, writes })
+        Ok(Self {
+            pool,
+            writes,
+            log_decides,
+        })
+    }
+
+    /// Whether the event store's appends decide which attempt of a key
+    /// counts (no claim beforehand).
+    pub(super) fn log_decides(&self) -> bool {
+        self.log_decides
+    }
+
+    /// Keeps a refusal (`answer`, `body`) as what `key` answers, unless the
+    /// key is held already: by an attempt of the request that was applied
+    /// meanwhile, a refusal kept first, or another request. `None` when
+    /// this refusal is kept (it is the answer), else what holds the key
+    /// answers ([`IdempotencyStore::held`]). Written without waiting for
+    /// the disk, like every row here.
+    pub(super) async fn keep_refusal(
+        &self,
+        key: RequestKey,
+        answer: &AnswerParts,
+        body: &[u8],
+    ) -> Result<Option<Response>, ApiError> {
+        let client = self.pool.get().await.map_err(|e| {
+            log_unavailable(&e);
+            table_unavailable()
+        })?;
+        let status = i16::try_from(answer.status.as_u16()).unwrap_or(200);
+        let kept = client
+            .query_opt(
+                KEEP_REFUSAL,
+                &[
+                    &key.key,
+                    &key.request,
+                    &status,
+                    &kept_headers(answer),
+                    &body,
+                ],
+            )
+            .await
+            .map_err(|e| {
+                log_unavailable(&e);
+                table_unavailable()
+            })?;
+        match kept {
+            Some(_) => Ok(None),
+            None => self.held(key).await.map(Some),
+        }
+    }
+
+    /// What answers a command whose key is held: the refusal kept for the
+    /// request (again), 422 for another request's key, 409 "retry" while
+    /// the request was applied by an attempt whose outcome this one did not
+    /// find (the retry finds it in the log).
+    pub(super) async fn held(&self, key: RequestKey) -> Result<Response, ApiError> {
+        let client = self.pool.get().await.map_err(|e| {
+            log_unavailable(&e);
+            table_unavailable()
+        })?;
+        let row = client.query_opt(HELD, &[&key.key]).await.map_err(|e| {
+            log_unavailable(&e);
+            table_unavailable()
+        })?;
+        let Some(row) = row else {
+            return Err(super::in_flight());
+        };
+        if row.get::<_, Uuid>(0) != key.request {
+            return Err(super::key_reused());
+        }
+        match row.get::<_, Option<i16>>(1) {
+            Some(status) => Ok(replay(status, &row.get(2), row.get(3))),
+            None => Err(super::in_flight()),
+        }
     }
 
     /// Deletes the keys older than `retention` and says how many went. A
@@ -124,9 +208,16 @@ impl IdempotencyStore {
     /// ids still find the first run in the log, so it is not applied twice.
     pub(crate) async fn purge(&self, retention: Duration) -> Result<u64, ApiError> {
         let client = self.pool.get().await.map_err(internal)?;
+        let table = if self.log_decides {
+            "request_keys"
+        } else {
+            "idempotency_keys"
+        };
         client
             .execute(
-                "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+                &format!(
+                    "DELETE FROM {table} WHERE created_at < now() - make_interval(secs => $1)"
+                ),
                 &[&retention.as_secs_f64()],
             )
             .await
@@ -184,18 +275,11 @@ impl IdempotencyStore {
     ) -> Result<(), ApiError> {
         let key = key.to_owned();
         self.send(if kept(answer) {
-            let headers: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
-                .iter()
-                .filter_map(|name| {
-                    let value = answer.headers.get(*name)?.to_str().ok()?;
-                    Some(((*name).to_owned(), value.into()))
-                })
-                .collect();
             Write::Answer {
                 key,
                 claim,
                 status: i16::try_from(answer.status.as_u16()).unwrap_or(200),
-                headers: serde_json::Value::Object(headers),
+                headers: kept_headers(answer),
                 body: body.to_vec(),
             }
         } else {
@@ -412,6 +496,26 @@ const ANSWER: &str = "UPDATE idempotency_keys AS k
          AS a(key, claim, status, headers, body)
       WHERE k.key = ANY($1::text[]) AND k.key = a.key AND k.claim = a.claim";
 
+/// Keeps a refusal as a key's answer, unless the key is held.
+const KEEP_REFUSAL: &str = "INSERT INTO request_keys (key, request, status, headers, body)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING RETURNING key";
+
+/// What holds a request key.
+const HELD: &str = "SELECT request, status, headers, body FROM request_keys WHERE key = $1";
+
+/// The headers of `answer` kept with it.
+fn kept_headers(answer: &AnswerParts) -> serde_json::Value {
+    serde_json::Value::Object(
+        KEPT_HEADERS
+            .iter()
+            .filter_map(|name| {
+                let value = answer.headers.get(*name)?.to_str().ok()?;
+                Some(((*name).to_owned(), value.into()))
+            })
+            .collect(),
+    )
+}
+
 /// What a stored key means for a request with `fingerprint`.
 fn stored_claim(row: &Row, fingerprint: &str) -> Claim {
     if row.get::<_, String>(0) != fingerprint {
@@ -420,8 +524,11 @@ fn stored_claim(row: &Row, fingerprint: &str) -> Claim {
     let Some(status) = row.get::<_, Option<i16>>(1) else {
         return Claim::InFlight;
     };
-    let headers: serde_json::Value = row.get(2);
-    let body: Vec<u8> = row.get(3);
+    Claim::Replay(replay(status, &row.get(2), row.get(3)))
+}
+
+/// A kept answer, answered again.
+fn replay(status: i16, headers: &serde_json::Value, body: Vec<u8>) -> Response {
     let status = u16::try_from(status)
         .ok()
         .and_then(|s| StatusCode::from_u16(s).ok())
@@ -439,7 +546,7 @@ fn stored_claim(row: &Row, fingerprint: &str) -> Claim {
     response
         .headers_mut()
         .insert(REPLAYED, HeaderValue::from_static("true"));
-    Claim::Replay(response)
+    response
 }
 
 /// Logs why the key table could not be used (once per batch).

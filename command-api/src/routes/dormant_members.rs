@@ -145,7 +145,7 @@ fn answer(status: StatusCode, id: DormantMemberId, handled: &Handled<DormantMemb
         version: handled.version,
         position: handled.position.map(|p| p.to_string()),
     };
-    accepted(status, body, handled.position)
+    accepted(status, body, handled.position, handled.replayed)
 }
 
 /// Registers a dormant target (managers).

@@ -161,7 +161,12 @@ pub(super) async fn join(
         balance: Some(joined.state.balance().0),
         ..MemberAnswer::new(id, &joined)
     };
-    Ok(accepted(StatusCode::CREATED, answer, joined.position))
+    Ok(accepted(
+        StatusCode::CREATED,
+        answer,
+        joined.position,
+        joined.replayed,
+    ))
 }
 
 /// The target a join names as its release, when the request's key is the
@@ -264,7 +269,12 @@ async fn points(
         balance: Some(handled.state.balance().0),
         ..MemberAnswer::new(id, &handled)
     };
-    Ok(accepted(StatusCode::OK, answer, handled.position))
+    Ok(accepted(
+        StatusCode::OK,
+        answer,
+        handled.position,
+        handled.replayed,
+    ))
 }
 
 /// Takes a member out of the dormancy policy (a manager): no target is made
@@ -340,7 +350,12 @@ async fn by_a_manager(
     caller.require_manager()?;
     let handled = state.members.command(&id, command, origin).await?;
     let answer = MemberAnswer::new(id, &handled);
-    Ok(accepted(StatusCode::OK, answer, handled.position))
+    Ok(accepted(
+        StatusCode::OK,
+        answer,
+        handled.position,
+        handled.replayed,
+    ))
 }
 
 /// Withdraws a member: remaining points are forfeited, personal data erased.
@@ -368,5 +383,10 @@ pub(super) async fn withdraw(
     caller.require_member_or_manager(&id)?;
     let handled = state.members.withdraw(&id, origin).await?;
     let answer = MemberAnswer::new(id, &handled);
-    Ok(accepted(StatusCode::OK, answer, handled.position))
+    Ok(accepted(
+        StatusCode::OK,
+        answer,
+        handled.position,
+        handled.replayed,
+    ))
 }

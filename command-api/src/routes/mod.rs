@@ -131,11 +131,24 @@ pub(crate) struct IdempotencyKey {
     key: Option<String>,
 }
 
-/// A command's answer: `body` with the position written also as a header.
-fn accepted<T: Serialize>(status: StatusCode, body: T, position: Option<Position>) -> Response {
+/// A command's answer: `body` with the position written also as a header,
+/// and `Idempotent-Replayed: true` when it is an earlier attempt's outcome,
+/// read from the log (`replayed`).
+fn accepted<T: Serialize>(
+    status: StatusCode,
+    body: T,
+    position: Option<Position>,
+    replayed: bool,
+) -> Response {
     let mut response = (status, AppJson(body)).into_response();
     if let Some(value) = position.and_then(|p| HeaderValue::from_str(&p.to_string()).ok()) {
         response.headers_mut().insert(POSITION_HEADER, value);
+    }
+    if replayed {
+        response.headers_mut().insert(
+            crate::idempotency::REPLAYED,
+            HeaderValue::from_static("true"),
+        );
     }
     response
 }

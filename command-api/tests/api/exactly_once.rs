@@ -82,7 +82,7 @@ async fn forget_keys(app: &TestApp) {
     let store = app.store().await;
     let client = store.pool().get().await.expect("a connection");
     client
-        .execute("DELETE FROM idempotency_keys", &[])
+        .batch_execute("DELETE FROM idempotency_keys; DELETE FROM request_keys")
         .await
         .expect("keys deleted");
 }

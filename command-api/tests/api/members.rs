@@ -354,6 +354,7 @@ async fn a_member_with_version_1_events_is_commanded_through_the_upcaster() {
             .into(),
             causation: mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
             recorded_at: None,
+            request: None,
         })
         .collect();
     store

@@ -661,6 +661,7 @@ async fn a_log_with_version_1_events_projects_verifies_and_inspects_through_the_
             .into(),
             causation: mileage_domain::envelope::Causation::root(uuid::Uuid::new_v4()),
             recorded_at: None,
+            request: None,
         })
         .collect();
     store

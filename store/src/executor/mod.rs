@@ -28,7 +28,8 @@ use uuid::Uuid;
 
 pub use self::cache::StateCache;
 use crate::{
-    AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, StoreError, StreamAppend,
+    AppendOutcome, EventStore, ExpectedVersion, NewEvent, Position, RequestKey, StoreError,
+    StreamAppend,
 };
 
 /// Attempts before a contended command gives up.
@@ -50,6 +51,12 @@ pub enum EventIds {
     /// and the event's place in the append: a second run of the same step
     /// appends the same ids, which the store recognises.
     DerivedFrom(Uuid),
+    /// Ids derived from a keyed command's request, as
+    /// [`EventIds::DerivedFrom`] its [`RequestKey::request`]; the command's
+    /// append also carries the key, so on a store that records request
+    /// keys another request under the key, or a refusal kept for it, stops
+    /// the append ([`StoreError::RequestKeyUsed`]).
+    Keyed(RequestKey),
 }
 
 impl EventIds {
@@ -57,9 +64,17 @@ impl EventIds {
     pub fn id(self, stream: &str, index: usize) -> Uuid {
         match self {
             Self::Fresh => Uuid::now_v7(),
-            Self::DerivedFrom(seed) => {
+            Self::DerivedFrom(seed) | Self::Keyed(RequestKey { request: seed, .. }) => {
                 Uuid::new_v5(&NAMESPACE, format!("{seed}/{stream}/{index}").as_bytes())
             }
+        }
+    }
+
+    /// The request key an append of these ids carries.
+    fn request(self) -> Option<RequestKey> {
+        match self {
+            Self::Keyed(key) => Some(key),
+            Self::Fresh | Self::DerivedFrom(_) => None,
         }
     }
 }
@@ -208,7 +223,7 @@ impl Executor {
                         .map_err(ExecuteError::Rejected);
                 }
             };
-            let new = new_events(stream, &events, ids, &causation);
+            let new = new_events(stream, &events, ids, &causation, true);
             let expected = ExpectedVersion::from_last(version);
             let appended = timed(self.store.append(stream, expected, &new)).await;
             fail::fail_point!("executor::after_append", |_| Err(lost_answer()));
@@ -227,7 +242,11 @@ impl Executor {
                     conflicted(false);
                     tracing::debug!(stream, "version conflict; deciding again");
                 }
-                Err(e @ StoreError::DuplicateEventId { .. }) => {
+                // Another attempt's events, or its key: that attempt's
+                // outcome when it is this command's, else the refusal.
+                Err(
+                    e @ (StoreError::DuplicateEventId { .. } | StoreError::RequestKeyUsed { .. }),
+                ) => {
                     return match self.replayed::<A>(stream, ids).await? {
                         Some(first) => Ok(first),
                         None => Err(e.into()),
@@ -296,8 +315,8 @@ impl Executor {
                         .map_err(ExecuteError::Rejected);
                 }
             };
-            let new_a = new_events(stream_a, &events_a, ids, &causation);
-            let new_b = new_events(stream_b, &events_b, ids, &causation);
+            let new_a = new_events(stream_a, &events_a, ids, &causation, true);
+            let new_b = new_events(stream_b, &events_b, ids, &causation, events_a.is_empty());
             let parts =
                 non_empty_parts([(stream_a, version_a, &new_a), (stream_b, version_b, &new_b)]);
             let appended = timed(self.store.append_many(&parts)).await;
@@ -330,7 +349,9 @@ impl Executor {
                 // Part of the append is an earlier attempt's (the first
                 // stream's part, the second's having gone to a stream that
                 // attempt did not use): that attempt's outcome.
-                Err(e @ StoreError::DuplicateEventId { .. }) => {
+                Err(
+                    e @ (StoreError::DuplicateEventId { .. } | StoreError::RequestKeyUsed { .. }),
+                ) => {
                     return match self.pair_replayed::<A, B>(streams, ids).await? {
                         Some(found) => Ok(found),
                         None => Err(e.into()),
@@ -624,17 +645,23 @@ fn non_empty_parts<'a>(
         .collect()
 }
 
-/// The events to append, with their ids.
+/// The events to append, with their ids; the first carries the request
+/// key of keyed ids when `first_part` (the append's first part with
+/// events).
 fn new_events<E: mileage_domain::event::EventPayload>(
     stream: &str,
     events: &[E],
     ids: EventIds,
     causation: &Causation,
+    first_part: bool,
 ) -> Vec<NewEvent> {
     events
         .iter()
         .enumerate()
-        .map(|(i, e)| NewEvent::from_domain(ids.id(stream, i), e, causation.clone()))
+        .map(|(i, e)| NewEvent {
+            request: ids.request().filter(|_| first_part && i == 0),
+            ..NewEvent::from_domain(ids.id(stream, i), e, causation.clone())
+        })
         .collect()
 }
 

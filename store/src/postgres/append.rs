@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use super::sql::{self, RawJson};
 use super::{pg_error, pool_error, write_error};
-use crate::{AppendOutcome, ExpectedVersion, NewEvent, Position, StoreError, StreamAppend};
+use crate::{
+    AppendOutcome, ExpectedVersion, NewEvent, Position, RequestKey, StoreError, StreamAppend,
+};
 
 /// `Any` appends race each other on the next version; retry them this often.
 const ANY_RETRIES: usize = 8;
@@ -28,12 +30,16 @@ pub(super) async fn append(
 ) -> Result<AppendOutcome, StoreError> {
     let client = pool.get().await.map_err(pool_error)?;
     let columns = Columns::of(events);
+    let mut key = request_key(events);
     for _ in 0..ANY_RETRIES {
-        match insert(&client, stream, expected, &columns).await {
+        match insert(&client, stream, expected, &columns, key).await {
             Ok(Some(outcome)) => return Ok(outcome),
             Ok(None) => {}
             Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {}
             Err(e) => return Err(write_error(e)),
+        }
+        if key_held(&client, &mut key).await? {
+            continue;
         }
         match resolve_clash(&client, stream, expected, columns.ids()).await? {
             Clash::Retried(outcome) => return Ok(outcome),
@@ -59,7 +65,7 @@ pub(super) async fn append_keeping_times(
 ) -> Result<AppendOutcome, StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
     let tx = client.transaction().await.map_err(write_error)?;
-    let written = match insert(&tx, stream, expected, &Columns::of(events)).await {
+    let written = match insert(&tx, stream, expected, &Columns::of(events), None).await {
         Ok(Some(outcome)) => {
             keep_times(&tx, events).await.map_err(write_error)?;
             Some(outcome)
@@ -115,14 +121,18 @@ pub(super) async fn append_many(
     let mut client = pool.get().await.map_err(pool_error)?;
     let columns: Vec<Columns<'_>> = parts.iter().map(|p| Columns::of(p.events)).collect();
     let known = parts.iter().all(|p| p.expected != ExpectedVersion::Any);
+    let mut key = parts.first().and_then(|p| request_key(p.events));
     for _ in 0..ANY_RETRIES {
         if known {
             // The common case: every expected version known, one statement.
-            match insert_many(&client, parts).await {
+            match insert_many(&client, parts, key).await {
                 Ok(Some(outcomes)) => return Ok(outcomes),
                 Ok(None) => {}
                 Err(e) if clashed(&e) => {}
                 Err(e) => return Err(write_error(e)),
+            }
+            if key_held(&client, &mut key).await? {
+                continue;
             }
             match classify(&client, parts, &columns).await? {
                 Some(outcomes) => return Ok(outcomes),
@@ -131,8 +141,9 @@ pub(super) async fn append_many(
         }
         let tx = client.transaction().await.map_err(pg_error)?;
         let mut outcomes = Vec::with_capacity(parts.len());
-        for (part, columns) in parts.iter().zip(&columns) {
-            match insert(&tx, part.stream, part.expected, columns).await {
+        for (index, (part, columns)) in parts.iter().zip(&columns).enumerate() {
+            let key = key.filter(|_| index == 0);
+            match insert(&tx, part.stream, part.expected, columns, key).await {
                 Ok(Some(outcome)) => outcomes.push(outcome),
                 Ok(None) => break,
                 Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => break,
@@ -144,6 +155,9 @@ pub(super) async fn append_many(
             return Ok(outcomes);
         }
         tx.rollback().await.map_err(pg_error)?;
+        if key_held(&client, &mut key).await? {
+            continue;
+        }
         if let Some(outcomes) = classify(&client, parts, &columns).await? {
             return Ok(outcomes);
         }
@@ -198,13 +212,15 @@ fn clashed(error: &tokio_postgres::Error) -> bool {
 async fn insert_many(
     client: &deadpool_postgres::Client,
     parts: &[StreamAppend<'_>],
+    key: Option<RequestKey>,
 ) -> Result<Option<Vec<AppendOutcome>>, tokio_postgres::Error> {
     let mut columns = StreamColumns::default();
-    for part in parts {
-        columns.push(0, part.stream, part.expected, part.events);
+    for (index, part) in parts.iter().enumerate() {
+        let key = key.filter(|_| index == 0);
+        columns.push(0, part.stream, part.expected, part.events, key);
     }
-    let stmt = client.prepare_cached(sql::APPEND_GROUP).await?;
-    let mut written = outcomes_by_id(&client.query(&stmt, &columns.params()).await?);
+    let rows = columns.insert(client).await?;
+    let mut written = outcomes_by_id(&rows);
     Ok(parts
         .iter()
         .map(|part| part.events.last().and_then(|e| written.remove(&e.event_id)))
@@ -249,6 +265,10 @@ pub(super) struct StreamColumns<'a> {
     appends: Vec<i32>,
     traces: Vec<Option<String>>,
     actors: Vec<Option<&'a str>>,
+    /// Each keyed append's key, request and first event id.
+    keys: Vec<Uuid>,
+    requests: Vec<Uuid>,
+    firsts: Vec<Uuid>,
 }
 
 impl<'a> StreamColumns<'a> {
@@ -261,7 +281,13 @@ impl<'a> StreamColumns<'a> {
         stream: &'a str,
         expected: ExpectedVersion,
         events: &'a [NewEvent],
+        key: Option<RequestKey>,
     ) {
+        if let (Some(key), Some(first)) = (key, events.first()) {
+            self.keys.push(key.key);
+            self.requests.push(key.request);
+            self.firsts.push(first.event_id);
+        }
         let must_exist = match expected {
             ExpectedVersion::Exact(v) => i64::try_from(v).unwrap_or(i64::MAX - 1),
             ExpectedVersion::NoStream | ExpectedVersion::Any => -1,
@@ -283,8 +309,30 @@ impl<'a> StreamColumns<'a> {
         }
     }
 
-    /// The statement's twelve parameters, in order.
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    /// Runs the statement ([`sql::APPEND_GROUP`], or
+    /// [`sql::KEYED_APPEND_GROUP`] when an append carries a request key):
+    /// the rows of the events it wrote.
+    pub(super) async fn insert(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let columns = self.params();
+        if self.keys.is_empty() {
+            let statement = client.prepare_cached(sql::APPEND_GROUP).await?;
+            return client.query(&statement, &columns).await;
+        }
+        let statement = client.prepare_cached(sql::KEYED_APPEND_GROUP).await?;
+        let mut params: Vec<&(dyn ToSql + Sync)> = columns.to_vec();
+        params.extend([
+            &self.keys as &(dyn ToSql + Sync),
+            &self.requests,
+            &self.firsts,
+        ]);
+        client.query(&statement, &params).await
+    }
+
+    /// The plain statement's twelve parameters, in order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 12] {
         [
             &self.streams,
             &self.versions,
@@ -370,6 +418,7 @@ async fn insert(
     stream: &str,
     expected: ExpectedVersion,
     columns: &Columns<'_>,
+    key: Option<RequestKey>,
 ) -> Result<Option<AppendOutcome>, tokio_postgres::Error> {
     // Beyond i64 no stream can be: the exists check then finds nothing.
     let exact = match expected {
@@ -392,10 +441,13 @@ async fn insert(
                 trace,
                 actor,
             ]);
-            match expected {
-                ExpectedVersion::NoStream => sql::APPEND_ONE_NO_STREAM,
-                ExpectedVersion::Exact(_) => sql::APPEND_ONE_EXACT,
-                ExpectedVersion::Any => sql::APPEND_ONE_ANY,
+            match (expected, key.is_some()) {
+                (ExpectedVersion::NoStream, false) => sql::APPEND_ONE_NO_STREAM,
+                (ExpectedVersion::Exact(_), false) => sql::APPEND_ONE_EXACT,
+                (ExpectedVersion::Any, false) => sql::APPEND_ONE_ANY,
+                (ExpectedVersion::NoStream, true) => sql::KEYED_APPEND_ONE_NO_STREAM,
+                (ExpectedVersion::Exact(_), true) => sql::KEYED_APPEND_ONE_EXACT,
+                (ExpectedVersion::Any, true) => sql::KEYED_APPEND_ONE_ANY,
             }
         }
         Columns::Many {
@@ -418,15 +470,22 @@ async fn insert(
                 traces,
                 actors,
             ]);
-            match expected {
-                ExpectedVersion::NoStream => sql::APPEND_NO_STREAM,
-                ExpectedVersion::Exact(_) => sql::APPEND_EXACT,
-                ExpectedVersion::Any => sql::APPEND_ANY,
+            match (expected, key.is_some()) {
+                (ExpectedVersion::NoStream, false) => sql::APPEND_NO_STREAM,
+                (ExpectedVersion::Exact(_), false) => sql::APPEND_EXACT,
+                (ExpectedVersion::Any, false) => sql::APPEND_ANY,
+                (ExpectedVersion::NoStream, true) => sql::KEYED_APPEND_NO_STREAM,
+                (ExpectedVersion::Exact(_), true) => sql::KEYED_APPEND_EXACT,
+                (ExpectedVersion::Any, true) => sql::KEYED_APPEND_ANY,
             }
         }
     };
     if let ExpectedVersion::Exact(_) = expected {
         params.push(&exact);
+    }
+    if let Some(key) = &key {
+        params.push(&key.key);
+        params.push(&key.request);
     }
     let stmt = client.prepare_cached(sql).await?;
     let rows = client.query(&stmt, &params).await?;
@@ -441,6 +500,57 @@ async fn insert(
             },
             already_appended: false,
         }))
+}
+
+/// The request key the append carries: its first event's.
+fn request_key(events: &[NewEvent]) -> Option<RequestKey> {
+    events.first().and_then(|e| e.request)
+}
+
+/// Who holds a request key an append failed to write.
+enum Holder {
+    /// Nobody: the append clashed on something else.
+    Nobody,
+    /// The same request, applied: an earlier append of this command (a
+    /// command that appends more than once), or an earlier attempt of it,
+    /// which its event ids then find. The append goes on without the key.
+    Same,
+    /// Another request, or a refusal: nothing of this command is applied.
+    Other,
+}
+
+/// After an append carrying `key` inserted nothing: `true` when the key
+/// is this request's own, applied (the append goes again without it, and
+/// its event ids tell the rest); the refusal when another request or a
+/// refusal holds it; `false` when nobody does (the clash was another one).
+async fn key_held(
+    client: &tokio_postgres::Client,
+    key: &mut Option<RequestKey>,
+) -> Result<bool, StoreError> {
+    let Some(held) = *key else {
+        return Ok(false);
+    };
+    match holder(client, held).await? {
+        Holder::Nobody => Ok(false),
+        Holder::Same => {
+            *key = None;
+            Ok(true)
+        }
+        Holder::Other => Err(StoreError::RequestKeyUsed { key: held.key }),
+    }
+}
+
+/// Who holds `key` now.
+async fn holder(client: &tokio_postgres::Client, key: RequestKey) -> Result<Holder, StoreError> {
+    let row = client
+        .query_opt(sql::REQUEST_KEY_HOLDER, &[&key.key])
+        .await
+        .map_err(pg_error)?;
+    Ok(match row {
+        None => Holder::Nobody,
+        Some(row) if row.get::<_, Uuid>(0) == key.request && !row.get::<_, bool>(1) => Holder::Same,
+        Some(_) => Holder::Other,
+    })
 }
 
 enum Clash {

@@ -18,8 +18,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::append::{self, StreamColumns};
-use super::sql;
-use super::{pg_error, pool_error, write_error};
+use super::{pool_error, write_error};
 use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamAppend};
 
 /// Most events one group statement carries.
@@ -171,19 +170,22 @@ async fn insert_group(
 ) -> Result<HashMap<Uuid, AppendOutcome>, GroupError> {
     let mut columns = StreamColumns::default();
     for (append, request) in (0..).zip(group) {
-        for part in &request.parts {
-            columns.push(append, &part.stream, part.expected, &part.events);
+        for (index, part) in request.parts.iter().enumerate() {
+            let key = part.events.first().and_then(|e| e.request);
+            columns.push(
+                append,
+                &part.stream,
+                part.expected,
+                &part.events,
+                key.filter(|_| index == 0),
+            );
         }
     }
     let client = pool
         .get()
         .await
         .map_err(|e| GroupError::Store(pool_error(e)))?;
-    let stmt = client
-        .prepare_cached(sql::APPEND_GROUP)
-        .await
-        .map_err(|e| GroupError::Store(pg_error(e)))?;
-    let rows = client.query(&stmt, &columns.params()).await.map_err(|e| {
+    let rows = columns.insert(&client).await.map_err(|e| {
         // Two groups inserting contested keys in opposite orders may
         // deadlock; like a unique clash, each append then goes alone.
         let clash = [

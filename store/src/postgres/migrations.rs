@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0005_person_key_tombstones.sql"),
     ),
     (6, "actor", include_str!("migrations/0006_actor.sql")),
+    (
+        7,
+        "request_keys",
+        include_str!("migrations/0007_request_keys.sql"),
+    ),
 ];
 
 /// Arbitrary constant identifying the migration lock.

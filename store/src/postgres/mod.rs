@@ -435,14 +435,16 @@ impl EventStore for PgEventStore {
         read::head_position(&self.inner.pool).await
     }
 
-    /// Every rule holds: ids are unique across the log (an index), and a
-    /// clash is looked at to tell a retry from a refusal.
+    /// Every rule holds: ids are unique across the log (an index), a
+    /// clash is looked at to tell a retry from a refusal, and request keys
+    /// are written by the append's own statement (`request_keys`).
     fn idempotency(&self) -> Idempotency {
         Idempotency {
             exact_retry_recognised: true,
             any_retry_recognised: true,
             retry_reported: true,
             ids_unique_across_streams: true,
+            records_request_keys: true,
         }
     }
 

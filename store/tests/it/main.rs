@@ -6,4 +6,5 @@ mod eventstoredb_double_conformance;
 mod helpers;
 mod keys;
 mod postgres;
+mod request_keys;
 mod test_databases;
